@@ -1,0 +1,201 @@
+r"""Multi-layer perceptrons with deepmd-kit's residual rule: forward and backward.
+
+Axis names used in shape comments throughout symref:
+    nf     frames                nloc   local (centre) atoms
+    nnei   neighbour slots = sum(sel)   M1     embedding width (neuron[-1])
+    M2     axis_neuron           nin/nout  layer widths          B   batch rows
+
+One layer maps ``x`` (B x nin) to ``y`` (B x nout):
+
+.. math::
+
+    z = x W + b, \qquad h = \phi(z)\odot d, \qquad
+    y = h + \begin{cases} x & n_{out} = n_{in} \text{ and resnet}\\
+                          [x, x] & n_{out} = 2 n_{in} \text{ and resnet}\\
+                          0 & \text{otherwise}\end{cases}
+
+with :math:`\phi = \tanh` (or identity for a linear output layer) and the
+"timestep" :math:`d` = ``idt`` (ones when absent, i.e. ``resnet_dt`` false or
+the widths do not allow a shortcut).  Derivatives, with
+:math:`\phi'(z) = 1 - \tanh^2 z`:
+
+.. math::
+
+    \bar h = \bar y, \quad \bar z = \bar h \odot d \odot \phi'(z), \quad
+    \bar W = x^\top \bar z, \quad \bar b = \textstyle\sum_B \bar z, \quad
+    \bar d = \textstyle\sum_B \bar y\odot\phi(z),\\
+    \bar x = \bar z W^\top + \{\bar y,\ \bar y_{[:n]}+\bar y_{[n:]},\ 0\}.
+
+``mlp_forward`` returns ``(out, cache)`` and ``mlp_backward(dout, cache)``
+returns ``(dx, grads)`` with ``grads`` a list of dicts ``{"w", "b", "idt"}``
+per layer (entries ``None`` where the layer has no such parameter).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ACTIVATIONS = ("tanh", "linear", "none")
+
+
+@dataclass
+class Layer:
+    """One dense layer. ``w``: nin x nout, ``b``: nout or None, ``idt``: nout or None."""
+
+    w: np.ndarray
+    b: np.ndarray | None
+    idt: np.ndarray | None = None
+    activation: str = "tanh"
+    resnet: bool = True
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unsupported activation {self.activation!r}; symref implements {ACTIVATIONS}"
+            )
+        self.w = np.asarray(self.w)
+        if self.w.ndim != 2:
+            raise ValueError(f"layer weight must be 2-D (nin x nout), got shape {self.w.shape}")
+        nout = self.w.shape[1]
+        for name in ("b", "idt"):
+            v = getattr(self, name)
+            if v is not None:
+                v = np.asarray(v, dtype=self.w.dtype).reshape(-1)
+                if v.shape != (nout,):
+                    raise ValueError(f"layer {name} must have shape ({nout},), got {v.shape}")
+                setattr(self, name, v)
+
+    @property
+    def nin(self) -> int:
+        return self.w.shape[0]
+
+    @property
+    def nout(self) -> int:
+        return self.w.shape[1]
+
+    @property
+    def shortcut(self) -> int:
+        """0: no shortcut, 1: ``+x``, 2: ``+[x, x]``."""
+        if not self.resnet:
+            return 0
+        if self.nout == self.nin:
+            return 1
+        if self.nout == 2 * self.nin:
+            return 2
+        return 0
+
+
+def _act(name: str, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Activation value and derivative together (``None`` derivative means 1)."""
+    if name == "tanh":
+        h = np.tanh(z)
+        return h, 1.0 - h * h
+    return z, None
+
+
+def layer_forward(x: np.ndarray, layer: Layer):
+    """One layer: ``x`` (... x nin) -> ``y`` (... x nout); returns ``(y, cache)``."""
+    z = x @ layer.w  # ... x nout
+    if layer.b is not None:
+        z = z + layer.b
+    h, dh = _act(layer.activation, z)  # ... x nout
+    y = h * layer.idt if layer.idt is not None else h
+    sc = layer.shortcut
+    if sc == 1:
+        y = y + x
+    elif sc == 2:
+        y = y + np.concatenate([x, x], axis=-1)
+    return y, (x, h, dh, layer)
+
+
+def layer_backward(dy: np.ndarray, cache):
+    """Backward of :func:`layer_forward`: returns ``(dx, {"w", "b", "idt"})``.
+
+    Leading axes of ``x`` are summed for the parameter gradients.
+    """
+    x, h, dh, layer = cache
+    grads = {"w": None, "b": None, "idt": None}
+    if layer.idt is not None:
+        grads["idt"] = (dy * h).reshape(-1, layer.nout).sum(axis=0)
+        dz = dy * layer.idt
+    else:
+        dz = dy
+    if dh is not None:
+        dz = dz * dh  # ... x nout
+    x2 = x.reshape(-1, layer.nin)
+    dz2 = dz.reshape(-1, layer.nout)
+    grads["w"] = x2.T @ dz2  # nin x nout
+    if layer.b is not None:
+        grads["b"] = dz2.sum(axis=0)
+    dx = dz @ layer.w.T  # ... x nin
+    sc = layer.shortcut
+    if sc == 1:
+        dx = dx + dy
+    elif sc == 2:
+        n = layer.nin
+        dx = dx + dy[..., :n] + dy[..., n:]
+    return dx, grads
+
+
+def mlp_forward(x: np.ndarray, layers: list[Layer]):
+    """Apply ``layers`` in order. Returns ``(out, cache)``."""
+    caches = []
+    for layer in layers:
+        x, c = layer_forward(x, layer)
+        caches.append(c)
+    return x, caches
+
+
+def mlp_backward(dout: np.ndarray, cache):
+    """Backward of :func:`mlp_forward`: ``(dx, [grads per layer])``."""
+    grads = [None] * len(cache)
+    for k in range(len(cache) - 1, -1, -1):
+        dout, grads[k] = layer_backward(dout, cache[k])
+    return dout, grads
+
+
+def init_mlp(
+    rng: np.random.Generator,
+    nin: int,
+    neuron: list[int],
+    *,
+    resnet_dt: bool,
+    out_dim: int | None = None,
+    dtype=np.float64,
+    bias_std: float = 1.0,
+) -> list[Layer]:
+    """Random network in deepmd-kit's layout.
+
+    Hidden layers ``nin -> neuron[0] -> ... -> neuron[-1]`` (tanh, residual
+    where widths allow, ``idt`` when ``resnet_dt`` and a shortcut exists);
+    if ``out_dim`` is given, a final linear layer ``neuron[-1] -> out_dim``
+    without shortcut (a fitting net).  Weights ~ N(0, 1/(nin+nout)), biases
+    ~ N(0, bias_std²), ``idt`` ~ N(0.1, 0.001²) as deepmd-kit does.
+    """
+    layers = []
+    n_in = nin
+    for n_out in neuron:
+        w = rng.normal(size=(n_in, n_out)) / np.sqrt(n_in + n_out)
+        b = rng.normal(size=n_out) * bias_std
+        has_sc = n_out == n_in or n_out == 2 * n_in
+        idt = rng.normal(loc=0.1, scale=0.001, size=n_out) if (resnet_dt and has_sc) else None
+        layers.append(Layer(w.astype(dtype), b.astype(dtype),
+                            None if idt is None else idt.astype(dtype), "tanh", True))
+        n_in = n_out
+    if out_dim is not None:
+        w = rng.normal(size=(n_in, out_dim)) / np.sqrt(n_in + out_dim)
+        b = rng.normal(size=out_dim) * bias_std
+        layers.append(Layer(w.astype(dtype), b.astype(dtype), None, "linear", False))
+    return layers
+
+
+def mlp_astype(layers: list[Layer], dtype) -> list[Layer]:
+    """Copy of ``layers`` with every parameter cast to ``dtype``."""
+    out = []
+    for ly in layers:
+        out.append(Layer(ly.w.astype(dtype),
+                         None if ly.b is None else ly.b.astype(dtype),
+                         None if ly.idt is None else ly.idt.astype(dtype),
+                         ly.activation, ly.resnet))
+    return out
