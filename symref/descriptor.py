@@ -1,11 +1,37 @@
-"""se_e2_a descriptor parameters (the math follows below in this module)."""
+r"""The symmetric core of ``se_e2_a``: embedding G, T = GᵀR / nnei and D = T T<ᵀ.
+
+For one centre atom i of type :math:`t_i` with normalised environment rows
+``R`` (nnei x 4, see :mod:`symref.env`) and slot types :math:`t_j` fixed by the
+``sel`` layout:
+
+.. math::
+
+    s_j = R_{j0} k_j,\qquad G_j = \mathcal N_{t_i t_j}(s_j)\ (M_1),\qquad
+    T = \frac{1}{n_{nei}} \sum_j G_j \otimes (k_j R_j)\ (M_1 \times 4),\qquad
+    D_{ab} = \sum_{c=0}^{3} T_{ac} T_{bc},\ a < M_1,\ b < M_2,
+
+where :math:`k_j \in \{0, 1\}` zeroes rows of excluded type pairs and
+:math:`n_{nei} = \sum_t sel_t` is the padded count (deepmd-kit divides by it,
+not by the number of real neighbours).  ``D`` is flattened row-major to
+:math:`M_1 M_2` values.  Backward, with :math:`T_< = T_{:M_2}`:
+
+.. math::
+
+    \bar T = \bar D\, T_< + \big[\bar D^\top T\big]_{\text{rows} < M_2},\qquad
+    \bar G_j = \bar T R_j k_j / n_{nei},\qquad
+    \bar R_j = k_j\big(\bar T^\top G_j / n_{nei} + e_0\, \mathcal N'^\top \bar G_j\big).
+
+Invariance: rotating the frame multiplies the last three columns of ``R`` and
+of ``T`` by :math:`Q^\top`, which cancels in :math:`T T^\top`; permuting the
+neighbours of one type permutes the terms of the sum over j.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .nn import Layer
+from .nn import Layer, mlp_backward, mlp_forward
 
 
 @dataclass
@@ -55,3 +81,87 @@ class SeE2A:
 
     def embedding_index(self, ti: int, tj: int) -> int:
         return tj if self.type_one_side else ti + tj * self.ntypes
+
+
+# --------------------------------------------------------------------------- math
+
+
+def _slot_types(desc: SeE2A) -> np.ndarray:
+    """Type of each neighbour slot: nnei ints."""
+    return np.repeat(np.arange(desc.ntypes), desc.sel)
+
+
+def keep_mask(desc: SeE2A, atype_loc: np.ndarray, nlist: np.ndarray) -> np.ndarray:
+    """k_j: nloc x nnei, 0 for real neighbours of an excluded (t_i, t_j) pair, else 1.
+
+    Padded slots are kept (their rows are the constant -davg/dstd), as in deepmd-kit.
+    """
+    keep = np.ones(nlist.shape, dtype=bool)
+    if desc.exclude_types:
+        st = _slot_types(desc)
+        for a, b in desc.exclude_types:
+            for ti, tj in ((a, b), (b, a)):
+                keep &= ~((atype_loc[:, None] == ti) & (st[None, :] == tj) & (nlist >= 0))
+    return keep
+
+
+def se_e2_a_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc: SeE2A):
+    """``R`` (nloc x nnei x 4) -> ``D`` (nloc x M1*M2); returns ``(D, cache)``."""
+    nloc, nnei, _ = R.shape
+    M1, M2 = desc.neuron[-1], desc.axis_neuron
+    Rk = R * keep[..., None]  # nloc x nnei x 4
+    T = np.zeros((nloc, M1, 4), dtype=R.dtype)  # nloc x M1 x 4
+    off = desc.sel_offsets
+    emb_caches = []
+    groups = [(None, np.arange(nloc))] if desc.type_one_side else \
+        [(ti, np.nonzero(atype_loc == ti)[0]) for ti in range(desc.ntypes)]
+    for ti, rows in groups:
+        if len(rows) == 0:
+            continue
+        for tj in range(desc.ntypes):
+            sl = slice(off[tj], off[tj + 1])
+            if off[tj] == off[tj + 1]:
+                continue
+            Rg = Rk[rows, sl]  # nrows x sel_tj x 4
+            s = Rg[..., :1]  # nrows x sel_tj x 1
+            net = desc.embeddings[desc.embedding_index(0 if ti is None else ti, tj)]
+            G, cache = mlp_forward(s, net)  # nrows x sel_tj x M1
+            T[rows] += np.einsum("rjm,rjc->rmc", G, Rg)
+            emb_caches.append((rows, sl, G, cache, desc.embedding_index(0 if ti is None else ti, tj)))
+    T /= nnei
+    D = np.einsum("iac,ibc->iab", T, T[:, :M2])  # nloc x M1 x M2
+    return D.reshape(nloc, M1 * M2), (Rk, keep, T, emb_caches, M1, M2)
+
+
+def se_e2_a_backward(dD: np.ndarray, cache, *, param_grads: bool = False):
+    """Backward of :func:`se_e2_a_forward`: ``dD`` (nloc x M1*M2) -> ``dR`` (nloc x nnei x 4).
+
+    With ``param_grads`` also returns the list of per-embedding-net layer
+    gradients (indexed like ``desc.embeddings``; ``None`` for unused nets).
+    """
+    Rk, keep, T, emb_caches, M1, M2 = cache
+    nloc, nnei, _ = Rk.shape
+    dD = dD.reshape(nloc, M1, M2)
+    dT = np.einsum("iab,ibc->iac", dD, T[:, :M2])  # nloc x M1 x 4
+    dT[:, :M2] += np.einsum("iab,iac->ibc", dD, T)
+    dT /= nnei
+    dR = np.zeros_like(Rk)  # nloc x nnei x 4
+    grads = {}
+    for rows, sl, G, cache_e, idx in emb_caches:
+        Rg = Rk[rows, sl]  # nrows x sel x 4
+        dTg = dT[rows]  # nrows x M1 x 4
+        dG = np.einsum("rmc,rjc->rjm", dTg, Rg)  # nrows x sel x M1
+        ds, g = mlp_backward(dG, cache_e)  # nrows x sel x 1
+        dRg = np.einsum("rmc,rjm->rjc", dTg, G)  # nrows x sel x 4
+        dRg[..., 0] += ds[..., 0]
+        dR[rows, sl] += dRg
+        if param_grads:
+            if idx in grads:
+                grads[idx] = [{k: (a[k] + b[k] if a[k] is not None else None) for k in a}
+                              for a, b in zip(grads[idx], g)]
+            else:
+                grads[idx] = g
+    dR *= keep[..., None]
+    if param_grads:
+        return dR, grads
+    return dR

@@ -1,12 +1,38 @@
-"""DeepPot: composes neighbours -> environment -> descriptor -> fitting (stub, being written)."""
+r"""DeepPot: coordinates -> neighbours -> environment rows -> se_e2_a -> energy fitting.
+
+Energy, forces and virial of one frame (eV, eV/Å, eV):
+
+.. math::
+
+    E = \sum_i \big(E^{fit}_i + b^{out}_{t_i}\big),\qquad
+    \mathbf F_k = -\frac{\partial E}{\partial \mathbf x_k}
+        = \sum_{j} \mathbf g_{kj} - \sum_{i} \mathbf g_{ik},\qquad
+    W_{ab} = -\sum_{(i,j)} g_{ij,a}\, r_{ji,b}
+
+where :math:`\mathbf g_{ij} = \partial E / \partial \mathbf r_{ji}` is the
+gradient with respect to the pair vector of centre i and neighbour slot j,
+obtained by the hand-written backward pass (fitting -> D -> T -> G -> R ->
+r_ji).  Because :math:`\mathbf r_{ji} = \mathbf x_j - \mathbf x_i + \mathbf n h`,
+the virial equals :math:`-(\partial E/\partial h)^\top h` for the cell ``h``
+(rows are cell vectors); ASE's stress is :math:`-W/V`.  The per-atom virial
+follows deepmd-kit: pair (i, j) is assigned to the neighbour atom,
+:math:`W^{(j)}_{ab} = -\sum_i g_{ij,a} r_{ji,b}` (images are folded onto their
+atom); its sum over atoms is W.
+"""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .descriptor import SeE2A
-from .fitting import EnergyFitting
+from .descriptor import SeE2A, keep_mask, se_e2_a_backward, se_e2_a_forward
+from .env import env_mat_backward, env_mat_forward
+from .fitting import EnergyFitting, energy_fitting_backward, energy_fitting_forward
+from .neighbors import build_neighbor_list
+from .nn import init_mlp, mlp_astype
+
+PRECISIONS = {"float64": np.float64, "float32": np.float32, "default": np.float64}
 
 
 @dataclass
@@ -15,7 +41,9 @@ class DeepPot:
 
     ``out_bias``: ntypes, the model-level output bias deepmd-kit 3.x adds to
     every atomic energy (its ``@variables.out_bias[0, :, 0]``); ``out_std``
-    likewise (stored, not used for energies).
+    likewise (stored, not used for energies).  ``atom_exclude_types``: types
+    whose atomic energy is zero; ``pair_exclude_types``: type pairs removed
+    from the neighbour list (their slots become padding).
     """
 
     type_map: list[str]
@@ -29,3 +57,272 @@ class DeepPot:
     @property
     def ntypes(self) -> int:
         return len(self.type_map)
+
+    @property
+    def rcut(self) -> float:
+        return self.descriptor.rcut
+
+    @property
+    def sel(self) -> list[int]:
+        return list(self.descriptor.sel)
+
+    # ------------------------------------------------------------------ API
+    def evaluate(self, coord, atype, box=None, *, precision: str | None = None,
+                 truncate: bool = False) -> dict:
+        """Energy, forces and virial of one or more frames.
+
+        Parameters
+        ----------
+        coord : (nframes, natoms, 3) or (nframes, 3*natoms) Å; a single frame
+            without the leading axis is accepted.
+        atype : (natoms,) ints indexing ``type_map`` (or (nframes, natoms)).
+        box : None for molecules, else (nframes, 9) or (nframes, 3, 3) (rows
+            are cell vectors, Å; a single (9,) or (3, 3) cell is accepted).
+        precision : "float64" (default: the model's) or "float32".
+        truncate : keep only the nearest ``sel`` neighbours (deepmd-kit's
+            behaviour) instead of raising when ``sel`` is exceeded.
+
+        Returns
+        -------
+        dict with ``energy`` (nf,), ``forces`` (nf, natoms, 3),
+        ``virial`` (nf, 3, 3), ``atom_energy`` (nf, natoms),
+        ``atom_virial`` (nf, natoms, 3, 3).
+        """
+        coord, atype, box = normalize_inputs(coord, atype, box, self.ntypes)
+        dtype = _dtype(precision or self.descriptor.precision)
+        model = self if dtype == np.float64 else self.astype(dtype)
+        nf, natoms, _ = coord.shape
+        out = {
+            "energy": np.zeros(nf, dtype=dtype),
+            "forces": np.zeros((nf, natoms, 3), dtype=dtype),
+            "virial": np.zeros((nf, 3, 3), dtype=dtype),
+            "atom_energy": np.zeros((nf, natoms), dtype=dtype),
+            "atom_virial": np.zeros((nf, natoms, 3, 3), dtype=dtype),
+        }
+        for f in range(nf):
+            res = model._evaluate_frame(coord[f], atype[f], None if box is None else box[f],
+                                        dtype=dtype, truncate=truncate, frame=f)
+            for k, v in res.items():
+                out[k][f] = v
+        return out
+
+    def _evaluate_frame(self, coord, atype, box, *, dtype, truncate, frame):
+        desc, fit = self.descriptor, self.fitting
+        nl = build_neighbor_list(coord, atype, box, desc.rcut, desc.sel,
+                                 truncate=truncate, frame=frame)
+        nlist = nl.nlist  # nloc x nnei
+        if self.pair_exclude_types:
+            tnei = np.where(nlist >= 0, atype[np.maximum(nlist, 0)], -1)  # nloc x nnei
+            for a, b in self.pair_exclude_types:
+                for ti, tj in ((a, b), (b, a)):
+                    nlist = np.where((atype[:, None] == ti) & (tnei == tj), -1, nlist)
+        mask = nlist >= 0  # nloc x nnei
+        rij = np.where(mask[..., None], nl.rij, 0.0).astype(dtype)  # nloc x nnei x 3
+        R, env_cache = env_mat_forward(rij, mask, desc.davg[atype], desc.dstd[atype],
+                                       desc.rcut, desc.rcut_smth, desc.env_protection)
+        keep = keep_mask(desc, atype, nlist)
+        D, d_cache = se_e2_a_forward(R, atype, keep, desc)  # nloc x M1*M2
+        e_fit, f_cache = energy_fitting_forward(D, atype, fit)  # nloc
+        alive = ~np.isin(atype, self.atom_exclude_types)  # nloc
+        atom_e = np.where(alive, e_fit + self.out_bias[atype], 0.0).astype(dtype)
+        # backward: dE/dE_i = 1 for atoms that count
+        dD = energy_fitting_backward(alive.astype(dtype), f_cache)
+        dR = se_e2_a_backward(dD, d_cache)  # nloc x nnei x 4
+        g = env_mat_backward(dR, env_cache)  # nloc x nnei x 3 = dE/dr_ji
+        natoms = coord.shape[0]
+        forces = g.sum(axis=1)  # F_i = +sum_j g_ij
+        np.add.at(forces, nlist[mask], -g[mask])  # F_j -= g_ij
+        pair_vir = -g[..., :, None] * rij[..., None, :]  # nloc x nnei x 3 x 3
+        atom_virial = np.zeros((natoms, 3, 3), dtype=dtype)
+        np.add.at(atom_virial, nlist[mask], pair_vir[mask])
+        return {"energy": atom_e.sum(), "forces": forces, "virial": atom_virial.sum(axis=0),
+                "atom_energy": atom_e, "atom_virial": atom_virial}
+
+    def astype(self, dtype) -> "DeepPot":
+        """Copy with every parameter cast to ``dtype`` (e.g. float32)."""
+        m = copy.deepcopy(self)
+        d = m.descriptor
+        d.embeddings = [mlp_astype(net, dtype) for net in d.embeddings]
+        d.davg, d.dstd = d.davg.astype(dtype), d.dstd.astype(dtype)
+        m.fitting.nets = [mlp_astype(net, dtype) for net in m.fitting.nets]
+        m.fitting.bias_atom_e = m.fitting.bias_atom_e.astype(dtype)
+        m.out_bias = m.out_bias.astype(dtype)
+        return m
+
+
+def _dtype(precision: str):
+    try:
+        return PRECISIONS[precision]
+    except KeyError:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}") from None
+
+
+# ---------------------------------------------------------------- input checks
+def normalize_inputs(coord, atype, box, ntypes: int | None = None):
+    """Validate and reshape to ``coord`` (nf, natoms, 3) float64, ``atype`` (nf, natoms)
+    int64 and ``box`` (nf, 3, 3) float64 or None.  Raises ``ValueError``/``TypeError``
+    naming the offending frame, atom and expected shape."""
+    atype_arr = np.asarray(atype)
+    if atype_arr.dtype.kind not in "iu":
+        if atype_arr.dtype.kind == "f" and atype_arr.size and np.all(atype_arr == np.round(atype_arr)):
+            atype_arr = atype_arr.astype(np.int64)
+        else:
+            raise TypeError(f"atype must be an integer array, got dtype {atype_arr.dtype}")
+    if atype_arr.ndim not in (1, 2):
+        raise ValueError(f"atype must have shape (natoms,) or (nframes, natoms), got {atype_arr.shape}")
+    natoms = atype_arr.shape[-1]
+    if natoms == 0:
+        raise ValueError("empty system: atype has no atoms")
+    coord = np.asarray(coord)
+    if coord.dtype.kind not in "fiu":
+        raise TypeError(f"coord must be a real array, got dtype {coord.dtype}")
+    coord = coord.astype(np.float64)
+    if coord.ndim == 1:
+        if coord.size != 3 * natoms:
+            raise ValueError(f"coord has {coord.size} values but atype has {natoms} atoms "
+                             f"(expected 3*natoms = {3 * natoms})")
+        coord = coord.reshape(1, natoms, 3)
+    elif coord.ndim == 2:
+        if coord.shape[1] == 3 * natoms:
+            coord = coord.reshape(coord.shape[0], natoms, 3)
+        elif coord.shape == (natoms, 3):
+            coord = coord[None]
+        else:
+            raise ValueError(f"coord has shape {coord.shape}; expected (natoms, 3) = ({natoms}, 3) "
+                             f"or (nframes, 3*natoms) = (nframes, {3 * natoms}) for {natoms} atoms")
+    elif coord.ndim == 3:
+        if coord.shape[1:] != (natoms, 3):
+            raise ValueError(f"coord has shape {coord.shape}; expected (nframes, {natoms}, 3)")
+    else:
+        raise ValueError(f"coord must be 1-, 2- or 3-D, got shape {coord.shape}")
+    nf = coord.shape[0]
+    if nf == 0:
+        raise ValueError("coord has zero frames")
+    bad = ~np.isfinite(coord)
+    if bad.any():
+        f, i, _ = np.argwhere(bad)[0]
+        raise ValueError(f"coord of frame {f}, atom {i} is not finite: {coord[f, i]}")
+    if atype_arr.ndim == 1:
+        atype_arr = np.broadcast_to(atype_arr, (nf, natoms))
+    elif atype_arr.shape[0] != nf:
+        raise ValueError(f"atype has {atype_arr.shape[0]} frames but coord has {nf}")
+    if (atype_arr < 0).any():
+        f, i = np.argwhere(atype_arr < 0)[0]
+        raise ValueError(f"atom {i} (frame {f}) has negative type {atype_arr[f, i]}")
+    if ntypes is not None and (atype_arr >= ntypes).any():
+        f, i = np.argwhere(atype_arr >= ntypes)[0]
+        raise ValueError(f"atom {i} (frame {f}) has type {atype_arr[f, i]} but the model has "
+                         f"only {ntypes} types (0..{ntypes - 1})")
+    atype_arr = atype_arr.astype(np.int64)
+    if box is not None:
+        box = np.asarray(box)
+        if box.dtype.kind not in "fiu":
+            raise TypeError(f"box must be a real array, got dtype {box.dtype}")
+        box = box.astype(np.float64)
+        if box.shape in ((9,), (3, 3)):
+            box = np.broadcast_to(box.reshape(1, 3, 3), (nf, 3, 3))
+        elif box.shape in ((nf, 9), (nf, 3, 3)):
+            box = box.reshape(nf, 3, 3)
+        else:
+            raise ValueError(f"box has shape {box.shape}; expected (nframes, 9) or (nframes, 3, 3) "
+                             f"with nframes = {nf}, or None for a molecule")
+        for f in range(nf):
+            if not np.isfinite(box[f]).all():
+                raise ValueError(f"box of frame {f} is not finite")
+            vol = abs(np.linalg.det(box[f]))
+            scale = np.prod(np.linalg.norm(box[f], axis=1))
+            if not vol > 1e-10 * max(scale, 1e-300):
+                raise ValueError(f"box of frame {f} is singular (volume {vol:.3g} Å^3): "
+                                 f"its cell vectors must be linearly independent")
+    return coord, atype_arr, box
+
+
+# --------------------------------------------------------------- construction
+def build_model(config: dict, seed: int = 0) -> DeepPot:
+    """A new randomly initialised model from a deepmd-kit-style ``model`` config.
+
+    ``config = {"type_map": [...], "descriptor": {"type": "se_e2_a", "rcut",
+    "rcut_smth", "sel", "neuron", "axis_neuron", "resnet_dt", "type_one_side",
+    "exclude_types", "precision"}, "fitting_net": {"neuron", "resnet_dt",
+    "precision"}}``.  Statistics start neutral (``davg`` 0, ``dstd`` 1, biases 0).
+    """
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    for key in ("type_map", "descriptor", "fitting_net"):
+        if key not in config:
+            raise ValueError(f"model config is missing {key!r}")
+    type_map = list(config["type_map"])
+    ntypes = len(type_map)
+    dc = dict(config["descriptor"])
+    fc = dict(config["fitting_net"])
+    dtype_name = dc.get("type", "se_e2_a")
+    if dtype_name not in ("se_e2_a", "se_a"):
+        raise ValueError(f"descriptor type {dtype_name!r} is not implemented (only se_e2_a)")
+    if fc.get("type", "ener") != "ener":
+        raise ValueError(f"fitting_net type {fc.get('type')!r} is not implemented (only ener)")
+    sel = dc.get("sel")
+    if not isinstance(sel, (list, tuple)) or len(sel) != ntypes or \
+            any(not isinstance(s, (int, np.integer)) or s < 0 for s in sel):
+        raise ValueError(f"descriptor.sel must be a list of {ntypes} non-negative ints "
+                         f"(one per type in type_map), got {sel!r}")
+    rcut, rcut_smth = float(dc["rcut"]), float(dc.get("rcut_smth", 0.5))
+    if not 0 <= rcut_smth < rcut:
+        raise ValueError(f"need 0 <= rcut_smth < rcut, got rcut_smth={rcut_smth}, rcut={rcut}")
+    neuron = list(dc.get("neuron", [24, 48, 96]))
+    axis = int(dc.get("axis_neuron", 8))
+    if not 0 < axis <= neuron[-1]:
+        raise ValueError(f"axis_neuron must be in 1..neuron[-1]={neuron[-1]}, got {axis}")
+    one_side = bool(dc.get("type_one_side", True))
+    resnet_dt = bool(dc.get("resnet_dt", False))
+    precision = dc.get("precision", "float64")
+    _dtype(precision)
+    rng = np.random.default_rng(seed)
+    nnets = ntypes if one_side else ntypes * ntypes
+    embeddings = [init_mlp(rng, 1, neuron, resnet_dt=resnet_dt) for _ in range(nnets)]
+    nnei = int(sum(sel))
+    desc = SeE2A(rcut=rcut, rcut_smth=rcut_smth, sel=[int(s) for s in sel], neuron=neuron,
+                 axis_neuron=axis, embeddings=embeddings,
+                 davg=np.zeros((ntypes, nnei, 4)), dstd=np.ones((ntypes, nnei, 4)),
+                 resnet_dt=resnet_dt, type_one_side=one_side,
+                 exclude_types=[tuple(p) for p in dc.get("exclude_types", [])],
+                 precision=precision)
+    fneuron = list(fc.get("neuron", [240, 240, 240]))
+    nets = [init_mlp(rng, desc.dim_out, fneuron, resnet_dt=bool(fc.get("resnet_dt", True)),
+                     out_dim=1) for _ in range(ntypes)]
+    fit = EnergyFitting(neuron=fneuron, nets=nets, bias_atom_e=np.zeros(ntypes),
+                        resnet_dt=bool(fc.get("resnet_dt", True)),
+                        exclude_types=list(fc.get("exclude_types", [])),
+                        precision=fc.get("precision", precision))
+    return DeepPot(type_map=type_map, descriptor=desc, fitting=fit,
+                   out_bias=np.zeros(ntypes), out_std=np.ones(ntypes),
+                   atom_exclude_types=list(config.get("atom_exclude_types", [])),
+                   pair_exclude_types=[tuple(p) for p in config.get("pair_exclude_types", [])])
+
+
+def randomize_statistics(model: DeepPot, seed: int = 0) -> DeepPot:
+    """Give ``model`` non-trivial statistics and biases in place (for tests and demos).
+
+    The structure deepmd-kit's statistics have is kept, because the symmetries
+    depend on it: for centre type t and neighbour-type group g,
+    ``davg[t, slots of g] = (a_tg, 0, 0, 0)`` and ``dstd[t, slots of g] =
+    (s_tg, σ_tg, σ_tg, σ_tg)`` (a nonzero mean or unequal scales of the x, y, z
+    columns would break rotation invariance; values varying inside a group
+    would make the energy jump when two neighbours swap order).
+    ``a`` ~ N(0, 0.05²), ``s``, ``σ`` ~ U(0.5, 2), ``bias_atom_e`` and
+    ``out_bias`` ~ N(0, 1) per type.  Returns ``model``.
+    """
+    rng = np.random.default_rng(seed)
+    d = model.descriptor
+    off = d.sel_offsets
+    davg = np.zeros_like(d.davg)
+    dstd = np.ones_like(d.dstd)
+    for t in range(d.ntypes):
+        for g in range(d.ntypes):
+            sl = slice(off[g], off[g + 1])
+            davg[t, sl, 0] = 0.05 * rng.normal()
+            dstd[t, sl, 0] = rng.uniform(0.5, 2.0)
+            dstd[t, sl, 1:] = rng.uniform(0.5, 2.0)
+    d.davg, d.dstd = davg, dstd
+    model.fitting.bias_atom_e = rng.normal(size=model.ntypes)
+    model.out_bias = rng.normal(size=model.ntypes)
+    return model

@@ -1,0 +1,31 @@
+"""symref: a NumPy-first, Numba-accelerated reference for symmetry-preserving networks.
+
+Public API::
+
+    symref.build_model(config, seed)   # new se_e2_a + energy model from a deepmd-kit-style config
+    symref.load_model(path)            # deepmd-kit 3.x .dp / .yaml model file
+    symref.save_model(model, path)     # written atomically, format from the suffix
+    model.evaluate(coord, atype, box)  # energy, forces, virial, atom_energy, atom_virial
+    symref.checks                      # finite-difference and symmetry verification toolkit
+
+Units: Å, eV, eV/Å; cells have cell vectors as rows (deepmd-kit's box.npy layout).
+"""
+from .models import DeepPot, build_model, randomize_statistics
+
+__version__ = "0.1.0"
+
+__all__ = ["DeepPot", "build_model", "randomize_statistics", "load_model", "save_model",
+           "__version__"]
+
+
+def __getattr__(name):
+    # io needs optional dependencies only when a file is actually read or written
+    if name in ("load_model", "save_model"):
+        from . import io
+
+        return getattr(io, name)
+    if name == "checks":
+        import importlib
+
+        return importlib.import_module(".checks", __name__)
+    raise AttributeError(f"module 'symref' has no attribute {name!r}")
