@@ -16,7 +16,7 @@ and the virial follow from :math:`\partial E/\partial \mathbf r_{ji}` alone.
 
 Layout (deepmd-kit's ``se_e2_a``): slots are grouped by neighbour type,
 ``sel[0]`` slots for type 0, then ``sel[1]`` for type 1, ...; inside a group
-neighbours are sorted by distance (ties by atom index then image); unused
+neighbours are sorted by distance (ties by atom index, then pair vector); unused
 slots hold index -1.  More than ``sel[t]`` neighbours of type t is an error
 unless ``truncate=True``, which reproduces deepmd-kit: keep the nearest
 ``sum(sel)`` neighbours of any type, then the nearest ``sel[t]`` of each type.
@@ -116,8 +116,11 @@ def build_neighbor_list(coord, atype, box, rcut, sel, *, truncate=False, frame=N
         kk, jj = np.nonzero(sel_mask)
         rr = r_self[kk, jj]
         tj = atype[jj]
-        # deepmd-kit order: by distance, ties by atom index, then image number
-        order = np.lexsort((kk, jj, rr))
+        # by distance (rounded to 1e-10 Å so that equal distances of symmetric
+        # images tie exactly), ties by atom index, then by the pair vector: an
+        # order that does not depend on how the atoms were wrapped
+        dvec = x0[jj] + shifts_cart[kk] - x0[i]
+        order = np.lexsort((dvec[:, 2], dvec[:, 1], dvec[:, 0], jj, np.round(rr, 10)))
         kk, jj, rr, tj = kk[order], jj[order], rr[order], tj[order]
         if truncate and len(rr) > nnei:
             kk, jj, rr, tj = kk[:nnei], jj[:nnei], rr[:nnei], tj[:nnei]

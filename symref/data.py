@@ -1,0 +1,176 @@
+"""deepmd-kit npy systems, and small built-in systems for demos and tests.
+
+A system folder (DESIGN.md §6) holds ``type.raw`` (one type index per atom),
+``type_map.raw`` (element names, optional), an empty ``nopbc`` file for
+molecules, and ``set.NNN/`` folders with ``coord.npy`` (nframes x 3·natoms, Å),
+``box.npy`` (nframes x 9, rows are cell vectors, Å), ``energy.npy`` (eV),
+``force.npy`` (nframes x 3·natoms, eV/Å) and optionally ``virial.npy``
+(nframes x 9, eV).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class System:
+    """Frames of one system, float64. ``box`` is None for molecules."""
+
+    type_map: list[str] | None
+    atype: np.ndarray  # natoms
+    coord: np.ndarray  # nframes x natoms x 3
+    box: np.ndarray | None  # nframes x 3 x 3
+    energy: np.ndarray | None = None  # nframes
+    force: np.ndarray | None = None  # nframes x natoms x 3
+    virial: np.ndarray | None = None  # nframes x 3 x 3
+    name: str = ""
+
+    @property
+    def nframes(self) -> int:
+        return self.coord.shape[0]
+
+    @property
+    def natoms(self) -> int:
+        return self.atype.shape[0]
+
+
+def _load_npy(path: Path, nframes: int | None, width: int | None) -> np.ndarray:
+    try:
+        a = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError(f"{path}: cannot read as .npy ({exc})") from exc
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{path}: expected a real array, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if a.ndim == 1 and width == 1:
+        a = a[:, None]
+    if a.ndim == 1 and nframes == 1 and width is not None and a.size == width:
+        a = a[None]
+    if a.ndim != 2 or (width is not None and a.shape[1] != width) or \
+            (nframes is not None and a.shape[0] != nframes):
+        exp = f"({nframes if nframes is not None else 'nframes'}, {width})"
+        raise ValueError(f"{path}: shape {a.shape}, expected {exp}")
+    if not np.isfinite(a).all():
+        f, k = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"{path}: frame {f}, column {k} is not finite")
+    return a
+
+
+def load_system(path) -> System:
+    """Read a deepmd-kit npy system folder (all ``set.*`` concatenated).
+
+    Raises ``FileNotFoundError``/``ValueError`` naming the file that is missing or malformed.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a system folder")
+    tfile = root / "type.raw"
+    if not tfile.is_file():
+        raise FileNotFoundError(f"{tfile}: missing (every system needs type.raw)")
+    try:
+        atype = np.loadtxt(tfile, dtype=np.int64, ndmin=1)
+    except ValueError as exc:
+        raise ValueError(f"{tfile}: expected one integer type per atom ({exc})") from exc
+    if atype.size == 0:
+        raise ValueError(f"{tfile}: no atoms")
+    if (atype < 0).any():
+        raise ValueError(f"{tfile}: atom {int(np.argmax(atype < 0))} has a negative type")
+    mfile = root / "type_map.raw"
+    type_map = mfile.read_text().split() if mfile.is_file() else None
+    if type_map is not None and atype.max() >= len(type_map):
+        raise ValueError(f"{tfile}: type {atype.max()} but {mfile} names only {len(type_map)} types")
+    natoms = atype.size
+    periodic = not (root / "nopbc").exists()
+    sets = sorted(p for p in root.glob("set.*") if p.is_dir())
+    if not sets:
+        raise FileNotFoundError(f"{root}: no set.* folders")
+    parts: dict[str, list] = {"coord": [], "box": [], "energy": [], "force": [], "virial": []}
+    for s in sets:
+        cfile = s / "coord.npy"
+        if not cfile.is_file():
+            raise FileNotFoundError(f"{cfile}: missing")
+        coord = _load_npy(cfile, None, 3 * natoms)
+        nf = coord.shape[0]
+        parts["coord"].append(coord.reshape(nf, natoms, 3))
+        if periodic:
+            bfile = s / "box.npy"
+            if not bfile.is_file():
+                raise FileNotFoundError(f"{bfile}: missing (periodic system; add an empty "
+                                        f"'nopbc' file to {root} for a molecule)")
+            box = _load_npy(bfile, nf, 9).reshape(nf, 3, 3)
+            for f in range(nf):
+                if abs(np.linalg.det(box[f])) < 1e-10:
+                    raise ValueError(f"{bfile}: frame {f} has a singular cell")
+            parts["box"].append(box)
+        for key, width, fname in (("energy", 1, "energy.npy"), ("force", 3 * natoms, "force.npy"),
+                                  ("virial", 9, "virial.npy")):
+            p = s / fname
+            if p.is_file():
+                a = _load_npy(p, nf, width)
+                shape = {"energy": (nf,), "force": (nf, natoms, 3), "virial": (nf, 3, 3)}[key]
+                parts[key].append(a.reshape(shape))
+            else:
+                parts[key].append(None)
+
+    def cat(key):
+        vals = parts[key]
+        if not vals or any(v is None for v in vals):
+            return None
+        return np.concatenate(vals)
+
+    return System(type_map=type_map, atype=atype, coord=cat("coord"),
+                  box=cat("box") if periodic else None, energy=cat("energy"),
+                  force=cat("force"), virial=cat("virial"), name=str(root))
+
+
+# ------------------------------------------------------------ built-in systems
+def _place(rng, n, dmin, box=None, side=None, max_tries=100000):
+    """``n`` random points with all distances (over periodic images if ``box``) >= ``dmin``.
+
+    Molecules: uniform in [0, side)³.  Cells: uniform in fractional coordinates.
+    """
+    from .neighbors import image_shifts
+
+    shifts = np.zeros((1, 3)) if box is None else image_shifts(box, dmin) @ box
+    pts = np.zeros((0, 3))
+    for _ in range(max_tries):
+        p = rng.uniform(0.0, side, size=3) if box is None else rng.uniform(size=3) @ box
+        d = pts[None, :, :] + shifts[:, None, :] - p  # nimg x npts x 3
+        if pts.shape[0] == 0 or np.linalg.norm(d, axis=-1).min() >= dmin:
+            pts = np.vstack([pts, p])
+            if len(pts) == n:
+                return pts
+    raise RuntimeError(f"could not place {n} atoms with spacing {dmin} Å")
+
+
+def make_molecule(natoms: int = 9, ntypes: int = 3, seed: int = 0, dmin: float = 1.0) -> System:
+    """A random compact cluster (no cell), like the small C/H/O molecules.
+
+    Atoms are placed in a box of side ~ (natoms)^(1/3)·1.6 Å with spacing >= ``dmin`` Å.
+    """
+    rng = np.random.default_rng(seed)
+    side = 1.6 * natoms ** (1 / 3) + 1.0
+    coord = _place(rng, natoms, dmin, side=side)
+    atype = np.arange(natoms) % ntypes
+    return System(type_map=["C", "H", "O"][:ntypes] if ntypes <= 3 else None,
+                  atype=atype, coord=coord[None], box=None, name="molecule")
+
+
+def make_crystal(seed: int = 0, skew: float = 0.35, natoms: int = 8, side: float = 4.2) -> System:
+    """A small *triclinic* periodic cell (shorter than 2·rcut for rcut > side/2), two types.
+
+    Cell rows: ``a = (L, 0, 0)``, ``b = (skew·L, L, 0)``, ``c = (−0.2·L, skew·L, L)``
+    with ``L = side`` Å; atoms placed randomly with minimum-image spacing >= 1.1 Å.
+    Each atom sees many periodic images of every other atom (and of itself)
+    within a typical rcut, which exercises the image enumeration.
+    """
+    rng = np.random.default_rng(seed)
+    L = side
+    box = np.array([[L, 0, 0], [skew * L, L, 0], [-0.2 * L, skew * L, L]])
+    coord = _place(rng, natoms, 1.1, box=box)
+    atype = np.arange(natoms) % 2
+    return System(type_map=["A", "B"], atype=atype, coord=coord[None], box=box[None],
+                  name="crystal")

@@ -1,0 +1,27 @@
+"""Central finite differences used by the unit tests (independent of symref.checks)."""
+import numpy as np
+
+
+def num_grad(f, x, h=1e-6):
+    """d f / d x by central differences; ``f`` returns a scalar, ``x`` any shape (float64)."""
+    x = np.array(x, dtype=np.float64)
+    g = np.zeros_like(x)
+    flat = x.reshape(-1)
+    gf = g.reshape(-1)
+    for k in range(flat.size):
+        old = flat[k]
+        flat[k] = old + h
+        fp = f(x)
+        flat[k] = old - h
+        fm = f(x)
+        flat[k] = old
+        gf[k] = (fp - fm) / (2 * h)
+    return g
+
+
+def assert_close(a, b, rtol, atol=0.0, what=""):
+    """|a - b| <= atol + rtol * max|b| elementwise, with a readable message."""
+    a, b = np.asarray(a), np.asarray(b)
+    err = np.abs(a - b).max() if a.size else 0.0
+    scale = np.abs(b).max() if b.size else 0.0
+    assert err <= atol + rtol * scale, f"{what}: max abs err {err:.3e} > {atol:.1e} + {rtol:.1e}*{scale:.3e}"
