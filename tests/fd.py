@@ -25,3 +25,8 @@ def assert_close(a, b, rtol, atol=0.0, what=""):
     err = np.abs(a - b).max() if a.size else 0.0
     scale = np.abs(b).max() if b.size else 0.0
     assert err <= atol + rtol * scale, f"{what}: max abs err {err:.3e} > {atol:.1e} + {rtol:.1e}*{scale:.3e}"
+
+
+def num_grad_richardson(f, x, h=1e-3):
+    """Richardson-extrapolated central differences: (4 D(h/2) - D(h)) / 3, error O(h^4)."""
+    return (4 * num_grad(f, x, h / 2) - num_grad(f, x, h)) / 3

@@ -1,0 +1,916 @@
+r"""deepmd-kit 3.x model files: the serialized dict, ``.dp`` (HDF5), ``.yaml`` and ``.json``.
+
+deepmd-kit 3.x describes a trained model by a nested dict, ``model.serialize()``;
+every backend can rebuild the model from it (``BaseModel.deserialize``).  For
+the model symref implements -- a ``standard`` model with an ``se_e2_a``
+descriptor and an ``ener`` fitting -- the dict looks like::
+
+    {"@class": "Model", "type": "standard", "@version": 2,
+     "type_map": [...], "atom_exclude_types": [...], "pair_exclude_types": [[ti, tj], ...],
+     "rcond": None, "preset_out_bias": None,
+     "@variables": {"out_bias": (1, ntypes, 1), "out_std": (1, ntypes, 1)},
+     "descriptor": {"@class": "Descriptor", "type": "se_e2_a", "@version": 2,
+                    "rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "resnet_dt",
+                    "type_one_side", "exclude_types", "env_protection", ...,
+                    "env_mat": {"rcut", "rcut_smth", "protection", "use_exp_switch"},
+                    "embeddings": NetworkCollection(ndim = 1 if type_one_side else 2),
+                    "@variables": {"davg": (ntypes, nnei, 4), "dstd": (ntypes, nnei, 4)}},
+     "fitting": {"@class": "Fitting", "type": "ener", "@version": 4, "var_name": "energy",
+                 "neuron", "resnet_dt", "numb_fparam": 0, "numb_aparam": 0, ...,
+                 "nets": NetworkCollection(ndim=1, one FittingNetwork per centre type),
+                 "@variables": {"bias_atom_e": (ntypes, 1), "case_embd": None, ...}}}
+
+A ``NetworkCollection`` stores its nets in a flat list, index
+``sum_k key[k] * ntypes**k``: for ``se_e2_a`` embeddings without
+``type_one_side`` the key is (centre ``ti``, neighbour ``tj``), index
+``ti + tj * ntypes`` -- the same flat index as :attr:`symref.descriptor.SeE2A.embeddings`.
+Each net is a list of ``Layer`` dicts (``w``: nin x nout, ``b``, ``idt``,
+``activation_function``, ``resnet``); the last fitting layer has
+``activation_function`` ``"none"`` (symref: ``"linear"``) and ``resnet`` false.
+
+Files.  ``save_dp_model``/``load_dp_model`` (deepmd/dpmodel/utils/serialization.py)
+store a *wrapper* dict ``{"software", "version", "time", "backend", "model":
+<the dict above>, "model_def_script": <the input config>, "@variables": {...}}``:
+
+* ``.dp``: an HDF5 file whose root attribute ``json`` holds the wrapper as
+  compact JSON; every value below an ``@variables`` key (arrays, and scalars
+  such as ``min_nbor_dist``) is a root dataset ``/variable_NNNN`` (numbered in
+  traversal order) and the JSON holds the dataset's name in its place.
+  ``None`` stays ``null``.
+* ``.yaml``/``.yml``: ``yaml.safe_dump`` of the wrapper with each array
+  replaced by ``{"@class": "np.ndarray", "@is_variable": true, "@version": 1,
+  "dtype": <name>, "value": <nested lists>}``.
+* ``.json`` (symref only; deepmd-kit does not read it): the YAML layout as JSON.
+
+Python floats round-trip exactly through JSON and YAML (shortest ``repr``), so
+all three formats reproduce arrays bit for bit.
+
+Public API: :func:`model_to_dict`, :func:`model_from_dict`, :func:`load_model`,
+:func:`save_model`, plus :func:`read_model_file` / :func:`write_model_file` for
+the raw wrapper dict.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .descriptor import SeE2A
+from .fitting import EnergyFitting
+from .models import DeepPot
+from .nn import Layer
+
+__all__ = [
+    "model_to_dict",
+    "model_from_dict",
+    "load_model",
+    "save_model",
+    "read_model_file",
+    "write_model_file",
+    "SUFFIXES",
+]
+
+SUFFIXES = (".dp", ".yaml", ".yml", ".json")
+
+# Serialization versions symref reads, (min, max) inclusive -- the same ranges
+# deepmd-kit 3.2 accepts for these classes.  symref writes the max.
+_VERSIONS = {
+    "Model": (2, 2),
+    "Descriptor": (1, 3),  # 3 only adds the optional "compress" tables
+    "Fitting": (1, 4),
+    "NetworkCollection": (1, 1),
+    "EmbeddingNetwork": (1, 2),
+    "FittingNetwork": (1, 1),
+    "Layer": (1, 2),
+}
+_WRITE_VERSIONS = {"Model": 2, "Descriptor": 2, "Fitting": 4, "NetworkCollection": 1,
+                   "EmbeddingNetwork": 2, "FittingNetwork": 1, "Layer": 2}
+
+_SE_E2_A_TYPES = ("se_e2_a", "se_a")
+_PRECISION_NAMES = {
+    "float64": "float64", "double": "float64", "default": "float64",
+    "float32": "float32", "single": "float32",
+}
+
+
+def _symref_version() -> str:
+    try:
+        from . import __version__
+
+        return str(__version__)
+    except Exception:  # pragma: no cover - partial package during development
+        return "unknown"
+
+
+# ---------------------------------------------------------------- helpers
+def _native(x):
+    """Python-native copy of a JSON/YAML-able value (numpy scalars, tuples -> lists)."""
+    if isinstance(x, dict):
+        return {str(k): _native(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_native(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x  # arrays are variables, handled by the file writers
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x)
+    return x
+
+
+def _check_version(d: dict, cls: str, where: str) -> int:
+    ver = d.get("@version", 1)
+    lo, hi = _VERSIONS[cls]
+    if not isinstance(ver, (int, np.integer)) or isinstance(ver, bool) or not lo <= ver <= hi:
+        raise ValueError(
+            f"{where}: unsupported {cls} @version {ver!r} (symref reads versions {lo}..{hi})"
+        )
+    return int(ver)
+
+
+def _check_class(d: Any, cls: str, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a {cls} dict, got {type(d).__name__}")
+    got = d.get("@class", cls)
+    if got != cls:
+        raise ValueError(f"{where}: expected @class {cls!r}, got {got!r}")
+    _check_version(d, cls, where)
+
+
+def _require(d: dict, key: str, where: str):
+    if key not in d:
+        raise ValueError(f"{where}: missing key {key!r}")
+    return d[key]
+
+
+def _unsupported(where: str, feature: str) -> ValueError:
+    return ValueError(f"{where}: {feature} is not supported by symref")
+
+
+def _precision_name(p: str, where: str) -> str:
+    name = _PRECISION_NAMES.get(str(p).lower())
+    if name is None:
+        raise _unsupported(where, f"precision {p!r} (symref supports float64 and float32)")
+    return name
+
+
+def _as_array(x, where: str, name: str, shape=None) -> np.ndarray:
+    if x is None:
+        raise ValueError(f"{where}: variable {name!r} is missing (None)")
+    a = np.asarray(x)
+    if shape is not None and a.shape != tuple(shape):
+        raise ValueError(f"{where}: variable {name!r} has shape {a.shape}, expected {tuple(shape)}")
+    return a
+
+
+# ---------------------------------------------------------------- layers and nets
+_ACT_TO_DEEPMD = {"tanh": "tanh", "linear": "none", "none": "none"}
+
+
+def _layer_to_dict(layer: Layer, precision: str, trainable: bool) -> dict:
+    return {
+        "@class": "Layer",
+        "@version": _WRITE_VERSIONS["Layer"],
+        "bias": layer.b is not None,
+        "use_timestep": layer.idt is not None,
+        "activation_function": _ACT_TO_DEEPMD[layer.activation],
+        "resnet": bool(layer.resnet),
+        "precision": _precision_name(precision, "layer"),
+        "trainable": bool(trainable),
+        "@variables": {"w": layer.w, "b": layer.b, "idt": layer.idt},
+    }
+
+
+def _layer_from_dict(d: dict, where: str, *, output: bool) -> Layer:
+    _check_class(d, "Layer", where)
+    act = d.get("activation_function", "none")
+    act = "none" if act is None else str(act).lower()
+    if output:
+        if act not in ("none", "linear"):
+            raise _unsupported(where, f"output-layer activation {act!r} (expected none/linear)")
+        act = "linear"
+    elif act != "tanh":
+        raise _unsupported(where, f"activation_function {act!r} (symref implements tanh)")
+    var = _require(d, "@variables", where)
+    w = _as_array(var.get("w"), where, "w")
+    if w.ndim != 2:
+        raise ValueError(f"{where}: layer weight must be 2-D, got shape {w.shape}")
+    b = var.get("b")
+    idt = var.get("idt")
+    # deepmd-kit ravels b and idt on deserialize; so do we (keeps dtype and values)
+    b = None if b is None else np.asarray(b).reshape(-1)
+    idt = None if idt is None else np.asarray(idt).reshape(-1)
+    try:
+        return Layer(w, b, idt, act, bool(d.get("resnet", False)))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from e
+
+
+def _embedding_net_to_dict(layers: list[Layer], desc: SeE2A) -> dict:
+    prec = _precision_name(desc.precision, "descriptor")
+    return {
+        "@class": "EmbeddingNetwork",
+        "@version": _WRITE_VERSIONS["EmbeddingNetwork"],
+        "in_dim": 1,
+        "neuron": [int(n) for n in desc.neuron],
+        "activation_function": desc.activation_function,
+        "resnet_dt": bool(desc.resnet_dt),
+        "bias": all(ly.b is not None for ly in layers),
+        "precision": prec,
+        "layers": [_layer_to_dict(ly, prec, bool(desc.trainable)) for ly in layers],
+    }
+
+
+def _embedding_net_from_dict(d: dict, where: str, neuron: list[int]) -> list[Layer]:
+    _check_class(d, "EmbeddingNetwork", where)
+    act = str(d.get("activation_function", "tanh")).lower()
+    if act != "tanh":
+        raise _unsupported(where, f"activation_function {act!r} (symref implements tanh)")
+    if int(d.get("in_dim", 1)) != 1:
+        raise _unsupported(where, f"embedding in_dim {d.get('in_dim')} (se_e2_a has in_dim 1)")
+    layers = [_layer_from_dict(ld, f"{where}.layers[{i}]", output=False)
+              for i, ld in enumerate(_require(d, "layers", where))]
+    widths = [ly.nout for ly in layers]
+    if widths != list(neuron):
+        raise ValueError(f"{where}: layer widths {widths} do not match neuron {list(neuron)}")
+    return layers
+
+
+def _fitting_net_to_dict(layers: list[Layer], fit: EnergyFitting, in_dim: int,
+                         trainable: list[bool]) -> dict:
+    lprec = _precision_name(fit.precision, "fitting")
+    return {
+        "@class": "FittingNetwork",
+        "@version": _WRITE_VERSIONS["FittingNetwork"],
+        "in_dim": int(in_dim),
+        "out_dim": 1,
+        "neuron": [int(n) for n in fit.neuron],
+        "activation_function": fit.activation_function,
+        "resnet_dt": bool(fit.resnet_dt),
+        "precision": fit.precision,
+        "bias_out": layers[-1].b is not None,
+        "layers": [_layer_to_dict(ly, lprec, trainable[i]) for i, ly in enumerate(layers)],
+    }
+
+
+def _fitting_net_from_dict(d: dict, where: str, neuron: list[int], in_dim: int) -> list[Layer]:
+    _check_class(d, "FittingNetwork", where)
+    act = str(d.get("activation_function", "tanh")).lower()
+    if act != "tanh":
+        raise _unsupported(where, f"activation_function {act!r} (symref implements tanh)")
+    if int(d.get("out_dim", 1)) != 1:
+        raise _unsupported(where, f"fitting out_dim {d.get('out_dim')} (energy has 1)")
+    lds = _require(d, "layers", where)
+    if len(lds) != len(neuron) + 1:
+        raise ValueError(f"{where}: {len(lds)} layers, expected {len(neuron) + 1} "
+                         f"(neuron {list(neuron)} + output)")
+    layers = [_layer_from_dict(ld, f"{where}.layers[{i}]", output=(i == len(lds) - 1))
+              for i, ld in enumerate(lds)]
+    if layers[0].nin != in_dim:
+        raise ValueError(f"{where}: input width {layers[0].nin} != descriptor dim {in_dim}")
+    widths = [ly.nout for ly in layers]
+    if widths != list(neuron) + [1]:
+        raise ValueError(f"{where}: layer widths {widths} do not match neuron {list(neuron)} + [1]")
+    return layers
+
+
+def _collection_to_dict(nets: list[dict], ndim: int, ntypes: int, network_type: str) -> dict:
+    return {
+        "@class": "NetworkCollection",
+        "@version": _WRITE_VERSIONS["NetworkCollection"],
+        "ndim": ndim,
+        "ntypes": ntypes,
+        "network_type": network_type,
+        "networks": nets,
+    }
+
+
+def _collection_from_dict(d: dict, where: str, ndim: int, ntypes: int,
+                          network_type: str) -> list[dict]:
+    _check_class(d, "NetworkCollection", where)
+    if int(d.get("ndim", -1)) != ndim:
+        raise ValueError(f"{where}: ndim {d.get('ndim')} != expected {ndim}")
+    if int(d.get("ntypes", -1)) != ntypes:
+        raise ValueError(f"{where}: ntypes {d.get('ntypes')} != expected {ntypes}")
+    if d.get("network_type", network_type) != network_type:
+        raise ValueError(f"{where}: network_type {d.get('network_type')!r} != {network_type!r}")
+    nets = _require(d, "networks", where)
+    if len(nets) != ntypes ** ndim:
+        raise ValueError(f"{where}: {len(nets)} networks, expected {ntypes ** ndim}")
+    for i, n in enumerate(nets):
+        if n is None:
+            raise ValueError(f"{where}: network {i} is missing (None)")
+    return nets
+
+
+# ---------------------------------------------------------------- model <-> dict
+def model_to_dict(model: DeepPot) -> dict:
+    """deepmd-kit 3.x's ``model.serialize()`` dict for a se_e2_a + ener ``DeepPot``.
+
+    Arrays are the model's own arrays (not copied); the dict is accepted by
+    deepmd-kit's ``BaseModel.deserialize`` (any backend).  Keys symref does not
+    model are written with deepmd-kit's defaults (``rcond``/``preset_out_bias``
+    None at model level, no fparam/aparam/case embedding, ``spin`` None, ...).
+    """
+    desc, fit = model.descriptor, model.fitting
+    ntypes = len(model.type_map)
+    type_map = [str(t) for t in model.type_map]
+    if desc.ntypes != ntypes or fit.ntypes != ntypes:
+        raise ValueError(f"model_to_dict: type_map has {ntypes} types but descriptor has "
+                         f"{desc.ntypes} and fitting {fit.ntypes}")
+    if str(desc.activation_function).lower() != "tanh":
+        raise _unsupported("model_to_dict", f"activation_function {desc.activation_function!r}")
+    dprec = _precision_name(desc.precision, "descriptor")
+    nemb = ntypes if desc.type_one_side else ntypes * ntypes
+    if len(desc.embeddings) != nemb:
+        raise ValueError(f"model_to_dict: {len(desc.embeddings)} embedding nets, expected {nemb}")
+    descriptor = {
+        "@class": "Descriptor",
+        "type": "se_e2_a",
+        "@version": _WRITE_VERSIONS["Descriptor"],
+        "rcut": float(desc.rcut),
+        "rcut_smth": float(desc.rcut_smth),
+        "sel": [int(s) for s in desc.sel],
+        "neuron": [int(n) for n in desc.neuron],
+        "axis_neuron": int(desc.axis_neuron),
+        "resnet_dt": bool(desc.resnet_dt),
+        "trainable": bool(desc.trainable),
+        "type_one_side": bool(desc.type_one_side),
+        "exclude_types": [[int(a), int(b)] for a, b in desc.exclude_types],
+        "env_protection": float(desc.env_protection),
+        "set_davg_zero": bool(desc.set_davg_zero),
+        "activation_function": desc.activation_function,
+        "precision": dprec,
+        "spin": None,
+        "env_mat": {
+            "rcut": float(desc.rcut),
+            "rcut_smth": float(desc.rcut_smth),
+            "protection": float(desc.env_protection),
+            "use_exp_switch": False,
+        },
+        "embeddings": _collection_to_dict(
+            [_embedding_net_to_dict(net, desc) for net in desc.embeddings],
+            1 if desc.type_one_side else 2, ntypes, "embedding_network"),
+        "@variables": {"davg": np.asarray(desc.davg), "dstd": np.asarray(desc.dstd)},
+        "type_map": list(type_map),
+    }
+    trainable = fit.trainable
+    if isinstance(trainable, (bool, np.bool_)):
+        trainable = [bool(trainable)] * (len(fit.neuron) + 1)
+    trainable = [bool(t) for t in trainable]
+    dim_descrpt = desc.dim_out
+    bias_atom_e = np.asarray(fit.bias_atom_e)
+    fitting = {
+        "@class": "Fitting",
+        "@version": _WRITE_VERSIONS["Fitting"],
+        "var_name": "energy",
+        "ntypes": ntypes,
+        "dim_descrpt": int(dim_descrpt),
+        "neuron": [int(n) for n in fit.neuron],
+        "resnet_dt": bool(fit.resnet_dt),
+        "numb_fparam": 0,
+        "numb_aparam": 0,
+        "dim_case_embd": 0,
+        "default_fparam": None,
+        "rcond": None if fit.rcond is None else float(fit.rcond),
+        "activation_function": fit.activation_function,
+        "precision": fit.precision,
+        "mixed_types": False,
+        "exclude_types": [int(t) for t in fit.exclude_types],
+        "nets": _collection_to_dict(
+            [_fitting_net_to_dict(net, fit, dim_descrpt, trainable) for net in fit.nets],
+            1, ntypes, "fitting_network"),
+        "@variables": {
+            "bias_atom_e": bias_atom_e.reshape(ntypes, 1),
+            "case_embd": None,
+            "fparam_avg": None,
+            "fparam_inv_std": None,
+            "aparam_avg": None,
+            "aparam_inv_std": None,
+        },
+        "type_map": list(type_map),
+        "tot_ener_zero": False,
+        "trainable": trainable,
+        "layer_name": None,
+        "use_aparam_as_mask": False,
+        "spin": None,
+        "type": "ener",
+        "dim_out": 1,
+        "atom_ener": _native(fit.atom_ener),
+    }
+    out_bias = np.asarray(model.out_bias)
+    out_std = np.asarray(model.out_std)
+    return {
+        "type_map": list(type_map),
+        "atom_exclude_types": [int(t) for t in model.atom_exclude_types],
+        "pair_exclude_types": [[int(a), int(b)] for a, b in model.pair_exclude_types],
+        "rcond": None,
+        "preset_out_bias": None,
+        "@variables": {
+            "out_bias": out_bias.reshape(1, ntypes, 1),
+            "out_std": out_std.reshape(1, ntypes, 1),
+        },
+        "@class": "Model",
+        "type": "standard",
+        "@version": _WRITE_VERSIONS["Model"],
+        "descriptor": descriptor,
+        "fitting": fitting,
+    }
+
+
+def _unwrap(d: Any) -> dict:
+    """The model dict inside a file wrapper ``{"model": ..., "model_def_script": ...}``."""
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a model dict, got {type(d).__name__}")
+    if "@class" not in d and isinstance(d.get("model"), dict):
+        return d["model"]
+    if "@class" not in d and isinstance(d.get("model_dict"), dict):
+        raise _unsupported("model", "a multi-task model (model_dict)")
+    return d
+
+
+def model_from_dict(d: dict) -> DeepPot:
+    """Build a :class:`~symref.models.DeepPot` from deepmd-kit's ``model.serialize()`` dict.
+
+    Also accepts the file wrapper (``{"model": {...}, ...}``) that
+    ``load_dp_model`` returns.  Raises ``ValueError`` naming the feature for
+    anything symref does not implement: a non-standard model type, a
+    descriptor other than ``se_e2_a``/``se_a``, a fitting other than ``ener``,
+    frame/atomic parameters, case embedding, spin, non-tanh activations,
+    the exponential switch, compressed (tabulated) embeddings, ``atom_ener``
+    vacuum-contribution removal, shared layers, mixed-type fitting, and
+    serialization versions outside the supported ranges.
+
+    Training-only settings that do not change the model's outputs are not kept:
+    model-level ``rcond``/``preset_out_bias``.  Arrays are used as given (no
+    copy, dtype kept); ``bias_atom_e`` (ntypes, 1) and ``out_bias``/``out_std``
+    (1, ntypes, 1) become (ntypes,) views.
+    """
+    d = _unwrap(d)
+    where = "model"
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a dict, got {type(d).__name__}")
+    cls = d.get("@class", "Model")
+    if cls != "Model":
+        raise ValueError(f"{where}: @class {cls!r} is not a deepmd-kit Model")
+    mtype = d.get("type", "standard")
+    if mtype != "standard":
+        raise _unsupported(where, f"model type {mtype!r} (symref reads 'standard' models)")
+    _check_version(d, "Model", where)
+    type_map = [str(t) for t in _require(d, "type_map", where)]
+    ntypes = len(type_map)
+    if ntypes == 0:
+        raise ValueError(f"{where}: empty type_map")
+
+    # ---------------- descriptor
+    dd = _require(d, "descriptor", where)
+    w = "model.descriptor"
+    if not isinstance(dd, dict):
+        raise ValueError(f"{w}: expected a dict")
+    if dd.get("@class", "Descriptor") != "Descriptor":
+        raise ValueError(f"{w}: @class {dd.get('@class')!r} is not a Descriptor")
+    dtype_ = dd.get("type")
+    if dtype_ not in _SE_E2_A_TYPES:
+        raise _unsupported(w, f"descriptor type {dtype_!r} (symref implements se_e2_a)")
+    _check_version(dd, "Descriptor", w)
+    if dd.get("compress") is not None:
+        raise _unsupported(w, "a compressed descriptor (tabulated embedding nets)")
+    if dd.get("spin") is not None:
+        raise _unsupported(w, "spin")
+    env_mat = dd.get("env_mat") or {}
+    if env_mat.get("use_exp_switch", False):
+        raise _unsupported(w, "use_exp_switch (exponential switch function)")
+    act = str(dd.get("activation_function", "tanh")).lower()
+    if act != "tanh":
+        raise _unsupported(w, f"activation_function {act!r} (symref implements tanh)")
+    sel = [int(s) for s in _require(dd, "sel", w)]
+    if len(sel) != ntypes:
+        raise ValueError(f"{w}: len(sel)={len(sel)} != ntypes={ntypes}")
+    neuron = [int(n) for n in _require(dd, "neuron", w)]
+    type_one_side = bool(dd.get("type_one_side", True))
+    dprec = _precision_name(dd.get("precision", "float64"), w)
+    nnei = sum(sel)
+    dvar = _require(dd, "@variables", w)
+    davg = _as_array(dvar.get("davg"), w, "davg", (ntypes, nnei, 4))
+    dstd = _as_array(dvar.get("dstd"), w, "dstd", (ntypes, nnei, 4))
+    ndim = 1 if type_one_side else 2
+    emb_dicts = _collection_from_dict(_require(dd, "embeddings", w), f"{w}.embeddings",
+                                      ndim, ntypes, "embedding_network")
+    embeddings = [_embedding_net_from_dict(nd, f"{w}.embeddings.networks[{i}]", neuron)
+                  for i, nd in enumerate(emb_dicts)]
+    dtm = dd.get("type_map")
+    if dtm is not None and list(dtm) != type_map:
+        raise ValueError(f"{w}: type_map {list(dtm)} differs from the model's {type_map}")
+    env_protection = float(dd.get("env_protection", 0.0))
+    if "protection" in env_mat and float(env_mat["protection"]) != env_protection:
+        raise ValueError(f"{w}: env_mat.protection {env_mat['protection']} != "
+                         f"env_protection {env_protection}")
+    rcut = float(_require(dd, "rcut", w))
+    rcut_smth = float(_require(dd, "rcut_smth", w))
+    if not 0.0 <= rcut_smth < rcut:
+        raise ValueError(f"{w}: need 0 <= rcut_smth < rcut, got rcut_smth={rcut_smth}, "
+                         f"rcut={rcut}")
+    axis_neuron = int(_require(dd, "axis_neuron", w))
+    if not 0 < axis_neuron <= neuron[-1]:
+        raise ValueError(f"{w}: axis_neuron {axis_neuron} must be in 1..neuron[-1]={neuron[-1]}")
+    descriptor = SeE2A(
+        rcut=rcut,
+        rcut_smth=rcut_smth,
+        sel=sel,
+        neuron=neuron,
+        axis_neuron=axis_neuron,
+        embeddings=embeddings,
+        davg=davg,
+        dstd=dstd,
+        resnet_dt=bool(dd.get("resnet_dt", False)),
+        type_one_side=type_one_side,
+        exclude_types=[(int(a), int(b)) for a, b in dd.get("exclude_types", [])],
+        env_protection=env_protection,
+        set_davg_zero=bool(dd.get("set_davg_zero", False)),
+        activation_function=dd.get("activation_function", "tanh"),
+        precision=dprec,
+        trainable=bool(dd.get("trainable", True)),
+    )
+
+    # ---------------- fitting
+    fd = _require(d, "fitting", where)
+    w = "model.fitting"
+    if not isinstance(fd, dict):
+        raise ValueError(f"{w}: expected a dict")
+    if fd.get("@class", "Fitting") != "Fitting":
+        raise ValueError(f"{w}: @class {fd.get('@class')!r} is not a Fitting")
+    if fd.get("type") != "ener":
+        raise _unsupported(w, f"fitting type {fd.get('type')!r} (symref reads 'ener')")
+    _check_version(fd, "Fitting", w)
+    if fd.get("var_name", "energy") != "energy" or int(fd.get("dim_out", 1)) != 1:
+        raise _unsupported(w, f"var_name {fd.get('var_name')!r} / dim_out {fd.get('dim_out')}")
+    for key, feature in (("numb_fparam", "numb_fparam>0 (frame parameters)"),
+                         ("numb_aparam", "numb_aparam>0 (atomic parameters)"),
+                         ("dim_case_embd", "dim_case_embd>0 (case embedding)")):
+        if int(fd.get(key, 0) or 0) > 0:
+            raise _unsupported(w, f"{feature}: {key}={fd[key]}")
+    if fd.get("spin") is not None:
+        raise _unsupported(w, "spin")
+    if fd.get("mixed_types", False):
+        raise _unsupported(w, "mixed_types fitting (one net shared by all types)")
+    if fd.get("tot_ener_zero", False):
+        raise _unsupported(w, "tot_ener_zero")
+    if fd.get("layer_name") is not None:
+        raise _unsupported(w, "layer_name (shared fitting layers)")
+    if fd.get("use_aparam_as_mask", False):
+        raise _unsupported(w, "use_aparam_as_mask")
+    atom_ener = fd.get("atom_ener")
+    if atom_ener is not None and any(x is not None for x in atom_ener):
+        raise _unsupported(w, "atom_ener (removal of the vacuum contribution)")
+    act = str(fd.get("activation_function", "tanh")).lower()
+    if act != "tanh":
+        raise _unsupported(w, f"activation_function {act!r} (symref implements tanh)")
+    if int(fd.get("ntypes", ntypes)) != ntypes:
+        raise ValueError(f"{w}: ntypes {fd.get('ntypes')} != {ntypes}")
+    dim_descrpt = int(fd.get("dim_descrpt", descriptor.dim_out))
+    if dim_descrpt != descriptor.dim_out:
+        raise ValueError(f"{w}: dim_descrpt {dim_descrpt} != descriptor output "
+                         f"{descriptor.dim_out}")
+    fneuron = [int(n) for n in _require(fd, "neuron", w)]
+    fvar = _require(fd, "@variables", w)
+    for key, feature in (("case_embd", "case embedding"), ("fparam_avg", "frame parameters"),
+                         ("aparam_avg", "atomic parameters")):
+        if fvar.get(key) is not None:
+            raise _unsupported(w, f"{feature} ({key} is set)")
+    bias_atom_e = _as_array(fvar.get("bias_atom_e"), w, "bias_atom_e")
+    if bias_atom_e.size != ntypes:
+        raise ValueError(f"{w}: bias_atom_e has shape {bias_atom_e.shape}, expected ({ntypes}, 1)")
+    fprec = str(fd.get("precision", "float64"))
+    _precision_name(fprec, w)
+    net_dicts = _collection_from_dict(_require(fd, "nets", w), f"{w}.nets", 1, ntypes,
+                                      "fitting_network")
+    nets = [_fitting_net_from_dict(nd, f"{w}.nets.networks[{i}]", fneuron, descriptor.dim_out)
+            for i, nd in enumerate(net_dicts)]
+    ftm = fd.get("type_map")
+    if ftm is not None and list(ftm) != type_map:
+        raise ValueError(f"{w}: type_map {list(ftm)} differs from the model's {type_map}")
+    trainable = fd.get("trainable", True)
+    if isinstance(trainable, list):
+        trainable = [bool(t) for t in trainable]
+    elif trainable is None:
+        trainable = True
+    fitting = EnergyFitting(
+        neuron=fneuron,
+        nets=nets,
+        bias_atom_e=bias_atom_e.reshape(ntypes),
+        resnet_dt=bool(fd.get("resnet_dt", True)),
+        exclude_types=[int(t) for t in fd.get("exclude_types", [])],
+        activation_function=fd.get("activation_function", "tanh"),
+        precision=fprec,
+        rcond=None if fd.get("rcond") is None else float(fd["rcond"]),
+        trainable=trainable,
+        atom_ener=None if atom_ener is None else list(atom_ener),
+    )
+
+    # ---------------- model-level statistics and exclusions
+    mvar = d.get("@variables") or {}
+    out_bias = mvar.get("out_bias")
+    out_std = mvar.get("out_std")
+    out_bias = (np.zeros(ntypes) if out_bias is None
+                else _as_array(out_bias, where, "out_bias", (1, ntypes, 1)).reshape(ntypes))
+    out_std = (np.ones(ntypes) if out_std is None
+               else _as_array(out_std, where, "out_std", (1, ntypes, 1)).reshape(ntypes))
+    for key in ("atom_exclude_types",):
+        for t in d.get(key, []):
+            if not 0 <= int(t) < ntypes:
+                raise ValueError(f"{where}: {key} entry {t} out of range")
+    return DeepPot(
+        type_map=type_map,
+        descriptor=descriptor,
+        fitting=fitting,
+        out_bias=out_bias,
+        out_std=out_std,
+        atom_exclude_types=[int(t) for t in d.get("atom_exclude_types", [])],
+        pair_exclude_types=[(int(a), int(b)) for a, b in d.get("pair_exclude_types", [])],
+    )
+
+
+def model_def_script(model: DeepPot) -> dict:
+    """A deepmd-kit input ``model`` section that builds a model of this shape.
+
+    Stored as ``model_def_script`` in files (deepmd-kit's converters, e.g.
+    ``dp convert-backend`` to ``.pth``, need it); the weights come from the
+    serialized dict, not from this script.
+    """
+    desc, fit = model.descriptor, model.fitting
+    trainable = fit.trainable
+    if not isinstance(trainable, (bool, np.bool_)):
+        trainable = [bool(t) for t in trainable]
+    return _native({
+        "type_map": list(model.type_map),
+        "descriptor": {
+            "type": "se_e2_a",
+            "sel": list(desc.sel),
+            "rcut": desc.rcut,
+            "rcut_smth": desc.rcut_smth,
+            "neuron": list(desc.neuron),
+            "axis_neuron": desc.axis_neuron,
+            "resnet_dt": desc.resnet_dt,
+            "type_one_side": desc.type_one_side,
+            "exclude_types": [list(p) for p in desc.exclude_types],
+            "env_protection": desc.env_protection,
+            "set_davg_zero": desc.set_davg_zero,
+            "activation_function": desc.activation_function,
+            "precision": desc.precision,
+            "trainable": desc.trainable,
+        },
+        "fitting_net": {
+            "type": "ener",
+            "neuron": list(fit.neuron),
+            "resnet_dt": fit.resnet_dt,
+            "activation_function": fit.activation_function,
+            "precision": fit.precision,
+            "rcond": fit.rcond,
+            "trainable": trainable,
+        },
+        "atom_exclude_types": list(model.atom_exclude_types),
+        "pair_exclude_types": [list(p) for p in model.pair_exclude_types],
+    })
+
+
+# ---------------------------------------------------------------- file formats
+def _import_h5py():
+    try:
+        import h5py
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("reading or writing .dp model files needs the 'h5py' package: "
+                          "pip install 'symref[io]'") from e
+    return h5py
+
+
+def _import_yaml():
+    try:
+        import yaml
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("reading or writing .yaml model files needs the 'pyyaml' package: "
+                          "pip install 'symref[io]'") from e
+    return yaml
+
+
+def _traverse_variables(obj, fn, is_var: bool = False):
+    """Replace every leaf below an ``@variables`` key by ``fn(leaf)`` (deepmd-kit's rule).
+
+    Containers are rebuilt (the input is not modified); ``None`` is kept;
+    dicts flagged ``@is_variable`` are passed to ``fn`` whole.
+    """
+    if isinstance(obj, dict):
+        if obj.get("@is_variable", False):
+            return fn(obj)
+        return {k: _traverse_variables(v, fn, is_var or k == "@variables")
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_traverse_variables(v, fn, is_var) for v in obj]
+    if obj is None:
+        return None
+    if is_var:
+        return fn(obj)
+    return obj
+
+
+def _array_to_tagged(x):
+    if isinstance(x, (np.ndarray, np.generic)):
+        x = np.asarray(x)
+        return {"@class": "np.ndarray", "@is_variable": True, "@version": 1,
+                "dtype": x.dtype.name, "value": x.tolist()}
+    return _native(x)
+
+
+def _tagged_to_array(x):
+    if isinstance(x, dict) and x.get("@class") == "np.ndarray":
+        return np.asarray(x["value"], dtype=np.dtype(x["dtype"]))
+    return x
+
+
+def _suffix(path: Path) -> str:
+    suf = path.suffix.lower()
+    if suf not in SUFFIXES:
+        raise ValueError(f"{path}: unknown model file suffix {path.suffix!r}; "
+                         f"expected one of {', '.join(SUFFIXES)}")
+    return suf
+
+
+def read_model_file(path) -> dict:
+    """The raw dict stored in a ``.dp``/``.yaml``/``.yml``/``.json`` model file.
+
+    Returns whatever the file holds -- for deepmd-kit files the wrapper
+    ``{"software", "version", "time", "backend", "model", "model_def_script",
+    "@variables"}`` -- with arrays restored as numpy arrays.
+    """
+    path = Path(path)
+    suf = _suffix(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a regular file")
+    if suf == ".dp":
+        h5py = _import_h5py()
+        try:
+            with h5py.File(path, "r") as f:
+                if "json" not in f.attrs:
+                    raise ValueError(f"{path}: HDF5 file has no 'json' attribute; "
+                                     "not a deepmd-kit .dp model file")
+                raw = f.attrs["json"]
+                if isinstance(raw, bytes):
+                    raw = raw.decode("utf-8")
+                try:
+                    data = json.loads(raw)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: corrupt 'json' attribute: {e}") from e
+
+                def fetch(name):
+                    if not isinstance(name, str) or name not in f:
+                        raise ValueError(f"{path}: variable dataset {name!r} is missing")
+                    value = f[name][()]
+                    return value.copy() if isinstance(value, np.ndarray) else value
+
+                return _traverse_variables(data, fetch)
+        except ValueError:
+            raise
+        except (OSError, KeyError, RuntimeError) as e:
+            raise ValueError(f"{path}: cannot read as an HDF5 (.dp) model file "
+                             f"(truncated or corrupt?): {e}") from e
+    text_loader = _import_yaml().safe_load if suf in (".yaml", ".yml") else json.loads
+    try:
+        data = text_loader(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text model file: {e}") from e
+    except Exception as e:  # yaml.YAMLError / json.JSONDecodeError
+        raise ValueError(f"{path}: cannot parse {suf} model file (truncated or corrupt?): "
+                         f"{e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: top level is {type(data).__name__}, expected a mapping")
+    try:
+        return _traverse_variables(data, _tagged_to_array)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: malformed array entry: {e}") from e
+
+
+def _atomic_write(path: Path, write_fn) -> None:
+    """Write via ``write_fn(tmp_path)`` to a temp file beside ``path``, fsync, rename."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{path}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - e.g. platforms without directory fsync
+        pass
+
+
+def write_model_file(path, data: dict) -> None:
+    """Atomically write a raw dict in deepmd-kit's file layout, format from the suffix."""
+    path = Path(path)
+    suf = _suffix(path)
+    if suf == ".dp":
+        h5py = _import_h5py()
+
+        def write(tmp):
+            counter = iter(range(10 ** 9))
+            with h5py.File(tmp, "w") as f:
+                def store(x):
+                    name = f"variable_{next(counter):04d}"
+                    return f.create_dataset(name, data=np.asarray(x)).name
+
+                stored = _traverse_variables(_native_tree(data), store)
+                f.attrs["json"] = json.dumps(stored, separators=(",", ":"))
+    elif suf in (".yaml", ".yml"):
+        yaml = _import_yaml()
+
+        def write(tmp):
+            tagged = _traverse_variables(_native_tree(data), _array_to_tagged)
+            with open(tmp, "w", encoding="utf-8") as fh:
+                yaml.safe_dump(tagged, fh)
+    else:
+        def write(tmp):
+            tagged = _traverse_variables(_native_tree(data), _array_to_tagged)
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(tagged, fh, separators=(",", ":"))
+    _atomic_write(path, write)
+
+
+def _native_tree(x):
+    """Like :func:`_native` but keeps arrays and numpy scalars below ``@variables`` intact."""
+    if isinstance(x, dict):
+        return {str(k): (_native_vars(v) if k == "@variables" else _native_tree(v))
+                for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_native_tree(v) for v in x]
+    return _native(x)
+
+
+def _native_vars(x):
+    if isinstance(x, dict) and not x.get("@is_variable", False):
+        return {str(k): _native_vars(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_native_vars(v) for v in x]
+    return x
+
+
+def load_model(path) -> DeepPot:
+    """Read a deepmd-kit 3.x (or symref-written) ``.dp``/``.yaml``/``.yml``/``.json`` model.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (message
+    starting with the path) for an unknown suffix, a truncated or corrupt file,
+    an unsupported version or an unsupported model feature.
+    """
+    path = Path(path)
+    data = read_model_file(path)
+    try:
+        return model_from_dict(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        raise ValueError(f"{path}: malformed model dict ({type(e).__name__}: {e})") from e
+
+
+def save_model(model: DeepPot, path) -> None:
+    """Write ``model`` atomically in deepmd-kit's layout; format from the suffix.
+
+    The file holds ``{"software": "symref", "version", "time", "backend":
+    "symref", "model": model_to_dict(model), "model_def_script",
+    "@variables": {}}``, which deepmd-kit's ``load_dp_model`` reads and
+    ``BaseModel.deserialize(data["model"])`` (or ``DeepPot("file.dp")`` for
+    ``.dp``/``.yaml``) turns into a working model.
+    """
+    path = Path(path)
+    _suffix(path)
+    data = {
+        "software": "symref",
+        "version": _symref_version(),
+        "time": str(datetime.datetime.now(tz=datetime.timezone.utc)),
+        "backend": "symref",
+        "model": model_to_dict(model),
+        "model_def_script": model_def_script(model),
+        "@variables": {},
+    }
+    write_model_file(path, data)

@@ -1,0 +1,413 @@
+r"""deepmd-kit as the reference: build models in deepmd-kit and evaluate them with its backends.
+
+A helper module for the tests (not itself collected by pytest).  Everything
+here calls deepmd-kit's own code; nothing in symref is used, so the numbers are
+an independent reference for symref's.
+
+Inputs (all functions): ``model`` is a deepmd-kit serialized model dict
+(``model.serialize()``), a file wrapper ``{"model": {...}, ...}`` as returned
+by ``load_dp_model``, or a path to a ``.dp``/``.yaml`` file; ``coord`` is
+(nf, natoms, 3) or (nf, 3*natoms) Å; ``atype`` (natoms,) or (nf, natoms);
+``box`` (nf, 9) / (nf, 3, 3) with cell vectors as rows, or ``None`` (no PBC).
+Float64 throughout.
+
+Outputs (numpy, float64), with the same keys and shapes as
+``symref.DeepPot.evaluate``:
+
+=============== ==================== ==========================================
+key             shape                meaning
+=============== ==================== ==========================================
+``energy``      (nf,)                E = sum_i atom_energy_i
+``atom_energy`` (nf, natoms)         fitting output + bias_atom_e + out_bias
+``forces``      (nf, natoms, 3)      -dE/dx (PyTorch backend only)
+``virial``      (nf, 3, 3)           W[a, b] = -sum_pairs g_a r_b, g = dE/dr_ji
+``atom_virial`` (nf, natoms, 3, 3)   per-atom share of W (PyTorch backend only)
+=============== ==================== ==========================================
+
+deepmd-kit conventions worth knowing (read from deepmd-kit 3.2.0's source and
+checked numerically by tests/test_io.py):
+
+* virial layout: deepmd's 9-vector is row-major ``[a, b]`` with ``a`` the
+  derivative (force) component and ``b`` the coordinate component:
+  ``virial = sum_k F_k (x) x_k`` over extended atoms.
+* atom_virial (``do_atomic_virial=True``): extended atom ``k`` gets
+  ``-sum_i dE_i/dx_k (x) (x_k - x_i)`` -- each pair (centre i, neighbour j)
+  is credited to the *neighbour* j, with ``r_ji = x_j - x_i`` -- and ghost
+  images are folded onto their local atom.  Sums to ``virial``.
+* neighbour list (``deepmd.dpmodel.utils.nlist``): coordinates are first
+  wrapped into the cell, periodic images added (``ceil(rcut / face distance)``
+  cells each way), then for each centre the ``sum(sel)`` nearest atoms of any
+  type are kept (self excluded), those with r > rcut dropped (r == rcut kept,
+  its switch is 0), and the list split by neighbour type into ``sel[t]`` slots,
+  ascending distance inside each type, padded with -1.  Model-level
+  ``pair_exclude_types`` are removed from the nlist *after* this (slots set to
+  -1 in place, no re-packing).
+* environment row of a padded slot is 0 *before* normalisation, so after it it
+  is ``-davg/dstd`` (not zero) and still feeds the embedding net; rows of
+  descriptor-level ``exclude_types`` pairs are zeroed *after* normalisation.
+* energy of atom i: ``fit_{t_i}(D_i) + bias_atom_e[t_i] + out_bias[0, t_i, 0]``,
+  zeroed for ``atom_exclude_types``.
+
+The PyTorch backend needs a workaround in this environment, see
+:func:`import_deepmd_pt`.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "make_deepmd_model_dict",
+    "as_model_dict",
+    "dp_eval",
+    "pt_eval",
+    "dp_neighbor_list",
+    "import_deepmd_pt",
+    "PT_WORKAROUND",
+]
+
+# ----------------------------------------------------------------- inputs
+def as_model_dict(model) -> dict:
+    """The bare ``model.serialize()`` dict from a dict, a file wrapper or a model file path."""
+    if isinstance(model, (str, os.PathLike)):
+        from deepmd.dpmodel.utils.serialization import load_dp_model
+
+        model = load_dp_model(str(model))
+    if not isinstance(model, dict):
+        raise TypeError(f"expected a model dict or a path, got {type(model).__name__}")
+    if "@class" not in model and isinstance(model.get("model"), dict):
+        model = model["model"]
+    return copy.deepcopy(model)
+
+
+def _inputs(coord, atype, box):
+    coord = np.asarray(coord, dtype=np.float64)
+    if coord.ndim == 2 and coord.shape[1] % 3 == 0 and coord.shape[1] != 3:
+        coord = coord.reshape(coord.shape[0], -1, 3)
+    elif coord.ndim == 2:  # a single frame (natoms, 3)
+        coord = coord[None]
+    if coord.ndim != 3 or coord.shape[2] != 3:
+        raise ValueError(f"coord must be (nf, natoms, 3), got {coord.shape}")
+    nf, natoms, _ = coord.shape
+    atype = np.asarray(atype, dtype=np.int64)
+    if atype.ndim == 1:
+        atype = np.tile(atype[None], (nf, 1))
+    if atype.shape != (nf, natoms):
+        raise ValueError(f"atype must be ({natoms},) or ({nf}, {natoms}), got {atype.shape}")
+    if box is not None:
+        box = np.asarray(box, dtype=np.float64).reshape(-1, 9)
+        if box.shape[0] == 1 and nf > 1:
+            box = np.tile(box, (nf, 1))
+        if box.shape[0] != nf:
+            raise ValueError(f"box must be ({nf}, 9), got {box.shape}")
+    return coord, atype, box
+
+
+# ----------------------------------------------------------------- model construction
+def make_deepmd_model_dict(
+    type_one_side: bool,
+    seed: int,
+    sel,
+    neuron,
+    axis_neuron: int,
+    fitting_neuron,
+    rcut: float,
+    rcut_smth: float,
+    exclude_types=(),
+    *,
+    type_map=None,
+    resnet_dt: bool = False,
+    fitting_resnet_dt: bool = True,
+    precision: str = "float64",
+    atom_exclude_types=(),
+    pair_exclude_types=(),
+    stats: str = "slot",
+) -> dict:
+    """A se_e2_a + ener model built by deepmd-kit, with non-trivial statistics.
+
+    The model comes from ``deepmd.dpmodel.model.model.get_model`` (deepmd-kit's
+    own random initialisation, seeded), then gets:
+
+    * ``davg`` ~ N(0, 0.1²) and ``dstd`` ~ U[0.5, 2], shape (ntypes, nnei, 4):
+      ``stats="slot"`` draws every entry independently (slot order inside a
+      type block then matters, a strict test of the neighbour ordering);
+      ``stats="type"`` uses deepmd-kit's own structure -- one value per
+      (centre type, neighbour type) block, ``davg[..., 1:] = 0`` and
+      ``dstd[..., 1:]`` shared by the three direction components.
+    * ``bias_atom_e`` (ntypes, 1) and ``out_bias`` (1, ntypes, 1): distinct
+      values per type (≈ -1, -2, ... and ≈ 0.3, 0.6, ...); ``out_std`` ∈ [0.5, 1.5].
+
+    Returns ``model.serialize()`` (float64 arrays unless ``precision`` says otherwise).
+    """
+    from deepmd.dpmodel.model.model import get_model
+
+    sel = [int(s) for s in sel]
+    ntypes = len(sel)
+    if type_map is None:
+        type_map = ["O", "H", "C", "N", "S", "P"][:ntypes] if ntypes <= 6 else \
+            [f"X{i}" for i in range(ntypes)]
+    config = {
+        "type_map": list(type_map),
+        "descriptor": {
+            "type": "se_e2_a",
+            "sel": sel,
+            "rcut": float(rcut),
+            "rcut_smth": float(rcut_smth),
+            "neuron": [int(n) for n in neuron],
+            "axis_neuron": int(axis_neuron),
+            "resnet_dt": bool(resnet_dt),
+            "type_one_side": bool(type_one_side),
+            "exclude_types": [[int(a), int(b)] for a, b in exclude_types],
+            "precision": precision,
+            "seed": int(seed),
+        },
+        "fitting_net": {
+            "type": "ener",
+            "neuron": [int(n) for n in fitting_neuron],
+            "resnet_dt": bool(fitting_resnet_dt),
+            "precision": precision,
+            "seed": int(seed) + 1,
+        },
+        "atom_exclude_types": [int(t) for t in atom_exclude_types],
+        "pair_exclude_types": [[int(a), int(b)] for a, b in pair_exclude_types],
+    }
+    model = get_model(copy.deepcopy(config))
+    rng = np.random.default_rng(seed + 12345)
+    nnei = sum(sel)
+    desc = model.atomic_model.descriptor
+    dt = np.asarray(desc.davg).dtype
+    if stats == "slot":
+        davg = rng.normal(scale=0.1, size=(ntypes, nnei, 4))
+        dstd = rng.uniform(0.5, 2.0, size=(ntypes, nnei, 4))
+    elif stats == "type":
+        davg = np.zeros((ntypes, nnei, 4))
+        dstd = np.ones((ntypes, nnei, 4))
+        off = np.concatenate([[0], np.cumsum(sel)])
+        for ti in range(ntypes):
+            for tj in range(ntypes):
+                blk = slice(off[tj], off[tj + 1])
+                davg[ti, blk, 0] = rng.normal(scale=0.1)
+                dstd[ti, blk, 0] = rng.uniform(0.5, 2.0)
+                dstd[ti, blk, 1:] = rng.uniform(0.5, 2.0)
+    else:
+        raise ValueError(f"stats must be 'slot' or 'type', got {stats!r}")
+    desc.set_stat_mean_and_stddev(davg.astype(dt), dstd.astype(dt))
+    fitting = model.atomic_model.fitting_net
+    bias_atom_e = -(np.arange(ntypes) + 1.0) + rng.uniform(-0.1, 0.1, size=ntypes)
+    fitting["bias_atom_e"] = bias_atom_e.reshape(ntypes, 1).astype(
+        np.asarray(fitting["bias_atom_e"]).dtype)
+    am = model.atomic_model
+    out_bias = 0.3 * (np.arange(ntypes) + 1.0) + rng.uniform(-0.05, 0.05, size=ntypes)
+    am["out_bias"] = out_bias.reshape(1, ntypes, 1).astype(np.asarray(am["out_bias"]).dtype)
+    am["out_std"] = rng.uniform(0.5, 1.5, size=(1, ntypes, 1)).astype(
+        np.asarray(am["out_std"]).dtype)
+    return model.serialize()
+
+
+# ----------------------------------------------------------------- NumPy backend
+def _dp_model(model):
+    from deepmd.dpmodel.model.base_model import BaseModel
+    import deepmd.dpmodel.model.model  # noqa: F401  (registers the model classes)
+
+    return BaseModel.deserialize(as_model_dict(model))
+
+
+def dp_eval(model, coord, atype, box=None) -> dict:
+    """Energy and atomic energies from deepmd-kit's NumPy backend (``deepmd.dpmodel``).
+
+    Uses ``EnergyModel.call(coord, atype, box)``, which wraps the coordinates
+    into the cell, builds the extended (ghost) coordinates and the typed
+    neighbour list (see :func:`dp_neighbor_list`), applies model-level
+    ``pair_exclude_types`` to the nlist and runs ``call_lower``.  The NumPy
+    backend returns no forces or virials in deepmd-kit 3.2.
+
+    Returns ``{"energy": (nf,), "atom_energy": (nf, natoms)}``.
+    """
+    coord, atype, box = _inputs(coord, atype, box)
+    nf, natoms, _ = coord.shape
+    m = _dp_model(model)
+    ret = m.call(coord.reshape(nf, natoms * 3), atype,
+                 None if box is None else box.reshape(nf, 9))
+    return {
+        "energy": np.asarray(ret["energy"], dtype=np.float64).reshape(nf),
+        "atom_energy": np.asarray(ret["atom_energy"], dtype=np.float64).reshape(nf, natoms),
+    }
+
+
+def dp_neighbor_list(model, coord, atype, box=None) -> dict:
+    """deepmd-kit's extended system and neighbour list for these inputs (NumPy backend).
+
+    Returns ``{"extended_coord": (nf, nall, 3), "extended_atype": (nf, nall),
+    "mapping": (nf, nall) extended -> local index, "nlist": (nf, nloc, sum(sel))}``
+    with -1 for empty slots; local atoms are the first ``nloc`` extended atoms
+    (wrapped into the cell when ``box`` is given).  Model-level
+    ``pair_exclude_types`` are already applied, as ``call`` does.
+    """
+    from deepmd.dpmodel.utils.nlist import extend_input_and_build_neighbor_list
+
+    coord, atype, box = _inputs(coord, atype, box)
+    nf, natoms, _ = coord.shape
+    m = _dp_model(model)
+    ext_coord, ext_atype, mapping, nlist = extend_input_and_build_neighbor_list(
+        coord.reshape(nf, natoms * 3), atype, m.get_rcut(), m.get_sel(),
+        mixed_types=m.mixed_types(), box=None if box is None else box.reshape(nf, 9),
+        pair_excl=m.atomic_model.pair_excl,
+    )
+    return {
+        "extended_coord": np.asarray(ext_coord).reshape(nf, -1, 3),
+        "extended_atype": np.asarray(ext_atype),
+        "mapping": np.asarray(mapping),
+        "nlist": np.asarray(nlist),
+    }
+
+
+# ----------------------------------------------------------------- PyTorch backend
+PT_WORKAROUND = r"""
+deepmd-kit 3.2.0's wheel ships a compiled PyTorch op library built against
+torch 2.11.0; `import deepmd.pt` runs deepmd/pt/cxx_op.py, which loads it and
+raises RuntimeError ("The version of PyTorch used to compile this deepmd-kit
+package is 2.11.0, but ... runtime ... 2.13.0") -- or OSError on a bad dlopen.
+(Before that, on Linux wheels cxx_op.py also CDLL-loads MPICH's libmpi found
+through the `mpich` package's metadata: `pip install mpich`.)
+
+The se_e2_a + ener path is pure torch and never calls the custom ops when
+deepmd.pt.cxx_op.ENABLE_CUSTOMIZED_OP is False.  So, only when a clean
+`import deepmd.pt` in a *subprocess* fails with that RuntimeError/OSError
+from cxx_op, we put a stub module into sys.modules before importing:
+
+    stub = types.ModuleType("deepmd.pt.cxx_op")
+    stub.ENABLE_CUSTOMIZED_OP = False
+    sys.modules["deepmd.pt.cxx_op"] = stub
+    import deepmd.pt
+
+The probe runs in a subprocess so a failed import never leaves half-initialised
+modules (or a half-loaded shared library) in this process.  deepmd.pt's model
+classes also import `e3nn` (part of deepmd-kit's `torch` extra).
+"""
+
+_PT_STATE: dict = {}
+
+
+def _probe_pt_import() -> tuple[bool, str]:
+    """Try ``import deepmd.pt`` in a clean subprocess: (ok, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import deepmd.pt"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    return proc.returncode == 0, proc.stderr
+
+
+def import_deepmd_pt():
+    """Import ``deepmd.pt`` (with the cxx_op stub when needed); raise if impossible.
+
+    Returns the ``deepmd.pt`` module.  ``import_deepmd_pt.workaround`` (the
+    attribute on this function) tells whether the stub was used.  Never skips
+    silently: a failure raises ``RuntimeError`` with the reason.
+    """
+    if "module" in _PT_STATE:
+        return _PT_STATE["module"]
+    if "deepmd.pt" in sys.modules and "deepmd.pt.cxx_op" in sys.modules:
+        mod = sys.modules["deepmd.pt"]
+        _PT_STATE["module"] = mod
+        import_deepmd_pt.workaround = getattr(sys.modules["deepmd.pt.cxx_op"],
+                                              "_symref_stub", False)
+        return mod
+    ok, err = _probe_pt_import()
+    used_stub = False
+    if not ok:
+        tail = err.strip().splitlines()[-1] if err.strip() else "(no stderr)"
+        cxx_problem = "cxx_op" in err and ("RuntimeError" in tail or "OSError" in tail)
+        if not cxx_problem:
+            raise RuntimeError(
+                "import deepmd.pt fails for a reason other than its compiled op library "
+                f"(so the cxx_op workaround does not apply): {tail}\n{err[-3000:]}")
+        stub = types.ModuleType("deepmd.pt.cxx_op")
+        stub.ENABLE_CUSTOMIZED_OP = False
+        stub.__all__ = ["ENABLE_CUSTOMIZED_OP"]
+        stub._symref_stub = True
+        stub.__doc__ = "symref test stub: " + PT_WORKAROUND
+        sys.modules["deepmd.pt.cxx_op"] = stub
+        used_stub = True
+    try:
+        import deepmd.pt as mod
+        import deepmd.pt.model.model  # noqa: F401  (the model classes; needs e3nn)
+    except Exception as e:
+        raise RuntimeError(
+            "cannot import deepmd.pt" + (" even with the cxx_op stub" if used_stub else "")
+            + f": {type(e).__name__}: {e}") from e
+    _PT_STATE["module"] = mod
+    import_deepmd_pt.workaround = used_stub
+    return mod
+
+
+import_deepmd_pt.workaround = None
+
+
+def pt_eval(model, coord, atype, box=None, *, do_atomic_virial: bool = True) -> dict:
+    """Energy, forces, virial and per-atom quantities from deepmd-kit's PyTorch backend.
+
+    ``BaseModel.deserialize`` from ``deepmd.pt.model.model`` on the serialized
+    dict, then ``model(coord, atype, box=box, do_atomic_virial=True)``;
+    forces and virials come from autograd.
+
+    Returns ``energy`` (nf,), ``atom_energy`` (nf, natoms), ``forces``
+    (nf, natoms, 3), ``virial`` (nf, 3, 3) and ``atom_virial`` (nf, natoms, 3, 3).
+    """
+    import_deepmd_pt()
+    import torch
+    from deepmd.pt.model.model import BaseModel as PTBaseModel
+    from deepmd.pt.utils import env as pt_env
+
+    coord, atype, box = _inputs(coord, atype, box)
+    nf, natoms, _ = coord.shape
+    m = PTBaseModel.deserialize(as_model_dict(model)).to(pt_env.DEVICE)
+    m.eval()
+    dev = pt_env.DEVICE
+    ret = m(
+        torch.tensor(coord, dtype=torch.float64, device=dev),
+        torch.tensor(atype, dtype=torch.int64, device=dev),
+        box=None if box is None else torch.tensor(box, dtype=torch.float64, device=dev),
+        do_atomic_virial=do_atomic_virial,
+    )
+
+    def get(key, shape):
+        return ret[key].detach().cpu().numpy().astype(np.float64).reshape(shape)
+
+    out = {
+        "energy": get("energy", (nf,)),
+        "atom_energy": get("atom_energy", (nf, natoms)),
+        "forces": get("force", (nf, natoms, 3)),
+        "virial": get("virial", (nf, 3, 3)),
+    }
+    if do_atomic_virial:
+        out["atom_virial"] = get("atom_virial", (nf, natoms, 3, 3))
+    return out
+
+
+# ----------------------------------------------------------------- data
+def load_npy_system(system_dir, set_name: str = "set.000", frames=None):
+    """(coord (nf, natoms, 3), atype (natoms,), box (nf, 9) or None, type_map) in float64.
+
+    Reads a deepmd-kit npy system (``type.raw``, optional ``type_map.raw`` and
+    ``nopbc``, ``set.NNN/coord.npy``, ``box.npy``); ``frames`` selects frames.
+    """
+    system_dir = Path(system_dir)
+    atype = np.loadtxt(system_dir / "type.raw", dtype=np.int64, ndmin=1)
+    tm_file = system_dir / "type_map.raw"
+    type_map = tm_file.read_text().split() if tm_file.exists() else None
+    coord = np.load(system_dir / set_name / "coord.npy").astype(np.float64)
+    coord = coord.reshape(coord.shape[0], -1, 3)
+    box = None
+    if not (system_dir / "nopbc").exists() and (system_dir / set_name / "box.npy").exists():
+        box = np.load(system_dir / set_name / "box.npy").astype(np.float64).reshape(-1, 9)
+    if frames is not None:
+        coord = coord[frames]
+        box = None if box is None else box[frames]
+    return coord, atype, box, type_map
