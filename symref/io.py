@@ -73,6 +73,7 @@ __all__ = [
     "save_model",
     "read_model_file",
     "write_model_file",
+    "model_def_script",
     "SUFFIXES",
 ]
 

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import sys
 import types
@@ -134,12 +135,19 @@ def make_deepmd_model_dict(
     The model comes from ``deepmd.dpmodel.model.model.get_model`` (deepmd-kit's
     own random initialisation, seeded), then gets:
 
-    * ``davg`` ~ N(0, 0.1²) and ``dstd`` ~ U[0.5, 2], shape (ntypes, nnei, 4):
-      ``stats="slot"`` draws every entry independently (slot order inside a
-      type block then matters, a strict test of the neighbour ordering);
-      ``stats="type"`` uses deepmd-kit's own structure -- one value per
-      (centre type, neighbour type) block, ``davg[..., 1:] = 0`` and
-      ``dstd[..., 1:]`` shared by the three direction components.
+    * ``davg`` ~ N(0, 0.1²) and ``dstd`` ~ U[0.5, 2], shape (ntypes, nnei, 4).
+      Rotational invariance needs ``davg[..., 1:] = 0`` and the three
+      direction components to share one ``dstd`` (deepmd-kit's own statistics
+      have this form), so:
+
+      - ``stats="slot"`` (default): per (centre type, slot) values of
+        ``davg[..., 0]``, ``dstd[..., 0]`` and ``dstd[..., 1:]``; slot order
+        inside a type block then matters -- a strict test of the neighbour
+        ordering -- and the model stays rotation invariant;
+      - ``stats="type"``: one value per (centre type, neighbour type) block,
+        exactly the structure deepmd-kit's statistics produce;
+      - ``stats="full"``: every entry independent -- NOT rotation invariant
+        (use only to test the normalisation of each component).
     * ``bias_atom_e`` (ntypes, 1) and ``out_bias`` (1, ntypes, 1): distinct
       values per type (≈ -1, -2, ... and ≈ 0.3, 0.6, ...); ``out_std`` ∈ [0.5, 1.5].
 
@@ -183,6 +191,12 @@ def make_deepmd_model_dict(
     desc = model.atomic_model.descriptor
     dt = np.asarray(desc.davg).dtype
     if stats == "slot":
+        davg = np.zeros((ntypes, nnei, 4))
+        davg[..., 0] = rng.normal(scale=0.1, size=(ntypes, nnei))
+        dstd = np.empty((ntypes, nnei, 4))
+        dstd[..., 0] = rng.uniform(0.5, 2.0, size=(ntypes, nnei))
+        dstd[..., 1:] = rng.uniform(0.5, 2.0, size=(ntypes, nnei, 1))
+    elif stats == "full":
         davg = rng.normal(scale=0.1, size=(ntypes, nnei, 4))
         dstd = rng.uniform(0.5, 2.0, size=(ntypes, nnei, 4))
     elif stats == "type":
@@ -196,7 +210,7 @@ def make_deepmd_model_dict(
                 dstd[ti, blk, 0] = rng.uniform(0.5, 2.0)
                 dstd[ti, blk, 1:] = rng.uniform(0.5, 2.0)
     else:
-        raise ValueError(f"stats must be 'slot' or 'type', got {stats!r}")
+        raise ValueError(f"stats must be 'slot', 'type' or 'full', got {stats!r}")
     desc.set_stat_mean_and_stddev(davg.astype(dt), dstd.astype(dt))
     fitting = model.atomic_model.fitting_net
     bias_atom_e = -(np.arange(ntypes) + 1.0) + rng.uniform(-0.1, 0.1, size=ntypes)
@@ -322,8 +336,12 @@ def import_deepmd_pt():
     ok, err = _probe_pt_import()
     used_stub = False
     if not ok:
-        tail = err.strip().splitlines()[-1] if err.strip() else "(no stderr)"
-        cxx_problem = "cxx_op" in err and ("RuntimeError" in tail or "OSError" in tail)
+        # the final exception of the traceback: "<ExcType>: message"
+        exc_lines = [ln for ln in err.splitlines()
+                     if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b", ln)]
+        tail = exc_lines[-1] if exc_lines else (err.strip().splitlines() or ["(no stderr)"])[-1]
+        cxx_problem = ("deepmd/pt/cxx_op.py" in err.replace(os.sep, "/")
+                       and tail.startswith(("RuntimeError", "OSError")))
         if not cxx_problem:
             raise RuntimeError(
                 "import deepmd.pt fails for a reason other than its compiled op library "

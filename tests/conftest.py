@@ -1,0 +1,48 @@
+"""Shared pytest fixtures and paths for symref's tests.
+
+* ``SHARED_DATA``: the real DFT data in deepmd-kit npy format, ``../shared/data``
+  relative to the repository root (it is not part of the repository).  Tests
+  that need it use the ``shared_data`` / ``water_frame`` fixtures, which skip
+  with a clear reason when it is absent.
+* ``tests/deepmd_ref.py`` (importable as ``deepmd_ref`` from test modules) runs
+  deepmd-kit itself as the reference; tests that use it call
+  ``pytest.importorskip("deepmd")`` first.
+
+Keep this file small: fixtures used by more than one test module only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+WATER_SYSTEM = SHARED_DATA / "water" / "data_0"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ``../shared/data``; skips the test when it is missing."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data directory not found: {SHARED_DATA} "
+                    "(the real-data tests need ../shared/data next to the repository)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def water_frame(shared_data):
+    """First frame of ``water/data_0/set.000`` as float64.
+
+    Returns ``(coord (1, 192, 3), atype (192,), box (1, 9), type_map)``; the
+    files are float32, cast to float64 here.
+    """
+    system = shared_data / "water" / "data_0"
+    if not (system / "set.000" / "coord.npy").is_file():
+        pytest.skip(f"water system not found: {system}")
+    atype = np.loadtxt(system / "type.raw", dtype=np.int64, ndmin=1)
+    type_map = (system / "type_map.raw").read_text().split()
+    coord = np.load(system / "set.000" / "coord.npy")[:1].astype(np.float64)
+    box = np.load(system / "set.000" / "box.npy")[:1].astype(np.float64).reshape(1, 9)
+    return coord.reshape(1, -1, 3), atype, box, type_map

@@ -1,0 +1,135 @@
+"""symref against deepmd-kit itself: models built in deepmd-kit, moved through model files.
+
+Energies and atomic energies are compared with deepmd-kit's NumPy backend;
+forces, virials and atomic virials with its PyTorch backend (tests/deepmd_ref.py,
+which documents the op-library workaround).  Tolerance: 1e-10 relative to the
+largest magnitude of each reference quantity, float64.
+
+The PyTorch comparisons skip (saying why) when torch is not installed, unless
+SYMREF_REQUIRE_PT=1 (set by .ci/run once it installed torch), which makes the
+absence a failure.  A deepmd.pt import that fails for another reason is an error.
+"""
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("deepmd", reason="deepmd-kit is not installed (pip install -e '.[test]')")
+
+import deepmd_ref  # noqa: E402
+from deepmd.dpmodel.utils.serialization import save_dp_model  # noqa: E402
+
+import symref  # noqa: E402
+from symref.data import load_system, make_crystal  # noqa: E402
+
+pytestmark = [pytest.mark.deepmd]
+RTOL = 1e-10
+#: largest relative deviation seen per (case, quantity); printed at the end of the module
+DEVIATIONS = {}
+
+
+@pytest.fixture(scope="module")
+def pt():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        if os.environ.get("SYMREF_REQUIRE_PT") == "1":
+            pytest.fail("SYMREF_REQUIRE_PT=1 but torch is not importable")
+        pytest.skip("torch not installed: deepmd-kit's PyTorch backend (forces, virials) "
+                    "needs `pip install torch==2.13.0 e3nn` (a CPU build)")
+    return deepmd_ref.import_deepmd_pt()
+
+
+def rel_err(a, b):
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max() / max(np.abs(b).max(), 1e-300))
+
+
+def compare(case, ours, ref, keys):
+    for k in keys:
+        e = rel_err(ours[k], ref[k])
+        DEVIATIONS[(case, k)] = max(e, DEVIATIONS.get((case, k), 0.0))
+        assert e <= RTOL, f"{case}: {k} relative deviation {e:.2e} > {RTOL:.0e}"
+
+
+def through_file(tmp_path, model_dict, suffix):
+    """Write the deepmd-kit model with deepmd-kit's own writer, read it with symref."""
+    path = tmp_path / f"model{suffix}"
+    save_dp_model(str(path), {"backend": "DP", "model": model_dict, "model_def_script": {},
+                              "@variables": {}, "software": "deepmd-kit"})
+    return symref.load_model(path)
+
+
+def water(shared_data, nframes=2):
+    s = load_system(shared_data / "water" / "data_3")
+    return s.coord[:nframes], s.atype, s.box[:nframes].reshape(nframes, 9)
+
+
+WATER = dict(sel=[46, 92], neuron=[25, 50, 100], axis_neuron=16, fitting_neuron=[240, 240, 240],
+             rcut=6.0, rcut_smth=0.5)
+
+
+@pytest.mark.parametrize("type_one_side", [True, False])
+def test_water_periodic(tmp_path, shared_data, pt, type_one_side):
+    """64 H2O, cubic cell, deepmd-kit's example model size; .dp file written by deepmd-kit."""
+    d = deepmd_ref.make_deepmd_model_dict(type_one_side, 11, type_map=["O", "H"], **WATER)
+    model = through_file(tmp_path, d, ".dp")
+    coord, atype, box = water(shared_data)
+    ours = model.evaluate(coord, atype, box)
+    case = f"water/one_side={type_one_side}"
+    compare(case, ours, deepmd_ref.dp_eval(d, coord, atype, box), ["energy", "atom_energy"])
+    compare(case, ours, deepmd_ref.pt_eval(d, coord, atype, box),
+            ["energy", "atom_energy", "forces", "virial", "atom_virial"])
+
+
+@pytest.mark.parametrize("type_one_side", [True, False])
+def test_molecules_no_cell(tmp_path, shared_data, pt, type_one_side):
+    """C/H/O molecules without a cell; .yaml file written by deepmd-kit."""
+    d = deepmd_ref.make_deepmd_model_dict(type_one_side, 12, sel=[6, 6, 6], neuron=[8, 16, 32],
+                                          axis_neuron=8, fitting_neuron=[32, 32], rcut=5.0,
+                                          rcut_smth=1.0, type_map=["C", "H", "O"], resnet_dt=True)
+    model = through_file(tmp_path, d, ".yaml")
+    case = f"molecules/one_side={type_one_side}"
+    for name in ("C1H4O2", "C3H3O4", "C4H3O1"):
+        s = load_system(shared_data / "molecules" / name)
+        coord = s.coord[:3]
+        ours = model.evaluate(coord, s.atype)
+        compare(case, ours, deepmd_ref.dp_eval(d, coord, s.atype), ["energy", "atom_energy"])
+        compare(case, ours, deepmd_ref.pt_eval(d, coord, s.atype),
+                ["energy", "atom_energy", "forces", "virial", "atom_virial"])
+
+
+@pytest.mark.parametrize("type_one_side", [True, False])
+def test_small_skewed_cell(pt, type_one_side):
+    """Triclinic cell of side ~4.2 Å with rcut 5 > half the cell: several images of each atom."""
+    d = deepmd_ref.make_deepmd_model_dict(type_one_side, 13, sel=[80, 80], neuron=[8, 16],
+                                          axis_neuron=4, fitting_neuron=[16, 16], rcut=5.0,
+                                          rcut_smth=1.0, type_map=["A", "B"], stats="type")
+    model = symref.io.model_from_dict(d)
+    s = make_crystal(seed=5)
+    coord = np.stack([s.coord[0], s.coord[0] + 0.05 * np.random.default_rng(0).normal(size=s.coord[0].shape)])
+    box = np.repeat(s.box, 2, axis=0).reshape(2, 9)
+    ours = model.evaluate(coord, s.atype, box)
+    case = f"skewed_cell/one_side={type_one_side}"
+    compare(case, ours, deepmd_ref.dp_eval(d, coord, s.atype, box), ["energy", "atom_energy"])
+    compare(case, ours, deepmd_ref.pt_eval(d, coord, s.atype, box),
+            ["energy", "atom_energy", "forces", "virial", "atom_virial"])
+
+
+def test_exclusions(shared_data, pt):
+    """Descriptor exclude_types, model pair_exclude_types and atom_exclude_types together,
+    leaving real interactions (O-O excluded in the descriptor, H-H pairs removed)."""
+    d = deepmd_ref.make_deepmd_model_dict(False, 14, type_map=["O", "H"], exclude_types=[(0, 0)],
+                                          pair_exclude_types=[(1, 1)], stats="type",
+                                          **dict(WATER, neuron=[8, 16, 32], fitting_neuron=[32, 32]))
+    model = symref.io.model_from_dict(d)
+    coord, atype, box = water(shared_data, 1)
+    ours = model.evaluate(coord, atype, box)
+    assert np.abs(ours["forces"]).max() > 1e-3
+    compare("exclusions", ours, deepmd_ref.pt_eval(d, coord, atype, box),
+            ["energy", "atom_energy", "forces", "virial", "atom_virial"])
+
+
+def test_zz_report_deviations():
+    """Prints the largest deviations seen (run with -s to see them); always passes if any ran."""
+    for (case, key), e in sorted(DEVIATIONS.items()):
+        print(f"deepmd-kit vs symref  {case:32s} {key:12s} max rel dev {e:.2e}")
