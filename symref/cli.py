@@ -26,17 +26,10 @@ DEMO_CONFIG = {
 
 
 def demo_model(seed: int = 0):
-    """The built-in random model: :data:`DEMO_CONFIG` with non-trivial statistics and biases.
+    """The built-in random model: :data:`DEMO_CONFIG` via :func:`symref.models.demo_model`."""
+    from .models import demo_model as make
 
-    The first fitting layer is scaled up so that forces are O(0.1–1) eV/Å, as in a
-    trained model (random nets on a normalised descriptor give very flat energies).
-    """
-    from .models import build_model, randomize_statistics
-
-    model = randomize_statistics(build_model(DEMO_CONFIG, seed=seed), seed=seed + 1)
-    for net in model.fitting.nets:
-        net[0].w *= 30.0
-    return model
+    return make(DEMO_CONFIG, seed=seed)
 
 
 def _systems(args, model):

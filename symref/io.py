@@ -683,22 +683,21 @@ def model_def_script(model: DeepPot) -> dict:
 
 
 # ---------------------------------------------------------------- file formats
-def _import_h5py():
+def _import_optional(module: str, package: str, what: str):
+    """Import an optional dependency or say which package and extra to install."""
     try:
-        import h5py
+        return __import__(module)
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading or writing .dp model files needs the 'h5py' package: "
-                          "pip install 'symref[io]'") from e
-    return h5py
+        raise ImportError(f"reading or writing {what} model files needs the '{package}' "
+                          "package: pip install 'symref[io]'") from e
+
+
+def _import_h5py():
+    return _import_optional("h5py", "h5py", ".dp")
 
 
 def _import_yaml():
-    try:
-        import yaml
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading or writing .yaml model files needs the 'pyyaml' package: "
-                          "pip install 'symref[io]'") from e
-    return yaml
+    return _import_optional("yaml", "pyyaml", ".yaml")
 
 
 def _traverse_variables(obj, fn, is_var: bool = False):

@@ -326,3 +326,17 @@ def randomize_statistics(model: DeepPot, seed: int = 0) -> DeepPot:
     model.fitting.bias_atom_e = rng.normal(size=model.ntypes)
     model.out_bias = rng.normal(size=model.ntypes)
     return model
+
+
+def demo_model(config: dict, seed: int = 0, fitting_gain: float = 30.0) -> DeepPot:
+    """A random model that behaves like a trained one, for demos and tests.
+
+    :func:`build_model` + :func:`randomize_statistics`, then the first layer of
+    every fitting net is multiplied by ``fitting_gain``: a random net on a
+    normalised descriptor (entries O(1e-3)) gives a very flat energy, while the
+    gain brings forces to O(0.1-1) eV/Å as in a trained model.
+    """
+    model = randomize_statistics(build_model(config, seed=seed), seed=seed + 1)
+    for net in model.fitting.nets:
+        net[0].w = net[0].w * fitting_gain
+    return model
