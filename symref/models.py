@@ -33,6 +33,7 @@ from .neighbors import build_neighbor_list
 from .nn import init_mlp, mlp_astype
 
 PRECISIONS = {"float64": np.float64, "float32": np.float32, "default": np.float64}
+BACKENDS = ("numba", "numpy")
 
 
 @dataclass
@@ -68,7 +69,7 @@ class DeepPot:
 
     # ------------------------------------------------------------------ API
     def evaluate(self, coord, atype, box=None, *, precision: str | None = None,
-                 truncate: bool = False) -> dict:
+                 truncate: bool = False, backend: str = "numba") -> dict:
         """Energy, forces and virial of one or more frames.
 
         Parameters
@@ -81,6 +82,12 @@ class DeepPot:
         precision : "float64" (default: the model's) or "float32".
         truncate : keep only the nearest ``sel`` neighbours (deepmd-kit's
             behaviour) instead of raising when ``sel`` is exceeded.
+        backend : "numba" (default: the fast CPU path of :mod:`symref.fastpath`,
+            O(N) neighbour search and fused multi-threaded kernels) or "numpy"
+            (the reference, O(N²) neighbour search; the ground truth the fast
+            path is tested against).  float32 and models the fast path cannot
+            evaluate exactly (see :func:`symref.fastpath.unsupported_reason`)
+            use the reference.
 
         Returns
         -------
@@ -88,9 +95,21 @@ class DeepPot:
         ``virial`` (nf, 3, 3), ``atom_energy`` (nf, natoms),
         ``atom_virial`` (nf, natoms, 3, 3).
         """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         coord, atype, box = normalize_inputs(coord, atype, box, self.ntypes)
         dtype = _dtype(precision or self.descriptor.precision)
         model = self if dtype == np.float64 else self.astype(dtype)
+        frame_fn = model._evaluate_frame
+        if backend == "numba" and dtype == np.float64:
+            from . import fastpath
+
+            reason = fastpath.unsupported_reason(model)
+            if reason is None:
+                def frame_fn(c, a, b, *, dtype, truncate, frame):
+                    return fastpath.evaluate_frame(model, c, a, b, truncate=truncate, frame=frame)
+            else:
+                fastpath.fallback_warning(reason)
         nf, natoms, _ = coord.shape
         out = {
             "energy": np.zeros(nf, dtype=dtype),
@@ -100,8 +119,8 @@ class DeepPot:
             "atom_virial": np.zeros((nf, natoms, 3, 3), dtype=dtype),
         }
         for f in range(nf):
-            res = model._evaluate_frame(coord[f], atype[f], None if box is None else box[f],
-                                        dtype=dtype, truncate=truncate, frame=f)
+            res = frame_fn(coord[f], atype[f], None if box is None else box[f],
+                           dtype=dtype, truncate=truncate, frame=f)
             for k, v in res.items():
                 out[k][f] = v
         return out

@@ -21,7 +21,11 @@ slots hold index -1.  More than ``sel[t]`` neighbours of type t is an error
 unless ``truncate=True``, which reproduces deepmd-kit: keep the nearest
 ``sum(sel)`` neighbours of any type, then the nearest ``sel[t]`` of each type.
 
-This is O(N² · images) in NumPy: the reference, not the fast path.
+This is O(N² · images) in NumPy: the reference, not the fast path
+(:mod:`symref.kernels.neighbors` is the O(N) cell-list twin, bit for bit equal).
+The helpers below (:func:`wrap_frame`, :func:`lattice_combination`,
+:func:`pair_distance`, :func:`distance_key`) spell out every floating-point
+operation whose result the fast path must reproduce exactly.
 """
 from __future__ import annotations
 
@@ -51,7 +55,8 @@ class NeighborList:
 def cell_heights(box: np.ndarray) -> np.ndarray:
     """Distances between opposite faces of the cell (Å): ``V / |b x c|`` etc."""
     vol = abs(np.linalg.det(box))
-    cross = np.array([np.cross(box[1], box[2]), np.cross(box[2], box[0]), np.cross(box[0], box[1])])
+    u, v = box[[1, 2, 0]], box[[2, 0, 1]]  # rows (b, c), (c, a), (a, b)
+    cross = u[:, [1, 2, 0]] * v[:, [2, 0, 1]] - u[:, [2, 0, 1]] * v[:, [1, 2, 0]]  # as np.cross
     return vol / np.linalg.norm(cross, axis=1)
 
 
@@ -64,6 +69,96 @@ def image_shifts(box: np.ndarray, rcut: float) -> np.ndarray:
     nmax = np.ceil(rcut / cell_heights(box)).astype(int)  # 3
     rng = [np.arange(-n, n + 1) for n in nmax]
     return np.stack(np.meshgrid(*rng, indexing="ij"), axis=-1).reshape(-1, 3)  # nimg x 3
+
+
+def lattice_combination(n: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Rows of ``n @ h`` evaluated as ``(n_0 h_0 + n_1 h_1) + n_2 h_2``, elementwise.
+
+    A BLAS matmul may fuse or reorder these operations; written out, every
+    element comes from the same IEEE operations in the same order, which the
+    fast kernels (:mod:`symref.kernels.neighbors`) repeat bit for bit.
+    """
+    n = np.asarray(n, dtype=np.float64)
+    return (n[:, 0:1] * h[0] + n[:, 1:2] * h[1]) + n[:, 2:3] * h[2]
+
+
+def pair_distance(d: np.ndarray) -> np.ndarray:
+    """``|d|`` over the last axis as ``sqrt((dx dx + dy dy) + dz dz)``, left to right.
+
+    ``np.linalg.norm(d, axis=-1)`` gives the same numbers today (numpy adds the
+    three squares left to right); spelled out so that the fast kernels provably
+    evaluate the very same expression, whatever numpy's reduction order.
+    """
+    return np.sqrt((d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1]) + d[..., 2] * d[..., 2])
+
+
+def distance_key(r):
+    """Sort key of a distance: ``rint(r * 1e10)``, i.e. r rounded to 1e-10 Å (as an integer count).
+
+    It orders exactly like ``np.round(r, 10)``, which numpy computes as
+    ``rint(r * 1e10) / 1e10``: dividing by the positive constant 1e10 is
+    monotone, and two different integers K1 < K2 (exact in float64 below
+    2**53) have quotients at least 1e-10 apart, more than one ulp of the
+    quotient while it is below ~4e5 Å, so they stay different after rounding:
+    the same order and the same ties for any sensible cutoff.
+    """
+    return np.rint(r * 1e10)
+
+
+def wrap_frame(coord: np.ndarray, box, rcut: float):
+    """Wrapped positions and candidate images of one frame (shared with the fast kernels).
+
+    Returns ``(x0, wrap, shifts_int, shifts_cart, lattice)``:
+    ``wrap`` (natoms x 3, integer-valued floats) is ``floor`` of the
+    fractional coordinates, ``x0 = coord - wrap h`` the positions wrapped into
+    the cell, ``shifts_int`` (nimg x 3) the image vectors n of
+    :func:`image_shifts`, ``shifts_cart = n h`` and ``lattice = h``.  For a
+    molecule (``box`` None): ``x0 = coord``, ``wrap = 0``, the single image
+    n = 0 and ``lattice`` the identity.
+    """
+    natoms = coord.shape[0]
+    if box is None:
+        return (coord, np.zeros((natoms, 3)), np.zeros((1, 3), dtype=np.int64),
+                np.zeros((1, 3)), np.eye(3))
+    box = np.asarray(box, dtype=np.float64)
+    inv = np.linalg.inv(box)
+    frac = lattice_combination(coord, inv)  # natoms x 3, coord @ inv
+    wrap = np.floor(frac)  # natoms x 3: atom i sits at x_i - wrap_i h inside the cell
+    x0 = coord - lattice_combination(wrap, box)  # natoms x 3, wrapped positions
+    shifts_int = image_shifts(box, rcut)
+    shifts_cart = lattice_combination(shifts_int, box)  # nimg x 3
+    return x0, wrap, shifts_int, shifts_cart, box
+
+
+def centre_images(x0: np.ndarray, shifts_int: np.ndarray, shifts_cart: np.ndarray, i: int):
+    """Pair vectors and distances from wrapped centre i to every image of every atom.
+
+    Returns ``d`` (nimg x natoms x 3, ``x0_j + n_k h - x0_i``) and ``r``
+    (nimg x natoms), with ``r = inf`` for the centre itself (n = 0, j = i).
+    """
+    d = x0[None, :, :] + shifts_cart[:, None, :] - x0[i]
+    r = pair_distance(d)
+    r[(shifts_int == 0).all(axis=1), i] = np.inf
+    return d, r
+
+
+def check_distinct(i: int, r: np.ndarray, shifts_int: np.ndarray, where: str) -> None:
+    """Raise if centre i is within 1e-6 Å of an atom or an image (``r``: :func:`centre_images`)."""
+    close = r < 1e-6
+    if close.any():
+        k, j = np.argwhere(close)[0]
+        what = "an image of atom" if j == i or not (shifts_int[k] == 0).all() else "atom"
+        raise ValueError(
+            f"{where}atom {i} and {what} {j} are at the same position "
+            f"(distance {r[k, j]:.3g} Å); atoms must be distinct")
+
+
+def sel_error(where: str, i: int, count: int, t: int, rcut, sel_t) -> ValueError:
+    """The error for ``count`` > ``sel[t]`` neighbours of type t around atom i."""
+    return ValueError(
+        f"{where}atom {i} has {count} neighbours of type {t} within "
+        f"rcut={rcut} but sel[{t}]={sel_t}; use sel[{t}] >= {count} "
+        f"(or truncate=True for deepmd-kit's truncation)")
 
 
 def build_neighbor_list(coord, atype, box, rcut, sel, *, truncate=False, frame=None) -> NeighborList:
@@ -81,46 +176,22 @@ def build_neighbor_list(coord, atype, box, rcut, sel, *, truncate=False, frame=N
     offsets = np.concatenate([[0], np.cumsum(sel)])
     nnei = int(offsets[-1])
     where = "" if frame is None else f"frame {frame}: "
-    if box is None:
-        shifts_cart = np.zeros((1, 3))
-        shifts_int = np.zeros((1, 3), dtype=np.int64)
-        frac_shift = np.zeros((natoms, 3))
-        x0 = coord
-    else:
-        box = np.asarray(box, dtype=np.float64)
-        inv = np.linalg.inv(box)
-        frac = coord @ inv  # natoms x 3
-        wrap = np.floor(frac)  # natoms x 3: atom i sits at x_i - wrap_i h inside the cell
-        frac_shift = wrap
-        x0 = coord - wrap @ box  # natoms x 3, wrapped positions
-        shifts_int = image_shifts(box, rcut)
-        shifts_cart = shifts_int @ box  # nimg x 3
+    x0, wrap, shifts_int, shifts_cart, lattice = wrap_frame(coord, box, rcut)
     nlist = np.full((natoms, nnei), -1, dtype=np.int64)
     shift = np.zeros((natoms, nnei, 3))
     rij_out = np.zeros((natoms, nnei, 3))
     for i in range(natoms):
-        # images of every atom relative to the wrapped centre: nimg x natoms x 3
-        d = x0[None, :, :] + shifts_cart[:, None, :] - x0[i]
-        r = np.linalg.norm(d, axis=-1)  # nimg x natoms
-        self_img = (shifts_int == 0).all(axis=1)
-        r_self = r.copy()
-        r_self[self_img, i] = np.inf
-        close = r_self < 1e-6
-        if close.any():
-            k, j = np.argwhere(close)[0]
-            what = "an image of atom" if j == i or not self_img[k] else "atom"
-            raise ValueError(
-                f"{where}atom {i} and {what} {j} are at the same position "
-                f"(distance {r_self[k, j]:.3g} Å); atoms must be distinct")
-        sel_mask = r_self < rcut
-        kk, jj = np.nonzero(sel_mask)
-        rr = r_self[kk, jj]
+        # images of every atom relative to the wrapped centre: nimg x natoms (x 3)
+        d, r = centre_images(x0, shifts_int, shifts_cart, i)
+        check_distinct(i, r, shifts_int, where)
+        kk, jj = np.nonzero(r < rcut)
+        rr = r[kk, jj]
         tj = atype[jj]
         # by distance (rounded to 1e-10 Å so that equal distances of symmetric
         # images tie exactly), ties by atom index, then by the pair vector: an
         # order that does not depend on how the atoms were wrapped
-        dvec = x0[jj] + shifts_cart[kk] - x0[i]
-        order = np.lexsort((dvec[:, 2], dvec[:, 1], dvec[:, 0], jj, np.round(rr, 10)))
+        dvec = d[kk, jj]
+        order = np.lexsort((dvec[:, 2], dvec[:, 1], dvec[:, 0], jj, distance_key(rr)))
         kk, jj, rr, tj = kk[order], jj[order], rr[order], tj[order]
         if truncate and len(rr) > nnei:
             kk, jj, rr, tj = kk[:nnei], jj[:nnei], rr[:nnei], tj[:nnei]
@@ -128,17 +199,13 @@ def build_neighbor_list(coord, atype, box, rcut, sel, *, truncate=False, frame=N
             pick = np.nonzero(tj == t)[0]
             if len(pick) > sel[t]:
                 if not truncate:
-                    raise ValueError(
-                        f"{where}atom {i} has {len(pick)} neighbours of type {t} within "
-                        f"rcut={rcut} but sel[{t}]={sel[t]}; use sel[{t}] >= {len(pick)} "
-                        f"(or truncate=True for deepmd-kit's truncation)")
+                    raise sel_error(where, i, len(pick), t, rcut, sel[t])
                 pick = pick[: sel[t]]
             s0 = offsets[t]
             n = len(pick)
             nlist[i, s0:s0 + n] = jj[pick]
             # total shift from the *unwrapped* coordinates: x_j - x_i + S = x0_j + n h - x0_i
-            S = shifts_cart[kk[pick]] - (frac_shift[jj[pick]] - frac_shift[i]) @ (
-                box if box is not None else np.eye(3))
+            S = shifts_cart[kk[pick]] - lattice_combination(wrap[jj[pick]] - wrap[i], lattice)
             shift[i, s0:s0 + n] = S
             rij_out[i, s0:s0 + n] = coord[jj[pick]] - coord[i] + S
     return NeighborList(nlist, shift, rij_out)

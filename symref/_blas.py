@@ -1,0 +1,77 @@
+"""Temporarily limit the threads of the BLAS behind NumPy (OpenBLAS).
+
+The fast path runs one block of atoms per thread with single-threaded matrix
+products; letting OpenBLAS start its own threads on top would oversubscribe
+the cores.  Uses ``threadpoolctl`` when installed, else calls OpenBLAS's
+``*_set_num_threads`` through ctypes on the libraries loaded in this process
+(Linux).  When neither works, :func:`blas_threads` does nothing and
+:func:`can_limit` is False.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from contextlib import contextmanager
+
+_SUFFIXES = ("scipy_openblas_{}_num_threads64_", "openblas_{}_num_threads64_",
+             "scipy_openblas_{}_num_threads", "openblas_{}_num_threads")
+_LIBS = None
+
+
+def _openblas_libs():
+    global _LIBS
+    if _LIBS is not None:
+        return _LIBS
+    _LIBS = []
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {ln.split()[-1] for ln in fh if "openblas" in ln.lower() and "/" in ln}
+    except OSError:
+        return _LIBS
+    for path in sorted(paths):
+        if not os.path.isfile(path):
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for pat in _SUFFIXES:
+            try:
+                set_, get = getattr(lib, pat.format("set")), getattr(lib, pat.format("get"))
+            except AttributeError:
+                continue
+            get.restype = ctypes.c_int
+            _LIBS.append((set_, get))
+            break
+    return _LIBS
+
+
+def can_limit() -> bool:
+    try:
+        import threadpoolctl  # noqa: F401
+
+        return True
+    except ImportError:
+        return bool(_openblas_libs())
+
+
+@contextmanager
+def blas_threads(n: int):
+    """Run the body with at most ``n`` BLAS threads, then restore the previous setting."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    if threadpool_limits is not None:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
+        return
+    libs = _openblas_libs()
+    old = [get() for _, get in libs]
+    for set_, _ in libs:
+        set_(ctypes.c_int(n))
+    try:
+        yield
+    finally:
+        for (set_, _), o in zip(libs, old):
+            set_(ctypes.c_int(o))

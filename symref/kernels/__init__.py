@@ -1,0 +1,1 @@
+"""Fast kernels; each has a NumPy twin it is tested against."""

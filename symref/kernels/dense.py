@@ -1,0 +1,133 @@
+r"""Fused bias + activation + residual of one dense layer, forward and backward.
+
+The matrix product ``z = x W`` (B x nout) is left to BLAS (``np.matmul`` with
+``out=``); these kernels do the element-wise rest of :func:`symref.nn.layer_forward`
+in one pass over memory:
+
+.. math::
+
+    h = \phi(z + b),\qquad y = h \odot d + \mathrm{sc}(x),\qquad
+    \mathrm{sc}(x) = \{0,\ x,\ [x, x]\}\ \text{for shortcut} = 0, 1, 2,
+
+and backward, for an upstream gradient given as two parts ``dy + dyres``
+(the second is the shortcut gradient of the next layer, added here so that no
+separate pass is spent on it):
+
+.. math::
+
+    \bar y = dy + dyres,\qquad \bar z = \bar y \odot d \odot \phi'(z),\qquad
+    \overline{\mathrm{sc}} = \{0,\ \bar y,\ \bar y_{[:n]} + \bar y_{[n:]}\},
+
+with :math:`\phi = \tanh` (``act = 1``, :math:`\phi' = 1 - h^2`) or the
+identity (``act = 0``).  ``b`` and ``d`` (= ``idt``) are always passed (zeros and
+ones when the layer has none).  ``h`` overwrites ``z``; ``dz`` may be the same
+array as ``h``.  Every kernel has a NumPy twin with the same signature
+(``*_ref``), tested against it in ``tests/test_kernels_dense.py``.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._jit import kernel
+from .activations import tanh_scalar
+
+
+
+@kernel
+def dense_act_forward(z, b, idt, x, shortcut, act, y):
+    """``z`` (B x nout) <- h = act(z + b); ``y`` (B x nout) <- h * idt + sc(x)."""
+    nrow, nout = z.shape
+    nin = x.shape[1]
+    for r in numba.prange(nrow):
+        zr = z[r]  # nout
+        yr = y[r]  # nout
+        xr = x[r]  # nin
+        if act == 1:
+            for k in range(nout):
+                zr[k] = tanh_scalar(zr[k] + b[k])
+        else:
+            for k in range(nout):
+                zr[k] = zr[k] + b[k]
+        if shortcut == 1:
+            for k in range(nout):
+                yr[k] = zr[k] * idt[k] + xr[k]
+        elif shortcut == 2:
+            for k in range(nin):
+                yr[k] = zr[k] * idt[k] + xr[k]
+                yr[nin + k] = zr[nin + k] * idt[nin + k] + xr[k]
+        else:
+            for k in range(nout):
+                yr[k] = zr[k] * idt[k]
+
+
+def dense_act_forward_ref(z, b, idt, x, shortcut, act, y):
+    """NumPy twin of :func:`dense_act_forward`."""
+    z += b
+    if act == 1:
+        np.tanh(z, out=z)
+    y[...] = z * idt
+    if shortcut == 1:
+        y += x
+    elif shortcut == 2:
+        y += np.concatenate([x, x], axis=1)
+
+
+@kernel
+def dense_act_backward(dy, dyres, h, idt, shortcut, act, dz, dxres):
+    """``dz`` (B x nout) <- (dy + dyres) * idt * act'(h); ``dxres`` (B x nin) <- sc'(dy + dyres).
+
+    ``dyres`` of shape (0, 0) means no second part; ``dxres`` is not touched
+    when ``shortcut == 0``.
+    """
+    nrow, nout = dy.shape
+    has_res = dyres.shape[0] > 0
+    nin = dxres.shape[1]
+    for r in numba.prange(nrow):
+        dyr = dy[r]  # nout
+        hr = h[r]  # nout
+        dzr = dz[r]  # nout
+        if shortcut == 1:
+            dxr = dxres[r]
+            if has_res:
+                for k in range(nout):
+                    dxr[k] = dyr[k] + dyres[r, k]
+            else:
+                for k in range(nout):
+                    dxr[k] = dyr[k]
+        elif shortcut == 2:
+            dxr = dxres[r]
+            if has_res:
+                for k in range(nin):
+                    dxr[k] = (dyr[k] + dyres[r, k]) + (dyr[nin + k] + dyres[r, nin + k])
+            else:
+                for k in range(nin):
+                    dxr[k] = dyr[k] + dyr[nin + k]
+        if act == 1:
+            if has_res:
+                for k in range(nout):
+                    dzr[k] = (dyr[k] + dyres[r, k]) * idt[k] * (1.0 - hr[k] * hr[k])
+            else:
+                for k in range(nout):
+                    dzr[k] = dyr[k] * idt[k] * (1.0 - hr[k] * hr[k])
+        else:
+            if has_res:
+                for k in range(nout):
+                    dzr[k] = (dyr[k] + dyres[r, k]) * idt[k]
+            else:
+                for k in range(nout):
+                    dzr[k] = dyr[k] * idt[k]
+
+
+def dense_act_backward_ref(dy, dyres, h, idt, shortcut, act, dz, dxres):
+    """NumPy twin of :func:`dense_act_backward`."""
+    d = dy + dyres if dyres.shape[0] > 0 else dy.copy()
+    if shortcut == 1:
+        dxres[...] = d
+    elif shortcut == 2:
+        n = dxres.shape[1]
+        dxres[...] = d[:, :n] + d[:, n:]
+    dzv = d * idt
+    if act == 1:
+        dzv *= 1.0 - h * h
+    dz[...] = dzv

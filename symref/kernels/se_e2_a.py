@@ -1,0 +1,472 @@
+r"""numba kernels of the se_e2_a pipeline on compact pair lists, with NumPy twins.
+
+Layout ("segment"): a run of centre atoms ``a = 0 .. na-1`` (already sorted by
+type inside symref's fast path) and their *real* neighbours of one type
+``t_j``, stored contiguously: pairs of atom ``a`` are ``ptr[a]:ptr[a+1]``.
+Padded slots are not stored: their rows are the constant
+:math:`-\mathrm{davg}/\mathrm{dstd}` and their contribution to ``T`` is a
+constant per (centre type, neighbour type), added once per atom by the caller.
+
+Axis names: ``na`` atoms of the segment, ``P`` pairs, ``M1`` embedding width,
+``M2`` axis_neuron, ``nt`` types.  The formulas are those of
+:mod:`symref.env` and :mod:`symref.descriptor` (see their docstrings):
+
+* :func:`env_mat_pairs`: :math:`R_p = (w(r)(1/q, \mathbf r/q^2) - \mathrm{davg}_{t_a})/\mathrm{dstd}_{t_a}`,
+  ``s_p = R_p0`` (the embedding input);
+* :func:`embed_T_forward`: last embedding layer fused with the sum
+  :math:`T_a \mathrel{+}= \sum_p G_p \otimes R_p`;
+* :func:`descriptor_forward` / :func:`descriptor_backward`: ``D = T T<ᵀ``;
+* :func:`embed_T_backward`: :math:`\bar G_p = \bar T_a R_p`, :math:`\bar R_p = \bar T_a^\top G_p`
+  and the last layer's activation backward;
+* :func:`env_mat_pairs_backward`: :math:`\bar{\mathbf r}_p` from :math:`\bar R_p`;
+* :func:`forces_virial_gather`: forces and per-atom virials by *gathering*
+  (each atom sums the pairs it takes part in: no scatter, no race, and the
+  same result for any number of threads).
+
+Every kernel has a NumPy twin ``*_ref`` with the same signature, tested against
+it in ``tests/test_kernels_se_e2_a.py``; fastmath is off everywhere.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ._jit import kernel
+from .activations import tanh_scalar
+
+
+
+def _pair_atoms(ptr):
+    """Centre atom of every pair: P ints (NumPy helper)."""
+    return np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+
+
+# ------------------------------------------------------------------ environment
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _switch(r, rcut_smth, rcut):
+    span = rcut - rcut_smth
+    u = (r - rcut_smth) / span
+    u = 0.0 if u < 0.0 else (1.0 if u > 1.0 else u)
+    u2 = u * u
+    w = u2 * u * (-6.0 * u2 + 15.0 * u - 10.0) + 1.0
+    dw = -30.0 * u2 * (u - 1.0) * (u - 1.0) / span
+    return w, dw
+
+
+@kernel
+def env_mat_pairs(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection, R, s):
+    """``R`` (P x 4) and ``s`` (P x 1) of every pair.
+
+    ``rij``: P x 3 (Å); ``ptr``: na+1; ``types``: na centre types;
+    ``davg``, ``dstd``: nt x 4, the statistics of this neighbour type for each centre type.
+    """
+    na = ptr.shape[0] - 1
+    for a in numba.prange(na):
+        t = types[a]
+        for p in range(ptr[a], ptr[a + 1]):
+            x, y, z = rij[p, 0], rij[p, 1], rij[p, 2]
+            r = math.sqrt(x * x + y * y + z * z)
+            w, dw = _switch(r, rcut_smth, rcut)
+            iq = 1.0 / (r + protection)
+            w1 = w * iq
+            w2 = w1 * iq
+            R[p, 0] = (w1 - davg[t, 0]) / dstd[t, 0]
+            R[p, 1] = (w2 * x - davg[t, 1]) / dstd[t, 1]
+            R[p, 2] = (w2 * y - davg[t, 2]) / dstd[t, 2]
+            R[p, 3] = (w2 * z - davg[t, 3]) / dstd[t, 3]
+            s[p, 0] = R[p, 0]
+
+
+def env_mat_pairs_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection, R, s):
+    """NumPy twin of :func:`env_mat_pairs` (via :func:`symref.env.env_mat_forward`)."""
+    from ..env import env_mat_forward
+
+    t = types[_pair_atoms(ptr)]  # P
+    mask = np.ones((1, len(rij)), dtype=bool)
+    R[...] = env_mat_forward(rij[None], mask, davg[t][None], dstd[t][None], rcut, rcut_smth,
+                             protection)[0][0]
+    s[:, 0] = R[:, 0]
+
+
+@kernel
+def env_mat_pairs_backward(rij, ptr, types, dstd, rcut, rcut_smth, protection, dR, ds, g):
+    """``g`` (P x 3) = dL/drij from ``dR`` (P x 4) plus ``ds`` (P x 1) added to column 0."""
+    na = ptr.shape[0] - 1
+    for a in numba.prange(na):
+        t = types[a]
+        for p in range(ptr[a], ptr[a + 1]):
+            x, y, z = rij[p, 0], rij[p, 1], rij[p, 2]
+            r = math.sqrt(x * x + y * y + z * z)
+            w, dw = _switch(r, rcut_smth, rcut)
+            iq = 1.0 / (r + protection)
+            iq2 = iq * iq
+            d0 = (dR[p, 0] + ds[p, 0]) / dstd[t, 0]
+            dx = dR[p, 1] / dstd[t, 1]
+            dy = dR[p, 2] / dstd[t, 2]
+            dz = dR[p, 3] / dstd[t, 3]
+            radial = (d0 * (dw * iq - w * iq2)
+                      + (dx * x + dy * y + dz * z) * (dw * iq2 - 2.0 * w * iq2 * iq)) / r
+            wq2 = w * iq2
+            g[p, 0] = radial * x + wq2 * dx
+            g[p, 1] = radial * y + wq2 * dy
+            g[p, 2] = radial * z + wq2 * dz
+
+
+def env_mat_pairs_backward_ref(rij, ptr, types, dstd, rcut, rcut_smth, protection, dR, ds, g):
+    """NumPy twin of :func:`env_mat_pairs_backward` (via :func:`symref.env.env_mat_backward`)."""
+    from ..env import env_mat_backward, env_mat_forward
+
+    t = types[_pair_atoms(ptr)]  # P
+    mask = np.ones((1, len(rij)), dtype=bool)
+    zeros = np.zeros((1, len(rij), 4))
+    _, cache = env_mat_forward(rij[None], mask, zeros, dstd[t][None], rcut, rcut_smth, protection)
+    dRt = dR.copy()
+    dRt[:, 0] += ds[:, 0]
+    g[...] = env_mat_backward(dRt[None], cache)[0]
+
+
+# ------------------------------------------------------------- last layer + T
+@kernel
+def embed_T_forward(z, b, idt, x, shortcut, act, R, ptr, T):
+    """Last embedding layer fused with T.
+
+    ``z`` (P x M1, = x W) <- h = act(z + b); ``G = h*idt + sc(x)`` is not
+    stored; ``T`` (na x 4 x M1, transposed so the k loop is contiguous)
+    += sum over the atom's pairs of ``R_c G_k``.
+    """
+    na = ptr.shape[0] - 1
+    M1 = z.shape[1]
+    nin = x.shape[1]
+    for a in numba.prange(na):
+        Ta = T[a]  # 4 x M1
+        G = np.empty(M1)
+        for p in range(ptr[a], ptr[a + 1]):
+            zp = z[p]
+            xp = x[p]
+            if act == 1:
+                for k in range(M1):
+                    zp[k] = tanh_scalar(zp[k] + b[k])
+            else:
+                for k in range(M1):
+                    zp[k] = zp[k] + b[k]
+            if shortcut == 1:
+                for k in range(M1):
+                    G[k] = zp[k] * idt[k] + xp[k]
+            elif shortcut == 2:
+                for k in range(nin):
+                    G[k] = zp[k] * idt[k] + xp[k]
+                    G[nin + k] = zp[nin + k] * idt[nin + k] + xp[k]
+            else:
+                for k in range(M1):
+                    G[k] = zp[k] * idt[k]
+            r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
+            for k in range(M1):
+                g = G[k]
+                Ta[0, k] += g * r0
+                Ta[1, k] += g * r1
+                Ta[2, k] += g * r2
+                Ta[3, k] += g * r3
+
+
+def _sc_ref(x, shortcut):
+    if shortcut == 1:
+        return x
+    if shortcut == 2:
+        return np.concatenate([x, x], axis=1)
+    return 0.0
+
+
+def embed_T_forward_ref(z, b, idt, x, shortcut, act, R, ptr, T):
+    """NumPy twin of :func:`embed_T_forward`."""
+    z += b
+    if act == 1:
+        np.tanh(z, out=z)
+    G = z * idt + _sc_ref(x, shortcut)  # P x M1
+    np.add.at(T, _pair_atoms(ptr), R[:, :, None] * G[:, None, :])
+
+
+@kernel
+def embed_T_backward(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
+    """Backward of :func:`embed_T_forward` for upstream ``dT`` (na x M1 x 4).
+
+    ``dR`` (P x 4) <- Gᵀ dT_a; ``dz`` (P x M1, may be ``h``) <- (dT_a R) * idt * act'(h);
+    ``dxres`` (P x nin) <- shortcut part of dG (untouched when shortcut = 0).
+    """
+    na = ptr.shape[0] - 1
+    M1 = h.shape[1]
+    nin = x.shape[1]
+    for a in numba.prange(na):
+        dTa = dT[a]  # M1 x 4
+        G = np.empty(M1)
+        dG = np.empty(M1)
+        for p in range(ptr[a], ptr[a + 1]):
+            hp = h[p]
+            xp = x[p]
+            for k in range(M1):
+                G[k] = hp[k] * idt[k]
+            if shortcut == 1:
+                for k in range(M1):
+                    G[k] += xp[k]
+            elif shortcut == 2:
+                for k in range(nin):
+                    G[k] += xp[k]
+                    G[nin + k] += xp[k]
+            r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for k in range(M1):
+                dG[k] = dTa[k, 0] * r0 + dTa[k, 1] * r1 + dTa[k, 2] * r2 + dTa[k, 3] * r3
+                s0 += G[k] * dTa[k, 0]
+                s1 += G[k] * dTa[k, 1]
+                s2 += G[k] * dTa[k, 2]
+                s3 += G[k] * dTa[k, 3]
+            dR[p, 0] = s0
+            dR[p, 1] = s1
+            dR[p, 2] = s2
+            dR[p, 3] = s3
+            if shortcut == 1:
+                for k in range(M1):
+                    dxres[p, k] = dG[k]
+            elif shortcut == 2:
+                for k in range(nin):
+                    dxres[p, k] = dG[k] + dG[nin + k]
+            dzp = dz[p]
+            if act == 1:
+                for k in range(M1):
+                    dzp[k] = dG[k] * idt[k] * (1.0 - hp[k] * hp[k])
+            else:
+                for k in range(M1):
+                    dzp[k] = dG[k] * idt[k]
+
+
+def embed_T_backward_ref(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
+    """NumPy twin of :func:`embed_T_backward`."""
+    pa = _pair_atoms(ptr)
+    G = h * idt + _sc_ref(x, shortcut)  # P x M1
+    dTp = dT[pa]  # P x M1 x 4
+    dG = np.einsum("pkc,pc->pk", dTp, R)  # P x M1
+    dR[...] = np.einsum("pk,pkc->pc", G, dTp)
+    if shortcut == 1:
+        dxres[...] = dG
+    elif shortcut == 2:
+        n = x.shape[1]
+        dxres[...] = dG[:, :n] + dG[:, n:]
+    d = dG * idt
+    if act == 1:
+        d = d * (1.0 - h * h)
+    dz[...] = d
+
+
+# ------------------------------------------------------------------- D = T T<ᵀ
+@kernel
+def descriptor_forward(T, M2, D):
+    """``D`` (na x M1*M2) with D[a, k*M2 + m] = sum_c T[a,c,k] T[a,c,m]; ``T``: na x 4 x M1."""
+    na, _, M1 = T.shape
+    for a in numba.prange(na):
+        Ta = T[a]
+        Da = D[a]
+        for k in range(M1):
+            t0, t1, t2, t3 = Ta[0, k], Ta[1, k], Ta[2, k], Ta[3, k]
+            for m in range(M2):
+                Da[k * M2 + m] = t0 * Ta[0, m] + t1 * Ta[1, m] + t2 * Ta[2, m] + t3 * Ta[3, m]
+
+
+def descriptor_forward_ref(T, M2, D):
+    """NumPy twin of :func:`descriptor_forward`."""
+    D[...] = np.einsum("ack,acm->akm", T, T[:, :, :M2]).reshape(D.shape)
+
+
+@kernel
+def descriptor_backward(dD, T, M2, scale, dT):
+    """``dT`` (na x M1 x 4) = scale * dL/dT for ``dD`` (na x M1*M2); ``T``: na x 4 x M1.
+
+    dT[k, c] = sum_m dD[k, m] T[c, m] + [k < M2] sum_k' dD[k', k] T[c, k'].
+    """
+    na, _, M1 = T.shape
+    for a in numba.prange(na):
+        Ta = T[a]
+        dTa = dT[a]
+        Da = dD[a]
+        for k in range(M1):
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for m in range(M2):
+                d = Da[k * M2 + m]
+                s0 += d * Ta[0, m]
+                s1 += d * Ta[1, m]
+                s2 += d * Ta[2, m]
+                s3 += d * Ta[3, m]
+            dTa[k, 0] = s0
+            dTa[k, 1] = s1
+            dTa[k, 2] = s2
+            dTa[k, 3] = s3
+        for k in range(M1):
+            t0, t1, t2, t3 = Ta[0, k], Ta[1, k], Ta[2, k], Ta[3, k]
+            for m in range(M2):
+                d = Da[k * M2 + m]
+                dTa[m, 0] += d * t0
+                dTa[m, 1] += d * t1
+                dTa[m, 2] += d * t2
+                dTa[m, 3] += d * t3
+        for k in range(M1):
+            for c in range(4):
+                dTa[k, c] *= scale
+
+
+def descriptor_backward_ref(dD, T, M2, scale, dT):
+    """NumPy twin of :func:`descriptor_backward`."""
+    na, _, M1 = T.shape
+    d = dD.reshape(na, M1, M2)
+    out = np.einsum("akm,acm->akc", d, T[:, :, :M2])
+    out[:, :M2] += np.einsum("akm,ack->amc", d, T)
+    dT[...] = out * scale
+
+
+# ------------------------------------------------------------ forces and virial
+@kernel
+def forces_virial_gather(g, rij, cptr, rev_ptr, rev_idx, F, W):
+    """Forces ``F`` (n x 3) and per-atom virials ``W`` (n x 3 x 3) by gathering.
+
+    ``g``, ``rij``: P x 3 over all pairs; pairs with centre ``a`` are the ranges
+    ``cptr[t, a]:cptr[t, a+1]`` for every neighbour type t (``cptr``: nt x n+1);
+    pairs with neighbour ``a`` are ``rev_idx[rev_ptr[a]:rev_ptr[a+1]]``.
+    F_a = sum_{centre a} g - sum_{neighbour a} g;  W_a = -sum_{neighbour a} g ⊗ r.
+    """
+    n = F.shape[0]
+    nt = cptr.shape[0]
+    for a in numba.prange(n):
+        f0 = 0.0
+        f1 = 0.0
+        f2 = 0.0
+        for t in range(nt):
+            for p in range(cptr[t, a], cptr[t, a + 1]):
+                f0 += g[p, 0]
+                f1 += g[p, 1]
+                f2 += g[p, 2]
+        w = np.zeros((3, 3))
+        for q in range(rev_ptr[a], rev_ptr[a + 1]):
+            p = rev_idx[q]
+            f0 -= g[p, 0]
+            f1 -= g[p, 1]
+            f2 -= g[p, 2]
+            for u in range(3):
+                for v in range(3):
+                    w[u, v] -= g[p, u] * rij[p, v]
+        F[a, 0] = f0
+        F[a, 1] = f1
+        F[a, 2] = f2
+        for u in range(3):
+            for v in range(3):
+                W[a, u, v] = w[u, v]
+
+
+def forces_virial_gather_ref(g, rij, cptr, rev_ptr, rev_idx, F, W):
+    """NumPy twin of :func:`forces_virial_gather` (scatter with ``np.add.at``)."""
+    n = F.shape[0]
+    F[...] = 0.0
+    W[...] = 0.0
+    for t in range(cptr.shape[0]):
+        pa = np.repeat(np.arange(n), np.diff(cptr[t]))  # centre of pairs cptr[t, 0]:cptr[t, n]
+        np.add.at(F, pa, g[cptr[t, 0]:cptr[t, n]])
+    nb = np.repeat(np.arange(n), np.diff(rev_ptr))  # neighbour atom of rev_idx entries
+    np.add.at(F, nb, -g[rev_idx])
+    np.add.at(W, nb, -g[rev_idx][:, :, None] * rij[rev_idx][:, None, :])
+
+
+# ------------------------------------------------------------------ pair regrouping
+@kernel
+def group_pairs(ptr, j, rij, atype, inv_perm, rule, ntypes, cptr, j_out, rij_out):
+    """Regroup a pair list (centres in original order, slot order) by neighbour type.
+
+    Internal atom ``a = inv_perm[i]``.  ``rule[ti, tj]``: 1 keep the pair,
+    0 remove it and count its slot as padding (model ``pair_exclude_types``),
+    2 remove it but count it as a real neighbour (descriptor ``exclude_types``:
+    its row is zero).  ``cptr`` (nt x n+1): global offsets of the output, pairs
+    of neighbour type t and internal centre a go to ``cptr[t, a]:cptr[t, a+1]``
+    (from the counts of :func:`count_pairs`).  Fills ``j_out`` (internal
+    neighbour index) and ``rij_out``; the slot order inside each range is kept.
+    """
+    n = ptr.shape[0] - 1
+    for i in numba.prange(n):
+        a = inv_perm[i]
+        ti = atype[i]
+        cur = np.zeros(ntypes, dtype=np.int64)
+        for p in range(ptr[i], ptr[i + 1]):
+            tj = atype[j[p]]
+            if rule[ti, tj] == 1:
+                q = cptr[tj, a] + cur[tj]
+                cur[tj] += 1
+                j_out[q] = inv_perm[j[p]]
+                rij_out[q, 0] = rij[p, 0]
+                rij_out[q, 1] = rij[p, 1]
+                rij_out[q, 2] = rij[p, 2]
+
+
+@kernel
+def count_pairs(ptr, j, atype, inv_perm, rule, ntypes, nkeep, nreal):
+    """Per internal atom and neighbour type: kept pairs ``nkeep`` and real neighbours ``nreal``."""
+    n = ptr.shape[0] - 1
+    for i in numba.prange(n):
+        a = inv_perm[i]
+        ti = atype[i]
+        for t in range(ntypes):
+            nkeep[a, t] = 0
+            nreal[a, t] = 0
+        for p in range(ptr[i], ptr[i + 1]):
+            tj = atype[j[p]]
+            rl = rule[ti, tj]
+            if rl == 1:
+                nkeep[a, tj] += 1
+            if rl != 0:
+                nreal[a, tj] += 1
+
+
+@numba.njit(cache=True)
+def reverse_index(j_out, n):
+    """CSR of pairs by neighbour: ``rev_ptr`` (n+1), ``rev_idx`` (P), ascending pair ids."""
+    P = j_out.shape[0]
+    rev_ptr = np.zeros(n + 1, dtype=np.int64)
+    for p in range(P):
+        rev_ptr[j_out[p] + 1] += 1
+    for a in range(n):
+        rev_ptr[a + 1] += rev_ptr[a]
+    cur = rev_ptr[:-1].copy()
+    rev_idx = np.empty(P, dtype=np.int64)
+    for p in range(P):
+        q = cur[j_out[p]]
+        rev_idx[q] = p
+        cur[j_out[p]] = q + 1
+    return rev_ptr, rev_idx
+
+
+def count_pairs_ref(ptr, j, atype, inv_perm, rule, ntypes, nkeep, nreal):
+    """NumPy twin of :func:`count_pairs`."""
+    c = _pair_atoms(ptr)  # P
+    r = rule[atype[c], atype[j]]  # P
+    nkeep[...] = 0
+    nreal[...] = 0
+    np.add.at(nkeep, (inv_perm[c[r == 1]], atype[j[r == 1]]), 1)
+    np.add.at(nreal, (inv_perm[c[r != 0]], atype[j[r != 0]]), 1)
+
+
+def group_pairs_ref(ptr, j, rij, atype, inv_perm, rule, ntypes, cptr, j_out, rij_out):
+    """NumPy twin of :func:`group_pairs` (a stable sort by neighbour type, then internal centre)."""
+    c = _pair_atoms(ptr)
+    keep = rule[atype[c], atype[j]] == 1
+    c, jj, rr = c[keep], j[keep], rij[keep]
+    order = np.lexsort((np.arange(len(c)), inv_perm[c], atype[jj]))
+    j_out[...] = inv_perm[jj[order]]
+    rij_out[...] = rr[order]
+
+
+def reverse_index_ref(j_out, n):
+    """NumPy twin of :func:`reverse_index`."""
+    rev_idx = np.argsort(j_out, kind="stable")
+    rev_ptr = np.concatenate([[0], np.cumsum(np.bincount(j_out, minlength=n))])
+    return rev_ptr, rev_idx

@@ -1,0 +1,141 @@
+"""The fast path (``backend="numba"``) against the NumPy reference, on every kind of input.
+
+Targets: energies to 1e-12 relative, forces, virials and per-atom virials to
+1e-10 relative (to the largest entry); same errors as the reference on bad
+input; results independent of the execution mode and the number of threads.
+"""
+import warnings
+
+import numba
+import numpy as np
+import pytest
+
+from symref import fastpath
+from symref.data import make_crystal, make_molecule
+from symref.models import demo_model
+
+TOL = {"energy": 1e-12, "atom_energy": 1e-12, "forces": 1e-10, "virial": 1e-10,
+       "atom_virial": 1e-10}
+
+
+def config(ntypes=3, sel=(40, 40, 40), one_side=False, rcut=4.0, **desc):
+    d = {"type": "se_e2_a", "rcut": rcut, "rcut_smth": 0.5, "sel": list(sel),
+         "neuron": [8, 16, 32], "axis_neuron": 4, "resnet_dt": True, "type_one_side": one_side}
+    d.update(desc)
+    return {"type_map": ["C", "H", "O"][:ntypes], "descriptor": d,
+            "fitting_net": {"neuron": [24, 24], "resnet_dt": True}}
+
+
+def assert_matches(model, coord, atype, box=None, **kw):
+    ref = model.evaluate(coord, atype, box, backend="numpy", **kw)
+    out = model.evaluate(coord, atype, box, backend="numba", **kw)
+    for k, tol in TOL.items():
+        scale = max(np.abs(ref[k]).max(), 1e-300)
+        err = np.abs(out[k] - ref[k]).max() / scale
+        assert err <= tol, f"{k}: relative deviation {err:.2e} > {tol:.0e}"
+    return ref, out
+
+
+@pytest.mark.parametrize("one_side", [True, False])
+def test_water_frame_example_model_size(water_frame, one_side):
+    coord, atype, box, _ = water_frame
+    cfg = {"type_map": ["O", "H"],
+           "descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92],
+                          "neuron": [25, 50, 100], "axis_neuron": 16, "resnet_dt": False,
+                          "type_one_side": one_side},
+           "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True}}
+    ref, _ = assert_matches(demo_model(cfg, seed=3), coord, atype, box)
+    assert np.abs(ref["forces"]).max() > 1e-3  # a model with non-trivial forces
+
+
+@pytest.mark.parametrize("one_side", [True, False])
+def test_molecules_three_types_with_exclusions(one_side):
+    s = make_molecule(natoms=14, ntypes=3, seed=2)
+    cfg = config(one_side=one_side, exclude_types=[[0, 2]])
+    cfg["pair_exclude_types"] = [[1, 1]]
+    cfg["atom_exclude_types"] = [2]
+    cfg["fitting_net"]["exclude_types"] = [1]
+    model = demo_model(cfg, seed=4)
+    assert_matches(model, s.coord, s.atype)
+
+
+def test_skewed_small_cell_many_images_and_atoms_far_outside():
+    s = make_crystal(seed=1, skew=0.45, natoms=6, side=3.1)
+    model = demo_model(config(ntypes=2, sel=(120, 120)), seed=5)
+    coord = s.coord.copy()
+    coord[0, 0] += 50 * s.box[0, 0] - 37 * s.box[0, 2]  # far outside the cell
+    ref, out = assert_matches(model, coord, s.atype, s.box)
+    ref2 = model.evaluate(s.coord, s.atype, s.box, backend="numba")
+    np.testing.assert_allclose(out["energy"], ref2["energy"], rtol=1e-12)
+
+
+def test_isolated_atom_and_missing_type():
+    s = make_molecule(natoms=8, ntypes=2, seed=6)
+    coord = s.coord.copy()
+    coord[0, 3] += 40.0  # atom 3: no neighbours
+    model = demo_model(config(), seed=7)  # 3 types, the frame has only types 0 and 1
+    ref, out = assert_matches(model, coord, s.atype)
+    assert np.all(out["forces"][0, 3] == 0.0)
+
+
+def test_single_atom_and_multiple_frames():
+    model = demo_model(config(), seed=8)
+    assert_matches(model, np.zeros((1, 1, 3)), np.array([1]))
+    s = make_molecule(natoms=10, ntypes=3, seed=9)
+    rng = np.random.default_rng(0)
+    coords = s.coord + rng.normal(scale=0.05, size=(3,) + s.coord.shape[1:])
+    assert_matches(model, coords, s.atype)
+
+
+def test_sel_exceeded_same_error_as_reference():
+    s = make_molecule(natoms=12, ntypes=3, seed=10)
+    model = demo_model(config(sel=(1, 1, 1)), seed=11)
+    msgs = []
+    for backend in ("numpy", "numba"):
+        with pytest.raises(ValueError, match="neighbours of type") as e:
+            model.evaluate(s.coord, s.atype, backend=backend)
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1]
+    assert_matches(model, s.coord, s.atype, truncate=True)
+
+
+def test_unsupported_statistics_fall_back_with_warning():
+    s = make_molecule(natoms=9, ntypes=3, seed=12)
+    model = demo_model(config(), seed=13)
+    model.descriptor.davg[0, 5, 0] += 0.01  # varies inside the type-0 group
+    assert "varies" in fastpath.unsupported_reason(model)
+    with pytest.warns(RuntimeWarning, match="NumPy reference"):
+        out = model.evaluate(s.coord, s.atype, backend="numba")
+    ref = model.evaluate(s.coord, s.atype, backend="numpy")
+    np.testing.assert_array_equal(out["forces"], ref["forces"])
+
+
+def test_float32_uses_reference_and_bad_backend_is_rejected():
+    s = make_molecule(natoms=9, ntypes=3, seed=14)
+    model = demo_model(config(), seed=15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = model.evaluate(s.coord, s.atype, precision="float32")
+    b = model.evaluate(s.coord, s.atype, precision="float32", backend="numpy")
+    np.testing.assert_array_equal(a["forces"], b["forces"])
+    with pytest.raises(ValueError, match="backend"):
+        model.evaluate(s.coord, s.atype, backend="torch")
+
+
+def test_modes_and_thread_counts_agree():
+    s = make_crystal(seed=2, natoms=8, side=4.2)
+    model = demo_model(config(ntypes=2, sel=(80, 80)), seed=16)
+    c, a, b = s.coord[0], s.atype, s.box[0]
+    outs = []
+    nthreads = numba.get_num_threads()
+    try:
+        for threads in sorted({1, nthreads}):
+            numba.set_num_threads(threads)
+            for mode in ("blocks", "kernels"):
+                outs.append(fastpath.evaluate_frame(model, c, a, b, mode=mode, block_pairs=64))
+    finally:
+        numba.set_num_threads(nthreads)
+    for o in outs[1:]:
+        for k in TOL:
+            np.testing.assert_allclose(o[k], outs[0][k], rtol=1e-12,
+                                       atol=1e-12 * np.abs(outs[0][k]).max())

@@ -1,0 +1,163 @@
+"""se_e2_a pair kernels (parallel and serial builds) against their NumPy twins.
+
+Random segments with ragged pair counts (including atoms without pairs)."""
+import numpy as np
+import pytest
+
+from symref.kernels import se_e2_a as ks
+
+RCUT, RS = 6.0, 0.5
+
+
+def _close(ours, ref, rtol=1e-13):
+    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=rtol * max(1.0, np.abs(ref).max()))
+
+
+def _segment(rng, na=9, nt=2):
+    counts = rng.integers(0, 7, size=na)
+    counts[2] = 0  # an atom without neighbours
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    P = int(ptr[-1])
+    d = rng.normal(size=(P, 3))
+    rij = d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(0.8, RCUT * 0.999, size=(P, 1))
+    types = rng.integers(0, nt, size=na)
+    davg = np.zeros((nt, 4))
+    davg[:, 0] = rng.normal(size=nt) * 0.1
+    dstd = rng.uniform(0.5, 2.0, size=(nt, 4))
+    return ptr, rij, types, davg, dstd
+
+
+def _builds(name):
+    k = getattr(ks, name)
+    return [k, k.serial]
+
+
+@pytest.mark.parametrize("protection", [0.0, 0.3])
+def test_env_mat_pairs_forward_backward(protection):
+    rng = np.random.default_rng(1)
+    ptr, rij, types, davg, dstd = _segment(rng)
+    P = len(rij)
+    ref_R, ref_s = np.empty((P, 4)), np.empty((P, 1))
+    ks.env_mat_pairs_ref(rij, ptr, types, davg, dstd, RCUT, RS, protection, ref_R, ref_s)
+    dR, ds = rng.normal(size=(P, 4)), rng.normal(size=(P, 1))
+    ref_g = np.empty((P, 3))
+    ks.env_mat_pairs_backward_ref(rij, ptr, types, dstd, RCUT, RS, protection, dR, ds, ref_g)
+    for fwd, bwd in zip(_builds("env_mat_pairs"), _builds("env_mat_pairs_backward")):
+        R, s, g = np.empty((P, 4)), np.empty((P, 1)), np.empty((P, 3))
+        fwd(rij, ptr, types, davg, dstd, RCUT, RS, protection, R, s)
+        bwd(rij, ptr, types, dstd, RCUT, RS, protection, dR, ds, g)
+        _close(R, ref_R)
+        _close(s, ref_s)
+        _close(g, ref_g)
+
+
+@pytest.mark.parametrize("nin,M1,sc,act", [(50, 100, 2, 1), (8, 8, 1, 1), (4, 6, 0, 1), (3, 5, 0, 0)])
+def test_embed_T_forward_backward(nin, M1, sc, act):
+    rng = np.random.default_rng(nin + M1)
+    ptr, rij, types, davg, dstd = _segment(rng)
+    na, P = len(ptr) - 1, int(ptr[-1])
+    x, z, R = rng.normal(size=(P, nin)), rng.normal(size=(P, M1)), rng.normal(size=(P, 4))
+    b, idt = rng.normal(size=M1), rng.normal(size=M1)
+    zr, Tr = z.copy(), rng.normal(size=(na, 4, M1))
+    T0 = Tr.copy()
+    ks.embed_T_forward_ref(zr, b, idt, x, sc, act, R, ptr, Tr)
+    dT = rng.normal(size=(na, M1, 4))
+    ref = [np.empty((P, M1)), np.zeros((P, nin)), np.empty((P, 4))]
+    ks.embed_T_backward_ref(zr, x, idt, sc, act, R, ptr, dT, *ref)
+    for fwd, bwd in zip(_builds("embed_T_forward"), _builds("embed_T_backward")):
+        zz, T = z.copy(), T0.copy()
+        fwd(zz, b, idt, x, sc, act, R, ptr, T)
+        _close(zz, zr)
+        _close(T, Tr)
+        out = [np.empty((P, M1)), np.zeros((P, nin)), np.empty((P, 4))]
+        bwd(zz, x, idt, sc, act, R, ptr, dT, *out)
+        for o, r in zip(out, ref):
+            _close(o, r)
+
+
+def test_descriptor_forward_backward():
+    rng = np.random.default_rng(3)
+    na, M1, M2 = 5, 12, 4
+    T = rng.normal(size=(na, 4, M1))
+    dD = rng.normal(size=(na, M1 * M2))
+    D_ref, dT_ref = np.empty((na, M1 * M2)), np.empty((na, M1, 4))
+    ks.descriptor_forward_ref(T, M2, D_ref)
+    ks.descriptor_backward_ref(dD, T, M2, 0.25, dT_ref)
+    for fwd, bwd in zip(_builds("descriptor_forward"), _builds("descriptor_backward")):
+        D, dT = np.empty_like(D_ref), np.empty_like(dT_ref)
+        fwd(T, M2, D)
+        bwd(dD, T, M2, 0.25, dT)
+        _close(D, D_ref)
+        _close(dT, dT_ref)
+
+
+def test_descriptor_backward_is_the_gradient():
+    """The twin's backward is the derivative of its forward (central differences)."""
+    rng = np.random.default_rng(4)
+    na, M1, M2 = 2, 6, 3
+    T = rng.normal(size=(na, 4, M1))
+    dD = rng.normal(size=(na, M1 * M2))
+    dT = np.empty((na, M1, 4))
+    ks.descriptor_backward_ref(dD, T, M2, 1.0, dT)
+    h = 1e-6
+    num = np.empty_like(dT)
+    for idx in np.ndindex(na, M1, 4):
+        a, k, c = idx
+        vals = []
+        for sgn in (1, -1):
+            Tp = T.copy()
+            Tp[a, c, k] += sgn * h
+            D = np.empty((na, M1 * M2))
+            ks.descriptor_forward_ref(Tp, M2, D)
+            vals.append(np.sum(dD * D))
+        num[idx] = (vals[0] - vals[1]) / (2 * h)
+    np.testing.assert_allclose(dT, num, rtol=1e-7, atol=1e-8)
+
+
+def test_pair_grouping_reverse_index_and_gather():
+    rng = np.random.default_rng(5)
+    n, nt = 11, 3
+    counts = rng.integers(0, 8, size=n)
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    P = int(ptr[-1])
+    j = rng.integers(0, n, size=P)
+    rij = rng.normal(size=(P, 3))
+    atype = rng.integers(0, nt, size=n)
+    perm = np.argsort(atype, kind="stable")
+    inv_perm = np.empty(n, dtype=np.int64)
+    inv_perm[perm] = np.arange(n)
+    rule = np.ones((nt, nt), dtype=np.int64)
+    rule[0, 1] = rule[1, 0] = 0
+    rule[2, 2] = 2
+    res = []
+    for count, group in ((ks.count_pairs, ks.group_pairs), (ks.count_pairs.serial, ks.group_pairs.serial),
+                         (ks.count_pairs_ref, ks.group_pairs_ref)):
+        nkeep, nreal = np.empty((n, nt), dtype=np.int64), np.empty((n, nt), dtype=np.int64)
+        count(ptr, j, atype, inv_perm, rule, nt, nkeep, nreal)
+        cptr = np.zeros((nt, n + 1), dtype=np.int64)
+        base = 0
+        for t in range(nt):
+            cptr[t, 1:] = np.cumsum(nkeep[:, t])
+            cptr[t] += base
+            base = int(cptr[t, n])
+        j_out, rij_out = np.empty(base, dtype=np.int64), np.empty((base, 3))
+        group(ptr, j, rij, atype, inv_perm, rule, nt, cptr, j_out, rij_out)
+        res.append((nkeep, nreal, cptr, j_out, rij_out))
+    for r in res[:2]:
+        for a, b in zip(r, res[2]):
+            np.testing.assert_array_equal(a, b)
+    nkeep, nreal, cptr, j_out, rij_out = res[2]
+    assert nreal.sum() > nkeep.sum()  # rule 2 pairs are real but not kept
+    rp, ri = ks.reverse_index(j_out, n)
+    rp2, ri2 = ks.reverse_index_ref(j_out, n)
+    np.testing.assert_array_equal(rp, rp2)
+    np.testing.assert_array_equal(ri, ri2)
+    g = rng.normal(size=(len(j_out), 3))
+    ref = [np.empty((n, 3)), np.empty((n, 3, 3))]
+    ks.forces_virial_gather_ref(g, rij_out, cptr, rp, ri, *ref)
+    assert abs(ref[0].sum()) < 1e-12  # pair forces cancel
+    for f in _builds("forces_virial_gather"):
+        out = [np.empty((n, 3)), np.empty((n, 3, 3))]
+        f(g, rij_out, cptr, rp, ri, *out)
+        _close(out[0], ref[0])
+        _close(out[1], ref[1])
