@@ -478,23 +478,13 @@ def run_worker(spec_json: str) -> int:
 
 # ============================================================== parent side
 def _write_json_atomic(path, data) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600
-        with os.fdopen(fd, "w") as fh:
+    from symref.io import atomic_write
+
+    def write(tmp):
+        with open(tmp, "w") as fh:
             json.dump(data, fh, indent=1, default=_json_default)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(path, write)
 
 
 def _json_default(x):
@@ -727,7 +717,6 @@ def main(argv=None) -> int:
         return run_worker(args.worker)
     os.environ.update(thread_env(args.threads))  # before numpy is imported
     sys.path.insert(0, str(ROOT))
-    import numpy as np
 
     data = None if args.data.lower() == "none" else args.data
     c0, t0, b0, sysdesc = base_system(data, args.frame)

@@ -681,7 +681,6 @@ def _pick_pair(coord, box, rcut, atom, neighbor, window):
     """Choose (i, j, image n, d = x_j + n h - x_i) for the cutoff-continuity check."""
     natoms = coord.shape[0]
     reach = math.inf if box is None else rcut + max(2.0, 0.5 * rcut)
-    centres = range(natoms) if atom is None else [atom]
     cands = []  # (| |d| - rcut |, i, j, n, d)
     dmin_global = math.inf
     for i in range(natoms):

@@ -45,7 +45,8 @@ from .kernels import dense as kd
 from .kernels import se_e2_a as ks
 from .nn import mlp_forward
 
-BLOCK_PAIRS = 16384  # upper bound on pairs per block (cache-sized working set)
+BLOCK_PAIRS = 8192  # upper bound on pairs per block (cache-sized working set)
+PARALLEL_BOOKKEEPING_ATOMS = 8192  # below this, pair bookkeeping runs on one thread
 MIN_BLOCK_PAIRS = 4096  # lower bound: keeps the matrix products efficient (the fitting
 # nets' weights, 3 MB for a 1600 x 240 layer, are streamed once per block)
 
@@ -162,7 +163,13 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
         rule[a, b] = rule[b, a] = 0
     nkeep = np.empty((n, nt), dtype=np.int64)
     nreal = np.empty((n, nt), dtype=np.int64)
-    ks.count_pairs(pl.ptr, pl.j, atype, inv_perm, rule, nt, nkeep, nreal)
+    # O(P) bookkeeping: threaded only for large frames.  OpenMP workers spin for a
+    # while after a parallel region and would steal the cores from the blocks.
+    par = n >= PARALLEL_BOOKKEEPING_ATOMS
+    count_pairs = ks.count_pairs if par else ks.count_pairs.serial
+    group_pairs = ks.group_pairs if par else ks.group_pairs.serial
+    gather = ks.forces_virial_gather if par else ks.forces_virial_gather.serial
+    count_pairs(pl.ptr, pl.j, atype, inv_perm, rule, nt, nkeep, nreal)
     cptr = np.zeros((nt, n + 1), dtype=np.int64)  # nt x n+1, global pair offsets
     base = 0
     for t in range(nt):
@@ -172,7 +179,7 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     P = base
     j_int = np.empty(P, dtype=np.int64)
     rij = np.empty((P, 3))  # P x 3
-    ks.group_pairs(pl.ptr, pl.j, pl.rij, atype, inv_perm, rule, nt, cptr, j_int, rij)
+    group_pairs(pl.ptr, pl.j, pl.rij, atype, inv_perm, rule, nt, cptr, j_int, rij)
     npad = (np.asarray(desc.sel)[None, :] - nreal).astype(np.float64)  # n x nt
 
     # ---- per (centre type, neighbour type) constants
@@ -229,7 +236,7 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     rev_ptr, rev_idx = ks.reverse_index(j_int, n)
     F = np.empty((n, 3))
     W = np.empty((n, 3, 3))
-    ks.forces_virial_gather(g_all, rij, cptr, rev_ptr, rev_idx, F, W)
+    gather(g_all, rij, cptr, rev_ptr, rev_idx, F, W)
     forces = np.empty_like(F)
     forces[perm] = F
     atom_virial = np.empty_like(W)

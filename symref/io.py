@@ -51,7 +51,6 @@ the raw wrapper dict.
 """
 from __future__ import annotations
 
-import copy
 import datetime
 import json
 import os
@@ -798,8 +797,11 @@ def read_model_file(path) -> dict:
         raise ValueError(f"{path}: malformed array entry: {e}") from e
 
 
-def _atomic_write(path: Path, write_fn) -> None:
-    """Write via ``write_fn(tmp_path)`` to a temp file beside ``path``, fsync, rename."""
+def atomic_write(path: Path, write_fn) -> None:
+    """Write via ``write_fn(tmp_path)`` to a temp file beside ``path``, fsync, rename.
+
+    The file gets the usual permissions (0666 minus the umask), not mkstemp's 0600.
+    """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
@@ -807,6 +809,9 @@ def _atomic_write(path: Path, write_fn) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     os.close(fd)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         write_fn(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -855,7 +860,7 @@ def write_model_file(path, data: dict) -> None:
             tagged = _traverse_variables(_native_tree(data), _array_to_tagged)
             with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump(tagged, fh, separators=(",", ":"))
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _native_tree(x):

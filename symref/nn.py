@@ -32,7 +32,7 @@ per layer (entries ``None`` where the layer has no such parameter).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -1,5 +1,4 @@
 """The `symref check` command: built-in default passes; bad input gives exit 2 and a message."""
-import numpy as np
 
 from symref import cli
 

@@ -34,31 +34,34 @@ from .activations import tanh_scalar
 
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def layer_row(zr, xr, b, idt, shortcut, act, yr):
+    """One row of a layer: ``zr`` <- h = act(zr + b); ``yr`` <- h * idt + sc(xr)."""
+    nout = zr.shape[0]
+    nin = xr.shape[0]
+    if act == 1:
+        for k in range(nout):
+            zr[k] = tanh_scalar(zr[k] + b[k])
+    else:
+        for k in range(nout):
+            zr[k] = zr[k] + b[k]
+    if shortcut == 1:
+        for k in range(nout):
+            yr[k] = zr[k] * idt[k] + xr[k]
+    elif shortcut == 2:
+        for k in range(nin):
+            yr[k] = zr[k] * idt[k] + xr[k]
+            yr[nin + k] = zr[nin + k] * idt[nin + k] + xr[k]
+    else:
+        for k in range(nout):
+            yr[k] = zr[k] * idt[k]
+
+
 @kernel
 def dense_act_forward(z, b, idt, x, shortcut, act, y):
     """``z`` (B x nout) <- h = act(z + b); ``y`` (B x nout) <- h * idt + sc(x)."""
-    nrow, nout = z.shape
-    nin = x.shape[1]
-    for r in numba.prange(nrow):
-        zr = z[r]  # nout
-        yr = y[r]  # nout
-        xr = x[r]  # nin
-        if act == 1:
-            for k in range(nout):
-                zr[k] = tanh_scalar(zr[k] + b[k])
-        else:
-            for k in range(nout):
-                zr[k] = zr[k] + b[k]
-        if shortcut == 1:
-            for k in range(nout):
-                yr[k] = zr[k] * idt[k] + xr[k]
-        elif shortcut == 2:
-            for k in range(nin):
-                yr[k] = zr[k] * idt[k] + xr[k]
-                yr[nin + k] = zr[nin + k] * idt[nin + k] + xr[k]
-        else:
-            for k in range(nout):
-                yr[k] = zr[k] * idt[k]
+    for r in numba.prange(z.shape[0]):
+        layer_row(z[r], x[r], b, idt, shortcut, act, y[r])
 
 
 def dense_act_forward_ref(z, b, idt, x, shortcut, act, y):

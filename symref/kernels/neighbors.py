@@ -234,6 +234,17 @@ def _sort_into_bins(gpos, gsc, gu, gj, gn, coord, wrap, atype, lo, w, nb):
 # --------------------------------------------------------------------------- the two passes
 
 
+@numba.njit(cache=True, inline="always")
+def _bin_window(b, nb0, nb1, nb2):
+    """Ranges of the 3 x 3 x 3 bins around flat bin b, clipped to the grid:
+    a0 in [lo0, hi0), a1 in [lo1, hi1), a2 in [lo2, hi2] (inclusive, contiguous in memory)."""
+    b2 = b % nb2
+    b1 = (b // nb2) % nb1
+    b0 = b // (nb1 * nb2)
+    return (max(b0 - 1, 0), min(b0 + 2, nb0), max(b1 - 1, 0), min(b1 + 2, nb1),
+            max(b2 - 1, 0), min(b2 + 1, nb2 - 1))
+
+
 @numba.njit(cache=True)
 def _neighbourhood_sizes(nb, bstart, shome):
     """Largest number of ghosts in the 3 x 3 x 3 bins around a bin that holds a centre."""
@@ -247,14 +258,10 @@ def _neighbourhood_sizes(nb, bstart, shome):
                 break
         if not has:
             continue
-        b2 = b % nb2
-        b1 = (b // nb2) % nb1
-        b0 = b // (nb1 * nb2)
-        lo2 = max(b2 - 1, 0)
-        hi2 = min(b2 + 1, nb2 - 1)
+        lo0, hi0, lo1, hi1, lo2, hi2 = _bin_window(b, nb0, nb1, nb2)
         n = 0
-        for a0 in range(max(b0 - 1, 0), min(b0 + 2, nb0)):
-            for a1 in range(max(b1 - 1, 0), min(b1 + 2, nb1)):
+        for a0 in range(lo0, hi0):
+            for a1 in range(lo1, hi1):
                 base = (a0 * nb1 + a1) * nb2
                 n += bstart[base + hi2 + 1] - bstart[base + lo2]
         best = max(best, n)
@@ -265,14 +272,10 @@ def _neighbourhood_sizes(nb, bstart, shome):
 def _gather_neighbourhood(b, nb, bstart, sx, sy, sz, px, py, pz, pg):
     """Copy the ghosts of the 3 x 3 x 3 bins around bin b: positions px, py, pz, index pg."""
     nb0, nb1, nb2 = nb[0], nb[1], nb[2]
-    b2 = b % nb2
-    b1 = (b // nb2) % nb1
-    b0 = b // (nb1 * nb2)
-    lo2 = max(b2 - 1, 0)
-    hi2 = min(b2 + 1, nb2 - 1)
+    lo0, hi0, lo1, hi1, lo2, hi2 = _bin_window(b, nb0, nb1, nb2)
     n = 0
-    for a0 in range(max(b0 - 1, 0), min(b0 + 2, nb0)):
-        for a1 in range(max(b1 - 1, 0), min(b1 + 2, nb1)):
+    for a0 in range(lo0, hi0):
+        for a1 in range(lo1, hi1):
             base = (a0 * nb1 + a1) * nb2
             for g in range(bstart[base + lo2], bstart[base + hi2 + 1]):
                 px[n] = sx[g]

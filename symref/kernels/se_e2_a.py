@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from ._jit import kernel
-from .activations import tanh_scalar
+from .dense import layer_row
 
 
 
@@ -55,6 +55,15 @@ def _switch(r, rcut_smth, rcut):
     return w, dw
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _pair_geometry(rij, p, rcut_smth, rcut, protection):
+    """x, y, z, r, switch w, dw/dr and 1/(r + protection) of pair p."""
+    x, y, z = rij[p, 0], rij[p, 1], rij[p, 2]
+    r = math.sqrt(x * x + y * y + z * z)
+    w, dw = _switch(r, rcut_smth, rcut)
+    return x, y, z, r, w, dw, 1.0 / (r + protection)
+
+
 @kernel
 def env_mat_pairs(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection, R, s):
     """``R`` (P x 4) and ``s`` (P x 1) of every pair.
@@ -66,10 +75,7 @@ def env_mat_pairs(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection, R, s
     for a in numba.prange(na):
         t = types[a]
         for p in range(ptr[a], ptr[a + 1]):
-            x, y, z = rij[p, 0], rij[p, 1], rij[p, 2]
-            r = math.sqrt(x * x + y * y + z * z)
-            w, dw = _switch(r, rcut_smth, rcut)
-            iq = 1.0 / (r + protection)
+            x, y, z, r, w, dw, iq = _pair_geometry(rij, p, rcut_smth, rcut, protection)
             w1 = w * iq
             w2 = w1 * iq
             R[p, 0] = (w1 - davg[t, 0]) / dstd[t, 0]
@@ -97,10 +103,7 @@ def env_mat_pairs_backward(rij, ptr, types, dstd, rcut, rcut_smth, protection, d
     for a in numba.prange(na):
         t = types[a]
         for p in range(ptr[a], ptr[a + 1]):
-            x, y, z = rij[p, 0], rij[p, 1], rij[p, 2]
-            r = math.sqrt(x * x + y * y + z * z)
-            w, dw = _switch(r, rcut_smth, rcut)
-            iq = 1.0 / (r + protection)
+            x, y, z, r, w, dw, iq = _pair_geometry(rij, p, rcut_smth, rcut, protection)
             iq2 = iq * iq
             d0 = (dR[p, 0] + ds[p, 0]) / dstd[t, 0]
             dx = dR[p, 1] / dstd[t, 1]
@@ -138,29 +141,11 @@ def embed_T_forward(z, b, idt, x, shortcut, act, R, ptr, T):
     """
     na = ptr.shape[0] - 1
     M1 = z.shape[1]
-    nin = x.shape[1]
     for a in numba.prange(na):
         Ta = T[a]  # 4 x M1
         G = np.empty(M1)
         for p in range(ptr[a], ptr[a + 1]):
-            zp = z[p]
-            xp = x[p]
-            if act == 1:
-                for k in range(M1):
-                    zp[k] = tanh_scalar(zp[k] + b[k])
-            else:
-                for k in range(M1):
-                    zp[k] = zp[k] + b[k]
-            if shortcut == 1:
-                for k in range(M1):
-                    G[k] = zp[k] * idt[k] + xp[k]
-            elif shortcut == 2:
-                for k in range(nin):
-                    G[k] = zp[k] * idt[k] + xp[k]
-                    G[nin + k] = zp[nin + k] * idt[nin + k] + xp[k]
-            else:
-                for k in range(M1):
-                    G[k] = zp[k] * idt[k]
+            layer_row(z[p], x[p], b, idt, shortcut, act, G)
             r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
             for k in range(M1):
                 g = G[k]
