@@ -46,7 +46,7 @@ from .kernels import se_e2_a as ks
 from .nn import mlp_forward
 
 BLOCK_PAIRS = 8192  # upper bound on pairs per block (cache-sized working set)
-PARALLEL_BOOKKEEPING_ATOMS = 8192  # below this, pair bookkeeping runs on one thread
+PARALLEL_BOOKKEEPING_ATOMS = 1024  # below this, pair bookkeeping runs on one thread
 MIN_BLOCK_PAIRS = 4096  # lower bound: keeps the matrix products efficient (the fitting
 # nets' weights, 3 MB for a 1600 x 240 layer, are streamed once per block)
 
