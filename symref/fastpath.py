@@ -50,8 +50,8 @@ PARALLEL_BOOKKEEPING_ATOMS = 1024  # below this, pair bookkeeping runs on one th
 MIN_BLOCK_PAIRS = 4096  # lower bound: keeps the matrix products efficient (the fitting
 # nets' weights, 3 MB for a 1600 x 240 layer, are streamed once per block)
 
-_BLOCK_KERNELS = ("dense_act_forward", "dense_act_backward", "env_mat_pairs",
-                  "env_mat_pairs_backward", "embed_T_forward", "embed_T_backward",
+_BLOCK_KERNELS = ("dense_act_forward", "dense_act_backward", "env_embed_forward",
+                  "env_embed_backward", "embed_T_forward", "embed_T_backward",
                   "descriptor_forward", "descriptor_backward")
 
 
@@ -271,13 +271,16 @@ def _block(K, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,
         ptr = cptr[tj, b0:b1 + 1] - p0  # nb+1
         rij_s = rij[p0:p1]  # P x 3
         R = _WS.get(f"R{tj}", (P, 4))
-        x = _WS.get(f"s{tj}", (P, 1))
-        K.env_mat_pairs(rij_s, ptr, types_b, davg_g[tj], dstd_g[tj], desc.rcut,
-                         desc.rcut_smth, desc.env_protection, R, x)
         layers = emb[desc.embedding_index(ti, tj)]
-        acts = [x]  # inputs of each layer
-        hs = []
-        for k, (Wt, b, idt, sc, act) in enumerate(layers):
+        W1, b, idt, sc, act = layers[0]
+        h = _WS.get(f"z{tj}_0", (P, W1.shape[1]))
+        x = _WS.get(f"y{tj}_0", (P, W1.shape[1]))
+        K.env_embed_forward(rij_s, ptr, types_b, davg_g[tj], dstd_g[tj], desc.rcut,
+                            desc.rcut_smth, desc.env_protection, W1, b, idt, sc, act, R, h, x)
+        layers = layers if len(layers) > 1 else layers + [_identity_layer(W1.shape[1])]
+        acts, hs = [None, x], [h]  # inputs and activations of each layer
+        for k in range(1, len(layers)):
+            Wt, b, idt, sc, act = layers[k]
             z = _WS.get(f"z{tj}_{k}", (P, Wt.shape[1]))
             np.matmul(x, Wt, out=z)
             if k == len(layers) - 1:
@@ -340,16 +343,23 @@ def _block(K, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,
         dx = _WS.get(f"dx{tj}_{k}", (P, Wt.shape[0]))
         np.matmul(hs[k], Wt.T, out=dx)
         dyres = dxres if sc else np.empty((0, 0))
-        for k in range(len(layers) - 2, -1, -1):
+        for k in range(len(layers) - 2, 0, -1):
             Wt, b, idt, sc, act = layers[k]
             dxres = _WS.get(f"dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
             K.dense_act_backward(dx, dyres, hs[k], idt, sc, act, hs[k], dxres)
             dx = _WS.get(f"dx{tj}_{k}", (P, Wt.shape[0]))
             np.matmul(hs[k], Wt.T, out=dx)
             dyres = dxres if sc else np.empty((0, 0))
-        ds = dx if dyres.shape[0] == 0 else dx + dyres  # P x 1
-        K.env_mat_pairs_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
-                                  desc.env_protection, dR, ds, g_all[p0:p1])
+        W1, b, idt, sc, act = layers[0]
+        K.env_embed_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
+                             desc.env_protection, W1, idt, sc, act, hs[0], dx, dyres, dR,
+                             g_all[p0:p1])
+
+
+def _identity_layer(n):
+    """A linear n -> n layer without bias: lets a one-layer embedding net use the
+    fused first-layer and last-layer kernels."""
+    return (np.eye(n), np.zeros(n), np.ones(n), 0, 0)
 
 
 def fallback_warning(reason: str):

@@ -139,3 +139,11 @@ def test_modes_and_thread_counts_agree():
         for k in TOL:
             np.testing.assert_allclose(o[k], outs[0][k], rtol=1e-12,
                                        atol=1e-12 * np.abs(outs[0][k]).max())
+
+
+@pytest.mark.parametrize("neuron", [[6], [4, 8]])
+def test_short_embedding_nets(neuron):
+    """One- and two-layer embedding nets (the first and last layer are fused kernels)."""
+    s = make_molecule(natoms=11, ntypes=3, seed=17)
+    model = demo_model(config(neuron=neuron, axis_neuron=2), seed=18)
+    assert_matches(model, s.coord, s.atype)

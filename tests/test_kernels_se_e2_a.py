@@ -33,22 +33,28 @@ def _builds(name):
 
 
 @pytest.mark.parametrize("protection", [0.0, 0.3])
-def test_env_mat_pairs_forward_backward(protection):
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize("n1,sc,act", [(25, 0, 1), (2, 2, 1), (1, 1, 1), (3, 0, 0)])
+def test_env_embed_forward_backward(protection, n1, sc, act):
+    rng = np.random.default_rng(n1 + sc)
     ptr, rij, types, davg, dstd = _segment(rng)
     P = len(rij)
-    ref_R, ref_s = np.empty((P, 4)), np.empty((P, 1))
-    ks.env_mat_pairs_ref(rij, ptr, types, davg, dstd, RCUT, RS, protection, ref_R, ref_s)
-    dR, ds = rng.normal(size=(P, 4)), rng.normal(size=(P, 1))
-    ref_g = np.empty((P, 3))
-    ks.env_mat_pairs_backward_ref(rij, ptr, types, dstd, RCUT, RS, protection, dR, ds, ref_g)
-    for fwd, bwd in zip(_builds("env_mat_pairs"), _builds("env_mat_pairs_backward")):
-        R, s, g = np.empty((P, 4)), np.empty((P, 1)), np.empty((P, 3))
-        fwd(rij, ptr, types, davg, dstd, RCUT, RS, protection, R, s)
-        bwd(rij, ptr, types, dstd, RCUT, RS, protection, dR, ds, g)
-        _close(R, ref_R)
-        _close(s, ref_s)
-        _close(g, ref_g)
+    w, b, idt = rng.normal(size=(1, n1)), rng.normal(size=n1), rng.normal(size=n1)
+    args = (rij, ptr, types, davg, dstd, RCUT, RS, protection, w, b, idt, sc, act)
+    ref = [np.empty((P, 4)), np.empty((P, n1)), np.empty((P, n1))]
+    ks.env_embed_forward_ref(*args, *ref)
+    dy, dR = rng.normal(size=(P, n1)), rng.normal(size=(P, 4))
+    bargs = (rij, ptr, types, dstd, RCUT, RS, protection, w, idt, sc, act, ref[1], dy)
+    for dyres in (np.empty((0, 0)), rng.normal(size=(P, n1))):
+        ref_g = np.empty((P, 3))
+        ks.env_embed_backward_ref(*bargs, dyres, dR, ref_g)
+        for fwd, bwd in zip(_builds("env_embed_forward"), _builds("env_embed_backward")):
+            out = [np.empty((P, 4)), np.empty((P, n1)), np.empty((P, n1))]
+            fwd(*args, *out)
+            for o, r in zip(out, ref):
+                _close(o, r)
+            g = np.empty((P, 3))
+            bwd(*bargs, dyres, dR, g)
+            _close(g, ref_g)
 
 
 @pytest.mark.parametrize("nin,M1,sc,act", [(50, 100, 2, 1), (8, 8, 1, 1), (4, 6, 0, 1), (3, 5, 0, 0)])

@@ -11,14 +11,15 @@ Axis names: ``na`` atoms of the segment, ``P`` pairs, ``M1`` embedding width,
 ``M2`` axis_neuron, ``nt`` types.  The formulas are those of
 :mod:`symref.env` and :mod:`symref.descriptor` (see their docstrings):
 
-* :func:`env_mat_pairs`: :math:`R_p = (w(r)(1/q, \mathbf r/q^2) - \mathrm{davg}_{t_a})/\mathrm{dstd}_{t_a}`,
-  ``s_p = R_p0`` (the embedding input);
+* :func:`env_embed_forward`: :math:`R_p = (w(r)(1/q, \mathbf r/q^2) - \mathrm{davg}_{t_a})/\mathrm{dstd}_{t_a}`
+  and the first embedding layer on ``s_p = R_p0`` (input width 1: no matrix product);
 * :func:`embed_T_forward`: last embedding layer fused with the sum
   :math:`T_a \mathrel{+}= \sum_p G_p \otimes R_p`;
 * :func:`descriptor_forward` / :func:`descriptor_backward`: ``D = T T<ᵀ``;
 * :func:`embed_T_backward`: :math:`\bar G_p = \bar T_a R_p`, :math:`\bar R_p = \bar T_a^\top G_p`
   and the last layer's activation backward;
-* :func:`env_mat_pairs_backward`: :math:`\bar{\mathbf r}_p` from :math:`\bar R_p`;
+* :func:`env_embed_backward`: the first layer's backward, then
+  :math:`\bar{\mathbf r}_p` from :math:`\bar R_p`;
 * :func:`forces_virial_gather`: forces and per-atom virials by *gathering*
   (each atom sums the pairs it takes part in: no scatter, no race, and the
   same result for any number of threads).
@@ -34,7 +35,7 @@ import numba
 import numpy as np
 
 from ._jit import kernel
-from .dense import layer_row
+from .dense import dense_act_backward_ref, dense_act_forward_ref, layer_row
 
 
 
@@ -65,68 +66,101 @@ def _pair_geometry(rij, p, rcut_smth, rcut, protection):
 
 
 @kernel
-def env_mat_pairs(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection, R, s):
-    """``R`` (P x 4) and ``s`` (P x 1) of every pair.
+def env_embed_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
+                      w, b, idt, shortcut, act, R, h, y):
+    """Environment rows fused with the first embedding layer (input width 1).
 
-    ``rij``: P x 3 (Å); ``ptr``: na+1; ``types``: na centre types;
-    ``davg``, ``dstd``: nt x 4, the statistics of this neighbour type for each centre type.
+    ``R`` (P x 4) <- normalised rows; with ``s = R[:, 0]``, ``h`` (P x n1) <-
+    act(s w + b) and ``y`` (P x n1) <- h * idt + sc(s).  ``rij``: P x 3 (Å);
+    ``ptr``: na+1; ``types``: na centre types; ``davg``, ``dstd``: nt x 4, the
+    statistics of this neighbour type for each centre type; ``w``: 1 x n1.
     """
     na = ptr.shape[0] - 1
+    n1 = w.shape[1]
     for a in numba.prange(na):
         t = types[a]
         for p in range(ptr[a], ptr[a + 1]):
-            x, y, z, r, w, dw, iq = _pair_geometry(rij, p, rcut_smth, rcut, protection)
-            w1 = w * iq
+            x, yy, z, r, sw, dsw, iq = _pair_geometry(rij, p, rcut_smth, rcut, protection)
+            w1 = sw * iq
             w2 = w1 * iq
             R[p, 0] = (w1 - davg[t, 0]) / dstd[t, 0]
             R[p, 1] = (w2 * x - davg[t, 1]) / dstd[t, 1]
-            R[p, 2] = (w2 * y - davg[t, 2]) / dstd[t, 2]
+            R[p, 2] = (w2 * yy - davg[t, 2]) / dstd[t, 2]
             R[p, 3] = (w2 * z - davg[t, 3]) / dstd[t, 3]
-            s[p, 0] = R[p, 0]
+            s = R[p, 0]
+            hp = h[p]
+            for k in range(n1):
+                hp[k] = s * w[0, k]
+            layer_row(hp, R[p, :1], b, idt, shortcut, act, y[p])
 
 
-def env_mat_pairs_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection, R, s):
-    """NumPy twin of :func:`env_mat_pairs` (via :func:`symref.env.env_mat_forward`)."""
+def env_embed_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
+                          w, b, idt, shortcut, act, R, h, y):
+    """NumPy twin of :func:`env_embed_forward` (:func:`symref.env.env_mat_forward`, then a layer)."""
     from ..env import env_mat_forward
 
     t = types[_pair_atoms(ptr)]  # P
     mask = np.ones((1, len(rij)), dtype=bool)
     R[...] = env_mat_forward(rij[None], mask, davg[t][None], dstd[t][None], rcut, rcut_smth,
                              protection)[0][0]
-    s[:, 0] = R[:, 0]
+    s = R[:, :1].copy()  # P x 1
+    h[...] = s @ w
+    dense_act_forward_ref(h, b, idt, s, shortcut, act, y)
 
 
 @kernel
-def env_mat_pairs_backward(rij, ptr, types, dstd, rcut, rcut_smth, protection, dR, ds, g):
-    """``g`` (P x 3) = dL/drij from ``dR`` (P x 4) plus ``ds`` (P x 1) added to column 0."""
+def env_embed_backward(rij, ptr, types, dstd, rcut, rcut_smth, protection,
+                       w, idt, shortcut, act, h, dy, dyres, dR, g):
+    """Backward of :func:`env_embed_forward`: ``g`` (P x 3) = dL/drij.
+
+    Upstream: ``dy + dyres`` (P x n1; ``dyres`` of shape (0, 0) means none)
+    for the first layer's output and ``dR`` (P x 4) for the rows; the layer
+    gives ds = sum_k dz_k w_k + sc'(dy), added to dR[:, 0].
+    """
     na = ptr.shape[0] - 1
+    n1 = w.shape[1]
+    has_res = dyres.shape[0] > 0
     for a in numba.prange(na):
         t = types[a]
         for p in range(ptr[a], ptr[a + 1]):
-            x, y, z, r, w, dw, iq = _pair_geometry(rij, p, rcut_smth, rcut, protection)
+            ds = 0.0
+            for k in range(n1):
+                d = dy[p, k] + dyres[p, k] if has_res else dy[p, k]
+                dz = d * idt[k]
+                if act == 1:
+                    dz *= 1.0 - h[p, k] * h[p, k]
+                ds += dz * w[0, k]
+                if shortcut != 0:
+                    ds += d
+            x, yy, z, r, sw, dsw, iq = _pair_geometry(rij, p, rcut_smth, rcut, protection)
             iq2 = iq * iq
-            d0 = (dR[p, 0] + ds[p, 0]) / dstd[t, 0]
+            d0 = (dR[p, 0] + ds) / dstd[t, 0]
             dx = dR[p, 1] / dstd[t, 1]
-            dy = dR[p, 2] / dstd[t, 2]
-            dz = dR[p, 3] / dstd[t, 3]
-            radial = (d0 * (dw * iq - w * iq2)
-                      + (dx * x + dy * y + dz * z) * (dw * iq2 - 2.0 * w * iq2 * iq)) / r
-            wq2 = w * iq2
+            dy_ = dR[p, 2] / dstd[t, 2]
+            dz_ = dR[p, 3] / dstd[t, 3]
+            radial = (d0 * (dsw * iq - sw * iq2)
+                      + (dx * x + dy_ * yy + dz_ * z) * (dsw * iq2 - 2.0 * sw * iq2 * iq)) / r
+            wq2 = sw * iq2
             g[p, 0] = radial * x + wq2 * dx
-            g[p, 1] = radial * y + wq2 * dy
-            g[p, 2] = radial * z + wq2 * dz
+            g[p, 1] = radial * yy + wq2 * dy_
+            g[p, 2] = radial * z + wq2 * dz_
 
 
-def env_mat_pairs_backward_ref(rij, ptr, types, dstd, rcut, rcut_smth, protection, dR, ds, g):
-    """NumPy twin of :func:`env_mat_pairs_backward` (via :func:`symref.env.env_mat_backward`)."""
+def env_embed_backward_ref(rij, ptr, types, dstd, rcut, rcut_smth, protection,
+                           w, idt, shortcut, act, h, dy, dyres, dR, g):
+    """NumPy twin of :func:`env_embed_backward` (a layer backward, then
+    :func:`symref.env.env_mat_backward`)."""
     from ..env import env_mat_backward, env_mat_forward
 
+    P, n1 = h.shape
+    dz, dsres = np.empty((P, n1)), np.zeros((P, 1))
+    dense_act_backward_ref(dy, dyres, h, idt, shortcut, act, dz, dsres)
     t = types[_pair_atoms(ptr)]  # P
-    mask = np.ones((1, len(rij)), dtype=bool)
-    zeros = np.zeros((1, len(rij), 4))
+    mask = np.ones((1, P), dtype=bool)
+    zeros = np.zeros((1, P, 4))
     _, cache = env_mat_forward(rij[None], mask, zeros, dstd[t][None], rcut, rcut_smth, protection)
     dRt = dR.copy()
-    dRt[:, 0] += ds[:, 0]
+    dRt[:, 0] += (dz @ w.T)[:, 0] + dsres[:, 0]
     g[...] = env_mat_backward(dRt[None], cache)[0]
 
 
