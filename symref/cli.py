@@ -51,6 +51,34 @@ def _systems(args, model):
              cry.atype % model.ntypes, cry.box[0])]
 
 
+class _Backend:
+    """``model`` with ``evaluate`` bound to one backend (what :func:`checks.as_calculator` calls)."""
+
+    def __init__(self, model, backend):
+        self.model, self.backend = model, backend
+
+    def evaluate(self, coord, atype, box=None):
+        return self.model.evaluate(coord, atype, box, backend=self.backend)
+
+
+def backend_agreement(model, coord, atype, box) -> list:
+    """The fast path against the reference on one frame: one CheckResult per quantity
+    (relative to the largest reference entry; tolerances 1e-12 energy, 1e-10 the rest)."""
+    from .checks import CheckResult
+
+    b = None if box is None else box[None]
+    ref = model.evaluate(coord[None], atype, b, backend="numpy")
+    out = model.evaluate(coord[None], atype, b, backend="numba")
+    results = []
+    for key, tol in (("energy", 1e-12), ("forces", 1e-10), ("virial", 1e-10),
+                     ("atom_virial", 1e-10)):
+        err = float(np.abs(out[key] - ref[key]).max())
+        scale = float(np.abs(ref[key]).max()) or 1.0
+        results.append(CheckResult(f"numba vs numpy/{key}", err, err / scale, tol, err / scale <= tol,
+                                   {"scale": scale}))
+    return results
+
+
 def cmd_check(args) -> int:
     from . import checks
 
@@ -63,14 +91,19 @@ def cmd_check(args) -> int:
         model = demo_model(args.seed)
         label = "built-in random se_e2_a model (3 types, rcut 4 Å, type_one_side false)"
     print(f"symref check: {label}")
-    print(f"  rcut {model.rcut} Å, sel {model.sel}, precision float64\n")
+    print(f"  rcut {model.rcut} Å, sel {model.sel}, precision float64, backend {args.backend}")
+    if args.backend == "numba":
+        print("  (the first run compiles the numba kernels, ~20 s; later runs load them from cache)")
+    print()
     ok = True
     for name, coord, atype, box in _systems(args, model):
-        calc = checks.as_calculator(model, atype)
+        calc = checks.as_calculator(_Backend(model, args.backend), atype)
         t0 = time.perf_counter()
         results = checks.run_all_checks(calc, coord, box, atype=atype, rcut=model.rcut,
                                         rng=np.random.default_rng(args.seed),
                                         natoms_sample=args.sample)
+        if args.backend == "numba":
+            results += backend_agreement(model, coord, atype, box)
         print(f"== {name}: {len(atype)} atoms ({time.perf_counter() - t0:.1f} s)")
         print(checks.format_table(results))
         print()
@@ -89,6 +122,9 @@ def main(argv=None) -> int:
     p.add_argument("--sample", type=int, default=None,
                    help="finite-difference forces on this many random atoms only (large systems)")
     p.add_argument("--seed", type=int, default=0, help="random seed (built-in model, rotations)")
+    p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
+                   help="evaluation backend for the checks (default numba: the fast path, "
+                        "also compared with the NumPy reference)")
     p.set_defaults(func=cmd_check)
     args = parser.parse_args(argv)
     try:

@@ -7,7 +7,26 @@ def test_check_builtin_default_passes(capsys):
     assert cli.main(["check"]) == 0
     out = capsys.readouterr().out
     assert "forces_fd" in out and "virial_fd" in out and "image_wrap/energy" in out
+    assert "numba vs numpy/forces" in out  # the fast path is checked against the reference
     assert "all checks passed" in out
+
+
+def test_check_backend_option(capsys, monkeypatch):
+    """--backend numpy runs the checks on the reference (no agreement rows); a fast path
+    that drifts from the reference fails the default run."""
+    assert cli.main(["check", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "backend numpy" in out and "numba vs numpy" not in out
+    from symref import fastpath
+    orig = fastpath.evaluate_frame
+
+    def drifting(*a, **k):
+        out = orig(*a, **k)
+        out["forces"] = out["forces"] * (1 + 1e-8)
+        return out
+    monkeypatch.setattr(fastpath, "evaluate_frame", drifting)
+    assert cli.main(["check"]) == 1
+    assert "FAIL" in capsys.readouterr().out
 
 
 def test_check_reports_failure_of_a_broken_model(capsys, monkeypatch):
