@@ -35,33 +35,53 @@ from .activations import tanh_scalar
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def layer_row(zr, xr, b, idt, shortcut, act, yr):
-    """One row of a layer: ``zr`` <- h = act(zr + b); ``yr`` <- h * idt + sc(xr)."""
-    nout = zr.shape[0]
-    nin = xr.shape[0]
+def act_rows(z, b, act):
+    """Rows ``z`` (n x nout, C-contiguous) <- act(z + b).
+
+    The bias is added row by row, the activation runs over the rows as one flat
+    array: a single vectorised loop with no per-row remainder (2x faster than
+    row-wise for widths like 50 that are not a multiple of the vector width).
+    """
+    n, nout = z.shape
+    for r in range(n):
+        for k in range(nout):
+            z[r, k] += b[k]
     if act == 1:
-        for k in range(nout):
-            zr[k] = tanh_scalar(zr[k] + b[k])
-    else:
-        for k in range(nout):
-            zr[k] = zr[k] + b[k]
+        f = z.reshape(-1)
+        for i in range(f.shape[0]):
+            f[i] = tanh_scalar(f[i])
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def out_row(hr, xr, idt, shortcut, yr):
+    """One row of a layer's output: ``yr`` <- h * idt + sc(x)."""
+    nout = hr.shape[0]
+    nin = xr.shape[0]
     if shortcut == 1:
         for k in range(nout):
-            yr[k] = zr[k] * idt[k] + xr[k]
+            yr[k] = hr[k] * idt[k] + xr[k]
     elif shortcut == 2:
         for k in range(nin):
-            yr[k] = zr[k] * idt[k] + xr[k]
-            yr[nin + k] = zr[nin + k] * idt[nin + k] + xr[k]
+            yr[k] = hr[k] * idt[k] + xr[k]
+            yr[nin + k] = hr[nin + k] * idt[nin + k] + xr[k]
     else:
         for k in range(nout):
-            yr[k] = zr[k] * idt[k]
+            yr[k] = hr[k] * idt[k]
+
+
+CHUNK = 64  # rows per parallel task
 
 
 @kernel
 def dense_act_forward(z, b, idt, x, shortcut, act, y):
     """``z`` (B x nout) <- h = act(z + b); ``y`` (B x nout) <- h * idt + sc(x)."""
-    for r in numba.prange(z.shape[0]):
-        layer_row(z[r], x[r], b, idt, shortcut, act, y[r])
+    nrow = z.shape[0]
+    for c in numba.prange((nrow + CHUNK - 1) // CHUNK):
+        r0 = c * CHUNK
+        r1 = min(nrow, r0 + CHUNK)
+        act_rows(z[r0:r1], b, act)
+        for r in range(r0, r1):
+            out_row(z[r], x[r], idt, shortcut, y[r])
 
 
 def dense_act_forward_ref(z, b, idt, x, shortcut, act, y):

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from ._jit import kernel
-from .dense import dense_act_backward_ref, dense_act_forward_ref, layer_row
+from .dense import act_rows, dense_act_backward_ref, dense_act_forward_ref, out_row
 
 
 
@@ -88,10 +88,12 @@ def env_embed_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
             R[p, 2] = (w2 * yy - davg[t, 2]) / dstd[t, 2]
             R[p, 3] = (w2 * z - davg[t, 3]) / dstd[t, 3]
             s = R[p, 0]
-            hp = h[p]
             for k in range(n1):
-                hp[k] = s * w[0, k]
-            layer_row(hp, R[p, :1], b, idt, shortcut, act, y[p])
+                h[p, k] = s * w[0, k]
+        p0, p1 = ptr[a], ptr[a + 1]
+        act_rows(h[p0:p1], b, act)
+        for p in range(p0, p1):
+            out_row(h[p], R[p, :1], idt, shortcut, y[p])
 
 
 def env_embed_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
@@ -178,8 +180,9 @@ def embed_T_forward(z, b, idt, x, shortcut, act, R, ptr, T):
     for a in numba.prange(na):
         Ta = T[a]  # 4 x M1
         G = np.empty(M1)
+        act_rows(z[ptr[a]:ptr[a + 1]], b, act)
         for p in range(ptr[a], ptr[a + 1]):
-            layer_row(z[p], x[p], b, idt, shortcut, act, G)
+            out_row(z[p], x[p], idt, shortcut, G)
             r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
             for k in range(M1):
                 g = G[k]
