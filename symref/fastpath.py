@@ -27,6 +27,18 @@ twin, and the whole path is tested against the reference.
    results do not depend on the number of threads beyond BLAS's own
    summation order.
 
+Threading (``mode``, see :func:`default_mode`).  Every block kernel exists in
+two builds (:mod:`symref.kernels._jit`): ``parallel=True`` with ``prange`` over
+atoms or rows, and a serial ``nogil`` one.  The default ``"blocks"`` mode runs
+one block per thread (a thread pool of ``numba.get_num_threads()`` workers)
+with the serial builds and single-threaded BLAS, so no thread pool ever waits
+on another.  ``"kernels"`` runs blocks one after another with the parallel
+builds and BLAS's own threads; on the 2-core development machine it was 8-13x
+slower at 192 atoms with numba's default OpenMP layer (412 ms against 30-39 ms:
+OpenMP and OpenBLAS workers spin-wait for each other's cores) and about 1.5x
+slower with ``NUMBA_THREADING_LAYER=workqueue``.  Both modes give the same
+numbers (tested).
+
 Float64 only: ``precision="float32"`` uses the reference.
 """
 from __future__ import annotations
