@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .nn import Layer, mlp_backward, mlp_forward
+from .nn import Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
 
 
 @dataclass
@@ -105,29 +105,32 @@ def keep_mask(desc: SeE2A, atype_loc: np.ndarray, nlist: np.ndarray) -> np.ndarr
     return keep
 
 
+def _embedding_groups(desc: SeE2A, atype_loc: np.ndarray):
+    """(centre rows, slot range, embedding index) of every non-empty net/slot group."""
+    off = desc.sel_offsets
+    nloc = len(atype_loc)
+    groups = [(0, np.arange(nloc))] if desc.type_one_side else \
+        [(ti, np.nonzero(atype_loc == ti)[0]) for ti in range(desc.ntypes)]
+    for ti, rows in groups:
+        if len(rows) == 0:
+            continue
+        for tj in range(desc.ntypes):
+            if off[tj] < off[tj + 1]:
+                yield rows, slice(off[tj], off[tj + 1]), desc.embedding_index(ti, tj)
+
+
 def se_e2_a_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc: SeE2A):
     """``R`` (nloc x nnei x 4) -> ``D`` (nloc x M1*M2); returns ``(D, cache)``."""
     nloc, nnei, _ = R.shape
     M1, M2 = desc.neuron[-1], desc.axis_neuron
     Rk = R * keep[..., None]  # nloc x nnei x 4
     T = np.zeros((nloc, M1, 4), dtype=R.dtype)  # nloc x M1 x 4
-    off = desc.sel_offsets
     emb_caches = []
-    groups = [(None, np.arange(nloc))] if desc.type_one_side else \
-        [(ti, np.nonzero(atype_loc == ti)[0]) for ti in range(desc.ntypes)]
-    for ti, rows in groups:
-        if len(rows) == 0:
-            continue
-        for tj in range(desc.ntypes):
-            sl = slice(off[tj], off[tj + 1])
-            if off[tj] == off[tj + 1]:
-                continue
-            Rg = Rk[rows, sl]  # nrows x sel_tj x 4
-            s = Rg[..., :1]  # nrows x sel_tj x 1
-            net = desc.embeddings[desc.embedding_index(0 if ti is None else ti, tj)]
-            G, cache = mlp_forward(s, net)  # nrows x sel_tj x M1
-            T[rows] += np.einsum("rjm,rjc->rmc", G, Rg)
-            emb_caches.append((rows, sl, G, cache, desc.embedding_index(0 if ti is None else ti, tj)))
+    for rows, sl, idx in _embedding_groups(desc, atype_loc):
+        Rg = Rk[rows, sl]  # nrows x sel_tj x 4
+        G, cache = mlp_forward(Rg[..., :1], desc.embeddings[idx])  # nrows x sel_tj x M1
+        T[rows] += np.einsum("rjm,rjc->rmc", G, Rg)
+        emb_caches.append((rows, sl, G, cache, idx))
     T /= nnei
     D = np.einsum("iac,ibc->iab", T, T[:, :M2])  # nloc x M1 x M2
     return D.reshape(nloc, M1 * M2), (Rk, keep, T, emb_caches, M1, M2)
@@ -165,3 +168,68 @@ def se_e2_a_backward(dD: np.ndarray, cache, *, param_grads: bool = False):
     if param_grads:
         return dR, grads
     return dR
+
+
+# ------------------------------------------------------------------ dual mode
+def se_e2_a_forward_dual(R, Rd, atype_loc, keep, desc: SeE2A):
+    r"""``D`` and its tangent ``Dd`` for rows ``R`` moving along ``Rd`` (both nloc x nnei x 4).
+
+    .. math::  \dot T = \frac{1}{n_{nei}}\sum_j \big(\dot G_j \otimes R_j + G_j \otimes \dot R_j\big),
+               \qquad \dot D = \dot T T_<^\top + T \dot T_<^\top,
+
+    with :math:`\dot G_j` the tangent of the embedding net at :math:`s_j` along :math:`\dot s_j = \dot R_{j0}`.
+    Returns ``(D, Dd, cache)``.
+    """
+    nloc, nnei, _ = R.shape
+    M1, M2 = desc.neuron[-1], desc.axis_neuron
+    Rk = R * keep[..., None]  # nloc x nnei x 4
+    Rdk = Rd * keep[..., None]
+    T = np.zeros((nloc, M1, 4), dtype=R.dtype)  # nloc x M1 x 4
+    Td = np.zeros_like(T)
+    emb = []
+    for rows, sl, idx in _embedding_groups(desc, atype_loc):
+        Rg, Rdg = Rk[rows, sl], Rdk[rows, sl]  # nrows x sel x 4
+        G, Gd, c = mlp_forward_dual(Rg[..., :1], Rdg[..., :1], desc.embeddings[idx])
+        T[rows] += np.einsum("rjm,rjc->rmc", G, Rg)
+        Td[rows] += np.einsum("rjm,rjc->rmc", Gd, Rg) + np.einsum("rjm,rjc->rmc", G, Rdg)
+        emb.append((rows, sl, c, idx))
+    T /= nnei
+    Td /= nnei
+    D = np.einsum("iac,ibc->iab", T, T[:, :M2])  # nloc x M1 x M2
+    Dd = np.einsum("iac,ibc->iab", Td, T[:, :M2]) + np.einsum("iac,ibc->iab", T, Td[:, :M2])
+    return (D.reshape(nloc, M1 * M2), Dd.reshape(nloc, M1 * M2),
+            (Rk, Rdk, T, Td, emb, M1, M2, len(desc.embeddings)))
+
+
+def _bilinear_backward(Dbar, A, C, M2):
+    """For D = A C<ᵀ (per atom): (Abar, Cbar) with Cbar nonzero in its first M2 rows."""
+    Abar = np.einsum("iab,ibc->iac", Dbar, C[:, :M2])
+    Cbar = np.zeros_like(C)
+    Cbar[:, :M2] = np.einsum("iab,iac->ibc", Dbar, A)
+    return Abar, Cbar
+
+
+def se_e2_a_backward_dual(Dbar, Ddbar, cache):
+    """Parameter gradients of ``<Dbar, D> + <Ddbar, Dd>``: one list of layer
+    gradients per embedding net (``None`` for unused nets)."""
+    Rk, Rdk, T, Td, emb, M1, M2, nnets = cache
+    nloc, nnei, _ = Rk.shape
+    Dbar = Dbar.reshape(nloc, M1, M2)
+    Ddbar = Ddbar.reshape(nloc, M1, M2)
+    a1, c1 = _bilinear_backward(Dbar, T, T, M2)  # D = T T<
+    a2, c2 = _bilinear_backward(Ddbar, Td, T, M2)  # Dd = Td T< + ...
+    a3, c3 = _bilinear_backward(Ddbar, T, Td, M2)  # ... + T Td<
+    Tbar = (a1 + c1 + c2 + a3) / nnei  # nloc x M1 x 4
+    Tdbar = (a2 + c3) / nnei
+    grads = [None] * nnets
+    for rows, sl, c, idx in emb:
+        Rg, Rdg = Rk[rows, sl], Rdk[rows, sl]
+        Gbar = np.einsum("rmc,rjc->rjm", Tbar[rows], Rg) + np.einsum("rmc,rjc->rjm", Tdbar[rows], Rdg)
+        Gdbar = np.einsum("rmc,rjc->rjm", Tdbar[rows], Rg)
+        _, _, g = mlp_backward_dual(Gbar, Gdbar, c)
+        grads[idx] = g if grads[idx] is None else _add_layer_grads(grads[idx], g)
+    return grads
+
+
+def _add_layer_grads(a, b):
+    return [{k: (x[k] + y[k] if x[k] is not None else None) for k in x} for x, y in zip(a, b)]

@@ -79,3 +79,28 @@ def env_mat_backward(dR, cache):
               + np.einsum("ijk,ijk->ij", d_xyz, rvec) * (dw * inv_q2 - 2.0 * w * inv_q2 * inv_q))
     drij = (radial / r)[..., None] * rvec + (w * inv_q2)[..., None] * d_xyz
     return np.where(mask[..., None], drij, 0.0)
+
+
+def env_mat_tangent(rdot: np.ndarray, cache) -> np.ndarray:
+    r"""Forward-mode derivative of :func:`env_mat_forward`: :math:`\dot R = (\partial R/\partial \mathbf r)\,\dot{\mathbf r}`.
+
+    ``rdot``: nloc x nnei x 3, a direction for every pair vector; returns
+    nloc x nnei x 4 (zero for padded slots).  With :math:`\hat{\mathbf r}\cdot\dot{\mathbf r} = \dot r`:
+
+    .. math::
+
+        \dot R_0 = (w' q^{-1} - w q^{-2})\,\dot r / \mathrm{dstd}_0,\qquad
+        \dot R_{1:4} = \big[(w' q^{-2} - 2 w q^{-3})\,\dot r\,\mathbf r + w q^{-2}\,\dot{\mathbf r}\big] / \mathrm{dstd}_{1:4}.
+
+    (The transpose of this map is :func:`env_mat_backward`.)
+    """
+    rij, mask, r, inv_q, w, dw, dstd = cache
+    inv_q2 = inv_q * inv_q
+    rvec = np.where(mask[..., None], rij, 0.0)  # nloc x nnei x 3
+    rd = np.where(mask[..., None], rdot, 0.0)  # nloc x nnei x 3
+    rdot_r = np.einsum("ijk,ijk->ij", rvec, rd) / r  # nloc x nnei
+    out = np.empty(rij.shape[:-1] + (4,), dtype=rij.dtype)  # nloc x nnei x 4
+    out[..., 0] = (dw * inv_q - w * inv_q2) * rdot_r
+    out[..., 1:] = (((dw * inv_q2 - 2.0 * w * inv_q2 * inv_q) * rdot_r)[..., None] * rvec
+                    + (w * inv_q2)[..., None] * rd)
+    return np.where(mask[..., None], out / dstd, 0.0)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .nn import Layer, mlp_backward, mlp_forward
+from .nn import Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
 
 
 @dataclass
@@ -78,3 +78,35 @@ def energy_fitting_backward(dE: np.ndarray, cache, *, param_grads: bool = False)
     if param_grads:
         return dD, grads, dbias
     return dD
+
+
+def energy_fitting_forward_dual(D, Dd, atype_loc, fit: EnergyFitting):
+    """Atomic energies and their tangents along ``Dd``: ``(E, Ed, cache)`` (nloc each)."""
+    nloc = D.shape[0]
+    E = np.zeros(nloc, dtype=D.dtype)
+    Ed = np.zeros(nloc, dtype=D.dtype)
+    caches = []
+    for t in range(fit.ntypes):
+        rows = np.nonzero(atype_loc == t)[0]
+        if len(rows) == 0 or t in fit.exclude_types:
+            continue
+        out, outd, c = mlp_forward_dual(D[rows], Dd[rows], fit.nets[t])  # nrows x 1
+        E[rows] = out[:, 0] + fit.bias_atom_e[t]
+        Ed[rows] = outd[:, 0]
+        caches.append((t, rows, c))
+    return E, Ed, (D.shape, D.dtype, fit.ntypes, caches)
+
+
+def energy_fitting_backward_dual(Ebar, Edbar, cache):
+    """Backward of :func:`energy_fitting_forward_dual` for ``<Ebar, E> + <Edbar, Ed>``:
+    ``(Dbar, Ddbar, {type: layer grads}, d bias_atom_e)``."""
+    shape, dtype, ntypes, caches = cache
+    Dbar = np.zeros(shape, dtype=dtype)
+    Ddbar = np.zeros(shape, dtype=dtype)
+    grads, dbias = {}, np.zeros(ntypes, dtype=dtype)
+    for t, rows, c in caches:
+        xb, xdb, g = mlp_backward_dual(Ebar[rows][:, None], Edbar[rows][:, None], c)
+        Dbar[rows], Ddbar[rows] = xb, xdb
+        grads[t] = g
+        dbias[t] = Ebar[rows].sum()
+    return Dbar, Ddbar, grads, dbias

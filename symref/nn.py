@@ -101,12 +101,27 @@ def layer_forward(x: np.ndarray, layer: Layer):
         z = z + layer.b
     h, dh = _act(layer.activation, z)  # ... x nout
     y = h * layer.idt if layer.idt is not None else h
+    return y + _shortcut(x, layer), (x, h, dh, layer)
+
+
+def _shortcut(x: np.ndarray, layer: Layer):
+    """sc(x): 0, x or [x, x] (see the module docstring)."""
     sc = layer.shortcut
     if sc == 1:
-        y = y + x
-    elif sc == 2:
-        y = y + np.concatenate([x, x], axis=-1)
-    return y, (x, h, dh, layer)
+        return x
+    if sc == 2:
+        return np.concatenate([x, x], axis=-1)
+    return 0.0
+
+
+def _shortcut_backward(d: np.ndarray, layer: Layer):
+    """Transpose of :func:`_shortcut`: 0, d or d[:n] + d[n:]."""
+    sc = layer.shortcut
+    if sc == 1:
+        return d
+    if sc == 2:
+        return d[..., :layer.nin] + d[..., layer.nin:]
+    return 0.0
 
 
 def layer_backward(dy: np.ndarray, cache):
@@ -128,13 +143,7 @@ def layer_backward(dy: np.ndarray, cache):
     grads["w"] = x2.T @ dz2  # nin x nout
     if layer.b is not None:
         grads["b"] = dz2.sum(axis=0)
-    dx = dz @ layer.w.T  # ... x nin
-    sc = layer.shortcut
-    if sc == 1:
-        dx = dx + dy
-    elif sc == 2:
-        n = layer.nin
-        dx = dx + dy[..., :n] + dy[..., n:]
+    dx = dz @ layer.w.T + _shortcut_backward(dy, layer)  # ... x nin
     return dx, grads
 
 
@@ -199,3 +208,77 @@ def mlp_astype(layers: list[Layer], dtype) -> list[Layer]:
                          None if ly.idt is None else ly.idt.astype(dtype),
                          ly.activation, ly.resnet))
     return out
+
+
+# ------------------------------------------------------------------ dual mode
+# Forward-over-reverse for loss gradients that contain forces: a tangent
+# ``xd`` (a directional derivative dx/dε) is carried through the forward pass,
+# and the backward pass returns parameter gradients of ``<ybar, y> + <ydbar, yd>``.
+
+
+def layer_forward_dual(x: np.ndarray, xd: np.ndarray, layer: Layer):
+    r"""One layer and its tangent: ``(y, yd, cache)``.
+
+    .. math::  \dot z = \dot x W,\quad \dot h = \phi'(z)\odot\dot z,\quad
+               \dot y = \dot h\odot d + \mathrm{sc}(\dot x)
+    """
+    y, cache = layer_forward(x, layer)
+    _, h, dh, _ = cache
+    zd = xd @ layer.w  # ... x nout
+    hd = zd * dh if dh is not None else zd
+    yd = hd * layer.idt if layer.idt is not None else hd
+    return y, yd + _shortcut(xd, layer), (cache, xd, zd, hd)
+
+
+def layer_backward_dual(ybar: np.ndarray, ydbar: np.ndarray, dcache):
+    r"""Backward of :func:`layer_forward_dual`: ``(xbar, xdbar, grads)``.
+
+    With :math:`\phi = \tanh`, :math:`\phi' = 1 - h^2` and
+    :math:`\partial\phi'/\partial z = -2 h \phi'`, the tangent branch gives
+    :math:`\bar{\dot h} = \bar{\dot y}\odot d`,
+    :math:`\bar{\dot z} = \bar{\dot h}\odot\phi'`,
+    :math:`\bar h \mathrel{+}= -2 h\,\bar{\dot h}\odot\dot z`,
+    :math:`\bar W \mathrel{+}= \dot x^\top \bar{\dot z}`,
+    :math:`\bar{\dot x} = \bar{\dot z} W^\top + \mathrm{sc}'(\bar{\dot y})`;
+    then the primal branch as in :func:`layer_backward` with the extra :math:`\bar h`.
+    """
+    cache, xd, zd, hd = dcache
+    x, h, dh, layer = cache
+    nin, nout = layer.nin, layer.nout
+    idt = layer.idt
+    grads = {"w": None, "b": None, "idt": None}
+    hdbar = ydbar * idt if idt is not None else ydbar  # ... x nout
+    hbar = ybar * idt if idt is not None else ybar
+    if idt is not None:
+        grads["idt"] = ((ydbar * hd).reshape(-1, nout).sum(axis=0)
+                        + (ybar * h).reshape(-1, nout).sum(axis=0))
+    if dh is not None:
+        zdbar = hdbar * dh
+        hbar = hbar + hdbar * zd * (-2.0 * h)
+        zbar = hbar * dh
+    else:
+        zdbar, zbar = hdbar, hbar
+    xdbar = zdbar @ layer.w.T + _shortcut_backward(ydbar, layer)
+    xbar = zbar @ layer.w.T + _shortcut_backward(ybar, layer)
+    grads["w"] = xd.reshape(-1, nin).T @ zdbar.reshape(-1, nout) \
+        + x.reshape(-1, nin).T @ zbar.reshape(-1, nout)
+    if layer.b is not None:
+        grads["b"] = zbar.reshape(-1, nout).sum(axis=0)
+    return xbar, xdbar, grads
+
+
+def mlp_forward_dual(x: np.ndarray, xd: np.ndarray, layers: list[Layer]):
+    """Apply ``layers`` to ``x`` and its tangent ``xd``: ``(out, outd, cache)``."""
+    caches = []
+    for layer in layers:
+        x, xd, c = layer_forward_dual(x, xd, layer)
+        caches.append(c)
+    return x, xd, caches
+
+
+def mlp_backward_dual(ybar: np.ndarray, ydbar: np.ndarray, cache):
+    """Backward of :func:`mlp_forward_dual`: ``(xbar, xdbar, [grads per layer])``."""
+    grads = [None] * len(cache)
+    for k in range(len(cache) - 1, -1, -1):
+        ybar, ydbar, grads[k] = layer_backward_dual(ybar, ydbar, cache[k])
+    return ybar, ydbar, grads

@@ -20,6 +20,7 @@ import deepmd_ref  # noqa: E402
 from deepmd.dpmodel.utils.serialization import save_dp_model  # noqa: E402
 
 import symref  # noqa: E402
+import symref.io  # noqa: E402,F401  (symref.io.model_from_dict below)
 from symref.data import load_system, make_crystal  # noqa: E402
 
 pytestmark = [pytest.mark.deepmd]
@@ -151,3 +152,42 @@ def test_zz_report_deviations():
     """Prints the largest deviations seen (run with -s to see them); always passes if any ran."""
     for (case, key), e in sorted(DEVIATIONS.items()):
         print(f"deepmd-kit vs symref  {case:32s} {key:12s} max rel dev {e:.2e}")
+
+
+def test_loss_value_matches_deepmd_energy_std_loss(pt):
+    """symref.loss follows deepmd-kit's `ener` loss convention (per-atom-normalised energy
+    and virial terms, mean over force components, mean over frames): same value as
+    deepmd.pt's EnergyStdLoss on the same model, frames and labels."""
+    import torch
+    from deepmd.pt.loss.ener import EnergyStdLoss
+    from deepmd.pt.model.model import BaseModel
+
+    from symref.loss import LossPrefactors, energy_loss
+
+    d = deepmd_ref.make_deepmd_model_dict(False, 13, sel=[80, 80], neuron=[8, 16], axis_neuron=4,
+                                          fitting_neuron=[16, 16], rcut=5.0, rcut_smth=1.0,
+                                          type_map=["A", "B"], stats="type")
+    model = symref.io.model_from_dict(d)
+    s = make_crystal(seed=5)
+    rng = np.random.default_rng(0)
+    coord = np.stack([s.coord[0], s.coord[0] + 0.05 * rng.normal(size=s.coord[0].shape)])
+    box = np.repeat(s.box, 2, axis=0)
+    ev = model.evaluate(coord, s.atype, box)
+    E = ev["energy"] + rng.normal(size=2)
+    F = ev["forces"] + 0.1 * rng.normal(size=ev["forces"].shape)
+    W = ev["virial"] + 0.3 * rng.normal(size=(2, 3, 3))
+    pref = LossPrefactors(0.7, 3.0, 0.4)
+    ours = energy_loss(model, coord, s.atype, box, E, F, W, pref)
+    loss = EnergyStdLoss(starter_learning_rate=1.0, start_pref_e=pref.pref_e,
+                         limit_pref_e=pref.pref_e, start_pref_f=pref.pref_f,
+                         limit_pref_f=pref.pref_f, start_pref_v=pref.pref_v,
+                         limit_pref_v=pref.pref_v)
+    inp = {"coord": torch.tensor(coord), "atype": torch.tensor(np.tile(s.atype, (2, 1))),
+           "box": torch.tensor(box.reshape(2, 9))}
+    lab = {"energy": torch.tensor(E.reshape(2, 1)), "force": torch.tensor(F),
+           "virial": torch.tensor(W.reshape(2, 9)), "find_energy": 1.0, "find_force": 1.0,
+           "find_virial": 1.0}
+    _, ref, _ = loss(inp, BaseModel.deserialize(deepmd_ref.as_model_dict(d)), lab,
+                     len(s.atype), 1.0)
+    compare("loss/ener", {"loss": np.array([ours])}, {"loss": np.array([float(ref.detach())])},
+            ["loss"])

@@ -1,0 +1,178 @@
+r"""Energy/force/virial loss of a DeepPot and its exact gradient with respect to every parameter.
+
+Loss of one frame with N atoms (deepmd-kit's ``ener`` loss, ``intensive_ener_virial``
+false), averaged over frames:
+
+.. math::
+
+    L = \frac{p_e}{N}(E - E^*)^2 + \frac{p_f}{3N}\sum_k |\mathbf F_k - \mathbf F_k^*|^2
+        + \frac{p_v}{9N}\sum_{ab} (W_{ab} - W^*_{ab})^2 .
+
+Gradient (forward-over-reverse).  With :math:`\mathbf g_p = \partial E/\partial \mathbf r_p`
+for pair p = (centre i, neighbour j), :math:`\mathbf F_k = -\sum_p \mathbf g_p(\delta_{kj} - \delta_{ki})`
+and :math:`W = -\sum_p \mathbf g_p \otimes \mathbf r_p`, so for any parameter θ
+
+.. math::
+
+    \sum_k \Delta\mathbf F_k \cdot \frac{\partial \mathbf F_k}{\partial\theta}
+      = -\frac{\partial}{\partial\theta}\sum_p \mathbf g_p\cdot(\Delta\mathbf F_j - \Delta\mathbf F_i),
+    \qquad
+    \sum_{ab}\Delta W_{ab}\frac{\partial W_{ab}}{\partial\theta}
+      = -\frac{\partial}{\partial\theta}\sum_p \mathbf g_p\cdot(\Delta W\,\mathbf r_p)
+
+(ΔF, ΔW held fixed).  Both right-hand sides are θ-derivatives of one directional
+derivative :math:`\dot E = \sum_p \mathbf g_p\cdot\dot{\mathbf r}_p = \frac{d}{d\varepsilon}E(\mathbf r + \varepsilon\dot{\mathbf r})`
+with the pair tangent
+
+.. math::  \dot{\mathbf r}_p = c_f(\Delta\mathbf F_j - \Delta\mathbf F_i) + c_v\,\Delta W\,\mathbf r_p,
+           \qquad c_f = \frac{2p_f}{3N},\ c_v = \frac{2p_v}{9N},
+
+hence :math:`\partial L/\partial\theta = \partial(aE - \dot E)/\partial\theta` with
+:math:`a = 2p_e(E - E^*)/N`.  :math:`\dot E` comes from a tangent carried
+through the forward pass (``*_forward_dual``: environment rows, embedding
+nets, T, D, fitting nets; the rows and their tangent do not depend on θ), and
+its θ-gradient from the reverse pass over that dual computation
+(``*_backward_dual``), seeded with :math:`\bar E_i = a`, :math:`\bar{\dot E}_i = -1`.
+One pass serves forces and virial together; the cost is about twice a
+force evaluation.  ΔF and ΔW come from an ordinary evaluation first.
+
+This is the NumPy reference; parameters are the embedding and fitting layers
+(``w``, ``b``, ``idt``) and ``bias_atom_e``; ``davg``/``dstd`` and ``out_bias``
+are statistics, not trained.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .descriptor import keep_mask, se_e2_a_backward_dual, se_e2_a_forward_dual
+from .env import env_mat_forward, env_mat_tangent
+from .fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
+from .models import normalize_inputs
+from .neighbors import build_neighbor_list
+
+
+@dataclass
+class LossPrefactors:
+    """Prefactors p_e, p_f, p_v of the energy, force and virial terms."""
+
+    pref_e: float = 1.0
+    pref_f: float = 1.0
+    pref_v: float = 0.0
+
+
+def parameters(model) -> list[tuple[str, np.ndarray]]:
+    """The trainable arrays of ``model`` (references, not copies), named, in a fixed order."""
+    out = []
+    for i, net in enumerate(model.descriptor.embeddings):
+        for li, ly in enumerate(net):
+            for k in ("w", "b", "idt"):
+                if getattr(ly, k) is not None:
+                    out.append((f"embedding[{i}].layer[{li}].{k}", getattr(ly, k)))
+    for t, net in enumerate(model.fitting.nets):
+        for li, ly in enumerate(net):
+            for k in ("w", "b", "idt"):
+                if getattr(ly, k) is not None:
+                    out.append((f"fitting[{t}].layer[{li}].{k}", getattr(ly, k)))
+    out.append(("bias_atom_e", model.fitting.bias_atom_e))
+    return out
+
+
+def _grad_arrays(model, emb_grads, fit_grads, dbias) -> dict[str, np.ndarray]:
+    """Gradients keyed like :func:`parameters` (zeros for parameters that did not enter)."""
+    out = {}
+    for name, arr in parameters(model):
+        out[name] = np.zeros_like(arr)
+    for i, g in enumerate(emb_grads):
+        if g is not None:
+            for li, d in enumerate(g):
+                for k, v in d.items():
+                    if v is not None:
+                        out[f"embedding[{i}].layer[{li}].{k}"] += v
+    for t, g in fit_grads.items():
+        for li, d in enumerate(g):
+            for k, v in d.items():
+                if v is not None:
+                    out[f"fitting[{t}].layer[{li}].{k}"] += v
+    out["bias_atom_e"] += dbias
+    return out
+
+
+def energy_loss(model, coord, atype, box, energy, forces, virial=None,
+                pref: LossPrefactors = LossPrefactors()) -> float:
+    """The loss (module docstring) of a batch of frames, averaged over frames."""
+    return energy_loss_and_grad(model, coord, atype, box, energy, forces, virial, pref,
+                                grad=False)[0]
+
+
+def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
+                         pref: LossPrefactors = LossPrefactors(), *, grad: bool = True):
+    """Loss and ``{name: dL/dparam}`` (keys of :func:`parameters`) of a batch of frames.
+
+    ``coord`` (nf, natoms, 3), ``atype`` (natoms,), ``box`` (nf, 3, 3) or None,
+    ``energy`` (nf,), ``forces`` (nf, natoms, 3), ``virial`` (nf, 3, 3) or None
+    (then ``pref.pref_v`` must be 0).  Units: eV, Å.
+    """
+    coord, atype, box = normalize_inputs(coord, atype, box, model.ntypes)
+    nf, natoms, _ = coord.shape
+    energy = np.asarray(energy, dtype=np.float64).reshape(nf)
+    forces = np.asarray(forces, dtype=np.float64).reshape(nf, natoms, 3)
+    if virial is None:
+        if pref.pref_v != 0:
+            raise ValueError("pref_v is nonzero but no virial labels were given")
+    else:
+        virial = np.asarray(virial, dtype=np.float64).reshape(nf, 3, 3)
+    total, grads = 0.0, None
+    for f in range(nf):
+        lf, gf = _frame(model, coord[f], atype[f], None if box is None else box[f], energy[f],
+                        forces[f], None if virial is None else virial[f], pref, grad)
+        total += lf / nf
+        if grad:
+            if grads is None:
+                grads = {k: v / nf for k, v in gf.items()}
+            else:
+                for k, v in gf.items():
+                    grads[k] += v / nf
+    return total, grads
+
+
+def _frame(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
+    desc = model.descriptor
+    N = coord.shape[0]
+    ev = model.evaluate(coord[None], atype, None if box is None else box[None], backend="numpy")
+    dE = float(ev["energy"][0] - e_ref)
+    dF = ev["forces"][0] - f_ref  # N x 3
+    dW = ev["virial"][0] - w_ref if w_ref is not None else np.zeros((3, 3))
+    loss = pref.pref_e * dE * dE / N + pref.pref_f * np.mean(dF * dF)
+    if w_ref is not None:
+        loss += pref.pref_v * np.mean(dW * dW) / N
+    if not grad:
+        return loss, None
+    # ---- the same neighbours and rows as the evaluation
+    nl = build_neighbor_list(coord, atype, box, desc.rcut, desc.sel)
+    nlist = nl.nlist  # nloc x nnei
+    if model.pair_exclude_types:
+        tnei = np.where(nlist >= 0, atype[np.maximum(nlist, 0)], -1)
+        for a, b in model.pair_exclude_types:
+            for ti, tj in ((a, b), (b, a)):
+                nlist = np.where((atype[:, None] == ti) & (tnei == tj), -1, nlist)
+    mask = nlist >= 0
+    rij = np.where(mask[..., None], nl.rij, 0.0)  # nloc x nnei x 3
+    R, env_cache = env_mat_forward(rij, mask, desc.davg[atype], desc.dstd[atype],
+                                   desc.rcut, desc.rcut_smth, desc.env_protection)
+    # ---- pair tangent r_dot (module docstring)
+    c_f = 2.0 * pref.pref_f / (3 * N)
+    c_v = 2.0 * pref.pref_v / (9 * N) if w_ref is not None else 0.0
+    rdot = c_f * (dF[np.maximum(nlist, 0)] - dF[:, None, :])  # nloc x nnei x 3
+    rdot += c_v * np.einsum("ab,ijb->ija", dW, rij)
+    rdot = np.where(mask[..., None], rdot, 0.0)
+    Rd = env_mat_tangent(rdot, env_cache)  # nloc x nnei x 4
+    keep = keep_mask(desc, atype, nlist)
+    D, Dd, d_cache = se_e2_a_forward_dual(R, Rd, atype, keep, desc)
+    _, _, f_cache = energy_fitting_forward_dual(D, Dd, atype, model.fitting)
+    alive = (~np.isin(atype, model.atom_exclude_types)).astype(np.float64)  # N
+    a = 2.0 * pref.pref_e * dE / N
+    Dbar, Ddbar, fit_grads, dbias = energy_fitting_backward_dual(a * alive, -alive, f_cache)
+    emb_grads = se_e2_a_backward_dual(Dbar, Ddbar, d_cache)
+    return loss, _grad_arrays(model, emb_grads, fit_grads, dbias)
