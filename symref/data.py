@@ -174,3 +174,72 @@ def make_crystal(seed: int = 0, skew: float = 0.35, natoms: int = 8, side: float
     atype = np.arange(natoms) % 2
     return System(type_map=["A", "B"], atype=atype, coord=coord[None], box=box[None],
                   name="crystal")
+
+
+# ------------------------------------------------------------ training sets
+def map_types(system: System, type_map: list[str]) -> System:
+    """``system`` with its atom types re-indexed onto ``type_map`` (matched by element name).
+
+    A system without ``type_map.raw`` must already use ``type_map``'s indices.
+    Raises ``ValueError`` naming the system and the element the model does not know.
+    """
+    atype = system.atype
+    if system.type_map is None:
+        if atype.max() >= len(type_map):
+            raise ValueError(f"{system.name or 'system'}: type {int(atype.max())} but the model's "
+                             f"type_map {type_map} has {len(type_map)} types (and the system "
+                             f"has no type_map.raw to map by name)")
+        new = atype.copy()
+    else:
+        index = {name: i for i, name in enumerate(type_map)}
+        missing = sorted({system.type_map[t] for t in np.unique(atype)} - set(index))
+        if missing:
+            raise ValueError(f"{system.name or 'system'}: element(s) {missing} are not in the "
+                             f"model's type_map {type_map}")
+        lookup = np.array([index.get(name, -1) for name in system.type_map], dtype=np.int64)
+        new = lookup[atype]
+    return System(type_map=list(type_map), atype=new, coord=system.coord, box=system.box,
+                  energy=system.energy, force=system.force, virial=system.virial,
+                  name=system.name)
+
+
+def load_systems(paths, type_map: list[str]) -> list[System]:
+    """Read several deepmd-kit npy systems (any sizes and type maps) onto ``type_map``."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    systems = [map_types(load_system(p), type_map) for p in paths]
+    if not systems:
+        raise ValueError("no systems given")
+    return systems
+
+
+def select_frames(system: System, frames) -> System:
+    """The given frames (index array) of ``system``."""
+    frames = np.asarray(frames, dtype=np.int64)
+
+    def take(a):
+        return None if a is None else a[frames]
+
+    return System(type_map=system.type_map, atype=system.atype, coord=system.coord[frames],
+                  box=take(system.box), energy=take(system.energy), force=take(system.force),
+                  virial=take(system.virial), name=system.name)
+
+
+def split_frames(systems: list[System], valid_fraction: float, seed: int = 0):
+    """Frame-level train/validation split of every system: ``(train, valid)`` lists.
+
+    Each system keeps at least one training frame; the choice is a seeded
+    permutation, so the split is reproducible.  Systems left without
+    validation frames are omitted from ``valid``.
+    """
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+    rng = np.random.default_rng(seed)
+    train, valid = [], []
+    for s in systems:
+        perm = rng.permutation(s.nframes)
+        nval = min(int(round(valid_fraction * s.nframes)), s.nframes - 1)
+        train.append(select_frames(s, np.sort(perm[nval:])))
+        if nval:
+            valid.append(select_frames(s, np.sort(perm[:nval])))
+    return train, valid

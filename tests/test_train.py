@@ -1,0 +1,81 @@
+"""L-BFGS fitting on the exact loss gradient, flat parameter vectors, and training-set helpers."""
+import numpy as np
+import pytest
+
+from symref.data import System, make_molecule, map_types, split_frames
+from symref.loss import LossPrefactors
+from symref.models import demo_model
+from symref.train import batch_loss_and_grad, fit_lbfgs, flat_parameters, set_flat_parameters
+
+CFG = {"type_map": ["C", "H", "O"],
+       "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [12, 12, 12],
+                      "neuron": [4, 8], "axis_neuron": 2, "resnet_dt": False,
+                      "type_one_side": True},
+       "fitting_net": {"neuron": [8, 8], "resnet_dt": True}}
+
+
+def _teacher_data(nframes=4, seed=0):
+    """Frames of a small molecule labelled by a 'teacher' model of the same architecture."""
+    teacher = demo_model(CFG, seed=100)
+    s = make_molecule(natoms=7, ntypes=3, seed=seed)
+    rng = np.random.default_rng(seed)
+    coord = s.coord + rng.normal(scale=0.08, size=(nframes,) + s.coord.shape[1:])
+    ev = teacher.evaluate(coord, s.atype)
+    return System(type_map=["C", "H", "O"], atype=s.atype, coord=coord, box=None,
+                  energy=ev["energy"], force=ev["forces"], name="teacher")
+
+
+def test_flat_parameter_roundtrip_and_shape_error():
+    model = demo_model(CFG, seed=1)
+    x = flat_parameters(model)
+    set_flat_parameters(model, x + 1.0)
+    np.testing.assert_array_equal(flat_parameters(model), x + 1.0)
+    with pytest.raises(ValueError, match="parameter vector"):
+        set_flat_parameters(model, x[:-1])
+
+
+def test_batch_gradient_is_the_derivative_of_the_batch_loss():
+    model = demo_model(CFG, seed=2)
+    data = [_teacher_data(2, seed=0), _teacher_data(3, seed=1)]
+    pref = LossPrefactors(1.0, 10.0, 0.0)
+    f0, g = batch_loss_and_grad(model, data, pref)
+    x = flat_parameters(model)
+    d = np.random.default_rng(3).normal(size=x.size)
+    h = 1e-5
+    set_flat_parameters(model, x + h * d)
+    fp, _ = batch_loss_and_grad(model, data, pref)
+    set_flat_parameters(model, x - h * d)
+    fm, _ = batch_loss_and_grad(model, data, pref)
+    set_flat_parameters(model, x)
+    np.testing.assert_allclose((fp - fm) / (2 * h), g @ d, rtol=1e-6)
+
+
+def test_lbfgs_reduces_the_loss_and_is_deterministic():
+    data = [_teacher_data(4)]
+    pref = LossPrefactors(1.0, 10.0, 0.0)
+    runs = []
+    for _ in range(2):
+        model = demo_model(CFG, seed=7)
+        f0, _ = batch_loss_and_grad(model, data, pref)
+        lines = []
+        res = fit_lbfgs(model, data, pref, maxiter=25, progress=lines.append)
+        runs.append((f0, res.fun, flat_parameters(model), lines))
+    f0, f1, x, lines = runs[0]
+    assert f1 < 0.1 * f0, (f0, f1)
+    assert len(lines) >= 5 and "loss" in lines[0]
+    np.testing.assert_array_equal(x, runs[1][2])
+
+
+def test_map_types_and_split():
+    s = _teacher_data(5)
+    s.type_map = ["O", "C", "H"]  # the system's own naming: type 0 is O, ...
+    mapped = map_types(s, ["C", "H", "O"])
+    np.testing.assert_array_equal(mapped.atype, np.array([2, 0, 1])[s.atype])
+    with pytest.raises(ValueError, match="not in the model's type_map"):
+        map_types(s, ["C", "H"])
+    train, valid = split_frames([mapped], 0.4, seed=1)
+    assert train[0].nframes == 3 and valid[0].nframes == 2
+    both = np.concatenate([train[0].energy, valid[0].energy])
+    np.testing.assert_array_equal(np.sort(both), np.sort(mapped.energy))
+    train2, _ = split_frames([mapped], 0.4, seed=1)
+    np.testing.assert_array_equal(train2[0].coord, train[0].coord)
