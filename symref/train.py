@@ -81,3 +81,164 @@ def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxite
                    options={"maxiter": maxiter, "gtol": gtol})
     set_flat_parameters(model, res.x)
     return res
+
+
+# --------------------------------------------------------------------- Adam
+def errors(model, system, pref: LossPrefactors | None = None) -> dict:
+    """deepmd-kit's displayed errors on the frames of ``system``: ``rmse_e`` (eV/atom),
+    ``rmse_f`` (eV/Å), ``rmse_v`` (eV/atom, when virial labels exist) and, with
+    ``pref``, ``rmse`` = sqrt(loss)."""
+    ev = model.evaluate(system.coord, system.atype, system.box)
+    n = system.natoms
+    out = {"rmse_e": float(np.sqrt(np.mean((ev["energy"] - system.energy) ** 2)) / n),
+           "rmse_f": float(np.sqrt(np.mean((ev["forces"] - system.force) ** 2)))}
+    if system.virial is not None:
+        out["rmse_v"] = float(np.sqrt(np.mean((ev["virial"] - system.virial) ** 2)) / n)
+    if pref is not None:
+        loss = pref.pref_e * out["rmse_e"] ** 2 * n + pref.pref_f * out["rmse_f"] ** 2
+        if system.virial is not None:
+            loss += pref.pref_v * out["rmse_v"] ** 2 * n
+        out["rmse"] = float(np.sqrt(loss))
+    return out
+
+
+class Lcurve:
+    """``lcurve.out`` in deepmd-kit's layout: ``# step  <key>_val <key>_trn ...  lr``,
+    keys sorted, ``%7d`` then ``   %11.2e %11.2e`` per key, then ``   %8.1e``; flushed
+    after every line so an interrupted run keeps what it printed."""
+
+    def __init__(self, path, append: bool = False):
+        self.path, self.header_done = path, append
+        self.fh = open(path, "a" if append else "w", encoding="utf-8")
+
+    def write(self, step: int, lr: float, trn: dict, val: dict | None):
+        keys = sorted(trn)
+        if not self.header_done:
+            h = "# {:5s}".format("step")
+            for k in keys:
+                h += ("   %11s %11s" % (k + "_val", k + "_trn")) if val else ("   %11s" % (k + "_trn"))
+            self.fh.write(h + "   {:8s}\n".format("lr"))
+            self.header_done = True
+        line = f"{step:7d}"
+        for k in keys:
+            line += ("   %11.2e %11.2e" % (val.get(k, np.nan), trn[k])) if val else ("   %11.2e" % trn[k])
+        self.fh.write(line + f"   {lr:8.1e}\n")
+        self.fh.flush()
+
+    def close(self):
+        self.fh.close()
+
+
+def save_checkpoint(path, model, step: int, adam, rng: np.random.Generator) -> None:
+    """Model, Adam state, step and random-generator state in one file, written atomically
+    (deepmd-kit's model-file layout; ``.json``, ``.yaml`` or ``.dp``)."""
+    from .io import model_to_dict, write_model_file
+
+    st = adam.state()
+    data = {"software": "symref", "backend": "symref", "model": model_to_dict(model),
+            "model_def_script": {},
+            "@variables": {"adam_m": st["m"] if st["m"] is not None else np.zeros(0),
+                           "adam_v": st["v"] if st["v"] is not None else np.zeros(0)},
+            "training": {"step": int(step), "adam_t": st["t"], "beta1": st["beta1"],
+                         "beta2": st["beta2"], "eps": st["eps"],
+                         "rng": rng.bit_generator.state}}
+    write_model_file(path, data)
+
+
+def load_checkpoint(path):
+    """``(model, step, adam, rng)`` from :func:`save_checkpoint`'s file."""
+    from .io import model_from_dict, read_model_file
+    from .optim import Adam
+
+    d = read_model_file(path)
+    if "training" not in d:
+        raise ValueError(f"{path}: not a symref training checkpoint (no 'training' entry)")
+    tr, var = d["training"], d["@variables"]
+    m = np.asarray(var["adam_m"], dtype=np.float64)
+    adam = Adam.from_state({"t": tr["adam_t"], "beta1": tr["beta1"], "beta2": tr["beta2"],
+                            "eps": tr["eps"], "m": m if m.size else None,
+                            "v": np.asarray(var["adam_v"]) if m.size else None})
+    rng = np.random.default_rng()
+    rng.bit_generator.state = tr["rng"]
+    return model_from_dict(d["model"]), int(tr["step"]), adam, rng
+
+
+def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossPrefactors,
+             pref_limit: LossPrefactors, batch_size: int = 1, seed: int = 0,
+             disp_freq: int = 100, save_freq: int = 0, checkpoint=None, lcurve=None,
+             restart=None, progress=print):
+    """Minibatch Adam with deepmd-kit's learning-rate and prefactor schedules.
+
+    Each step draws a system with probability proportional to its frame count,
+    then ``batch_size`` of its frames, from a generator seeded with ``seed``;
+    everything (parameters, Adam moments, generator) is checkpointed, so a
+    restart from ``restart`` (a checkpoint file) continues exactly where the
+    run stopped.  SIGINT (Ctrl-C) finishes the current step, writes the
+    checkpoint and raises ``KeyboardInterrupt``.  Returns the model (a new
+    object when restarting).
+    """
+    import signal
+
+    from .data import select_frames
+    from .optim import Adam, prefactor
+
+    if restart is not None:
+        model, step0, adam, rng = load_checkpoint(restart)
+    else:
+        step0, adam, rng = 0, Adam(), np.random.default_rng(seed)
+    sizes = np.array([s.nframes for s in train], dtype=np.float64)
+    prob = sizes / sizes.sum()
+    log = Lcurve(lcurve, append=restart is not None) if lcurve else None
+    stop = {"flag": False}
+
+    def on_sigint(signum, frame):
+        stop["flag"] = True
+
+    old_handler = signal.signal(signal.SIGINT, on_sigint) \
+        if threading_main() else None
+    t0 = time.perf_counter()
+    try:
+        for step in range(step0, numb_steps):
+            k = int(rng.choice(len(train), p=prob))
+            frames = rng.choice(train[k].nframes, size=min(batch_size, train[k].nframes),
+                                replace=False)
+            batch = select_frames(train[k], np.sort(frames))
+            lr_t = lr.value(step)
+            pref = LossPrefactors(*(prefactor(a, b, lr_t, lr.start_lr) for a, b in
+                                    zip((pref_start.pref_e, pref_start.pref_f, pref_start.pref_v),
+                                        (pref_limit.pref_e, pref_limit.pref_f, pref_limit.pref_v))))
+            _, g = batch_loss_and_grad(model, [batch], pref)
+            set_flat_parameters(model, adam.step(flat_parameters(model), g, lr_t))
+            done = step + 1
+            if disp_freq and (done % disp_freq == 0 or done == numb_steps):
+                trn = errors(model, batch, pref)
+                val = errors(model, valid[done % len(valid)], pref) if valid else None
+                if log:
+                    log.write(done, lr_t, trn, val)
+                if progress:
+                    el = time.perf_counter() - t0
+                    eta = el / (done - step0) * (numb_steps - done)
+                    msg = "  ".join(f"{k} {v:.3e}" for k, v in sorted(trn.items()))
+                    vmsg = ("  val " + "  ".join(f"{k} {v:.3e}" for k, v in sorted(val.items()))
+                            if val else "")
+                    progress(f"step {done:7d}  lr {lr_t:.2e}  trn {msg}{vmsg}  "
+                             f"elapsed {el:.1f} s  eta {eta:.1f} s")
+            if checkpoint and ((save_freq and done % save_freq == 0) or stop["flag"]):
+                save_checkpoint(checkpoint, model, done, adam, rng)
+            if stop["flag"]:
+                raise KeyboardInterrupt(f"interrupted after step {done}; checkpoint "
+                                        f"{checkpoint or '(none: no checkpoint path)'}")
+        if checkpoint:
+            save_checkpoint(checkpoint, model, numb_steps, adam, rng)
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+        if log:
+            log.close()
+    return model
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -79,3 +79,48 @@ def test_map_types_and_split():
     np.testing.assert_array_equal(np.sort(both), np.sort(mapped.energy))
     train2, _ = split_frames([mapped], 0.4, seed=1)
     np.testing.assert_array_equal(train2[0].coord, train[0].coord)
+
+
+def _adam_args(tmp_path, numb_steps):
+    from symref.optim import ExpDecayLR
+    return dict(numb_steps=numb_steps, lr=ExpDecayLR(start_lr=3e-3, num_steps=8, stop_lr=1e-4,
+                                                     decay_steps=2),
+                pref_start=LossPrefactors(0.02, 100.0, 0.0), pref_limit=LossPrefactors(1.0, 1.0, 0.0),
+                batch_size=2, seed=11, disp_freq=2, progress=None)
+
+
+def test_adam_restart_is_identical_to_an_uninterrupted_run(tmp_path):
+    from symref.train import fit_adam, load_checkpoint
+    data = [_teacher_data(4, seed=0), _teacher_data(3, seed=1)]
+    full = fit_adam(demo_model(CFG, seed=7), data, data[:1], checkpoint=tmp_path / "a.json",
+                    lcurve=tmp_path / "a.out", **_adam_args(tmp_path, 8))
+    fit_adam(demo_model(CFG, seed=7), data, data[:1], checkpoint=tmp_path / "b.json",
+             lcurve=tmp_path / "b.out", **_adam_args(tmp_path, 4))
+    resumed = fit_adam(None, data, data[:1], checkpoint=tmp_path / "b.json",
+                       lcurve=tmp_path / "b.out", restart=tmp_path / "b.json",
+                       **_adam_args(tmp_path, 8))
+    np.testing.assert_array_equal(flat_parameters(resumed), flat_parameters(full))
+    assert load_checkpoint(tmp_path / "b.json")[1] == 8
+    a = (tmp_path / "a.out").read_text().splitlines()
+    b = (tmp_path / "b.out").read_text().splitlines()
+    assert a == b and a[0].startswith("# step") and "rmse_f_val" in a[0] and len(a) == 5
+
+
+def test_adam_sigint_writes_a_checkpoint(tmp_path, monkeypatch):
+    import signal
+
+    from symref import train as tr
+    data = [_teacher_data(3, seed=0)]
+    calls = {"n": 0}
+    orig = tr.batch_loss_and_grad
+
+    def interrupting(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            signal.raise_signal(signal.SIGINT)
+        return orig(*a, **k)
+    monkeypatch.setattr(tr, "batch_loss_and_grad", interrupting)
+    with pytest.raises(KeyboardInterrupt, match="after step 3"):
+        tr.fit_adam(demo_model(CFG, seed=7), data, checkpoint=tmp_path / "c.json",
+                    **_adam_args(tmp_path, 8))
+    assert tr.load_checkpoint(tmp_path / "c.json")[1] == 3
