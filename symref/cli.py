@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -112,6 +113,71 @@ def cmd_check(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_train(args) -> int:
+    """``symref train input.json``: build (or restart) a model, fit it, save it."""
+    from .data import load_systems
+    from .inputfile import LOSS_DEFAULTS, read_input
+    from .io import save_model
+    from .loss import LossPrefactors
+    from .models import build_model
+    from .optim import ExpDecayLR
+    from .train import fit_adam, fit_lbfgs
+
+    cfg, warnings = read_input(args.input)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    tr = cfg["training"]
+    seed = int(tr.get("seed", 0))
+    model = build_model(cfg["model"], seed=seed)
+    train = load_systems(tr["training_data"]["systems"], model.type_map)
+    valid = load_systems(tr["validation_data"]["systems"], model.type_map) \
+        if tr.get("validation_data", {}).get("systems") else None
+    nframes = sum(s.nframes for s in train)
+    print(f"symref train: {len(train)} training system(s), {nframes} frames; "
+          f"{len(valid) if valid else 0} validation system(s)")
+    try:
+        from .stats import compute_statistics, stat_frames
+    except ImportError:
+        print("warning: symref.stats not available: statistics left neutral", file=sys.stderr)
+    else:
+        if args.restart is None:  # deepmd-kit's sample of frames and its statistics
+            compute_statistics(model, stat_frames(train, batch_size=tr["training_data"].get(
+                "batch_size", "auto")))
+    loss = {**LOSS_DEFAULTS, **{k: v for k, v in cfg.get("loss", {}).items() if k in LOSS_DEFAULTS}}
+    start = LossPrefactors(loss["start_pref_e"], loss["start_pref_f"], loss["start_pref_v"])
+    limit = LossPrefactors(loss["limit_pref_e"], loss["limit_pref_f"], loss["limit_pref_v"])
+    numb_steps = int(tr.get("numb_steps", 1000))
+    opt = cfg.get("optimizer", {}).get("type", "adam")
+    out = Path(args.output)
+    if opt == "lbfgs":
+        fit_lbfgs(model, train, limit, maxiter=int(cfg["optimizer"].get("maxiter", numb_steps)))
+    else:
+        lr = cfg.get("learning_rate", {})
+        sched = ExpDecayLR(start_lr=float(lr.get("start_lr", 1e-3)), num_steps=numb_steps,
+                           stop_lr=float(lr.get("stop_lr", 1e-8)),
+                           decay_steps=int(lr.get("decay_steps", 5000)),
+                           decay_rate=lr.get("decay_rate"),
+                           warmup_steps=int(lr.get("warmup_steps", 0)),
+                           warmup_start_factor=float(lr.get("warmup_start_factor", 0.0)),
+                           smooth=bool(lr.get("smooth", False)))
+        bs = tr["training_data"].get("batch_size", "auto")
+        if bs == "auto":
+            bs = max(1, -(-32 // min(s.natoms for s in train)))
+        try:
+            model = fit_adam(model, train, valid, numb_steps=numb_steps, lr=sched,
+                             pref_start=start, pref_limit=limit, batch_size=int(bs), seed=seed,
+                             disp_freq=int(tr.get("disp_freq", 1000)),
+                             save_freq=int(tr.get("save_freq", 1000)),
+                             checkpoint=tr.get("save_ckpt", "model.ckpt") + ".json",
+                             lcurve=tr.get("disp_file", "lcurve.out"), restart=args.restart)
+        except KeyboardInterrupt as e:
+            print(f"symref train: {e}", file=sys.stderr)
+            return 130
+    save_model(model, out)
+    print(f"symref train: wrote {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="symref", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +192,13 @@ def main(argv=None) -> int:
                    help="evaluation backend for the checks (default numba: the fast path, "
                         "also compared with the NumPy reference)")
     p.set_defaults(func=cmd_check)
+    t = sub.add_parser("train", help="fit a model to deepmd-kit npy data from a deepmd-kit input.json")
+    t.add_argument("input", help="deepmd-kit input.json (model, learning_rate, loss, training, "
+                                 "optional optimizer)")
+    t.add_argument("--restart", default=None, help="checkpoint to continue from")
+    t.add_argument("-o", "--output", default="model.yaml",
+                   help="final model file (.yaml, .json, or .dp for deepmd-kit; default model.yaml)")
+    t.set_defaults(func=cmd_train)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

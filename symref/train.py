@@ -166,7 +166,7 @@ def load_checkpoint(path):
 def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossPrefactors,
              pref_limit: LossPrefactors, batch_size: int = 1, seed: int = 0,
              disp_freq: int = 100, save_freq: int = 0, checkpoint=None, lcurve=None,
-             restart=None, progress=print):
+             restart=None, progress=print, valid_frames: int = 8):
     """Minibatch Adam with deepmd-kit's learning-rate and prefactor schedules.
 
     Each step draws a system with probability proportional to its frame count,
@@ -174,8 +174,10 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
     everything (parameters, Adam moments, generator) is checkpointed, so a
     restart from ``restart`` (a checkpoint file) continues exactly where the
     run stopped.  SIGINT (Ctrl-C) finishes the current step, writes the
-    checkpoint and raises ``KeyboardInterrupt``.  Returns the model (a new
-    object when restarting).
+    checkpoint and raises ``KeyboardInterrupt``.  Validation errors use the
+    first ``valid_frames`` frames of one validation system per display
+    (cycling through the systems).  Returns the model (a new object when
+    restarting).
     """
     import signal
 
@@ -212,7 +214,12 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
             done = step + 1
             if disp_freq and (done % disp_freq == 0 or done == numb_steps):
                 trn = errors(model, batch, pref)
-                val = errors(model, valid[done % len(valid)], pref) if valid else None
+                if valid:
+                    vs = valid[(done // disp_freq) % len(valid)]
+                    val = errors(model, select_frames(vs, np.arange(min(valid_frames,
+                                                                           vs.nframes))), pref)
+                else:
+                    val = None
                 if log:
                     log.write(done, lr_t, trn, val)
                 if progress:

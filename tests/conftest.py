@@ -8,10 +8,12 @@
   deepmd-kit itself as the reference; tests that use it call
   ``pytest.importorskip("deepmd")`` first.
 
-Keep this file small: fixtures used by more than one test module only.
+Keep this file small: fixtures used by more than one test module only
+(``shared_data``, ``water_frame``, ``pt``).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +48,23 @@ def water_frame(shared_data):
     coord = np.load(system / "set.000" / "coord.npy")[:1].astype(np.float64)
     box = np.load(system / "set.000" / "box.npy")[:1].astype(np.float64).reshape(1, 9)
     return coord.reshape(1, -1, 3), atype, box, type_map
+
+
+@pytest.fixture(scope="session")
+def pt():
+    """deepmd-kit's PyTorch backend (``tests/deepmd_ref.import_deepmd_pt``).
+
+    Skips, saying why, without deepmd-kit or torch, unless SYMREF_REQUIRE_PT=1
+    (set by .ci/run after installing torch), which makes a missing torch a failure.
+    """
+    pytest.importorskip("deepmd", reason="deepmd-kit is not installed (pip install -e '.[test]')")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        if os.environ.get("SYMREF_REQUIRE_PT") == "1":
+            pytest.fail("SYMREF_REQUIRE_PT=1 but torch is not importable")
+        pytest.skip("torch not installed: deepmd-kit's PyTorch backend (forces, virials) "
+                    "needs `pip install torch==2.13.0 e3nn` (a CPU build)")
+    import deepmd_ref
+
+    return deepmd_ref.import_deepmd_pt()

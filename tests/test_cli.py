@@ -52,3 +52,61 @@ def test_check_bad_system_folder(capsys, tmp_path):
     (tmp_path / "type.raw").write_text("0 1\n")
     assert cli.main(["check", "--system", str(tmp_path)]) == 2
     assert "set.*" in capsys.readouterr().err
+
+
+def _write_npy_system(root, coord, atype, box, energy, force, type_map):
+    import numpy as np
+    (root / "set.000").mkdir(parents=True)
+    (root / "type.raw").write_text("\n".join(str(t) for t in atype) + "\n")
+    (root / "type_map.raw").write_text("\n".join(type_map) + "\n")
+    nf = coord.shape[0]
+    np.save(root / "set.000" / "coord.npy", coord.reshape(nf, -1))
+    np.save(root / "set.000" / "box.npy", box.reshape(nf, 9))
+    np.save(root / "set.000" / "energy.npy", energy)
+    np.save(root / "set.000" / "force.npy", force.reshape(nf, -1))
+
+
+def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
+    """`symref train input.json`: unknown keys reported, lcurve/checkpoint/model written,
+    and the written model loads and evaluates."""
+    import json
+
+    import numpy as np
+
+    from symref import load_model
+    from symref.data import make_crystal
+    from symref.models import demo_model
+
+    s = make_crystal(seed=2)
+    teacher = demo_model({"type_map": ["A", "B"],
+                          "descriptor": {"type": "se_e2_a", "rcut": 3.0, "sel": [40, 40],
+                                         "neuron": [4, 8], "axis_neuron": 2},
+                          "fitting_net": {"neuron": [8]}}, seed=1)
+    rng = np.random.default_rng(0)
+    coord = s.coord + rng.normal(scale=0.05, size=(3,) + s.coord.shape[1:])
+    box = np.repeat(s.box, 3, axis=0)
+    ev = teacher.evaluate(coord, s.atype, box)
+    _write_npy_system(tmp_path / "sys", coord, s.atype, box, ev["energy"], ev["forces"],
+                      ["B", "A"])  # the data names its types the other way round
+    inp = {"model": {"type_map": ["A", "B"],
+                     "descriptor": {"type": "se_e2_a", "rcut": 3.0, "rcut_smth": 0.5,
+                                    "sel": [40, 40], "neuron": [4, 8], "axis_neuron": 2},
+                     "fitting_net": {"neuron": [8]}},
+           "learning_rate": {"start_lr": 1e-3, "stop_lr": 1e-4, "decay_steps": 1},
+           "loss": {"start_pref_e": 1.0, "limit_pref_e": 1.0, "start_pref_f": 10.0,
+                    "limit_pref_f": 10.0},
+           "training": {"training_data": {"systems": ["sys"], "batch_size": 2},
+                        "validation_data": {"systems": ["sys"]},
+                        "numb_steps": 3, "seed": 1, "disp_freq": 1, "save_freq": 2,
+                        "not_a_deepmd_key": 0}}
+    (tmp_path / "input.json").write_text(json.dumps(inp))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "input.json", "-o", "out.yaml"]) == 0
+    cap = capsys.readouterr()
+    assert "unknown key 'training.not_a_deepmd_key'" in cap.err
+    assert "step       3" in cap.out
+    lines = (tmp_path / "lcurve.out").read_text().splitlines()
+    assert lines[0].startswith("# step") and len(lines) == 4
+    model = load_model(tmp_path / "out.yaml")
+    assert np.isfinite(model.evaluate(coord, np.array([1, 0])[s.atype] * 0 + s.atype, box)["energy"]).all()
+    assert cli.main(["train", str(tmp_path / "missing.json")]) == 2

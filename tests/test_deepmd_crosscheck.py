@@ -9,7 +9,6 @@ The PyTorch comparisons skip (saying why) when torch is not installed, unless
 SYMREF_REQUIRE_PT=1 (set by .ci/run once it installed torch), which makes the
 absence a failure.  A deepmd.pt import that fails for another reason is an error.
 """
-import os
 
 import numpy as np
 import pytest
@@ -27,18 +26,6 @@ pytestmark = [pytest.mark.deepmd]
 RTOL = 1e-10
 #: largest relative deviation seen per (case, quantity); printed at the end of the module
 DEVIATIONS = {}
-
-
-@pytest.fixture(scope="module")
-def pt():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        if os.environ.get("SYMREF_REQUIRE_PT") == "1":
-            pytest.fail("SYMREF_REQUIRE_PT=1 but torch is not importable")
-        pytest.skip("torch not installed: deepmd-kit's PyTorch backend (forces, virials) "
-                    "needs `pip install torch==2.13.0 e3nn` (a CPU build)")
-    return deepmd_ref.import_deepmd_pt()
 
 
 def rel_err(a, b):
