@@ -178,6 +178,32 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_test(args) -> int:
+    """``symref test -m MODEL -s SYSTEM...``: MAE/RMSE like ``dp test`` and a parity plot."""
+    from .data import load_systems
+    from .io import load_model
+    from .report import errors_table, format_errors, parity_plot
+
+    model = load_model(args.model)
+    systems = load_systems(args.system, model.type_map)
+    table = errors_table(model, systems, args.numb_test)
+    print(f"symref test: {args.model} on {len(systems)} system(s)")
+    print(format_errors(table))
+    if args.plot:
+        parity_plot(table, args.plot)
+        print(f"parity plot: {args.plot}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .report import plot_lcurve
+
+    out = args.output or str(Path(args.lcurve).with_suffix(".png"))
+    plot_lcurve(args.lcurve, out)
+    print(f"learning curves: {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="symref", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +225,17 @@ def main(argv=None) -> int:
     t.add_argument("-o", "--output", default="model.yaml",
                    help="final model file (.yaml, .json, or .dp for deepmd-kit; default model.yaml)")
     t.set_defaults(func=cmd_train)
+    q = sub.add_parser("test", help="errors of a model on labelled deepmd-kit npy systems")
+    q.add_argument("-m", "--model", required=True, help="model file (.dp, .yaml, .json)")
+    q.add_argument("-s", "--system", required=True, nargs="+", help="deepmd-kit npy system folders")
+    q.add_argument("-n", "--numb-test", type=int, default=None,
+                   help="frames per system (default: all)")
+    q.add_argument("--plot", default="parity.png", help="parity plot PNG ('' for none)")
+    q.set_defaults(func=cmd_test)
+    pl = sub.add_parser("plot", help="learning curves of an lcurve.out as PNG")
+    pl.add_argument("lcurve", help="lcurve.out written by symref train or deepmd-kit")
+    pl.add_argument("-o", "--output", default=None, help="PNG file (default: lcurve.png)")
+    pl.set_defaults(func=cmd_plot)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

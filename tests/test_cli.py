@@ -110,3 +110,13 @@ def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
     model = load_model(tmp_path / "out.yaml")
     assert np.isfinite(model.evaluate(coord, np.array([1, 0])[s.atype] * 0 + s.atype, box)["energy"]).all()
     assert cli.main(["train", str(tmp_path / "missing.json")]) == 2
+    capsys.readouterr()
+    # symref test / symref plot on the result
+    assert cli.main(["test", "-m", "out.yaml", "-s", "sys", "--plot", "parity.png"]) == 0
+    out = capsys.readouterr().out
+    assert "energy/atom" in out and "force" in out
+    assert (tmp_path / "parity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli.main(["plot", "lcurve.out"]) == 0
+    assert (tmp_path / "lcurve.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "bad.out").write_text("1 2 3\n")
+    assert cli.main(["plot", "bad.out"]) == 2

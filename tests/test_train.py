@@ -124,3 +124,16 @@ def test_adam_sigint_writes_a_checkpoint(tmp_path, monkeypatch):
         tr.fit_adam(demo_model(CFG, seed=7), data, checkpoint=tmp_path / "c.json",
                     **_adam_args(tmp_path, 8))
     assert tr.load_checkpoint(tmp_path / "c.json")[1] == 3
+
+
+def test_errors_table_zero_on_own_labels_and_scaled_per_atom():
+    from symref.report import errors_table
+    teacher = demo_model(CFG, seed=100)
+    s = _teacher_data(3)
+    t0 = errors_table(teacher, [s])
+    assert t0["energy"][1] < 1e-12 and t0["force"][1] < 1e-12
+    shifted = System(type_map=s.type_map, atype=s.atype, coord=s.coord, box=None,
+                     energy=s.energy + 0.7, force=s.force)
+    t1 = errors_table(teacher, [shifted])
+    np.testing.assert_allclose(t1["energy"], (0.7, 0.7))
+    np.testing.assert_allclose(t1["energy/atom"], (0.7 / s.natoms, 0.7 / s.natoms))
