@@ -34,8 +34,10 @@ def set_flat_parameters(model, x: np.ndarray) -> None:
         k += a.size
 
 
-def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors()):
-    """Loss and flat gradient averaged over all frames of ``systems``."""
+def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
+                        backend: str = "numba"):
+    """Loss and flat gradient averaged over all frames of ``systems``
+    (``backend``: see :func:`symref.loss.energy_loss_and_grad`)."""
     nframes = sum(s.nframes for s in systems)
     if nframes == 0:
         raise ValueError("no frames to fit")
@@ -46,7 +48,7 @@ def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors())
             raise ValueError(f"{s.name or 'system'}: energy and force labels are needed")
         virial = s.virial if pref.pref_v else None
         loss, g = energy_loss_and_grad(model, s.coord, s.atype, s.box, s.energy, s.force,
-                                       virial, pref)
+                                       virial, pref, backend=backend)
         w = s.nframes / nframes
         total += w * loss
         grad += w * np.concatenate([g[n].reshape(-1) for n in names])

@@ -492,3 +492,53 @@ def reverse_index_ref(j_out, n):
     rev_idx = np.argsort(j_out, kind="stable")
     rev_ptr = np.concatenate([[0], np.cumsum(np.bincount(j_out, minlength=n))])
     return rev_ptr, rev_idx
+
+
+# ------------------------------------------------- pair <-> atom contractions (loss gradient)
+@kernel
+def pair_outer_accumulate(c, R, G, T):
+    """``T[c[p]] += R[p] ⊗ G[p]`` for every pair p (T: n x 4 x M1; R: P x 4; G: P x M1).
+
+    The parallel build splits the pairs by centre range, so it needs ``c``
+    sorted; each thread owns the atoms it writes (no race).
+    """
+    P = c.shape[0]
+    M1 = G.shape[1]
+    nchunk = (P + 1023) // 1024
+    for k in numba.prange(nchunk):
+        # chunk k = [b(k*1024), b((k+1)*1024)) with b(x) the first centre boundary >= x:
+        # the chunks partition the pairs and never share an atom
+        lo = k * 1024
+        while lo > 0 and lo < P and c[lo] == c[lo - 1]:
+            lo += 1
+        hi = min(P, (k + 1) * 1024)
+        while hi > 0 and hi < P and c[hi] == c[hi - 1]:
+            hi += 1
+        for p in range(lo, hi):
+            Ta = T[c[p]]
+            for q in range(4):
+                r = R[p, q]
+                for m in range(M1):
+                    Ta[q, m] += r * G[p, m]
+
+
+def pair_outer_accumulate_ref(c, R, G, T):
+    """NumPy twin of :func:`pair_outer_accumulate`."""
+    np.add.at(T, c, R[:, :, None] * G[:, None, :])
+
+
+@kernel
+def pair_contract(c, Tbar, R, out):
+    """``out[p] = Tbar[c[p]] @ R[p]`` for every pair (Tbar: n x M1 x 4; R: P x 4; out: P x M1)."""
+    P = c.shape[0]
+    M1 = out.shape[1]
+    for p in numba.prange(P):
+        Ta = Tbar[c[p]]
+        r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
+        for m in range(M1):
+            out[p, m] = Ta[m, 0] * r0 + Ta[m, 1] * r1 + Ta[m, 2] * r2 + Ta[m, 3] * r3
+
+
+def pair_contract_ref(c, Tbar, R, out):
+    """NumPy twin of :func:`pair_contract`."""
+    out[...] = np.einsum("pmc,pc->pm", Tbar[c], R)
