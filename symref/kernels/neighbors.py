@@ -318,19 +318,24 @@ def _less(a, b, key, cj, cdx, cdy, cdz):
     return cdz[a] < cdz[b]
 
 
+@numba.njit(cache=True, inline="always")
+def _insertion_sort(s, e, idx, key, cj, cdx, cdy, cdz):
+    """Stable in-place insertion sort of ``idx[s:e]`` by :func:`_less`."""
+    for p in range(s + 1, e):
+        v = idx[p]
+        q = p - 1
+        while q >= s and _less(v, idx[q], key, cj, cdx, cdy, cdz):
+            idx[q + 1] = idx[q]
+            q -= 1
+        idx[q + 1] = v
+
+
 @numba.njit(cache=True)
 def _merge_sort(s, e, idx, tmp, key, cj, cdx, cdy, cdz):
     """Stable sort of ``idx[s:e]`` by :func:`_less` (insertion sort of runs of 16, then merges)."""
     run = 16
     for p0 in range(s, e, run):
-        p1 = min(p0 + run, e)
-        for p in range(p0 + 1, p1):
-            v = idx[p]
-            q = p - 1
-            while q >= p0 and _less(v, idx[q], key, cj, cdx, cdy, cdz):
-                idx[q + 1] = idx[q]
-                q -= 1
-            idx[q + 1] = v
+        _insertion_sort(p0, min(p0 + run, e), idx, key, cj, cdx, cdy, cdz)
     src = idx
     dst = tmp
     in_tmp = False
@@ -398,13 +403,7 @@ def _sort_candidates(m, idx, tmp, bucket, bfill, key, kscale, cj, cdx, cdy, cdz)
         for p in range(s, e):
             idx[p] = tmp[p]
         if 1 < e - s <= 24:
-            for p in range(s + 1, e):
-                v = idx[p]
-                q = p - 1
-                while q >= s and _less(v, idx[q], key, cj, cdx, cdy, cdz):
-                    idx[q + 1] = idx[q]
-                    q -= 1
-                idx[q + 1] = v
+            _insertion_sort(s, e, idx, key, cj, cdx, cdy, cdz)
         elif e - s > 24:
             _merge_sort(s, e, idx, tmp, key, cj, cdx, cdy, cdz)
         s = e
