@@ -111,6 +111,20 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
+def pair_rules(model) -> np.ndarray:
+    """``rule[ti, tj]`` (ntypes x ntypes ints) for a pair of centre type ti and neighbour type tj:
+    1 a real neighbour, 0 removed and counted as padding (model ``pair_exclude_types``),
+    2 removed but counted as a real neighbour whose row is zero (descriptor ``exclude_types``).
+    """
+    nt = model.descriptor.ntypes
+    rule = np.ones((nt, nt), dtype=np.int64)
+    for a, b in model.descriptor.exclude_types:
+        rule[a, b] = rule[b, a] = 2
+    for a, b in model.pair_exclude_types:
+        rule[a, b] = rule[b, a] = 0
+    return rule
+
+
 def _layer_arrays(ly):
     """(W, b, idt, shortcut, act) of a :class:`symref.nn.Layer` for the kernels."""
     nout = ly.nout
@@ -168,11 +182,7 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     inv_perm = np.empty(n, dtype=np.int64)
     inv_perm[perm] = np.arange(n)
     types_int = np.ascontiguousarray(atype[perm])  # n
-    rule = np.ones((nt, nt), dtype=np.int64)
-    for a, b in desc.exclude_types:
-        rule[a, b] = rule[b, a] = 2
-    for a, b in model.pair_exclude_types:
-        rule[a, b] = rule[b, a] = 0
+    rule = pair_rules(model)
     nkeep = np.empty((n, nt), dtype=np.int64)
     nreal = np.empty((n, nt), dtype=np.int64)
     # O(P) bookkeeping: threaded only for large frames.  OpenMP workers spin for a

@@ -50,7 +50,6 @@ from .descriptor import keep_mask, se_e2_a_backward_dual, se_e2_a_forward_dual
 from .env import env_mat_forward, env_mat_tangent
 from .fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
 from .models import normalize_inputs
-from .neighbors import build_neighbor_list
 
 
 @dataclass
@@ -168,17 +167,7 @@ def _frame(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
     if not grad:
         return loss, None
     # ---- the same neighbours and rows as the evaluation
-    nl = build_neighbor_list(coord, atype, box, desc.rcut, desc.sel)
-    nlist = nl.nlist  # nloc x nnei
-    if model.pair_exclude_types:
-        tnei = np.where(nlist >= 0, atype[np.maximum(nlist, 0)], -1)
-        for a, b in model.pair_exclude_types:
-            for ti, tj in ((a, b), (b, a)):
-                nlist = np.where((atype[:, None] == ti) & (tnei == tj), -1, nlist)
-    mask = nlist >= 0
-    rij = np.where(mask[..., None], nl.rij, 0.0)  # nloc x nnei x 3
-    R, env_cache = env_mat_forward(rij, mask, desc.davg[atype], desc.dstd[atype],
-                                   desc.rcut, desc.rcut_smth, desc.env_protection)
+    nlist, mask, rij, R, env_cache = model.environment(coord, atype, box)
     # ---- pair tangent r_dot (module docstring)
     c_f = 2.0 * pref.pref_f / (3 * N)
     c_v = 2.0 * pref.pref_v / (9 * N) if w_ref is not None else 0.0
@@ -206,6 +195,7 @@ def _frame_compact(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
     statistics constant per neighbour-type group (:func:`symref.fastpath.unsupported_reason`).
     """
     from .descriptor import _add_layer_grads, _bilinear_backward
+    from .fastpath import pair_rules
     from .kernels.se_e2_a import pair_contract, pair_outer_accumulate
     from .kernels.neighbors import build_pair_list
     from .nn import mlp_backward_dual, mlp_forward_dual
@@ -219,13 +209,10 @@ def _frame_compact(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
         return loss, None
     pl = build_pair_list(coord, atype, box, desc.rcut, desc.sel)
     c = np.repeat(np.arange(N), np.diff(pl.ptr))  # P: centre of each pair
-    ti, tj = atype[c], atype[pl.j]
-    removed = np.zeros(len(c), dtype=bool)  # model pair_exclude_types: become padding
-    zeroed = np.zeros(len(c), dtype=bool)  # descriptor exclude_types: real but zero rows
-    for excl, mask in ((model.pair_exclude_types, removed), (desc.exclude_types, zeroed)):
-        for a, b in excl:
-            mask |= ((ti == a) & (tj == b)) | ((ti == b) & (tj == a))
-    real = ~removed
+    tj = atype[pl.j]
+    rule = pair_rules(model)[atype[c], tj]  # P: see symref.fastpath.pair_rules
+    real = rule != 0
+    zeroed = rule == 2
     nreal = np.zeros((N, nt), dtype=np.int64)
     np.add.at(nreal, (c[real], tj[real]), 1)
     npad = np.asarray(desc.sel)[None, :] - nreal  # N x nt

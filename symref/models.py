@@ -125,8 +125,15 @@ class DeepPot:
                 out[k][f] = v
         return out
 
-    def _evaluate_frame(self, coord, atype, box, *, dtype, truncate, frame):
-        desc, fit = self.descriptor, self.fitting
+    def environment(self, coord, atype, box, *, dtype=np.float64, truncate=False, frame=None):
+        """Neighbours and environment rows of one frame (reference path).
+
+        Returns ``(nlist, mask, rij, R, env_cache)``: nlist (nloc x nnei, -1 where
+        padded or removed by ``pair_exclude_types``), its mask, rij (nloc x nnei x 3,
+        zero where padded), R (nloc x nnei x 4) and the cache of
+        :func:`symref.env.env_mat_forward`.
+        """
+        desc = self.descriptor
         nl = build_neighbor_list(coord, atype, box, desc.rcut, desc.sel,
                                  truncate=truncate, frame=frame)
         nlist = nl.nlist  # nloc x nnei
@@ -139,6 +146,12 @@ class DeepPot:
         rij = np.where(mask[..., None], nl.rij, 0.0).astype(dtype)  # nloc x nnei x 3
         R, env_cache = env_mat_forward(rij, mask, desc.davg[atype], desc.dstd[atype],
                                        desc.rcut, desc.rcut_smth, desc.env_protection)
+        return nlist, mask, rij, R, env_cache
+
+    def _evaluate_frame(self, coord, atype, box, *, dtype, truncate, frame):
+        desc, fit = self.descriptor, self.fitting
+        nlist, mask, rij, R, env_cache = self.environment(coord, atype, box, dtype=dtype,
+                                                          truncate=truncate, frame=frame)
         keep = keep_mask(desc, atype, nlist)
         D, d_cache = se_e2_a_forward(R, atype, keep, desc)  # nloc x M1*M2
         e_fit, f_cache = energy_fitting_forward(D, atype, fit)  # nloc

@@ -90,12 +90,13 @@ def errors(model, system, pref: LossPrefactors | None = None) -> dict:
     """deepmd-kit's displayed errors on the frames of ``system``: ``rmse_e`` (eV/atom),
     ``rmse_f`` (eV/Å), ``rmse_v`` (eV/atom, when virial labels exist) and, with
     ``pref``, ``rmse`` = sqrt(loss)."""
-    ev = model.evaluate(system.coord, system.atype, system.box)
+    from .report import errors_table
+
+    table = errors_table(model, [system])
     n = system.natoms
-    out = {"rmse_e": float(np.sqrt(np.mean((ev["energy"] - system.energy) ** 2)) / n),
-           "rmse_f": float(np.sqrt(np.mean((ev["forces"] - system.force) ** 2)))}
+    out = {"rmse_e": table["energy/atom"][1], "rmse_f": table["force"][1]}
     if system.virial is not None:
-        out["rmse_v"] = float(np.sqrt(np.mean((ev["virial"] - system.virial) ** 2)) / n)
+        out["rmse_v"] = table["virial/atom"][1]
     if pref is not None:
         loss = pref.pref_e * out["rmse_e"] ** 2 * n + pref.pref_f * out["rmse_f"] ** 2
         if system.virial is not None:
