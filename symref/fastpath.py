@@ -80,6 +80,14 @@ _SERIAL = _kernel_set(True)
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
+def thread_pool(nthreads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``nthreads`` worker threads (made on first use, then reused)."""
+    pool = _POOLS.get(nthreads)
+    if pool is None:
+        pool = _POOLS[nthreads] = ThreadPoolExecutor(nthreads, thread_name_prefix="symref")
+    return pool
+
+
 def default_mode() -> str:
     """``"blocks"`` (one block of atoms per thread, single-threaded BLAS and kernels)
     or ``"kernels"`` (blocks one after another, every kernel and BLAS call
@@ -241,10 +249,7 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
         # waits on another (OpenBLAS's own threads collapse under any other load)
         with _blas.blas_threads(1):
             if nthreads > 1 and len(blocks) > 1:
-                pool = _POOLS.get(nthreads)
-                if pool is None:
-                    pool = _POOLS[nthreads] = ThreadPoolExecutor(nthreads,
-                                                                 thread_name_prefix="symref")
+                pool = thread_pool(nthreads)
                 for fut in [pool.submit(_block, _SERIAL, blk, *args) for blk in blocks]:
                     fut.result()
             else:

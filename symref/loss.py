@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .descriptor import keep_mask, se_e2_a_backward_dual, se_e2_a_forward_dual
-from .env import env_mat_forward, env_mat_tangent
+from .env import env_mat_tangent
 from .fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
 from .models import normalize_inputs
 
@@ -113,12 +113,13 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
     ``coord`` (nf, natoms, 3), ``atype`` (natoms,), ``box`` (nf, 3, 3) or None,
     ``energy`` (nf,), ``forces`` (nf, natoms, 3), ``virial`` (nf, 3, 3) or None
     (then ``pref.pref_v`` must be 0).  Units: eV, Å.  ``backend="numba"`` uses
-    the fast evaluation and neighbour search and compact pair arrays (no padded
-    slots; see :func:`_frame_compact`); ``"numpy"`` is the reference.
+    the fast path (:func:`symref.fastloss.frame_loss_and_grad`: compact pairs,
+    blocks on threads); ``"numpy"`` is the reference.
     """
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
     if backend == "numba":
+        from .fastloss import frame_loss_and_grad
         from .fastpath import unsupported_reason
 
         if unsupported_reason(model) is not None:
@@ -134,7 +135,7 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
         virial = np.asarray(virial, dtype=np.float64).reshape(nf, 3, 3)
     total, grads = 0.0, None
     for f in range(nf):
-        frame_fn = _frame_compact if backend == "numba" else _frame
+        frame_fn = frame_loss_and_grad if backend == "numba" else _frame
         lf, gf = frame_fn(model, coord[f], atype[f], None if box is None else box[f], energy[f],
                           forces[f], None if virial is None else virial[f], pref, grad)
         total += lf / nf
@@ -182,111 +183,4 @@ def _frame(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
     a = 2.0 * pref.pref_e * dE / N
     Dbar, Ddbar, fit_grads, dbias = energy_fitting_backward_dual(a * alive, -alive, f_cache)
     emb_grads = se_e2_a_backward_dual(Dbar, Ddbar, d_cache)
-    return loss, _grad_arrays(model, emb_grads, fit_grads, dbias)
-
-
-def _frame_compact(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
-    """:func:`_frame` on real pairs only (O(N) neighbour search, no padded slots).
-
-    Same mathematics; padded slots enter once per (centre type, neighbour type)
-    as ``n_pad`` copies of the constant row ``R_pad = -davg/dstd`` (their
-    tangent is zero, but the embedding net at ``R_pad0`` depends on θ, so its
-    gradient ``Σ_i n_pad,i T̄_i R_pad`` is back-propagated too).  Needs
-    statistics constant per neighbour-type group (:func:`symref.fastpath.unsupported_reason`).
-    """
-    from .descriptor import _add_layer_grads, _bilinear_backward
-    from .fastpath import pair_rules
-    from .kernels.se_e2_a import pair_contract, pair_outer_accumulate
-    from .kernels.neighbors import build_pair_list
-    from .nn import mlp_backward_dual, mlp_forward_dual
-
-    desc, fit = model.descriptor, model.fitting
-    N = coord.shape[0]
-    nt, M1, M2, nnei = desc.ntypes, desc.neuron[-1], desc.axis_neuron, desc.nnei
-    off = desc.sel_offsets
-    loss, dE, dF, dW = _residuals(model, coord, atype, box, e_ref, f_ref, w_ref, pref, "numba")
-    if not grad:
-        return loss, None
-    pl = build_pair_list(coord, atype, box, desc.rcut, desc.sel)
-    c = np.repeat(np.arange(N), np.diff(pl.ptr))  # P: centre of each pair
-    tj = atype[pl.j]
-    rule = pair_rules(model)[atype[c], tj]  # P: see symref.fastpath.pair_rules
-    real = rule != 0
-    zeroed = rule == 2
-    nreal = np.zeros((N, nt), dtype=np.int64)
-    np.add.at(nreal, (c[real], tj[real]), 1)
-    npad = np.asarray(desc.sel)[None, :] - nreal  # N x nt
-    keep = real & ~zeroed
-    c, j, tj, rij = c[keep], pl.j[keep], tj[keep], pl.rij[keep]
-    P = len(c)
-    slot0 = off[tj]  # first slot of each pair's group (statistics are constant in it)
-    davg, dstd = desc.davg[atype[c], slot0], desc.dstd[atype[c], slot0]  # P x 4
-    R, env_cache = env_mat_forward(rij[None], np.ones((1, P), dtype=bool), davg[None],
-                                   dstd[None], desc.rcut, desc.rcut_smth, desc.env_protection)
-    c_f = 2.0 * pref.pref_f / (3 * N)
-    c_v = 2.0 * pref.pref_v / (9 * N) if w_ref is not None else 0.0
-    rdot = c_f * (dF[j] - dF[c]) + c_v * rij @ dW.T  # P x 3
-    Rd = env_mat_tangent(rdot[None], env_cache)[0]  # P x 4
-    R = R[0]
-    T = np.zeros((N, 4, M1))  # N x 4 x M1 (transposed below)
-    Td = np.zeros_like(T)
-    groups = []
-    for g_ti in ([None] if desc.type_one_side else range(nt)):
-        for g_tj in range(nt):
-            if off[g_tj] == off[g_tj + 1]:
-                continue
-            sel_p = (tj == g_tj) if g_ti is None else (tj == g_tj) & (atype[c] == g_ti)
-            idx = desc.embedding_index(0 if g_ti is None else g_ti, g_tj)
-            net = desc.embeddings[idx]
-            p = np.nonzero(sel_p)[0]
-            if len(p):
-                G, Gd, cache = mlp_forward_dual(R[p, :1], Rd[p, :1], net)  # Pg x M1
-                cp, Rp, Rdp = c[p], np.ascontiguousarray(R[p]), np.ascontiguousarray(Rd[p])
-                pair_outer_accumulate(cp, Rp, G, T)
-                pair_outer_accumulate(cp, Rdp, G, Td)
-                pair_outer_accumulate(cp, Rp, np.ascontiguousarray(Gd), Td)
-            else:
-                cache = None
-            # padded slots of this group: n_pad copies of the constant row of each centre type
-            pad = []
-            for t in (range(nt) if g_ti is None else [g_ti]):
-                rows = np.nonzero(atype == t)[0]
-                rp = -desc.davg[t, off[g_tj]] / desc.dstd[t, off[g_tj]]  # 4
-                if len(rows) and np.any(rp != 0):
-                    Gp, _, pc = mlp_forward_dual(rp[None, :1], np.zeros((1, 1)), net)
-                    T[rows] += npad[rows, g_tj][:, None, None] * np.outer(rp, Gp[0])
-                    pad.append((rows, rp, pc))
-            groups.append((idx, p, cache, g_tj, pad))
-    T = T.transpose(0, 2, 1) / nnei  # N x M1 x 4
-    Td = Td.transpose(0, 2, 1) / nnei
-    D = np.einsum("iac,ibc->iab", T, T[:, :M2]).reshape(N, M1 * M2)
-    Dd = (np.einsum("iac,ibc->iab", Td, T[:, :M2])
-          + np.einsum("iac,ibc->iab", T, Td[:, :M2])).reshape(N, M1 * M2)
-    _, _, f_cache = energy_fitting_forward_dual(D, Dd, atype, fit)
-    alive = (~np.isin(atype, model.atom_exclude_types)).astype(np.float64)
-    a = 2.0 * pref.pref_e * dE / N
-    Dbar, Ddbar, fit_grads, dbias = energy_fitting_backward_dual(a * alive, -alive, f_cache)
-    Dbar, Ddbar = Dbar.reshape(N, M1, M2), Ddbar.reshape(N, M1, M2)
-    a1, c1 = _bilinear_backward(Dbar, T, T, M2)
-    a2, c2 = _bilinear_backward(Ddbar, Td, T, M2)
-    a3, c3 = _bilinear_backward(Ddbar, T, Td, M2)
-    Tbar = np.ascontiguousarray((a1 + c1 + c2 + a3) / nnei)  # N x M1 x 4
-    Tdbar = np.ascontiguousarray((a2 + c3) / nnei)
-    emb_grads = [None] * len(desc.embeddings)
-
-    def add(idx, g):
-        emb_grads[idx] = g if emb_grads[idx] is None else _add_layer_grads(emb_grads[idx], g)
-
-    for idx, p, cache, g_tj, pad in groups:
-        if cache is not None:
-            cp, Rp, Rdp = c[p], np.ascontiguousarray(R[p]), np.ascontiguousarray(Rd[p])
-            Gbar, Gdbar, tmp = (np.empty((len(p), M1)) for _ in range(3))
-            pair_contract(cp, Tbar, Rp, Gbar)
-            pair_contract(cp, Tdbar, Rdp, tmp)
-            Gbar += tmp
-            pair_contract(cp, Tdbar, Rp, Gdbar)
-            add(idx, mlp_backward_dual(Gbar, Gdbar, cache)[2])
-        for rows, rp, pc in pad:
-            gbar = np.einsum("i,imc,c->m", npad[rows, g_tj].astype(np.float64), Tbar[rows], rp)
-            add(idx, mlp_backward_dual(gbar[None], np.zeros((1, M1)), pc)[2])
     return loss, _grad_arrays(model, emb_grads, fit_grads, dbias)

@@ -186,3 +186,40 @@ def test_fast_backend_periodic(problem):
     assert abs(loss - l2) <= 1e-12 * abs(loss)
     for k in grads:
         assert np.abs(grads[k] - g2[k]).max() <= 1e-10 * max(np.abs(grads[k]).max(), 1e-300), k
+
+
+def test_fast_backend_blocks_and_threads(problem, monkeypatch):
+    """Tiny blocks (many per embedding group and per fitting type, cut at centre
+    boundaries) give the reference gradient, and 1 or 2 threads give the same bits."""
+    import numba
+
+    import symref.fastloss as fl
+
+    model, (coord, atype, box), labels, loss, grads = problem
+    monkeypatch.setattr(fl, "BLOCK_PAIRS", 7)
+    monkeypatch.setattr(fl, "BLOCK_ATOMS", 3)
+    outs = []
+    old = numba.get_num_threads()
+    try:
+        for nt in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(nt)
+            outs.append(energy_loss_and_grad(model, coord, atype, box, *labels, PREF,
+                                             backend="numba"))
+    finally:
+        numba.set_num_threads(old)
+    for k in grads:
+        assert np.abs(grads[k] - outs[0][1][k]).max() <= 1e-10 * max(np.abs(grads[k]).max(),
+                                                                     1e-300), k
+        assert np.array_equal(outs[0][1][k], outs[1][1][k]), k
+
+
+def test_cut_never_splits_a_centre():
+    from symref.fastloss import _cut
+
+    keys = np.array([0, 0, 0, 1, 2, 2, 2, 2, 2, 3, 4])
+    ranges = _cut(keys, 1, 10, 3)
+    assert ranges[0][0] == 1 and ranges[-1][1] == 10
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    for s, e in ranges[1:]:
+        assert keys[s] != keys[s - 1]
+    assert (4, 9) in ranges  # a run longer than the block size stays whole

@@ -26,3 +26,9 @@ def kernel(fn):
     twin.__doc__ = fn.__doc__
     par.serial = numba.njit(nogil=True, **OPTIONS)(twin)
     return par
+
+
+def serial_kernel(fn):
+    """A serial, GIL-free build only (``nogil=True``), for kernels that reduce over
+    rows and are run one block per thread by their callers (:mod:`symref.fastloss`)."""
+    return numba.njit(nogil=True, **OPTIONS)(fn)

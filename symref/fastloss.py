@@ -1,0 +1,286 @@
+r"""The loss gradient of :mod:`symref.loss` on the fast path (``backend="numba"``).
+
+Same mathematics as the reference :func:`symref.loss._frame` (forward-over-reverse,
+see :mod:`symref.loss`); what changes is the organisation:
+
+1. **Real pairs only.**  The O(N) neighbour search gives the compact pair
+   list; padded slots are never computed pair by pair.  They enter once per
+   (centre type, neighbour type) as ``n_pad`` copies of the constant row
+   ``R_pad = -davg/dstd`` (zero tangent, but the embedding net at
+   ``R_pad0`` depends on θ, so ``Σ_i n_pad,i T̄_i R_pad`` is back-propagated
+   too).  Needs statistics constant per neighbour-type group
+   (:func:`symref.fastpath.unsupported_reason`).
+2. **Stacked tangents.**  Every layer carries ``[x; ẋ]`` as one 2 x B x n
+   array, so each layer is one BLAS product forward and two backward
+   (:mod:`symref.kernels.dual` does everything element-wise in one pass).
+3. **Blocks of pairs on threads.**  Pairs are ordered by (neighbour type,
+   centre) and cut into blocks of at most :data:`BLOCK_PAIRS` pairs at
+   centre boundaries, so two blocks never add into the same row of T.  The
+   blocks (and blocks of fitting-net rows) run on a pool of
+   ``numba.get_num_threads()`` threads with single-threaded BLAS and the
+   kernels' GIL-free builds; parameter gradients are summed block by block
+   in block order, so the result does not depend on the number of threads.
+
+The forward caches of every block are kept for the backward pass (T̄ needs
+the whole forward pass first): about 4 kB per pair for the 25-50-100
+embedding net.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import _blas
+from .fastpath import _layer_arrays, pair_rules, thread_pool
+from .kernels import dual as kdual
+
+BLOCK_PAIRS = 2048  # pairs per block of the embedding nets
+BLOCK_ATOMS = 64  # atoms per block of the fitting nets
+
+
+class Arena:
+    """Grow-only scratch buffers by key, reused from one call to the next.
+
+    The dual pass keeps ~4 kB per pair alive until its backward pass; fresh
+    arrays of that size come from ``mmap`` and are page-faulted and zeroed by
+    the kernel on every call, which cost a third of the single-thread time
+    at 192 water atoms.  Each call of :func:`frame_loss_and_grad` takes an
+    arena from a free list (so concurrent callers never share one) and gives
+    it back at the end; a block only touches its own keys.
+    """
+
+    def __init__(self):
+        self.buf = {}
+
+    def get(self, key, shape):
+        """An uninitialised float64 array of ``shape`` owned by ``key``."""
+        n = int(np.prod(shape))
+        a = self.buf.get(key)
+        if a is None or a.size < n:
+            a = self.buf[key] = np.empty(max(n, 1))
+        return a[:n].reshape(shape)
+
+
+class _NoArena:
+    @staticmethod
+    def get(key, shape):
+        return np.empty(shape)
+
+
+_FREE_ARENAS: list[Arena] = []
+
+
+def _stack(a, b, out=None):
+    """``[a; b]`` as a C-contiguous 2 x ... array (``out`` if given)."""
+    out = np.empty((2,) + a.shape) if out is None else out
+    out[0], out[1] = a, b
+    return out
+
+
+def mlp_forward_dual_stacked(X, layers, ws=_NoArena, key=()):
+    """``X`` (2 x B x nin) = [x; ẋ] through ``layers``: ``(Y, cache)`` with ``Y`` =
+    [y; ẏ] (2 x B x nout).  Stacked twin of :func:`symref.nn.mlp_forward_dual`.
+    Scratch arrays come from ``ws`` (an :class:`Arena`) under ``key + (layer, name)``."""
+    cache = []
+    for k, ly in enumerate(layers):
+        w, b, idt, sc, act = _layer_arrays(ly)
+        _, B, nin = X.shape
+        Z = ws.get(key + (k, "Z"), (2, B, ly.nout))  # 2 x B x nout: [z; ż]
+        np.matmul(X.reshape(2 * B, nin), w, out=Z.reshape(2 * B, ly.nout))
+        Y = ws.get(key + (k, "Y"), (2, B, ly.nout))
+        kdual.dual_act_forward(Z, b, idt, X, sc, act, Y)  # Z <- [h; ż]
+        cache.append((X, Z, ly, w, idt, sc, act))
+        X = Y
+    return X, cache
+
+
+def mlp_backward_dual_stacked(Ybar, cache, input_grad: bool = True, ws=_NoArena, key=()):
+    """Backward of :func:`mlp_forward_dual_stacked` for ``<ȳ, y> + <ẏ̄, ẏ>`` with
+    ``Ybar`` = [ȳ; ẏ̄]: ``(Xbar or None, [layer grads])`` as
+    :func:`symref.nn.mlp_backward_dual` returns them (``Xbar`` may be a buffer of ``ws``)."""
+    grads = [None] * len(cache)
+    for k in range(len(cache) - 1, -1, -1):
+        X, Z, ly, w, idt, sc, act = cache[k]
+        _, B, nin = X.shape
+        nout = ly.nout
+        Zbar = ws.get(key + (k, "Zbar"), Z.shape)  # 2 x B x nout: [z̄; ż̄]
+        Xres = ws.get(key + (k, "Xres"), (2, B, nin)) if sc else np.empty((2, 0, 0))
+        gb, gidt = np.zeros(nout), np.zeros(nout)
+        kdual.dual_act_backward(Ybar, Z, idt, sc, act, Zbar, Xres, gb, gidt)
+        Z2 = Zbar.reshape(2 * B, nout)
+        grads[k] = {"w": X.reshape(2 * B, nin).T @ Z2,  # x^T z̄ + ẋ^T ż̄
+                    "b": gb if ly.b is not None else None,
+                    "idt": gidt if ly.idt is not None else None}
+        if k > 0 or input_grad:
+            Ybar = ws.get(key + (k, "Xbar"), (2, B, nin))
+            np.matmul(Z2, w.T, out=Ybar.reshape(2 * B, nin))
+            if sc:
+                Ybar += Xres
+    return (Ybar if input_grad else None), grads
+
+
+def _sum_grads(a, b):
+    if a is None:
+        return b
+    return [{k: (x[k] + y[k] if x[k] is not None else None) for k in x} for x, y in zip(a, b)]
+
+
+def _cut(keys, lo, hi, size):
+    """Ranges [s, e) covering [lo, hi) of the sorted ``keys``, at most ``size`` long
+    where a run of equal keys allows, never splitting a run of equal keys."""
+    out = []
+    s = lo
+    while s < hi:
+        e = min(hi, s + size)
+        if e < hi:
+            e = int(np.searchsorted(keys[s:hi], keys[e], side="left")) + s
+            if e == s:  # one run longer than size
+                e = int(np.searchsorted(keys[s:hi], keys[s], side="right")) + s
+        out.append((s, e))
+        s = e
+    return out
+
+
+def frame_loss_and_grad(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
+    """Loss of one frame and, with ``grad``, ``{name: dL/dparam}`` (module docstring)."""
+    from .env import env_mat_forward, env_mat_tangent
+    from .kernels.neighbors import build_pair_list
+    from .loss import _residuals
+
+    desc = model.descriptor
+    N = coord.shape[0]
+    nt, off = desc.ntypes, desc.sel_offsets
+    loss, dE, dF, dW = _residuals(model, coord, atype, box, e_ref, f_ref, w_ref, pref, "numba")
+    if not grad:
+        return loss, None
+    # ---- real pairs, ordered by (embedding group, centre)
+    pl = build_pair_list(coord, atype, box, desc.rcut, desc.sel)
+    c = np.repeat(np.arange(N), np.diff(pl.ptr))  # P: centre of each pair
+    tj = atype[pl.j]
+    rule = pair_rules(model)[atype[c], tj]  # P: see symref.fastpath.pair_rules
+    real = rule != 0
+    nreal = np.zeros((N, nt), dtype=np.int64)
+    np.add.at(nreal, (c[real], tj[real]), 1)
+    npad = np.asarray(desc.sel)[None, :] - nreal  # N x nt
+    keep = real & (rule != 2)
+    c, j, tj, rij = c[keep], pl.j[keep], tj[keep], pl.rij[keep]
+    gkey = tj if desc.type_one_side else atype[c] * nt + tj  # P: embedding group of each pair
+    order = np.argsort(gkey * N + c, kind="stable")
+    c, j, tj, rij, gkey = c[order], j[order], tj[order], rij[order], gkey[order]
+    P = len(c)
+    slot0 = off[tj]  # first slot of each pair's group (statistics are constant in it)
+    davg, dstd = desc.davg[atype[c], slot0], desc.dstd[atype[c], slot0]  # P x 4
+    R, env_cache = env_mat_forward(rij[None], np.ones((1, P), dtype=bool), davg[None],
+                                   dstd[None], desc.rcut, desc.rcut_smth, desc.env_protection)
+    c_f = 2.0 * pref.pref_f / (3 * N)
+    c_v = 2.0 * pref.pref_v / (9 * N) if w_ref is not None else 0.0
+    rdot = c_f * (dF[j] - dF[c]) + c_v * rij @ dW.T  # P x 3
+    Rd = np.ascontiguousarray(env_mat_tangent(rdot[None], env_cache)[0])  # P x 4
+    R = np.ascontiguousarray(R[0])  # P x 4
+    # ---- blocks: (net index, neighbour type, start, end); one T accumulator per neighbour type
+    gstart = np.searchsorted(gkey, np.arange(nt * nt + 1))
+    blocks = []
+    for g in range(nt if desc.type_one_side else nt * nt):
+        g_ti, g_tj = (0, g) if desc.type_one_side else divmod(g, nt)
+        for s, e in _cut(c, int(gstart[g]), int(gstart[g + 1]), BLOCK_PAIRS):
+            blocks.append((desc.embedding_index(g_ti, g_tj), g_tj, s, e))
+
+    ws = _FREE_ARENAS.pop() if _FREE_ARENAS else Arena()
+    try:
+        return loss, _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref)
+    finally:
+        _FREE_ARENAS.append(ws)
+
+
+def _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref):
+    """The reverse pass of :func:`frame_loss_and_grad` from the pair rows ``R`` and
+    their tangents ``Rd``: ``{name: dL/dparam}``."""
+    from .loss import _grad_arrays
+    from .nn import mlp_backward_dual, mlp_forward_dual
+
+    desc, fit = model.descriptor, model.fitting
+    N = len(atype)
+    nt, M1, M2, nnei = desc.ntypes, desc.neuron[-1], desc.axis_neuron, desc.nnei
+    off = desc.sel_offsets
+    Tg = np.zeros((nt, N, 4, M1))  # per neighbour type: N x 4 x M1
+    Tdg = np.zeros_like(Tg)
+
+    def embed_forward(ib):
+        b, (idx, g_tj, s, e) = ib
+        X = _stack(R[s:e, :1], Rd[s:e, :1], ws.get(("e", b, "X"), (2, e - s, 1)))  # 2 x Pb x 1
+        G, cache = mlp_forward_dual_stacked(X, desc.embeddings[idx], ws, ("e", b))  # 2 x Pb x M1
+        kdual.pair_outer_dual(c[s:e], R[s:e], Rd[s:e], G, Tg[g_tj], Tdg[g_tj])
+        return cache
+
+    nthreads = numba.get_num_threads()
+    with _blas.blas_threads(1):
+        run = thread_pool(nthreads).map if nthreads > 1 else map
+        caches = list(run(embed_forward, enumerate(blocks)))
+        T, Td = Tg.sum(axis=0), Tdg.sum(axis=0)  # N x 4 x M1
+        # padded slots: n_pad copies of the constant row of each (centre type, neighbour type)
+        pads = []
+        for t in range(nt):
+            rows = np.nonzero(atype == t)[0]
+            for g_tj in range(nt):
+                if off[g_tj] == off[g_tj + 1] or len(rows) == 0:
+                    continue
+                rp = -desc.davg[t, off[g_tj]] / desc.dstd[t, off[g_tj]]  # 4
+                if np.any(rp != 0):
+                    idx = desc.embedding_index(t, g_tj)
+                    Gp, _, pc = mlp_forward_dual(rp[None, :1], np.zeros((1, 1)),
+                                                 desc.embeddings[idx])
+                    T[rows] += npad[rows, g_tj][:, None, None] * np.outer(rp, Gp[0])
+                    pads.append((rows, rp, pc, idx, g_tj))
+        T = np.ascontiguousarray(T.transpose(0, 2, 1)) / nnei  # N x M1 x 4
+        Td = np.ascontiguousarray(Td.transpose(0, 2, 1)) / nnei
+        T2t = T[:, :M2].transpose(0, 2, 1)  # N x 4 x M2
+        D = np.matmul(T, T2t)  # N x M1 x M2
+        Dd = np.matmul(Td, T2t) + np.matmul(T, Td[:, :M2].transpose(0, 2, 1))
+        D, Dd = D.reshape(N, M1 * M2), Dd.reshape(N, M1 * M2)
+        # ---- fitting nets, dual, in blocks of atoms of one type
+        alive = (~np.isin(atype, model.atom_exclude_types)).astype(np.float64)  # N
+        a = 2.0 * pref.pref_e * dE / N
+        fblocks = []
+        for t in range(fit.ntypes):
+            rows = np.nonzero(atype == t)[0]
+            if t in fit.exclude_types:
+                continue
+            fblocks += [(t, rows[s:s + BLOCK_ATOMS]) for s in range(0, len(rows), BLOCK_ATOMS)]
+
+        def fitting_dual(ib):
+            b, (t, rows) = ib
+            X = _stack(D[rows], Dd[rows], ws.get(("f", b, "X"), (2, len(rows), M1 * M2)))
+            _, cache = mlp_forward_dual_stacked(X, fit.nets[t], ws, ("f", b))
+            ybar = _stack(a * alive[rows, None], -alive[rows, None])  # 2 x nb x 1
+            return mlp_backward_dual_stacked(ybar, cache, ws=ws, key=("f", b))
+
+        Dbar, Ddbar = np.zeros((N, M1 * M2)), np.zeros((N, M1 * M2))
+        fit_grads, dbias = {}, np.zeros(fit.ntypes)
+        for (t, rows), (xbar, g) in zip(fblocks, run(fitting_dual, enumerate(fblocks))):
+            Dbar[rows], Ddbar[rows] = xbar[0], xbar[1]
+            fit_grads[t] = _sum_grads(fit_grads.get(t), g)
+            dbias[t] += a * alive[rows].sum()
+        # ---- back through D = T T<^T to T̄, Ṫ̄ (N x M1 x 4)
+        Dbar, Ddbar = Dbar.reshape(N, M1, M2), Ddbar.reshape(N, M1, M2)
+        Tbar = np.matmul(Dbar, T[:, :M2]) + np.matmul(Ddbar, Td[:, :M2])
+        Tdbar = np.matmul(Ddbar, T[:, :M2])
+        Tbar[:, :M2] += np.matmul(Dbar.transpose(0, 2, 1), T) + \
+            np.matmul(Ddbar.transpose(0, 2, 1), Td)
+        Tdbar[:, :M2] += np.matmul(Ddbar.transpose(0, 2, 1), T)
+        Tbar /= nnei
+        Tdbar /= nnei
+
+        def embed_backward(item):
+            b, ((idx, g_tj, s, e), cache) = item
+            Gbar = ws.get(("e", b, "Gbar"), (2, e - s, M1))  # [Ḡ; Ġ̄]
+            kdual.pair_contract_dual(c[s:e], Tbar, Tdbar, R[s:e], Rd[s:e], Gbar)
+            return mlp_backward_dual_stacked(Gbar, cache, False, ws, ("e", b))[1]
+
+        emb_grads = [None] * len(desc.embeddings)
+        for (idx, *_), g in zip(blocks, run(embed_backward, enumerate(zip(blocks, caches)))):
+            emb_grads[idx] = _sum_grads(emb_grads[idx], g)
+        for rows, rp, pc, idx, g_tj in pads:
+            gbar = np.einsum("i,imc,c->m", npad[rows, g_tj].astype(np.float64), Tbar[rows], rp)
+            emb_grads[idx] = _sum_grads(emb_grads[idx],
+                                        mlp_backward_dual(gbar[None], np.zeros((1, M1)), pc)[2])
+    return _grad_arrays(model, emb_grads, fit_grads, dbias)
