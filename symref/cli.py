@@ -132,9 +132,17 @@ def cmd_train(args) -> int:
     train = load_systems(tr["training_data"]["systems"], model.type_map)
     valid = load_systems(tr["validation_data"]["systems"], model.type_map) \
         if tr.get("validation_data", {}).get("systems") else None
+    if args.valid_fraction:
+        if valid:
+            raise ValueError(f"{args.input}: --valid-fraction and validation_data.systems "
+                             "both given; use one")
+        from .data import split_frames
+
+        train, valid = split_frames(train, args.valid_fraction, seed=seed)
     nframes = sum(s.nframes for s in train)
     print(f"symref train: {len(train)} training system(s), {nframes} frames; "
-          f"{len(valid) if valid else 0} validation system(s)")
+          f"{len(valid) if valid else 0} validation system(s)"
+          + (f", {sum(s.nframes for s in valid)} frames" if valid else ""))
     try:
         from .stats import compute_statistics, stat_frames
     except ImportError:
@@ -150,7 +158,15 @@ def cmd_train(args) -> int:
     opt = cfg.get("optimizer", {}).get("type", "adam")
     out = Path(args.output)
     if opt == "lbfgs":
-        fit_lbfgs(model, train, limit, maxiter=int(cfg["optimizer"].get("maxiter", numb_steps)))
+        try:
+            model, _ = fit_lbfgs(model, train, limit,
+                                 maxiter=int(cfg["optimizer"].get("maxiter", numb_steps)),
+                                 time_limit=cfg["optimizer"].get("time_limit"),
+                                 checkpoint=tr.get("save_ckpt", "model.ckpt") + ".json",
+                                 save_freq=int(tr.get("save_freq", 1000)), restart=args.restart)
+        except KeyboardInterrupt as e:
+            print(f"symref train: {e}", file=sys.stderr)
+            return 130
     else:
         lr = cfg.get("learning_rate", {})
         sched = ExpDecayLR(start_lr=float(lr.get("start_lr", 1e-3)), num_steps=numb_steps,
@@ -169,13 +185,32 @@ def cmd_train(args) -> int:
                              disp_freq=int(tr.get("disp_freq", 1000)),
                              save_freq=int(tr.get("save_freq", 1000)),
                              checkpoint=tr.get("save_ckpt", "model.ckpt") + ".json",
-                             lcurve=tr.get("disp_file", "lcurve.out"), restart=args.restart)
+                             lcurve=tr.get("disp_file", "lcurve.out"), restart=args.restart,
+                             time_limit=cfg.get("optimizer", {}).get("time_limit"),
+                             valid_frames=_valid_frames(tr))
         except KeyboardInterrupt as e:
             print(f"symref train: {e}", file=sys.stderr)
             return 130
     save_model(model, out)
     print(f"symref train: wrote {out}")
+    if out.suffix.lower() != ".dp":  # and the file deepmd-kit loads (dp test, DeepPot)
+        dp = out.with_suffix(".dp")
+        try:
+            save_model(model, dp)
+            print(f"symref train: wrote {dp} (deepmd-kit)")
+        except ImportError as e:
+            print(f"warning: {dp} not written: {e}", file=sys.stderr)
     return 0
+
+
+def _valid_frames(tr) -> int:
+    """Frames per validation display: deepmd-kit's ``numb_btch`` x ``batch_size``
+    (``batch_size`` "auto" counts as 1 frame here); 8 when ``numb_btch`` is absent."""
+    vd = tr.get("validation_data") or {}
+    if "numb_btch" not in vd:
+        return 8
+    bs = vd.get("batch_size", 1)
+    return max(1, int(vd["numb_btch"]) * (int(bs) if bs != "auto" else 1))
 
 
 def cmd_test(args) -> int:
@@ -222,6 +257,9 @@ def main(argv=None) -> int:
     t.add_argument("input", help="deepmd-kit input.json (model, learning_rate, loss, training, "
                                  "optional optimizer)")
     t.add_argument("--restart", default=None, help="checkpoint to continue from")
+    t.add_argument("--valid-fraction", type=float, default=0.0,
+                   help="hold out this fraction of every training system's frames for "
+                        "validation (seeded by training.seed; instead of validation_data)")
     t.add_argument("-o", "--output", default="model.yaml",
                    help="final model file (.yaml, .json, or .dp for deepmd-kit; default model.yaml)")
     t.set_defaults(func=cmd_train)

@@ -14,7 +14,8 @@ Sections read (deepmd-kit's names and defaults):
   ``save_ckpt`` (model.ckpt);
 * ``optimizer`` (symref's own, optional): ``{"type": "adam"}`` (default, as
   deepmd-kit) or ``{"type": "lbfgs", "maxiter": numb_steps}`` with fixed
-  prefactors ``limit_pref_*``.
+  prefactors ``limit_pref_*``; ``"time_limit"`` (seconds, both types) stops
+  training at the first step past it, with a checkpoint.
 
 Keys outside this subset are returned by :func:`read_input` as a list of
 warnings (``section.key``), never ignored silently.  Relative system paths
@@ -36,7 +37,7 @@ KNOWN = {
                  "profiling", "profiling_file", "_comment"},
     "training.training_data": {"systems", "batch_size", "_comment"},
     "training.validation_data": {"systems", "batch_size", "numb_btch", "_comment"},
-    "optimizer": {"type", "maxiter", "_comment"},
+    "optimizer": {"type", "maxiter", "time_limit", "_comment"},
 }
 LOSS_DEFAULTS = {"start_pref_e": 0.02, "limit_pref_e": 1.0, "start_pref_f": 1000.0,
                  "limit_pref_f": 1.0, "start_pref_v": 0.0, "limit_pref_v": 0.0}

@@ -56,33 +56,76 @@ def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
 
 
 def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxiter: int = 100,
-              progress=print, gtol: float = 1e-12):
-    """Minimise the loss over ``systems`` in place with L-BFGS-B; returns SciPy's result.
+              progress=print, gtol: float = 1e-12, time_limit: float | None = None,
+              checkpoint=None, save_freq: int = 0, restart=None):
+    """Minimise the loss over ``systems`` with L-BFGS-B; returns ``(model, SciPy's result)``.
 
     ``progress(line)`` gets one line per iteration (iteration, loss, elapsed);
-    pass ``None`` to silence it.
+    pass ``None`` to silence it.  ``time_limit`` (seconds) ends the run at the
+    first iteration past it.  With ``checkpoint`` (a file) the accepted
+    parameters are saved every ``save_freq`` iterations, at the end, and on
+    SIGINT (Ctrl-C: the current iteration finishes, the checkpoint is
+    written, then ``KeyboardInterrupt`` is raised).
+
+    Restart behaviour (documented, not bit-identical): ``restart`` (a
+    checkpoint) continues from the saved parameters and iteration count with
+    ``maxiter`` counted from the start of the first run, but with an *empty*
+    L-BFGS memory: SciPy's L-BFGS-B cannot be handed its curvature pairs
+    back.  The first iterations after a restart are therefore closer to
+    gradient descent and the iterates differ from an uninterrupted run's; the
+    loss keeps decreasing monotonically and reaches a comparable value
+    (tests/test_train.py measures it).
     """
+    import signal
+
     from scipy.optimize import minimize
 
+    from .optim import Adam
+
+    it0 = 0
+    if restart is not None:
+        model, it0, _, _ = load_checkpoint(restart)
     t0 = time.perf_counter()
-    state = {"it": 0}
+    state = {"it": it0, "stop": False}
 
     def fun(x):
         set_flat_parameters(model, x)
-        f, g = batch_loss_and_grad(model, systems, pref)
-        state["last"] = f  # the accepted point is the last one evaluated
-        return f, g
+        return batch_loss_and_grad(model, systems, pref)
 
-    def callback(xk):
+    def save(x):
+        if checkpoint:
+            set_flat_parameters(model, x)
+            save_checkpoint(checkpoint, model, state["it"], Adam(), np.random.default_rng(0))
+
+    def callback(intermediate_result):
         state["it"] += 1
+        state["x"] = intermediate_result.x
         if progress is not None:
-            progress(f"lbfgs iter {state['it']:5d}  loss {state['last']:.6e}  "
+            progress(f"lbfgs iter {state['it']:5d}  loss {intermediate_result.fun:.6e}  "
                      f"elapsed {time.perf_counter() - t0:.1f} s")
+        out_of_time = time_limit is not None and time.perf_counter() - t0 >= time_limit
+        if (save_freq and state["it"] % save_freq == 0) or state["stop"] or out_of_time:
+            save(intermediate_result.x)
+        if state["stop"] or out_of_time:
+            raise StopIteration
 
-    res = minimize(fun, flat_parameters(model), jac=True, method="L-BFGS-B", callback=callback,
-                   options={"maxiter": maxiter, "gtol": gtol})
+    def on_sigint(signum, frame):
+        state["stop"] = True
+
+    old_handler = signal.signal(signal.SIGINT, on_sigint) if threading_main() else None
+    try:
+        res = minimize(fun, flat_parameters(model), jac=True, method="L-BFGS-B",
+                       callback=callback,
+                       options={"maxiter": max(0, maxiter - it0), "gtol": gtol})
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
     set_flat_parameters(model, res.x)
-    return res
+    if state["stop"]:
+        raise KeyboardInterrupt(f"interrupted after L-BFGS iteration {state['it']}; checkpoint "
+                                f"{checkpoint or '(none: no checkpoint path)'}")
+    save(res.x)
+    return model, res
 
 
 # --------------------------------------------------------------------- Adam
@@ -169,7 +212,8 @@ def load_checkpoint(path):
 def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossPrefactors,
              pref_limit: LossPrefactors, batch_size: int = 1, seed: int = 0,
              disp_freq: int = 100, save_freq: int = 0, checkpoint=None, lcurve=None,
-             restart=None, progress=print, valid_frames: int = 8):
+             restart=None, progress=print, valid_frames: int = 8,
+             time_limit: float | None = None):
     """Minibatch Adam with deepmd-kit's learning-rate and prefactor schedules.
 
     Each step draws a system with probability proportional to its frame count,
@@ -179,8 +223,11 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
     run stopped.  SIGINT (Ctrl-C) finishes the current step, writes the
     checkpoint and raises ``KeyboardInterrupt``.  Validation errors use the
     first ``valid_frames`` frames of one validation system per display
-    (cycling through the systems).  Returns the model (a new object when
-    restarting).
+    (cycling through the systems).  ``time_limit`` (seconds of this run) ends
+    training early, after a display and a checkpoint, at the first step past
+    it (the learning-rate schedule still runs to ``numb_steps``: set
+    ``numb_steps`` to what fits the budget).  Returns the model (a new object
+    when restarting).
     """
     import signal
 
@@ -215,7 +262,8 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
             _, g = batch_loss_and_grad(model, [batch], pref)
             set_flat_parameters(model, adam.step(flat_parameters(model), g, lr_t))
             done = step + 1
-            if disp_freq and (done % disp_freq == 0 or done == numb_steps):
+            out_of_time = time_limit is not None and time.perf_counter() - t0 >= time_limit
+            if disp_freq and (done % disp_freq == 0 or done == numb_steps or out_of_time):
                 trn = errors(model, batch, pref)
                 if valid:
                     vs = valid[(done // disp_freq) % len(valid)]
@@ -233,8 +281,13 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
                             if val else "")
                     progress(f"step {done:7d}  lr {lr_t:.2e}  trn {msg}{vmsg}  "
                              f"elapsed {el:.1f} s  eta {eta:.1f} s")
-            if checkpoint and ((save_freq and done % save_freq == 0) or stop["flag"]):
+            if checkpoint and ((save_freq and done % save_freq == 0) or stop["flag"]
+                               or out_of_time):
                 save_checkpoint(checkpoint, model, done, adam, rng)
+            if out_of_time:
+                if progress:
+                    progress(f"time limit {time_limit:.0f} s reached after step {done}")
+                return model
             if stop["flag"]:
                 raise KeyboardInterrupt(f"interrupted after step {done}; checkpoint "
                                         f"{checkpoint or '(none: no checkpoint path)'}")

@@ -108,6 +108,9 @@ def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
     lines = (tmp_path / "lcurve.out").read_text().splitlines()
     assert lines[0].startswith("# step") and len(lines) == 4
     model = load_model(tmp_path / "out.yaml")
+    # the same model also as the deepmd-kit .dp file
+    np.testing.assert_array_equal(load_model(tmp_path / "out.dp").evaluate(coord, s.atype, box)
+                                  ["forces"], model.evaluate(coord, s.atype, box)["forces"])
     assert np.isfinite(model.evaluate(coord, np.array([1, 0])[s.atype] * 0 + s.atype, box)["energy"]).all()
     assert cli.main(["train", str(tmp_path / "missing.json")]) == 2
     capsys.readouterr()
@@ -120,3 +123,15 @@ def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "lcurve.png").read_bytes()[:4] == b"\x89PNG"
     (tmp_path / "bad.out").write_text("1 2 3\n")
     assert cli.main(["plot", "bad.out"]) == 2
+    # L-BFGS with a held-out fraction of the training frames instead of validation_data
+    capsys.readouterr()
+    inp["optimizer"] = {"type": "lbfgs", "maxiter": 2}
+    (tmp_path / "input.json").write_text(json.dumps(inp))
+    assert cli.main(["train", "input.json", "--valid-fraction", "0.34"]) == 2
+    assert "--valid-fraction and validation_data.systems" in capsys.readouterr().err
+    del inp["training"]["validation_data"]
+    (tmp_path / "input.json").write_text(json.dumps(inp))
+    assert cli.main(["train", "input.json", "--valid-fraction", "0.34", "-o", "l.json"]) == 0
+    out = capsys.readouterr().out
+    assert "2 frames; 1 validation system(s), 1 frames" in out and "lbfgs iter" in out
+    assert (tmp_path / "l.dp").exists() and (tmp_path / "model.ckpt.json").exists()
