@@ -76,6 +76,10 @@ def read_input(path):
     opt = cfg.get("optimizer", {})
     if opt.get("type", "adam") not in ("adam", "lbfgs"):
         raise ValueError(f"{path}: optimizer.type must be 'adam' or 'lbfgs', got {opt.get('type')!r}")
+    tl = opt.get("time_limit")
+    if tl is not None and (isinstance(tl, bool) or not isinstance(tl, (int, float)) or tl <= 0):
+        raise ValueError(f"{path}: optimizer.time_limit must be a positive number of seconds, "
+                         f"got {tl!r}")
     tr = cfg["training"]
     for name in ("training_data",):
         if name not in tr or "systems" not in tr[name]:

@@ -135,3 +135,14 @@ def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "2 frames; 1 validation system(s), 1 frames" in out and "lbfgs iter" in out
     assert (tmp_path / "l.dp").exists() and (tmp_path / "model.ckpt.json").exists()
+
+
+def test_train_rejects_a_bad_time_limit(tmp_path, capsys):
+    import json
+
+    inp = {"model": {}, "training": {"training_data": {"systems": ["sys"]}},
+           "optimizer": {"type": "adam", "time_limit": "soon"}}
+    (tmp_path / "input.json").write_text(json.dumps(inp))
+    assert cli.main(["train", str(tmp_path / "input.json")]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer.time_limit must be a positive number" in err and "input.json" in err
