@@ -31,6 +31,7 @@ import numba
 import numpy as np
 
 from . import _blas
+from .descriptor import _add_layer_grads
 from .fastpath import _layer_arrays, pair_rules, thread_pool
 from .kernels import dual as kdual
 
@@ -120,9 +121,8 @@ def mlp_backward_dual_stacked(Ybar, cache, input_grad: bool = True, ws=_NoArena,
 
 
 def _sum_grads(a, b):
-    if a is None:
-        return b
-    return [{k: (x[k] + y[k] if x[k] is not None else None) for k in x} for x, y in zip(a, b)]
+    """Layer gradients ``a + b`` (``a`` None: nothing yet)."""
+    return b if a is None else _add_layer_grads(a, b)
 
 
 def _cut(keys, lo, hi, size):

@@ -167,24 +167,3 @@ def test_pair_grouping_reverse_index_and_gather():
         f(g, rij_out, cptr, rp, ri, *out)
         _close(out[0], ref[0])
         _close(out[1], ref[1])
-
-
-@pytest.mark.parametrize("counts", [[3, 0, 5, 1], [1500, 2, 700, 900]])  # >1024 pairs per atom
-def test_pair_outer_accumulate_and_contract(counts):
-    rng = np.random.default_rng(len(counts) + sum(counts))
-    c = np.repeat(np.arange(len(counts)), counts).astype(np.int64)
-    P, M1 = len(c), 7
-    R, G = rng.normal(size=(P, 4)), rng.normal(size=(P, M1))
-    T0 = rng.normal(size=(len(counts), 4, M1))
-    ref = T0.copy()
-    ks.pair_outer_accumulate_ref(c, R, G, ref)
-    Tbar = rng.normal(size=(len(counts), M1, 4))
-    ref_out = np.empty((P, M1))
-    ks.pair_contract_ref(c, Tbar, R, ref_out)
-    for acc, con in zip(_builds("pair_outer_accumulate"), _builds("pair_contract")):
-        T = T0.copy()
-        acc(c, R, G, T)
-        _close(T, ref)
-        out = np.empty((P, M1))
-        con(c, Tbar, R, out)
-        _close(out, ref_out)
