@@ -7,14 +7,16 @@ Public API::
     symref.save_model(model, path)     # written atomically, format from the suffix
     model.evaluate(coord, atype, box)  # energy, forces, virial, atom_energy, atom_virial
     symref.checks                      # finite-difference and symmetry verification toolkit
+    symref.VectorCloudNet(output=...)  # VCNN for 2-D/3-D clouds with vector features: fit / predict
 
 Units: Å, eV, eV/Å; cells have cell vectors as rows (deepmd-kit's box.npy layout).
 """
 from .models import DeepPot, build_model, randomize_statistics
+from .vcnn import VectorCloudNet
 
 __version__ = "0.1.0"
 
-__all__ = ["DeepPot", "build_model", "randomize_statistics", "load_model", "save_model",
+__all__ = ["DeepPot", "VectorCloudNet", "build_model", "randomize_statistics", "load_model", "save_model",
            "__version__"]
 
 

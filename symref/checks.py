@@ -53,6 +53,19 @@ Checks
   within each atom type, periodic-image wrapping.
 - :func:`check_cutoff_continuity`: continuity of energy and forces as one neighbour crosses rcut.
 
+For point-cloud models (any ``predict(clouds) -> array``, e.g. :class:`symref.VectorCloudNet`)
+and any differentiable scalar of a parameter vector:
+
+- :func:`check_cloud_symmetry`: rotation and reflection in 2-D or 3-D (scalar outputs
+  invariant, vectors ``Q y``, tensors ``Q Y Qᵀ``), permutation of the points of every
+  cloud, translation of the whole problem (positions recomputed relative to a moved
+  query point).
+- :func:`check_tensor_symmetry`: a vector or tensor property of a whole system
+  (dipole, polarizability) under rotation/reflection (``Q y``, ``Q Y Qᵀ``),
+  translation, permutation within each type and periodic wrapping.
+- :func:`check_gradient_fd`: an analytic gradient against central finite differences at
+  two step sizes (observed order ≈ 2), on all or a random subset of the components.
+
 Every check returns :class:`CheckResult` objects (``check_symmetry`` and
 ``check_cutoff_continuity`` return lists of them); :func:`format_table` prints them.  All
 arithmetic is float64.
@@ -75,6 +88,9 @@ __all__ = [
     "check_symmetry",
     "check_cutoff_continuity",
     "run_all_checks",
+    "check_cloud_symmetry",
+    "check_tensor_symmetry",
+    "check_gradient_fd",
     "format_table",
     "all_passed",
 ]
@@ -532,9 +548,9 @@ def check_virial_fd(calc: Calculator, coord, box=None, steps=(1e-3, 5e-4), tol: 
 
 
 # ============================================================================ symmetry
-def _random_orthogonal(rng: np.random.Generator, det_sign: int) -> np.ndarray:
-    """Haar-random orthogonal 3x3 matrix (QR of a Gaussian matrix) with determinant det_sign."""
-    a = rng.standard_normal((3, 3))
+def _random_orthogonal(rng: np.random.Generator, det_sign: int, dim: int = 3) -> np.ndarray:
+    """Haar-random orthogonal dim x dim matrix (QR of a Gaussian matrix) with determinant det_sign."""
+    a = rng.standard_normal((dim, dim))
     q, r = np.linalg.qr(a)
     q = q * np.sign(np.diag(r))  # make the distribution uniform
     if np.linalg.det(q) * det_sign < 0:
@@ -856,6 +872,148 @@ def check_cutoff_continuity(calc: Calculator, coord, box=None, rcut=None, atom=N
 
     return [judge("cutoff/energy", jumps_e, escale, e_abs),
             judge("cutoff/forces", jumps_f, fscale, f_abs)]
+
+
+# ============================================================================ point clouds
+def _transform_clouds(clouds, fn):
+    out = []
+    for c in clouds:
+        get = (c.get if isinstance(c, dict) else (lambda k, c=c: getattr(c, k, None)))
+        x, u, s = (None if get(k) is None else np.asarray(get(k), dtype=np.float64)
+                   for k in ("positions", "vectors", "scalars"))
+        x, u, s = fn(x, u, s)
+        out.append({"positions": x, "vectors": u, "scalars": s})
+    return out
+
+
+def check_cloud_symmetry(predict, clouds, output: str = "scalar", rng=None,
+                         tol: float = 1e-12, *, translation_scale: float = 10.0) -> list[CheckResult]:
+    r"""Symmetries of a point-cloud model ``predict(clouds) -> y`` (one row per cloud).
+
+    ``clouds``: a list of ``{"positions": (n, d), "vectors": (n, k, d) or None,
+    "scalars": (n, s) or None}`` (positions relative to each cloud's query point).
+    ``output``: ``"scalar"`` (y invariant), ``"vector"`` (y (N, d) ↦ y Qᵀ, i.e.
+    :math:`\mathbf y \mapsto Q\mathbf y`) or ``"tensor"`` (Y (N, d, d) ↦ Q Y Qᵀ).
+    Checks: ``rotation`` (Haar-random Q, det +1) and ``reflection`` (det −1) applied to
+    positions and vectors; ``permutation`` (points of every cloud shuffled);
+    ``translation`` (positions made absolute with a random query point, everything
+    shifted by a random vector of length ~``translation_scale``, then made relative
+    again: checks that rounding in the relative coordinates stays at round-off).
+    Relative error = max |difference| / max |y|.
+    """
+    if output not in ("scalar", "vector", "tensor"):
+        raise ValueError(f"output must be 'scalar', 'vector' or 'tensor', got {output!r}")
+    gen = _as_rng(rng)
+    y = np.asarray(predict(clouds), dtype=np.float64)
+    d = np.asarray(clouds[0]["positions"] if isinstance(clouds[0], dict)
+                   else clouds[0].positions).shape[1]
+    results = []
+    for name, det in (("rotation", 1), ("reflection", -1)):
+        q = _random_orthogonal(gen, det, d)
+
+        def rot(x, u, s, q=q):
+            return x @ q.T, (None if u is None else u @ q.T), s
+
+        yq = np.asarray(predict(_transform_clouds(clouds, rot)), dtype=np.float64)
+        expect = y if output == "scalar" else (y @ q.T if output == "vector" else
+                                               np.einsum("ab,nbc,dc->nad", q, y, q))
+        results.append(_compare(f"{name}/{output}", yq, expect, y, tol, {"Q": q, "dim": d}))
+    perms = []
+
+    def perm(x, u, s):
+        p = gen.permutation(len(x))
+        perms.append(p)
+        return x[p], (None if u is None else u[p]), (None if s is None else s[p])
+
+    yp = predict(_transform_clouds(clouds, perm))
+    results.append(_compare(f"permutation/{output}", yp, y, y, tol, {"dim": d}))
+    x0 = gen.standard_normal(d) * translation_scale
+    shift = gen.standard_normal(d) * translation_scale
+
+    def trans(x, u, s):
+        return ((x + x0) + shift) - (x0 + shift), u, s
+
+    yt = predict(_transform_clouds(clouds, trans))
+    results.append(_compare(f"translation/{output}", yt, y, y, tol,
+                            {"query_point": x0, "shift": shift}))
+    return results
+
+
+def check_tensor_symmetry(fn, coord, box=None, atype=None, output: str = "vector", rng=None,
+                          tol: float = 1e-12) -> list[CheckResult]:
+    """Equivariance of a system property ``fn(coord (natoms, 3), box or None) -> y``
+    with y a vector (3,) (``output="vector"``: y ↦ Q y) or a 3 x 3 tensor
+    (``"tensor"``: Y ↦ Q Y Qᵀ); invariant under translation, permutation of atoms
+    of equal type (``atype``; all atoms alike when None) and, with a cell,
+    wrapping atoms by lattice vectors.  Q: Haar-random, det +1 and det −1."""
+    if output not in ("vector", "tensor"):
+        raise ValueError(f"output must be 'vector' or 'tensor', got {output!r}")
+    gen = _as_rng(rng)
+    coord = _as_coord(coord)
+    box = _as_box(box)
+    atype = np.zeros(len(coord), dtype=int) if atype is None else _as_atype(atype, len(coord))
+    y = np.asarray(fn(coord, box), dtype=np.float64)
+    results = []
+    for name, det in (("rotation", 1), ("reflection", -1)):
+        q = _random_orthogonal(gen, det)
+        yq = np.asarray(fn(coord @ q.T, None if box is None else box @ q.T), dtype=np.float64)
+        expect = q @ y if output == "vector" else q @ y @ q.T
+        results.append(_compare(f"{name}/{output}", yq, expect, y, tol, {"Q": q}))
+    shift = gen.standard_normal(3) * 2.0
+    results.append(_compare(f"translation/{output}", fn(coord + shift, box), y, y, tol,
+                            {"shift": shift}))
+    perm = np.arange(len(coord))
+    for t in np.unique(atype):
+        idx = np.nonzero(atype == t)[0]
+        perm[idx] = gen.permutation(idx)
+    results.append(_compare(f"permutation/{output}", fn(coord[perm], box), y, y, tol,
+                            {"permutation": perm}))
+    if box is not None:
+        n = gen.integers(-2, 3, size=(len(coord), 3))
+        results.append(_compare(f"wrapping/{output}", fn(coord + n @ box, box), y, y, tol,
+                                {"image_shifts": n}))
+    return results
+
+
+def check_gradient_fd(fun, theta, steps=(1e-4, 5e-5), ncomponents: int | None = 40, rng=None,
+                      tol: float = 1e-6, *, roundoff: float = 1e-10,
+                      name: str = "gradient_fd") -> CheckResult:
+    r"""``fun(theta) -> (value, gradient)`` against central finite differences.
+
+    ``ncomponents`` random components of ``theta`` (all when None) are perturbed by
+    each of the two ``steps``; the result holds both errors, the observed order
+    (≈ 2 for a correct gradient unless both errors are at round-off) and the
+    Richardson-extrapolated relative error (compared with ``tol``), relative to
+    max |gradient|.  ``fun`` is left evaluated at ``theta`` on return.
+    """
+    h1, h2 = _as_steps(steps, "steps")
+    theta = np.array(theta, dtype=np.float64)
+    val, grad = fun(theta)
+    grad = np.asarray(grad, dtype=np.float64)
+    if grad.shape != theta.shape:
+        raise ValueError(f"gradient has shape {grad.shape}, parameters {theta.shape}")
+    gen = _as_rng(rng)
+    idx = np.arange(theta.size) if ncomponents is None or ncomponents >= theta.size else \
+        np.sort(gen.choice(theta.size, size=int(ncomponents), replace=False))
+    fd = np.empty((2, len(idx)))
+    emag = abs(float(val))
+    for k, h in enumerate((h1, h2)):
+        for m, i in enumerate(idx):
+            tp, tm = theta.copy(), theta.copy()
+            tp[i] += h
+            tm[i] -= h
+            vp, vm = float(fun(tp)[0]), float(fun(tm)[0])
+            emag = max(emag, abs(vp), abs(vm))
+            fd[k, m] = (vp - vm) / (2.0 * h)
+    fun(theta)
+    # errors are relative to the whole gradient's size, not the sampled components'
+    res = _fd_result(name, grad[idx], fd, h1, h2, tol, roundoff, emag,
+                     {"components": idx, "n_parameters": theta.size})
+    scale, _ = _scale(grad)
+    res.max_rel_err = res.max_abs_err / scale
+    res.details["scale"] = scale
+    res.passed = bool(res.max_rel_err <= tol and res.details["order_ok"])
+    return res
 
 
 # ============================================================================ everything at once

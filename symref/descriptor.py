@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .core import (cloud_sum_backward, cloud_sum_forward, gram_backward, gram_backward_dual,
+                   gram_forward, gram_tangent)
 from .nn import Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
 
 
@@ -129,33 +131,33 @@ def se_e2_a_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc
     for rows, sl, idx in _embedding_groups(desc, atype_loc):
         Rg = Rk[rows, sl]  # nrows x sel_tj x 4
         G, cache = mlp_forward(Rg[..., :1], desc.embeddings[idx])  # nrows x sel_tj x M1
-        T[rows] += np.einsum("rjm,rjc->rmc", G, Rg)
+        T[rows] += cloud_sum_forward(G, Rg)[0]
         emb_caches.append((rows, sl, G, cache, idx))
     T /= nnei
-    D = np.einsum("iac,ibc->iab", T, T[:, :M2])  # nloc x M1 x M2
+    D, _ = gram_forward(T, M2)  # nloc x M1 x M2 (symref.core)
     return D.reshape(nloc, M1 * M2), (Rk, keep, T, emb_caches, M1, M2)
 
 
-def se_e2_a_backward(dD: np.ndarray, cache, *, param_grads: bool = False):
+def se_e2_a_backward(dD: np.ndarray, cache, *, param_grads: bool = False,
+                     dT: np.ndarray | None = None):
     """Backward of :func:`se_e2_a_forward`: ``dD`` (nloc x M1*M2) -> ``dR`` (nloc x nnei x 4).
 
+    ``dT`` (nloc x M1 x 4, optional): a gradient with respect to T itself (the
+    equivariant heads read T's last three columns), added to the one from D.
     With ``param_grads`` also returns the list of per-embedding-net layer
     gradients (indexed like ``desc.embeddings``; ``None`` for unused nets).
     """
     Rk, keep, T, emb_caches, M1, M2 = cache
     nloc, nnei, _ = Rk.shape
-    dD = dD.reshape(nloc, M1, M2)
-    dT = np.einsum("iab,ibc->iac", dD, T[:, :M2])  # nloc x M1 x 4
-    dT[:, :M2] += np.einsum("iab,iac->ibc", dD, T)
-    dT /= nnei
+    dT_D = gram_backward(dD.reshape(nloc, M1, M2), (T, M2))  # nloc x M1 x 4
+    dT = (dT_D if dT is None else dT_D + dT) / nnei
     dR = np.zeros_like(Rk)  # nloc x nnei x 4
     grads = {}
     for rows, sl, G, cache_e, idx in emb_caches:
         Rg = Rk[rows, sl]  # nrows x sel x 4
         dTg = dT[rows]  # nrows x M1 x 4
-        dG = np.einsum("rmc,rjc->rjm", dTg, Rg)  # nrows x sel x M1
+        dG, dRg = cloud_sum_backward(dTg, (G, Rg, np.float64(1.0)), need_dX=True)
         ds, g = mlp_backward(dG, cache_e)  # nrows x sel x 1
-        dRg = np.einsum("rmc,rjm->rjc", dTg, G)  # nrows x sel x 4
         dRg[..., 0] += ds[..., 0]
         dR[rows, sl] += dRg
         if param_grads:
@@ -190,23 +192,15 @@ def se_e2_a_forward_dual(R, Rd, atype_loc, keep, desc: SeE2A):
     for rows, sl, idx in _embedding_groups(desc, atype_loc):
         Rg, Rdg = Rk[rows, sl], Rdk[rows, sl]  # nrows x sel x 4
         G, Gd, c = mlp_forward_dual(Rg[..., :1], Rdg[..., :1], desc.embeddings[idx])
-        T[rows] += np.einsum("rjm,rjc->rmc", G, Rg)
-        Td[rows] += np.einsum("rjm,rjc->rmc", Gd, Rg) + np.einsum("rjm,rjc->rmc", G, Rdg)
+        T[rows] += cloud_sum_forward(G, Rg)[0]
+        Td[rows] += cloud_sum_forward(Gd, Rg)[0] + cloud_sum_forward(G, Rdg)[0]
         emb.append((rows, sl, c, idx))
     T /= nnei
     Td /= nnei
-    D = np.einsum("iac,ibc->iab", T, T[:, :M2])  # nloc x M1 x M2
-    Dd = np.einsum("iac,ibc->iab", Td, T[:, :M2]) + np.einsum("iac,ibc->iab", T, Td[:, :M2])
+    D, _ = gram_forward(T, M2)  # nloc x M1 x M2
+    Dd = gram_tangent(T, Td, M2)
     return (D.reshape(nloc, M1 * M2), Dd.reshape(nloc, M1 * M2),
             (Rk, Rdk, T, Td, emb, M1, M2, len(desc.embeddings)))
-
-
-def _bilinear_backward(Dbar, A, C, M2):
-    """For D = A C<ᵀ (per atom): (Abar, Cbar) with Cbar nonzero in its first M2 rows."""
-    Abar = np.einsum("iab,ibc->iac", Dbar, C[:, :M2])
-    Cbar = np.zeros_like(C)
-    Cbar[:, :M2] = np.einsum("iab,iac->ibc", Dbar, A)
-    return Abar, Cbar
 
 
 def se_e2_a_backward_dual(Dbar, Ddbar, cache):
@@ -216,16 +210,16 @@ def se_e2_a_backward_dual(Dbar, Ddbar, cache):
     nloc, nnei, _ = Rk.shape
     Dbar = Dbar.reshape(nloc, M1, M2)
     Ddbar = Ddbar.reshape(nloc, M1, M2)
-    a1, c1 = _bilinear_backward(Dbar, T, T, M2)  # D = T T<
-    a2, c2 = _bilinear_backward(Ddbar, Td, T, M2)  # Dd = Td T< + ...
-    a3, c3 = _bilinear_backward(Ddbar, T, Td, M2)  # ... + T Td<
-    Tbar = (a1 + c1 + c2 + a3) / nnei  # nloc x M1 x 4
-    Tdbar = (a2 + c3) / nnei
+    Tbar, Tdbar = gram_backward_dual(Dbar, Ddbar, T, Td, M2)  # nloc x M1 x 4
+    Tbar /= nnei
+    Tdbar /= nnei
     grads = [None] * nnets
     for rows, sl, c, idx in emb:
         Rg, Rdg = Rk[rows, sl], Rdk[rows, sl]
-        Gbar = np.einsum("rmc,rjc->rjm", Tbar[rows], Rg) + np.einsum("rmc,rjc->rjm", Tdbar[rows], Rdg)
-        Gdbar = np.einsum("rmc,rjc->rjm", Tdbar[rows], Rg)
+        one = np.float64(1.0)
+        Gbar = cloud_sum_backward(Tbar[rows], (None, Rg, one))[0] + \
+            cloud_sum_backward(Tdbar[rows], (None, Rdg, one))[0]
+        Gdbar = cloud_sum_backward(Tdbar[rows], (None, Rg, one))[0]
         _, _, g = mlp_backward_dual(Gbar, Gdbar, c)
         grads[idx] = g if grads[idx] is None else _add_layer_grads(grads[idx], g)
     return grads

@@ -110,3 +110,134 @@ def energy_fitting_backward_dual(Ebar, Edbar, cache):
         grads[t] = g
         dbias[t] = Ebar[rows].sum()
     return Dbar, Ddbar, grads, dbias
+
+
+# --------------------------------------------------------- equivariant heads
+@dataclass
+class TensorFitting:
+    r"""Per-type dipole or polarizability fitting nets (deepmd-kit ``dipole`` / ``polar``).
+
+    With ``gr`` = :math:`\mathcal R_i = T_{i,:,1:4}` (M1 x 3, rows rotate as vectors),
+    :math:`o_i = \mathcal F_{t_i}(D_i) + b_{t_i}` and :math:`m_{t}` = 0 for ``exclude_types``:
+
+    - ``kind="dipole"``: :math:`o_i \in \mathbb R^{M_1}`,
+      :math:`\boldsymbol\mu_i = m_{t_i}\, \mathcal R_i^\top o_i`;
+    - ``kind="polar"``, ``fit_diag``: :math:`p_i = s_{t_i} o_i \in \mathbb R^{M_1}`,
+      :math:`\alpha_i = m_{t_i}\big(\mathcal R_i^\top \operatorname{diag}(p_i)\, \mathcal R_i
+      + [\text{shift\_diag}]\; c_{t_i} s_{t_i} I\big)`;
+    - ``kind="polar"``, not ``fit_diag``: :math:`o_i` is M1 x M1,
+      :math:`P_i = s_{t_i}(o_i + o_i^\top)/2`, :math:`\alpha_i = m_{t_i}(\mathcal R_i^\top P_i \mathcal R_i + \dots)`.
+
+    ``s`` = ``scale`` (ntypes), ``c`` = ``constant_matrix`` (ntypes), ``b`` =
+    ``bias_atom`` (ntypes x nout).  Rotating the frame by Q maps
+    :math:`\mathcal R_i \mapsto \mathcal R_i Q^\top`, hence
+    :math:`\boldsymbol\mu \mapsto Q\boldsymbol\mu` and :math:`\alpha \mapsto Q\alpha Q^\top`.
+    Backward (:func:`tensor_fitting_backward`), for the dipole
+    :math:`\bar o_i = \mathcal R_i \bar{\boldsymbol\mu}_i`, :math:`\bar{\mathcal R}_i = o_i \otimes \bar{\boldsymbol\mu}_i`;
+    for the polarizability :math:`\bar P = \mathcal R \bar\alpha \mathcal R^\top`,
+    :math:`\bar{\mathcal R} = P\mathcal R(\bar\alpha + \bar\alpha^\top)` (P symmetric), and
+    :math:`\bar p_m = \mathbf g_m^\top \bar\alpha\, \mathbf g_m` in the diagonal case.
+    """
+
+    kind: str
+    neuron: list[int]
+    nets: list[list[Layer]]
+    bias_atom: np.ndarray  # ntypes x nout
+    embedding_width: int  # M1
+    resnet_dt: bool = True
+    exclude_types: list[int] = field(default_factory=list)
+    fit_diag: bool = True
+    scale: np.ndarray | None = None  # ntypes (polar)
+    shift_diag: bool = True
+    constant_matrix: np.ndarray | None = None  # ntypes (polar)
+    activation_function: str = "tanh"
+    precision: str = "float64"
+    rcond: float | None = None
+    trainable: list[bool] | bool = True
+    r_differentiable: bool = True
+    c_differentiable: bool = True
+
+    def __post_init__(self):
+        if self.kind not in ("dipole", "polar"):
+            raise ValueError(f"kind must be 'dipole' or 'polar', got {self.kind!r}")
+        nt = len(self.nets)
+        if self.scale is None:
+            self.scale = np.ones(nt)
+        if self.constant_matrix is None:
+            self.constant_matrix = np.zeros(nt)
+
+    @property
+    def ntypes(self) -> int:
+        return len(self.nets)
+
+    @property
+    def nout(self) -> int:
+        M1 = self.embedding_width
+        return M1 if (self.kind == "dipole" or self.fit_diag) else M1 * M1
+
+    @property
+    def out_shape(self) -> tuple:
+        return (3,) if self.kind == "dipole" else (3, 3)
+
+
+def tensor_fitting_forward(D: np.ndarray, gr: np.ndarray, atype_loc: np.ndarray,
+                           fit: TensorFitting):
+    """``D`` (nloc x M1*M2), ``gr`` (nloc x M1 x 3) -> atomic dipoles (nloc x 3) or
+    polarizabilities (nloc x 3 x 3); returns ``(out, cache)``.  The isotropic shift
+    ``c_t s_t I`` is included (``shift_diag``); the model-level bias is not."""
+    nloc, M1 = D.shape[0], fit.embedding_width
+    out = np.zeros((nloc,) + fit.out_shape, dtype=D.dtype)
+    caches = []
+    for t in range(fit.ntypes):
+        rows = np.nonzero(atype_loc == t)[0]
+        if len(rows) == 0 or t in fit.exclude_types:
+            continue
+        o, c = mlp_forward(D[rows], fit.nets[t])  # nrows x nout
+        o = o + fit.bias_atom[t]
+        g = gr[rows]  # nrows x M1 x 3
+        if fit.kind == "dipole":
+            out[rows] = np.einsum("rm,rmd->rd", o, g)
+        elif fit.fit_diag:
+            p = fit.scale[t] * o  # nrows x M1
+            out[rows] = np.einsum("rm,rmd,rme->rde", p, g, g)
+        else:
+            o2 = o.reshape(-1, M1, M1)
+            p = fit.scale[t] * 0.5 * (o2 + o2.transpose(0, 2, 1))  # nrows x M1 x M1
+            out[rows] = np.einsum("rmd,rmn,rne->rde", g, p, g)
+        if fit.kind == "polar" and fit.shift_diag:
+            out[rows] += fit.constant_matrix[t] * fit.scale[t] * np.eye(3)
+        caches.append((t, rows, c, o, g))
+    return out, (D.shape, D.dtype, gr.shape, fit, caches)
+
+
+def tensor_fitting_backward(dout: np.ndarray, cache, *, param_grads: bool = False):
+    """Backward of :func:`tensor_fitting_forward`: ``(dD, dgr)`` for ``dout`` (like out);
+    with ``param_grads`` also ``{type: layer grads}`` and ``d bias_atom`` (ntypes x nout)."""
+    shape, dtype, gshape, fit, caches = cache
+    M1 = fit.embedding_width
+    dD = np.zeros(shape, dtype=dtype)  # nloc x M1*M2
+    dgr = np.zeros(gshape, dtype=dtype)  # nloc x M1 x 3
+    grads, dbias = {}, np.zeros((fit.ntypes, fit.nout), dtype=dtype)
+    for t, rows, c, o, g in caches:
+        dy = dout[rows]
+        if fit.kind == "dipole":
+            do = np.einsum("rmd,rd->rm", g, dy)  # nrows x M1
+            dgr[rows] = o[:, :, None] * dy[:, None, :]
+        elif fit.fit_diag:
+            p = fit.scale[t] * o
+            do = fit.scale[t] * np.einsum("rmd,rde,rme->rm", g, dy, g)
+            dgr[rows] = p[:, :, None] * np.einsum("rme,rde->rmd", g, dy + dy.transpose(0, 2, 1))
+        else:
+            o2 = o.reshape(-1, M1, M1)
+            p = fit.scale[t] * 0.5 * (o2 + o2.transpose(0, 2, 1))
+            dP = np.einsum("rmd,rde,rne->rmn", g, dy, g)  # nrows x M1 x M1
+            do = (fit.scale[t] * 0.5 * (dP + dP.transpose(0, 2, 1))).reshape(-1, M1 * M1)
+            dgr[rows] = np.einsum("rmn,rne,rde->rmd", p, g, dy + dy.transpose(0, 2, 1))
+        dx, gl = mlp_backward(do, c)
+        dD[rows] = dx
+        if param_grads:
+            grads[t] = gl
+            dbias[t] = do.sum(axis=0)
+    if param_grads:
+        return dD, dgr, grads, dbias
+    return dD, dgr

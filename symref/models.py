@@ -28,7 +28,8 @@ import numpy as np
 
 from .descriptor import SeE2A, keep_mask, se_e2_a_backward, se_e2_a_forward
 from .env import env_mat_backward, env_mat_forward
-from .fitting import EnergyFitting, energy_fitting_backward, energy_fitting_forward
+from .fitting import (EnergyFitting, TensorFitting, energy_fitting_backward,
+                      energy_fitting_forward, tensor_fitting_backward, tensor_fitting_forward)
 from .neighbors import build_neighbor_list
 from .nn import init_mlp, mlp_astype
 
@@ -182,6 +183,116 @@ class DeepPot:
         return m
 
 
+@dataclass
+class DeepTensor(DeepPot):
+    r"""DeepDipole / DeepPolar: se_e2_a + an equivariant head (:class:`~symref.fitting.TensorFitting`).
+
+    Atomic outputs (atom i of type t; zero for ``atom_exclude_types`` and the
+    fitting's ``exclude_types``, i.e. atoms outside deepmd-kit's ``sel_type``):
+
+    .. math::
+
+        oldsymbol\mu_i = \mathcal R_i^	op o_i,\qquad
+        lpha_i = \mathcal R_i^	op P_i \mathcal R_i + c_t s_t I + ar b_t s_t I,
+
+    with :math:`\mathcal R_i = T_{i,:,1:4}` (M1 x 3) and, for the polarizability
+    with ``shift_diag``, :math:`ar b_t` the mean of the diagonal of the
+    model-level ``out_bias[t]`` (3 x 3); the dipole gets no model-level bias
+    (deepmd-kit 3.x's ``DPDipoleAtomicModel``/``DPPolarAtomicModel``).  Global
+    values are sums over atoms.  ``out_bias``/``out_std``: ntypes x 3 (dipole) or
+    ntypes x 9 (polar).  Units are those of the labels (e.g. e·Å, Å³).
+
+    Derivatives with respect to positions (``evaluate(..., derivative=True)``):
+    for each output component c the backward pass is seeded with
+    :math:`ar y_i = e_c` for every atom, runs through the head (giving
+    :math:`ar D` and :math:`ar{\mathcal R}`), the descriptor (``dT`` enters
+    :func:`~symref.descriptor.se_e2_a_backward` directly) and the environment
+    rows to :math:`\partial y_c/\partial \mathbf r_{ji}`, then
+    :math:`\partial y_c/\partial \mathbf x_k = \sum_{(i,j): j = k} g_{ij} - \sum_{(i,j): i = k} g_{ij}`.
+    """
+
+    @property
+    def kind(self) -> str:
+        return self.fitting.kind
+
+    @property
+    def var_name(self) -> str:
+        return "dipole" if self.kind == "dipole" else "polarizability"
+
+    def evaluate(self, coord, atype, box=None, *, derivative: bool = False,
+                 truncate: bool = False, backend: str = "numpy") -> dict:
+        """Global and atomic dipoles or polarizabilities of one or more frames (float64).
+
+        Inputs as :meth:`DeepPot.evaluate`.  Returns ``dipole`` (nf, 3) and
+        ``atom_dipole`` (nf, natoms, 3), or ``polarizability`` (nf, 3, 3) and
+        ``atom_polarizability`` (nf, natoms, 3, 3); with ``derivative`` also
+        ``dipole_derivative`` (nf, 3, natoms, 3) = ∂μ_a/∂x_{k,b} (what IR spectra
+        need) or ``polarizability_derivative`` (nf, 3, 3, natoms, 3).  Both
+        backends run the NumPy reference (tensor models have no fast path yet).
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        coord, atype, box = normalize_inputs(coord, atype, box, self.ntypes)
+        nf, natoms, _ = coord.shape
+        shape = self.fitting.out_shape
+        name = self.var_name
+        out = {name: np.zeros((nf,) + shape), f"atom_{name}": np.zeros((nf, natoms) + shape)}
+        if derivative:
+            out[f"{name}_derivative"] = np.zeros((nf,) + shape + (natoms, 3))
+        for f in range(nf):
+            res = self._tensor_frame(coord[f], atype[f], None if box is None else box[f],
+                                     derivative=derivative, truncate=truncate, frame=f)
+            for k, v in res.items():
+                out[k][f] = v
+        return out
+
+    def _atom_shift(self, atype) -> np.ndarray:
+        """Model-level isotropic shift of each atom's polarizability (nloc x 3 x 3)."""
+        fit = self.fitting
+        if self.kind != "polar" or not fit.shift_diag:
+            return 0.0
+        b = np.asarray(self.out_bias).reshape(self.ntypes, 3, 3)
+        diag = np.trace(b, axis1=1, axis2=2) / 3.0 * np.asarray(fit.scale)  # ntypes
+        return diag[atype][:, None, None] * np.eye(3)
+
+    def _tensor_frame(self, coord, atype, box, *, derivative, truncate, frame):
+        desc, fit = self.descriptor, self.fitting
+        nlist, mask, rij, R, env_cache = self.environment(coord, atype, box,
+                                                          truncate=truncate, frame=frame)
+        keep = keep_mask(desc, atype, nlist)
+        D, d_cache = se_e2_a_forward(R, atype, keep, desc)  # nloc x M1*M2
+        T = d_cache[2]  # nloc x M1 x 4
+        atom, f_cache = tensor_fitting_forward(D, T[:, :, 1:], atype, fit)  # nloc x shape
+        atom = atom + self._atom_shift(atype)
+        alive = ~np.isin(atype, self.atom_exclude_types)  # nloc
+        atom = np.where(alive.reshape((-1,) + (1,) * (atom.ndim - 1)), atom, 0.0)
+        name = self.var_name
+        res = {name: atom.sum(axis=0), f"atom_{name}": atom}
+        if derivative:
+            natoms = coord.shape[0]
+            shape = fit.out_shape
+            deriv = np.zeros(shape + (natoms, 3))
+            for comp in np.ndindex(*shape):
+                seed = np.zeros_like(atom)  # nloc x shape
+                seed[(slice(None),) + comp] = alive
+                dD, dgr = tensor_fitting_backward(seed, f_cache)
+                dT = np.zeros_like(T)
+                dT[:, :, 1:] = dgr
+                dR = se_e2_a_backward(dD, d_cache, dT=dT)  # nloc x nnei x 4
+                g = env_mat_backward(dR, env_cache)  # nloc x nnei x 3 = dy_c/dr_ji
+                grad = -g.sum(axis=1)  # r_ji = x_j - x_i
+                np.add.at(grad, nlist[mask], g[mask])
+                deriv[comp] = grad
+            res[f"{name}_derivative"] = deriv
+        return res
+
+    def _evaluate_frame(self, *args, **kwargs):  # pragma: no cover - guard
+        raise TypeError("DeepTensor models have no energy; use evaluate()")
+
+    def astype(self, dtype) -> "DeepTensor":
+        raise NotImplementedError("DeepTensor models evaluate in float64 only")
+
+
 def _dtype(precision: str):
     try:
         return PRECISIONS[precision]
@@ -290,8 +401,10 @@ def build_model(config: dict, seed: int = 0) -> DeepPot:
     dtype_name = dc.get("type", "se_e2_a")
     if dtype_name not in ("se_e2_a", "se_a"):
         raise ValueError(f"descriptor type {dtype_name!r} is not implemented (only se_e2_a)")
-    if fc.get("type", "ener") != "ener":
-        raise ValueError(f"fitting_net type {fc.get('type')!r} is not implemented (only ener)")
+    ftype = fc.get("type", "ener")
+    if ftype not in ("ener", "dipole", "polar"):
+        raise ValueError(f"fitting_net type {ftype!r} is not implemented "
+                         "(ener, dipole, polar)")
     sel = dc.get("sel")
     if not isinstance(sel, (list, tuple)) or len(sel) != ntypes or \
             any(not isinstance(s, (int, np.integer)) or s < 0 for s in sel):
@@ -319,6 +432,8 @@ def build_model(config: dict, seed: int = 0) -> DeepPot:
                  exclude_types=[tuple(p) for p in dc.get("exclude_types", [])],
                  precision=precision)
     fneuron = list(fc.get("neuron", [240, 240, 240]))
+    if ftype != "ener":
+        return _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng)
     nets = [init_mlp(rng, desc.dim_out, fneuron, resnet_dt=bool(fc.get("resnet_dt", True)),
                      out_dim=1) for _ in range(ntypes)]
     fit = EnergyFitting(neuron=fneuron, nets=nets, bias_atom_e=np.zeros(ntypes),
@@ -331,6 +446,44 @@ def build_model(config: dict, seed: int = 0) -> DeepPot:
                    pair_exclude_types=[tuple(p) for p in config.get("pair_exclude_types", [])])
 
 
+def _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng) -> DeepTensor:
+    """The dipole/polar part of :func:`build_model`: ``sel_type`` (types that carry
+    the output; deepmd-kit 2.x's key) or ``exclude_types`` (its complement),
+    ``fit_diag``, ``scale`` (number or one per type), ``shift_diag``."""
+    ntypes = len(type_map)
+    if "sel_type" in fc and fc.get("exclude_types"):
+        raise ValueError("fitting_net: give sel_type or exclude_types, not both")
+    if "sel_type" in fc:
+        sel_type = [int(t) for t in fc["sel_type"]]
+        if any(not 0 <= t < ntypes for t in sel_type):
+            raise ValueError(f"fitting_net.sel_type {sel_type} has types outside 0..{ntypes - 1}")
+        exclude = [t for t in range(ntypes) if t not in sel_type]
+    else:
+        exclude = [int(t) for t in fc.get("exclude_types", [])]
+    # deepmd-kit 3.x keeps the exclusion at model level (atom_exclude_types) and
+    # copies it into the fitting; sel_type is its complement
+    exclude = sorted(set(exclude) | {int(t) for t in config.get("atom_exclude_types", [])})
+    M1 = desc.neuron[-1]
+    fit_diag = bool(fc.get("fit_diag", True))
+    nout = M1 if ftype == "dipole" or fit_diag else M1 * M1
+    resnet_dt = bool(fc.get("resnet_dt", True))
+    nets = [init_mlp(rng, desc.dim_out, fneuron, resnet_dt=resnet_dt, out_dim=nout)
+            for _ in range(ntypes)]
+    scale = fc.get("scale", 1.0)
+    scale = np.full(ntypes, float(scale)) if np.ndim(scale) == 0 else np.asarray(scale, float)
+    if scale.shape != (ntypes,):
+        raise ValueError(f"fitting_net.scale must be a number or {ntypes} numbers, got {scale}")
+    fit = TensorFitting(kind=ftype, neuron=fneuron, nets=nets, bias_atom=np.zeros((ntypes, nout)),
+                        embedding_width=M1, resnet_dt=resnet_dt, exclude_types=exclude,
+                        fit_diag=fit_diag, scale=scale, shift_diag=bool(fc.get("shift_diag", True)),
+                        precision=fc.get("precision", desc.precision))
+    odim = 3 if ftype == "dipole" else 9
+    return DeepTensor(type_map=type_map, descriptor=desc, fitting=fit,
+                      out_bias=np.zeros((ntypes, odim)), out_std=np.ones((ntypes, odim)),
+                      atom_exclude_types=list(exclude),
+                      pair_exclude_types=[tuple(p) for p in config.get("pair_exclude_types", [])])
+
+
 def randomize_statistics(model: DeepPot, seed: int = 0) -> DeepPot:
     """Give ``model`` non-trivial statistics and biases in place (for tests and demos).
 
@@ -341,7 +494,9 @@ def randomize_statistics(model: DeepPot, seed: int = 0) -> DeepPot:
     columns would break rotation invariance; values varying inside a group
     would make the energy jump when two neighbours swap order).
     ``a`` ~ N(0, 0.05²), ``s``, ``σ`` ~ U(0.5, 2), ``bias_atom_e`` and
-    ``out_bias`` ~ N(0, 1) per type.  Returns ``model``.
+    ``out_bias`` ~ N(0, 1) per type (a :class:`DeepTensor`: ``bias_atom`` ~
+    N(0, 0.1²) per coefficient, ``constant_matrix`` and ``out_bias`` ~ N(0, 1)).
+    Returns ``model``.
     """
     rng = np.random.default_rng(seed)
     d = model.descriptor
@@ -355,6 +510,12 @@ def randomize_statistics(model: DeepPot, seed: int = 0) -> DeepPot:
             dstd[t, sl, 0] = rng.uniform(0.5, 2.0)
             dstd[t, sl, 1:] = rng.uniform(0.5, 2.0)
     d.davg, d.dstd = davg, dstd
+    if isinstance(model, DeepTensor):  # bias per output coefficient; polar: also c_t
+        fit = model.fitting
+        fit.bias_atom = 0.1 * rng.normal(size=fit.bias_atom.shape)
+        fit.constant_matrix = rng.normal(size=model.ntypes)
+        model.out_bias = rng.normal(size=model.out_bias.shape)
+        return model
     model.fitting.bias_atom_e = rng.normal(size=model.ntypes)
     model.out_bias = rng.normal(size=model.ntypes)
     return model

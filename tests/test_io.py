@@ -209,7 +209,7 @@ UNSUPPORTED = {
                        .__setitem__("@version", 3), "@version 3"),
     "descriptor type": (lambda d: d["descriptor"].__setitem__("type", "se_e2_r"), "se_e2_r"),
     "dpa1": (lambda d: d["descriptor"].__setitem__("type", "dpa1"), "dpa1"),
-    "fitting type": (lambda d: d["fitting"].__setitem__("type", "dipole"), "dipole"),
+    "fitting type": (lambda d: d["fitting"].__setitem__("type", "dos"), "dos"),
     "model type": (lambda d: d.__setitem__("type", "zbl"), "zbl"),
     "fparam": (lambda d: d["fitting"].__setitem__("numb_fparam", 2), "numb_fparam"),
     "aparam": (lambda d: d["fitting"].__setitem__("numb_aparam", 1), "numb_aparam"),
