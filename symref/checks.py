@@ -977,10 +977,11 @@ def check_tensor_symmetry(fn, coord, box=None, atype=None, output: str = "vector
 
 def check_gradient_fd(fun, theta, steps=(1e-4, 5e-5), ncomponents: int | None = 40, rng=None,
                       tol: float = 1e-6, *, roundoff: float = 1e-10,
-                      name: str = "gradient_fd") -> CheckResult:
+                      name: str = "gradient_fd", components=None) -> CheckResult:
     r"""``fun(theta) -> (value, gradient)`` against central finite differences.
 
-    ``ncomponents`` random components of ``theta`` (all when None) are perturbed by
+    ``components`` (indices), or else ``ncomponents`` random components of ``theta``
+    (all when None), are perturbed by
     each of the two ``steps``; the result holds both errors, the observed order
     (≈ 2 for a correct gradient unless both errors are at round-off) and the
     Richardson-extrapolated relative error (compared with ``tol``), relative to
@@ -993,8 +994,14 @@ def check_gradient_fd(fun, theta, steps=(1e-4, 5e-5), ncomponents: int | None = 
     if grad.shape != theta.shape:
         raise ValueError(f"gradient has shape {grad.shape}, parameters {theta.shape}")
     gen = _as_rng(rng)
-    idx = np.arange(theta.size) if ncomponents is None or ncomponents >= theta.size else \
-        np.sort(gen.choice(theta.size, size=int(ncomponents), replace=False))
+    if components is not None:
+        idx = np.unique(np.asarray(components, dtype=np.int64))
+        if idx.size == 0 or idx[0] < 0 or idx[-1] >= theta.size:
+            raise ValueError(f"components must be indices in [0, {theta.size})")
+    elif ncomponents is None or ncomponents >= theta.size:
+        idx = np.arange(theta.size)
+    else:
+        idx = np.sort(gen.choice(theta.size, size=int(ncomponents), replace=False))
     fd = np.empty((2, len(idx)))
     emag = abs(float(val))
     for k, h in enumerate((h1, h2)):

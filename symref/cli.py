@@ -97,6 +97,15 @@ def cmd_check(args) -> int:
         print("  (the first run compiles the numba kernels, ~20 s; later runs load them from cache)")
     print()
     ok = True
+    if hasattr(model, "var_name"):  # dipole / polarizability model
+        for name, coord, atype, box in _systems(args, model):
+            results = _tensor_checks(model, coord, atype, box, args.seed)
+            print(f"== {name}: {len(atype)} atoms")
+            print(checks.format_table(results))
+            print()
+            ok &= checks.all_passed(results)
+        print("all checks passed" if ok else "SOME CHECKS FAILED")
+        return 0 if ok else 1
     for name, coord, atype, box in _systems(args, model):
         calc = checks.as_calculator(_Backend(model, args.backend), atype)
         t0 = time.perf_counter()
@@ -113,13 +122,35 @@ def cmd_check(args) -> int:
     return 0 if ok else 1
 
 
+def _tensor_checks(model, coord, atype, box, seed) -> list:
+    """Equivariance of the global output and, for each of its components, its
+    position derivative against finite differences (order 2)."""
+    from . import checks
+
+    name = model.var_name
+    out = "vector" if model.kind == "dipole" else "tensor"
+    results = checks.check_tensor_symmetry(
+        lambda c, b: model.evaluate(c, atype, b)[name][0], coord, box, atype, out,
+        rng=np.random.default_rng(seed))
+    n = len(atype)
+    for comp in np.ndindex(*model.fitting.out_shape):
+        def fun(x, comp=comp):
+            e = model.evaluate(x.reshape(1, n, 3), atype, box, derivative=True)
+            return e[name][0][comp], e[f"{name}_derivative"][0][comp].ravel()
+
+        results.append(checks.check_gradient_fd(
+            fun, coord.ravel(), steps=(1e-3, 5e-4), ncomponents=min(3 * n, 24),
+            rng=np.random.default_rng(seed), name=f"{name}{list(comp)}_derivative_fd"))
+    return results
+
+
 def cmd_train(args) -> int:
     """``symref train input.json``: build (or restart) a model, fit it, save it."""
     from .data import load_systems
     from .inputfile import LOSS_DEFAULTS, read_input
     from .io import save_model
-    from .loss import LossPrefactors
-    from .models import build_model
+    from .loss import LossPrefactors, TensorPrefactors
+    from .models import DeepTensor, build_model
     from .optim import ExpDecayLR
     from .train import fit_adam, fit_lbfgs
 
@@ -149,11 +180,24 @@ def cmd_train(args) -> int:
         print("warning: symref.stats not available: statistics left neutral", file=sys.stderr)
     else:
         if args.restart is None:  # deepmd-kit's sample of frames and its statistics
-            compute_statistics(model, stat_frames(train, batch_size=tr["training_data"].get(
-                "batch_size", "auto")))
-    loss = {**LOSS_DEFAULTS, **{k: v for k, v in cfg.get("loss", {}).items() if k in LOSS_DEFAULTS}}
-    start = LossPrefactors(loss["start_pref_e"], loss["start_pref_f"], loss["start_pref_v"])
-    limit = LossPrefactors(loss["limit_pref_e"], loss["limit_pref_f"], loss["limit_pref_v"])
+            frames = stat_frames(train, batch_size=tr["training_data"].get("batch_size", "auto"))
+            if isinstance(model, DeepTensor):
+                from .stats import apply_statistics, env_stat, tensor_shift
+
+                apply_statistics(model, *env_stat(model, frames))
+                if model.kind == "polar" and model.fitting.shift_diag:
+                    model.out_bias = tensor_shift(model, frames)
+            else:
+                compute_statistics(model, frames)
+    if isinstance(model, DeepTensor):  # deepmd-kit's tensor loss: constant weights
+        lc = cfg.get("loss", {})
+        start = limit = TensorPrefactors(float(lc.get("pref", 1.0)),
+                                         float(lc.get("pref_atomic", 1.0)))
+    else:
+        loss = {**LOSS_DEFAULTS, **{k: v for k, v in cfg.get("loss", {}).items()
+                                    if k in LOSS_DEFAULTS}}
+        start = LossPrefactors(loss["start_pref_e"], loss["start_pref_f"], loss["start_pref_v"])
+        limit = LossPrefactors(loss["limit_pref_e"], loss["limit_pref_f"], loss["limit_pref_v"])
     numb_steps = int(tr.get("numb_steps", 1000))
     opt = cfg.get("optimizer", {}).get("type", "adam")
     out = Path(args.output)
@@ -221,12 +265,40 @@ def cmd_test(args) -> int:
 
     model = load_model(args.model)
     systems = load_systems(args.system, model.type_map)
+    if hasattr(model, "var_name"):  # dipole / polarizability model
+        return _test_tensor(args, model, systems)
     table = errors_table(model, systems, args.numb_test)
     print(f"symref test: {args.model} on {len(systems)} system(s)")
     print(format_errors(table))
     if args.plot:
         parity_plot(table, args.plot)
         print(f"parity plot: {args.plot}")
+    return 0
+
+
+def _test_tensor(args, model, systems) -> int:
+    """``symref test`` for a dipole/polarizability model: RMSE of the global and the
+    atomic labels per system and over all, with the labels' spread for scale."""
+    from .data import select_frames
+    from .train import tensor_errors, tensor_labels
+
+    name = model.var_name
+    print(f"symref test: {args.model} ({name} model) on {len(systems)} system(s)")
+    print(f"  {'system':40s} {'frames':>6s} {'RMSE global':>12s} {'(label std)':>12s} "
+          f"{'RMSE atomic':>12s} {'(label std)':>12s}")
+    for s in systems:
+        if args.numb_test:
+            s = select_frames(s, np.arange(min(args.numb_test, s.nframes)))
+        e = tensor_errors(model, s)
+        label, atom = tensor_labels(model, s)
+        sel = ~np.isin(s.atype, model.atom_exclude_types)
+
+        def fmt(key, ref):
+            return (f"{e[key]:12.4e} {float(np.std(ref)):12.4e}" if key in e
+                    else f"{'-':>12s} {'-':>12s}")
+
+        print(f"  {str(s.name)[-40:]:40s} {s.nframes:6d} {fmt('rmse_gl_total', label)} "
+              f"{fmt('rmse_lc', None if atom is None else atom[:, sel])}")
     return 0
 
 

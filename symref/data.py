@@ -9,7 +9,7 @@ molecules, and ``set.NNN/`` folders with ``coord.npy`` (nframes x 3·natoms, Å)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,12 @@ class System:
     force: np.ndarray | None = None  # nframes x natoms x 3
     virial: np.ndarray | None = None  # nframes x 3 x 3
     name: str = ""
+    #: tensor labels (deepmd-kit file -> key): dipole.npy -> "dipole" (nframes x 3),
+    #: atomic_dipole.npy -> "atom_dipole" (nframes x k x 3), polarizability.npy ->
+    #: "polarizability" (nframes x 3 x 3), atomic_polarizability.npy ->
+    #: "atom_polarizability" (nframes x k x 3 x 3); k = natoms, or the number of atoms
+    #: of the selected types (deepmd-kit's sel_type layout, see :func:`atomic_labels`)
+    tensors: dict = field(default_factory=dict)
 
     @property
     def nframes(self) -> int:
@@ -88,6 +94,7 @@ def load_system(path) -> System:
     if not sets:
         raise FileNotFoundError(f"{root}: no set.* folders")
     parts: dict[str, list] = {"coord": [], "box": [], "energy": [], "force": [], "virial": []}
+    tparts: dict[str, list] = {}
     for s in sets:
         cfile = s / "coord.npy"
         if not cfile.is_file():
@@ -114,6 +121,10 @@ def load_system(path) -> System:
                 parts[key].append(a.reshape(shape))
             else:
                 parts[key].append(None)
+        for key, width, names in TENSOR_FILES:
+            found = [s / n for n in names if (s / n).is_file()]
+            tparts.setdefault(key, []).append(_load_tensor(found[0], nf, width, natoms)
+                                              if found else None)
 
     def cat(key):
         vals = parts[key]
@@ -121,9 +132,56 @@ def load_system(path) -> System:
             return None
         return np.concatenate(vals)
 
+    tensors = {}
+    for key, vals in tparts.items():
+        if all(v is not None for v in vals):
+            if len({v.shape[1:] for v in vals}) > 1:
+                raise ValueError(f"{root}: {key} labels have different shapes in different sets")
+            tensors[key] = np.concatenate(vals)
     return System(type_map=type_map, atype=atype, coord=cat("coord"),
                   box=cat("box") if periodic else None, energy=cat("energy"),
-                  force=cat("force"), virial=cat("virial"), name=str(root))
+                  force=cat("force"), virial=cat("virial"), name=str(root), tensors=tensors)
+
+
+#: (key, components per atom or frame, accepted file names)
+TENSOR_FILES = (("dipole", 3, ("dipole.npy",)),
+                ("atom_dipole", 3, ("atomic_dipole.npy", "atom_dipole.npy")),
+                ("polarizability", 9, ("polarizability.npy",)),
+                ("atom_polarizability", 9, ("atomic_polarizability.npy",
+                                            "atom_polarizability.npy")))
+
+
+def _load_tensor(path: Path, nf: int, width: int, natoms: int) -> np.ndarray:
+    """A tensor label file as (nf, 3|3x3) or (nf, k, 3|3x3) for atomic labels."""
+    a = _load_npy(path, nf, None)
+    atomic = path.name.startswith("atom")
+    shape = (3,) if width == 3 else (3, 3)
+    if not atomic:
+        if a.shape[1] != width:
+            raise ValueError(f"{path}: shape {a.shape}, expected ({nf}, {width})")
+        return a.reshape((nf,) + shape)
+    if a.shape[1] % width or not 0 < a.shape[1] // width <= natoms:
+        raise ValueError(f"{path}: shape {a.shape}, expected ({nf}, {width} x k) with k = "
+                         f"natoms ({natoms}) or the number of selected atoms")
+    return a.reshape((nf, a.shape[1] // width) + shape)
+
+
+def atomic_labels(system: System, key: str, sel_types) -> np.ndarray:
+    """``system.tensors[key]`` (an atomic label) as (nframes, natoms, ...), zeros for
+    atoms outside ``sel_types`` (deepmd-kit's convention).  Files may hold every atom
+    or only the selected ones (in atom order)."""
+    a = system.tensors[key]
+    sel = np.isin(system.atype, list(sel_types))
+    k = a.shape[1]
+    if k == system.natoms:
+        return np.where(sel.reshape((1, -1) + (1,) * (a.ndim - 2)), a, 0.0)
+    if k != int(sel.sum()):
+        raise ValueError(f"{system.name or 'system'}: {key} has {k} atoms per frame; expected "
+                         f"natoms ({system.natoms}) or the atoms of the selected types "
+                         f"{sorted(sel_types)} ({int(sel.sum())})")
+    out = np.zeros((a.shape[0], system.natoms) + a.shape[2:])
+    out[:, sel] = a
+    return out
 
 
 # ------------------------------------------------------------ built-in systems
@@ -198,9 +256,7 @@ def map_types(system: System, type_map: list[str]) -> System:
                              f"model's type_map {type_map}")
         lookup = np.array([index.get(name, -1) for name in system.type_map], dtype=np.int64)
         new = lookup[atype]
-    return System(type_map=list(type_map), atype=new, coord=system.coord, box=system.box,
-                  energy=system.energy, force=system.force, virial=system.virial,
-                  name=system.name)
+    return replace(system, type_map=list(type_map), atype=new)
 
 
 def load_systems(paths, type_map: list[str]) -> list[System]:
@@ -220,9 +276,10 @@ def select_frames(system: System, frames) -> System:
     def take(a):
         return None if a is None else a[frames]
 
-    return System(type_map=system.type_map, atype=system.atype, coord=system.coord[frames],
-                  box=take(system.box), energy=take(system.energy), force=take(system.force),
-                  virial=take(system.virial), name=system.name)
+    return replace(system, coord=system.coord[frames], box=take(system.box),
+                   energy=take(system.energy), force=take(system.force),
+                   virial=take(system.virial),
+                   tensors={k: v[frames] for k, v in system.tensors.items()})
 
 
 def split_frames(systems: list[System], valid_fraction: float, seed: int = 0):
@@ -243,3 +300,44 @@ def split_frames(systems: list[System], valid_fraction: float, seed: int = 0):
         if nval:
             valid.append(select_frames(s, np.sort(perm[:nval])))
     return train, valid
+
+
+def save_system(system: System, path, set_size: int | None = None) -> None:
+    """Write ``system`` as a deepmd-kit npy folder (``type.raw``, ``type_map.raw``,
+    ``nopbc`` for molecules, ``set.000``… with ``coord``/``box``/``energy``/``force``/
+    ``virial`` and the tensor labels under deepmd-kit's file names).  The folder is
+    assembled beside ``path`` and renamed into place, so an interrupted write leaves
+    nothing half-written; ``FileExistsError`` if ``path`` exists."""
+    import os
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path}: exists; choose a new folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        np.savetxt(tmp / "type.raw", system.atype, fmt="%d")
+        if system.type_map is not None:
+            (tmp / "type_map.raw").write_text("\n".join(system.type_map) + "\n")
+        if system.box is None:
+            (tmp / "nopbc").write_text("")
+        nf, n = system.nframes, set_size or system.nframes
+        files = {"coord.npy": system.coord, "box.npy": system.box, "energy.npy": system.energy,
+                 "force.npy": system.force, "virial.npy": system.virial}
+        names = {"dipole": "dipole.npy", "atom_dipole": "atomic_dipole.npy",
+                 "polarizability": "polarizability.npy",
+                 "atom_polarizability": "atomic_polarizability.npy"}
+        files.update({names[k]: v for k, v in system.tensors.items()})
+        for k, s0 in enumerate(range(0, nf, n)):
+            d = tmp / f"set.{k:03d}"
+            d.mkdir()
+            for fname, a in files.items():
+                if a is not None:
+                    a = np.asarray(a[s0:s0 + n], dtype=np.float64)
+                    np.save(d / fname, a.reshape(a.shape[0], -1))
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -2,12 +2,14 @@ r"""deepmd-kit's ``input.json`` for ``symref train``: the subset symref implemen
 
 Sections read (deepmd-kit's names and defaults):
 
-* ``model``: ``type_map``, ``descriptor`` (se_e2_a), ``fitting_net`` (ener) —
+* ``model``: ``type_map``, ``descriptor`` (se_e2_a), ``fitting_net`` (ener, dipole, polar) —
   see :func:`symref.models.build_model`;
 * ``learning_rate``: ``type`` "exp", ``start_lr`` (1e-3), ``stop_lr`` (1e-8),
   ``decay_steps`` (5000), ``decay_rate``, ``warmup_steps``, ``smooth``;
 * ``loss``: ``type`` "ener", ``start_pref_{e,f,v}`` / ``limit_pref_{e,f,v}``
-  (deepmd-kit's defaults 0.02/1, 1000/1, 0/0);
+  (deepmd-kit's defaults 0.02/1, 1000/1, 0/0); or, for a ``dipole``/``polar``
+  fitting, ``type`` "tensor" with ``pref`` (global label) and ``pref_atomic``
+  (atomic label), both default 1 and constant during training;
 * ``training``: ``training_data`` / ``validation_data`` (``systems``,
   ``batch_size`` int or "auto" = ceil(32 / natoms)), ``numb_steps``, ``seed``,
   ``disp_file`` (lcurve.out), ``disp_freq`` (1000), ``save_freq`` (1000),
@@ -31,7 +33,7 @@ KNOWN = {
     "learning_rate": {"type", "start_lr", "stop_lr", "decay_steps", "decay_rate", "warmup_steps",
                       "warmup_start_factor", "smooth", "scale_by_worker", "_comment"},
     "loss": {"type", "start_pref_e", "limit_pref_e", "start_pref_f", "limit_pref_f",
-             "start_pref_v", "limit_pref_v", "_comment"},
+             "start_pref_v", "limit_pref_v", "pref", "pref_atomic", "_comment"},
     "training": {"training_data", "validation_data", "numb_steps", "seed", "disp_file",
                  "disp_freq", "save_freq", "save_ckpt", "disp_training", "time_training",
                  "profiling", "profiling_file", "_comment"},
@@ -71,8 +73,16 @@ def read_input(path):
     if lr.get("type", "exp") != "exp":
         raise ValueError(f"{path}: learning_rate.type {lr.get('type')!r}: only 'exp' is implemented")
     loss = cfg.get("loss", {})
-    if loss.get("type", "ener") != "ener":
-        raise ValueError(f"{path}: loss.type {loss.get('type')!r}: only 'ener' is implemented")
+    ftype = cfg["model"].get("fitting_net", {}).get("type", "ener") \
+        if isinstance(cfg["model"], dict) else "ener"
+    want = "tensor" if ftype in ("dipole", "polar") else "ener"
+    if loss.get("type", want) != want:
+        raise ValueError(f"{path}: loss.type {loss.get('type')!r} does not fit a {ftype!r} "
+                         f"model (use {want!r})")
+    for k in ("pref", "pref_atomic"):
+        v = loss.get(k, 1.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ValueError(f"{path}: loss.{k} must be a non-negative number, got {v!r}")
     opt = cfg.get("optimizer", {})
     if opt.get("type", "adam") not in ("adam", "lbfgs"):
         raise ValueError(f"{path}: optimizer.type must be 'adam' or 'lbfgs', got {opt.get('type')!r}")

@@ -46,7 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .descriptor import keep_mask, se_e2_a_backward_dual, se_e2_a_forward_dual
+from .descriptor import (keep_mask, se_e2_a_backward, se_e2_a_backward_dual, se_e2_a_forward,
+                         se_e2_a_forward_dual)
 from .env import env_mat_tangent
 from .fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
 from .models import normalize_inputs
@@ -74,7 +75,10 @@ def parameters(model) -> list[tuple[str, np.ndarray]]:
             for k in ("w", "b", "idt"):
                 if getattr(ly, k) is not None:
                     out.append((f"fitting[{t}].layer[{li}].{k}", getattr(ly, k)))
-    out.append(("bias_atom_e", model.fitting.bias_atom_e))
+    if hasattr(model.fitting, "bias_atom"):  # dipole / polarizability head
+        out.append(("bias_atom", model.fitting.bias_atom))
+    else:
+        out.append(("bias_atom_e", model.fitting.bias_atom_e))
     return out
 
 
@@ -94,7 +98,7 @@ def _grad_arrays(model, emb_grads, fit_grads, dbias) -> dict[str, np.ndarray]:
             for k, v in d.items():
                 if v is not None:
                     out[f"fitting[{t}].layer[{li}].{k}"] += v
-    out["bias_atom_e"] += dbias
+    out["bias_atom" if "bias_atom" in out else "bias_atom_e"] += dbias
     return out
 
 
@@ -184,3 +188,80 @@ def _frame(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
     Dbar, Ddbar, fit_grads, dbias = energy_fitting_backward_dual(a * alive, -alive, f_cache)
     emb_grads = se_e2_a_backward_dual(Dbar, Ddbar, d_cache)
     return loss, _grad_arrays(model, emb_grads, fit_grads, dbias)
+
+
+# ------------------------------------------------------------ tensor (dipole/polar) loss
+@dataclass
+class TensorPrefactors:
+    """deepmd-kit's ``tensor`` loss weights: ``pref`` (global label), ``pref_atomic``."""
+
+    pref: float = 1.0
+    pref_atomic: float = 1.0
+
+
+def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
+                         pref: TensorPrefactors = TensorPrefactors(), *, grad: bool = True):
+    r"""deepmd-kit's ``tensor`` loss of a :class:`~symref.models.DeepTensor` and its gradient.
+
+    For frames f with N atoms and c = 3 (dipole) or 9 (polarizability) components,
+
+    .. math::
+
+        L = p_a \frac{1}{n_f N c}\sum_{f,i,k}(y_{fik} - y^*_{fik})^2
+          + p_g \frac{1}{n_f c}\sum_{f,k}(Y_{fk} - Y^*_{fk})^2,\qquad Y_f = \sum_i y_{fi},
+
+    (``atom_label`` (nf, natoms, ...) holds zeros for atoms outside the selected
+    types, as deepmd-kit's data loader fills them).  No forces are involved, so
+    the gradient is one ordinary backward pass seeded with
+    :math:`\bar y_{fi} = 2p_a(y_{fi}-y^*_{fi})/(n_f N c) + 2p_g(Y_f - Y^*_f)/(n_f c)`
+    through the head (:func:`~symref.fitting.tensor_fitting_backward`: D̄, R̄ = T̄[:, :, 1:]),
+    the descriptor and the embedding nets.  Returns ``(loss, {name: dL/dparam} or None)``.
+    """
+    from .fitting import tensor_fitting_backward, tensor_fitting_forward
+
+    coord, atype, box = normalize_inputs(coord, atype, box, model.ntypes)
+    nf, N, _ = coord.shape
+    shape = model.fitting.out_shape
+    c = int(np.prod(shape))
+    if label is None and atom_label is None:
+        raise ValueError("tensor loss needs a global label, an atomic label or both")
+    if label is not None:
+        label = np.asarray(label, dtype=np.float64).reshape((nf,) + shape)
+    if atom_label is not None:
+        atom_label = np.asarray(atom_label, dtype=np.float64).reshape((nf, N) + shape)
+    desc = model.descriptor
+    total, grads = 0.0, None
+    for f in range(nf):
+        a = atype[f]
+        nlist, mask, rij, R, env_cache = model.environment(coord[f], a,
+                                                           None if box is None else box[f])
+        D, d_cache = se_e2_a_forward(R, a, keep_mask(desc, a, nlist), desc)
+        T = d_cache[2]
+        y, f_cache = tensor_fitting_forward(D, T[:, :, 1:], a, model.fitting)
+        y = y + model._atom_shift(a)
+        alive = (~np.isin(a, model.atom_exclude_types)).reshape((-1,) + (1,) * len(shape))
+        y = np.where(alive, y, 0.0)  # nloc x shape
+        dy = np.zeros_like(y)
+        if atom_label is not None and pref.pref_atomic:
+            r = y - atom_label[f]
+            total += pref.pref_atomic * float(np.sum(r * r)) / (nf * N * c)
+            dy += 2.0 * pref.pref_atomic * r / (nf * N * c)
+        if label is not None and pref.pref:
+            r = y.sum(axis=0) - label[f]
+            total += pref.pref * float(np.sum(r * r)) / (nf * c)
+            dy += 2.0 * pref.pref * r / (nf * c)
+        if not grad:
+            continue
+        dy = dy * alive
+        dD, dgr, fit_grads, dbias = tensor_fitting_backward(dy, f_cache, param_grads=True)
+        dT = np.zeros_like(T)
+        dT[:, :, 1:] = dgr
+        _, emb = se_e2_a_backward(dD, d_cache, param_grads=True, dT=dT)
+        emb_list = [emb.get(i) for i in range(len(desc.embeddings))]
+        gf = _grad_arrays(model, emb_list, fit_grads, dbias)
+        if grads is None:
+            grads = gf
+        else:
+            for k, v in gf.items():
+                grads[k] += v
+    return total, grads

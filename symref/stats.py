@@ -579,3 +579,44 @@ def compute_statistics(model: DeepPot, systems, *, apply: bool = True, truncate:
     if apply:
         apply_statistics(model, davg, dstd, bias, std)
     return {"davg": davg, "dstd": dstd, "out_bias": bias, "out_std": std}
+
+
+def tensor_shift(model, systems) -> np.ndarray:
+    r"""The polarizability model's ``out_bias`` (ntypes x 9) for ``shift_diag``.
+
+    Per selected type t, the isotropic part :math:`b_t` of the polarizability
+    by least squares over every label available: an atomic label gives
+    :math:`b_t \approx \operatorname{tr}\alpha_i/3` for each atom of type t, a
+    global label :math:`\sum_t n_t b_t \approx \operatorname{tr}\alpha/3`.  The
+    model adds :math:`\bar b_t s_t I` with :math:`\bar b_t` the mean of the
+    diagonal of ``out_bias[t]`` and :math:`s_t` the fitting's ``scale``
+    (deepmd-kit's rule), so ``out_bias[t] = (b_t/s_t) I``.  Types outside the
+    selection get 0.
+    """
+    nt = model.ntypes
+    sel = np.array([t not in model.atom_exclude_types for t in range(nt)])
+    rows, rhs = [], []
+    for s in _as_systems(systems, model.type_map):
+        tens = s.tensors
+        if "atom_polarizability" in tens:
+            from .data import atomic_labels
+
+            a = atomic_labels(s, "atom_polarizability", np.nonzero(sel)[0])  # nf x natoms x 3 x 3
+            for i, t in enumerate(s.atype):
+                if sel[t]:
+                    e = np.zeros(nt)
+                    e[t] = 1.0
+                    rows += [e] * s.nframes
+                    rhs += list(np.trace(a[:, i], axis1=1, axis2=2) / 3.0)
+        elif "polarizability" in tens:
+            counts = np.bincount(s.atype, minlength=nt) * sel
+            rows += [counts.astype(float)] * s.nframes
+            rhs += list(np.trace(tens["polarizability"], axis1=1, axis2=2) / 3.0)
+    if not rows:
+        raise ValueError("no polarizability labels to compute the diagonal shift from")
+    A = np.array(rows)[:, sel]
+    b = np.zeros(nt)
+    b[sel] = np.linalg.lstsq(A, np.array(rhs), rcond=None)[0]
+    scale = np.asarray(model.fitting.scale, dtype=np.float64)
+    out = (b / np.where(scale != 0, scale, 1.0))[:, None] * np.eye(3).reshape(1, 9)
+    return out

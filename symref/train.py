@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from .loss import LossPrefactors, energy_loss_and_grad, parameters
+from .loss import (LossPrefactors, TensorPrefactors, energy_loss_and_grad, parameters,
+                   tensor_loss_and_grad)
 
 
 def flat_parameters(model) -> np.ndarray:
@@ -44,6 +45,14 @@ def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
     total, grad = 0.0, np.zeros(sum(a.size for _, a in parameters(model)))
     names = [n for n, _ in parameters(model)]
     for s in systems:
+        if isinstance(pref, TensorPrefactors):  # dipole / polarizability model
+            label, atom_label = tensor_labels(model, s)
+            loss, g = tensor_loss_and_grad(model, s.coord, s.atype, s.box, label, atom_label,
+                                           pref)
+            w = s.nframes / nframes
+            total += w * loss
+            grad += w * np.concatenate([g[n].reshape(-1) for n in names])
+            continue
         if s.energy is None or s.force is None:
             raise ValueError(f"{s.name or 'system'}: energy and force labels are needed")
         virial = s.virial if pref.pref_v else None
@@ -53,6 +62,40 @@ def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
         total += w * loss
         grad += w * np.concatenate([g[n].reshape(-1) for n in names])
     return total, grad
+
+
+def tensor_labels(model, system):
+    """``(global label or None, atomic label or None)`` of ``system`` for a DeepTensor;
+    atomic labels expanded to every atom (zeros outside the selected types).
+    ``ValueError`` naming the system when it has neither."""
+    from .data import atomic_labels
+
+    name = model.var_name
+    sel = [t for t in range(model.ntypes) if t not in model.atom_exclude_types]
+    label = system.tensors.get(name)
+    atom = atomic_labels(system, f"atom_{name}", sel) if f"atom_{name}" in system.tensors \
+        else None
+    if label is None and atom is None:
+        files = "dipole.npy / atomic_dipole.npy" if name == "dipole" else \
+            "polarizability.npy / atomic_polarizability.npy"
+        raise ValueError(f"{system.name or 'system'}: no {name} labels ({files})")
+    return label, atom
+
+
+def tensor_errors(model, system) -> dict:
+    """RMSEs of a DeepTensor on ``system``: ``rmse_gl`` (global label, per atom as
+    deepmd-kit displays it: sqrt(mean sq. error)/natoms), ``rmse_lc`` (atomic label),
+    and ``rmse_gl_total`` (global, not divided); only those with labels."""
+    label, atom = tensor_labels(model, system)
+    ev = model.evaluate(system.coord, system.atype, system.box)
+    out = {}
+    if label is not None:
+        r = float(np.sqrt(np.mean((ev[model.var_name] - label) ** 2)))
+        out["rmse_gl"] = r / system.natoms
+        out["rmse_gl_total"] = r
+    if atom is not None:
+        out["rmse_lc"] = float(np.sqrt(np.mean((ev[f"atom_{model.var_name}"] - atom) ** 2)))
+    return out
 
 
 def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxiter: int = 100,
@@ -135,6 +178,8 @@ def errors(model, system, pref: LossPrefactors | None = None) -> dict:
     ``pref``, ``rmse`` = sqrt(loss)."""
     from .report import errors_table
 
+    if isinstance(pref, TensorPrefactors) or hasattr(model, "var_name"):
+        return tensor_errors(model, system)
     table = errors_table(model, [system])
     n = system.natoms
     out = {"rmse_e": table["energy/atom"][1], "rmse_f": table["force"][1]}
@@ -256,9 +301,12 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
                                 replace=False)
             batch = select_frames(train[k], np.sort(frames))
             lr_t = lr.value(step)
-            pref = LossPrefactors(*(prefactor(a, b, lr_t, lr.start_lr) for a, b in
-                                    zip((pref_start.pref_e, pref_start.pref_f, pref_start.pref_v),
-                                        (pref_limit.pref_e, pref_limit.pref_f, pref_limit.pref_v))))
+            if isinstance(pref_start, TensorPrefactors):  # deepmd-kit: constant weights
+                pref = pref_start
+            else:
+                pref = LossPrefactors(*(prefactor(a, b, lr_t, lr.start_lr) for a, b in zip(
+                    (pref_start.pref_e, pref_start.pref_f, pref_start.pref_v),
+                    (pref_limit.pref_e, pref_limit.pref_f, pref_limit.pref_v))))
             _, g = batch_loss_and_grad(model, [batch], pref)
             set_flat_parameters(model, adam.step(flat_parameters(model), g, lr_t))
             done = step + 1

@@ -70,3 +70,29 @@ def test_builtin_systems_are_valid():
         assert d[np.triu_indices(9, 1)].min() >= 1.0
         c = make_crystal(seed=seed)
         assert np.linalg.det(c.box[0]) > 0 and c.box[0][0, 0] < 2 * 4.0  # shorter than 2 rcut
+
+
+def test_tensor_labels_round_trip_and_sel_type_layout(tmp_path):
+    """save_system/load_system keep tensor labels; atomic labels given only for the
+    selected atoms (deepmd-kit's sel_type files) expand to zeros elsewhere."""
+    from symref.data import System, atomic_labels, load_system, save_system
+
+    rng = np.random.default_rng(0)
+    atype = np.array([0, 1, 1, 0])
+    sel_only = rng.normal(size=(3, 2, 3))  # two oxygens per frame
+    s = System(["O", "H"], atype, rng.normal(size=(3, 4, 3)), None, name="m",
+               tensors={"dipole": rng.normal(size=(3, 3)), "atom_dipole": sel_only})
+    save_system(s, tmp_path / "sys", set_size=2)
+    assert sorted(p.name for p in (tmp_path / "sys").glob("set.*")) == ["set.000", "set.001"]
+    back = load_system(tmp_path / "sys")
+    np.testing.assert_array_equal(back.tensors["dipole"], s.tensors["dipole"])
+    full = atomic_labels(back, "atom_dipole", [0])
+    np.testing.assert_array_equal(full[:, [0, 3]], sel_only)
+    np.testing.assert_array_equal(full[:, [1, 2]], 0.0)
+    with pytest.raises(ValueError, match="selected types"):
+        atomic_labels(back, "atom_dipole", [0, 1])
+    with pytest.raises(FileExistsError):
+        save_system(s, tmp_path / "sys")
+    np.save(tmp_path / "sys" / "set.000" / "atomic_dipole.npy", np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="atomic_dipole.npy"):
+        load_system(tmp_path / "sys")
