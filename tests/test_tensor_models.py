@@ -271,3 +271,17 @@ def test_tensor_loss_input_checks(tmp_path):
         (tmp_path / "in.json").write_text(json.dumps(dict(base, loss=loss)))
         with pytest.raises(ValueError, match=msg):
             read_input(tmp_path / "in.json")
+
+
+def test_symref_check_on_a_dipole_model_file(tmp_path, capsys):
+    import symref
+    from symref import cli
+
+    cfg = {"type_map": ["O", "H", "C"],
+           "descriptor": {"type": "se_e2_a", "sel": [30, 30, 30], "rcut": 3.5, "neuron": [4, 8],
+                          "axis_neuron": 3},
+           "fitting_net": {"type": "dipole", "neuron": [8]}}
+    symref.save_model(demo_model(cfg, seed=2), tmp_path / "d.yaml")
+    assert cli.main(["check", str(tmp_path / "d.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "dipole[2]_derivative_fd" in out and "wrapping/vector" in out
