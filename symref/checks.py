@@ -60,6 +60,8 @@ and any differentiable scalar of a parameter vector:
   invariant, vectors ``Q y``, tensors ``Q Y Qᵀ``), permutation of the points of every
   cloud, translation of the whole problem (positions recomputed relative to a moved
   query point).
+- :func:`check_cloud_adaptivity`: the same problems sampled with clouds of increasing
+  size give converging predictions (a model that averages over its cloud).
 - :func:`check_tensor_symmetry`: a vector or tensor property of a whole system
   (dipole, polarizability) under rotation/reflection (``Q y``, ``Q Y Qᵀ``),
   translation, permutation within each type and periodic wrapping.
@@ -90,6 +92,7 @@ __all__ = [
     "run_all_checks",
     "check_cloud_symmetry",
     "check_tensor_symmetry",
+    "check_cloud_adaptivity",
     "check_gradient_fd",
     "format_table",
     "all_passed",
@@ -937,6 +940,32 @@ def check_cloud_symmetry(predict, clouds, output: str = "scalar", rng=None,
     results.append(_compare(f"translation/{output}", yt, y, y, tol,
                             {"query_point": x0, "shift": shift}))
     return results
+
+
+def check_cloud_adaptivity(predict, sample, sizes=(25, 150, 600), tol: float = 0.1) -> CheckResult:
+    """Predictions for the same problems sampled with clouds of different sizes.
+
+    ``sample(n)`` returns the clouds of a fixed set of problems, each sampled with
+    n points (e.g. ``lambda n: symref.synthetic.nonlocal_clouds(100, n, seed=3)[0]``);
+    ``predict(clouds)`` the model's outputs.  The predictions at each size are
+    compared with those at the largest one: relative difference = RMS difference /
+    standard deviation of the largest-size predictions.  Passes when the
+    difference at the second-largest size is ≤ ``tol`` (a model that averages over
+    its cloud converges like n^-1/2; one that sums, or depends on n, does not).
+    ``details["rel_diff"]`` lists the difference at every size.
+    """
+    sizes = sorted(int(n) for n in sizes)
+    if len(sizes) < 2 or sizes[0] < 1:
+        raise ValueError(f"sizes must hold at least two positive cloud sizes, got {sizes}")
+    preds = [np.asarray(predict(sample(n)), dtype=np.float64) for n in sizes]
+    ref = preds[-1]
+    spread = float(np.std(ref)) or 1.0
+    diffs = [float(np.sqrt(np.mean((p - ref) ** 2))) / spread for p in preds[:-1]]
+    rel = diffs[-1]
+    return CheckResult(name="cloud_adaptivity", max_abs_err=rel * spread, max_rel_err=rel, tol=tol,
+                       passed=bool(rel <= tol),
+                       details={"sizes": sizes, "rel_diff": dict(zip(sizes[:-1], diffs)),
+                                "spread": spread})
 
 
 def check_tensor_symmetry(fn, coord, box=None, atype=None, output: str = "vector", rng=None,

@@ -184,3 +184,22 @@ def test_training_learns_a_nonlocal_target_and_reports_progress(optimizer):
     assert net.loss(clouds, y) < 0.3
     assert any("iter" in ln for ln in lines) and "done" in lines[-1]
     assert net.predict(clouds).shape == (120,)
+
+
+def test_adaptivity_check_separates_averaging_from_summing_models():
+    clouds, y = nonlocal_clouds(150, (20, 40), dim=2, output="scalar", seed=4)
+    net = symref.VectorCloudNet("scalar", embedding=(8, 16), fitting=(32,), maxiter=80,
+                                verbose=False).fit(clouds, y)
+
+    def sample(n):
+        return nonlocal_clouds(60, n, dim=2, output="scalar", seed=5)[0]
+
+    res = checks.check_cloud_adaptivity(net.predict, sample, sizes=(25, 150, 600), tol=0.35)
+    assert res.passed, res.details
+    d = res.details["rel_diff"]
+    assert d[150] < d[25]  # converges as the clouds grow
+
+    def summing(cl):  # depends on the number of points
+        return np.array([np.sum(c["scalars"]) for c in cl])
+
+    assert not checks.check_cloud_adaptivity(summing, sample, sizes=(25, 150, 600), tol=0.35)
