@@ -222,7 +222,8 @@ def main():
     prev = out / "race.json"
     if args.only and prev.exists():  # keep the other trainer's result from an earlier run
         old = json.loads(prev.read_text())
-        if old.get("budget_s") == args.budget and old.get("model") == args.model:
+        if (old.get("budget_s"), old.get("model"), old.get("stop_lr", args.stop_lr)) == \
+                (args.budget, args.model, args.stop_lr):
             results = {k: v for k, v in old.get("results", {}).items() if k != args.only}
     for name in names:
         probe = config(args.model, data, 1000, args.stop_lr, 1000, 100)
@@ -247,7 +248,8 @@ def main():
                          "rmse_f_meV_per_A": table["force"][1] * 1e3}
         print(json.dumps(results[name], indent=1), flush=True)
     (out / "race.json").write_text(json.dumps({"budget_s": args.budget, "model": args.model,
-                                               "threads": args.threads, "results": results},
+                                               "threads": args.threads, "stop_lr": args.stop_lr,
+                                               "results": results},
                                               indent=1))
     print(f"\nwater race, budget {args.budget:.0f} s, model {args.model}, "
           f"{args.threads} threads; validation = all {valid[0].nframes} frames of data_3")
