@@ -54,20 +54,21 @@ def make_data(out: Path, data: Path | None):
     return paths, source
 
 
-def input_json(kind: str, paths: dict, steps: int) -> dict:
+def input_json(kind: str, paths: dict, steps: int, start_lr: float = 1e-2,
+               fit_diag: bool = False, pref: float = 0.0) -> dict:
     fit = {"type": kind, "neuron": [100, 100, 100], "resnet_dt": True, "seed": 1,
            "sel_type": [0]}
     if kind == "polar":
-        fit.update(fit_diag=False, shift_diag=True)
+        fit.update(fit_diag=fit_diag, shift_diag=True)
     return {
         "model": {"type_map": ["O", "H"],
                   "descriptor": {"type": "se_e2_a", "sel": [46, 92], "rcut": 6.0,
                                  "rcut_smth": 0.5, "neuron": [16, 32, 64], "axis_neuron": 8,
                                  "type_one_side": True, "seed": 1},
                   "fitting_net": fit},
-        "learning_rate": {"type": "exp", "start_lr": 1e-2, "stop_lr": 1e-4,
+        "learning_rate": {"type": "exp", "start_lr": start_lr, "stop_lr": start_lr / 100,
                           "decay_steps": max(1, steps // 50)},
-        "loss": {"type": "tensor", "pref": 1.0, "pref_atomic": 1.0},
+        "loss": {"type": "tensor", "pref": pref, "pref_atomic": 1.0},
         "training": {"training_data": {"systems": paths["train"], "batch_size": 1},
                      "validation_data": {"systems": paths["valid"], "batch_size": 1,
                                          "numb_btch": 1},
@@ -97,8 +98,13 @@ def score(model, paths):
            "global_label_std": float(np.std(lg)),
            "frames": int(len(lg)), "oxygens_per_frame": int(pa.shape[1])}
     if name == "polarizability":
-        iso = np.trace(la, axis1=-2, axis2=-1)[..., None, None] / 3 * np.eye(3)
-        res["atomic_anisotropic_label_std"] = float(np.std(la - iso))
+        def aniso(a):
+            return a - np.trace(a, axis1=-2, axis2=-1)[..., None, None] / 3 * np.eye(3)
+
+        res["atomic_anisotropic_label_std"] = float(np.std(aniso(la)))
+        res["atomic_anisotropic_rmse"] = float(np.sqrt(np.mean((aniso(pa) - aniso(la)) ** 2)))
+        res["global_anisotropic_label_std"] = float(np.std(aniso(lg)))
+        res["global_anisotropic_rmse"] = float(np.sqrt(np.mean((aniso(pg) - aniso(lg)) ** 2)))
     return res
 
 
@@ -107,6 +113,12 @@ def main():
     ap.add_argument("--out", default="tensor-out")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--kinds", nargs="+", default=["dipole", "polar"])
+    ap.add_argument("--start-lr", type=float, default=1e-2, help="Adam, decays 100x")
+    ap.add_argument("--fit-diag", action="store_true", help="polar: diagonal fitting")
+    ap.add_argument("--pref", type=float, default=0.0,
+                    help="weight of the global label (pref_atomic is 1); with atomic labels "
+                         "a global term of the same weight dominates the loss and its "
+                         "gradient carries no per-atom information")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "water"))
     args = ap.parse_args()
     from symref import cli
@@ -116,11 +128,12 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     paths, source = make_data(out, Path(args.data) if args.data != "none" else None)
     print(f"data: {source}", flush=True)
-    results = {"source": source, "steps": args.steps}
+    results = {"source": source, "args": vars(args)}
     for kind in args.kinds:
         wd = out / kind
         wd.mkdir(exist_ok=True)
-        (wd / "input.json").write_text(json.dumps(input_json(kind, paths, args.steps), indent=1))
+        (wd / "input.json").write_text(json.dumps(input_json(kind, paths, args.steps, args.start_lr,
+                                                              args.fit_diag, args.pref), indent=1))
         t0 = time.perf_counter()
         cwd = os.getcwd()
         os.chdir(wd)
