@@ -116,11 +116,17 @@ def water_tensor_labels(coord, atype, box=None, *, o_type: int = 0, h_type: int 
                       s(|\mathbf r_O - \mathbf r_k|) \quad\text{(field of the other molecules' charges, e/Å²)},\\
         \boldsymbol\mu_m &= q_H \sum_{k=1,2} (\mathbf r_{H_k} - \mathbf r_O) + \alpha_w \mathbf E_m
                       \quad\text{(e·Å: permanent + induced)},\\
-        \alpha_m &= \alpha_w I + b\sum_{k=1,2}\big(\hat{\mathbf b}_k\hat{\mathbf b}_k^\top - I/3\big)
-                      + c\,\mathbf E_m \mathbf E_m^\top \quad\text{(Å³)},
+        \alpha_m &= \alpha_w I + b\big(\hat{\mathbf a}\hat{\mathbf a}^\top - I/3\big)
+                      + c\,\mathbf E_m \mathbf E_m^\top \quad\text{(Å³)},\qquad
+        \hat{\mathbf a} = \frac{\hat{\mathbf b}_1 + \hat{\mathbf b}_2}{|\hat{\mathbf b}_1 + \hat{\mathbf b}_2|},
 
     with s the smooth switch from ``rc_smth`` to ``rc`` (Å), α_w = 1.47 Å³,
-    b = ``b_aniso``, c = ``c_field``.  Labels sit on the oxygens (deepmd-kit's
+    b = ``b_aniso``, c = ``c_field``: a uniaxial molecule about its symmetry
+    axis â (the dipole's direction).  Why uniaxial: an se_e2_a environment
+    centred on O sees its two H only through radially weighted sums, so for
+    equal O–H lengths only û1 + û2 is visible; a term in û1 − û2 (in-plane
+    anisotropy) could not be represented by a DeepPolar on O (measured: Adam
+    learned none of it), and a label should test the method, not its blind spot.  Labels sit on the oxygens (deepmd-kit's
     ``sel_type`` [O]): returns ``{"atom_dipole": (nf, nO, 3), "dipole": (nf, 3),
     "atom_polarizability": (nf, nO, 3, 3), "polarizability": (nf, 3, 3)}``.
     Equivariant by construction and smooth in the positions; nonlocal through
@@ -165,8 +171,10 @@ def water_tensor_labels(coord, atype, box=None, *, o_type: int = 0, h_type: int 
         np.add.at(perm, owner, Q_H * bond)
         mu = perm + ALPHA_W * E
         u = bond / np.linalg.norm(bond, axis=1, keepdims=True)
-        aniso = np.zeros((len(oi), 3, 3))
-        np.add.at(aniso, owner, np.einsum("hd,he->hde", u, u) - np.eye(3) / 3)
+        axis = np.zeros((len(oi), 3))
+        np.add.at(axis, owner, u)
+        axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+        aniso = np.einsum("od,oe->ode", axis, axis) - np.eye(3) / 3
         alpha = ALPHA_W * np.eye(3) + b_aniso * aniso + c_field * np.einsum("od,oe->ode", E, E)
         out["atom_dipole"].append(mu)
         out["dipole"].append(mu.sum(axis=0))
