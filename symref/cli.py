@@ -97,7 +97,9 @@ def cmd_check(args) -> int:
         print("  (the first run compiles the numba kernels, ~20 s; later runs load them from cache)")
     print()
     ok = True
-    tensor = hasattr(model, "var_name")  # dipole / polarizability model
+    from .models import DeepTensor
+
+    tensor = isinstance(model, DeepTensor)  # dipole / polarizability model
     for name, coord, atype, box in _systems(args, model):
         t0 = time.perf_counter()
         if tensor:
@@ -260,7 +262,9 @@ def cmd_test(args) -> int:
 
     model = load_model(args.model)
     systems = load_systems(args.system, model.type_map)
-    if hasattr(model, "var_name"):  # dipole / polarizability model
+    from .models import DeepTensor
+
+    if isinstance(model, DeepTensor):  # dipole / polarizability model
         return _test_tensor(args, model, systems)
     table = errors_table(model, systems, args.numb_test)
     print(f"symref test: {args.model} on {len(systems)} system(s)")
@@ -273,7 +277,8 @@ def cmd_test(args) -> int:
 
 def _test_tensor(args, model, systems) -> int:
     """``symref test`` for a dipole/polarizability model: RMSE of the global and the
-    atomic labels per system and over all, with the labels' spread for scale."""
+    atomic labels (atoms of the selected types) per system, each beside the labels'
+    standard deviation for scale."""
     from .data import select_frames
     from .train import tensor_errors, tensor_labels
 

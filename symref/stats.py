@@ -602,21 +602,18 @@ def tensor_shift(model, systems) -> np.ndarray:
             from .data import atomic_labels
 
             a = atomic_labels(s, "atom_polarizability", np.nonzero(sel)[0])  # nf x natoms x 3 x 3
-            for i, t in enumerate(s.atype):
-                if sel[t]:
-                    e = np.zeros(nt)
-                    e[t] = 1.0
-                    rows += [e] * s.nframes
-                    rhs += list(np.trace(a[:, i], axis1=1, axis2=2) / 3.0)
+            keep = sel[s.atype]  # natoms
+            rows.append(np.tile(np.eye(nt)[s.atype[keep]], (s.nframes, 1)))  # one row per atom
+            rhs.append((np.trace(a, axis1=2, axis2=3)[:, keep] / 3.0).ravel())
         elif "polarizability" in tens:
-            counts = np.bincount(s.atype, minlength=nt) * sel
-            rows += [counts.astype(float)] * s.nframes
-            rhs += list(np.trace(tens["polarizability"], axis1=1, axis2=2) / 3.0)
+            counts = (np.bincount(s.atype, minlength=nt) * sel).astype(float)
+            rows.append(np.tile(counts, (s.nframes, 1)))
+            rhs.append(np.trace(tens["polarizability"], axis1=1, axis2=2) / 3.0)
     if not rows:
         raise ValueError("no polarizability labels to compute the diagonal shift from")
-    A = np.array(rows)[:, sel]
+    A = np.concatenate(rows)[:, sel]
     b = np.zeros(nt)
-    b[sel] = np.linalg.lstsq(A, np.array(rhs), rcond=None)[0]
+    b[sel] = np.linalg.lstsq(A, np.concatenate(rhs), rcond=None)[0]
     scale = np.asarray(model.fitting.scale, dtype=np.float64)
     out = (b / np.where(scale != 0, scale, 1.0))[:, None] * np.eye(3).reshape(1, 9)
     return out

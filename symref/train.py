@@ -178,7 +178,9 @@ def errors(model, system, pref: LossPrefactors | None = None) -> dict:
     ``pref``, ``rmse`` = sqrt(loss)."""
     from .report import errors_table
 
-    if isinstance(pref, TensorPrefactors) or hasattr(model, "var_name"):
+    from .models import DeepTensor
+
+    if isinstance(model, DeepTensor):
         return tensor_errors(model, system)
     table = errors_table(model, [system])
     n = system.natoms
