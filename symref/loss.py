@@ -46,8 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .descriptor import (keep_mask, se_e2_a_backward, se_e2_a_backward_dual, se_e2_a_forward,
-                         se_e2_a_forward_dual)
+from .descriptor import keep_mask, se_e2_a_backward_dual, se_e2_a_forward_dual
 from .env import env_mat_tangent
 from .fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
 from .models import normalize_inputs
@@ -217,8 +216,6 @@ def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
     through the head (:func:`~symref.fitting.tensor_fitting_backward`: D̄, R̄ = T̄[:, :, 1:]),
     the descriptor and the embedding nets.  Returns ``(loss, {name: dL/dparam} or None)``.
     """
-    from .fitting import tensor_fitting_backward, tensor_fitting_forward
-
     coord, atype, box = normalize_inputs(coord, atype, box, model.ntypes)
     nf, N, _ = coord.shape
     shape = model.fitting.out_shape
@@ -229,19 +226,10 @@ def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
         label = np.asarray(label, dtype=np.float64).reshape((nf,) + shape)
     if atom_label is not None:
         atom_label = np.asarray(atom_label, dtype=np.float64).reshape((nf, N) + shape)
-    desc = model.descriptor
     total, grads = 0.0, None
     for f in range(nf):
-        a = atype[f]
-        nlist, mask, rij, R, env_cache = model.environment(coord[f], a,
-                                                           None if box is None else box[f])
-        D, d_cache = se_e2_a_forward(R, a, keep_mask(desc, a, nlist), desc)
-        T = d_cache[2]
-        y, f_cache = tensor_fitting_forward(D, T[:, :, 1:], a, model.fitting)
-        y = y + model._atom_shift(a)
-        alive = (~np.isin(a, model.atom_exclude_types)).reshape((-1,) + (1,) * len(shape))
-        y = np.where(alive, y, 0.0)  # nloc x shape
-        dy = np.zeros_like(y)
+        y, cache = model.tensor_forward(coord[f], atype[f], None if box is None else box[f])
+        dy = np.zeros_like(y)  # nloc x shape
         if atom_label is not None and pref.pref_atomic:
             r = y - atom_label[f]
             total += pref.pref_atomic * float(np.sum(r * r)) / (nf * N * c)
@@ -252,12 +240,8 @@ def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
             dy += 2.0 * pref.pref * r / (nf * c)
         if not grad:
             continue
-        dy = dy * alive
-        dD, dgr, fit_grads, dbias = tensor_fitting_backward(dy, f_cache, param_grads=True)
-        dT = np.zeros_like(T)
-        dT[:, :, 1:] = dgr
-        _, emb = se_e2_a_backward(dD, d_cache, param_grads=True, dT=dT)
-        emb_list = [emb.get(i) for i in range(len(desc.embeddings))]
+        emb, fit_grads, dbias = model.tensor_backward(dy, cache, param_grads=True)
+        emb_list = [emb.get(i) for i in range(len(model.descriptor.embeddings))]
         gf = _grad_arrays(model, emb_list, fit_grads, dbias)
         if grads is None:
             grads = gf

@@ -255,31 +255,46 @@ class DeepTensor(DeepPot):
         diag = np.trace(b, axis1=1, axis2=2) / 3.0 * np.asarray(fit.scale)  # ntypes
         return diag[atype][:, None, None] * np.eye(3)
 
-    def _tensor_frame(self, coord, atype, box, *, derivative, truncate, frame):
+    def tensor_forward(self, coord, atype, box, *, truncate=False, frame=None):
+        """Atomic outputs of one frame (nloc x 3 or nloc x 3 x 3, zero for excluded
+        atoms) and the cache for :meth:`tensor_backward`."""
         desc, fit = self.descriptor, self.fitting
         nlist, mask, rij, R, env_cache = self.environment(coord, atype, box,
                                                           truncate=truncate, frame=frame)
-        keep = keep_mask(desc, atype, nlist)
-        D, d_cache = se_e2_a_forward(R, atype, keep, desc)  # nloc x M1*M2
+        D, d_cache = se_e2_a_forward(R, atype, keep_mask(desc, atype, nlist), desc)
         T = d_cache[2]  # nloc x M1 x 4
         atom, f_cache = tensor_fitting_forward(D, T[:, :, 1:], atype, fit)  # nloc x shape
         atom = atom + self._atom_shift(atype)
-        alive = ~np.isin(atype, self.atom_exclude_types)  # nloc
-        atom = np.where(alive.reshape((-1,) + (1,) * (atom.ndim - 1)), atom, 0.0)
+        alive = (~np.isin(atype, self.atom_exclude_types)).reshape(
+            (-1,) + (1,) * len(fit.out_shape))  # nloc x 1 (x 1)
+        atom = np.where(alive, atom, 0.0)
+        return atom, (alive, nlist, mask, env_cache, d_cache, f_cache, T)
+
+    def tensor_backward(self, dy, cache, *, param_grads: bool = False):
+        """Backward of :meth:`tensor_forward` for ``<dy, atom outputs>``: ``g`` =
+        d/dr_ji (nloc x nnei x 3) or, with ``param_grads``, ``(embedding grads by net
+        index (dict), fitting grads by type, d bias_atom)``."""
+        alive, nlist, mask, env_cache, d_cache, f_cache, T = cache
+        out = tensor_fitting_backward(dy * alive, f_cache, param_grads=param_grads)
+        dT = np.zeros_like(T)
+        dT[:, :, 1:] = out[1]
+        if param_grads:
+            _, emb = se_e2_a_backward(out[0], d_cache, param_grads=True, dT=dT)
+            return emb, out[2], out[3]
+        return env_mat_backward(se_e2_a_backward(out[0], d_cache, dT=dT), env_cache)
+
+    def _tensor_frame(self, coord, atype, box, *, derivative, truncate, frame):
+        atom, cache = self.tensor_forward(coord, atype, box, truncate=truncate, frame=frame)
         name = self.var_name
         res = {name: atom.sum(axis=0), f"atom_{name}": atom}
         if derivative:
-            natoms = coord.shape[0]
-            shape = fit.out_shape
-            deriv = np.zeros(shape + (natoms, 3))
+            nlist, mask = cache[1], cache[2]
+            shape = self.fitting.out_shape
+            deriv = np.zeros(shape + (coord.shape[0], 3))
             for comp in np.ndindex(*shape):
                 seed = np.zeros_like(atom)  # nloc x shape
-                seed[(slice(None),) + comp] = alive
-                dD, dgr = tensor_fitting_backward(seed, f_cache)
-                dT = np.zeros_like(T)
-                dT[:, :, 1:] = dgr
-                dR = se_e2_a_backward(dD, d_cache, dT=dT)  # nloc x nnei x 4
-                g = env_mat_backward(dR, env_cache)  # nloc x nnei x 3 = dy_c/dr_ji
+                seed[(slice(None),) + comp] = 1.0
+                g = self.tensor_backward(seed, cache)  # nloc x nnei x 3 = dy_c/dr_ji
                 grad = -g.sum(axis=1)  # r_ji = x_j - x_i
                 np.add.at(grad, nlist[mask], g[mask])
                 deriv[comp] = grad

@@ -488,7 +488,7 @@ class VectorCloudNet:
 
         if not (warm_start and self.params_ is not None):
             self.params_ = None
-        batches, order, t = self._prepare(clouds, targets)
+        batches, order, t = self._prepare(clouds, targets)  # targets validated, chunked
         self._scalar_1d = self.output == "scalar" and np.ndim(targets) == 1
         if self.params_ is None:
             b0 = batches[0]
@@ -533,17 +533,18 @@ class VectorCloudNet:
             set_flat(p, res.x)
             self.n_iter_ = int(res.nit)
         else:
-            self._fit_adam(p, clouds, targets, report, out_of_time)
+            tt = np.empty((len(clouds),) + t[0].shape[1:])  # back to the callers' order
+            tt[order] = np.concatenate(t)
+            self._fit_adam(p, clouds, tt, report, out_of_time)
         self._say(f"VectorCloudNet: done, {self.n_iter_} iterations, loss "
                   f"{loss_and_grad(p, batches, t, grad=False)[0]:.4e}, "
                   f"{time.perf_counter() - t0:.1f} s")
         return self
 
-    def _fit_adam(self, p, clouds, targets, report, out_of_time):
+    def _fit_adam(self, p, clouds, tt, report, out_of_time):
         from .optim import Adam, ExpDecayLR
 
         rng = np.random.default_rng(self.seed + 1)
-        tt = check_targets(targets, len(clouds), self.output, p.dim)
         sched = ExpDecayLR(self.lr, max(self.maxiter, 1), self.stop_lr)
         adam, theta = Adam(), get_flat(p)
         N = len(clouds)
