@@ -26,8 +26,8 @@ def __getattr__(name):
         from . import io
 
         return getattr(io, name)
-    if name == "checks":
+    if name in ("checks", "data", "transport", "synthetic"):
         import importlib
 
-        return importlib.import_module(".checks", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'symref' has no attribute {name!r}")

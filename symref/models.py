@@ -192,11 +192,11 @@ class DeepTensor(DeepPot):
 
     .. math::
 
-        oldsymbol\mu_i = \mathcal R_i^	op o_i,\qquad
-        lpha_i = \mathcal R_i^	op P_i \mathcal R_i + c_t s_t I + ar b_t s_t I,
+        \boldsymbol\mu_i = \mathcal R_i^\top o_i,\qquad
+        \alpha_i = \mathcal R_i^\top P_i \mathcal R_i + c_t s_t I + \bar b_t s_t I,
 
     with :math:`\mathcal R_i = T_{i,:,1:4}` (M1 x 3) and, for the polarizability
-    with ``shift_diag``, :math:`ar b_t` the mean of the diagonal of the
+    with ``shift_diag``, :math:`\bar b_t` the mean of the diagonal of the
     model-level ``out_bias[t]`` (3 x 3); the dipole gets no model-level bias
     (deepmd-kit 3.x's ``DPDipoleAtomicModel``/``DPPolarAtomicModel``).  Global
     values are sums over atoms.  ``out_bias``/``out_std``: ntypes x 3 (dipole) or
@@ -204,8 +204,8 @@ class DeepTensor(DeepPot):
 
     Derivatives with respect to positions (``evaluate(..., derivative=True)``):
     for each output component c the backward pass is seeded with
-    :math:`ar y_i = e_c` for every atom, runs through the head (giving
-    :math:`ar D` and :math:`ar{\mathcal R}`), the descriptor (``dT`` enters
+    :math:`\bar y_i = e_c` for every atom, runs through the head (giving
+    :math:`\bar D` and :math:`\bar{\mathcal R}`), the descriptor (``dT`` enters
     :func:`~symref.descriptor.se_e2_a_backward` directly) and the environment
     rows to :math:`\partial y_c/\partial \mathbf r_{ji}`, then
     :math:`\partial y_c/\partial \mathbf x_k = \sum_{(i,j): j = k} g_{ij} - \sum_{(i,j): i = k} g_{ij}`.

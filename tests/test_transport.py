@@ -1,0 +1,189 @@
+"""symref.transport: the PDE data generator is verified, the clouds are frame-independent.
+
+What is proven here:
+* both solvers converge at second order on manufactured solutions (transport with the
+  nonlinear reaction and wall fluxes; the stream-function Laplace solve);
+* the discrete equations conserve mass: every column of the assembled operator sums to
+  zero, the potential flow's discrete divergence is zero to round-off, and the production
+  problem's sources balance to solver tolerance;
+* interpolation to arbitrary points is exact for fields linear in (ξ, η), periodic wrap
+  included;
+* clouds built from a rotated, reflected and shifted copy of the whole problem are the
+  rotated clouds, and a VCNN gives the same predictions to round-off;
+* the quick study runs, resumes without retraining, and its nonlocal closure beats the
+  local one (slow).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from symref import transport as tr
+from symref.cli import main
+
+
+@pytest.fixture(scope="module")
+def solved():
+    flow = tr.solve_flow(tr.HillChannel(1.1), nx=72, ny=24, flux=30.0)
+    return tr.solve_transport(flow)
+
+
+def test_manufactured_solutions_converge_at_second_order():
+    res = tr.verify(levels=(24, 48, 96), verbose=False)
+    assert min(res["transport"]["order_l2"]) > 1.9, res["transport"]
+    assert min(res["transport"]["order_max"]) > 1.8, res["transport"]
+    assert min(res["poisson"]["order_l2"]) > 1.9, res["poisson"]
+    # errors really decrease (not a flat error that happens to give a ratio)
+    assert res["transport"]["l2"][-1] < 2e-4 and res["poisson"]["l2"][-1] < 2e-4
+    assert max(res["transport"]["mass_balance"]) < 1e-12
+
+
+def test_operators_are_conservative():
+    """Each face flux is added to one cell and removed from the other: 1ᵀA = 0."""
+    grid = tr.Grid(tr.HillChannel(1.4), 40, 14)
+    D, _ = tr.diffusion_operator(grid.geom, grid.nx, grid.ny, nodes="cells")
+    flow = tr.solve_flow(grid.geom, grid.nx, grid.ny, flux=25.0)
+    C, F, G = tr.advection_operator(flow.psi_v, grid)
+    for A in (D, C):
+        cols = np.asarray(A.sum(axis=0)).ravel()
+        assert np.abs(cols).max() < 1e-12 * abs(A).max()
+    # impermeable walls, divergence-free to round-off whatever the ψ solver's accuracy
+    assert np.abs(G[0]).max() == 0 and np.abs(G[-1]).max() == 0
+    assert flow.divergence < 1e-13
+    assert flow.residual < 1e-12
+
+
+def test_production_problem_balances_and_is_physical(solved):
+    assert solved.residual <= 1e-12
+    assert solved.mass_balance < 1e-12
+    assert solved.c.min() > 0  # produced, never negative
+    # production sits at the hill crest (x = 0), c is carried downstream of it
+    col = int(np.unravel_index(solved.production.argmax(), solved.production.shape)[1])
+    assert min(col, solved.production.shape[1] - 1 - col) <= 3
+    u = solved.flow.velocity
+    assert u[..., 0].min() > 0  # flow to +x everywhere
+
+
+def test_newton_failure_is_reported(solved):
+    with pytest.raises(RuntimeError, match="did not converge"):
+        tr.solve_transport(solved.flow, max_iter=1)
+
+
+def test_interpolation_is_exact_for_linear_fields_and_periodic():
+    geom = tr.HillChannel(0.9)
+    grid = tr.Grid(geom, 36, 12)
+    xi, eta = grid.centres()
+    field = np.stack([3.0 * eta - 1.0, np.cos(2 * np.pi * xi / geom.length)], axis=-1)
+    pts = tr.sample_points(geom, 500, seed=3)
+    v = tr.interpolate(grid, field, pts[:, 0], pts[:, 1])
+    xi_p, eta_p = geom.to_computational(pts[:, 0], pts[:, 1])
+    np.testing.assert_allclose(v[:, 0], 3.0 * eta_p - 1.0, atol=1e-12)  # exact, walls included
+    # periodic: x and x + L give the same value
+    v2 = tr.interpolate(grid, field, pts[:, 0] + geom.length, pts[:, 1])
+    np.testing.assert_allclose(v2, v, atol=1e-14)
+    np.testing.assert_allclose(v[:, 1], np.cos(2 * np.pi * xi_p / geom.length), atol=2e-2)
+    with pytest.raises(ValueError, match="outside the fluid"):
+        tr.interpolate(grid, field, np.array([0.0]), np.array([0.2]))  # inside the hill
+
+
+def test_sample_points_fill_the_fluid_uniformly():
+    geom = tr.HillChannel(1.2)
+    p = tr.sample_points(geom, 20000, seed=0)
+    h, _ = geom.wall(p[:, 0])
+    assert np.all(p[:, 1] > h) and np.all(p[:, 1] <= geom.height)
+    assert np.all((p[:, 0] >= 0) & (p[:, 0] < geom.length))
+    # density uniform: the fraction above y = 2 matches its share of the fluid area
+    frac = np.mean(p[:, 1] > 2.0)
+    assert abs(frac - geom.length * (geom.height - 2.0) / geom.area()) < 0.015
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(ValueError, match="alpha"):
+        tr.HillChannel(alpha=-1.0)
+    with pytest.raises(ValueError, match="below the channel height"):
+        tr.HillChannel(hill=4.0)
+    with pytest.raises(ValueError, match="nx >= 4"):
+        tr.Grid(tr.HillChannel(), 2, 10)
+    with pytest.raises(ValueError, match="flux"):
+        tr.solve_flow(tr.HillChannel(), 16, 6, flux=-1.0)
+    with pytest.raises(ValueError, match="shift"):
+        tr.Ellipse(shift=1.5)
+
+
+def _rotated(ps, theta=0.9):
+    c, s = np.cos(theta), np.sin(theta)
+    R = np.array([[c, -s], [s, c]]) @ np.diag([1.0, -1.0])  # rotation and reflection
+    return R, ps.transformed(R, shift=(5.0, -2.0))
+
+
+def test_clouds_wrap_periodically_and_follow_the_velocity(solved):
+    ps = tr.point_set(solved, 3000, seed=2)
+    ell = tr.Ellipse(a=1.5, b=0.5, shift=0.6)
+    near_inlet = np.flatnonzero(ps.positions[:, 0] < 0.3)[:20]
+    members = tr.cloud_members(ps, near_inlet, ell)
+    for q, (idx, rel) in zip(near_inlet, members):
+        assert len(idx) > 0
+        # every member is inside the ellipse in the velocity frame: an independent check
+        e = ps.velocity[q] / np.linalg.norm(ps.velocity[q])
+        along = rel @ e
+        across = rel @ np.array([-e[1], e[0]])
+        assert np.all(((along + ell.shift * ell.a) / ell.a) ** 2 + (across / ell.b) ** 2 <= 1 + 1e-12)
+        # upstream of x ≈ 0 is x ≈ L: members come through the periodic wrap
+        assert np.any(ps.positions[idx, 0] > 7.0)
+        np.testing.assert_allclose(ps.positions[idx] - ps.positions[q] - rel,
+                                   np.outer(np.rint((ps.positions[idx] - ps.positions[q] - rel)[:, 0]
+                                                    / 9.0), [9.0, 0.0]), atol=1e-12)
+
+
+def test_clouds_and_predictions_are_frame_independent(solved):
+    import symref
+
+    ps = tr.point_set(solved, 3000, seed=4)
+    q = np.arange(0, 3000, 50)
+    R, ps2 = _rotated(ps)
+    for n in (1, 25, 150):
+        c1, y1 = tr.build_clouds(ps, q, n, seed=7)
+        c2, y2 = tr.build_clouds(ps2, q, n, seed=7)
+        np.testing.assert_array_equal(y1, y2)
+        for a, b in zip(c1, c2):
+            assert len(a["positions"]) == len(b["positions"]) <= n
+            np.testing.assert_allclose(a["positions"] @ R.T, b["positions"], atol=1e-12)
+            np.testing.assert_allclose(a["vectors"] @ R.T, b["vectors"], atol=1e-12)
+    net = symref.VectorCloudNet("scalar", embedding=(8, 16), axis_neuron=2, fitting=(16,),
+                                maxiter=5, verbose=False, seed=1)
+    c1, y1 = tr.build_clouds(ps, q, 150, seed=7)
+    net.fit(c1, y1)
+    c2, _ = tr.build_clouds(ps2, q, 150, seed=7)
+    p1, p2 = net.predict(c1).ravel(), net.predict(c2).ravel()
+    assert np.abs(p2 - p1).max() <= 1e-12 * np.abs(p1).max()
+
+
+def test_cli_verify_only(tmp_path, capsys):
+    assert main(["transport", "--verify-only", "--quick", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "verify.json").read_text())
+    assert min(res["transport"]["order_l2"]) > 1.9
+    assert main(["transport", "--jobs", "0", "--out", str(tmp_path)]) == 2
+    assert "--jobs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_study_runs_resumes_and_nonlocal_wins(tmp_path):
+    cfg = tr.StudyConfig.quick()
+    s = tr.run_study(tmp_path, cfg, jobs=2, verbose=False)
+    for name in ("study.json", "line.png", "error_maps.png", "errors.png", "convergence.png"):
+        assert (tmp_path / name).is_file(), name
+    err = s["errors"]
+    for n in ("1", "25", "150"):
+        assert len(err[n]["test_all"]["values"]) == len(cfg.seeds)
+    assert err["150"]["test_all"]["mean"] < err["1"]["test_all"]["mean"] / 1.5
+    assert max(s["frame_check_max_rel"].values()) <= 1e-12
+    # a second run finds every training run done: nothing is retrained
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").iterdir()}
+    s2 = tr.run_study(tmp_path, cfg, jobs=1, verbose=False, plots=False)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").iterdir()} == stamps
+    assert s2["errors"]["150"]["test_all"] == err["150"]["test_all"]
+    # another configuration in the same folder is refused, not mixed in
+    with pytest.raises(ValueError, match="other settings"):
+        tr.run_study(tmp_path, tr.StudyConfig(maxiter=7), verbose=False)
