@@ -311,6 +311,24 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def _cmd_convert(args) -> int:
+    from .convert import cli
+
+    return cli(args)
+
+
+def _cmd_model_devi(args) -> int:
+    from .modeldevi import cli
+
+    return cli(args)
+
+
+def _cmd_transport(args) -> int:
+    from .transport import cli
+
+    return cli(args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="symref", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -346,6 +364,51 @@ def main(argv=None) -> int:
     pl.add_argument("lcurve", help="lcurve.out written by symref train or deepmd-kit")
     pl.add_argument("-o", "--output", default=None, help="PNG file (default: lcurve.png)")
     pl.set_defaults(func=cmd_plot)
+    cv = sub.add_parser("convert", help="convert between ASE files (extxyz, ...) and deepmd-kit "
+                                        "npy systems, either way (needs ase)")
+    cv.add_argument("input", help="a file ase.io reads (-> npy) or an npy system folder (-> ASE)")
+    cv.add_argument("output", help="new npy folder, or an ASE file (format from the suffix)")
+    cv.add_argument("--type-map", nargs="+", default=None,
+                    help="element names in type order (default: order of first appearance)")
+    cv.add_argument("--format", default=None, help="ase.io format of the ASE side")
+    cv.add_argument("--index", default=":", help="frames of the ASE input (ase.io index, default all)")
+    cv.add_argument("--set-size", type=int, default=None, help="frames per set.NNN (default: one set)")
+    cv.add_argument("--energy-key", default="energy")
+    cv.add_argument("--forces-key", default="forces")
+    cv.add_argument("--stress-key", default="stress", help="ASE stress (eV/Å^3; virial = -stress*V)")
+    cv.add_argument("--virial-key", default="virial",
+                    help="info key of a virial in eV (deepmd-kit's sign); preferred over the stress")
+    cv.add_argument("--mixed-pbc", choices=("error", "periodic"), default="error",
+                    help="frames periodic along some axes only: refuse (default) or write the "
+                         "cell as a fully periodic box")
+    cv.set_defaults(func=_cmd_convert)
+    md = sub.add_parser("model-devi", help="model deviation of an ensemble on npy systems "
+                                           "(dp model-devi's file)")
+    md.add_argument("-m", "--models", required=True, nargs="+", help="two or more model files")
+    md.add_argument("-s", "--system", required=True, nargs="+",
+                    help="npy system folders (or folders containing systems)")
+    md.add_argument("-o", "--output", default="model_devi.out", help="output file")
+    md.add_argument("-f", "--frequency", type=int, default=1,
+                    help="steps between frames (the step column is frame x frequency)")
+    md.add_argument("-a", "--atomic", action="store_true", help="also the force deviation per atom")
+    md.add_argument("-r", "--relative", type=float, default=None,
+                    help="relative force deviation with this level (eV/Å)")
+    md.add_argument("--relative-v", type=float, default=None,
+                    help="relative virial deviation with this level (eV/atom)")
+    md.add_argument("--backend", choices=("numba", "numpy"), default="numba")
+    md.set_defaults(func=_cmd_model_devi)
+    tr = sub.add_parser("transport", help="transport-equation study: verified PDE data, VCNN "
+                                          "closures with clouds of n = 1, 25, 150 points")
+    tr.add_argument("--out", default="transport_study",
+                    help="output folder (cached data, models, results, figures; a rerun resumes)")
+    tr.add_argument("--quick", action="store_true",
+                    help="small study (under 2 minutes) instead of the full one (~20 minutes)")
+    tr.add_argument("--jobs", type=int, default=None,
+                    help="training runs at a time (default: number of cores)")
+    tr.add_argument("--verify-only", action="store_true",
+                    help="only the manufactured-solution convergence check of the solvers")
+    tr.add_argument("--no-plots", action="store_true", help="skip the figures")
+    tr.set_defaults(func=_cmd_transport)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
