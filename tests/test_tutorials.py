@@ -1,0 +1,128 @@
+"""The tutorials (``tutorials/NN_name.py``) run end to end in quick mode and write their figures.
+
+Every ``tutorials/[0-9][0-9]_*.py`` is picked up automatically, one test each, run as a
+plain script in a subprocess, the way a student runs it:
+
+* ``SYMREF_QUICK=1`` (small data, few iterations) and ``SYMREF_FIGDIR`` set to a
+  temporary folder, so the committed figures in ``tutorials/figures/`` are never touched;
+* the working directory is a temporary folder, which checks that a tutorial finds its
+  files relative to itself, not to where it is started;
+* it must exit with status 0 — each tutorial asserts its own key claims, so this is a
+  real test — and write at least one PNG named after its number (``NN_*.png``).
+
+A tutorial that cannot run in this environment (an optional dependency missing) prints a
+line ``SYMREF_TUTORIAL_SKIP: <reason>`` and exits 0; the test then reports a skip with
+that reason.  The cheap checks at the end (not ``slow``) keep the files in jupytext's
+percent format and the README galleries pointing at figures that exist.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
+SKIP_MARK = "SYMREF_TUTORIAL_SKIP:"
+TIMEOUT_S = 600  # one tutorial in quick mode; all together are meant to take <= 10 minutes
+
+
+def _tail(text: str, n: int = 60) -> str:
+    return "\n".join(text.splitlines()[-n:])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs_in_quick_mode(script, tmp_path):
+    figdir = tmp_path / "figures"
+    env = dict(os.environ, SYMREF_QUICK="1", SYMREF_FIGDIR=str(figdir), MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{script.name} did not finish in {TIMEOUT_S} s in quick mode:\n"
+                    f"{_tail((exc.stdout or b'').decode() if isinstance(exc.stdout, bytes) else exc.stdout or '')}")
+    elapsed = time.perf_counter() - t0
+    out = proc.stdout + "\n" + proc.stderr
+    if proc.returncode == 0:
+        skip = [ln for ln in out.splitlines() if ln.startswith(SKIP_MARK)]
+        if skip:
+            pytest.skip(f"{script.name}: {skip[0][len(SKIP_MARK):].strip()}")
+    assert proc.returncode == 0, (f"{script.name} failed (exit {proc.returncode}) after "
+                                  f"{elapsed:.0f} s; last lines:\n{_tail(out)}")
+    pngs = sorted(figdir.glob("*.png"))
+    assert pngs, f"{script.name} wrote no PNG into SYMREF_FIGDIR ({figdir})"
+    prefix = script.name[:3]  # "NN_"
+    wrong = [p.name for p in pngs if not p.name.startswith(prefix)]
+    assert not wrong, f"{script.name}: figures should be named {prefix}*.png, got {wrong}"
+    assert all(p.stat().st_size > 1000 for p in pngs), "an empty-looking PNG"
+    print(f"{script.name}: {elapsed:.1f} s, figures {[p.name for p in pngs]}")
+
+
+@pytest.mark.slow
+def test_water_tutorial_falls_back_without_shared_data(tmp_path):
+    """A bare clone has no ../shared/data: tutorial 4 says so and still runs, on generated data."""
+    script = ROOT / "tutorials" / "04_fit_water.py"
+    if not script.is_file():
+        pytest.skip("tutorial 4 not present")
+    env = dict(os.environ, SYMREF_QUICK="1", SYMREF_FIGDIR=str(tmp_path / "figures"),
+               SYMREF_SHARED_DATA=str(tmp_path / "no-shared-data"), MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    out = proc.stdout + "\n" + proc.stderr
+    assert proc.returncode == 0, _tail(out)
+    assert "Falling back" in out
+    assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
+        "04_learning_curves.png", "04_parity.png"]
+
+
+def test_tutorials_are_found():
+    assert len(TUTORIALS) >= 6, [p.name for p in TUTORIALS]
+    numbers = [p.name[:2] for p in TUTORIALS]
+    assert len(set(numbers)) == len(numbers), f"two tutorials share a number: {numbers}"
+
+
+@pytest.mark.parametrize("script", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_is_jupytext_percent_with_a_header(script):
+    """Opens as a notebook with jupytext: percent cells, a markdown title cell first that
+    says what the tutorial teaches and how long it runs."""
+    text = script.read_text(encoding="utf-8")
+    assert "format_name: percent" in text.split("# ---", 2)[1], "jupytext header missing"
+    cells = re.split(r"^# %%", text, flags=re.M)
+    assert len(cells) >= 4, "too few cells"
+    assert cells[1].startswith(" [markdown]"), "the first cell should be the markdown header"
+    header = cells[1]
+    assert re.search(r"^# # ", header, flags=re.M), "the header cell needs a '# # Title' line"
+    assert "Run time" in header, "the header should give the run time in both modes"
+    assert "SYMREF_QUICK" in text or "quick mode" in text.lower()
+
+
+def test_quick_mode_never_writes_the_committed_figures(tmp_path):
+    """Without SYMREF_FIGDIR, quick mode writes to a fresh temporary folder."""
+    env = {k: v for k, v in os.environ.items() if k != "SYMREF_FIGDIR"}
+    env["SYMREF_QUICK"] = "1"
+    code = "import _common; print(_common.FIGDIR)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "tutorials", env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(out).resolve() != (ROOT / "tutorials" / "figures").resolve()
+    assert Path(out).is_dir()
+
+
+def test_readme_figures_exist():
+    """Every tutorial figure shown by README.md or tutorials/README.md is committed."""
+    missing = []
+    for readme, base, pattern in ((ROOT / "README.md", ROOT, r"tutorials/figures/[^()\s]+\.png"),
+                                  (ROOT / "tutorials" / "README.md", ROOT / "tutorials",
+                                   r"figures/[^()\s]+\.png")):
+        for ref in re.findall(r"\((" + pattern + r")\)", readme.read_text(encoding="utf-8")):
+            if not (base / ref).is_file():
+                missing.append(f"{readme.name}: {ref}")
+    assert not missing, missing

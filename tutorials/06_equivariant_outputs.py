@@ -1,0 +1,288 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Tutorial 6 — Equivariant outputs: dipoles and polarizabilities that rotate correctly
+#
+# **What you will learn**
+#
+# * why the matrix $T = G^\top R / n_{nei}$ of Tutorial 2 — not only its invariant Gram matrix
+#   $D$ — is useful: its last three columns rotate with the frame, so
+#   $\boldsymbol\mu_i = \mathcal R_i^\top c(D_i)$ is a vector and
+#   $\alpha_i = \mathcal R_i^\top A(D_i)\,\mathcal R_i$ a tensor, *by construction*;
+# * that an invariant network with three outputs cannot represent a vector (it does not turn
+#   when the molecule turns);
+# * symref's `DeepDipole`/`DeepPolar` (`symref.build_model` with `fitting_net.type` `"dipole"` /
+#   `"polar"`), checked with `symref.checks.check_tensor_symmetry`, and a brief fit to the
+#   polarisable point-charge water labels of `symref.synthetic.water_tensor_labels`.
+#
+# **Run time**: quick mode ≈ 15 s, full mode ≈ 2 min. Units: Å; dipoles in e·Å,
+# polarizabilities in Å³ (the labels' units).
+
+# %%
+import sys
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+sys.path.insert(0, str(HERE))
+from _common import QUICK, mode_banner, pick, savefig  # noqa: E402
+
+import symref  # noqa: E402
+from symref import checks  # noqa: E402
+from symref.data import System  # noqa: E402
+from symref.descriptor import keep_mask, se_e2_a_forward  # noqa: E402
+from symref.loss import TensorPrefactors  # noqa: E402
+from symref.nn import init_mlp, mlp_forward  # noqa: E402
+from symref.stats import apply_statistics, env_stat, tensor_shift  # noqa: E402
+from symref.synthetic import water_box, water_tensor_labels  # noqa: E402
+from symref.train import fit_lbfgs, flat_parameters  # noqa: E402
+
+mode_banner("Tutorial 6")
+t_start = time.perf_counter()
+
+# %% [markdown]
+# ## 1. Data: small periodic water boxes with physical tensor labels
+#
+# `water_box` packs rigid water molecules at liquid density; `water_tensor_labels` gives each
+# oxygen the dipole and polarizability of a polarisable point-charge model (SPC/E charges,
+# permanent + field-induced dipole, a uniaxial polarizability plus a field-dependent part; see
+# its docstring). The labels are equivariant and nonlocal through the electric field of the
+# other molecules, cut off smoothly at `rc`. Boxes of 16 molecules (7.84 Å) keep this quick;
+# the field cutoff must stay below half the cell, so `rc` = 3.8 Å.
+
+# %%
+NMOL, SIDE, RC = 16, 12.4447 * (16 / 64) ** (1 / 3), 3.8
+ntrain, ntest = pick(2, 12), pick(2, 8)
+
+
+def labelled_boxes(nframes, seed):
+    c, a, b = water_box(nframes, nmol=NMOL, side=SIDE, seed=seed)
+    lab = water_tensor_labels(c, a, b, rc=RC, rc_smth=3.0)
+    return System(type_map=["O", "H"], atype=a, coord=c, box=b, tensors=lab, name=f"boxes-{seed}")
+
+
+train, test = labelled_boxes(ntrain, 1), labelled_boxes(ntest, 2)
+print(f"{ntrain} training and {ntest} test boxes of {NMOL} molecules ({train.natoms} atoms, "
+      f"{SIDE:.2f} Å); labels on the {NMOL} oxygens of each box")
+print(f"atomic dipole components: std {train.tensors['atom_dipole'].std():.3f} e·Å; "
+      f"atomic polarizability: mean diagonal {np.mean(np.diagonal(train.tensors['atom_polarizability'], axis1=2, axis2=3)):.3f} Å³")
+
+# %% [markdown]
+# ## 2. Why $T$ gives vectors: by hand
+#
+# For atom $i$, $T_i$ is $M_1 \times 4$: column 0 is invariant, columns 1–3,
+# $\mathcal R_i = T_{i,:,1:4}$, are $M_1$ vectors that rotate with the frame. Rotating all
+# positions by $Q$ (rows: $X \mapsto XQ^\top$, the cell too) gives
+# $\mathcal R_i \mapsto \mathcal R_i Q^\top$ and $D_i \mapsto D_i$. Hence for any coefficients
+# $c(D_i) \in \mathbb R^{M_1}$ and any symmetric $A(D_i)$:
+#
+# $$\boldsymbol\mu_i = \mathcal R_i^\top c(D_i) \mapsto Q\boldsymbol\mu_i,\qquad
+#   \alpha_i = \mathcal R_i^\top A(D_i)\,\mathcal R_i \mapsto Q\alpha_i Q^\top.$$
+#
+# Below: a random descriptor, a random coefficient network $c$, and — for contrast — a
+# "naive" head that maps $D_i$ to three numbers directly.
+
+# %%
+cfg_desc = {"type": "se_e2_a", "rcut": RC, "rcut_smth": 0.5, "sel": [16, 32], "neuron": [8, 16],
+            "axis_neuron": 4}
+probe = symref.build_model({"type_map": ["O", "H"], "descriptor": cfg_desc,
+                            "fitting_net": {"neuron": [16]}}, seed=3)
+M1, M2 = 16, 4
+coef_net = init_mlp(np.random.default_rng(4), M1 * M2, [32], resnet_dt=False, out_dim=M1)
+naive_net = init_mlp(np.random.default_rng(5), M1 * M2, [32], resnet_dt=False, out_dim=3)
+
+
+def heads(coord, box):
+    """Per-atom (D, equivariant mu, naive mu) of frame ``coord`` with cell ``box``."""
+    at = train.atype
+    nlist, mask, rij, R, _ = probe.environment(coord, at, box)
+    D, cache = se_e2_a_forward(R, at, keep_mask(probe.descriptor, at, nlist), probe.descriptor)
+    T = cache[2]  # natoms x M1 x 4
+    c = mlp_forward(D, coef_net)[0]  # natoms x M1
+    mu = np.einsum("im,imd->id", c, T[:, :, 1:])  # R_iᵀ c
+    return D, mu, mlp_forward(D, naive_net)[0]
+
+
+rng = np.random.default_rng(0)
+q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+Q = q * np.sign(np.diag(r))  # a random orthogonal matrix
+x, box = train.coord[0], train.box[0]
+D0, mu0, naive0 = heads(x, box)
+D1, mu1, naive1 = heads(x @ Q.T, box @ Q.T)
+err_D = np.abs(D1 - D0).max() / np.abs(D0).max()
+err_mu = np.abs(mu1 - mu0 @ Q.T).max() / np.abs(mu0).max()
+naive_vs_rotated = np.abs(naive1 - naive0 @ Q.T).max() / np.abs(naive0).max()
+naive_vs_unrotated = np.abs(naive1 - naive0).max() / np.abs(naive0).max()
+print(f"D after rotation: relative change {err_D:.1e} (invariant)")
+print(f"R_iᵀ c(D_i): |mu(QX) - Q mu(X)| / |mu| = {err_mu:.1e} (equivariant)")
+print(f"naive 3-output head: |y(QX) - Q y(X)| / |y| = {naive_vs_rotated:.2f}, "
+      f"|y(QX) - y(X)| / |y| = {naive_vs_unrotated:.1e} (it does not turn)")
+assert err_D < 1e-12 and err_mu < 1e-12 and naive_vs_unrotated < 1e-12 and naive_vs_rotated > 0.1
+
+# %% [markdown]
+# ## 3. symref's DeepDipole and DeepPolar
+#
+# `symref.build_model` with `fitting_net.type = "dipole"` builds this head (deepmd-kit's
+# `dipole` fitting: a per-element net $D_i \mapsto c \in \mathbb R^{M_1}$), `"polar"` the
+# tensor one (`fit_diag`: $A = \mathrm{diag}(p(D_i))$, plus deepmd-kit's `scale` and isotropic
+# `shift_diag`). `sel_type = [0]`: only oxygens carry an output, as the labels do.
+# `checks.check_tensor_symmetry` verifies rotation and reflection ($Q\mu$, $Q\alpha Q^\top$),
+# translation, permutation of equal atoms and periodic wrapping for any function
+# `fn(coord, box)` — here the total dipole and polarizability of a box.
+
+# %%
+def config(kind):
+    fit = {"type": kind, "neuron": [32, 32], "resnet_dt": True, "sel_type": [0]}
+    if kind == "polar":
+        fit.update(fit_diag=True, shift_diag=True)
+    return {"type_map": ["O", "H"], "descriptor": cfg_desc, "fitting_net": fit}
+
+
+models = {kind: symref.build_model(config(kind), seed=7) for kind in ("dipole", "polar")}
+for kind, m in models.items():
+    key = m.var_name
+    res = checks.check_tensor_symmetry(lambda c, b, m=m, key=key: m.evaluate(c, train.atype, b)[key][0],
+                                       train.coord[0], train.box[0], atype=train.atype,
+                                       output="vector" if kind == "dipole" else "tensor", rng=1)
+    print(f"{kind} (random weights):")
+    print(checks.format_table(res))
+    assert checks.all_passed(res)
+
+# %% [markdown]
+# ## 4. A brief fit
+#
+# Statistics first (`env_stat`: the environment-row normalisation; for the polarizability
+# `tensor_shift`: the isotropic part per element, so the network learns only the rest), then
+# L-BFGS on deepmd-kit's `tensor` loss with atomic labels only (`pref = 0`, `pref_atomic = 1`):
+# $\mathcal L = \frac{1}{n_f N c}\sum (y_{fik} - y^*_{fik})^2$. Same `fit_lbfgs` as for energies.
+
+# %%
+maxiter = pick(4, 150)
+pref = TensorPrefactors(pref=0.0, pref_atomic=1.0)
+errors, pairs, timings = {}, {}, {}
+for kind, m in models.items():
+    apply_statistics(m, *env_stat(m, [train]))
+    if kind == "polar":
+        m.out_bias = tensor_shift(m, [train])
+    t0 = time.perf_counter()
+    fit_lbfgs(m, [train], pref, maxiter=maxiter, progress=None)
+    timings[kind] = time.perf_counter() - t0
+    key = "atom_" + m.var_name
+    o = test.atype == 0
+    pred = m.evaluate(test.coord, test.atype, test.box)[key][:, o]
+    lab = test.tensors[key]
+    pairs[kind] = (lab, pred)
+    rmse = float(np.sqrt(np.mean((pred - lab) ** 2)))
+    if kind == "dipole":
+        spread = float(np.std(lab))
+    else:  # the spread of the part the network has to learn (the shift is known)
+        spread = float(np.std(lab - np.trace(lab, axis1=-2, axis2=-1)[..., None, None] / 3 * np.eye(3)))
+    errors[kind] = (rmse, spread)
+    print(f"{kind}: {flat_parameters(m).size} parameters, {maxiter} L-BFGS iterations in "
+          f"{timings[kind]:.0f} s; test RMSE {rmse:.4f} vs label spread {spread:.4f} "
+          f"({'e·Å' if kind == 'dipole' else 'Å³'})")
+    # training does not change the symmetry: it is in the architecture
+    res = checks.check_tensor_symmetry(lambda c, b, m=m: m.evaluate(c, test.atype, b)[m.var_name][0],
+                                       test.coord[0], test.box[0], atype=test.atype,
+                                       output="vector" if kind == "dipole" else "tensor", rng=2)
+    assert checks.all_passed(res)
+if not QUICK:
+    assert errors["dipole"][0] < 0.5 * errors["dipole"][1]
+    assert errors["polar"][0] < errors["polar"][1]
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.3))
+for ax, kind, unit, name in ((axes[0], "dipole", "e·Å", "atomic dipole"),
+                             (axes[1], "polar", "Å³", "atomic polarizability")):
+    lab, pred = pairs[kind]
+    comps = lab.reshape(len(lab), lab.shape[1], -1)
+    predc = pred.reshape(comps.shape)
+    groups = ({"x": [0], "y": [1], "z": [2]} if kind == "dipole" else
+              {"diagonal (xx, yy, zz)": [0, 4, 8], "off-diagonal": [1, 2, 3, 5, 6, 7]})
+    for lbl, ks in groups.items():
+        ax.plot(comps[..., ks].ravel(), predc[..., ks].ravel(), ".", ms=3, alpha=0.6, label=lbl)
+    lo, hi = min(comps.min(), predc.min()), max(comps.max(), predc.max())
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.7)
+    rm, sp = errors[kind]
+    what = "label spread" if kind == "dipole" else "spread of the labels' anisotropic part"
+    ax.set_title(f"{name}: test RMSE {rm:.3f} {unit}\n({what} {sp:.3f} {unit})", fontsize=10)
+    ax.set_xlabel(f"label component ({unit})")
+    ax.set_ylabel(f"predicted component ({unit})")
+    ax.legend(fontsize=8, title="component", title_fontsize=8)
+fig.tight_layout()
+savefig(fig, "06_parity.png")
+
+# %% [markdown]
+# ## 5. Seeing it: predictions turn with the molecules
+#
+# The trained dipole model on a test box (projected on the xy plane), then on the same box
+# turned by 60° about z. Arrows on the right: the model's prediction for the turned box
+# (solid) and the turned predictions of the original box (dashed) — they coincide.
+
+# %%
+m = models["dipole"]
+th = np.deg2rad(60)
+Rz = np.array([[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1]])
+c0, b0 = test.coord[0], test.box[0]
+centre = b0.sum(axis=0) / 2
+c1, b1 = (c0 - centre) @ Rz.T + centre, b0 @ Rz.T
+mu_0 = m.evaluate(c0, test.atype, b0)["atom_dipole"][0]
+mu_1 = m.evaluate(c1, test.atype, b1)["atom_dipole"][0]
+err_turn = np.abs(mu_1 - mu_0 @ Rz.T).max()
+print(f"max |mu(turned box) - Rz mu(box)| = {err_turn:.1e} e·Å")
+assert err_turn < 1e-12
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 5.4))
+scale = 3.0  # Å per e·Å, for drawing
+for ax, c, mu, title in ((axes[0], c0, mu_0, "test box"), (axes[1], c1, mu_1, "turned by 60° about z")):
+    o = np.nonzero(test.atype == 0)[0]
+    for i in o:  # molecules are stored O, H, H
+        for h in (i + 1, i + 2):
+            ax.plot(*c[[i, h], :2].T, "-", color="0.6", lw=1.5, zorder=1)
+    ax.scatter(*c[o, :2].T, s=45, color="C3", zorder=2, label="O")
+    ax.scatter(*c[test.atype == 1, :2].T, s=15, color="0.5", zorder=2, label="H")
+    ax.quiver(*c[o, :2].T, *(scale * mu[o, :2]).T, angles="xy",
+              scale_units="xy", scale=1, color="C0", width=0.005, zorder=3, label="predicted μ (×3 Å per e·Å)")
+    if c is c1:
+        ref = mu_0 @ Rz.T
+        ax.quiver(*c[o, :2].T, *(scale * ref[o, :2]).T, angles="xy", scale_units="xy", scale=1,
+                  facecolor="none", edgecolor="C1", linewidth=1.0, linestyle="--", width=0.008,
+                  zorder=4, label="Rz · μ(test box)")
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (Å)")
+    ax.set_ylabel("y (Å)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+savefig(fig, "06_rotation.png")
+print(f"total time {time.perf_counter() - t_start:.0f} s")
+
+# %% [markdown]
+# ## Summary
+#
+# * Invariant features $D$ give invariant outputs; an equivariant output needs an object that
+#   rotates — the columns of $T$ — combined with invariant coefficients: vectors
+#   $\mathcal R^\top c(D)$, tensors $\mathcal R^\top A(D)\mathcal R$. The same idea gives the
+#   VCNN's vector and tensor heads (`symref.VectorCloudNet(output="vector"|"tensor")`).
+# * The symmetry holds to round-off for random weights and after training: it is a property of
+#   the architecture, not something learned.
+# * Measured in full mode (12 training boxes, 150 L-BFGS iterations, ~1 minute per model):
+#   test RMSE of the atomic dipoles 0.037 e·Å against a label spread of 0.30 e·Å; of the atomic
+#   polarizabilities 0.042 Å³ against 0.083 Å³ for the part the network must learn (the
+#   anisotropic one; the isotropic shift comes from `tensor_shift`) — that one needs more data
+#   and training. Longer training on the real water frames: `benchmarks/train_tensor.py`.
