@@ -861,8 +861,7 @@ def _member_data(out: Path, alpha: float, cfg: StudyConfig, n_points: int, seed:
     """Point set of one geometry (cached as ``data/alpha{α}_pts{N}_seed{s}.npz``)."""
     path = out / "data" / f"alpha{alpha:g}_pts{n_points}_seed{seed}.npz"
     if path.is_file():
-        with np.load(path) as z:
-            return PointSet(z["positions"], z["velocity"], z["production"], z["c"], z["period"])
+        return _load_points(out, alpha, n_points, seed)
     if alpha not in solutions:
         t0 = time.perf_counter()
         solutions[alpha] = solve_member(alpha, cfg)
