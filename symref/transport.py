@@ -514,8 +514,6 @@ def solve_transport(flow: Flow, reaction: Reaction = Reaction(), *, production=N
             raise RuntimeError(f"Newton iteration {it} produced non-finite values "
                                f"(residual history {history})")
     else:
-        S, dS = reaction.source(c, s)
-        R = A @ c + b + V * (S + f)
         raise RuntimeError(f"Newton did not converge in {max_iter} iterations: relative "
                            f"residuals {history}")
     wall = 0.0 if wall_flux is None else float(np.sum(wall_flux[0]) + np.sum(wall_flux[1]))
