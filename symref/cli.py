@@ -11,6 +11,7 @@ periodic crystal (cell shorter than 2·rcut).  Exit status 1 if any check fails.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -142,18 +143,45 @@ def _tensor_checks(model, coord, atype, box, seed) -> list:
 
 
 def cmd_train(args) -> int:
-    """``symref train input.json``: build (or restart) a model, fit it, save it."""
+    """``symref train input.json``: build (or restart) a model, fit it, save it.
+
+    Under ``mpiexec -n K`` (K > 1, or with ``--mpi``) the ranks share the frames
+    of every batch (:mod:`symref.parallel`); rank 0 alone prints and writes files.
+    """
+    from .parallel import get_comm
+
+    comm = get_comm("mpi" if getattr(args, "mpi", False) else "auto")
+    if comm.size == 1:
+        return _train(args, comm)
+    try:
+        return _train(args, comm)
+    except Exception as exc:  # noqa: BLE001 - one rank failing alone would leave the others waiting
+        print(f"symref: error (MPI rank {comm.rank} of {comm.size}): "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.stderr.flush()
+        comm.abort(2)  # ends every rank; returns only when another rank's abort came first
+        return 2
+
+
+def _train(args, comm) -> int:
     from .data import load_systems
     from .inputfile import LOSS_DEFAULTS, read_input
     from .io import save_model
     from .loss import LossPrefactors, TensorPrefactors
     from .models import DeepTensor, build_model
     from .optim import ExpDecayLR
+    from .parallel import default_threads, sync_model
     from .train import fit_adam, fit_lbfgs
 
+    root = comm.is_root
+    say = print if root else (lambda *a, **k: None)
+    if comm.size > 1 and "NUMBA_NUM_THREADS" not in os.environ:
+        import numba
+
+        numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, default_threads(comm)))
     cfg, warnings = read_input(args.input)
     for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        say(f"warning: {w}", file=sys.stderr)
     tr = cfg["training"]
     seed = int(tr.get("seed", 0))
     model = build_model(cfg["model"], seed=seed)
@@ -168,13 +196,18 @@ def cmd_train(args) -> int:
 
         train, valid = split_frames(train, args.valid_fraction, seed=seed)
     nframes = sum(s.nframes for s in train)
-    print(f"symref train: {len(train)} training system(s), {nframes} frames; "
-          f"{len(valid) if valid else 0} validation system(s)"
-          + (f", {sum(s.nframes for s in valid)} frames" if valid else ""))
+    say(f"symref train: {len(train)} training system(s), {nframes} frames; "
+        f"{len(valid) if valid else 0} validation system(s)"
+        + (f", {sum(s.nframes for s in valid)} frames" if valid else ""))
+    if comm.size > 1:
+        import numba
+
+        say(f"symref train: {comm.size} MPI ranks share the frames of each batch "
+            f"({numba.get_num_threads()} numba thread(s) per rank; rank 0 writes the files)")
     try:
         from .stats import compute_statistics, stat_frames
     except ImportError:
-        print("warning: symref.stats not available: statistics left neutral", file=sys.stderr)
+        say("warning: symref.stats not available: statistics left neutral", file=sys.stderr)
     else:
         if args.restart is None:  # deepmd-kit's sample of frames and its statistics
             frames = stat_frames(train, batch_size=tr["training_data"].get("batch_size", "auto"))
@@ -186,6 +219,7 @@ def cmd_train(args) -> int:
                     model.out_bias = tensor_shift(model, frames)
             else:
                 compute_statistics(model, frames)
+    sync_model(model, comm)  # every rank starts from rank 0's bits
     if isinstance(model, DeepTensor):  # deepmd-kit's tensor loss: constant weights
         lc = cfg.get("loss", {})
         start = limit = TensorPrefactors(float(lc.get("pref", 1.0)),
@@ -204,9 +238,10 @@ def cmd_train(args) -> int:
                                  maxiter=int(cfg["optimizer"].get("maxiter", numb_steps)),
                                  time_limit=cfg["optimizer"].get("time_limit"),
                                  checkpoint=tr.get("save_ckpt", "model.ckpt") + ".json",
-                                 save_freq=int(tr.get("save_freq", 1000)), restart=args.restart)
+                                 save_freq=int(tr.get("save_freq", 1000)), restart=args.restart,
+                                 comm=comm)
         except KeyboardInterrupt as e:
-            print(f"symref train: {e}", file=sys.stderr)
+            say(f"symref train: {e}", file=sys.stderr)
             return 130
     else:
         lr = cfg.get("learning_rate", {})
@@ -228,10 +263,12 @@ def cmd_train(args) -> int:
                              checkpoint=tr.get("save_ckpt", "model.ckpt") + ".json",
                              lcurve=tr.get("disp_file", "lcurve.out"), restart=args.restart,
                              time_limit=cfg.get("optimizer", {}).get("time_limit"),
-                             valid_frames=_valid_frames(tr))
+                             valid_frames=_valid_frames(tr), comm=comm)
         except KeyboardInterrupt as e:
-            print(f"symref train: {e}", file=sys.stderr)
+            say(f"symref train: {e}", file=sys.stderr)
             return 130
+    if not root:
+        return 0
     save_model(model, out)
     print(f"symref train: wrote {out}")
     if out.suffix.lower() != ".dp":  # and the file deepmd-kit loads (dp test, DeepPot)
@@ -323,6 +360,12 @@ def _cmd_model_devi(args) -> int:
     return cli(args)
 
 
+def _cmd_lammps(args) -> int:
+    from .lammps import cli
+
+    return cli(args)
+
+
 def _cmd_transport(args) -> int:
     from .transport import cli
 
@@ -352,6 +395,9 @@ def main(argv=None) -> int:
                         "validation (seeded by training.seed; instead of validation_data)")
     t.add_argument("-o", "--output", default="model.yaml",
                    help="final model file (.yaml, .json, or .dp for deepmd-kit; default model.yaml)")
+    t.add_argument("--mpi", action="store_true",
+                   help="use MPI (mpi4py) even if the launcher is not recognised; by default "
+                        "MPI is used when mpiexec/srun announce more than one rank")
     t.set_defaults(func=cmd_train)
     q = sub.add_parser("test", help="errors of a model on labelled deepmd-kit npy systems")
     q.add_argument("-m", "--model", required=True, help="model file (.dp, .yaml, .json)")
@@ -409,6 +455,19 @@ def main(argv=None) -> int:
                     help="only the manufactured-solution convergence check of the solvers")
     tr.add_argument("--no-plots", action="store_true", help="skip the figures")
     tr.set_defaults(func=_cmd_transport)
+    lm = sub.add_parser("lammps", help="run a LAMMPS input with a symref model as the force "
+                                       "field (fix external; mpiexec -n K for K ranks)")
+    lm.add_argument("input", help="LAMMPS input (units metal, no pair style, and the line "
+                                  "'fix symref all external pf/callback 1 1')")
+    lm.add_argument("--model", "-m", required=True, help="symref or deepmd-kit model file")
+    lm.add_argument("--type-map", nargs="+", default=None,
+                    help="element of each LAMMPS type, type 1 first (default: the model's)")
+    lm.add_argument("--mode", choices=("auto", "ghost", "periodic"), default="auto",
+                    help="how ranks get exact forces (docstring of symref/lammps.py)")
+    lm.add_argument("--fix-id", default="symref", help="ID of the fix external line")
+    lm.add_argument("--log", default=None, help="LAMMPS log file (default: none)")
+    lm.add_argument("--quiet", action="store_true", help="no LAMMPS screen output (thermo)")
+    lm.set_defaults(func=_cmd_lammps)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

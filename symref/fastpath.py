@@ -168,12 +168,29 @@ def _pair_list(coord, atype, box, rcut, sel, truncate, frame):
 
 
 def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
-                   block_pairs: int = BLOCK_PAIRS, mode: str | None = None) -> dict:
+                   block_pairs: int = BLOCK_PAIRS, mode: str | None = None,
+                   ncentre: int | None = None, nvirial: int | None = None,
+                   fold: np.ndarray | None = None, pair_list=None) -> dict:
     """Energy, forces, virial, atom_energy and atom_virial of one frame (float64).
 
     Same inputs and outputs as the reference ``DeepPot._evaluate_frame``.
     ``mode``: see :func:`default_mode`.  Results do not depend on the mode or
     the number of threads except through BLAS summation order.
+
+    Clusters (used by :mod:`symref.lammps` for a rank's atoms plus ghost images):
+    with ``ncentre`` only atoms ``0..ncentre-1`` are centres, i.e. only their
+    atomic energies are computed (the others are zero); the rest are
+    neighbours only.  ``energy`` is the sum of the centres' energies and
+    ``forces`` = -∂energy/∂x for *every* atom (exact for an atom only when all
+    the centres whose energy depends on it are included).  With ``nvirial``
+    the result also has ``centre_virial`` (3 x 3): the virial of the energies
+    of atoms ``0..nvirial-1`` alone (``nvirial <= ncentre``).  ``fold`` (n ints,
+    needs ``nvirial``): atom x is a periodic image of atom ``fold[x]``
+    (``fold[x] = x`` for the others); the pairs of centres ``0..nvirial-1``
+    then act on ``fold[j]`` instead of j, so the forces on the atoms the images
+    stand for include them (:func:`symref.kernels.se_e2_a.fold_neighbours`).
+    ``pair_list``: a :class:`symref.kernels.neighbors.PairList` of the frame
+    already built with the model's rcut and sel (saves the search).
     """
     mode = mode or default_mode()
     if mode not in ("blocks", "kernels"):
@@ -183,10 +200,30 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     n = coord.shape[0]
     M1, M2, nnei = desc.neuron[-1], desc.axis_neuron, desc.nnei
     off = desc.sel_offsets
-    pl = _pair_list(coord, atype, box, desc.rcut, desc.sel, truncate, frame)
+    nc = n if ncentre is None else int(ncentre)
+    if not 0 <= nc <= n:
+        raise ValueError(f"ncentre must be in [0, {n}], got {ncentre}")
+    if nvirial is not None and not 0 <= int(nvirial) <= nc:
+        raise ValueError(f"nvirial must be in [0, ncentre={nc}], got {nvirial}")
+    if fold is not None and nvirial is None:
+        raise ValueError("fold needs nvirial (the centres whose pairs are folded)")
+    pl = pair_list if pair_list is not None else _pair_list(coord, atype, box, desc.rcut,
+                                                            desc.sel, truncate, frame)
+    if pl.ptr.shape[0] != n + 1:
+        raise ValueError(f"pair_list has {pl.ptr.shape[0] - 1} centres, the frame {n} atoms")
+    ptr = pl.ptr  # n+1
+    if nc < n:  # non-centres keep no pairs of their own
+        ptr = ptr.copy()
+        ptr[nc + 1:] = ptr[nc]
 
-    # ---- internal order: atoms sorted by type, pairs grouped by neighbour type
-    perm = np.argsort(atype, kind="stable")  # internal -> original
+    # ---- internal order: centres sorted by type, then the non-centres; pairs grouped
+    # by neighbour type
+    # (own centres 0..nvirial-1 by type, then the other centres by type: the pairs of own
+    # centres stay a prefix, for ``fold``)
+    nv = nc if nvirial is None else int(nvirial)
+    groups = [(0, nv), (nv, nc)] if 0 < nv < nc else [(0, nc)]
+    perm = np.concatenate([g0 + np.argsort(atype[g0:g1], kind="stable") for g0, g1 in groups]
+                          + [np.arange(nc, n)]).astype(np.int64)  # internal -> original
     inv_perm = np.empty(n, dtype=np.int64)
     inv_perm[perm] = np.arange(n)
     types_int = np.ascontiguousarray(atype[perm])  # n
@@ -199,7 +236,7 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     count_pairs = ks.count_pairs if par else ks.count_pairs.serial
     group_pairs = ks.group_pairs if par else ks.group_pairs.serial
     gather = ks.forces_virial_gather if par else ks.forces_virial_gather.serial
-    count_pairs(pl.ptr, pl.j, atype, inv_perm, rule, nt, nkeep, nreal)
+    count_pairs(ptr, pl.j, atype, inv_perm, rule, nt, nkeep, nreal)
     cptr = np.zeros((nt, n + 1), dtype=np.int64)  # nt x n+1, global pair offsets
     base = 0
     for t in range(nt):
@@ -209,7 +246,7 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     P = base
     j_int = np.empty(P, dtype=np.int64)
     rij = np.empty((P, 3))  # P x 3
-    group_pairs(pl.ptr, pl.j, pl.rij, atype, inv_perm, rule, nt, cptr, j_int, rij)
+    group_pairs(ptr, pl.j, pl.rij, atype, inv_perm, rule, nt, cptr, j_int, rij)
     npad = (np.asarray(desc.sel)[None, :] - nreal).astype(np.float64)  # n x nt
 
     # ---- per (centre type, neighbour type) constants
@@ -233,15 +270,17 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
 
     g_all = np.zeros((P, 3))  # dE/dr_ji of every pair
     atom_e = np.zeros(n)
-    tstart = np.searchsorted(types_int, np.arange(nt + 1))
     ppa = max(1.0, P / n)  # pairs per atom
     nthreads = numba.get_num_threads()
     target = block_pairs
     if mode == "blocks":  # enough blocks to keep every thread busy
         target = min(block_pairs, max(MIN_BLOCK_PAIRS, P // (2 * nthreads)))
     nb_max = max(1, int(target / ppa))
-    blocks = [(ti, b0, min(b0 + nb_max, int(tstart[ti + 1])))
-              for ti in range(nt) for b0 in range(int(tstart[ti]), int(tstart[ti + 1]), nb_max)]
+    blocks = []
+    for g0, g1 in groups:
+        tstart = g0 + np.searchsorted(types_int[g0:g1], np.arange(nt + 1))  # centres by type
+        blocks += [(ti, b0, min(b0 + nb_max, int(tstart[ti + 1]))) for ti in range(nt)
+                   for b0 in range(int(tstart[ti]), int(tstart[ti + 1]), nb_max)]
     args = (model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad, emb, fnets, g_all, atom_e,
             M1, M2, nnei)
     if mode == "blocks":
@@ -260,6 +299,11 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
             _block(_PARALLEL, blk, *args)
 
     # ---- forces and virials by gathering, back to the original order
+    if fold is not None:
+        fold = np.asarray(fold, dtype=np.int64)
+        if fold.shape != (n,) or fold.min(initial=0) < 0 or fold.max(initial=0) >= n:
+            raise ValueError(f"fold must be {n} atom indices")
+        ks.fold_neighbours(j_int, cptr, inv_perm[fold[perm]], nv)  # own centres: a prefix
     rev_ptr, rev_idx = ks.reverse_index(j_int, n)
     F = np.empty((n, 3))
     W = np.empty((n, 3, 3))
@@ -270,8 +314,13 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     atom_virial[perm] = W
     atom_energy = np.empty(n)
     atom_energy[perm] = atom_e
-    return {"energy": atom_energy.sum(), "forces": forces, "virial": atom_virial.sum(axis=0),
-            "atom_energy": atom_energy, "atom_virial": atom_virial}
+    out = {"energy": atom_energy.sum(), "forces": forces, "virial": atom_virial.sum(axis=0),
+           "atom_energy": atom_energy, "atom_virial": atom_virial}
+    if nvirial is not None:
+        weight = (perm < int(nvirial)).astype(np.float64)  # n, internal order
+        out["centre_virial"] = np.empty((3, 3))
+        ks.centre_virial(g_all, rij, cptr, weight, out["centre_virial"])
+    return out
 
 
 def _block(K, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,

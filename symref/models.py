@@ -34,7 +34,7 @@ from .neighbors import build_neighbor_list
 from .nn import init_mlp, mlp_astype
 
 PRECISIONS = {"float64": np.float64, "float32": np.float32, "default": np.float64}
-BACKENDS = ("numba", "numpy")
+BACKENDS = ("numba", "numpy", "cuda")
 
 
 @dataclass
@@ -88,7 +88,9 @@ class DeepPot:
             (the reference, O(N²) neighbour search; the ground truth the fast
             path is tested against).  float32 and models the fast path cannot
             evaluate exactly (see :func:`symref.fastpath.unsupported_reason`)
-            use the reference.
+            use the reference.  "cuda": the GPU path of :mod:`symref.cudapath`
+            (numba-cuda; float64 and float32), an ``ImportError``/``RuntimeError``
+            saying what to install when numba-cuda or a GPU is missing.
 
         Returns
         -------
@@ -111,6 +113,15 @@ class DeepPot:
                     return fastpath.evaluate_frame(model, c, a, b, truncate=truncate, frame=frame)
             else:
                 fastpath.fallback_warning(reason)
+        elif backend == "cuda":
+            from . import cudapath
+
+            cudapath.require()  # ImportError / RuntimeError with an install hint
+            reason = cudapath.unsupported_reason(model)
+            if reason is None:
+                frame_fn = cudapath.Evaluator(model, dtype)
+            else:
+                cudapath.fallback_warning(reason)
         nf, natoms, _ = coord.shape
         out = {
             "energy": np.zeros(nf, dtype=dtype),
@@ -228,7 +239,7 @@ class DeepTensor(DeepPot):
         ``atom_polarizability`` (nf, natoms, 3, 3); with ``derivative`` also
         ``dipole_derivative`` (nf, 3, natoms, 3) = ∂μ_a/∂x_{k,b} (what IR spectra
         need) or ``polarizability_derivative`` (nf, 3, 3, natoms, 3).  Both
-        backends run the NumPy reference (tensor models have no fast path yet).
+        backends run the NumPy reference (tensor models have no fast or GPU path yet).
         """
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

@@ -161,13 +161,17 @@ def sel_error(where: str, i: int, count: int, t: int, rcut, sel_t) -> ValueError
         f"(or truncate=True for deepmd-kit's truncation)")
 
 
-def build_neighbor_list(coord, atype, box, rcut, sel, *, truncate=False, frame=None) -> NeighborList:
+def build_neighbor_list(coord, atype, box, rcut, sel, *, truncate=False, frame=None,
+                        ncentre=None) -> NeighborList:
     """Neighbour list of one frame in the se_e2_a layout.
 
     ``coord``: natoms x 3 (Å); ``atype``: natoms ints in [0, len(sel));
     ``box``: 3 x 3 (rows are cell vectors) or None for a molecule.
     Raises ``ValueError`` naming the atom, type and the ``sel`` needed when a
     type's neighbour count exceeds ``sel`` (unless ``truncate``).
+    ``ncentre``: only atoms ``0..ncentre-1`` get neighbours (the other rows
+    stay empty; every atom is still a neighbour), e.g. a rank's own atoms
+    among ghosts in :mod:`symref.lammps`.
     """
     coord = np.asarray(coord, dtype=np.float64)
     natoms = coord.shape[0]
@@ -180,7 +184,10 @@ def build_neighbor_list(coord, atype, box, rcut, sel, *, truncate=False, frame=N
     nlist = np.full((natoms, nnei), -1, dtype=np.int64)
     shift = np.zeros((natoms, nnei, 3))
     rij_out = np.zeros((natoms, nnei, 3))
-    for i in range(natoms):
+    ncentre = natoms if ncentre is None else int(ncentre)
+    if not 0 <= ncentre <= natoms:
+        raise ValueError(f"ncentre must be in [0, {natoms}], got {ncentre}")
+    for i in range(ncentre):
         # images of every atom relative to the wrapped centre: nimg x natoms (x 3)
         d, r = centre_images(x0, shifts_int, shifts_cart, i)
         check_distinct(i, r, shifts_int, where)

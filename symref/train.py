@@ -36,32 +36,60 @@ def set_flat_parameters(model, x: np.ndarray) -> None:
 
 
 def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
-                        backend: str = "numba"):
+                        backend: str = "numba", comm=None):
     """Loss and flat gradient averaged over all frames of ``systems``
-    (``backend``: see :func:`symref.loss.energy_loss_and_grad`)."""
+    (``backend``: see :func:`symref.loss.energy_loss_and_grad`).
+
+    The mean is ``(1/n) Σ_f [L_f, ∇L_f]`` over the n frames (system by system),
+    the frames added in the fixed pairwise tree of :func:`symref.parallel.tree_sum`.
+    With ``comm`` (:mod:`symref.parallel`; default: one process) each rank
+    evaluates only its shard of the frames and the node sums are exchanged:
+    the result is bitwise the same on every rank and for any number of ranks.
+    """
+    from .parallel import SERIAL, sharded_sum
+
+    comm = SERIAL if comm is None else comm
     nframes = sum(s.nframes for s in systems)
     if nframes == 0:
         raise ValueError("no frames to fit")
-    total, grad = 0.0, np.zeros(sum(a.size for _, a in parameters(model)))
-    names = [n for n, _ in parameters(model)]
-    for s in systems:
-        if isinstance(pref, TensorPrefactors):  # dipole / polarizability model
-            label, atom_label = tensor_labels(model, s)
-            loss, g = tensor_loss_and_grad(model, s.coord, s.atype, s.box, label, atom_label,
-                                           pref)
-            w = s.nframes / nframes
-            total += w * loss
-            grad += w * np.concatenate([g[n].reshape(-1) for n in names])
-            continue
-        if s.energy is None or s.force is None:
+    params = parameters(model)
+    width = 1 + sum(a.size for _, a in params)
+    tensor = isinstance(pref, TensorPrefactors)  # dipole / polarizability model
+    labels = []
+    for s in systems:  # label problems are raised on every rank, before any evaluation
+        if tensor:
+            labels.append(tensor_labels(model, s))
+        elif s.energy is None or s.force is None:
             raise ValueError(f"{s.name or 'system'}: energy and force labels are needed")
-        virial = s.virial if pref.pref_v else None
-        loss, g = energy_loss_and_grad(model, s.coord, s.atype, s.box, s.energy, s.force,
-                                       virial, pref, backend=backend)
-        w = s.nframes / nframes
-        total += w * loss
-        grad += w * np.concatenate([g[n].reshape(-1) for n in names])
-    return total, grad
+        elif pref.pref_v and s.virial is None:
+            raise ValueError(f"{s.name or 'system'}: pref_v is nonzero but there are no "
+                             "virial labels")
+    index = [(k, f) for k, s in enumerate(systems) for f in range(s.nframes)]
+
+    def frame(i):
+        k, f = index[i]
+        s, sl = systems[k], slice(f, f + 1)
+        box = None if s.box is None else s.box[sl]
+        if tensor:
+            label, atom = labels[k]
+            loss, g = tensor_loss_and_grad(model, s.coord[sl], s.atype, box,
+                                           None if label is None else label[sl],
+                                           None if atom is None else atom[sl], pref)
+        else:
+            loss, g = energy_loss_and_grad(model, s.coord[sl], s.atype, box, s.energy[sl],
+                                           s.force[sl], s.virial[sl] if pref.pref_v else None,
+                                           pref, backend=backend)
+        out = np.empty(width)
+        out[0] = loss
+        j = 1
+        for name, a in params:
+            out[j:j + a.size] = g[name].reshape(-1)
+            j += a.size
+        return out
+
+    total = sharded_sum(nframes, frame, width, comm)
+    total /= nframes
+    return float(total[0]), total[1:]
 
 
 def tensor_labels(model, system):
@@ -100,7 +128,7 @@ def tensor_errors(model, system) -> dict:
 
 def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxiter: int = 100,
               progress=print, gtol: float = 1e-12, time_limit: float | None = None,
-              checkpoint=None, save_freq: int = 0, restart=None):
+              checkpoint=None, save_freq: int = 0, restart=None, comm=None):
     """Minimise the loss over ``systems`` with L-BFGS-B; returns ``(model, SciPy's result)``.
 
     ``progress(line)`` gets one line per iteration (iteration, loss, elapsed);
@@ -118,25 +146,35 @@ def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxite
     gradient descent and the iterates differ from an uninterrupted run's; the
     loss keeps decreasing monotonically and reaches a comparable value
     (tests/test_train.py measures it).
+
+    With ``comm`` (:mod:`symref.parallel`) the frames are shared among MPI
+    ranks (:func:`batch_loss_and_grad`); every rank runs SciPy on the same,
+    bitwise equal gradients, so the iterates are the same on every rank
+    (checked at the end); stops are agreed by all ranks; only rank 0 prints
+    and writes the checkpoint.
     """
     import signal
 
     from scipy.optimize import minimize
 
     from .optim import Adam
+    from .parallel import SERIAL
 
+    comm = SERIAL if comm is None else comm
+    if not comm.is_root:
+        progress = None
     it0 = 0
     if restart is not None:
         model, it0, _, _ = load_checkpoint(restart)
     t0 = time.perf_counter()
-    state = {"it": it0, "stop": False}
+    state = {"it": it0, "stop": False, "stopped": False}
 
     def fun(x):
         set_flat_parameters(model, x)
-        return batch_loss_and_grad(model, systems, pref)
+        return batch_loss_and_grad(model, systems, pref, comm=comm)
 
     def save(x):
-        if checkpoint:
+        if checkpoint and comm.is_root:
             set_flat_parameters(model, x)
             save_checkpoint(checkpoint, model, state["it"], Adam(), np.random.default_rng(0))
 
@@ -147,9 +185,11 @@ def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxite
             progress(f"lbfgs iter {state['it']:5d}  loss {intermediate_result.fun:.6e}  "
                      f"elapsed {time.perf_counter() - t0:.1f} s")
         out_of_time = time_limit is not None and time.perf_counter() - t0 >= time_limit
-        if (save_freq and state["it"] % save_freq == 0) or state["stop"] or out_of_time:
+        stop_now, out_of_time = comm.any(state["stop"], out_of_time)  # all ranks agree
+        state["stopped"] = stop_now
+        if (save_freq and state["it"] % save_freq == 0) or stop_now or out_of_time:
             save(intermediate_result.x)
-        if state["stop"] or out_of_time:
+        if stop_now or out_of_time:
             raise StopIteration
 
     def on_sigint(signum, frame):
@@ -164,7 +204,8 @@ def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxite
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
     set_flat_parameters(model, res.x)
-    if state["stop"]:
+    comm.check_identical(res.x, "L-BFGS parameters")
+    if state["stopped"]:
         raise KeyboardInterrupt(f"interrupted after L-BFGS iteration {state['it']}; checkpoint "
                                 f"{checkpoint or '(none: no checkpoint path)'}")
     save(res.x)
@@ -260,7 +301,7 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
              pref_limit: LossPrefactors, batch_size: int = 1, seed: int = 0,
              disp_freq: int = 100, save_freq: int = 0, checkpoint=None, lcurve=None,
              restart=None, progress=print, valid_frames: int = 8,
-             time_limit: float | None = None):
+             time_limit: float | None = None, comm=None):
     """Minibatch Adam with deepmd-kit's learning-rate and prefactor schedules.
 
     Each step draws a system with probability proportional to its frame count,
@@ -275,11 +316,24 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
     it (the learning-rate schedule still runs to ``numb_steps``: set
     ``numb_steps`` to what fits the budget).  Returns the model (a new object
     when restarting).
+
+    With ``comm`` (:mod:`symref.parallel`) every MPI rank draws the same
+    minibatch from the same generator, then evaluates its shard of the
+    batch's frames (:func:`batch_loss_and_grad`: the gradient is bitwise the
+    same on every rank and for any number of ranks, so are the Adam steps;
+    checked at the end).  Stops are agreed by all ranks; only rank 0 computes
+    the displayed errors, prints, and writes ``lcurve`` and the checkpoint.
     """
     import signal
 
     from .data import select_frames
     from .optim import Adam, prefactor
+    from .parallel import SERIAL
+
+    comm = SERIAL if comm is None else comm
+    root = comm.is_root
+    if not root:
+        progress = None
 
     if restart is not None:
         model, step0, adam, rng = load_checkpoint(restart)
@@ -287,7 +341,7 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
         step0, adam, rng = 0, Adam(), np.random.default_rng(seed)
     sizes = np.array([s.nframes for s in train], dtype=np.float64)
     prob = sizes / sizes.sum()
-    log = Lcurve(lcurve, append=restart is not None) if lcurve else None
+    log = Lcurve(lcurve, append=restart is not None) if lcurve and root else None
     stop = {"flag": False}
 
     def on_sigint(signum, frame):
@@ -309,11 +363,13 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
                 pref = LossPrefactors(*(prefactor(a, b, lr_t, lr.start_lr) for a, b in zip(
                     (pref_start.pref_e, pref_start.pref_f, pref_start.pref_v),
                     (pref_limit.pref_e, pref_limit.pref_f, pref_limit.pref_v))))
-            _, g = batch_loss_and_grad(model, [batch], pref)
+            _, g = batch_loss_and_grad(model, [batch], pref, comm=comm)
             set_flat_parameters(model, adam.step(flat_parameters(model), g, lr_t))
             done = step + 1
             out_of_time = time_limit is not None and time.perf_counter() - t0 >= time_limit
-            if disp_freq and (done % disp_freq == 0 or done == numb_steps or out_of_time):
+            stop_now, out_of_time = comm.any(stop["flag"], out_of_time)  # all ranks agree
+            if root and disp_freq and (done % disp_freq == 0 or done == numb_steps
+                                       or out_of_time):
                 trn = errors(model, batch, pref)
                 if valid:
                     vs = valid[(done // disp_freq) % len(valid)]
@@ -331,17 +387,19 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
                             if val else "")
                     progress(f"step {done:7d}  lr {lr_t:.2e}  trn {msg}{vmsg}  "
                              f"elapsed {el:.1f} s  eta {eta:.1f} s")
-            if checkpoint and ((save_freq and done % save_freq == 0) or stop["flag"]
-                               or out_of_time):
+            if checkpoint and root and ((save_freq and done % save_freq == 0) or stop_now
+                                        or out_of_time):
                 save_checkpoint(checkpoint, model, done, adam, rng)
             if out_of_time:
                 if progress:
                     progress(f"time limit {time_limit:.0f} s reached after step {done}")
+                comm.check_identical(flat_parameters(model), "Adam parameters")
                 return model
-            if stop["flag"]:
+            if stop_now:
                 raise KeyboardInterrupt(f"interrupted after step {done}; checkpoint "
                                         f"{checkpoint or '(none: no checkpoint path)'}")
-        if checkpoint:
+        comm.check_identical(flat_parameters(model), "Adam parameters")
+        if checkpoint and root:
             save_checkpoint(checkpoint, model, numb_steps, adam, rng)
     finally:
         if old_handler is not None:

@@ -8,20 +8,42 @@
   deepmd-kit itself as the reference; tests that use it call
   ``pytest.importorskip("deepmd")`` first.
 
+* ``tests/cuda/`` (numba-cuda kernels, ``backend="cuda"``) is collected only in
+  a process that can run CUDA kernels: ``NUMBA_ENABLE_CUDASIM=1`` set before
+  numba was imported (the simulator), or a real GPU.  ``tests/test_cuda_sim.py``
+  runs it in a simulator subprocess, so a plain ``python -m pytest`` covers it.
+
 Keep this file small: fixtures used by more than one test module only
-(``shared_data``, ``water_frame``, ``pt``).
+(``shared_data``, ``water_frame``, ``pt``) and the ``tests/cuda`` switch.
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cuda_support import cuda_kernels_runnable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 WATER_SYSTEM = SHARED_DATA / "water" / "data_0"
+
+
+CUDA_TESTS = REPO_ROOT / "tests" / "cuda"
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_runnable() -> bool:
+    return cuda_kernels_runnable()  # imports numba.cuda: only when tests/cuda is reached
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/cuda only where CUDA kernels can run (see the module docstring), also
+    when the directory is named on the command line (a file so named skips itself)."""
+    inside = collection_path == CUDA_TESTS or CUDA_TESTS in collection_path.parents
+    return True if inside and not _cuda_runnable() else None
 
 
 @pytest.fixture(scope="session")

@@ -147,3 +147,59 @@ def test_short_embedding_nets(neuron):
     s = make_molecule(natoms=11, ntypes=3, seed=17)
     model = demo_model(config(neuron=neuron, axis_neuron=2), seed=18)
     assert_matches(model, s.coord, s.atype)
+
+
+def _images(coord, atype, cell, margin):
+    """The periodic images of a frame within ``margin`` Å of its cell (a fractional test
+    on the cell's heights), with the index of the atom each one is an image of."""
+    frac_margin = margin * np.linalg.norm(np.linalg.inv(cell), axis=0)  # per axis
+    k = int(np.ceil(frac_margin.max())) + 1
+    r = range(-k, k + 1)
+    shifts = np.array([[a, b, c] for a in r for b in r for c in r if (a, b, c) != (0, 0, 0)])
+    x = (coord[None] + (shifts @ cell)[:, None]).reshape(-1, 3)
+    idx = np.tile(np.arange(len(coord)), len(shifts))
+    u = x @ np.linalg.inv(cell)
+    keep = np.all((u > -frac_margin) & (u < 1 + frac_margin), axis=1)
+    return x[keep], atype[idx[keep]], idx[keep]
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_cluster_of_own_atoms_and_images_matches_periodic(fold):
+    """A periodic frame evaluated as a cluster (own atoms + images out to 2 rcut, no box),
+    as symref.lammps does on each rank: with ``ncentre`` = own atoms + the images within
+    rcut of them (or, with ``fold``, own atoms only and image pairs folded back), the own
+    atoms' energies, forces and the own centres' virial equal the periodic evaluation."""
+    model = demo_model(config(), seed=2)
+    c = make_crystal(seed=1, natoms=8, side=4.2)
+    coord, atype, cell = c.coord[0], c.atype, c.box[0].reshape(3, 3)
+    coord = coord % np.diag(cell)  # own atoms inside the cell, like a LAMMPS rank's
+    ref = model.evaluate(coord, atype, cell, backend="numpy")
+    n = len(coord)
+    gx, gt, gidx = _images(coord, atype, cell, 2 * model.rcut)
+    X, A = np.concatenate([coord, gx]), np.concatenate([atype, gt])
+    from symref.kernels.neighbors import build_pair_list
+
+    pl = build_pair_list(X, A, None, model.rcut, model.sel)
+    near = np.zeros(len(X), dtype=bool)
+    near[pl.j[:pl.ptr[n]]] = True
+    near[:n] = False
+    if fold:
+        shell = np.zeros(0, dtype=np.int64)
+    else:
+        shell = np.flatnonzero(near)
+    rest = np.setdiff1d(np.arange(n, len(X)), shell)
+    order = np.concatenate([np.arange(n), shell, rest])
+    owner = np.concatenate([np.arange(n), gidx])[order]  # every image stands for an own atom
+    inv = np.empty(len(X), dtype=np.int64)
+    inv[order] = np.arange(len(X))
+    kw = dict(fold=inv[owner]) if fold else {}
+    out = fastpath.evaluate_frame(model, X[order], A[order], None, ncentre=n + len(shell),
+                                  nvirial=n, **kw)
+    assert np.all(out["atom_energy"][n + len(shell):] == 0)
+    assert abs(out["atom_energy"][:n].sum() - ref["energy"][0]) <= 1e-12 * abs(ref["energy"][0])
+    scale = np.abs(ref["forces"][0]).max()
+    assert np.abs(out["forces"][:n] - ref["forces"][0]).max() <= 1e-10 * scale
+    vscale = np.abs(ref["virial"][0]).max()
+    assert np.abs(out["centre_virial"] - ref["virial"][0]).max() <= 1e-10 * vscale
+    with pytest.raises(ValueError, match="nvirial"):
+        fastpath.evaluate_frame(model, X, A, None, ncentre=n, fold=np.arange(len(X)))

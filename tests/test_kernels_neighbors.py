@@ -325,3 +325,23 @@ def test_candidate_sort_is_the_reference_lexsort():
         scratch = [np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m + 1, np.int64)]
         _sort_candidates(m, idx, *scratch, key, 1 / 6e10, cj, d[0], d[1], d[2])
         np.testing.assert_array_equal(idx, np.lexsort((d[2], d[1], d[0], cj, key)))
+
+
+@pytest.mark.parametrize("box", [False, True])
+def test_only_the_first_ncentre_atoms_are_centres(box):
+    """``ncentre``: rows of the first ncentre atoms equal the full list's, the others are
+    empty; fast == reference bit for bit; out-of-range values are refused."""
+    c = make_crystal(seed=2, natoms=8, side=4.2) if box else make_molecule(natoms=12, seed=4)
+    coord, atype = c.coord[0], c.atype
+    b = c.box[0] if box else None
+    sel = [30] * (int(atype.max()) + 1)
+    full = build_neighbor_list(coord, atype, b, 4.0, sel)
+    for nc in (0, 5, len(atype)):
+        ref = assert_same(coord, atype, b, 4.0, sel, ncentre=nc)
+        np.testing.assert_array_equal(ref.nlist[:nc], full.nlist[:nc])
+        assert (ref.nlist[nc:] == -1).all()
+    for bad in (-1, len(atype) + 1):
+        with pytest.raises(ValueError, match="ncentre"):
+            build_pair_list(coord, atype, b, 4.0, sel, ncentre=bad)
+        with pytest.raises(ValueError, match="ncentre"):
+            build_neighbor_list(coord, atype, b, 4.0, sel, ncentre=bad)

@@ -167,3 +167,40 @@ def test_pair_grouping_reverse_index_and_gather():
         f(g, rij_out, cptr, rp, ri, *out)
         _close(out[0], ref[0])
         _close(out[1], ref[1])
+
+
+def test_centre_virial_and_fold_neighbours():
+    """centre_virial: weighted per-centre virial; all weights 1 give the gather's total
+    virial.  fold_neighbours: redirects only the pairs of the first nown centres."""
+    rng = np.random.default_rng(9)
+    n, nt = 10, 2
+    cptr = np.zeros((nt, n + 1), dtype=np.int64)
+    base = 0
+    for t in range(nt):
+        cptr[t, 1:] = np.cumsum(rng.integers(0, 5, size=n))
+        cptr[t] += base
+        base = int(cptr[t, n])
+    g, rij = rng.normal(size=(base, 3)), rng.normal(size=(base, 3))
+    weight = (rng.uniform(size=n) < 0.5).astype(float)
+    ref, out = np.empty((3, 3)), np.empty((3, 3))
+    ks.centre_virial_ref(g, rij, cptr, weight, ref)
+    ks.centre_virial(g, rij, cptr, weight, out)
+    _close(out, ref)
+    assert np.abs(ref).max() > 0
+    j = rng.integers(0, n, size=base)
+    rp, ri = ks.reverse_index(j, n)
+    F, W = np.empty((n, 3)), np.empty((n, 3, 3))
+    ks.forces_virial_gather_ref(g, rij, cptr, rp, ri, F, W)
+    ks.centre_virial(g, rij, cptr, np.ones(n), out)
+    _close(out, W.sum(axis=0))
+    fold = rng.integers(0, n, size=n)
+    for nown in (0, 4, n):
+        a, b = j.copy(), j.copy()
+        ks.fold_neighbours(a, cptr, fold, nown)
+        ks.fold_neighbours_ref(b, cptr, fold, nown)
+        np.testing.assert_array_equal(a, b)
+        own = np.zeros(base, dtype=bool)
+        for t in range(nt):
+            own[cptr[t, 0]:cptr[t, nown]] = True
+        np.testing.assert_array_equal(a[~own], j[~own])
+        np.testing.assert_array_equal(a[own], fold[j[own]])

@@ -411,10 +411,10 @@ def _sort_candidates(m, idx, tmp, bucket, bfill, key, kscale, cj, cdx, cdy, cdz)
 
 @numba.njit(parallel=True, cache=True)
 def _search_pass(x0, nb, bstart, sx, sy, sz, sj, st, shome, rcut, r2max, sel, offsets, truncate,
-                 cap, nchunk, cnt, kept, coinc, gslot):
+                 cap, nchunk, ncentre, cnt, kept, coinc, gslot):
     """Find, sort and truncate the neighbours of every centre; record them as ghost indices.
 
-    Centres are the ghosts with n = 0, taken bin by bin: the 3 x 3 x 3
+    Centres are the ghosts with n = 0 of atoms below ``ncentre``, taken bin by bin: the 3 x 3 x 3
     neighbourhood of a bin is gathered once into contiguous scratch for all its
     centres.  Per centre i it fills ``cnt[i, t]`` (all neighbours of type t
     within rcut), ``coinc[i]`` (something closer than 1e-6 Å), ``kept[i, t]``
@@ -449,7 +449,7 @@ def _search_pass(x0, nb, bstart, sx, sy, sz, sj, st, shome, rcut, r2max, sel, of
         for b in range(c * nbins // nchunk, (c + 1) * nbins // nchunk):
             n = -1
             for gc in range(bstart[b], bstart[b + 1]):
-                if not shome[gc]:
+                if not shome[gc] or sj[gc] >= ncentre:
                     continue
                 if n < 0:
                     n = _gather_neighbourhood(b, nb, bstart, sx, sy, sz, px, py, pz, pg)
@@ -575,11 +575,13 @@ def _grid(lo, hi, delta, nghost):
     return nb, w
 
 
-def build_pair_list(coord, atype, box, rcut, sel, *, truncate=False, frame=None) -> PairList:
+def build_pair_list(coord, atype, box, rcut, sel, *, truncate=False, frame=None,
+                    ncentre=None) -> PairList:
     """Neighbours of one frame as a :class:`PairList`, O(N) by cell lists.
 
     Same arguments, same neighbours, order, truncation and errors as
-    :func:`symref.neighbors.build_neighbor_list` (see there).
+    :func:`symref.neighbors.build_neighbor_list` (see there; ``ncentre``: only
+    atoms ``0..ncentre-1`` get pairs, the others' rows are empty).
     """
     coord = np.ascontiguousarray(coord, dtype=np.float64)
     atype = np.ascontiguousarray(atype, dtype=np.int64)
@@ -588,6 +590,9 @@ def build_pair_list(coord, atype, box, rcut, sel, *, truncate=False, frame=None)
     sel = np.asarray(sel, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sel)]).astype(np.int64)
     where = "" if frame is None else f"frame {frame}: "
+    ncentre = natoms if ncentre is None else int(ncentre)
+    if not 0 <= ncentre <= natoms:
+        raise ValueError(f"ncentre must be in [0, {natoms}], got {ncentre}")
     if coord.ndim != 2 or coord.shape[1] != 3 or atype.shape != (natoms,):
         # the kernels index atype by atom: check what the reference leaves to numpy indexing
         raise ValueError(f"{where}coord must be natoms x 3 and atype natoms long; "
@@ -635,7 +640,7 @@ def build_pair_list(coord, atype, box, rcut, sel, *, truncate=False, frame=None)
     with _threads_for(natoms) as nthreads:
         nchunk = max(1, min(nbins, 16 * nthreads))  # chunks of bins, each with its own scratch
         _search_pass(x0, nb, bstart, sx, sy, sz, sj, st, shome, rc, r2max, sel, offsets,
-                     bool(truncate), cap, nchunk, cnt, kept, coinc, gslot)
+                     bool(truncate), cap, nchunk, ncentre, cnt, kept, coinc, gslot)
 
     # the reference's errors, for the first offending centre: coincidence, then sel by type
     over = (cnt > sel[None, :]) if not truncate else np.zeros_like(cnt, dtype=bool)
@@ -666,13 +671,14 @@ def build_pair_list(coord, atype, box, rcut, sel, *, truncate=False, frame=None)
 
 
 def build_neighbor_list_fast(coord, atype, box, rcut, sel, *, truncate=False,
-                             frame=None) -> NeighborList:
+                             frame=None, ncentre=None) -> NeighborList:
     """:func:`build_pair_list` expanded into the padded se_e2_a layout.
 
     Bit for bit equal to :func:`symref.neighbors.build_neighbor_list` (same
     signature, same errors).
     """
-    pl = build_pair_list(coord, atype, box, rcut, sel, truncate=truncate, frame=frame)
+    pl = build_pair_list(coord, atype, box, rcut, sel, truncate=truncate, frame=frame,
+                         ncentre=ncentre)
     natoms = pl.natoms
     nnei = int(np.sum(np.asarray(sel, dtype=np.int64)))
     nlist = np.full((natoms, nnei), -1, dtype=np.int64)

@@ -401,6 +401,64 @@ def forces_virial_gather_ref(g, rij, cptr, rev_ptr, rev_idx, F, W):
     np.add.at(W, nb, -g[rev_idx][:, :, None] * rij[rev_idx][:, None, :])
 
 
+@numba.njit(cache=True, error_model="numpy")
+def centre_virial(g, rij, cptr, weight, W):
+    """Virial of a weighted set of centres: ``W = -sum_a weight[a] sum_{p: centre a} g_p ⊗ r_p``.
+
+    ``g``, ``rij``, ``cptr`` as in :func:`forces_virial_gather` (``cptr``: nt x n+1);
+    ``weight``: n, internal atom order; ``W``: 3 x 3, overwritten.  With every weight
+    1 this is the total virial; with weight 1 on a subset of centres it is the virial
+    of their atomic energies alone (``g`` of a pair belongs to its centre's energy
+    only), which :mod:`symref.lammps` needs for the atoms a rank owns.  Serial: the
+    sum is in a fixed order (O(P), a small share of an evaluation).
+    """
+    n = weight.shape[0]
+    for u in range(3):
+        for v in range(3):
+            W[u, v] = 0.0
+    for t in range(cptr.shape[0]):
+        for a in range(n):
+            w = weight[a]
+            if w == 0.0:
+                continue
+            for p in range(cptr[t, a], cptr[t, a + 1]):
+                for u in range(3):
+                    for v in range(3):
+                        W[u, v] -= w * g[p, u] * rij[p, v]
+
+
+def centre_virial_ref(g, rij, cptr, weight, W):
+    """NumPy twin of :func:`centre_virial`."""
+    W[...] = 0.0
+    n = weight.shape[0]
+    for t in range(cptr.shape[0]):
+        pa = np.repeat(np.arange(n), np.diff(cptr[t]))  # centre of pairs cptr[t, 0]:cptr[t, n]
+        sl = slice(cptr[t, 0], cptr[t, n])
+        W -= np.einsum("p,pu,pv->uv", weight[pa], g[sl], rij[sl])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def fold_neighbours(j_int, cptr, fold, nown):
+    """Redirect the pairs of the first ``nown`` centres (internal order) to ``fold[j]``.
+
+    For a cluster of own atoms plus periodic images of them: a pair (own centre
+    c, image j) then counts towards the force on the atom j is an image of, as
+    in the periodic system.  ``j_int``: P, internal neighbour index, changed in
+    place; ``cptr``: nt x n+1; ``fold``: n, internal index each atom folds onto
+    (itself when it is no image).
+    """
+    for t in range(cptr.shape[0]):
+        for p in range(cptr[t, 0], cptr[t, nown]):
+            j_int[p] = fold[j_int[p]]
+
+
+def fold_neighbours_ref(j_int, cptr, fold, nown):
+    """NumPy twin of :func:`fold_neighbours`."""
+    for t in range(cptr.shape[0]):
+        sl = slice(cptr[t, 0], cptr[t, nown])
+        j_int[sl] = fold[j_int[sl]]
+
+
 # ------------------------------------------------------------------ pair regrouping
 @kernel
 def group_pairs(ptr, j, rij, atype, inv_perm, rule, ntypes, cptr, j_out, rij_out):

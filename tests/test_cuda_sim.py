@@ -1,0 +1,116 @@
+"""The GPU path (numba-cuda) from the ordinary test run: no GPU needed.
+
+* ``tests/cuda`` runs in a subprocess with numba's CUDA simulator
+  (``NUMBA_ENABLE_CUDASIM=1`` must be set before numba is imported, hence the
+  subprocess); it must pass and must have run tests.
+* Without a GPU and without the simulator, ``backend="cuda"`` says what to install
+  or set instead of failing obscurely.
+* Where NVIDIA's NVVM library is installed (``pip install "numba-cuda[cu13]"``),
+  every kernel, float64 and float32, is compiled to PTX (and, with nvJitLink, to a
+  cubin) for an H100 (sm_90): the real CUDA compiler's type checks, which the
+  simulator (plain Python) cannot do.  Skipped otherwise (CI installs no toolkit).
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cuda_support import cuda_kernels_runnable
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+HAS_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
+needs_numba_cuda = pytest.mark.skipif(
+    not HAS_NUMBA_CUDA, reason="numba-cuda is not installed (pip install 'symref[cuda]')")
+
+
+def _env(**extra):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", **extra)
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+@needs_numba_cuda
+def test_cuda_suite_passes_on_the_simulator():
+    t = time.perf_counter()
+    cmd = [sys.executable, "-m", "pytest", "tests/cuda", "-q", "-p", "no:cacheprovider"]
+    r = subprocess.run(cmd, cwd=REPO_ROOT, env=_env(NUMBA_ENABLE_CUDASIM="1"), capture_output=True,
+                       text=True, timeout=900)
+    out = r.stdout + r.stderr
+    assert r.returncode != 5, f"tests/cuda collected no tests under the simulator:\n{out[-3000:]}"
+    assert r.returncode == 0, f"tests/cuda failed under the simulator:\n{out[-6000:]}"
+    assert " passed" in r.stdout
+    print(f"tests/cuda on the simulator: {time.perf_counter() - t:.1f} s; "
+          f"{r.stdout.strip().splitlines()[-1]}")
+
+
+def test_cuda_backend_without_a_gpu_says_what_to_do():
+    if cuda_kernels_runnable():
+        pytest.skip("this process can run CUDA kernels (GPU or simulator)")
+    from symref.models import demo_model
+
+    cfg = {"type_map": ["A"], "descriptor": {"type": "se_e2_a", "rcut": 3.0, "sel": [4],
+                                             "neuron": [2], "axis_neuron": 1},
+           "fitting_net": {"neuron": [2]}}
+    m = demo_model(cfg)
+    err = ImportError if not HAS_NUMBA_CUDA else RuntimeError
+    with pytest.raises(err, match="numba-cuda" if not HAS_NUMBA_CUDA else "NUMBA_ENABLE_CUDASIM"):
+        m.evaluate(np.zeros((1, 3)), [0], backend="cuda")
+
+
+PTX_SCRIPT = r"""
+import sys
+from symref.kernels import cuda_se_e2_a as kc
+try:
+    out = kc.compile_ptx_all(cc=(9, 0))
+except Exception as e:
+    text = f"{type(e).__name__}: {e}"
+    if "DynamicLibNotFound" in text or "nvvm" in text.lower() or "nvrtc" in text.lower():
+        print("NO-TOOLKIT", text.splitlines()[0])
+        sys.exit(77)
+    raise
+f64 = [k for k, v in out.items() if k.endswith("float32") and ".f64" in v]
+assert not f64, f"float64 instructions in float32 kernels: {f64}"
+try:
+    from cuda.bindings import nvjitlink
+except ImportError:
+    nvjitlink = None
+for k, ptx in out.items():
+    if nvjitlink is None:
+        break
+    h = nvjitlink.create(1, ["-arch=sm_90"])
+    data = ptx.encode()
+    nvjitlink.add_data(h, nvjitlink.InputType.PTX, data, len(data), k)
+    nvjitlink.complete(h)
+    assert nvjitlink.get_linked_cubin_size(h) > 0, k
+    nvjitlink.destroy(h)
+print("OK", len(out), "kernels", "(ptx + cubin)" if nvjitlink else "(ptx)")
+"""
+
+
+@needs_numba_cuda
+def test_kernels_compile_for_a_real_gpu():
+    r = subprocess.run([sys.executable, "-c", PTX_SCRIPT], cwd=REPO_ROOT,
+                       env=_env(NUMBA_ENABLE_CUDASIM="0"), capture_output=True, text=True,
+                       timeout=600)
+    if r.returncode == 77:
+        pytest.skip("NVIDIA's NVVM/NVRTC libraries are not installed "
+                    "(pip install 'numba-cuda[cu13]' to compile the kernels without a GPU): "
+                    + r.stdout.strip())
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    assert r.stdout.startswith("OK 14 kernels"), r.stdout
+
+
+def test_cuda_backend_without_numba_cuda_says_what_to_install(monkeypatch):
+    from symref import cudapath
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "numba_cuda" else real(name, *a))
+    with pytest.raises(ImportError, match=r"pip install .symref\[cuda\]"):
+        cudapath.require()
