@@ -21,8 +21,13 @@ What is timed (median of ``--repeats`` after ``--warmup`` calls; the first call
 includes the CUDA compilation): ``model.evaluate(coord, atype, box,
 backend=...)`` returning energy, forces, virial, atomic energies and virials
 as NumPy arrays (host neighbour search, copies to and from the device and the
-kernels included); for deepmd-kit, ``m(coord, atype, box=box)`` of its PyTorch
-model on the GPU with outputs copied to the host (no atomic virial).  The
+kernels included); for deepmd-kit, ``m.forward_lower`` of its PyTorch model
+on the GPU, fed the extended system built from symref's neighbour list
+(:func:`extended_inputs`, as LAMMPS feeds deepmd-kit: its own ``forward``
+needs an nloc x nall distance matrix, 121 GiB at 12 288 atoms), forces folded
+onto the local atoms on the GPU and copied to the host with energy and virial
+(no atomic virial; the neighbour search is *not* in deepmd-kit's time, while
+it is in symref's).  The
 host part of the GPU path (neighbour list, reverse index) is timed on its own
 too.  ``max rel diff`` = max over energy/forces/virial of ``max|x - ref| /
 max|ref|`` against the numba float64 result (the cuda float64 one where the
@@ -113,8 +118,71 @@ def max_rel_diff(a, b) -> float:
     return max(float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-300)) for x, y in zip(a, b))
 
 
-def deepmd_on_gpu(model, workdir: Path):
-    """deepmd-kit's PyTorch model with the same weights on the GPU, or (None, reason)."""
+def extended_inputs(model, coord, atype, box) -> dict:
+    """deepmd-kit's ``forward_lower`` inputs for one frame, from symref's O(N) neighbour list.
+
+    deepmd-kit's own ``forward`` builds its neighbour list from an
+    nloc x nall distance matrix (121 GiB at 12 288 water atoms), so the
+    large sizes are run through ``forward_lower``, as LAMMPS runs deepmd-kit:
+    ``extended_coord`` (nall x 3: the nloc atoms as given, then every periodic
+    image that is somebody's neighbour, once), ``extended_atype`` (nall),
+    ``nlist`` (nloc x nnei, extended indices, -1 padded; deepmd-kit splits it
+    by type itself) and ``mapping`` (nall: the local atom of each extended one;
+    forces on images are added onto it).  ``coord`` natoms x 3, ``box`` 3 x 3.
+    """
+    import numpy as np
+
+    from symref.kernels.neighbors import build_neighbor_list_fast
+
+    d = model.descriptor
+    nl = build_neighbor_list_fast(coord, atype, box, d.rcut, d.sel)
+    n = len(atype)
+    real = nl.nlist >= 0  # nloc x nnei
+    ci, cs = np.nonzero(real)
+    j = nl.nlist[ci, cs]
+    pos = coord[ci] + nl.rij[ci, cs]  # the neighbour image, as seen from its centre
+    own = np.all(nl.shift[ci, cs] == 0.0, axis=1)  # image = the atom itself
+    ext = np.full(real.shape, -1, dtype=np.int64)
+    ext[ci[own], cs[own]] = j[own]
+    # one extended atom per (atom, image shift); the shift is a lattice vector
+    key = np.concatenate([j[~own, None].astype(np.float64),
+                          np.round(nl.shift[ci[~own], cs[~own]], 6)], axis=1)
+    uniq, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    ext[ci[~own], cs[~own]] = n + inv.reshape(-1)
+    images = pos[~own][first]  # nimg x 3
+    mapping = np.concatenate([np.arange(n), uniq[:, 0].astype(np.int64)])
+    return {"extended_coord": np.concatenate([coord, images]),
+            "extended_atype": np.asarray(atype)[mapping], "nlist": ext, "mapping": mapping}
+
+
+def deepmd_lower_eval(dp, inputs: dict, device: str):
+    """Energy, forces (folded onto local atoms) and virial of deepmd-kit's PyTorch model
+    ``dp`` through ``forward_lower`` on ``inputs`` (:func:`extended_inputs`), as
+    NumPy float64 ``(energy (1,), forces nloc x 3, virial 3 x 3)``; ``device``: "cpu"
+    or "cuda".  Returns a function that runs it (tensors made once)."""
+    import numpy as np
+    import torch
+
+    tens = {k: torch.tensor(v[None], device=device) for k, v in inputs.items()}
+    nloc = inputs["nlist"].shape[0]
+    mapping = torch.tensor(inputs["mapping"], device=device)
+
+    def run():
+        ret = dp.forward_lower(tens["extended_coord"], tens["extended_atype"], tens["nlist"],
+                               tens["mapping"])
+        fext = ret["extended_force"][0]  # nall x 3
+        f = torch.zeros((nloc, 3), dtype=fext.dtype, device=device).index_add_(0, mapping, fext)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return (ret["energy"].detach().cpu().numpy().reshape(-1)[:1],
+                f.detach().cpu().numpy().astype(np.float64),
+                ret["virial"].detach().cpu().numpy().reshape(3, 3))
+    return run
+
+
+def deepmd_on_gpu(model, workdir: Path, device: str = "cuda"):
+    """deepmd-kit's PyTorch model with the same weights on ``device`` (the GPU by default),
+    or (None, reason)."""
     import importlib.util
 
     for mod, pkg in (("torch", "torch"), ("deepmd", "deepmd-kit"), ("h5py", "h5py")):
@@ -123,7 +191,7 @@ def deepmd_on_gpu(model, workdir: Path):
     try:
         import torch
 
-        if not torch.cuda.is_available():
+        if device == "cuda" and not torch.cuda.is_available():
             return None, "torch has no CUDA device (a CPU build of torch?)"
         sys.path.insert(0, str(ROOT / "tests"))
         import deepmd_ref  # tests/deepmd_ref.py: deepmd.pt import workaround
@@ -136,7 +204,7 @@ def deepmd_on_gpu(model, workdir: Path):
 
         path = workdir / "model.dp"
         symref.save_model(model, str(path))
-        m = PTBaseModel.deserialize(load_dp_model(str(path))["model"]).to("cuda")
+        m = PTBaseModel.deserialize(load_dp_model(str(path))["model"]).to(device)
         m.eval()
         return m, None
     except Exception as e:  # noqa: BLE001 - reported, the rest of the benchmark goes on
@@ -154,9 +222,10 @@ def parse_args(argv=None):
                    choices=["float64", "float32"])
     p.add_argument("--cpu-max-atoms", type=int, default=24576,
                    help="run the numba CPU path up to this size (default 24 576)")
-    p.add_argument("--deepmd-max-atoms", type=int, default=1536,
-                   help="run deepmd-kit up to this size (its neighbour search holds "
-                        "~32·27·N² bytes: 1.9 GiB at 1 536 atoms, 7.6 GiB at 3 072)")
+    p.add_argument("--deepmd-max-atoms", type=int, default=98304,
+                   help="run deepmd-kit up to this size (through forward_lower: its "
+                        "activations hold ~nloc·nnei·M1·8 bytes each, 10.8 GB at 98 304 "
+                        "atoms; out-of-memory is reported, not fatal)")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "water" / "data_0"),
                    help="deepmd-kit system whose frame 0 is replicated ('none': built-in box)")
     p.add_argument("--json", default=None, help="write all numbers to this file")
@@ -236,18 +305,9 @@ def main(argv=None) -> int:
         if dp is not None and n <= args.deepmd_max_atoms:
             import torch
 
-            log(f"deepmd-kit pt (GPU), {n} atoms ...")
-            tc = torch.tensor(c, dtype=torch.float64, device="cuda")
-            ta = torch.tensor(atype[None], dtype=torch.int64, device="cuda")
-            tb = torch.tensor(b.reshape(1, 9), dtype=torch.float64, device="cuda")
-
-            def run_dp():
-                ret = dp(tc, ta, box=tb)
-                torch.cuda.synchronize()
-                return (ret["energy"].detach().cpu().numpy().reshape(-1)[:1],
-                        ret["force"].detach().cpu().numpy().reshape(-1, 3),
-                        ret["virial"].detach().cpu().numpy().reshape(3, 3))
+            log(f"deepmd-kit pt (GPU, forward_lower), {n} atoms ...")
             try:
+                run_dp = deepmd_lower_eval(dp, extended_inputs(model, coord, atype, box), "cuda")
                 r = timed(run_dp, args.warmup, args.repeats, args.budget)
                 out = r.pop("out")
                 cells.append(("deepmd-kit pt", "float64", r,

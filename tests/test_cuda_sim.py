@@ -8,7 +8,8 @@
 * Where NVIDIA's NVVM library is installed (``pip install "numba-cuda[cu13]"``),
   every kernel, float64 and float32, is compiled to PTX (and, with nvJitLink, to a
   cubin) for an H100 (sm_90): the real CUDA compiler's type checks, which the
-  simulator (plain Python) cannot do.  Skipped otherwise (CI installs no toolkit).
+  simulator (plain Python) cannot do.  Skipped otherwise, except where
+  ``SYMREF_REQUIRE_NVVM=1`` (set by ``.ci/run``, which installs the libraries).
 """
 import importlib.util
 import os
@@ -47,6 +48,24 @@ def test_cuda_suite_passes_on_the_simulator():
     assert " passed" in r.stdout
     print(f"tests/cuda on the simulator: {time.perf_counter() - t:.1f} s; "
           f"{r.stdout.strip().splitlines()[-1]}")
+
+
+@needs_numba_cuda
+def test_gpu_benchmark_runs_on_the_simulator(tmp_path):
+    """benchmarks/bench_cuda.py --smoke (tiny model, 192 atoms) runs end to end on the
+    simulator, so a session with a GPU does not spend its device time on a broken script;
+    its float64 result agrees with the numba CPU path and float32 within 1e-5."""
+    import json
+
+    out = tmp_path / "smoke.json"
+    r = subprocess.run([sys.executable, "benchmarks/bench_cuda.py", "--smoke", "--json", str(out)],
+                       cwd=REPO_ROOT, env=_env(NUMBA_ENABLE_CUDASIM="1"), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    rows = {(x["backend"], x["precision"]): x for x in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {("numba CPU", "float64"), ("cuda", "float64"), ("cuda", "float32")}
+    assert rows[("cuda", "float64")]["max_rel_diff"] <= 1e-12
+    assert rows[("cuda", "float32")]["max_rel_diff"] <= 1e-5
 
 
 def test_cuda_backend_without_a_gpu_says_what_to_do():
@@ -99,6 +118,8 @@ def test_kernels_compile_for_a_real_gpu():
                        env=_env(NUMBA_ENABLE_CUDASIM="0"), capture_output=True, text=True,
                        timeout=600)
     if r.returncode == 77:
+        if os.environ.get("SYMREF_REQUIRE_NVVM") == "1":  # set by .ci/run once installed
+            pytest.fail("SYMREF_REQUIRE_NVVM=1 but NVVM/NVRTC are missing: " + r.stdout.strip())
         pytest.skip("NVIDIA's NVVM/NVRTC libraries are not installed "
                     "(pip install 'numba-cuda[cu13]' to compile the kernels without a GPU): "
                     + r.stdout.strip())

@@ -87,6 +87,42 @@ def test_water_fast_path(tmp_path, shared_data, pt, type_one_side):
             ["energy", "atom_energy", "forces", "virial", "atom_virial"])
 
 
+def test_forward_lower_fed_symref_neighbours(tmp_path, shared_data, pt):
+    """benchmarks/bench_cuda.py times deepmd-kit at up to 98 304 atoms through
+    ``forward_lower`` on an extended system built from symref's neighbour list
+    (deepmd-kit's own ``forward`` needs an O(N²) distance matrix).  On the CPU, that
+    path, with the model moved through symref's .dp writer, reproduces symref's
+    energy, forces and virial: 192 atoms and a 2x2x2 replica (1 536 atoms, many
+    atoms seen through several images), a skewed cell too."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_cuda
+    from bench_evaluate import CONFIG, MODEL_SEED, replicate
+
+    from symref.models import demo_model
+
+    model = demo_model(CONFIG, seed=MODEL_SEED)
+    dp, why = bench_cuda.deepmd_on_gpu(model, tmp_path, device="cpu")
+    assert dp is not None, why
+    c, a, b = water(shared_data, 1)
+    cases = {"192": (c[0], a, b.reshape(3, 3)),
+             "1536": replicate(c[0], a, b.reshape(3, 3), (2, 2, 2))}
+    skew = b.reshape(3, 3) + np.array([[0, 0, 0], [2.5, 0, 0], [-1.5, 3.0, 0]])
+    cases["192-skewed"] = (c[0], a, skew)
+    for name, (coord, atype, box) in cases.items():
+        coord, atype, box = np.asarray(coord), np.asarray(atype), np.asarray(box).reshape(3, 3)
+        inputs = bench_cuda.extended_inputs(model, coord, atype, box)
+        assert inputs["extended_coord"].shape[0] == len(np.unique(inputs["nlist"][
+            inputs["nlist"] >= len(atype)])) + len(atype)  # every image once, all used
+        e, f, v = bench_cuda.deepmd_lower_eval(dp, inputs, "cpu")()
+        ours = model.evaluate(coord, atype, box)
+        compare(f"forward_lower/{name}", {"energy": ours["energy"], "forces": ours["forces"][0],
+                                          "virial": ours["virial"][0]},
+                {"energy": e, "forces": f, "virial": v}, ["energy", "forces", "virial"])
+
+
 @pytest.mark.parametrize("type_one_side", [True, False])
 def test_molecules_no_cell(tmp_path, shared_data, pt, type_one_side):
     """C/H/O molecules without a cell; .yaml file written by deepmd-kit."""

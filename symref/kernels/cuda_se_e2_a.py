@@ -218,16 +218,15 @@ def _layer_device_functions(dtname: str):
     ONE = np.dtype(dtname).type(1.0)
 
     @cuda.jit(device=True)
+    def layer_meta(meta, ly):
+        """Row ly of a packed net's meta: (w_off, b_off, idt_off, nin, nout, sc, act, out)."""
+        return (meta[ly, W_OFF], meta[ly, B_OFF], meta[ly, IDT_OFF], meta[ly, NIN],
+                meta[ly, NOUT], meta[ly, SC], meta[ly, ACT], meta[ly, OUT_OFF])
+
+    @cuda.jit(device=True)
     def dense_forward(params, meta, ly, x, xoff, ys, hs):
         """Layer ly on x[xoff : xoff+nin]: h -> hs[out:], y = h*idt + sc(x) -> ys[out:]."""
-        w_off = meta[ly, W_OFF]
-        b_off = meta[ly, B_OFF]
-        i_off = meta[ly, IDT_OFF]
-        nin = meta[ly, NIN]
-        nout = meta[ly, NOUT]
-        sc = meta[ly, SC]
-        act = meta[ly, ACT]
-        o = meta[ly, OUT_OFF]
+        w_off, b_off, i_off, nin, nout, sc, act, o = layer_meta(meta, ly)
         for m in range(nout):
             z = ZERO
             for k in range(nin):
@@ -246,13 +245,7 @@ def _layer_device_functions(dtname: str):
     @cuda.jit(device=True)
     def dense_backward(params, meta, ly, hs, dy, dyoff, dx, dxoff):
         """dx[dxoff : dxoff+nin] <- ∂/∂x of <dy[dyoff : dyoff+nout], y> (needs h only)."""
-        w_off = meta[ly, W_OFF]
-        i_off = meta[ly, IDT_OFF]
-        nin = meta[ly, NIN]
-        nout = meta[ly, NOUT]
-        sc = meta[ly, SC]
-        act = meta[ly, ACT]
-        o = meta[ly, OUT_OFF]
+        w_off, _, i_off, nin, nout, sc, act, o = layer_meta(meta, ly)
         for k in range(nin):
             dx[dxoff + k] = ZERO
         for m in range(nout):
