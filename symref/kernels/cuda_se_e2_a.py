@@ -275,7 +275,8 @@ def _layer_device_functions(dtname: str):
 
 
 @lru_cache(maxsize=None)
-def _switch_device_function(dtname: str):
+def _pair_device_functions(dtname: str):
+    """Device functions of one neighbour slot: its index, the switch and the pair geometry."""
     typ = np.dtype(dtname).type
     ZERO, ONE = typ(0.0), typ(1.0)
     C6, C15, C10, C30 = typ(6.0), typ(15.0), typ(10.0), typ(30.0)
@@ -295,7 +296,28 @@ def _switch_device_function(dtname: str):
         dw = -C30 * u2 * (um * um) / span
         return w, dw
 
-    return switch
+    @cuda.jit(device=True)
+    def slot_index(nlist):
+        """(centre i, slot j) of this thread's slot in the nloc x nnei layout; i = -1 past
+        the end."""
+        p = cuda.grid(1)
+        nnei = nlist.shape[1]
+        if p >= nlist.shape[0] * nnei:
+            return -1, 0
+        i = p // nnei
+        return i, p - i * nnei
+
+    @cuda.jit(device=True)
+    def pair_geometry(rij, i, j, rcut_smth, rcut, protection):
+        """(x, y, z, r, w(r), dw/dr, 1/(r + protection)) of the pair in slot (i, j)."""
+        x = rij[i, j, 0]
+        y = rij[i, j, 1]
+        z = rij[i, j, 2]
+        r = math.sqrt(x * x + y * y + z * z)
+        w, dw = switch(r, rcut_smth, rcut)
+        return x, y, z, r, w, dw, ONE / (r + protection)
+
+    return slot_index, pair_geometry
 
 
 @lru_cache(maxsize=None)
@@ -303,29 +325,20 @@ def _plain_kernels(dtname: str) -> SimpleNamespace:
     """Kernels without per-thread buffers: env_mat, D = T T<ᵀ and back, forces."""
     typ = np.dtype(dtname).type
     ZERO = typ(0.0)
-    switch = _switch_device_function(dtname)
+    slot_index, pair_geometry = _pair_device_functions(dtname)
 
     @cuda.jit
     def env_mat_k(rij, nlist, atype, davg, dstd, rcut, rcut_smth, protection, R):
-        p = cuda.grid(1)
-        nloc = nlist.shape[0]
-        nnei = nlist.shape[1]
-        if p >= nloc * nnei:
+        i, j = slot_index(nlist)
+        if i < 0:
             return
-        i = p // nnei
-        j = p - i * nnei
         t = atype[i]
         r0 = ZERO
         r1 = ZERO
         r2 = ZERO
         r3 = ZERO
         if nlist[i, j] >= 0:
-            x = rij[i, j, 0]
-            y = rij[i, j, 1]
-            z = rij[i, j, 2]
-            r = math.sqrt(x * x + y * y + z * z)
-            w, dw = switch(r, rcut_smth, rcut)
-            iq = typ(1.0) / (r + protection)
+            x, y, z, r, w, dw, iq = pair_geometry(rij, i, j, rcut_smth, rcut, protection)
             r0 = w * iq
             w2 = r0 * iq
             r1 = w2 * x
@@ -438,7 +451,7 @@ def _embedding_kernels(dtname: str, ACT_SIZE: int, MAXW: int) -> SimpleNamespace
     NT = numba.from_dtype(np.dtype(dtname))
     BUF = 2 * MAXW  # two gradient vectors of at most MAXW values
     _, dense_backward, net_forward = _layer_device_functions(dtname)
-    switch = _switch_device_function(dtname)
+    slot_index, pair_geometry = _pair_device_functions(dtname)
 
     @cuda.jit
     def embed_T_forward_k(R, keep, atype, slot_type, emb_index, params, meta, ptr, nnei, T):
@@ -475,13 +488,9 @@ def _embedding_kernels(dtname: str, ACT_SIZE: int, MAXW: int) -> SimpleNamespace
     @cuda.jit
     def embed_backward_k(rij, R, nlist, keep, atype, slot_type, emb_index, params, meta, ptr,
                          dstd, rcut, rcut_smth, protection, dT, g):
-        p = cuda.grid(1)
-        nloc = nlist.shape[0]
-        nnei = nlist.shape[1]
-        if p >= nloc * nnei:
+        i, j = slot_index(nlist)
+        if i < 0:
             return
-        i = p // nnei
-        j = p - i * nnei
         if nlist[i, j] < 0 or keep[i, j] == 0:  # padding carries no derivative
             g[i, j, 0] = ZERO
             g[i, j, 1] = ZERO
@@ -523,12 +532,7 @@ def _embedding_kernels(dtname: str, ACT_SIZE: int, MAXW: int) -> SimpleNamespace
             a, b = b, a
         d0 += buf[a]  # ds: the embedding input is R_j0
         # the row's backward (symref.env.env_mat_backward)
-        x = rij[i, j, 0]
-        y = rij[i, j, 1]
-        z = rij[i, j, 2]
-        r = math.sqrt(x * x + y * y + z * z)
-        w, dw = switch(r, rcut_smth, rcut)
-        iq = typ(1.0) / (r + protection)
+        x, y, z, r, w, dw, iq = pair_geometry(rij, i, j, rcut_smth, rcut, protection)
         iq2 = iq * iq
         e0 = d0 / dstd[ti, j, 0]
         ex = d1 / dstd[ti, j, 1]
@@ -629,6 +633,14 @@ def embed_T_forward(R, keep, atype, slot_type, emb_index, emb: NetPack, nnei, T)
             emb_index, p, m, ptr, dt.type(nnei), T)
 
 
+def _slot_groups(atype, slot_type):
+    """(centre type, slot type, centre rows, slot columns) of each block of one embedding net."""
+    for ti in np.unique(atype):
+        rows = np.nonzero(atype == ti)[0]
+        for tj in np.unique(slot_type):
+            yield ti, tj, rows, np.nonzero(slot_type == tj)[0]
+
+
 def embed_T_forward_ref(R, keep, atype, slot_type, emb_index, emb: NetPack, nnei, T):
     """NumPy twin of :func:`embed_T_forward` (:func:`symref.nn.mlp_forward`, per slot group)."""
     from ..nn import mlp_astype, mlp_forward
@@ -636,13 +648,10 @@ def embed_T_forward_ref(R, keep, atype, slot_type, emb_index, emb: NetPack, nnei
     nets = [mlp_astype(n, T.dtype) for n in emb.unpack()]
     Rk = R * keep[..., None]
     out = np.zeros(T.shape, dtype=T.dtype)
-    for ti in np.unique(atype):
-        rows = np.nonzero(atype == ti)[0]
-        for tj in np.unique(slot_type):
-            cols = np.nonzero(slot_type == tj)[0]
-            Rg = Rk[np.ix_(rows, cols)]  # nrows x sel x 4
-            G = mlp_forward(Rg[..., :1], nets[emb_index[ti, tj]])[0]  # nrows x sel x M1
-            out[rows] += np.einsum("bjm,bjc->bmc", G, Rg)
+    for ti, tj, rows, cols in _slot_groups(atype, slot_type):
+        Rg = Rk[np.ix_(rows, cols)]  # nrows x sel x 4
+        G = mlp_forward(Rg[..., :1], nets[emb_index[ti, tj]])[0]  # nrows x sel x M1
+        out[rows] += np.einsum("bjm,bjc->bmc", G, Rg)
     T[...] = out / nnei
 
 
@@ -727,17 +736,14 @@ def embed_backward_ref(rij, R, nlist, keep, atype, slot_type, emb_index, emb: Ne
     mask = nlist >= 0
     Rk = R * keep[..., None]
     dR = np.zeros(R.shape, dtype=g.dtype)
-    for ti in np.unique(atype):
-        rows = np.nonzero(atype == ti)[0]
-        for tj in np.unique(slot_type):
-            cols = np.nonzero(slot_type == tj)[0]
-            Rg = Rk[np.ix_(rows, cols)]  # nrows x sel x 4
-            G, cache = mlp_forward(Rg[..., :1], nets[emb_index[ti, tj]])
-            dTg = dT[rows]  # nrows x M1 x 4
-            dG = np.einsum("bmc,bjc->bjm", dTg, Rg)
-            dRg = np.einsum("bmc,bjm->bjc", dTg, G)
-            dRg[..., 0] += mlp_backward(dG, cache)[0][..., 0]
-            dR[np.ix_(rows, cols)] = dRg
+    for ti, tj, rows, cols in _slot_groups(atype, slot_type):
+        Rg = Rk[np.ix_(rows, cols)]  # nrows x sel x 4
+        G, cache = mlp_forward(Rg[..., :1], nets[emb_index[ti, tj]])
+        dTg = dT[rows]  # nrows x M1 x 4
+        dG = np.einsum("bmc,bjc->bjm", dTg, Rg)
+        dRg = np.einsum("bmc,bjm->bjc", dTg, G)
+        dRg[..., 0] += mlp_backward(dG, cache)[0][..., 0]
+        dR[np.ix_(rows, cols)] = dRg
     dR *= keep[..., None]
     rij = np.where(mask[..., None], rij, 0.0).astype(g.dtype)
     zeros = np.zeros(dstd[atype].shape, dtype=g.dtype)
