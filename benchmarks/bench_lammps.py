@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -150,8 +149,9 @@ def run(spec: dict, threads: int, nprocs: int) -> dict:
         env[k] = str(threads)
     cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
     if nprocs > 1:
-        exe = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                             os.environ.get("PATH", "")]))
+        from symref.parallel import mpiexec_path
+
+        exe = mpiexec_path()
         if exe is None:
             raise SystemExit("mpiexec not found (pip install mpich)")
         cmd = [exe, "-n", str(nprocs)] + cmd

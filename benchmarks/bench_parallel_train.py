@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -97,8 +96,9 @@ def run(label, ranks, threads, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--frames", str(args.frames),
            "--repeats", str(args.repeats), "--data", args.data]
     if ranks > 1:
-        mpiexec = Path(sys.executable).parent / "mpiexec"
-        mpiexec = str(mpiexec) if mpiexec.is_file() else shutil.which("mpiexec")
+        from symref.parallel import mpiexec_path
+
+        mpiexec = mpiexec_path()
         if mpiexec is None:
             raise SystemExit("mpiexec not found (pip install mpich mpi4py)")
         cmd = [mpiexec, "-n", str(ranks)] + cmd

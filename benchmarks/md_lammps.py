@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,8 +55,9 @@ def log(msg: str) -> None:
 
 
 def mpiexec() -> str:
-    exe = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                         os.environ.get("PATH", "")]))
+    from symref.parallel import mpiexec_path
+
+    exe = mpiexec_path()
     if exe is None:
         raise SystemExit("mpiexec not found (pip install mpich)")
     return exe

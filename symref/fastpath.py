@@ -205,8 +205,12 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
         raise ValueError(f"ncentre must be in [0, {n}], got {ncentre}")
     if nvirial is not None and not 0 <= int(nvirial) <= nc:
         raise ValueError(f"nvirial must be in [0, ncentre={nc}], got {nvirial}")
-    if fold is not None and nvirial is None:
-        raise ValueError("fold needs nvirial (the centres whose pairs are folded)")
+    if fold is not None:
+        if nvirial is None:
+            raise ValueError("fold needs nvirial (the centres whose pairs are folded)")
+        fold = np.asarray(fold, dtype=np.int64)
+        if fold.shape != (n,) or fold.min(initial=0) < 0 or fold.max(initial=0) >= n:
+            raise ValueError(f"fold must be {n} atom indices")
     pl = pair_list if pair_list is not None else _pair_list(coord, atype, box, desc.rcut,
                                                             desc.sel, truncate, frame)
     if pl.ptr.shape[0] != n + 1:
@@ -300,9 +304,6 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
 
     # ---- forces and virials by gathering, back to the original order
     if fold is not None:
-        fold = np.asarray(fold, dtype=np.int64)
-        if fold.shape != (n,) or fold.min(initial=0) < 0 or fold.max(initial=0) >= n:
-            raise ValueError(f"fold must be {n} atom indices")
         ks.fold_neighbours(j_int, cptr, inv_perm[fold[perm]], nv)  # own centres: a prefix
     rev_ptr, rev_idx = ks.reverse_index(j_int, n)
     F = np.empty((n, 3))

@@ -159,6 +159,18 @@ class MpiComm(SerialComm):
         self.comm.Abort(code)
 
 
+def mpiexec_path() -> str | None:
+    """The ``mpiexec`` to launch ranks with: the one beside this Python first (the
+    ``mpich`` wheel installs it there, matching the wheel's libmpi that mpi4py and
+    LAMMPS load), else the first on ``PATH``; None when there is none."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    return shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                         os.environ.get("PATH", "")]))
+
+
 def world_size_hint(environ=None) -> int:
     """Number of MPI ranks the launcher announced in the environment (1 if none)."""
     env = os.environ if environ is None else environ

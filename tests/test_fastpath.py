@@ -203,3 +203,27 @@ def test_cluster_of_own_atoms_and_images_matches_periodic(fold):
     assert np.abs(out["centre_virial"] - ref["virial"][0]).max() <= 1e-10 * vscale
     with pytest.raises(ValueError, match="nvirial"):
         fastpath.evaluate_frame(model, X, A, None, ncentre=n, fold=np.arange(len(X)))
+
+
+def test_cluster_arguments_are_checked_before_any_work():
+    """Malformed cluster arguments (symref.lammps's ncentre/nvirial/fold/pair_list) are a
+    ValueError naming the argument and the expected range, from evaluate_frame and from
+    both neighbour builders."""
+    from symref.kernels.neighbors import build_pair_list
+    from symref.neighbors import build_neighbor_list
+
+    model = demo_model(config(), seed=2)
+    s = make_molecule(natoms=9, ntypes=3, seed=5)
+    X, A, n = s.coord[0], s.atype, len(s.atype)
+    other = build_pair_list(X[:5], A[:5], None, model.rcut, model.sel)
+    bad = {r"ncentre must be in \[0, 9\]": dict(ncentre=10),
+           r"nvirial must be in \[0, ncentre=4\]": dict(ncentre=4, nvirial=5),
+           "fold must be 9 atom indices": dict(ncentre=4, nvirial=4, fold=np.arange(8)),
+           "fold must be 9 atom indices ": dict(ncentre=4, nvirial=4, fold=np.full(n, n)),
+           "pair_list has 5 centres, the frame 9 atoms": dict(pair_list=other)}
+    for msg, kw in bad.items():
+        with pytest.raises(ValueError, match=msg.strip()):
+            fastpath.evaluate_frame(model, X, A, None, **kw)
+    for build in (build_pair_list, build_neighbor_list):
+        with pytest.raises(ValueError, match=r"ncentre must be in \[0, 9\], got -1"):
+            build(X, A, None, model.rcut, model.sel, ncentre=-1)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 
 from symref.lammps import lammps_cell
 from symref.models import demo_model
+from symref.parallel import mpiexec_path
 
 WORKER = Path(__file__).with_name("lammps_worker.py")
 SMALL = {"type_map": ["O", "H"],
@@ -43,14 +43,8 @@ def _lammps_reason():
     return None
 
 
-def mpiexec():
-    """mpiexec beside this Python first (the mpich wheel puts it there), then on PATH."""
-    return shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                          os.environ.get("PATH", "")]))
-
-
 def _mpi_reason():
-    if mpiexec() is None:
+    if mpiexec_path() is None:
         return "mpiexec is not on PATH (pip install mpich)"
     try:
         import mpi4py  # noqa: F401
@@ -91,7 +85,7 @@ def run_worker(tmp_path, model_file, frame: dict, nprocs=1, *args, name="r"):
     cmd = [sys.executable, str(WORKER), "--model", str(model_file), "--frame", str(fpath),
            "--out", str(out), *args]
     if nprocs > 1:
-        cmd = [mpiexec(), "-n", str(nprocs)] + cmd
+        cmd = [mpiexec_path(), "-n", str(nprocs)] + cmd
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from symref.parallel import (
     MpiComm,
     SerialComm,
     get_comm,
+    mpiexec_path,
     shard_ranges,
     sharded_sum,
     tree_nodes,
@@ -177,9 +177,6 @@ def test_batch_loss_of_a_tensor_model_is_the_frame_mean():
 
 
 # ------------------------------------------------------------------ under mpiexec
-def _mpiexec():
-    here = Path(sys.executable).parent / "mpiexec"
-    return str(here) if here.is_file() else shutil.which("mpiexec")
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +184,7 @@ def mpi_env():
     """Environment in which `mpiexec -n 2 python` starts mpi4py; skips, saying why, if none."""
     if importlib.util.find_spec("mpi4py") is None:
         pytest.skip("mpi4py is not installed (pip install -e '.[test]' or 'symref[mpi]')")
-    exe = _mpiexec()
+    exe = mpiexec_path()
     if exe is None:
         pytest.skip("no mpiexec on PATH or beside the Python executable (pip install mpich)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))}
