@@ -129,12 +129,12 @@ def finite_differences(model, atoms, natoms_fd: int) -> list[dict]:
 
 def train_molecule_model(paths, steps: int):
     """The model and schedule of benchmarks/train_molecules.py, trained in-process."""
-    from symref.data import load_systems
-    from symref.loss import LossPrefactors
-    from symref.models import build_model
-    from symref.optim import ExpDecayLR
-    from symref.stats import compute_statistics, stat_frames
-    from symref.train import fit_adam
+    from symref.io.data import load_systems
+    from symref.train.loss import LossPrefactors
+    from symref.model.deeppot import build_model
+    from symref.train.optim import ExpDecayLR
+    from symref.model.stats import compute_statistics, stat_frames
+    from symref.train.fit import fit_adam
 
     cfg = {"type_map": ["C", "H", "O"],
            "descriptor": {"type": "se_e2_a", "sel": [8, 8, 8], "rcut_smth": 0.5, "rcut": 6.0,
@@ -157,7 +157,7 @@ def bfgs(model, mol_dirs, fmax: float) -> list[dict]:
     from ase.optimize import BFGS
 
     from symref.ase import SymrefCalculator
-    from symref.data import load_system
+    from symref.io.data import load_system
 
     rows = []
     for d in mol_dirs:
@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         os.environ["NUMBA_NUM_THREADS"] = str(args.threads)
-    from symref.io import load_model, save_model
+    from symref.io.model_file import load_model, save_model
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_evaluate import CONFIG
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     if args.model:
         model, label = load_model(args.model), f"model {Path(args.model).name}"
     else:
-        from symref.models import demo_model
+        from symref.model.deeppot import demo_model
 
         model, label = demo_model(CONFIG, seed=1), "built-in smooth random model (seed 1)"
     data = Path(args.data)

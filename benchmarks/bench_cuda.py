@@ -132,7 +132,7 @@ def extended_inputs(model, coord, atype, box) -> dict:
     """
     import numpy as np
 
-    from symref.kernels.neighbors import build_neighbor_list_fast
+    from symref.fast.kernels.neighbors import build_neighbor_list_fast
 
     d = model.descriptor
     nl = build_neighbor_list_fast(coord, atype, box, d.rcut, d.sel)
@@ -252,8 +252,8 @@ def main(argv=None) -> int:
     import numpy as np
     from bench_evaluate import CONFIG, MODEL_SEED, base_system, replicate, replication_shape
 
-    from symref.cudapath import Evaluator
-    from symref.models import demo_model
+    from symref.fast.cuda import Evaluator
+    from symref.model.deeppot import demo_model
 
     cfg = SMOKE_CONFIG if args.smoke else CONFIG
     model = demo_model(cfg, seed=MODEL_SEED)

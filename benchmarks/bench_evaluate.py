@@ -180,7 +180,7 @@ def base_system(data, frame: int = 0):
     import numpy as np
 
     if data is not None and Path(data).is_dir():
-        from symref.data import load_system
+        from symref.io.data import load_system
 
         s = load_system(data)
         if s.box is None:
@@ -318,7 +318,7 @@ def worker_eval(spec) -> dict:
     label = f"{backend} {nat} atoms"
     if backend in ("numba", "numpy"):
         sys.path.insert(0, str(ROOT))
-        from symref.models import demo_model
+        from symref.model.deeppot import demo_model
 
         model = demo_model(model_config(spec["two_side"]), seed=MODEL_SEED)
         res["setup_s"] = time.perf_counter() - t0
@@ -399,9 +399,9 @@ def worker_eval(spec) -> dict:
 
     if backend == "numba" and spec.get("time_neighbors"):
         try:
-            from symref.kernels.neighbors import build_pair_list
+            from symref.fast.kernels.neighbors import build_pair_list
         except Exception as e:  # noqa: BLE001
-            res["nbr_error"] = f"cannot import symref.kernels.neighbors.build_pair_list: " \
+            res["nbr_error"] = f"cannot import symref.fast.kernels.neighbors.build_pair_list: " \
                                f"{type(e).__name__}: {e}"
         else:
             rcut = CONFIG["descriptor"]["rcut"]
@@ -431,7 +431,7 @@ def worker_startup(spec) -> dict:
 
     sys.path.insert(0, spec.get("symref_path") or str(ROOT))
     import symref
-    from symref.models import demo_model
+    from symref.model.deeppot import demo_model
 
     t_import = time.perf_counter() - t
     t = time.perf_counter()
@@ -478,7 +478,7 @@ def run_worker(spec_json: str) -> int:
 
 # ============================================================== parent side
 def _write_json_atomic(path, data) -> None:
-    from symref.io import atomic_write
+    from symref.io.model_file import atomic_write
 
     def write(tmp):
         with open(tmp, "w") as fh:
@@ -625,7 +625,7 @@ def load_npz(path):
 
 def count_pairs(coord, atype, box, rcut, sel) -> int:
     """Real neighbour pairs (0 < r < rcut, all periodic images) from symref's reference search."""
-    from symref.neighbors import build_neighbor_list
+    from symref.reference.neighbors import build_neighbor_list
 
     nl = build_neighbor_list(coord, atype, box, rcut, sel, truncate=True)
     r = __import__("numpy").linalg.norm(nl.rij, axis=-1)
@@ -775,7 +775,7 @@ def deepmd_nlist_bytes(natoms: int, box, rcut: float) -> tuple[int, int]:
     ``rr = |diff|`` (nloc, nall), float64, exist at the same time.
     Returns (bytes, number of cell copies).
     """
-    from symref.neighbors import cell_heights
+    from symref.reference.neighbors import cell_heights
 
     nbuff = [math.ceil(rcut / h) for h in cell_heights(box)]
     ncopy = math.prod(2 * k + 1 for k in nbuff)
@@ -819,7 +819,7 @@ def _run(args, report, tmp: Path, data, reps, n0, base_pairs, b0) -> int:
             import symref
 
             model_file = tmp / "model.dp"
-            from symref.models import demo_model
+            from symref.model.deeppot import demo_model
 
             symref.save_model(demo_model(model_config(args.two_side), seed=MODEL_SEED),
                               model_file)

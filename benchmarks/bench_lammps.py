@@ -53,7 +53,7 @@ def system(natoms: int):
     from bench_evaluate import DEFAULT_DATA, replicate, replication_shape
 
     if (DEFAULT_DATA / "set.000" / "coord.npy").is_file():
-        from symref.data import load_system
+        from symref.io.data import load_system
 
         s = load_system(DEFAULT_DATA)
         coord, atype, box = s.coord[0], s.atype, s.box[0].reshape(3, 3)
@@ -74,7 +74,7 @@ def model():
     sys.path.insert(0, str(HERE))
     from bench_evaluate import MODEL_SEED, model_config
 
-    from symref.models import demo_model
+    from symref.model.deeppot import demo_model
 
     return demo_model(model_config(False), seed=MODEL_SEED)
 
@@ -149,7 +149,7 @@ def run(spec: dict, threads: int, nprocs: int) -> dict:
         env[k] = str(threads)
     cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
     if nprocs > 1:
-        from symref.parallel import mpiexec_path
+        from symref.train.parallel import mpiexec_path
 
         exe = mpiexec_path()
         if exe is None:

@@ -1,5 +1,5 @@
 """Data-parallel loss+gradient speed: one full-batch L-BFGS evaluation
-(``symref.train.batch_loss_and_grad``) of water frames with 1 rank x 1 numba thread,
+(``symref.train.fit.batch_loss_and_grad``) of water frames with 1 rank x 1 numba thread,
 2 MPI ranks x 1 thread each, and 1 rank x 2 threads.
 
     python benchmarks/bench_parallel_train.py [--frames 8] [--repeats 5] [--rounds 3]
@@ -47,11 +47,11 @@ def worker(args) -> int:
     import numba
     import numpy as np
 
-    from symref.data import load_system, select_frames
-    from symref.loss import LossPrefactors
-    from symref.models import demo_model
-    from symref.parallel import get_comm, sharded_sum
-    from symref.train import batch_loss_and_grad, flat_parameters
+    from symref.io.data import load_system, select_frames
+    from symref.train.loss import LossPrefactors
+    from symref.model.deeppot import demo_model
+    from symref.train.parallel import get_comm, sharded_sum
+    from symref.train.fit import batch_loss_and_grad, flat_parameters
 
     comm = get_comm()
     model = demo_model(MODEL, seed=1)
@@ -65,7 +65,7 @@ def worker(args) -> int:
         t = time.perf_counter()
         loss, g = batch_loss_and_grad(model, [s], pref, comm=comm)
         times.append(time.perf_counter() - t)
-    from symref.parallel import SERIAL, shard_ranges
+    from symref.train.parallel import SERIAL, shard_ranges
 
     a, b = shard_ranges(s.nframes, comm.size)[comm.rank]
     own = []  # this rank's frames alone, no exchange (all ranks at once, as in the runs)
@@ -96,7 +96,7 @@ def run(label, ranks, threads, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--frames", str(args.frames),
            "--repeats", str(args.repeats), "--data", args.data]
     if ranks > 1:
-        from symref.parallel import mpiexec_path
+        from symref.train.parallel import mpiexec_path
 
         mpiexec = mpiexec_path()
         if mpiexec is None:

@@ -3,7 +3,7 @@ training step (CPU), same model, same batch of water frames, same run.
 
     python benchmarks/bench_train_step.py [--batch 1] [--repeats 5] [--threads 2]
 
-symref: ``symref.loss.energy_loss_and_grad`` with backend "numba" (compact pairs) and
+symref: ``symref.train.loss.energy_loss_and_grad`` with backend "numba" (compact pairs) and
 "numpy" (the reference, first repeat only with --reference).  deepmd-kit: forward,
 ``EnergyStdLoss``, ``backward()`` and an Adam step of ``deepmd.pt`` on the model moved
 through symref's serialisation (``model_to_dict``).  Prefactors: deepmd-kit's water
@@ -32,9 +32,9 @@ def main():
         os.environ[var] = str(args.threads)
     import numpy as np
 
-    from symref.data import load_system
-    from symref.loss import LossPrefactors, energy_loss_and_grad
-    from symref.models import demo_model
+    from symref.io.data import load_system
+    from symref.train.loss import LossPrefactors, energy_loss_and_grad
+    from symref.model.deeppot import demo_model
 
     cfg = {"type_map": ["O", "H"],
            "descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92],
@@ -73,7 +73,7 @@ def main():
         from deepmd.pt.loss.ener import EnergyStdLoss
         from deepmd.pt.model.model import BaseModel
 
-        from symref.io import model_to_dict
+        from symref.io.model_file import model_to_dict
 
         torch.set_num_threads(args.threads)
         pm = BaseModel.deserialize(model_to_dict(model))

@@ -55,7 +55,7 @@ def log(msg: str) -> None:
 
 
 def mpiexec() -> str:
-    from symref.parallel import mpiexec_path
+    from symref.train.parallel import mpiexec_path
 
     exe = mpiexec_path()
     if exe is None:
@@ -92,17 +92,17 @@ def train_small_model(path: Path, steps: int) -> str:
     ``../shared`` the smooth random model of ``bench_evaluate.py`` (its dynamics heat
     up: a warning says so).  Returns a label."""
     import symref
-    from symref.data import load_systems
-    from symref.loss import LossPrefactors
-    from symref.optim import ExpDecayLR
-    from symref.stats import compute_statistics
-    from symref.train import fit_adam
+    from symref.io.data import load_systems
+    from symref.train.loss import LossPrefactors
+    from symref.train.optim import ExpDecayLR
+    from symref.model.stats import compute_statistics
+    from symref.train.fit import fit_adam
 
     water = ROOT.parent / "shared" / "data" / "water"
     if not all((water / f"data_{k}" / "type.raw").is_file() for k in range(3)):
         from bench_evaluate import CONFIG, MODEL_SEED
 
-        from symref.models import demo_model
+        from symref.model.deeppot import demo_model
 
         log(f"WARNING: {water} not found: a random model, whose NVE runs can heat up")
         symref.save_model(demo_model(CONFIG, seed=MODEL_SEED), str(path))
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     from ase import units
 
     vel = atoms.get_velocities() * units.fs * 1000.0  # Å/ps
-    from symref.io import load_model
+    from symref.io.model_file import load_model
 
     model = load_model(model_path)
     frame = tmp / "frame.npz"

@@ -10,7 +10,7 @@ Run from the repository root::
     python benchmarks/md_water.py --nve-ps 1 --nvt-ps 1 --f32-ps 0.2  # a quick look
 
 Without ``--model`` the model is a *smooth random* se_e2_a model of deepmd-kit's
-water-example size (``symref.models.demo_model``, the configuration of
+water-example size (``symref.model.deeppot.demo_model``, the configuration of
 ``bench_evaluate.py``, seed 1): its dynamics are not water's, but energy
 conservation, zero net force and numerical stability are measured just the
 same.  The start is frame 0 of ``../shared/data/water/data_0`` (192 atoms) with
@@ -59,7 +59,7 @@ def initial_atoms(data_dir: Path):
 
     sysdir = data_dir / "data_0"
     if (sysdir / "type.raw").is_file():
-        from symref.data import load_system
+        from symref.io.data import load_system
 
         s = load_system(sysdir)
         symbols = [s.type_map[t] for t in s.atype]
@@ -173,7 +173,7 @@ def plots(results, rdf_md, rdf_dft, figdir: Path, model_label: str) -> list[str]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from symref.io import atomic_write
+    from symref.io.model_file import atomic_write
 
     written = []
     figdir.mkdir(parents=True, exist_ok=True)
@@ -228,14 +228,14 @@ def main(argv=None) -> int:
     from ase.md import velocitydistribution as vd
 
     from symref.ase import SymrefCalculator
-    from symref.io import atomic_write, load_model
+    from symref.io.model_file import atomic_write, load_model
     from symref.md import frames_rdf, rdf
 
     if args.model:
         model = load_model(args.model)
         model_label = f"model {Path(args.model).name}"
     else:
-        from symref.models import demo_model
+        from symref.model.deeppot import demo_model
 
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from bench_evaluate import CONFIG
@@ -277,7 +277,7 @@ def main(argv=None) -> int:
             rdf_md = (r, g, f"{len(pos)} frames, last {args.nvt_ps - 1:g} ps")
     dft_dirs = sorted(p for p in data.glob("data_*") if (p / "type.raw").is_file())
     if dft_dirs and rdf_md is not None:
-        from symref.data import load_system
+        from symref.io.data import load_system
 
         systems = [load_system(p) for p in dft_dirs]
         r, g = frames_rdf(systems, "O", "O", rmax)

@@ -67,10 +67,10 @@ def calibrate_symref(cfg: dict, steps: int) -> float:
     """Median seconds of one symref Adam step (loss-and-gradient on one frame)."""
     import numpy as np
 
-    from symref.data import load_systems, select_frames
-    from symref.loss import LossPrefactors
-    from symref.models import build_model
-    from symref.train import batch_loss_and_grad
+    from symref.io.data import load_systems, select_frames
+    from symref.train.loss import LossPrefactors
+    from symref.model.deeppot import build_model
+    from symref.train.fit import batch_loss_and_grad
 
     model = build_model(cfg["model"], seed=1)
     s = load_systems(cfg["training"]["training_data"]["systems"][:1], model.type_map)[0]
@@ -95,7 +95,7 @@ def calibrate_deepmd(cfg: dict, steps: int) -> float:
     from deepmd.pt.loss.ener import EnergyStdLoss
     from deepmd.pt.model.model import get_model
 
-    from symref.data import load_systems
+    from symref.io.data import load_systems
 
     d = cfg["model"]
     pm = get_model(json.loads(json.dumps(d)))
@@ -157,8 +157,8 @@ def run_trainer(name: str, cfg: dict, workdir: Path, budget: float, threads: int
 
 def final_model(name: str, workdir: Path):
     """The trainer's last saved model as a symref DeepPot."""
-    from symref.io import load_model, model_from_dict
-    from symref.train import load_checkpoint
+    from symref.io.model_file import load_model, model_from_dict
+    from symref.train.fit import load_checkpoint
 
     if name == "symref":
         for f in ("model.json", "model.ckpt.json"):
@@ -182,7 +182,7 @@ def steps_done(name: str, workdir: Path) -> int:
     """Steps behind the scored model: symref's checkpoint records them; deepmd-kit's
     checkpoint file is named by its step (``model.ckpt-<step>.pt``)."""
     if name == "symref" and (workdir / "model.ckpt.json").exists():
-        from symref.train import load_checkpoint
+        from symref.train.fit import load_checkpoint
 
         return int(load_checkpoint(workdir / "model.ckpt.json")[1])
     ck = workdir / "model.ckpt.pt"
@@ -213,8 +213,8 @@ def main():
     if not (data / "data_3").is_dir():
         raise SystemExit(f"race_water: water data not found at {data}")
     out.mkdir(parents=True, exist_ok=True)
-    from symref.data import load_systems
-    from symref.report import errors_table
+    from symref.io.data import load_systems
+    from symref.train.report import errors_table
 
     valid = load_systems([str(data / "data_3")], ["O", "H"])
     names = [args.only] if args.only else ["symref", "deepmd"]
@@ -266,7 +266,7 @@ def plot(out: Path, results: dict):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from symref.report import read_lcurve
+    from symref.train.report import read_lcurve
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, r in results.items():

@@ -5,7 +5,7 @@
 
 Runs ``symref train input.json --valid-fraction F`` (Adam, deepmd-kit's schedules)
 in ``--out``, then scores the final model on the held-out frames (the same seeded
-split) with ``symref.report.errors_table`` and checks every prediction is finite.
+split) with ``symref.train.report.errors_table`` and checks every prediction is finite.
 Writes ``input.json``, ``lcurve.out``, ``lcurve.png``, ``model.yaml``/``model.dp``
 and ``molecules.json`` there.
 """
@@ -58,9 +58,9 @@ def main():
 
     import numpy as np
 
-    from symref.data import load_systems, split_frames
-    from symref.io import load_model
-    from symref.report import errors_table
+    from symref.io.data import load_systems, split_frames
+    from symref.io.model_file import load_model
+    from symref.train.report import errors_table
 
     model = load_model(out / "model.yaml")
     _, valid = split_frames(load_systems(systems, model.type_map), args.valid, seed=1)

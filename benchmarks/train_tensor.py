@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_data(out: Path, data: Path | None):
-    from symref.data import System, load_system, save_system
+    from symref.io.data import System, load_system, save_system
     from symref.synthetic import water_box, water_tensor_labels
 
     if data is not None and (data / "data_3").is_dir():
@@ -78,8 +78,8 @@ def input_json(kind: str, paths: dict, steps: int, start_lr: float = 1e-2,
 
 
 def score(model, paths):
-    from symref.data import load_systems
-    from symref.train import tensor_labels
+    from symref.io.data import load_systems
+    from symref.train.fit import tensor_labels
 
     name = model.var_name
     pred_a, lab_a, pred_g, lab_g = [], [], [], []
@@ -122,7 +122,7 @@ def main():
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "water"))
     args = ap.parse_args()
     from symref import cli
-    from symref.io import load_model
+    from symref.io.model_file import load_model
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

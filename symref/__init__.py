@@ -11,8 +11,8 @@ Public API::
 
 Units: Å, eV, eV/Å; cells have cell vectors as rows (deepmd-kit's box.npy layout).
 """
-from .models import DeepPot, build_model, randomize_statistics
-from .vcnn import VectorCloudNet
+from symref.model.deeppot import DeepPot, build_model, randomize_statistics
+from symref.vcnn import VectorCloudNet
 
 __version__ = "0.1.0"
 
@@ -23,7 +23,7 @@ __all__ = ["DeepPot", "VectorCloudNet", "build_model", "randomize_statistics", "
 def __getattr__(name):
     # io needs optional dependencies only when a file is actually read or written
     if name in ("load_model", "save_model"):
-        from . import io
+        from symref.io import model_file as io
 
         return getattr(io, name)
     if name in ("checks", "data", "transport", "synthetic"):

@@ -130,10 +130,10 @@ def evaluation_box(cell, pbc, positions, rcut: float):
 
 
 def _load(model):
-    from .models import DeepPot, DeepTensor
+    from symref.model.deeppot import DeepPot, DeepTensor
 
     if isinstance(model, (str, Path)):
-        from .io import load_model
+        from symref.io.model_file import load_model
 
         model = load_model(model)
     if isinstance(model, DeepTensor) or not isinstance(model, DeepPot):
@@ -143,7 +143,7 @@ def _load(model):
 
 
 class SymrefCalculator(Calculator):
-    """ASE calculator for a symref :class:`~symref.models.DeepPot` (see the module docstring).
+    """ASE calculator for a symref :class:`~symref.model.deeppot.DeepPot` (see the module docstring).
 
     Parameters
     ----------
@@ -163,7 +163,7 @@ class SymrefCalculator(Calculator):
 
     def __init__(self, model, backend: str = "numba", precision: str | None = None,
                  type_map=None, **kwargs):
-        from .models import BACKENDS
+        from symref.model.deeppot import BACKENDS
 
         super().__init__(**kwargs)
         models = list(model) if isinstance(model, (list, tuple)) else [model]
@@ -266,7 +266,7 @@ class SymrefCalculator(Calculator):
             res["stress"] = _voigt(-w / vol)
             res["stresses"] = _voigt(-np.asarray(out["atom_virial"][0], dtype=np.float64) / vol)
         if len(self.models) > 1:
-            from .modeldevi import deviations
+            from symref.modeldevi import deviations
 
             natoms = len(atoms)
             d = deviations(np.stack([o["energy"] for o in outs]) / natoms,

@@ -28,14 +28,14 @@ DEMO_CONFIG = {
 
 
 def demo_model(seed: int = 0):
-    """The built-in random model: :data:`DEMO_CONFIG` via :func:`symref.models.demo_model`."""
-    from .models import demo_model as make
+    """The built-in random model: :data:`DEMO_CONFIG` via :func:`symref.model.deeppot.demo_model`."""
+    from symref.model.deeppot import demo_model as make
 
     return make(DEMO_CONFIG, seed=seed)
 
 
 def _systems(args, model):
-    from .data import load_system, make_crystal, make_molecule
+    from symref.io.data import load_system, make_crystal, make_molecule
 
     if args.system:
         out = []
@@ -66,7 +66,7 @@ class _Backend:
 def backend_agreement(model, coord, atype, box) -> list:
     """The fast path against the reference on one frame: one CheckResult per quantity
     (relative to the largest reference entry; tolerances 1e-12 energy, 1e-10 the rest)."""
-    from .checks import CheckResult
+    from symref.checks import CheckResult
 
     b = None if box is None else box[None]
     ref = model.evaluate(coord[None], atype, b, backend="numpy")
@@ -82,10 +82,10 @@ def backend_agreement(model, coord, atype, box) -> list:
 
 
 def cmd_check(args) -> int:
-    from . import checks
+    from symref import checks
 
     if args.model:
-        from .io import load_model
+        from symref.io.model_file import load_model
 
         model = load_model(args.model)
         label = args.model
@@ -98,7 +98,7 @@ def cmd_check(args) -> int:
         print("  (the first run compiles the numba kernels, ~20 s; later runs load them from cache)")
     print()
     ok = True
-    from .models import DeepTensor
+    from symref.model.deeppot import DeepTensor
 
     tensor = isinstance(model, DeepTensor)  # dipole / polarizability model
     for name, coord, atype, box in _systems(args, model):
@@ -123,7 +123,7 @@ def cmd_check(args) -> int:
 def _tensor_checks(model, coord, atype, box, seed) -> list:
     """Equivariance of the global output and, for each of its components, its
     position derivative against finite differences (order 2)."""
-    from . import checks
+    from symref import checks
 
     name = model.var_name
     out = "vector" if model.kind == "dipole" else "tensor"
@@ -146,9 +146,9 @@ def cmd_train(args) -> int:
     """``symref train input.json``: build (or restart) a model, fit it, save it.
 
     Under ``mpiexec -n K`` (K > 1, or with ``--mpi``) the ranks share the frames
-    of every batch (:mod:`symref.parallel`); rank 0 alone prints and writes files.
+    of every batch (:mod:`symref.train.parallel`); rank 0 alone prints and writes files.
     """
-    from .parallel import get_comm
+    from symref.train.parallel import get_comm
 
     comm = get_comm("mpi" if getattr(args, "mpi", False) else "auto")
     if comm.size == 1:
@@ -164,14 +164,14 @@ def cmd_train(args) -> int:
 
 
 def _train(args, comm) -> int:
-    from .data import load_systems
-    from .inputfile import LOSS_DEFAULTS, read_input
-    from .io import save_model
-    from .loss import LossPrefactors, TensorPrefactors
-    from .models import DeepTensor, build_model
-    from .optim import ExpDecayLR
-    from .parallel import default_threads, sync_model
-    from .train import fit_adam, fit_lbfgs
+    from symref.io.data import load_systems
+    from symref.io.inputfile import LOSS_DEFAULTS, read_input
+    from symref.io.model_file import save_model
+    from symref.train.loss import LossPrefactors, TensorPrefactors
+    from symref.model.deeppot import DeepTensor, build_model
+    from symref.train.optim import ExpDecayLR
+    from symref.train.parallel import default_threads, sync_model
+    from symref.train.fit import fit_adam, fit_lbfgs
 
     root = comm.is_root
     say = print if root else (lambda *a, **k: None)
@@ -192,7 +192,7 @@ def _train(args, comm) -> int:
         if valid:
             raise ValueError(f"{args.input}: --valid-fraction and validation_data.systems "
                              "both given; use one")
-        from .data import split_frames
+        from symref.io.data import split_frames
 
         train, valid = split_frames(train, args.valid_fraction, seed=seed)
     nframes = sum(s.nframes for s in train)
@@ -205,14 +205,14 @@ def _train(args, comm) -> int:
         say(f"symref train: {comm.size} MPI ranks share the frames of each batch "
             f"({numba.get_num_threads()} numba thread(s) per rank; rank 0 writes the files)")
     try:
-        from .stats import compute_statistics, stat_frames
+        from symref.model.stats import compute_statistics, stat_frames
     except ImportError:
-        say("warning: symref.stats not available: statistics left neutral", file=sys.stderr)
+        say("warning: symref.model.stats not available: statistics left neutral", file=sys.stderr)
     else:
         if args.restart is None:  # deepmd-kit's sample of frames and its statistics
             frames = stat_frames(train, batch_size=tr["training_data"].get("batch_size", "auto"))
             if isinstance(model, DeepTensor):
-                from .stats import apply_statistics, env_stat, tensor_shift
+                from symref.model.stats import apply_statistics, env_stat, tensor_shift
 
                 apply_statistics(model, *env_stat(model, frames))
                 if model.kind == "polar" and model.fitting.shift_diag:
@@ -293,13 +293,13 @@ def _valid_frames(tr) -> int:
 
 def cmd_test(args) -> int:
     """``symref test -m MODEL -s SYSTEM...``: MAE/RMSE like ``dp test`` and a parity plot."""
-    from .data import load_systems
-    from .io import load_model
-    from .report import errors_table, format_errors, parity_plot
+    from symref.io.data import load_systems
+    from symref.io.model_file import load_model
+    from symref.train.report import errors_table, format_errors, parity_plot
 
     model = load_model(args.model)
     systems = load_systems(args.system, model.type_map)
-    from .models import DeepTensor
+    from symref.model.deeppot import DeepTensor
 
     if isinstance(model, DeepTensor):  # dipole / polarizability model
         return _test_tensor(args, model, systems)
@@ -316,8 +316,8 @@ def _test_tensor(args, model, systems) -> int:
     """``symref test`` for a dipole/polarizability model: RMSE of the global and the
     atomic labels (atoms of the selected types) per system, each beside the labels'
     standard deviation for scale."""
-    from .data import select_frames
-    from .train import tensor_errors, tensor_labels
+    from symref.io.data import select_frames
+    from symref.train.fit import tensor_errors, tensor_labels
 
     name = model.var_name
     print(f"symref test: {args.model} ({name} model) on {len(systems)} system(s)")
@@ -340,7 +340,7 @@ def _test_tensor(args, model, systems) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .report import plot_lcurve
+    from symref.train.report import plot_lcurve
 
     out = args.output or str(Path(args.lcurve).with_suffix(".png"))
     plot_lcurve(args.lcurve, out)
@@ -349,25 +349,25 @@ def cmd_plot(args) -> int:
 
 
 def _cmd_convert(args) -> int:
-    from .convert import cli
+    from symref.io.convert import cli
 
     return cli(args)
 
 
 def _cmd_model_devi(args) -> int:
-    from .modeldevi import cli
+    from symref.modeldevi import cli
 
     return cli(args)
 
 
 def _cmd_lammps(args) -> int:
-    from .lammps import cli
+    from symref.lammps import cli
 
     return cli(args)
 
 
 def _cmd_transport(args) -> int:
-    from .transport import cli
+    from symref.transport import cli
 
     return cli(args)
 

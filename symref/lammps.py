@@ -28,7 +28,7 @@ set to 2·rcut + skin, so LAMMPS hands each rank its atoms plus ghost images
 out to that distance.  The rank evaluates the cluster (no periodicity: the
 ghosts *are* the images) with the centres = its own atoms plus the ghosts
 within ``rcut`` of one of them (the "first shell", found from the pair list),
-through :func:`symref.fastpath.evaluate_frame` with ``ncentre``.  The forces
+through :func:`symref.fast.cpu.evaluate_frame` with ``ncentre``.  The forces
 on its own atoms are exact and no forces travel back (no reverse
 communication); the price is that the first-shell energies are computed by
 two ranks.  Ghosts that are periodic images of the rank's *own* atoms (same
@@ -202,7 +202,7 @@ def write_data(path, coord, atype, cell, type_map, masses=None) -> np.ndarray:
     lines += ["", "Atoms  # atomic", ""]
     lines += [f"{i + 1} {t + 1} {p[0]:.17g} {p[1]:.17g} {p[2]:.17g}"
               for i, (t, p) in enumerate(zip(atype, x))]
-    from .io import atomic_write
+    from symref.io.model_file import atomic_write
 
     text = "\n".join(lines) + "\n"
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
@@ -268,7 +268,7 @@ class SymrefFix:
         return "periodic" if nprocs == 1 and all(periodic) else "ghost"
 
     def _callback(self, nlocal, x, f):
-        from . import fastpath
+        from symref.fast import cpu as fastpath
 
         t0 = time.perf_counter()
         st = self.stats
@@ -346,7 +346,7 @@ def _cluster(model, X, atype, tags, nlocal, fold=True):
     all of them.  Returns ``(X, atype, fold or None, shell size, pair list)``
     reordered; the pair list has the neighbours of own and shell atoms only.
     """
-    from .kernels.neighbors import build_pair_list
+    from symref.fast.kernels.neighbors import build_pair_list
 
     desc = model.descriptor
     n = X.shape[0]
@@ -395,7 +395,7 @@ def attach(lmp, model, *, fix_id: str = "symref", group: str = "all", type_map=N
     virial yes`` and ``comm_modify cutoff`` (never lowering a larger one).
     Must be called after the box exists (``read_data``/``create_box``).
     """
-    from .io import load_model
+    from symref.io.model_file import load_model
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)

@@ -55,7 +55,7 @@ def rdf(positions, cell, idx_a, idx_b, rmax: float, nbins: int = 120):
     group; self pairs are left out) and ``n`` counting ordered pairs a→b.
     Returns ``(r, g)``: bin centres (Å) and g, each (nbins,).
     """
-    from .neighbors import image_shifts
+    from symref.reference.neighbors import image_shifts
 
     pos = np.asarray(positions, dtype=np.float64)
     if pos.ndim == 2:
@@ -84,7 +84,7 @@ def rdf(positions, cell, idx_a, idx_b, rmax: float, nbins: int = 120):
 
 
 def frames_rdf(systems, type_a: str, type_b: str, rmax: float, nbins: int = 120):
-    """:func:`rdf` over all frames of several :class:`symref.data.System` (types by name)."""
+    """:func:`rdf` over all frames of several :class:`symref.io.data.System` (types by name)."""
     pos, cells, sel = [], [], None
     for s in systems:
         if s.box is None or s.type_map is None:

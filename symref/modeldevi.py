@@ -98,13 +98,13 @@ def model_deviation(models, coord, atype, box=None, *, frequency: int = 1,
     """Evaluate every model on the frames and return deepmd-kit's deviation table.
 
     ``models``: DeepPot objects sharing one ``type_map``; ``coord``, ``atype``,
-    ``box`` as :meth:`symref.models.DeepPot.evaluate` (box None: molecule).
+    ``box`` as :meth:`symref.model.deeppot.DeepPot.evaluate` (box None: molecule).
     ``progress``: optional callable ``progress(k, nmodels)`` after each model.
 
     Returns (nf, 8) or, with ``atomic``, (nf, 8 + natoms): ``step`` (frame x
     ``frequency``), then :data:`COLUMNS`, then the per-atom force deviations.
     """
-    from .models import normalize_inputs
+    from symref.model.deeppot import normalize_inputs
 
     models = list(models)
     if len(models) < 2:
@@ -153,7 +153,7 @@ def format_model_devi(blocks, atomic: bool = False) -> str:
 
 def write_model_devi(path, blocks, atomic: bool = False) -> None:
     """Write :func:`format_model_devi` to ``path`` atomically."""
-    from .io import atomic_write
+    from symref.io.model_file import atomic_write
 
     text = format_model_devi(blocks, atomic=atomic)
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
@@ -176,7 +176,7 @@ def find_systems(path) -> list[Path]:
 def system_model_devi(models, system_path, **kwargs) -> np.ndarray:
     """:func:`model_deviation` of every frame of one npy system, types mapped by name
     onto the models' ``type_map``."""
-    from .data import load_system, map_types
+    from symref.io.data import load_system, map_types
 
     s = map_types(load_system(system_path), models[0].type_map)
     return model_deviation(models, s.coord, s.atype, s.box, **kwargs)
@@ -184,7 +184,7 @@ def system_model_devi(models, system_path, **kwargs) -> np.ndarray:
 
 def cli(args) -> int:
     """``symref model-devi -m M1 M2 ... -s SYSTEM ... -o model_devi.out``."""
-    from .io import load_model
+    from symref.io.model_file import load_model
 
     models = [load_model(p) for p in args.models]
     systems = [p for s in args.system for p in find_systems(s)]

@@ -19,8 +19,8 @@ Model (shapes per cloud; ``B`` clouds, ``n`` points, ``V = 1 + k`` vectors per p
     G_j &= \phi(q_j)\ (M_1), \qquad L = \frac1n \sum_j G_j \otimes X_j\ (M_1 \times c),
           \qquad D = L L_{<}^\top\ (M_1 \times M_2),\qquad o = \rho(\operatorname{vec} D),
 
-with φ, ρ multilayer perceptrons (deepmd-kit's residual rule, :mod:`symref.nn`)
-and L, D from the core shared with ``se_e2_a`` (:mod:`symref.core`).  Heads,
+with φ, ρ multilayer perceptrons (deepmd-kit's residual rule, :mod:`symref.reference.nn`)
+and L, D from the core shared with ``se_e2_a`` (:mod:`symref.reference.core`).  Heads,
 with :math:`\mathbf w_r` (r < M1·V) the vector rows of L (columns 1.. reshaped to
 (M1·V) x d), which rotate like the positions:
 
@@ -37,8 +37,8 @@ over the region the cloud samples, which is why one trained net serves clouds
 of different sizes.
 
 Backward (hand-written, :func:`vcnn_backward`): head → ō, W̄ → φ̄ (fitting
-backward) → D̄ → L̄ (:func:`symref.core.gram_backward`, plus W̄ in the vector
-columns) → Ḡ (:func:`symref.core.cloud_sum_backward`) → embedding backward.
+backward) → D̄ → L̄ (:func:`symref.reference.core.gram_backward`, plus W̄ in the vector
+columns) → Ḡ (:func:`symref.reference.core.cloud_sum_backward`) → embedding backward.
 
 Ragged batches: clouds are sorted by size and padded within chunks; padded
 points have X = 0 and q = 0, so they add exactly nothing to L and receive
@@ -62,8 +62,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core import cloud_sum_backward, cloud_sum_forward, gram_backward, gram_forward
-from .nn import Layer, init_mlp, mlp_backward, mlp_forward
+from symref.reference.core import cloud_sum_backward, cloud_sum_forward, gram_backward, gram_forward
+from symref.reference.nn import Layer, init_mlp, mlp_backward, mlp_forward
 
 OUTPUTS = ("scalar", "vector", "tensor")
 
@@ -278,7 +278,7 @@ def vcnn_forward(p: VCNNParams, batch: CloudBatch):
 
 def vcnn_backward(dy: np.ndarray, cache):
     """Parameter gradients of ``<dy, y>``: ``(embedding layer grads, fitting layer grads)``
-    (lists of ``{"w", "b", "idt"}``, as :func:`symref.nn.mlp_backward`)."""
+    (lists of ``{"w", "b", "idt"}``, as :func:`symref.reference.nn.mlp_backward`)."""
     p, B, o, W, e_cache, l_cache, g_cache, f_cache = cache
     M1, M2 = p.M1, p.axis_neuron
     dW = None
@@ -542,7 +542,7 @@ class VectorCloudNet:
         return self
 
     def _fit_adam(self, p, clouds, tt, report, out_of_time):
-        from .optim import Adam, ExpDecayLR
+        from symref.train.optim import Adam, ExpDecayLR
 
         rng = np.random.default_rng(self.seed + 1)
         sched = ExpDecayLR(self.lr, max(self.maxiter, 1), self.stop_lr)
@@ -583,7 +583,7 @@ class VectorCloudNet:
     # ---- files
     def save(self, path) -> None:
         """Write the fitted model (``.json``, ``.yaml`` or ``.dp``; atomic)."""
-        from .io import write_model_file
+        from symref.io.model_file import write_model_file
 
         self._check_fitted()
         p = self.params_
@@ -605,7 +605,7 @@ class VectorCloudNet:
     @classmethod
     def load(cls, path) -> "VectorCloudNet":
         """Read a model written by :meth:`save`."""
-        from .io import read_model_file
+        from symref.io.model_file import read_model_file
 
         d = read_model_file(path)
         m, var = d.get("model", {}), d.get("@variables", {})

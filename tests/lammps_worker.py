@@ -34,7 +34,7 @@ def main(argv=None) -> int:
                    help="NVE: record etotal every this many steps (runs in chunks)")
     a = p.parse_args(argv)
 
-    from symref.io import load_model
+    from symref.io.model_file import load_model
     from symref.lammps import new_lammps, write_data
 
     model = load_model(a.model)

@@ -5,7 +5,7 @@
 For each input file every rank runs ``symref.cli.main(["train", INPUT])`` in its own
 working directory ``OUT/<input stem>/rank<r>`` (relative output paths of the input file
 land there, so a file written by a rank other than 0 shows up in its folder), while
-recording every loss that ``symref.train.batch_loss_and_grad`` returns (bitwise) and
+recording every loss that ``symref.train.fit.batch_loss_and_grad`` returns (bitwise) and
 the squared norm of each gradient.  The records and the final parameters go to
 ``OUT/<input stem>_rank<r>.npz`` (outside the working folders).
 """
@@ -28,7 +28,8 @@ def rank_from_environment() -> int:
 def main(argv) -> int:
     out = Path(argv[0]).resolve()
     rank = rank_from_environment()
-    from symref import cli, train
+    from symref import cli
+    from symref.train import fit as train
 
     orig = train.batch_loss_and_grad
     status = 0

@@ -12,8 +12,8 @@ from ase.calculators.calculator import PropertyNotImplementedError  # noqa: E402
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress  # noqa: E402
 
 from symref.ase import SymrefCalculator, evaluation_box  # noqa: E402
-from symref.data import make_crystal, make_molecule  # noqa: E402
-from symref.models import demo_model  # noqa: E402
+from symref.io.data import make_crystal, make_molecule
+from symref.model.deeppot import demo_model
 
 CFG = {"type_map": ["C", "H", "O"],
        "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [24, 48, 24],
@@ -232,7 +232,7 @@ def test_recomputes_only_when_atoms_change(model):
 
 
 def test_float32_and_file_and_errors(model, tmp_path):
-    from symref.io import save_model
+    from symref.io.model_file import save_model
 
     atoms = crystal_atoms()
     atoms.calc = SymrefCalculator(model)
@@ -335,7 +335,7 @@ def test_bfgs_converges_on_a_real_molecule(model, shared_data):
     trained-model run is benchmarks/bench_calculator.py), lowering the energy."""
     from ase.optimize import BFGS
 
-    from symref.data import load_system
+    from symref.io.data import load_system
 
     s = load_system(shared_data / "molecules" / "C1H4O2")
     atoms = Atoms([s.type_map[t] for t in s.atype], positions=s.coord[0])

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import symref
-from symref import checks, cli
-from symref.data import load_system
+from symref import cli
+from symref import checks
+from symref.io.data import load_system
 
 WATER_CFG = {"type_map": ["O", "H"],
              "descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92],
@@ -15,7 +16,7 @@ WATER_CFG = {"type_map": ["O", "H"],
 
 
 def water_model():
-    return symref.models.demo_model(WATER_CFG, seed=21)
+    return symref.model.deeppot.demo_model(WATER_CFG, seed=21)
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ def test_check_backend_option(capsys, monkeypatch):
     assert cli.main(["check", "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
     assert "backend numpy" in out and "numba vs numpy" not in out
-    from symref import fastpath
+    from symref.fast import cpu as fastpath
     orig = fastpath.evaluate_frame
 
     def drifting(*a, **k):
@@ -31,7 +31,7 @@ def test_check_backend_option(capsys, monkeypatch):
 
 def test_check_reports_failure_of_a_broken_model(capsys, monkeypatch):
     """The command's exit status follows the checks: break the virial and it must fail."""
-    from symref.models import DeepPot
+    from symref.model.deeppot import DeepPot
     orig = DeepPot.evaluate
 
     def broken(self, *a, **k):
@@ -74,8 +74,8 @@ def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
     import numpy as np
 
     from symref import load_model
-    from symref.data import make_crystal
-    from symref.models import demo_model
+    from symref.io.data import make_crystal
+    from symref.model.deeppot import demo_model
 
     s = make_crystal(seed=2)
     teacher = demo_model({"type_map": ["A", "B"],

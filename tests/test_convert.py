@@ -1,4 +1,4 @@
-"""symref.convert / `symref convert`: extxyz <-> deepmd-kit npy in both directions,
+"""symref.io.convert / `symref convert`: extxyz <-> deepmd-kit npy in both directions,
 units and the virial sign (W = -stress*V, checked against DeepPot.evaluate's own
 virial), round trips, grouping, and the errors."""
 from __future__ import annotations
@@ -11,10 +11,10 @@ import ase.io  # noqa: E402
 from ase import Atoms  # noqa: E402
 from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
 
-from symref import cli  # noqa: E402
-from symref.convert import atoms_to_systems, convert, systems_to_atoms  # noqa: E402
-from symref.data import load_system, make_crystal  # noqa: E402
-from symref.models import demo_model  # noqa: E402
+from symref import cli
+from symref.io.convert import atoms_to_systems, convert, systems_to_atoms
+from symref.io.data import load_system, make_crystal
+from symref.model.deeppot import demo_model
 
 CFG = {"type_map": ["O", "H"],
        "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [40, 40],

@@ -71,7 +71,7 @@ def test_gpu_benchmark_runs_on_the_simulator(tmp_path):
 def test_cuda_backend_without_a_gpu_says_what_to_do():
     if cuda_kernels_runnable():
         pytest.skip("this process can run CUDA kernels (GPU or simulator)")
-    from symref.models import demo_model
+    from symref.model.deeppot import demo_model
 
     cfg = {"type_map": ["A"], "descriptor": {"type": "se_e2_a", "rcut": 3.0, "sel": [4],
                                              "neuron": [2], "axis_neuron": 1},
@@ -84,7 +84,7 @@ def test_cuda_backend_without_a_gpu_says_what_to_do():
 
 PTX_SCRIPT = r"""
 import sys
-from symref.kernels import cuda_se_e2_a as kc
+from symref.fast.kernels import cuda_se_e2_a as kc
 try:
     out = kc.compile_ptx_all(cc=(9, 0))
 except Exception as e:
@@ -128,7 +128,7 @@ def test_kernels_compile_for_a_real_gpu():
 
 
 def test_cuda_backend_without_numba_cuda_says_what_to_install(monkeypatch):
-    from symref import cudapath
+    from symref.fast import cuda as cudapath
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

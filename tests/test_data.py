@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symref.data import load_system, make_crystal, make_molecule
+from symref.io.data import load_system, make_crystal, make_molecule
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason=f"real data not found at {SHARED}")
@@ -75,7 +75,7 @@ def test_builtin_systems_are_valid():
 def test_tensor_labels_round_trip_and_sel_type_layout(tmp_path):
     """save_system/load_system keep tensor labels; atomic labels given only for the
     selected atoms (deepmd-kit's sel_type files) expand to zeros elsewhere."""
-    from symref.data import System, atomic_labels, load_system, save_system
+    from symref.io.data import System, atomic_labels, load_system, save_system
 
     rng = np.random.default_rng(0)
     atype = np.array([0, 1, 1, 0])

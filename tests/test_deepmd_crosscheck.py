@@ -19,8 +19,8 @@ import deepmd_ref  # noqa: E402
 from deepmd.dpmodel.utils.serialization import save_dp_model  # noqa: E402
 
 import symref  # noqa: E402
-import symref.io  # noqa: E402,F401  (symref.io.model_from_dict below)
-from symref.data import load_system, make_crystal  # noqa: E402
+import symref.io.model_file  # noqa: E402,F401  (symref.io.model_file.model_from_dict below)
+from symref.io.data import load_system, make_crystal
 
 pytestmark = [pytest.mark.deepmd]
 RTOL = 1e-10
@@ -101,7 +101,7 @@ def test_forward_lower_fed_symref_neighbours(tmp_path, shared_data, pt):
     import bench_cuda
     from bench_evaluate import CONFIG, MODEL_SEED, replicate
 
-    from symref.models import demo_model
+    from symref.model.deeppot import demo_model
 
     model = demo_model(CONFIG, seed=MODEL_SEED)
     dp, why = bench_cuda.deepmd_on_gpu(model, tmp_path, device="cpu")
@@ -146,7 +146,7 @@ def test_small_skewed_cell(pt, type_one_side):
     d = deepmd_ref.make_deepmd_model_dict(type_one_side, 13, sel=[80, 80], neuron=[8, 16],
                                           axis_neuron=4, fitting_neuron=[16, 16], rcut=5.0,
                                           rcut_smth=1.0, type_map=["A", "B"], stats="type")
-    model = symref.io.model_from_dict(d)
+    model = symref.io.model_file.model_from_dict(d)
     s = make_crystal(seed=5)
     coord = np.stack([s.coord[0], s.coord[0] + 0.05 * np.random.default_rng(0).normal(size=s.coord[0].shape)])
     box = np.repeat(s.box, 2, axis=0).reshape(2, 9)
@@ -163,7 +163,7 @@ def test_exclusions(shared_data, pt):
     d = deepmd_ref.make_deepmd_model_dict(False, 14, type_map=["O", "H"], exclude_types=[(0, 0)],
                                           pair_exclude_types=[(1, 1)], stats="type",
                                           **dict(WATER, neuron=[8, 16, 32], fitting_neuron=[32, 32]))
-    model = symref.io.model_from_dict(d)
+    model = symref.io.model_file.model_from_dict(d)
     coord, atype, box = water(shared_data, 1)
     ours = model.evaluate(coord, atype, box)
     assert np.abs(ours["forces"]).max() > 1e-3
@@ -178,19 +178,19 @@ def test_zz_report_deviations():
 
 
 def test_loss_value_matches_deepmd_energy_std_loss(pt):
-    """symref.loss follows deepmd-kit's `ener` loss convention (per-atom-normalised energy
+    """symref.train.loss follows deepmd-kit's `ener` loss convention (per-atom-normalised energy
     and virial terms, mean over force components, mean over frames): same value as
     deepmd.pt's EnergyStdLoss on the same model, frames and labels."""
     import torch
     from deepmd.pt.loss.ener import EnergyStdLoss
     from deepmd.pt.model.model import BaseModel
 
-    from symref.loss import LossPrefactors, energy_loss
+    from symref.train.loss import LossPrefactors, energy_loss
 
     d = deepmd_ref.make_deepmd_model_dict(False, 13, sel=[80, 80], neuron=[8, 16], axis_neuron=4,
                                           fitting_neuron=[16, 16], rcut=5.0, rcut_smth=1.0,
                                           type_map=["A", "B"], stats="type")
-    model = symref.io.model_from_dict(d)
+    model = symref.io.model_file.model_from_dict(d)
     s = make_crystal(seed=5)
     rng = np.random.default_rng(0)
     coord = np.stack([s.coord[0], s.coord[0] + 0.05 * rng.normal(size=s.coord[0].shape)])

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import symref
-from symref.descriptor import keep_mask, se_e2_a_backward, se_e2_a_forward
-from symref.nn import mlp_forward
+from symref.reference.descriptor.se_e2_a import keep_mask, se_e2_a_backward, se_e2_a_forward
+from symref.reference.nn import mlp_forward
 from fd import assert_close, num_grad
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from symref.env import env_mat_backward, env_mat_forward, smooth_switch
+from symref.reference.env import env_mat_backward, env_mat_forward, smooth_switch
 from fd import assert_close, num_grad
 
 

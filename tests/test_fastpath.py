@@ -10,9 +10,9 @@ import numba
 import numpy as np
 import pytest
 
-from symref import fastpath
-from symref.data import make_crystal, make_molecule
-from symref.models import demo_model
+from symref.fast import cpu as fastpath
+from symref.io.data import make_crystal, make_molecule
+from symref.model.deeppot import demo_model
 
 TOL = {"energy": 1e-12, "atom_energy": 1e-12, "forces": 1e-10, "virial": 1e-10,
        "atom_virial": 1e-10}
@@ -177,7 +177,7 @@ def test_cluster_of_own_atoms_and_images_matches_periodic(fold):
     n = len(coord)
     gx, gt, gidx = _images(coord, atype, cell, 2 * model.rcut)
     X, A = np.concatenate([coord, gx]), np.concatenate([atype, gt])
-    from symref.kernels.neighbors import build_pair_list
+    from symref.fast.kernels.neighbors import build_pair_list
 
     pl = build_pair_list(X, A, None, model.rcut, model.sel)
     near = np.zeros(len(X), dtype=bool)
@@ -209,8 +209,8 @@ def test_cluster_arguments_are_checked_before_any_work():
     """Malformed cluster arguments (symref.lammps's ncentre/nvirial/fold/pair_list) are a
     ValueError naming the argument and the expected range, from evaluate_frame and from
     both neighbour builders."""
-    from symref.kernels.neighbors import build_pair_list
-    from symref.neighbors import build_neighbor_list
+    from symref.fast.kernels.neighbors import build_pair_list
+    from symref.reference.neighbors import build_neighbor_list
 
     model = demo_model(config(), seed=2)
     s = make_molecule(natoms=9, ntypes=3, seed=5)

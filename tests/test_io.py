@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from symref.descriptor import SeE2A
-from symref.fitting import EnergyFitting
-from symref.io import (load_model, model_def_script, model_from_dict, model_to_dict,
+from symref.reference.descriptor.se_e2_a import SeE2A
+from symref.reference.fitting import EnergyFitting
+from symref.io.model_file import (load_model, model_def_script, model_from_dict, model_to_dict,
                        read_model_file, save_model, write_model_file)
-from symref.models import DeepPot
-from symref.nn import init_mlp
+from symref.model.deeppot import DeepPot
+from symref.reference.nn import init_mlp
 
 # deepmd-kit's PyTorch backend uses torch.jit.script, deprecated in recent torch
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*")

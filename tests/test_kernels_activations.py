@@ -1,7 +1,7 @@
 """The vectorisable tanh kernel against np.tanh: accuracy in ulps, special values."""
 import numpy as np
 
-from symref.kernels.activations import tanh_inplace, tanh_inplace_ref
+from symref.fast.kernels.activations import tanh_inplace, tanh_inplace_ref
 
 
 def _ulps(a, b):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from symref.kernels import dense as kd
+from symref.fast.kernels import dense as kd
 
 CASES = [(1, 25, 0, 1), (25, 50, 2, 1), (50, 100, 2, 1), (240, 240, 1, 1), (1600, 240, 0, 1),
          (240, 1, 0, 0)]  # nin, nout, shortcut, act

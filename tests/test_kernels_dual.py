@@ -1,12 +1,12 @@
 """Dual-mode (tangent-carrying) kernels against their NumPy twins, and the stacked
-multilayer passes built on them against the reference :func:`symref.nn.mlp_forward_dual` /
-:func:`symref.nn.mlp_backward_dual` (which tests/test_loss.py checks by finite differences)."""
+multilayer passes built on them against the reference :func:`symref.reference.nn.mlp_forward_dual` /
+:func:`symref.reference.nn.mlp_backward_dual` (which tests/test_loss.py checks by finite differences)."""
 import numpy as np
 import pytest
 
-from symref.fastloss import mlp_backward_dual_stacked, mlp_forward_dual_stacked
-from symref.kernels import dual as kdual
-from symref.nn import init_mlp, mlp_backward_dual, mlp_forward_dual
+from symref.fast.cpu_loss import mlp_backward_dual_stacked, mlp_forward_dual_stacked
+from symref.fast.kernels import dual as kdual
+from symref.reference.nn import init_mlp, mlp_backward_dual, mlp_forward_dual
 
 CASES = [(1, 25, 0, 1), (25, 50, 2, 1), (50, 50, 1, 1), (240, 1, 0, 0)]  # nin, nout, shortcut, act
 

@@ -9,10 +9,10 @@ import re
 import numpy as np
 import pytest
 
-from symref.data import make_crystal, make_molecule
-from symref.kernels.neighbors import (PairList, _sort_candidates, build_neighbor_list_fast,
+from symref.io.data import make_crystal, make_molecule
+from symref.fast.kernels.neighbors import (PairList, _sort_candidates, build_neighbor_list_fast,
                                       build_pair_list)
-from symref.neighbors import build_neighbor_list, cell_heights
+from symref.reference.neighbors import build_neighbor_list, cell_heights
 
 
 def bits(a):
@@ -99,7 +99,7 @@ def test_water_frame_float32_and_truncated(water_frame):
 
 def test_multithreaded_path(water_frame, monkeypatch):
     """Small frames run on one thread; force numba's threads on (chunks of bins in parallel)."""
-    import symref.kernels.neighbors as kn
+    import symref.fast.kernels.neighbors as kn
     monkeypatch.setattr(kn, "_PARALLEL_MIN_ATOMS", 0)
     coord, atype, box, _ = water_frame
     assert_same(coord[0], atype, box[0].reshape(3, 3), 6.0, [46, 92])

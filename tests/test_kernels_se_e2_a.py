@@ -4,7 +4,7 @@ Random segments with ragged pair counts (including atoms without pairs)."""
 import numpy as np
 import pytest
 
-from symref.kernels import se_e2_a as ks
+from symref.fast.kernels import se_e2_a as ks
 
 RCUT, RS = 6.0, 0.5
 

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from symref.lammps import lammps_cell
-from symref.models import demo_model
-from symref.parallel import mpiexec_path
+from symref.model.deeppot import demo_model
+from symref.train.parallel import mpiexec_path
 
 WORKER = Path(__file__).with_name("lammps_worker.py")
 SMALL = {"type_map": ["O", "H"],
@@ -64,7 +64,7 @@ def lammps_ok():
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory, lammps_ok):
-    from symref.io import save_model
+    from symref.io.model_file import save_model
 
     path = tmp_path_factory.mktemp("lmp") / "model.json"
     save_model(demo_model(SMALL, seed=3), path)
@@ -98,7 +98,7 @@ def rel(a, b):
 
 
 def check_against_evaluate(model_file, frame, r):
-    from symref.io import load_model
+    from symref.io.model_file import load_model
 
     ref = load_model(model_file).evaluate(frame["coord"], frame["atype"], frame["cell"])
     errs = {"energy": rel(r["energy"], ref["energy"][0]),
@@ -109,7 +109,7 @@ def check_against_evaluate(model_file, frame, r):
 
 
 def water(shared_data, frame=0):
-    from symref.data import load_system
+    from symref.io.data import load_system
 
     s = load_system(shared_data / "water" / "data_0")
     return {"coord": s.coord[frame], "atype": s.atype, "cell": s.box[frame].reshape(3, 3)}
@@ -226,7 +226,7 @@ def test_nve_follows_ase_and_ranks_agree(tmp_path, model_file, shared_data):
 def test_bad_setups_are_refused_with_clear_errors(tmp_path, model_file):
     """Wrong units, a type_map that does not fit the box or the model, an input without
     the fix line or with 'run' before it: ValueErrors that say what to change."""
-    from symref.io import load_model
+    from symref.io.model_file import load_model
     from symref.lammps import attach, new_lammps, run_input, write_data
 
     model = load_model(model_file)

@@ -10,11 +10,11 @@ with order ≈ 2 (where the truncation error is above round-off).
 import numpy as np
 import pytest
 
-from symref.data import make_crystal, make_molecule
-from symref.env import env_mat_forward, env_mat_tangent
-from symref.loss import LossPrefactors, energy_loss, energy_loss_and_grad, parameters
-from symref.models import demo_model
-from symref.nn import init_mlp, layer_backward_dual, layer_forward_dual
+from symref.io.data import make_crystal, make_molecule
+from symref.reference.env import env_mat_forward, env_mat_tangent
+from symref.train.loss import LossPrefactors, energy_loss, energy_loss_and_grad, parameters
+from symref.model.deeppot import demo_model
+from symref.reference.nn import init_mlp, layer_backward_dual, layer_forward_dual
 
 CFG = {"type_map": ["A", "B"],
        "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [60, 60],
@@ -193,7 +193,7 @@ def test_fast_backend_blocks_and_threads(problem, monkeypatch):
     boundaries) give the reference gradient, and 1 or 2 threads give the same bits."""
     import numba
 
-    import symref.fastloss as fl
+    import symref.fast.cpu_loss as fl
 
     model, (coord, atype, box), labels, loss, grads = problem
     monkeypatch.setattr(fl, "BLOCK_PAIRS", 7)
@@ -214,7 +214,7 @@ def test_fast_backend_blocks_and_threads(problem, monkeypatch):
 
 
 def test_cut_never_splits_a_centre():
-    from symref.fastloss import _cut
+    from symref.fast.cpu_loss import _cut
 
     keys = np.array([0, 0, 0, 1, 2, 2, 2, 2, 2, 3, 4])
     ranges = _cut(keys, 1, 10, 3)

@@ -43,7 +43,7 @@ def test_rdf_simple_cubic_shells_and_ideal_gas():
 
 def test_frames_rdf_water(shared_data):
     """g_OO of the DFT water frames: first peak near 2.8 Å, nothing below 2.2 Å."""
-    from symref.data import load_system
+    from symref.io.data import load_system
 
     s = load_system(shared_data / "water" / "data_3")
     r, g = frames_rdf([s], "O", "O", rmax=6.0, nbins=60)

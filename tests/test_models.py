@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import symref
-from symref.data import make_crystal, make_molecule
+from symref.io.data import make_crystal, make_molecule
 from fd import assert_close, num_grad_richardson
 
 
@@ -18,7 +18,7 @@ def model(one_side=True, exclude=(), atom_exclude=(), fit_exclude=(), ntypes=2, 
                           "exclude_types": list(exclude)},
            "fitting_net": {"neuron": [12, 12], "resnet_dt": True, "exclude_types": list(fit_exclude)},
            "atom_exclude_types": list(atom_exclude)}
-    m = symref.models.demo_model(cfg, seed=3)
+    m = symref.model.deeppot.demo_model(cfg, seed=3)
     d = m.descriptor
     for a, b in exclude:
         # deepmd-kit keeps padded slots of an excluded group (row -davg/dstd), so E jumps
@@ -94,7 +94,7 @@ def test_symmetries():
 
 def test_isolated_atom_is_bias_plus_zero_environment():
     """An atom with no neighbours: E = fit(D of all-padding rows) + bias_atom_e + out_bias."""
-    from symref.nn import mlp_forward
+    from symref.reference.nn import mlp_forward
     m = model(one_side=True)
     coord = np.array([[0.0, 0, 0], [20.0, 0, 0], [21.2, 0.3, 0]])
     atype = np.array([1, 0, 1])

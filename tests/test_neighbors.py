@@ -4,8 +4,8 @@ import itertools
 import numpy as np
 import pytest
 
-from symref.data import make_crystal, make_molecule
-from symref.neighbors import build_neighbor_list
+from symref.io.data import make_crystal, make_molecule
+from symref.reference.neighbors import build_neighbor_list
 
 
 def brute_force(coord, atype, box, rcut, nrep=4):

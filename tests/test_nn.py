@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from symref.nn import Layer, init_mlp, layer_forward, mlp_backward, mlp_forward
+from symref.reference.nn import Layer, init_mlp, layer_forward, mlp_backward, mlp_forward
 from fd import assert_close, num_grad
 
 

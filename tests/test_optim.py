@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from symref.optim import Adam, ExpDecayLR, prefactor
+from symref.train.optim import Adam, ExpDecayLR, prefactor
 
 CASES = [dict(start_lr=1e-3, num_steps=100000, stop_lr=3.51e-8, decay_steps=5000),
          dict(start_lr=2e-3, num_steps=1000, stop_lr=1e-6, decay_steps=5000),  # auto decay_steps

@@ -1,4 +1,4 @@
-"""Data-parallel training (symref.parallel): shards, the rank-independent sum, the serial
+"""Data-parallel training (symref.train.parallel): shards, the rank-independent sum, the serial
 communicator, and `symref train` under `mpiexec -n 1` and `-n 2` (same loss history and
 parameters; only rank 0 writes files).  The MPI tests skip, saying why, without mpi4py
 or mpiexec."""
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symref.data import System, make_molecule, save_system
-from symref.loss import LossPrefactors, energy_loss_and_grad, parameters
-from symref.models import demo_model
-from symref.parallel import (
+from symref.io.data import System, make_molecule, save_system
+from symref.train.loss import LossPrefactors, energy_loss_and_grad, parameters
+from symref.model.deeppot import demo_model
+from symref.train.parallel import (
     SERIAL,
     MpiComm,
     SerialComm,
@@ -29,7 +29,7 @@ from symref.parallel import (
     tree_sum,
     world_size_hint,
 )
-from symref.train import batch_loss_and_grad
+from symref.train.fit import batch_loss_and_grad
 
 HERE = Path(__file__).resolve().parent
 CFG = {"type_map": ["C", "H", "O"],
@@ -124,8 +124,8 @@ def test_launch_under_mpi_without_mpi4py_is_an_error(monkeypatch):
 
 def test_import_symref_does_not_import_mpi4py():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))}
-    code = ("import sys, symref, symref.train, symref.cli, symref.parallel;"
-            "c = symref.parallel.get_comm(); assert c.size == 1;"
+    code = ("import sys, symref, symref.train.fit, symref.cli, symref.train.parallel;"
+            "c = symref.train.parallel.get_comm(); assert c.size == 1;"
             "assert 'mpi4py' not in sys.modules, 'mpi4py imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
 
@@ -154,7 +154,7 @@ def test_batch_loss_is_the_frame_mean_in_tree_order():
 def test_batch_loss_of_a_tensor_model_is_the_frame_mean():
     """Dipole model (deepmd-kit's tensor loss): frame by frame in the tree, the batch loss
     equals the loss of all frames at once (which averages over frames)."""
-    from symref.loss import TensorPrefactors, tensor_loss_and_grad
+    from symref.train.loss import TensorPrefactors, tensor_loss_and_grad
 
     cfg = {"type_map": ["O", "H", "C"],
            "descriptor": {"type": "se_e2_a", "sel": [6, 12, 4], "rcut": 3.5, "rcut_smth": 0.5,
@@ -288,7 +288,7 @@ def test_a_failing_shard_raises_on_every_rank(mpi_env):
     exe, env = mpi_env
     code = "\n".join([
         "import numpy as np",
-        "from symref.parallel import ShardError, get_comm, sharded_sum",
+        "from symref.train.parallel import ShardError, get_comm, sharded_sum",
         "comm = get_comm()",
         "def leaf(i):",
         "    if i == 7:",

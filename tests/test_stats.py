@@ -1,4 +1,4 @@
-"""Statistics before training (symref.stats) against deepmd-kit 3.2 and against closed forms.
+"""Statistics before training (symref.model.stats) against deepmd-kit 3.2 and against closed forms.
 
 * Cross-checks (marked ``deepmd``; they skip when deepmd-kit is not installed,
   and the PyTorch ones when torch is missing): deepmd-kit's own
@@ -17,11 +17,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import symref.io
-from symref import fastpath, stats
-from symref.data import System, load_system, make_crystal, make_molecule, select_frames
-from symref.env import smooth_switch
-from symref.models import build_model
+import symref.io.model_file
+from symref.fast import cpu as fastpath
+from symref.model import stats
+from symref.io.data import System, load_system, make_crystal, make_molecule, select_frames
+from symref.reference.env import smooth_switch
+from symref.model.deeppot import build_model
 
 RTOL = 1e-10
 deepmd = pytest.mark.deepmd
@@ -91,7 +92,7 @@ def dp_reference(dp, model_dict, systems, backend):
 
 def compare_models(ours, ref_dict, case):
     """symref model ``ours`` against deepmd-kit's serialized model after its statistics."""
-    ref = symref.io.model_from_dict(ref_dict)
+    ref = symref.io.model_file.model_from_dict(ref_dict)
     for name, a, b in (("davg", ours.descriptor.davg, ref.descriptor.davg),
                        ("dstd", ours.descriptor.dstd, ref.descriptor.dstd),
                        ("out_bias", ours.out_bias, ref.out_bias),
@@ -132,7 +133,7 @@ def test_water_matches_deepmd(request, dp, shared_data, backend):
     d = dp.make_deepmd_model_dict(False, 3, **WATER_KW)
     water = water_frames(shared_data)
     ref = dp_reference(dp, d, [water], backend)
-    ours = symref.io.model_from_dict(d)
+    ours = symref.io.model_file.model_from_dict(d)
     res = stats.compute_statistics(ours, [water])
     compare_models(ours, ref, f"water/{backend}")
     # the structure deepmd-kit's statistics have: one value per centre type, no angular mean
@@ -160,7 +161,7 @@ def test_molecules_match_deepmd(request, dp, shared_data, backend, variant):
         d["descriptor"]["set_davg_zero"] = True
     mols = molecule_frames(shared_data)
     ref = dp_reference(dp, d, mols, backend)
-    ours = symref.io.model_from_dict(d)
+    ours = symref.io.model_file.model_from_dict(d)
     davg_before = ours.descriptor.davg.copy()
     stats.compute_statistics(ours, mols)
     compare_models(ours, ref, f"molecules/{variant}/{backend}")
@@ -185,7 +186,7 @@ def test_crystal_with_images_matches_deepmd(dp):
     d = dp.make_deepmd_model_dict(False, 9, [40, 40], [4, 8], 4, [8], 4.5, 1.0,
                                   type_map=["A", "B"])
     ref = dp_reference(dp, d, systems, "numpy")
-    ours = symref.io.model_from_dict(d)
+    ours = symref.io.model_file.model_from_dict(d)
     stats.compute_statistics(ours, systems)
     compare_models(ours, ref, "crystal")
 
@@ -220,7 +221,7 @@ def test_training_pipeline_matches_deepmd(pt, dp, shared_data):
     assert [s.nframes for s in systems] == [int(x["atype"].shape[0]) for x in sampled] == [10, 8, 8]
     for s, x in zip(systems, sampled):
         np.testing.assert_array_equal(s.energy, x["energy"].numpy()[:, 0])
-    ours = symref.io.model_from_dict(d)
+    ours = symref.io.model_file.model_from_dict(d)
     stats.compute_statistics(ours, systems)
     compare_models(ours, m.serialize(), "pipeline/molecules")
 

@@ -1,4 +1,4 @@
-"""DeepDipole / DeepPolar (symref.models.DeepTensor): equivariance (rotation, reflection,
+"""DeepDipole / DeepPolar (symref.model.deeppot.DeepTensor): equivariance (rotation, reflection,
 translation, permutation, periodic wrapping), the dipole derivative against finite
 differences (order 2), the head's backward pass, and agreement with deepmd-kit's
 NumPy backend through model dicts and files (1e-10 relative, float64)."""
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from symref import checks
-from symref.fitting import tensor_fitting_backward, tensor_fitting_forward
-from symref.io import model_from_dict, model_to_dict
-from symref.models import DeepTensor, build_model, demo_model
+from symref.reference.fitting import tensor_fitting_backward, tensor_fitting_forward
+from symref.io.model_file import model_from_dict, model_to_dict
+from symref.model.deeppot import DeepTensor, build_model, demo_model
 
 VARIANTS = {
     "dipole": {"type": "dipole"},
@@ -173,8 +173,8 @@ def test_model_files_round_trip_through_deepmd(tmp_path, suffix):
 def test_tensor_loss_gradient_matches_finite_differences(variant):
     """Exact parameter gradient of deepmd-kit's tensor loss (atomic + global terms),
     every parameter group (embedding, fitting, idt, bias_atom) sampled."""
-    from symref.loss import TensorPrefactors, parameters, tensor_loss_and_grad
-    from symref.train import flat_parameters, set_flat_parameters
+    from symref.train.loss import TensorPrefactors, parameters, tensor_loss_and_grad
+    from symref.train.fit import flat_parameters, set_flat_parameters
 
     m = _model(variant)
     coord, atype, box = _system(np.random.default_rng(9))
@@ -206,7 +206,7 @@ def test_tensor_loss_gradient_matches_finite_differences(variant):
 
 # ------------------------------------------------------------------ training
 def _labelled_water(tmp_path, nframes, seed, name):
-    from symref.data import System, save_system
+    from symref.io.data import System, save_system
     from symref.synthetic import water_box, water_tensor_labels
 
     c, a, b = water_box(nframes, nmol=8, side=6.4, seed=seed)
@@ -223,8 +223,8 @@ def test_symref_train_and_test_tensor_models(tmp_path, kind, capsys):
 
     import symref
     from symref import cli
-    from symref.data import load_system
-    from symref.train import tensor_errors
+    from symref.io.data import load_system
+    from symref.train.fit import tensor_errors
 
     tr, va = _labelled_water(tmp_path, 6, 1, "train"), _labelled_water(tmp_path, 3, 2, "valid")
     fit = {"type": kind, "neuron": [16, 16], "sel_type": [0], "seed": 1}
@@ -263,7 +263,7 @@ def test_symref_train_and_test_tensor_models(tmp_path, kind, capsys):
 def test_tensor_loss_input_checks(tmp_path):
     import json
 
-    from symref.inputfile import read_input
+    from symref.io.inputfile import read_input
 
     base = {"model": {"type_map": ["O"], "descriptor": {}, "fitting_net": {"type": "dipole"}},
             "training": {"training_data": {"systems": ["x"]}}}

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from symref.data import System, make_molecule, map_types, split_frames
-from symref.loss import LossPrefactors
-from symref.models import demo_model
-from symref.train import batch_loss_and_grad, fit_lbfgs, flat_parameters, set_flat_parameters
+from symref.io.data import System, make_molecule, map_types, split_frames
+from symref.train.loss import LossPrefactors
+from symref.model.deeppot import demo_model
+from symref.train.fit import batch_loss_and_grad, fit_lbfgs, flat_parameters, set_flat_parameters
 
 CFG = {"type_map": ["C", "H", "O"],
        "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [12, 12, 12],
@@ -70,7 +70,7 @@ def test_lbfgs_restart_continues_from_the_checkpoint(tmp_path):
     """The documented L-BFGS restart: the iteration count and parameters continue from
     the checkpoint, the curvature memory starts empty, so the final loss is comparable
     to (not equal to) an uninterrupted run's and never above the loss at the restart."""
-    from symref.train import load_checkpoint
+    from symref.train.fit import load_checkpoint
 
     data = [_teacher_data(4)]
     pref = LossPrefactors(1.0, 10.0, 0.0)
@@ -103,7 +103,7 @@ def test_map_types_and_split():
 
 
 def _adam_args(tmp_path, numb_steps):
-    from symref.optim import ExpDecayLR
+    from symref.train.optim import ExpDecayLR
     return dict(numb_steps=numb_steps, lr=ExpDecayLR(start_lr=3e-3, num_steps=8, stop_lr=1e-4,
                                                      decay_steps=2),
                 pref_start=LossPrefactors(0.02, 100.0, 0.0), pref_limit=LossPrefactors(1.0, 1.0, 0.0),
@@ -111,7 +111,7 @@ def _adam_args(tmp_path, numb_steps):
 
 
 def test_adam_restart_is_identical_to_an_uninterrupted_run(tmp_path):
-    from symref.train import fit_adam, load_checkpoint
+    from symref.train.fit import fit_adam, load_checkpoint
     data = [_teacher_data(4, seed=0), _teacher_data(3, seed=1)]
     full = fit_adam(demo_model(CFG, seed=7), data, data[:1], checkpoint=tmp_path / "a.json",
                     lcurve=tmp_path / "a.out", **_adam_args(tmp_path, 8))
@@ -130,7 +130,7 @@ def test_adam_restart_is_identical_to_an_uninterrupted_run(tmp_path):
 def test_adam_sigint_writes_a_checkpoint(tmp_path, monkeypatch):
     import signal
 
-    from symref import train as tr
+    from symref.train import fit as tr
     data = [_teacher_data(3, seed=0)]
     calls = {"n": 0}
     orig = tr.batch_loss_and_grad
@@ -148,7 +148,7 @@ def test_adam_sigint_writes_a_checkpoint(tmp_path, monkeypatch):
 
 
 def test_errors_table_zero_on_own_labels_and_scaled_per_atom():
-    from symref.report import errors_table
+    from symref.train.report import errors_table
     teacher = demo_model(CFG, seed=100)
     s = _teacher_data(3)
     t0 = errors_table(teacher, [s])

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import symref
-from symref import checks, vcnn
+from symref import vcnn
+from symref import checks
 from symref.synthetic import nonlocal_clouds
 
 

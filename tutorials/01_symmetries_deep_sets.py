@@ -45,8 +45,8 @@ HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd(
 sys.path.insert(0, str(HERE))
 from _common import mlp_get, mlp_grad_vector, mlp_set, mode_banner, pick, savefig  # noqa: E402
 
-from symref.core import cloud_sum_forward  # noqa: E402
-from symref.nn import init_mlp, mlp_backward, mlp_forward  # noqa: E402
+from symref.reference.core import cloud_sum_forward
+from symref.reference.nn import init_mlp, mlp_backward, mlp_forward
 
 mode_banner("Tutorial 1")
 rng = np.random.default_rng(0)
@@ -107,7 +107,7 @@ assert max(err_morse.values()) < 1e-13
 
 # %% [markdown]
 # A generic model does not have these symmetries. A multilayer perceptron on the flattened
-# coordinates $\mathrm{vec}(X) \in \mathbb R^{3n}$ (random weights, symref's `symref.nn`
+# coordinates $\mathrm{vec}(X) \in \mathbb R^{3n}$ (random weights, symref's `symref.reference.nn`
 # layers) changes by O(1) under every transformation:
 
 # %%
@@ -155,7 +155,7 @@ for nset in (2, 3, 7):
 # ### Learning $\phi$ and $\rho$
 #
 # The ansatz of the talk: make $\phi$ and $\rho$ neural networks. We write the Deep Sets
-# layer — the sum — and its backward pass by hand; the two MLPs come from `symref.nn`
+# layer — the sum — and its backward pass by hand; the two MLPs come from `symref.reference.nn`
 # (forward and hand-written backward, deepmd-kit's layer rule). With $S = \sum_i \phi(z_i)$
 # and $y = \rho(S)$, the chain rule through the sum is simply "copy the gradient to every point":
 #
@@ -211,7 +211,7 @@ def loss_deep_sets(theta, z, y):
 
 
 # the hand-written gradient is checked against finite differences before training
-from symref.checks import check_gradient_fd  # noqa: E402
+from symref.checks import check_gradient_fd
 
 theta0 = np.concatenate([mlp_get(phi), mlp_get(rho)])
 gcheck = check_gradient_fd(lambda t: loss_deep_sets(t, z_train, y_train), theta0, ncomponents=30, rng=0)

@@ -23,7 +23,7 @@
 #   Gram matrix $D = L L_<^\top$;
 # * how to check translation, rotation, reflection and permutation invariance numerically
 #   (round-off level, ~1e-16 relative);
-# * that symref's own functions (`symref.core`, `symref.descriptor`) give the same numbers;
+# * that symref's own functions (`symref.reference.core`, `symref.reference.descriptor.se_e2_a`) give the same numbers;
 # * Deep Potential's version (`se_e2_a`): the smooth switch, the environment rows
 #   $\tilde R_j = w(r)(1/r, x/r^2, y/r^2, z/r^2)$, $T = G^\top R / n_{nei}$ — rebuilt by hand and
 #   compared with symref's descriptor for every atom of a cluster;
@@ -45,11 +45,11 @@ sys.path.insert(0, str(HERE))
 from _common import mode_banner, savefig  # noqa: E402
 
 import symref  # noqa: E402
-from symref.core import cloud_sum_forward, gram_forward  # noqa: E402
-from symref.data import make_molecule  # noqa: E402
-from symref.descriptor import keep_mask, se_e2_a_forward  # noqa: E402
-from symref.env import smooth_switch  # noqa: E402
-from symref.nn import init_mlp, mlp_forward  # noqa: E402
+from symref.reference.core import cloud_sum_forward, gram_forward
+from symref.io.data import make_molecule
+from symref.reference.descriptor.se_e2_a import keep_mask, se_e2_a_forward
+from symref.reference.env import smooth_switch
+from symref.reference.nn import init_mlp, mlp_forward
 
 mode_banner("Tutorial 2")
 rng = np.random.default_rng(0)
@@ -139,7 +139,7 @@ assert max(err_full.values()) < 1e-13
 # %% [markdown]
 # ### The same numbers from symref
 #
-# `symref.core` holds this core, shared by `se_e2_a` and the VCNN, batched over clouds
+# `symref.reference.core` holds this core, shared by `se_e2_a` and the VCNN, batched over clouds
 # (B × n × ...): `cloud_sum_forward(G, X, scale)` is $L = s\sum_j G_j \otimes X_j$ and
 # `gram_forward(L, M2)` is $D = L L_<^\top$.
 
@@ -294,7 +294,7 @@ D_hand = se_e2_a_by_hand(cluster)
 atype = np.zeros(natoms, dtype=int)
 nlist, mask, rij, R, _ = model.environment(cluster, atype, None)
 D_ref, _ = se_e2_a_forward(R, atype, keep_mask(model.descriptor, atype, nlist), model.descriptor)
-print("embedding net by hand == symref.nn:",
+print("embedding net by hand == symref.reference.nn:",
       np.allclose(mlp_forward(R[..., :1], emb_net)[0][0, :3],
                   dense_by_hand(dense_by_hand(R[0, :3, :1], emb_net[0]), emb_net[1]), rtol=1e-14))
 print(f"neighbours inside rc per atom: {mask.sum(axis=1)} (sel = {natoms - 1})")

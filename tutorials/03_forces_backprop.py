@@ -43,9 +43,9 @@ sys.path.insert(0, str(HERE))
 from _common import mode_banner, pick, savefig  # noqa: E402
 
 import symref  # noqa: E402
-from symref import checks  # noqa: E402
-from symref.data import make_crystal, make_molecule  # noqa: E402
-from symref.models import demo_model  # noqa: E402
+from symref import checks
+from symref.io.data import make_crystal, make_molecule
+from symref.model.deeppot import demo_model
 
 mode_banner("Tutorial 3")
 
@@ -272,4 +272,4 @@ savefig(fig, "03_fd_h2_law.png")
 #   round-off (~1e-10 eV/Å at h ≈ 1e-5 Å): that slope is the proof. A sign or factor error would give a
 #   plateau at the size of the mistake.
 # * Training needs the gradient of a *force* loss with respect to the weights — a second
-#   derivative. symref does it forward-over-reverse (`symref/loss.py`); Tutorial 4 uses it.
+#   derivative. symref does it forward-over-reverse (`symref/train/loss.py`); Tutorial 4 uses it.

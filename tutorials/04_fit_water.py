@@ -20,7 +20,7 @@
 #
 # * the training workflow of symref: load deepmd-kit npy data, compute the statistics
 #   (`davg`/`dstd` of the environment rows, per-element energy bias), minimise the
-#   energy + force loss with L-BFGS on the exact gradient (`symref.train.fit_lbfgs`);
+#   energy + force loss with L-BFGS on the exact gradient (`symref.train.fit.fit_lbfgs`);
 # * learning curves and parity plots — what to look at after a fit;
 # * how learned features compare with *hand-crafted* ones: a Behler–Parrinello-style model
 #   (fixed radial and angular symmetry functions + a small per-element MLP) trained on the
@@ -53,16 +53,16 @@ from _common import (QUICK, SHARED_DATA, mlp_get, mlp_grad_vector, mlp_set, mode
                      pick, savefig)
 
 import symref  # noqa: E402
-from symref import checks  # noqa: E402
-from symref.data import System, load_systems, select_frames  # noqa: E402
-from symref.descriptor import keep_mask, se_e2_a_forward  # noqa: E402
-from symref.loss import LossPrefactors  # noqa: E402
-from symref.models import demo_model  # noqa: E402
-from symref.nn import init_mlp, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual  # noqa: E402
-from symref.report import errors_table  # noqa: E402
-from symref.stats import compute_statistics  # noqa: E402
+from symref import checks
+from symref.io.data import System, load_systems, select_frames
+from symref.reference.descriptor.se_e2_a import keep_mask, se_e2_a_forward
+from symref.train.loss import LossPrefactors
+from symref.model.deeppot import demo_model
+from symref.reference.nn import init_mlp, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
+from symref.train.report import errors_table
+from symref.model.stats import compute_statistics
 from symref.synthetic import water_box  # noqa: E402
-from symref.train import batch_loss_and_grad, fit_lbfgs, flat_parameters  # noqa: E402
+from symref.train.fit import batch_loss_and_grad, fit_lbfgs, flat_parameters
 
 mode_banner("Tutorial 4")
 t_start = time.perf_counter()
@@ -71,7 +71,7 @@ t_start = time.perf_counter()
 # ## 1. Data
 #
 # A deepmd-kit *system* is a folder of npy arrays (`../shared/docs/DESIGN.md` §6);
-# `symref.data.load_systems` reads several and maps their element names onto the model's
+# `symref.io.data.load_systems` reads several and maps their element names onto the model's
 # `type_map`. We take `ntrain` frames spread over `data_0..2` and `ntest` frames of `data_3`.
 
 # %%
@@ -176,7 +176,7 @@ def dp_errors(systems):
 # $\mathcal L = \frac{p_e}{N}(E - E^*)^2 + \frac{p_f}{3N}\sum_k|\mathbf F_k - \mathbf F_k^*|^2$
 # ($p_e = p_f = 1$), averaged over all training frames (one batch). Its gradient with respect
 # to the weights contains $\partial \mathbf F/\partial\theta$, a *second* derivative of the
-# network; symref computes it exactly, forward-over-reverse (`symref/loss.py`). `fit_lbfgs`
+# network; symref computes it exactly, forward-over-reverse (`symref/train/loss.py`). `fit_lbfgs`
 # hands loss and gradient to SciPy's L-BFGS-B; its `progress` hook sees every iteration, and
 # we use it to record errors on the training and test frames.
 
@@ -218,7 +218,7 @@ print(f"Deep Potential: {res.nit} iterations in {time_dp:.0f} s; final loss {res
 #   $\lambda = \pm1$, $\eta$ = 0.1 Å⁻², $r_c$ = 4 Å (the usual shorter angular cutoff).
 #
 # That is 16 + 18 = 34 numbers per atom, standardised, fed to one MLP per element
-# (34 → 32 → 32 → 1, `symref.nn`), $E = \sum_i \mathrm{NN}_{t_i}(g_i)$. The difference from
+# (34 → 32 → 32 → 1, `symref.reference.nn`), $E = \sum_i \mathrm{NN}_{t_i}(g_i)$. The difference from
 # Deep Potential: the features are *chosen*, not learned.
 #
 # Forces need the Jacobian of the features: for every pair $p = (i, j)$ we store
@@ -362,7 +362,7 @@ print(f"BP features: {K} per atom, {time_features:.1f} s for {len(bp_train) + le
 #   \qquad \dot E = \sum_i \nabla\mathrm{NN}(\hat g_i)\cdot\dot{\hat g}_i,\quad
 #   \dot{\hat g}_i = \sum_{p \ni i} \frac{J_p \dot{\mathbf r}_p}{\sigma_{t_i}},$$
 #
-# i.e. a tangent $\dot{\hat g}$ carried through the net (`symref.nn.mlp_forward_dual`) and one
+# i.e. a tangent $\dot{\hat g}$ carried through the net (`symref.reference.nn.mlp_forward_dual`) and one
 # reverse pass over both (`mlp_backward_dual`), seeded with $\bar E_i = a$, $\bar{\dot E}_i = -1$.
 
 # %%

@@ -34,7 +34,7 @@
 # $g_{OO}$). In practice you would train properly with `symref train input.json` (README,
 # "Training"; the 60-minute model there reaches 61 meV/Å) and load the file:
 # `SymrefCalculator("model.dp")`. Without the data — a bare clone — the tutorial says so and uses
-# a smooth *random* model (`symref.models.demo_model`, as `benchmarks/md_water.py` does) on a
+# a smooth *random* model (`symref.model.deeppot.demo_model`, as `benchmarks/md_water.py` does) on a
 # box of randomly placed water molecules: everything about integrators and conservation still
 # holds, nothing about water's structure does.
 #
@@ -69,15 +69,15 @@ from ase.md.verlet import VelocityVerlet  # noqa: E402
 
 import symref  # noqa: E402
 from symref.ase import SymrefCalculator  # noqa: E402
-from symref.data import load_system, load_systems, select_frames  # noqa: E402
-from symref.loss import LossPrefactors  # noqa: E402
+from symref.io.data import load_system, load_systems, select_frames
+from symref.train.loss import LossPrefactors
 from symref.md import energy_drift, frames_rdf, rdf  # noqa: E402
-from symref.models import demo_model  # noqa: E402
-from symref.optim import ExpDecayLR  # noqa: E402
-from symref.report import errors_table  # noqa: E402
-from symref.stats import compute_statistics  # noqa: E402
+from symref.model.deeppot import demo_model
+from symref.train.optim import ExpDecayLR
+from symref.train.report import errors_table
+from symref.model.stats import compute_statistics
 from symref.synthetic import water_box  # noqa: E402
-from symref.train import fit_adam  # noqa: E402
+from symref.train.fit import fit_adam
 
 mode_banner("Tutorial 5")
 FULL = pick(False, True)  # the asserts that need full-length runs
@@ -92,7 +92,7 @@ t_start = time.perf_counter()
 # squeeze atoms together, and symref refuses — rather than silently truncates — a neighbour
 # count above `sel`.
 #
-# Training is deepmd-kit's recipe in miniature (`symref.train.fit_adam`): Adam on one frame
+# Training is deepmd-kit's recipe in miniature (`symref.train.fit.fit_adam`): Adam on one frame
 # per step, the learning rate decaying exponentially from 1e-2 to 1e-4, the loss prefactors
 # moving from forces-first ($p_e = 0.02$, $p_f = 1000$) to balanced ($p_e = p_f = 1$). The
 # number of steps is fixed, so the model — and every number below — is the same on every run.

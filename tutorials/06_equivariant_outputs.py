@@ -44,14 +44,14 @@ sys.path.insert(0, str(HERE))
 from _common import QUICK, mode_banner, pick, savefig  # noqa: E402
 
 import symref  # noqa: E402
-from symref import checks  # noqa: E402
-from symref.data import System  # noqa: E402
-from symref.descriptor import keep_mask, se_e2_a_forward  # noqa: E402
-from symref.loss import TensorPrefactors  # noqa: E402
-from symref.nn import init_mlp, mlp_forward  # noqa: E402
-from symref.stats import apply_statistics, env_stat, tensor_shift  # noqa: E402
+from symref import checks
+from symref.io.data import System
+from symref.reference.descriptor.se_e2_a import keep_mask, se_e2_a_forward
+from symref.train.loss import TensorPrefactors
+from symref.reference.nn import init_mlp, mlp_forward
+from symref.model.stats import apply_statistics, env_stat, tensor_shift
 from symref.synthetic import water_box, water_tensor_labels  # noqa: E402
-from symref.train import fit_lbfgs, flat_parameters  # noqa: E402
+from symref.train.fit import fit_lbfgs, flat_parameters
 
 mode_banner("Tutorial 6")
 t_start = time.perf_counter()

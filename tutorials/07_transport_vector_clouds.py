@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 from _common import mode_banner, pick, savefig  # noqa: E402
 
 import symref  # noqa: E402
-from symref import transport as tr  # noqa: E402
+from symref import transport as tr
 
 mode_banner("Tutorial 7")
 

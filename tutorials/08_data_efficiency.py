@@ -44,8 +44,8 @@ sys.path.insert(0, str(HERE))
 from _common import QUICK, mlp_get, mlp_grad_vector, mlp_set, mode_banner, pick, savefig  # noqa: E402
 
 import symref  # noqa: E402
-from symref import checks  # noqa: E402
-from symref.nn import init_mlp, mlp_backward, mlp_forward  # noqa: E402
+from symref import checks
+from symref.reference.nn import init_mlp, mlp_backward, mlp_forward
 from symref.synthetic import nonlocal_clouds  # noqa: E402
 from symref.vcnn import get_flat  # noqa: E402
 
@@ -106,7 +106,7 @@ print(f"training pool {len(pool)} clouds, test {n_test} clouds of {n_points} poi
 # **(b) MLP on coordinates**: the input is the 64 numbers $(\mathbf x_j, \mathbf u_j)$ of the
 # 16 points, in a canonical order (sorted by $|\mathbf x_j|$). Relative positions and the sort
 # already give it translation and permutation invariance — so the comparison isolates the
-# one symmetry it lacks: rotations. Network 64 → 64 → 64 → 1 (`symref.nn` layers, hand-written
+# one symmetry it lacks: rotations. Network 64 → 64 → 64 → 1 (`symref.reference.nn` layers, hand-written
 # backward), inputs standardised, a small weight decay ($10^{-4}$), L-BFGS.
 #
 # **(c) MLP + augmentation**: (b) trained on 16 randomly rotated copies of each training cloud

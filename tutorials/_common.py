@@ -72,9 +72,9 @@ def mode_banner(title: str) -> None:
 
 
 # --------------------------------------------------- MLP parameters <-> one vector
-# (symref.nn's layers hold w, b and optionally idt; SciPy's L-BFGS wants one flat vector)
+# (symref.reference.nn's layers hold w, b and optionally idt; SciPy's L-BFGS wants one flat vector)
 def mlp_get(layers) -> np.ndarray:
-    """All parameters of a list of :class:`symref.nn.Layer` as one vector (a copy)."""
+    """All parameters of a list of :class:`symref.reference.nn.Layer` as one vector (a copy)."""
     return np.concatenate([a.ravel() for ly in layers for a in (ly.w, ly.b, ly.idt)
                            if a is not None])
 
@@ -91,6 +91,6 @@ def mlp_set(layers, theta) -> None:
 
 
 def mlp_grad_vector(layers, grads) -> np.ndarray:
-    """The layer gradients of :func:`symref.nn.mlp_backward` as one vector."""
+    """The layer gradients of :func:`symref.reference.nn.mlp_backward` as one vector."""
     return np.concatenate([g[name].ravel() for ly, g in zip(layers, grads)
                            for name in ("w", "b", "idt") if getattr(ly, name) is not None])

@@ -1,10 +1,10 @@
 r"""The fast CPU path of :meth:`symref.DeepPot.evaluate` (``backend="numba"``).
 
-Same mathematics as the NumPy reference (:mod:`symref.models`), reorganised for
-speed; the kernels are in :mod:`symref.kernels`, each tested against a NumPy
+Same mathematics as the NumPy reference (:mod:`symref.model.deeppot`), reorganised for
+speed; the kernels are in :mod:`symref.fast.kernels`, each tested against a NumPy
 twin, and the whole path is tested against the reference.
 
-1. O(N) neighbour search (:func:`symref.kernels.neighbors.build_pair_list`):
+1. O(N) neighbour search (:func:`symref.fast.kernels.neighbors.build_pair_list`):
    real pairs only, in the se_e2_a slot order.
 2. Atoms are sorted by type (stable) and pairs regrouped by neighbour type,
    so that every embedding net sees one contiguous array of pairs and every
@@ -28,7 +28,7 @@ twin, and the whole path is tested against the reference.
    summation order.
 
 Threading (``mode``, see :func:`default_mode`).  Every block kernel exists in
-two builds (:mod:`symref.kernels._jit`): ``parallel=True`` with ``prange`` over
+two builds (:mod:`symref.fast.kernels._jit`): ``parallel=True`` with ``prange`` over
 atoms or rows, and a serial ``nogil`` one.  The default ``"blocks"`` mode runs
 one block per thread (a thread pool of ``numba.get_num_threads()`` workers)
 with the serial builds and single-threaded BLAS, so no thread pool ever waits
@@ -52,10 +52,10 @@ from types import SimpleNamespace
 import numba
 import numpy as np
 
-from . import _blas
-from .kernels import dense as kd
-from .kernels import se_e2_a as ks
-from .nn import mlp_forward
+from symref.fast import blas as _blas
+from symref.fast.kernels import dense as kd
+from symref.fast.kernels import se_e2_a as ks
+from symref.reference.nn import mlp_forward
 
 BLOCK_PAIRS = 8192  # upper bound on pairs per block (cache-sized working set)
 PARALLEL_BOOKKEEPING_ATOMS = 1024  # below this, pair bookkeeping runs on one thread
@@ -92,7 +92,7 @@ def default_mode() -> str:
     """``"blocks"`` (one block of atoms per thread, single-threaded BLAS and kernels)
     or ``"kernels"`` (blocks one after another, every kernel and BLAS call
     multi-threaded).  ``SYMREF_NUMBA_MODE`` overrides; "blocks" needs a way to
-    limit BLAS threads (:mod:`symref._blas`)."""
+    limit BLAS threads (:mod:`symref.fast.blas`)."""
     env = os.environ.get("SYMREF_NUMBA_MODE")
     if env in ("blocks", "kernels"):
         return env
@@ -134,7 +134,7 @@ def pair_rules(model) -> np.ndarray:
 
 
 def _layer_arrays(ly):
-    """(W, b, idt, shortcut, act) of a :class:`symref.nn.Layer` for the kernels."""
+    """(W, b, idt, shortcut, act) of a :class:`symref.reference.nn.Layer` for the kernels."""
     nout = ly.nout
     b = ly.b if ly.b is not None else np.zeros(nout)
     idt = ly.idt if ly.idt is not None else np.ones(nout)
@@ -162,7 +162,7 @@ _WS = _Workspace()
 
 
 def _pair_list(coord, atype, box, rcut, sel, truncate, frame):
-    from .kernels.neighbors import build_pair_list
+    from symref.fast.kernels.neighbors import build_pair_list
 
     return build_pair_list(coord, atype, box, rcut, sel, truncate=truncate, frame=frame)
 
@@ -188,8 +188,8 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     needs ``nvirial``): atom x is a periodic image of atom ``fold[x]``
     (``fold[x] = x`` for the others); the pairs of centres ``0..nvirial-1``
     then act on ``fold[j]`` instead of j, so the forces on the atoms the images
-    stand for include them (:func:`symref.kernels.se_e2_a.fold_neighbours`).
-    ``pair_list``: a :class:`symref.kernels.neighbors.PairList` of the frame
+    stand for include them (:func:`symref.fast.kernels.se_e2_a.fold_neighbours`).
+    ``pair_list``: a :class:`symref.fast.kernels.neighbors.PairList` of the frame
     already built with the model's rcut and sel (saves the search).
     """
     mode = mode or default_mode()

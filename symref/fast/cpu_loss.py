@@ -1,7 +1,7 @@
-r"""The loss gradient of :mod:`symref.loss` on the fast path (``backend="numba"``).
+r"""The loss gradient of :mod:`symref.train.loss` on the fast path (``backend="numba"``).
 
-Same mathematics as the reference :func:`symref.loss._frame` (forward-over-reverse,
-see :mod:`symref.loss`); what changes is the organisation:
+Same mathematics as the reference :func:`symref.train.loss._frame` (forward-over-reverse,
+see :mod:`symref.train.loss`); what changes is the organisation:
 
 1. **Real pairs only.**  The O(N) neighbour search gives the compact pair
    list; padded slots are never computed pair by pair.  They enter once per
@@ -9,10 +9,10 @@ see :mod:`symref.loss`); what changes is the organisation:
    ``R_pad = -davg/dstd`` (zero tangent, but the embedding net at
    ``R_pad0`` depends on θ, so ``Σ_i n_pad,i T̄_i R_pad`` is back-propagated
    too).  Needs statistics constant per neighbour-type group
-   (:func:`symref.fastpath.unsupported_reason`).
+   (:func:`symref.fast.cpu.unsupported_reason`).
 2. **Stacked tangents.**  Every layer carries ``[x; ẋ]`` as one 2 x B x n
    array, so each layer is one BLAS product forward and two backward
-   (:mod:`symref.kernels.dual` does everything element-wise in one pass).
+   (:mod:`symref.fast.kernels.dual` does everything element-wise in one pass).
 3. **Blocks of pairs on threads.**  Pairs are ordered by (neighbour type,
    centre) and cut into blocks of at most :data:`BLOCK_PAIRS` pairs at
    centre boundaries, so two blocks never add into the same row of T.  The
@@ -30,10 +30,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import _blas
-from .descriptor import _add_layer_grads
-from .fastpath import _layer_arrays, pair_rules, thread_pool
-from .kernels import dual as kdual
+from symref.fast import blas as _blas
+from symref.reference.descriptor.se_e2_a import _add_layer_grads
+from symref.fast.cpu import _layer_arrays, pair_rules, thread_pool
+from symref.fast.kernels import dual as kdual
 
 BLOCK_PAIRS = 2048  # pairs per block of the embedding nets
 BLOCK_ATOMS = 64  # atoms per block of the fitting nets
@@ -80,7 +80,7 @@ def _stack(a, b, out=None):
 
 def mlp_forward_dual_stacked(X, layers, ws=_NoArena, key=()):
     """``X`` (2 x B x nin) = [x; ẋ] through ``layers``: ``(Y, cache)`` with ``Y`` =
-    [y; ẏ] (2 x B x nout).  Stacked twin of :func:`symref.nn.mlp_forward_dual`.
+    [y; ẏ] (2 x B x nout).  Stacked twin of :func:`symref.reference.nn.mlp_forward_dual`.
     Scratch arrays come from ``ws`` (an :class:`Arena`) under ``key + (layer, name)``."""
     cache = []
     for k, ly in enumerate(layers):
@@ -98,7 +98,7 @@ def mlp_forward_dual_stacked(X, layers, ws=_NoArena, key=()):
 def mlp_backward_dual_stacked(Ybar, cache, input_grad: bool = True, ws=_NoArena, key=()):
     """Backward of :func:`mlp_forward_dual_stacked` for ``<ȳ, y> + <ẏ̄, ẏ>`` with
     ``Ybar`` = [ȳ; ẏ̄]: ``(Xbar or None, [layer grads])`` as
-    :func:`symref.nn.mlp_backward_dual` returns them (``Xbar`` may be a buffer of ``ws``)."""
+    :func:`symref.reference.nn.mlp_backward_dual` returns them (``Xbar`` may be a buffer of ``ws``)."""
     grads = [None] * len(cache)
     for k in range(len(cache) - 1, -1, -1):
         X, Z, ly, w, idt, sc, act = cache[k]
@@ -143,9 +143,9 @@ def _cut(keys, lo, hi, size):
 
 def frame_loss_and_grad(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
     """Loss of one frame and, with ``grad``, ``{name: dL/dparam}`` (module docstring)."""
-    from .env import env_mat_forward, env_mat_tangent
-    from .kernels.neighbors import build_pair_list
-    from .loss import _residuals
+    from symref.reference.env import env_mat_forward, env_mat_tangent
+    from symref.fast.kernels.neighbors import build_pair_list
+    from symref.train.loss import _residuals
 
     desc = model.descriptor
     N = coord.shape[0]
@@ -157,7 +157,7 @@ def frame_loss_and_grad(model, coord, atype, box, e_ref, f_ref, w_ref, pref, gra
     pl = build_pair_list(coord, atype, box, desc.rcut, desc.sel)
     c = np.repeat(np.arange(N), np.diff(pl.ptr))  # P: centre of each pair
     tj = atype[pl.j]
-    rule = pair_rules(model)[atype[c], tj]  # P: see symref.fastpath.pair_rules
+    rule = pair_rules(model)[atype[c], tj]  # P: see symref.fast.cpu.pair_rules
     real = rule != 0
     nreal = np.zeros((N, nt), dtype=np.int64)
     np.add.at(nreal, (c[real], tj[real]), 1)
@@ -195,8 +195,8 @@ def frame_loss_and_grad(model, coord, atype, box, e_ref, f_ref, w_ref, pref, gra
 def _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref):
     """The reverse pass of :func:`frame_loss_and_grad` from the pair rows ``R`` and
     their tangents ``Rd``: ``{name: dL/dparam}``."""
-    from .loss import _grad_arrays
-    from .nn import mlp_backward_dual, mlp_forward_dual
+    from symref.train.loss import _grad_arrays
+    from symref.reference.nn import mlp_backward_dual, mlp_forward_dual
 
     desc, fit = model.descriptor, model.fitting
     N = len(atype)

@@ -1,11 +1,11 @@
 r"""The GPU path of :meth:`symref.DeepPot.evaluate` (``backend="cuda"``), with numba-cuda.
 
-Same mathematics and outputs as the NumPy reference (:mod:`symref.models`),
+Same mathematics and outputs as the NumPy reference (:mod:`symref.model.deeppot`),
 float64 or float32; the kernels, each with a NumPy twin, are in
-:mod:`symref.kernels.cuda_se_e2_a`.  Per frame:
+:mod:`symref.fast.kernels.cuda_se_e2_a`.  Per frame:
 
 1. *Host*: neighbour list in the padded se_e2_a layout by symref's numba CPU
-   cell-list search (:func:`symref.kernels.neighbors.build_neighbor_list_fast`,
+   cell-list search (:func:`symref.fast.kernels.neighbors.build_neighbor_list_fast`,
    bit for bit the reference's), model ``pair_exclude_types`` applied, the
    descriptor's ``exclude_types`` mask and the reverse index for the force
    gather.  These are copied to the device once per frame (the simplest
@@ -72,7 +72,7 @@ def unsupported_reason(model) -> str | None:
     Everything the CPU fast path supports is supported, and more (statistics
     may vary slot by slot: padded slots are computed like real ones).
     """
-    from .models import DeepPot, DeepTensor
+    from symref.model.deeppot import DeepPot, DeepTensor
 
     if isinstance(model, DeepTensor) or not isinstance(model, DeepPot):
         return "only energy models (DeepPot) have a GPU path"
@@ -109,7 +109,7 @@ class Evaluator:
         require()
         from numba import cuda
 
-        from .kernels import cuda_se_e2_a as kc
+        from symref.fast.kernels import cuda_se_e2_a as kc
 
         self.kc, self.cuda = kc, cuda
         self.model = model
@@ -137,8 +137,8 @@ class Evaluator:
 
     def host_inputs(self, coord, atype, box, *, truncate=False, frame=None):
         """Host side of one frame: ``(nlist, keep, rij, rev_ptr, rev_idx)``."""
-        from .descriptor import keep_mask
-        from .kernels.neighbors import build_neighbor_list_fast
+        from symref.reference.descriptor.se_e2_a import keep_mask
+        from symref.fast.kernels.neighbors import build_neighbor_list_fast
 
         model, d = self.model, self.model.descriptor
         nl = build_neighbor_list_fast(coord, atype, box, d.rcut, d.sel, truncate=truncate,
@@ -195,7 +195,7 @@ class Evaluator:
 
 def _placeholder_net(nin):
     """A linear nin -> 1 layer standing for the net of a type excluded from the fitting."""
-    from .nn import Layer
+    from symref.reference.nn import Layer
 
     return [Layer(np.zeros((nin, 1)), None, None, "linear", False)]
 

@@ -18,7 +18,7 @@ stress / virial        ``stress`` σ, eV/Å³         ``virial.npy`` W = −σ·
 ====================== =========================== ==============================
 
 ``W = −σ V`` is the convention of deepmd-kit, dpdata and symref's
-:meth:`~symref.models.DeepPot.evaluate` (whose virial gives ASE's stress as
+:meth:`~symref.model.deeppot.DeepPot.evaluate` (whose virial gives ASE's stress as
 ``−W/V``).  A frame may instead carry the virial itself in ``atoms.info``
 (key ``virial``, a 3 x 3 matrix, eV, same sign as deepmd-kit: the convention
 of MACE/NequIP-style extxyz files); it is then copied unchanged.  (ASE's
@@ -82,13 +82,13 @@ def _stress_matrix(s, where: str) -> np.ndarray:
 def atoms_to_systems(frames, type_map=None, *, energy_key="energy", forces_key="forces",
                      stress_key="stress", virial_key="virial", mixed_pbc="error",
                      source: str = "frames"):
-    """Group ASE frames into :class:`symref.data.System` objects (see the module docstring).
+    """Group ASE frames into :class:`symref.io.data.System` objects (see the module docstring).
 
     Returns a list of ``(name, System)``.  ``type_map``: element names in type
     order (default: order of first appearance); an element not in it raises
     ``ValueError`` naming the frame and atom.
     """
-    from .data import System
+    from symref.io.data import System
 
     frames = list(frames)
     if not frames:
@@ -225,7 +225,7 @@ def write_frames(path, frames, fmt=None) -> None:
     import ase.io
     from ase.io.formats import filetype
 
-    from .io import atomic_write
+    from symref.io.model_file import atomic_write
 
     path = Path(path)
     fmt = fmt or filetype(str(path), read=False)
@@ -237,7 +237,7 @@ def to_npy(frames, out, type_map=None, set_size=None, **kwargs) -> list[Path]:
 
     ``out`` must not exist.  Returns the system folders written.
     """
-    from .data import save_system
+    from symref.io.data import save_system
 
     out = Path(out)
     if out.exists():
@@ -262,8 +262,8 @@ def to_ase(system_paths, out, type_map=None, fmt=None) -> int:
     """Write npy system(s) (folders, or folders of systems) to one ASE file; returns
     the number of frames.  ``type_map`` names the types of systems without
     ``type_map.raw``."""
-    from .data import load_system
-    from .modeldevi import find_systems
+    from symref.io.data import load_system
+    from symref.modeldevi import find_systems
 
     systems = []
     for p in system_paths:

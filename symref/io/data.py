@@ -190,7 +190,7 @@ def _place(rng, n, dmin, box=None, side=None, max_tries=100000):
 
     Molecules: uniform in [0, side)³.  Cells: uniform in fractional coordinates.
     """
-    from .neighbors import image_shifts
+    from symref.reference.neighbors import image_shifts
 
     shifts = np.zeros((1, 3)) if box is None else image_shifts(box, dmin) @ box
     pts = np.zeros((0, 3))

@@ -23,7 +23,7 @@ descriptor and an ``ener`` fitting -- the dict looks like::
 A ``NetworkCollection`` stores its nets in a flat list, index
 ``sum_k key[k] * ntypes**k``: for ``se_e2_a`` embeddings without
 ``type_one_side`` the key is (centre ``ti``, neighbour ``tj``), index
-``ti + tj * ntypes`` -- the same flat index as :attr:`symref.descriptor.SeE2A.embeddings`.
+``ti + tj * ntypes`` -- the same flat index as :attr:`symref.reference.descriptor.se_e2_a.SeE2A.embeddings`.
 Each net is a list of ``Layer`` dicts (``w``: nin x nout, ``b``, ``idt``,
 ``activation_function``, ``resnet``); the last fitting layer has
 ``activation_function`` ``"none"`` (symref: ``"linear"``) and ``resnet`` false.
@@ -60,10 +60,10 @@ from typing import Any
 
 import numpy as np
 
-from .descriptor import SeE2A
-from .fitting import EnergyFitting, TensorFitting
-from .models import DeepPot, DeepTensor
-from .nn import Layer
+from symref.reference.descriptor.se_e2_a import SeE2A
+from symref.reference.fitting import EnergyFitting, TensorFitting
+from symref.model.deeppot import DeepPot, DeepTensor
+from symref.reference.nn import Layer
 
 __all__ = [
     "model_to_dict",
@@ -102,7 +102,7 @@ _PRECISION_NAMES = {
 
 def _symref_version() -> str:
     try:
-        from . import __version__
+        from symref import __version__
 
         return str(__version__)
     except Exception:  # pragma: no cover - partial package during development
@@ -453,7 +453,7 @@ def _unwrap(d: Any) -> dict:
 
 
 def model_from_dict(d: dict) -> DeepPot:
-    """Build a :class:`~symref.models.DeepPot` from deepmd-kit's ``model.serialize()`` dict.
+    """Build a :class:`~symref.model.deeppot.DeepPot` from deepmd-kit's ``model.serialize()`` dict.
 
     Also accepts the file wrapper (``{"model": {...}, ...}``) that
     ``load_dp_model`` returns.  Raises ``ValueError`` naming the feature for

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .descriptor import SeE2A, keep_mask, se_e2_a_backward, se_e2_a_forward
-from .env import env_mat_backward, env_mat_forward
-from .fitting import (EnergyFitting, TensorFitting, energy_fitting_backward,
+from symref.reference.descriptor.se_e2_a import SeE2A, keep_mask, se_e2_a_backward, se_e2_a_forward
+from symref.reference.env import env_mat_backward, env_mat_forward
+from symref.reference.fitting import (EnergyFitting, TensorFitting, energy_fitting_backward,
                       energy_fitting_forward, tensor_fitting_backward, tensor_fitting_forward)
-from .neighbors import build_neighbor_list
-from .nn import init_mlp, mlp_astype
+from symref.reference.neighbors import build_neighbor_list
+from symref.reference.nn import init_mlp, mlp_astype
 
 PRECISIONS = {"float64": np.float64, "float32": np.float32, "default": np.float64}
 BACKENDS = ("numba", "numpy", "cuda")
@@ -83,12 +83,12 @@ class DeepPot:
         precision : "float64" (default: the model's) or "float32".
         truncate : keep only the nearest ``sel`` neighbours (deepmd-kit's
             behaviour) instead of raising when ``sel`` is exceeded.
-        backend : "numba" (default: the fast CPU path of :mod:`symref.fastpath`,
+        backend : "numba" (default: the fast CPU path of :mod:`symref.fast.cpu`,
             O(N) neighbour search and fused multi-threaded kernels) or "numpy"
             (the reference, O(N²) neighbour search; the ground truth the fast
             path is tested against).  float32 and models the fast path cannot
-            evaluate exactly (see :func:`symref.fastpath.unsupported_reason`)
-            use the reference.  "cuda": the GPU path of :mod:`symref.cudapath`
+            evaluate exactly (see :func:`symref.fast.cpu.unsupported_reason`)
+            use the reference.  "cuda": the GPU path of :mod:`symref.fast.cuda`
             (numba-cuda; float64 and float32), an ``ImportError``/``RuntimeError``
             saying what to install when numba-cuda or a GPU is missing.
 
@@ -105,7 +105,7 @@ class DeepPot:
         model = self if dtype == np.float64 else self.astype(dtype)
         frame_fn = model._evaluate_frame
         if backend == "numba" and dtype == np.float64:
-            from . import fastpath
+            from symref.fast import cpu as fastpath
 
             reason = fastpath.unsupported_reason(model)
             if reason is None:
@@ -114,7 +114,7 @@ class DeepPot:
             else:
                 fastpath.fallback_warning(reason)
         elif backend == "cuda":
-            from . import cudapath
+            from symref.fast import cuda as cudapath
 
             cudapath.require()  # ImportError / RuntimeError with an install hint
             reason = cudapath.unsupported_reason(model)
@@ -143,7 +143,7 @@ class DeepPot:
         Returns ``(nlist, mask, rij, R, env_cache)``: nlist (nloc x nnei, -1 where
         padded or removed by ``pair_exclude_types``), its mask, rij (nloc x nnei x 3,
         zero where padded), R (nloc x nnei x 4) and the cache of
-        :func:`symref.env.env_mat_forward`.
+        :func:`symref.reference.env.env_mat_forward`.
         """
         desc = self.descriptor
         nl = build_neighbor_list(coord, atype, box, desc.rcut, desc.sel,
@@ -196,7 +196,7 @@ class DeepPot:
 
 @dataclass
 class DeepTensor(DeepPot):
-    r"""DeepDipole / DeepPolar: se_e2_a + an equivariant head (:class:`~symref.fitting.TensorFitting`).
+    r"""DeepDipole / DeepPolar: se_e2_a + an equivariant head (:class:`~symref.reference.fitting.TensorFitting`).
 
     Atomic outputs (atom i of type t; zero for ``atom_exclude_types`` and the
     fitting's ``exclude_types``, i.e. atoms outside deepmd-kit's ``sel_type``):
@@ -217,7 +217,7 @@ class DeepTensor(DeepPot):
     for each output component c the backward pass is seeded with
     :math:`\bar y_i = e_c` for every atom, runs through the head (giving
     :math:`\bar D` and :math:`\bar{\mathcal R}`), the descriptor (``dT`` enters
-    :func:`~symref.descriptor.se_e2_a_backward` directly) and the environment
+    :func:`~symref.reference.descriptor.se_e2_a.se_e2_a_backward` directly) and the environment
     rows to :math:`\partial y_c/\partial \mathbf r_{ji}`, then
     :math:`\partial y_c/\partial \mathbf x_k = \sum_{(i,j): j = k} g_{ij} - \sum_{(i,j): i = k} g_{ij}`.
     """

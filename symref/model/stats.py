@@ -12,7 +12,7 @@ sample of every training system):
    ``bias_atom_e`` is *not* touched (it stays 0 in a new model).
 
 :func:`apply_statistics` writes them where deepmd-kit does;
-:func:`compute_statistics` does all three for a :class:`~symref.models.DeepPot`.
+:func:`compute_statistics` does all three for a :class:`~symref.model.deeppot.DeepPot`.
 
 Environment statistics (deepmd-kit: ``EnvMatStatSe`` in
 ``deepmd/dpmodel/utils/env_mat_stat.py``, re-exported by
@@ -25,7 +25,7 @@ in ``deepmd/dpmodel/descriptor/se_e2_a.py``)
 Each sampled frame's neighbour list is built as for an evaluation (deepmd-kit's
 silent truncation to ``sel``; model-level ``pair_exclude_types`` remove pairs
 *after* the truncation), and the raw rows :math:`\tilde R` are computed with
-``davg = 0``, ``dstd = 1`` (:func:`symref.env.env_mat_forward`):
+``davg = 0``, ``dstd = 1`` (:func:`symref.reference.env.env_mat_forward`):
 
 .. math::
 
@@ -111,10 +111,10 @@ with ``shuffle=False`` they are the first ones.  :func:`stat_frames` selects
 the same number of frames (the first ones, or a seeded random subset);
 :func:`env_stat` and :func:`energy_bias` use every frame they are given.
 
-Systems (all functions): a :class:`symref.data.System`, a path of a deepmd-kit
+Systems (all functions): a :class:`symref.io.data.System`, a path of a deepmd-kit
 npy system, or a list of them.  When a ``type_map`` is known (the model's) and
 a system carries its own, its types are re-indexed by element name
-(:func:`symref.data.map_types`, as deepmd-kit's ``DeepmdData`` does);
+(:func:`symref.io.data.map_types`, as deepmd-kit's ``DeepmdData`` does);
 otherwise atom types must already be the model's indices.
 """
 from __future__ import annotations
@@ -125,10 +125,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .data import System, load_system, map_types, select_frames
-from .descriptor import SeE2A
-from .env import env_mat_forward
-from .models import DeepPot, normalize_inputs
+from symref.io.data import System, load_system, map_types, select_frames
+from symref.reference.descriptor.se_e2_a import SeE2A
+from symref.reference.env import env_mat_forward
+from symref.model.deeppot import DeepPot, normalize_inputs
 
 #: deepmd-kit's default ``model.data_stat_nbatch``
 DATA_STAT_NBATCH = 10
@@ -164,7 +164,7 @@ def _as_systems(systems, type_map=None) -> list[System]:
         if isinstance(s, (str, Path)):
             s = load_system(s)
         if not isinstance(s, System):
-            raise TypeError(f"systems[{k}] must be a symref.data.System or a path, "
+            raise TypeError(f"systems[{k}] must be a symref.io.data.System or a path, "
                             f"got {type(s).__name__}")
         if s.coord is None or np.asarray(s.coord).ndim != 3 or np.asarray(s.coord).shape[0] == 0:
             shape = None if s.coord is None else np.asarray(s.coord).shape
@@ -325,11 +325,11 @@ def _unpack_model(model_or_descriptor):
 def _pairs(coord, atype, box, desc: SeE2A, truncate: bool, backend: str, frame: int):
     """Real neighbour pairs of one frame: (centre index, neighbour atom index, r_ji)."""
     if backend == "numba":
-        from .kernels.neighbors import build_pair_list
+        from symref.fast.kernels.neighbors import build_pair_list
 
         pl = build_pair_list(coord, atype, box, desc.rcut, desc.sel, truncate=truncate, frame=frame)
         return pl.centre, pl.j, pl.rij
-    from .neighbors import build_neighbor_list
+    from symref.reference.neighbors import build_neighbor_list
 
     nl = build_neighbor_list(coord, atype, box, desc.rcut, desc.sel, truncate=truncate, frame=frame)
     centre, slot = np.nonzero(nl.mask)
@@ -398,9 +398,9 @@ def env_stat(model_or_descriptor, systems, *, type_map=None, pair_exclude_types=
 
     Parameters
     ----------
-    model_or_descriptor : :class:`~symref.models.DeepPot` (its descriptor,
+    model_or_descriptor : :class:`~symref.model.deeppot.DeepPot` (its descriptor,
         ``pair_exclude_types`` and ``type_map`` are used) or
-        :class:`~symref.descriptor.SeE2A`.
+        :class:`~symref.reference.descriptor.se_e2_a.SeE2A`.
     systems : System, path or list of them; types are mapped onto ``type_map``
         by name when the system has its own type map.
     type_map : overrides the model's (default: the model's; None for a bare descriptor).
@@ -599,7 +599,7 @@ def tensor_shift(model, systems) -> np.ndarray:
     for s in _as_systems(systems, model.type_map):
         tens = s.tensors
         if "atom_polarizability" in tens:
-            from .data import atomic_labels
+            from symref.io.data import atomic_labels
 
             a = atomic_labels(s, "atom_polarizability", np.nonzero(sel)[0])  # nf x natoms x 3 x 3
             keep = sel[s.atype]  # natoms

@@ -8,7 +8,7 @@ r"""Energy fitting head: per-type nets on the descriptor, forward and backward.
 with :math:`\mathcal F_t` the fitting MLP of type t (tanh hidden layers with
 the residual rule, a linear width-1 output), :math:`b^e` = ``bias_atom_e`` and
 :math:`m_t = 0` for ``exclude_types``, else 1.  The model-level ``out_bias``
-is added by :mod:`symref.models`.  Atoms of one type are batched so each layer
+is added by :mod:`symref.model.deeppot`.  Atoms of one type are batched so each layer
 is one matrix-matrix product.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .nn import Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
+from symref.reference.nn import Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
 
 
 @dataclass

@@ -22,7 +22,7 @@ unless ``truncate=True``, which reproduces deepmd-kit: keep the nearest
 ``sum(sel)`` neighbours of any type, then the nearest ``sel[t]`` of each type.
 
 This is O(N² · images) in NumPy: the reference, not the fast path
-(:mod:`symref.kernels.neighbors` is the O(N) cell-list twin, bit for bit equal).
+(:mod:`symref.fast.kernels.neighbors` is the O(N) cell-list twin, bit for bit equal).
 The helpers below (:func:`wrap_frame`, :func:`lattice_combination`,
 :func:`pair_distance`, :func:`distance_key`) spell out every floating-point
 operation whose result the fast path must reproduce exactly.
@@ -76,7 +76,7 @@ def lattice_combination(n: np.ndarray, h: np.ndarray) -> np.ndarray:
 
     A BLAS matmul may fuse or reorder these operations; written out, every
     element comes from the same IEEE operations in the same order, which the
-    fast kernels (:mod:`symref.kernels.neighbors`) repeat bit for bit.
+    fast kernels (:mod:`symref.fast.kernels.neighbors`) repeat bit for bit.
     """
     n = np.asarray(n, dtype=np.float64)
     return (n[:, 0:1] * h[0] + n[:, 1:2] * h[1]) + n[:, 2:3] * h[2]

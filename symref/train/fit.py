@@ -1,9 +1,9 @@
 r"""Fitting a DeepPot to labelled frames with SciPy's L-BFGS on the exact loss gradient.
 
-The objective is the loss of :mod:`symref.loss` averaged over every frame of
+The objective is the loss of :mod:`symref.train.loss` averaged over every frame of
 every system (full batch, fixed prefactors), as a function of the flat vector
 of all trainable parameters (:func:`flat_parameters`; order of
-:func:`symref.loss.parameters`).  ``scipy.optimize.minimize(method="L-BFGS-B",
+:func:`symref.train.loss.parameters`).  ``scipy.optimize.minimize(method="L-BFGS-B",
 jac=True)`` drives it.  Deterministic: the same data, seed and thread count
 give the same iterates.
 """
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .loss import (LossPrefactors, TensorPrefactors, energy_loss_and_grad, parameters,
+from symref.train.loss import (LossPrefactors, TensorPrefactors, energy_loss_and_grad, parameters,
                    tensor_loss_and_grad)
 
 
@@ -38,15 +38,15 @@ def set_flat_parameters(model, x: np.ndarray) -> None:
 def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
                         backend: str = "numba", comm=None):
     """Loss and flat gradient averaged over all frames of ``systems``
-    (``backend``: see :func:`symref.loss.energy_loss_and_grad`).
+    (``backend``: see :func:`symref.train.loss.energy_loss_and_grad`).
 
     The mean is ``(1/n) Σ_f [L_f, ∇L_f]`` over the n frames (system by system),
-    the frames added in the fixed pairwise tree of :func:`symref.parallel.tree_sum`.
-    With ``comm`` (:mod:`symref.parallel`; default: one process) each rank
+    the frames added in the fixed pairwise tree of :func:`symref.train.parallel.tree_sum`.
+    With ``comm`` (:mod:`symref.train.parallel`; default: one process) each rank
     evaluates only its shard of the frames and the node sums are exchanged:
     the result is bitwise the same on every rank and for any number of ranks.
     """
-    from .parallel import SERIAL, sharded_sum
+    from symref.train.parallel import SERIAL, sharded_sum
 
     comm = SERIAL if comm is None else comm
     nframes = sum(s.nframes for s in systems)
@@ -96,7 +96,7 @@ def tensor_labels(model, system):
     """``(global label or None, atomic label or None)`` of ``system`` for a DeepTensor;
     atomic labels expanded to every atom (zeros outside the selected types).
     ``ValueError`` naming the system when it has neither."""
-    from .data import atomic_labels
+    from symref.io.data import atomic_labels
 
     name = model.var_name
     sel = [t for t in range(model.ntypes) if t not in model.atom_exclude_types]
@@ -147,7 +147,7 @@ def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxite
     loss keeps decreasing monotonically and reaches a comparable value
     (tests/test_train.py measures it).
 
-    With ``comm`` (:mod:`symref.parallel`) the frames are shared among MPI
+    With ``comm`` (:mod:`symref.train.parallel`) the frames are shared among MPI
     ranks (:func:`batch_loss_and_grad`); every rank runs SciPy on the same,
     bitwise equal gradients, so the iterates are the same on every rank
     (checked at the end); stops are agreed by all ranks; only rank 0 prints
@@ -157,8 +157,8 @@ def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxite
 
     from scipy.optimize import minimize
 
-    from .optim import Adam
-    from .parallel import SERIAL
+    from symref.train.optim import Adam
+    from symref.train.parallel import SERIAL
 
     comm = SERIAL if comm is None else comm
     if not comm.is_root:
@@ -217,9 +217,9 @@ def errors(model, system, pref: LossPrefactors | None = None) -> dict:
     """deepmd-kit's displayed errors on the frames of ``system``: ``rmse_e`` (eV/atom),
     ``rmse_f`` (eV/Å), ``rmse_v`` (eV/atom, when virial labels exist) and, with
     ``pref``, ``rmse`` = sqrt(loss)."""
-    from .report import errors_table
+    from symref.train.report import errors_table
 
-    from .models import DeepTensor
+    from symref.model.deeppot import DeepTensor
 
     if isinstance(model, DeepTensor):
         return tensor_errors(model, system)
@@ -266,7 +266,7 @@ class Lcurve:
 def save_checkpoint(path, model, step: int, adam, rng: np.random.Generator) -> None:
     """Model, Adam state, step and random-generator state in one file, written atomically
     (deepmd-kit's model-file layout; ``.json``, ``.yaml`` or ``.dp``)."""
-    from .io import model_to_dict, write_model_file
+    from symref.io.model_file import model_to_dict, write_model_file
 
     st = adam.state()
     data = {"software": "symref", "backend": "symref", "model": model_to_dict(model),
@@ -281,8 +281,8 @@ def save_checkpoint(path, model, step: int, adam, rng: np.random.Generator) -> N
 
 def load_checkpoint(path):
     """``(model, step, adam, rng)`` from :func:`save_checkpoint`'s file."""
-    from .io import model_from_dict, read_model_file
-    from .optim import Adam
+    from symref.io.model_file import model_from_dict, read_model_file
+    from symref.train.optim import Adam
 
     d = read_model_file(path)
     if "training" not in d:
@@ -317,7 +317,7 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
     ``numb_steps`` to what fits the budget).  Returns the model (a new object
     when restarting).
 
-    With ``comm`` (:mod:`symref.parallel`) every MPI rank draws the same
+    With ``comm`` (:mod:`symref.train.parallel`) every MPI rank draws the same
     minibatch from the same generator, then evaluates its shard of the
     batch's frames (:func:`batch_loss_and_grad`: the gradient is bitwise the
     same on every rank and for any number of ranks, so are the Adam steps;
@@ -326,9 +326,9 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
     """
     import signal
 
-    from .data import select_frames
-    from .optim import Adam, prefactor
-    from .parallel import SERIAL
+    from symref.io.data import select_frames
+    from symref.train.optim import Adam, prefactor
+    from symref.train.parallel import SERIAL
 
     comm = SERIAL if comm is None else comm
     root = comm.is_root

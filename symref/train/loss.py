@@ -46,10 +46,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .descriptor import keep_mask, se_e2_a_backward_dual, se_e2_a_forward_dual
-from .env import env_mat_tangent
-from .fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
-from .models import normalize_inputs
+from symref.reference.descriptor.se_e2_a import keep_mask, se_e2_a_backward_dual, se_e2_a_forward_dual
+from symref.reference.env import env_mat_tangent
+from symref.reference.fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
+from symref.model.deeppot import normalize_inputs
 
 
 @dataclass
@@ -116,14 +116,14 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
     ``coord`` (nf, natoms, 3), ``atype`` (natoms,), ``box`` (nf, 3, 3) or None,
     ``energy`` (nf,), ``forces`` (nf, natoms, 3), ``virial`` (nf, 3, 3) or None
     (then ``pref.pref_v`` must be 0).  Units: eV, Å.  ``backend="numba"`` uses
-    the fast path (:func:`symref.fastloss.frame_loss_and_grad`: compact pairs,
+    the fast path (:func:`symref.fast.cpu_loss.frame_loss_and_grad`: compact pairs,
     blocks on threads); ``"numpy"`` is the reference.
     """
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
     if backend == "numba":
-        from .fastloss import frame_loss_and_grad
-        from .fastpath import unsupported_reason
+        from symref.fast.cpu_loss import frame_loss_and_grad
+        from symref.fast.cpu import unsupported_reason
 
         if unsupported_reason(model) is not None:
             backend = "numpy"
@@ -200,7 +200,7 @@ class TensorPrefactors:
 
 def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
                          pref: TensorPrefactors = TensorPrefactors(), *, grad: bool = True):
-    r"""deepmd-kit's ``tensor`` loss of a :class:`~symref.models.DeepTensor` and its gradient.
+    r"""deepmd-kit's ``tensor`` loss of a :class:`~symref.model.deeppot.DeepTensor` and its gradient.
 
     For frames f with N atoms and c = 3 (dipole) or 9 (polarizability) components,
 
@@ -213,7 +213,7 @@ def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
     types, as deepmd-kit's data loader fills them).  No forces are involved, so
     the gradient is one ordinary backward pass seeded with
     :math:`\bar y_{fi} = 2p_a(y_{fi}-y^*_{fi})/(n_f N c) + 2p_g(Y_f - Y^*_f)/(n_f c)`
-    through the head (:func:`~symref.fitting.tensor_fitting_backward`: D̄, R̄ = T̄[:, :, 1:]),
+    through the head (:func:`~symref.reference.fitting.tensor_fitting_backward`: D̄, R̄ = T̄[:, :, 1:]),
     the descriptor and the embedding nets.  Returns ``(loss, {name: dL/dparam} or None)``.
     """
     coord, atype, box = normalize_inputs(coord, atype, box, model.ntypes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io import atomic_write
+from symref.io.model_file import atomic_write
 
 
 def errors_table(model, systems, nframes: int | None = None) -> dict:

@@ -832,14 +832,14 @@ class StudyConfig:
 
 
 def _atomic_json(path: Path, obj) -> None:
-    from .io import atomic_write
+    from symref.io.model_file import atomic_write
 
     text = json.dumps(obj, indent=1)
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def _atomic_npz(path: Path, **arrays) -> None:
-    from .io import atomic_write
+    from symref.io.model_file import atomic_write
 
     def write(tmp):
         with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
@@ -904,14 +904,14 @@ def rel_l2(pred, true) -> float:
 
 def _train_one(args):
     """One (n, seed) training run in its own process; writes model and result files."""
-    from ._blas import blas_threads
+    from symref.fast.blas import blas_threads
 
     with blas_threads(1):
         return _train_one_inner(*args)
 
 
 def _train_one_inner(out, cfg_dict, n, seed, verbose):
-    from .vcnn import VectorCloudNet
+    from symref.vcnn import VectorCloudNet
 
     out = Path(out)
     cfg = _config_from_dict(cfg_dict)
@@ -1075,7 +1075,7 @@ def run_study(out, cfg: StudyConfig | None = None, *, jobs: int | None = None, v
 
     # 4. checks: frame independence, adaptivity of one net to other cloud sizes
     _say(verbose, "[4/5] frame independence and cloud-size adaptivity")
-    from .vcnn import VectorCloudNet
+    from symref.vcnn import VectorCloudNet
 
     seed0 = cfg.seeds[0]
     a_show = cfg.test_alphas[len(cfg.test_alphas) // 2 - 1] if len(cfg.test_alphas) > 1 \
@@ -1166,7 +1166,7 @@ def _plots(out: Path, cfg: StudyConfig, summary, nets, a_show, ps_show, q_show, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write
+    from symref.io.model_file import atomic_write
 
     def save(fig, name):
         atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=110))

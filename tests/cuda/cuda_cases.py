@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from symref.data import make_crystal, make_molecule
-from symref.kernels import cuda_se_e2_a as kc
-from symref.models import demo_model
+from symref.io.data import make_crystal, make_molecule
+from symref.fast.kernels import cuda_se_e2_a as kc
+from symref.model.deeppot import demo_model
 
 TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2e-5}
 
@@ -56,10 +56,10 @@ def max_rel(out, ref) -> float:
 def twin_pipeline(model, coord, atype, box, dtype=np.float64):
     """Every kernel's inputs and outputs for one frame, computed by the NumPy twins.
 
-    Returns a dict with the host inputs (as :class:`symref.cudapath.Evaluator`
+    Returns a dict with the host inputs (as :class:`symref.fast.cuda.Evaluator`
     prepares them) and the intermediate arrays R, T, D, E, dD, dT, g, F, W.
     """
-    from symref.cudapath import Evaluator
+    from symref.fast.cuda import Evaluator
 
     dt = np.dtype(dtype)
     m = model if dt == np.float64 else model.astype(dt)

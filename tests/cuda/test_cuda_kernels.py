@@ -17,7 +17,7 @@ if not cuda_kernels_runnable():  # a file named on the command line (tests/conft
                 allow_module_level=True)
 
 from cuda_cases import assert_close, frame, small_model, twin_pipeline
-from symref.kernels import cuda_se_e2_a as kc
+from symref.fast.kernels import cuda_se_e2_a as kc
 
 DTYPES = [np.float64, np.float32]
 # (model keywords, frame kind): periodic and not, one- and two-side, with every exclusion

@@ -3,7 +3,7 @@
 ``@kernel`` compiles ``fn`` with ``parallel=True`` (``prange`` over atoms or
 rows) and attaches ``fn.serial``: the same code compiled without threads and
 with ``nogil=True``, for callers that already run one block of atoms per
-thread (see :mod:`symref.fastpath`).  The serial build is compiled from a copy
+thread (see :mod:`symref.fast.cpu`).  The serial build is compiled from a copy
 of the function with its own ``__qualname__`` so the two never share an
 on-disk cache entry.  Both: ``cache=True``, ``error_model="numpy"`` (no
 division-by-zero branches, so loops vectorise), fastmath off.
@@ -30,5 +30,5 @@ def kernel(fn):
 
 def serial_kernel(fn):
     """A serial, GIL-free build only (``nogil=True``), for kernels that reduce over
-    rows and are run one block per thread by their callers (:mod:`symref.fastloss`)."""
+    rows and are run one block per thread by their callers (:mod:`symref.fast.cpu_loss`)."""
     return numba.njit(nogil=True, **OPTIONS)(fn)

@@ -1,13 +1,13 @@
 r"""numba-cuda kernels of one se_e2_a + energy evaluation, each with a NumPy twin.
 
-The GPU counterpart of :mod:`symref.kernels.se_e2_a`, driven by
-:mod:`symref.cudapath` (``DeepPot.evaluate(..., backend="cuda")``).  It needs
+The GPU counterpart of :mod:`symref.fast.kernels.se_e2_a`, driven by
+:mod:`symref.fast.cuda` (``DeepPot.evaluate(..., backend="cuda")``).  It needs
 the ``numba-cuda`` package (``pip install "symref[cuda]"``), which provides
 ``numba.cuda`` (numba's own CUDA target is deprecated); without a GPU every
 kernel runs, slowly, on numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` set
 before numba is imported).
 
-Layout: deepmd-kit's padded one (the NumPy reference's, :mod:`symref.models`):
+Layout: deepmd-kit's padded one (the NumPy reference's, :mod:`symref.model.deeppot`):
 ``nloc`` centre atoms, ``nnei = sum(sel)`` neighbour slots each, grouped by
 neighbour type (``slot_type[j]``), ``nlist[i, j] = -1`` for padded slots.  The
 neighbour list, ``rij`` and the reverse index used for the forces are computed
@@ -17,8 +17,8 @@ evaluation).  Padded slots are computed like real ones (row ``-davg/dstd``), so
 statistics may vary slot by slot.  Axis names: ``M1`` embedding width, ``M2``
 axis_neuron, ``P = nloc * nnei`` slots.
 
-The stages, one kernel each (math as in :mod:`symref.env`,
-:mod:`symref.descriptor`, :mod:`symref.nn`, :mod:`symref.models`):
+The stages, one kernel each (math as in :mod:`symref.reference.env`,
+:mod:`symref.reference.descriptor.se_e2_a`, :mod:`symref.reference.nn`, :mod:`symref.model.deeppot`):
 
 * :func:`env_mat` (one thread per slot): ``R`` (nloc x nnei x 4), the
   normalised environment rows;
@@ -49,8 +49,8 @@ and accumulator has that type) and per buffer size by :func:`kernels`.
 
 Every launcher has a NumPy twin ``*_ref`` with the same signature, tested
 against it in ``tests/cuda/test_cuda_kernels.py``; the twins call symref's
-reference functions (:func:`symref.env.env_mat_forward`,
-:func:`symref.nn.mlp_forward`, :func:`symref.core.gram_forward`, ...).  The
+reference functions (:func:`symref.reference.env.env_mat_forward`,
+:func:`symref.reference.nn.mlp_forward`, :func:`symref.reference.core.gram_forward`, ...).  The
 simulator runs the kernels as Python; :func:`compile_ptx_all` compiles them
 with the real CUDA compiler (NVVM) for a GPU that need not be present.
 """
@@ -91,7 +91,7 @@ NMETA = 9
 # ===================================================================== packing
 @dataclass
 class NetPack:
-    """Networks (lists of :class:`symref.nn.Layer`) packed for the kernels.
+    """Networks (lists of :class:`symref.reference.nn.Layer`) packed for the kernels.
 
     ``params`` (float), ``meta`` (nlayers x 9 int64, columns ``W_OFF`` ...
     ``OUT_OFF``; ``B_OFF``/``IDT_OFF`` = -1 where the layer has none), ``ptr``
@@ -148,8 +148,8 @@ class NetPack:
                    max_width=int(max_width))
 
     def unpack(self):
-        """The nets as lists of :class:`symref.nn.Layer` again (for the NumPy twins)."""
-        from ..nn import Layer
+        """The nets as lists of :class:`symref.reference.nn.Layer` again (for the NumPy twins)."""
+        from symref.reference.nn import Layer
 
         nets = []
         for k in range(len(self.ptr) - 1):
@@ -213,7 +213,7 @@ def _np_dtype(a) -> np.dtype:
 
 @lru_cache(maxsize=None)
 def _layer_device_functions(dtname: str):
-    """Device functions of one dense layer (deepmd-kit's rule, :mod:`symref.nn`)."""
+    """Device functions of one dense layer (deepmd-kit's rule, :mod:`symref.reference.nn`)."""
     ZERO = np.dtype(dtname).type(0.0)
     ONE = np.dtype(dtname).type(1.0)
 
@@ -283,7 +283,7 @@ def _pair_device_functions(dtname: str):
 
     @cuda.jit(device=True)
     def switch(r, rcut_smth, rcut):
-        """Quintic switch w(r) and dw/dr (:func:`symref.env.smooth_switch`)."""
+        """Quintic switch w(r) and dw/dr (:func:`symref.reference.env.smooth_switch`)."""
         span = rcut - rcut_smth
         u = (r - rcut_smth) / span
         if u < ZERO:
@@ -531,7 +531,7 @@ def _embedding_kernels(dtname: str, ACT_SIZE: int, MAXW: int) -> SimpleNamespace
             dense_backward(params, meta, ly, hs, buf, a, buf, b)
             a, b = b, a
         d0 += buf[a]  # ds: the embedding input is R_j0
-        # the row's backward (symref.env.env_mat_backward)
+        # the row's backward (symref.reference.env.env_mat_backward)
         x, y, z, r, w, dw, iq = pair_geometry(rij, i, j, rcut_smth, rcut, protection)
         iq2 = iq * iq
         e0 = d0 / dstd[ti, j, 0]
@@ -613,8 +613,8 @@ def env_mat(rij, nlist, atype, davg, dstd, rcut, rcut_smth, protection, R):
 
 
 def env_mat_ref(rij, nlist, atype, davg, dstd, rcut, rcut_smth, protection, R):
-    """NumPy twin of :func:`env_mat` (:func:`symref.env.env_mat_forward`)."""
-    from ..env import env_mat_forward
+    """NumPy twin of :func:`env_mat` (:func:`symref.reference.env.env_mat_forward`)."""
+    from symref.reference.env import env_mat_forward
 
     mask = nlist >= 0
     rij = np.where(mask[..., None], rij, 0.0).astype(R.dtype)
@@ -642,8 +642,8 @@ def _slot_groups(atype, slot_type):
 
 
 def embed_T_forward_ref(R, keep, atype, slot_type, emb_index, emb: NetPack, nnei, T):
-    """NumPy twin of :func:`embed_T_forward` (:func:`symref.nn.mlp_forward`, per slot group)."""
-    from ..nn import mlp_astype, mlp_forward
+    """NumPy twin of :func:`embed_T_forward` (:func:`symref.reference.nn.mlp_forward`, per slot group)."""
+    from symref.reference.nn import mlp_astype, mlp_forward
 
     nets = [mlp_astype(n, T.dtype) for n in emb.unpack()]
     Rk = R * keep[..., None]
@@ -661,8 +661,8 @@ def descriptor_forward(T, M2, D):
 
 
 def descriptor_forward_ref(T, M2, D):
-    """NumPy twin of :func:`descriptor_forward` (:func:`symref.core.gram_forward`)."""
-    from ..core import gram_forward
+    """NumPy twin of :func:`descriptor_forward` (:func:`symref.reference.core.gram_forward`)."""
+    from symref.reference.core import gram_forward
 
     D[...] = gram_forward(T, M2)[0].reshape(D.shape)
 
@@ -674,8 +674,8 @@ def descriptor_backward(dD, T, M2, nnei, dT):
 
 
 def descriptor_backward_ref(dD, T, M2, nnei, dT):
-    """NumPy twin of :func:`descriptor_backward` (:func:`symref.core.gram_backward`)."""
-    from ..core import gram_backward
+    """NumPy twin of :func:`descriptor_backward` (:func:`symref.reference.core.gram_backward`)."""
+    from symref.reference.core import gram_backward
 
     n, M1, _ = T.shape
     dT[...] = gram_backward(dD.reshape(n, M1, M2), (T, M2)) / nnei
@@ -694,8 +694,8 @@ def fitting(D, atype, fit: NetPack, bias_atom_e, out_bias, fit_on, alive, E, dD)
 
 
 def fitting_ref(D, atype, fit: NetPack, bias_atom_e, out_bias, fit_on, alive, E, dD):
-    """NumPy twin of :func:`fitting` (:func:`symref.nn.mlp_forward` / ``mlp_backward``)."""
-    from ..nn import mlp_astype, mlp_backward, mlp_forward
+    """NumPy twin of :func:`fitting` (:func:`symref.reference.nn.mlp_forward` / ``mlp_backward``)."""
+    from symref.reference.nn import mlp_astype, mlp_backward, mlp_forward
 
     nets = [mlp_astype(n, E.dtype) for n in fit.unpack()]
     E[...] = 0.0
@@ -728,9 +728,9 @@ def embed_backward(rij, R, nlist, keep, atype, slot_type, emb_index, emb: NetPac
 def embed_backward_ref(rij, R, nlist, keep, atype, slot_type, emb_index, emb: NetPack, dstd,
                        rcut, rcut_smth, protection, dT, g):
     """NumPy twin of :func:`embed_backward` (``cloud_sum_backward``, ``mlp_backward``,
-    :func:`symref.env.env_mat_backward`)."""
-    from ..env import env_mat_backward, env_mat_forward
-    from ..nn import mlp_astype, mlp_backward, mlp_forward
+    :func:`symref.reference.env.env_mat_backward`)."""
+    from symref.reference.env import env_mat_backward, env_mat_forward
+    from symref.reference.nn import mlp_astype, mlp_backward, mlp_forward
 
     nets = [mlp_astype(n, g.dtype) for n in emb.unpack()]
     mask = nlist >= 0
@@ -763,7 +763,7 @@ def forces_virial(g, rij, nlist, rev_ptr, rev_idx, F, W):
 
 
 def forces_virial_ref(g, rij, nlist, rev_ptr, rev_idx, F, W):
-    """NumPy twin of :func:`forces_virial` (scatter with ``np.add.at``, as :mod:`symref.models`)."""
+    """NumPy twin of :func:`forces_virial` (scatter with ``np.add.at``, as :mod:`symref.model.deeppot`)."""
     mask = nlist >= 0
     F[...] = g.sum(axis=1)
     np.add.at(F, nlist[mask], -g[mask])
@@ -796,7 +796,7 @@ def compile_ptx_all(cc=(8, 0)) -> dict:
     if numba.config.ENABLE_CUDASIM:
         raise RuntimeError("compile_ptx_all needs the real CUDA target "
                            "(NUMBA_ENABLE_CUDASIM unset)")
-    from ..nn import init_mlp
+    from symref.reference.nn import init_mlp
 
     out = {}
     rng = np.random.default_rng(0)

@@ -1,7 +1,7 @@
 r"""Fused bias + activation + residual of one dense layer, forward and backward.
 
 The matrix product ``z = x W`` (B x nout) is left to BLAS (``np.matmul`` with
-``out=``); these kernels do the element-wise rest of :func:`symref.nn.layer_forward`
+``out=``); these kernels do the element-wise rest of :func:`symref.reference.nn.layer_forward`
 in one pass over memory:
 
 .. math::
@@ -29,8 +29,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._jit import kernel
-from .activations import tanh_scalar
+from symref.fast.kernels._jit import kernel
+from symref.fast.kernels.activations import tanh_scalar
 
 
 

@@ -1,6 +1,6 @@
 r"""Element-wise parts of a dense layer in *dual* (tangent-carrying) mode, forward and backward.
 
-The loss gradient (:mod:`symref.loss`) carries a tangent :math:`\dot x` through
+The loss gradient (:mod:`symref.train.loss`) carries a tangent :math:`\dot x` through
 every layer next to :math:`x`.  Both live in one stacked array ``X`` of shape
 2 x B x nin (``X[0] = x``, ``X[1] = ẋ``), so one BLAS product
 ``Z = X.reshape(2B, nin) @ W`` gives :math:`z = xW` and :math:`\dot z = \dot x W`
@@ -8,7 +8,7 @@ together, and in the backward pass one product gives
 :math:`\bar W = x^\top\bar z + \dot x^\top\bar{\dot z}` (``X.reshape(2B, nin).T @ Zbar.reshape(2B, nout)``)
 and another :math:`[\bar x; \bar{\dot x}] = [\bar z; \bar{\dot z}] W^\top`.
 These kernels do everything in between in one pass over memory
-(:func:`symref.nn.layer_forward_dual` / :func:`symref.nn.layer_backward_dual`
+(:func:`symref.reference.nn.layer_forward_dual` / :func:`symref.reference.nn.layer_backward_dual`
 are the mathematics):
 
 Forward, with :math:`\phi = \tanh` (``act = 1``) or the identity (``act = 0``)
@@ -33,15 +33,15 @@ Backward, for upstream :math:`\bar y, \bar{\dot y}`:
 :math:`[h; \dot z]` on exit (what the backward kernel needs).  The pair
 kernels move the tangent through T = Σ_p R_p ⊗ G_p and back.  The kernels
 reduce over rows (``gb``, ``gidt``), so they are serial ``nogil`` builds,
-run one block of pairs per thread by :mod:`symref.fastloss`.  Each has a
+run one block of pairs per thread by :mod:`symref.fast.cpu_loss`.  Each has a
 NumPy twin ``*_ref`` with the same signature (``tests/test_kernels_dual.py``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._jit import serial_kernel
-from .dense import act_rows
+from symref.fast.kernels._jit import serial_kernel
+from symref.fast.kernels.dense import act_rows
 
 
 @serial_kernel

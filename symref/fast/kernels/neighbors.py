@@ -2,7 +2,7 @@ r"""O(N) cell-list neighbour search, bit for bit equal to the reference ``build_
 
 Algorithm (one frame):
 
-1. **Shared preparation** (NumPy, :func:`symref.neighbors.wrap_frame`, the very
+1. **Shared preparation** (NumPy, :func:`symref.reference.neighbors.wrap_frame`, the very
    function the reference calls): wrapped positions ``x0 = coord - wrap h``
    and the reference's image range :math:`|n_a| \le n^{max}_a`.
 2. **Ghosts.**  Every image :math:`x0_j + n h` (:math:`|n_a| \le n^{max}_a`)
@@ -12,7 +12,7 @@ Algorithm (one frame):
    :math:`\mathrm{hi}_a = \max(1, \max_i f_{i,a}) + \delta_a` and
    :math:`\delta_a = r_c / d_a` (+ a 1e-8 relative margin; :math:`r_c` taken
    at least 2e-6 Å so that coincident atoms are always found), :math:`d_a` the
-   face distance of :func:`~symref.neighbors.cell_heights`.  A displacement of
+   face distance of :func:`~symref.reference.neighbors.cell_heights`.  A displacement of
    length r changes :math:`u_a` by at most :math:`r / d_a`, so every image
    within :math:`r_c` of a centre is a ghost, whatever the cell's shape, and a
    cell shorter than :math:`2 r_c` simply gives several ghosts of one atom.
@@ -63,7 +63,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ..neighbors import (NeighborList, cell_heights, centre_images, check_distinct,
+from symref.reference.neighbors import (NeighborList, cell_heights, centre_images, check_distinct,
                          lattice_combination, sel_error, wrap_frame)
 
 _COINCIDENT = 1e-6  # Å, the reference's "same position" threshold
@@ -580,7 +580,7 @@ def build_pair_list(coord, atype, box, rcut, sel, *, truncate=False, frame=None,
     """Neighbours of one frame as a :class:`PairList`, O(N) by cell lists.
 
     Same arguments, same neighbours, order, truncation and errors as
-    :func:`symref.neighbors.build_neighbor_list` (see there; ``ncentre``: only
+    :func:`symref.reference.neighbors.build_neighbor_list` (see there; ``ncentre``: only
     atoms ``0..ncentre-1`` get pairs, the others' rows are empty).
     """
     coord = np.ascontiguousarray(coord, dtype=np.float64)
@@ -674,7 +674,7 @@ def build_neighbor_list_fast(coord, atype, box, rcut, sel, *, truncate=False,
                              frame=None, ncentre=None) -> NeighborList:
     """:func:`build_pair_list` expanded into the padded se_e2_a layout.
 
-    Bit for bit equal to :func:`symref.neighbors.build_neighbor_list` (same
+    Bit for bit equal to :func:`symref.reference.neighbors.build_neighbor_list` (same
     signature, same errors).
     """
     pl = build_pair_list(coord, atype, box, rcut, sel, truncate=truncate, frame=frame,

@@ -9,7 +9,7 @@ constant per (centre type, neighbour type), added once per atom by the caller.
 
 Axis names: ``na`` atoms of the segment, ``P`` pairs, ``M1`` embedding width,
 ``M2`` axis_neuron, ``nt`` types.  The formulas are those of
-:mod:`symref.env` and :mod:`symref.descriptor` (see their docstrings):
+:mod:`symref.reference.env` and :mod:`symref.reference.descriptor.se_e2_a` (see their docstrings):
 
 * :func:`env_embed_forward`: :math:`R_p = (w(r)(1/q, \mathbf r/q^2) - \mathrm{davg}_{t_a})/\mathrm{dstd}_{t_a}`
   and the first embedding layer on ``s_p = R_p0`` (input width 1: no matrix product);
@@ -34,8 +34,8 @@ import math
 import numba
 import numpy as np
 
-from ._jit import kernel
-from .dense import act_rows, dense_act_backward_ref, dense_act_forward_ref, out_row
+from symref.fast.kernels._jit import kernel
+from symref.fast.kernels.dense import act_rows, dense_act_backward_ref, dense_act_forward_ref, out_row
 
 
 
@@ -98,8 +98,8 @@ def env_embed_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
 
 def env_embed_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
                           w, b, idt, shortcut, act, R, h, y):
-    """NumPy twin of :func:`env_embed_forward` (:func:`symref.env.env_mat_forward`, then a layer)."""
-    from ..env import env_mat_forward
+    """NumPy twin of :func:`env_embed_forward` (:func:`symref.reference.env.env_mat_forward`, then a layer)."""
+    from symref.reference.env import env_mat_forward
 
     t = types[_pair_atoms(ptr)]  # P
     mask = np.ones((1, len(rij)), dtype=bool)
@@ -151,8 +151,8 @@ def env_embed_backward(rij, ptr, types, dstd, rcut, rcut_smth, protection,
 def env_embed_backward_ref(rij, ptr, types, dstd, rcut, rcut_smth, protection,
                            w, idt, shortcut, act, h, dy, dyres, dR, g):
     """NumPy twin of :func:`env_embed_backward` (a layer backward, then
-    :func:`symref.env.env_mat_backward`)."""
-    from ..env import env_mat_backward, env_mat_forward
+    :func:`symref.reference.env.env_mat_backward`)."""
+    from symref.reference.env import env_mat_backward, env_mat_forward
 
     P, n1 = h.shape
     dz, dsres = np.empty((P, n1)), np.zeros((P, 1))

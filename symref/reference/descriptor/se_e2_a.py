@@ -1,7 +1,7 @@
 r"""The symmetric core of ``se_e2_a``: embedding G, T = GᵀR / nnei and D = T T<ᵀ.
 
 For one centre atom i of type :math:`t_i` with normalised environment rows
-``R`` (nnei x 4, see :mod:`symref.env`) and slot types :math:`t_j` fixed by the
+``R`` (nnei x 4, see :mod:`symref.reference.env`) and slot types :math:`t_j` fixed by the
 ``sel`` layout:
 
 .. math::
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core import (cloud_sum_backward, cloud_sum_forward, gram_backward, gram_backward_dual,
+from symref.reference.core import (cloud_sum_backward, cloud_sum_forward, gram_backward, gram_backward_dual,
                    gram_forward, gram_tangent)
-from .nn import Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
+from symref.reference.nn import Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
 
 
 @dataclass
@@ -134,7 +134,7 @@ def se_e2_a_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc
         T[rows] += cloud_sum_forward(G, Rg)[0]
         emb_caches.append((rows, sl, G, cache, idx))
     T /= nnei
-    D, _ = gram_forward(T, M2)  # nloc x M1 x M2 (symref.core)
+    D, _ = gram_forward(T, M2)  # nloc x M1 x M2 (symref.reference.core)
     return D.reshape(nloc, M1 * M2), (Rk, keep, T, emb_caches, M1, M2)
 
 
