@@ -20,14 +20,19 @@ __all__ = ["DeepPot", "VectorCloudNet", "build_model", "randomize_statistics", "
            "__version__"]
 
 
+# subpackages and modules loaded on first use (``symref.data`` is the npy-system module)
+_LAZY_MODULES = {"checks": "symref.checks", "data": "symref.io.data", "transport": "symref.transport",
+                 "synthetic": "symref.synthetic"}
+
+
 def __getattr__(name):
     # io needs optional dependencies only when a file is actually read or written
     if name in ("load_model", "save_model"):
-        from symref.io import model_file as io
+        from symref.io import model_file
 
-        return getattr(io, name)
-    if name in ("checks", "data", "transport", "synthetic"):
+        return getattr(model_file, name)
+    if name in _LAZY_MODULES:
         import importlib
 
-        return importlib.import_module(f".{name}", __name__)
+        return importlib.import_module(_LAZY_MODULES[name])
     raise AttributeError(f"module 'symref' has no attribute {name!r}")

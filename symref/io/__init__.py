@@ -1,0 +1,12 @@
+"""Files: deepmd-kit model files, npy systems, ``input.json``, format conversion.
+
+``model_file``  deepmd-kit 3.x model files (``.dp``/``.yaml``/``.json``), atomic writes
+``data``        deepmd-kit npy systems (read, write, split) and small built-in systems
+``inputfile``   deepmd-kit's ``input.json``, checked key by key
+``convert``     ASE-readable files <-> npy systems
+
+May import: ``symref.reference`` and ``symref.model``.  Never ``symref.train``
+or the applications.
+"""
+
+from symref.io.model_file import atomic_write, load_model, read_model_file, save_model, write_model_file

@@ -1,0 +1,10 @@
+"""Training: deepmd-kit's losses with exact gradients, optimisers and fit loops.
+
+``loss``      energy/force/virial and tensor losses and their exact parameter gradients
+``optim``     learning-rate and prefactor schedules, Adam
+``fit``       L-BFGS and Adam fit loops, checkpoints, lcurve
+``parallel``  data-parallel training across MPI ranks (rank-independent sums)
+``report``    ``symref test`` / ``symref plot``: errors, parity plots, learning curves
+
+May import: ``symref.reference``, ``symref.fast``, ``symref.model`` and ``symref.io``.
+"""
