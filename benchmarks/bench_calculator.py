@@ -32,7 +32,7 @@ Parts (``--parts``, default all three):
   final fmax, energy change and the shortest interatomic distance before/after.
 
 Model for the first two parts: ``--model`` or the built-in smooth random model
-of deepmd-kit's water-example size (``bench_evaluate.py``'s configuration).
+of deepmd-kit's water-example size (``symref.synthetic.EXAMPLE_CONFIG``).
 Threads: ``--threads`` sets ``NUMBA_NUM_THREADS`` (default: all cores).
 """
 from __future__ import annotations
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
     from symref.io.model_file import load_model, save_model
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_evaluate import CONFIG
+    from symref.synthetic import EXAMPLE_CONFIG
     from md_water import initial_atoms
 
     if args.model:
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     else:
         from symref.model.deeppot import demo_model
 
-        model, label = demo_model(CONFIG, seed=1), "built-in smooth random model (seed 1)"
+        model, label = demo_model(EXAMPLE_CONFIG, seed=1), "built-in smooth random model (seed 1)"
     data = Path(args.data)
     atoms, desc = initial_atoms(data / "water")
     print(f"{label}; system: {desc}; NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'all')}")

@@ -14,7 +14,7 @@ Without a GPU it exits with status 2 and says why (the CUDA simulator gives
 meaningless timings; ``--smoke`` runs a tiny model once on it, to check this
 script).  Same model and system as ``bench_evaluate.py``: deepmd-kit's water
 example size (se_e2_a, rcut 6 Å, sel [46, 92], embedding 25-50-100, axis 16,
-fitting 240-240-240), ``demo_model(CONFIG, seed=1)``, frame 0 of
+fitting 240-240-240), ``demo_model(symref.synthetic.EXAMPLE_CONFIG, seed=1)``, frame 0 of
 ``../shared/data/water/data_0`` (or a built-in 64-molecule box) replicated.
 
 What is timed (median of ``--repeats`` after ``--warmup`` calls; the first call
@@ -118,68 +118,6 @@ def max_rel_diff(a, b) -> float:
     return max(float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-300)) for x, y in zip(a, b))
 
 
-def extended_inputs(model, coord, atype, box) -> dict:
-    """deepmd-kit's ``forward_lower`` inputs for one frame, from symref's O(N) neighbour list.
-
-    deepmd-kit's own ``forward`` builds its neighbour list from an
-    nloc x nall distance matrix (121 GiB at 12 288 water atoms), so the
-    large sizes are run through ``forward_lower``, as LAMMPS runs deepmd-kit:
-    ``extended_coord`` (nall x 3: the nloc atoms as given, then every periodic
-    image that is somebody's neighbour, once), ``extended_atype`` (nall),
-    ``nlist`` (nloc x nnei, extended indices, -1 padded; deepmd-kit splits it
-    by type itself) and ``mapping`` (nall: the local atom of each extended one;
-    forces on images are added onto it).  ``coord`` natoms x 3, ``box`` 3 x 3.
-    """
-    import numpy as np
-
-    from symref.fast.kernels.neighbors import build_neighbor_list_fast
-
-    d = model.descriptor
-    nl = build_neighbor_list_fast(coord, atype, box, d.rcut, d.sel)
-    n = len(atype)
-    real = nl.nlist >= 0  # nloc x nnei
-    ci, cs = np.nonzero(real)
-    j = nl.nlist[ci, cs]
-    pos = coord[ci] + nl.rij[ci, cs]  # the neighbour image, as seen from its centre
-    own = np.all(nl.shift[ci, cs] == 0.0, axis=1)  # image = the atom itself
-    ext = np.full(real.shape, -1, dtype=np.int64)
-    ext[ci[own], cs[own]] = j[own]
-    # one extended atom per (atom, image shift); the shift is a lattice vector
-    key = np.concatenate([j[~own, None].astype(np.float64),
-                          np.round(nl.shift[ci[~own], cs[~own]], 6)], axis=1)
-    uniq, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    ext[ci[~own], cs[~own]] = n + inv.reshape(-1)
-    images = pos[~own][first]  # nimg x 3
-    mapping = np.concatenate([np.arange(n), uniq[:, 0].astype(np.int64)])
-    return {"extended_coord": np.concatenate([coord, images]),
-            "extended_atype": np.asarray(atype)[mapping], "nlist": ext, "mapping": mapping}
-
-
-def deepmd_lower_eval(dp, inputs: dict, device: str):
-    """Energy, forces (folded onto local atoms) and virial of deepmd-kit's PyTorch model
-    ``dp`` through ``forward_lower`` on ``inputs`` (:func:`extended_inputs`), as
-    NumPy float64 ``(energy (1,), forces nloc x 3, virial 3 x 3)``; ``device``: "cpu"
-    or "cuda".  Returns a function that runs it (tensors made once)."""
-    import numpy as np
-    import torch
-
-    tens = {k: torch.tensor(v[None], device=device) for k, v in inputs.items()}
-    nloc = inputs["nlist"].shape[0]
-    mapping = torch.tensor(inputs["mapping"], device=device)
-
-    def run():
-        ret = dp.forward_lower(tens["extended_coord"], tens["extended_atype"], tens["nlist"],
-                               tens["mapping"])
-        fext = ret["extended_force"][0]  # nall x 3
-        f = torch.zeros((nloc, 3), dtype=fext.dtype, device=device).index_add_(0, mapping, fext)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return (ret["energy"].detach().cpu().numpy().reshape(-1)[:1],
-                f.detach().cpu().numpy().astype(np.float64),
-                ret["virial"].detach().cpu().numpy().reshape(3, 3))
-    return run
-
-
 def deepmd_on_gpu(model, workdir: Path, device: str = "cuda"):
     """deepmd-kit's PyTorch model with the same weights on ``device`` (the GPU by default),
     or (None, reason)."""
@@ -193,20 +131,9 @@ def deepmd_on_gpu(model, workdir: Path, device: str = "cuda"):
 
         if device == "cuda" and not torch.cuda.is_available():
             return None, "torch has no CUDA device (a CPU build of torch?)"
-        sys.path.insert(0, str(ROOT / "tests"))
-        import deepmd_ref  # tests/deepmd_ref.py: deepmd.pt import workaround
+        from symref.deepmd_kit import pt_model
 
-        deepmd_ref.import_deepmd_pt()
-        from deepmd.dpmodel.utils.serialization import load_dp_model
-        from deepmd.pt.model.model import BaseModel as PTBaseModel
-
-        import symref
-
-        path = workdir / "model.dp"
-        symref.save_model(model, str(path))
-        m = PTBaseModel.deserialize(load_dp_model(str(path))["model"]).to(device)
-        m.eval()
-        return m, None
+        return pt_model(model, workdir, device), None
     except Exception as e:  # noqa: BLE001 - reported, the rest of the benchmark goes on
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
 
@@ -250,13 +177,16 @@ def main(argv=None) -> int:
     import tempfile
 
     import numpy as np
-    from bench_evaluate import CONFIG, MODEL_SEED, base_system, replicate, replication_shape
+    from bench_evaluate import base_system
+
+    from symref.deepmd_kit import forward_lower_eval, forward_lower_inputs
+    from symref.synthetic import EXAMPLE_CONFIG, EXAMPLE_SEED, replicate, replication_shape
 
     from symref.fast.cuda import Evaluator
     from symref.model.deeppot import demo_model
 
-    cfg = SMOKE_CONFIG if args.smoke else CONFIG
-    model = demo_model(cfg, seed=MODEL_SEED)
+    cfg = SMOKE_CONFIG if args.smoke else EXAMPLE_CONFIG
+    model = demo_model(cfg, seed=EXAMPLE_SEED)
     data = None if args.data.lower() == "none" else args.data
     c0, t0, b0, sysdesc = base_system(data)
     n0 = len(t0)
@@ -307,7 +237,7 @@ def main(argv=None) -> int:
 
             log(f"deepmd-kit pt (GPU, forward_lower), {n} atoms ...")
             try:
-                run_dp = deepmd_lower_eval(dp, extended_inputs(model, coord, atype, box), "cuda")
+                run_dp = forward_lower_eval(dp, forward_lower_inputs(model, coord, atype, box), "cuda")
                 r = timed(run_dp, args.warmup, args.repeats, args.budget)
                 out = r.pop("out")
                 cells.append(("deepmd-kit pt", "float64", r,

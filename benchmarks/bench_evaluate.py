@@ -40,14 +40,9 @@ QUICK_SIZES = [192, 1536]
 SCALING_REF = 1536  # µs/atom scaling is relative to this size (or the smallest measured one)
 MARK = "[worker]"
 
-CONFIG = {
-    "type_map": ["O", "H"],
-    "descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92],
-                   "neuron": [25, 50, 100], "axis_neuron": 16, "resnet_dt": False,
-                   "type_one_side": True, "precision": "float64"},
-    "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True, "precision": "float64"},
-}
-MODEL_SEED = 1
+# the model (deepmd-kit's water example size) and the large systems come from
+# symref.synthetic, imported where used: the startup worker times `import symref` itself
+MODEL_SEED = 1  # = symref.synthetic.EXAMPLE_SEED
 
 
 def log(msg: str) -> None:
@@ -55,9 +50,9 @@ def log(msg: str) -> None:
 
 
 def model_config(two_side: bool) -> dict:
-    cfg = json.loads(json.dumps(CONFIG))
-    cfg["descriptor"]["type_one_side"] = not two_side
-    return cfg
+    from symref.synthetic import example_config
+
+    return example_config(type_one_side=not two_side)
 
 
 def thread_env(threads: int, env=None) -> dict:
@@ -117,64 +112,6 @@ def flop_count(n_atoms: int, n_pairs: int, neuron=(25, 50, 100), axis_neuron: in
 
 
 # ============================================================== systems
-def replication_shape(k: int) -> tuple[int, int, int]:
-    """The most cubic (a, b, c), a <= b <= c, with a*b*c = k (8 -> 2x2x2, 128 -> 4x4x8)."""
-    best = None
-    for a in range(1, k + 1):
-        if k % a:
-            continue
-        for b in range(a, k // a + 1):
-            if (k // a) % b:
-                continue
-            c = k // a // b
-            if c < b:
-                continue
-            key = (c / a, c)
-            if best is None or key < best[0]:
-                best = (key, (a, b, c))
-    return best[1]
-
-
-def replicate(coord, atype, box, reps):
-    """Tile one periodic frame ``reps`` = (a, b, c) times along the three cell vectors."""
-    import numpy as np
-
-    a, b, c = reps
-    shifts = np.array([i * box[0] + j * box[1] + k * box[2]
-                       for i, j, k in itertools.product(range(a), range(b), range(c))])
-    coord_r = (coord[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
-    atype_r = np.tile(atype, len(shifts))
-    box_r = box * np.array([a, b, c], dtype=float)[:, None]
-    return coord_r, atype_r, box_r
-
-
-def water_like_box(seed: int = 0, nmol: int = 64, side: float = 12.4447):
-    """64 randomly placed and oriented water molecules in a cube at liquid density (fallback)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    box = np.eye(3) * side
-    oxy: list = []
-    while len(oxy) < nmol:
-        p = rng.uniform(0, side, size=3)
-        if oxy:
-            d = np.asarray(oxy) - p
-            d -= side * np.round(d / side)
-            if np.min(np.linalg.norm(d, axis=1)) < 2.6:
-                continue
-        oxy.append(p)
-    oxy = np.asarray(oxy)
-    half = np.deg2rad(104.52) / 2
-    hyd = []
-    for o in oxy:
-        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-        for s in (1, -1):
-            hyd.append(o + 0.9572 * (np.cos(half) * q[:, 0] + s * np.sin(half) * q[:, 1]))
-    coord = np.concatenate([oxy, np.asarray(hyd)])
-    atype = np.array([0] * nmol + [1] * (2 * nmol))
-    return coord, atype, box
-
-
 def base_system(data, frame: int = 0):
     """(coord (n0, 3), atype (n0,), box (3, 3), description) of the frame that gets replicated."""
     import numpy as np
@@ -187,13 +124,18 @@ def base_system(data, frame: int = 0):
             raise SystemExit(f"{data}: not periodic; the benchmark replicates a periodic cell")
         return (np.array(s.coord[frame]), np.array(s.atype), np.array(s.box[frame]),
                 f"{data} frame {frame} ({s.natoms} atoms)")
-    coord, atype, box = water_like_box()
+    from symref.synthetic import water_box
+
+    c, atype, b = water_box(1, seed=0)
+    coord, box = c[0], b[0]
     why = "--data none" if data is None else f"{data} not found"
     return coord, atype, box, (f"FALLBACK ({why}): 64 randomly placed water molecules "
                                f"in a {box[0, 0]:.2f} Å cube ({len(atype)} atoms, seed 0)")
 
 
 def system_for(spec):
+    from symref.synthetic import replicate
+
     c0, t0, b0, _ = base_system(spec["data"], spec["frame"])
     return replicate(c0, t0, b0, spec["reps"])
 
@@ -288,10 +230,9 @@ def _symref_evaluator(model, coord, atype, box, backend):
 
 def _deepmd_module(spec):
     """deepmd-kit's PyTorch model from the .dp file symref wrote, plus import notes."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import deepmd_ref  # noqa: E402  (tests/deepmd_ref.py: the cxx_op stub workaround)
+    from symref.deepmd_kit import import_deepmd_pt
 
-    deepmd_ref.import_deepmd_pt()
+    import_deepmd_pt()
     import torch
     from deepmd.dpmodel.utils.serialization import load_dp_model
     from deepmd.pt.model.model import BaseModel as PTBaseModel
@@ -301,12 +242,14 @@ def _deepmd_module(spec):
     m = PTBaseModel.deserialize(d["model"]).to("cpu")
     m.eval()
     notes = []
-    if deepmd_ref.import_deepmd_pt.workaround:
-        notes.append("deepmd.pt imported with the cxx_op stub (tests/deepmd_ref.py)")
+    if import_deepmd_pt.workaround:
+        notes.append("deepmd.pt imported with the cxx_op stub (symref.deepmd_kit)")
     return m, notes
 
 
 def worker_eval(spec) -> dict:
+    from symref.synthetic import EXAMPLE_CONFIG
+
     import numpy as np
 
     t0 = time.perf_counter()
@@ -404,8 +347,8 @@ def worker_eval(spec) -> dict:
             res["nbr_error"] = f"cannot import symref.fast.kernels.neighbors.build_pair_list: " \
                                f"{type(e).__name__}: {e}"
         else:
-            rcut = CONFIG["descriptor"]["rcut"]
-            sel = CONFIG["descriptor"]["sel"]
+            rcut = EXAMPLE_CONFIG["descriptor"]["rcut"]
+            sel = EXAMPLE_CONFIG["descriptor"]["sel"]
             try:
                 r = _timed_loop(lambda: build_pair_list(coord, atype, box, rcut, sel),
                                 1, max(spec["repeats"], 5), budget, label + " build_pair_list")
@@ -712,6 +655,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    from symref.synthetic import EXAMPLE_CONFIG, replicate, replication_shape
+
     args = parse_args(argv)
     if args.worker is not None:
         return run_worker(args.worker)
@@ -725,7 +670,7 @@ def main(argv=None) -> int:
     if bad:
         raise SystemExit(f"sizes {bad} are not multiples of the base cell's {n0} atoms")
     reps = {n: replication_shape(n // n0) for n in args.sizes}
-    desc = CONFIG["descriptor"]
+    desc = EXAMPLE_CONFIG["descriptor"]
     rcut, sel = desc["rcut"], desc["sel"]
     info = machine_info(args.threads)
     report: dict = {"machine": info, "system": sysdesc, "config": model_config(args.two_side),
@@ -803,6 +748,8 @@ def _deepmd_status() -> str | None:
 
 
 def _run(args, report, tmp: Path, data, reps, n0, base_pairs, b0) -> int:
+    from symref.synthetic import EXAMPLE_CONFIG
+
     import numpy as np
 
     base_spec = {"data": data, "frame": args.frame, "two_side": args.two_side,
@@ -843,7 +790,7 @@ def _run(args, report, tmp: Path, data, reps, n0, base_pairs, b0) -> int:
                 continue
             if backend == "deepmd":
                 need, ncopy = deepmd_nlist_bytes(n, b0 * np.array(reps[n])[:, None],
-                                                 CONFIG["descriptor"]["rcut"])
+                                                 EXAMPLE_CONFIG["descriptor"]["rcut"])
                 avail = mem_available()
                 if avail is not None and need > 0.9 * avail:
                     cell["backends"][backend] = {"skipped": (
@@ -931,6 +878,8 @@ def compile_time(args, base_spec, tmp: Path) -> dict:
 
 
 def compare_threads(args, base_spec, tmp: Path, n0) -> dict:
+    from symref.synthetic import replication_shape
+
     n = args.compare_size
     if n % n0:
         return {"skipped": f"--compare-size {n} is not a multiple of {n0}"}

@@ -50,7 +50,9 @@ def system(natoms: int):
     import numpy as np
 
     sys.path.insert(0, str(HERE))
-    from bench_evaluate import DEFAULT_DATA, replicate, replication_shape
+    from bench_evaluate import DEFAULT_DATA
+
+    from symref.synthetic import replicate, replication_shape
 
     if (DEFAULT_DATA / "set.000" / "coord.npy").is_file():
         from symref.io.data import load_system
@@ -71,12 +73,11 @@ def system(natoms: int):
 
 
 def model():
-    sys.path.insert(0, str(HERE))
-    from bench_evaluate import MODEL_SEED, model_config
+    from symref.synthetic import EXAMPLE_SEED, example_config
 
     from symref.model.deeppot import demo_model
 
-    return demo_model(model_config(False), seed=MODEL_SEED)
+    return demo_model(example_config(type_one_side=True), seed=EXAMPLE_SEED)
 
 
 def worker(spec: dict) -> dict:

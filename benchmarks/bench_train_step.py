@@ -65,10 +65,9 @@ def main():
             model, batch(k)[0], s.atype, batch(k)[1], batch(k)[2], batch(k)[3], None, pref,
             backend=be))
     try:
-        sys.path.insert(0, str(ROOT / "tests"))
-        import deepmd_ref
+        from symref.deepmd_kit import import_deepmd_pt
 
-        deepmd_ref.import_deepmd_pt()
+        import_deepmd_pt()
         import torch
         from deepmd.pt.loss.ener import EnergyStdLoss
         from deepmd.pt.model.model import BaseModel

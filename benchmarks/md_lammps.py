@@ -100,13 +100,13 @@ def train_small_model(path: Path, steps: int) -> str:
 
     water = ROOT.parent / "shared" / "data" / "water"
     if not all((water / f"data_{k}" / "type.raw").is_file() for k in range(3)):
-        from bench_evaluate import CONFIG, MODEL_SEED
+        from symref.synthetic import EXAMPLE_CONFIG, EXAMPLE_SEED
 
         from symref.model.deeppot import demo_model
 
         log(f"WARNING: {water} not found: a random model, whose NVE runs can heat up")
-        symref.save_model(demo_model(CONFIG, seed=MODEL_SEED), str(path))
-        return "smooth random model (bench_evaluate CONFIG, seed 1)"
+        symref.save_model(demo_model(EXAMPLE_CONFIG, seed=EXAMPLE_SEED), str(path))
+        return "smooth random model (symref.synthetic.EXAMPLE_CONFIG, seed 1)"
     train = load_systems([water / f"data_{k}" for k in range(3)], SMALL["type_map"])
     model = symref.build_model(SMALL, seed=1)
     compute_statistics(model, train)

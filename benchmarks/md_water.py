@@ -65,10 +65,10 @@ def initial_atoms(data_dir: Path):
         symbols = [s.type_map[t] for t in s.atype]
         return (Atoms(symbols, positions=s.coord[0], cell=s.box[0], pbc=True),
                 f"{sysdir} frame 0 ({s.natoms} atoms)")
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_evaluate import water_like_box
+    from symref.synthetic import water_box
 
-    coord, atype, box = water_like_box()
+    c, atype, b = water_box(1, seed=0)
+    coord, box = c[0], b[0]
     symbols = np.array(["O", "H"])[atype]
     return (Atoms(list(symbols), positions=coord, cell=box, pbc=True),
             f"FALLBACK ({sysdir} not found): 64 random water molecules")
@@ -237,10 +237,9 @@ def main(argv=None) -> int:
     else:
         from symref.model.deeppot import demo_model
 
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from bench_evaluate import CONFIG
+        from symref.synthetic import EXAMPLE_CONFIG
 
-        model = demo_model(CONFIG, seed=1)
+        model = demo_model(EXAMPLE_CONFIG, seed=1)
         model_label = "built-in smooth random model (demo_model, seed 1)"
     data = Path(args.data)
     atoms0, desc = initial_atoms(data)

@@ -87,10 +87,9 @@ def calibrate_deepmd(cfg: dict, steps: int) -> float:
     """Median seconds of one deepmd-kit PyTorch training step (forward, loss, backward, Adam)."""
     import numpy as np
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    import deepmd_ref
+    from symref.deepmd_kit import import_deepmd_pt
 
-    deepmd_ref.import_deepmd_pt()
+    import_deepmd_pt()
     import torch
     from deepmd.pt.loss.ener import EnergyStdLoss
     from deepmd.pt.model.model import get_model
@@ -121,8 +120,8 @@ def calibrate_deepmd(cfg: dict, steps: int) -> float:
     return float(np.median(ts[1:]))
 
 
-DEEPMD_MAIN = ("import sys; sys.path.insert(0, {tests!r}); import deepmd_ref; "
-               "deepmd_ref.import_deepmd_pt(); from deepmd.main import main; "
+DEEPMD_MAIN = ("from symref.deepmd_kit import import_deepmd_pt; "
+               "import_deepmd_pt(); from deepmd.main import main; "
                "main(['--pt', 'train', 'input.json'])")
 
 
@@ -136,7 +135,7 @@ def run_trainer(name: str, cfg: dict, workdir: Path, budget: float, threads: int
     if name == "symref":
         cmd = [sys.executable, "-m", "symref.cli", "train", "input.json", "-o", "model.json"]
     else:
-        cmd = [sys.executable, "-c", DEEPMD_MAIN.format(tests=str(ROOT / "tests"))]
+        cmd = [sys.executable, "-c", DEEPMD_MAIN]
     t0 = time.perf_counter()
     with open(workdir / "train.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -166,10 +165,9 @@ def final_model(name: str, workdir: Path):
                 return (load_model(workdir / f) if f == "model.json"
                         else load_checkpoint(workdir / f)[0]), f
         raise FileNotFoundError(f"{workdir}: symref wrote no model")
-    sys.path.insert(0, str(ROOT / "tests"))
-    import deepmd_ref
+    from symref.deepmd_kit import import_deepmd_pt
 
-    deepmd_ref.import_deepmd_pt()
+    import_deepmd_pt()
     from deepmd.pt.utils.serialization import serialize_from_file
 
     ckpt = workdir / "model.ckpt.pt"  # deepmd-kit's link to the latest checkpoint

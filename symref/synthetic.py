@@ -26,10 +26,74 @@ whole region, and a cloud of n points estimates it with sampling error
 ~ n^{-1/2}, so a model that averages over its cloud can be trained at one n and
 used at another.  ``w`` is upstream/downstream asymmetric through x·u, as in
 the transport problem's closures.
+
+:func:`water_box`, :func:`water_tensor_labels`: liquid-water-like periodic boxes
+and equivariant dipole/polarizability labels for them.  :data:`EXAMPLE_CONFIG`
+(deepmd-kit's water ``se_e2_a`` example model size), :func:`replicate` and
+:func:`replication_shape` build the large periodic systems of the benchmarks and
+the tests that check them.
 """
 from __future__ import annotations
 
+import copy
+import itertools
+
 import numpy as np
+
+#: deepmd-kit's water ``se_e2_a`` example model size (examples/water/se_e2_a/input.json),
+#: float64; the model of the evaluation benchmarks and of the tests that check them.
+EXAMPLE_CONFIG = {
+    "type_map": ["O", "H"],
+    "descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92],
+                   "neuron": [25, 50, 100], "axis_neuron": 16, "resnet_dt": False,
+                   "type_one_side": True, "precision": "float64"},
+    "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True, "precision": "float64"},
+}
+#: the seed its random weights are drawn with in the benchmarks
+EXAMPLE_SEED = 1
+
+
+def example_config(type_one_side: bool = True) -> dict:
+    """A fresh copy of :data:`EXAMPLE_CONFIG` with ``type_one_side`` set."""
+    cfg = copy.deepcopy(EXAMPLE_CONFIG)
+    cfg["descriptor"]["type_one_side"] = bool(type_one_side)
+    return cfg
+
+
+def replication_shape(k: int) -> tuple[int, int, int]:
+    """The most cubic (a, b, c), a <= b <= c, with a*b*c = k (8 -> 2x2x2, 128 -> 4x4x8)."""
+    if int(k) != k or k < 1:
+        raise ValueError(f"replication_shape: k must be a positive integer, got {k!r}")
+    best = None
+    for a in range(1, k + 1):
+        if k % a:
+            continue
+        for b in range(a, k // a + 1):
+            if (k // a) % b:
+                continue
+            c = k // a // b
+            if c < b:
+                continue
+            key = (c / a, c)
+            if best is None or key < best[0]:
+                best = (key, (a, b, c))
+    return best[1]
+
+
+def replicate(coord, atype, box, reps):
+    """Tile one periodic frame ``reps`` = (a, b, c) times along the three cell vectors.
+
+    ``coord`` natoms x 3, ``atype`` natoms, ``box`` 3 x 3 (cell vectors as rows).
+    Returns ``(coord (a·b·c·natoms) x 3, atype, box 3 x 3)``, image by image
+    (all atoms of the first copy, then the next, ...)."""
+    coord, box = np.asarray(coord, dtype=np.float64), np.asarray(box, dtype=np.float64).reshape(3, 3)
+    a, b, c = reps
+    shifts = np.array([i * box[0] + j * box[1] + k * box[2]
+                       for i, j, k in itertools.product(range(a), range(b), range(c))])  # ncopy x 3
+    coord_r = (coord[None, :, :] + shifts[:, None, :]).reshape(-1, 3)  # (ncopy·natoms) x 3
+    atype_r = np.tile(np.asarray(atype), len(shifts))
+    box_r = box * np.array([a, b, c], dtype=float)[:, None]  # 3 x 3
+    return coord_r, atype_r, box_r
 
 
 def _ball(rng, n: int, d: int) -> np.ndarray:

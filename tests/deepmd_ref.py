@@ -1,8 +1,9 @@
 r"""deepmd-kit as the reference: build models in deepmd-kit and evaluate them with its backends.
 
 A helper module for the tests (not itself collected by pytest).  Everything
-here calls deepmd-kit's own code; nothing in symref is used, so the numbers are
-an independent reference for symref's.
+here calls deepmd-kit's own code; nothing of symref's math is used (only
+:func:`symref.deepmd_kit.import_deepmd_pt`, which imports ``deepmd.pt``), so the
+numbers are an independent reference for symref's.
 
 Inputs (all functions): ``model`` is a deepmd-kit serialized model dict
 (``model.serialize()``), a file wrapper ``{"model": {...}, ...}`` as returned
@@ -55,10 +56,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
-import subprocess
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -282,90 +279,9 @@ def dp_neighbor_list(model, coord, atype, box=None) -> dict:
 
 
 # ----------------------------------------------------------------- PyTorch backend
-PT_WORKAROUND = r"""
-deepmd-kit 3.2.0's wheel ships a compiled PyTorch op library built against
-torch 2.11.0; `import deepmd.pt` runs deepmd/pt/cxx_op.py, which loads it and
-raises RuntimeError ("The version of PyTorch used to compile this deepmd-kit
-package is 2.11.0, but ... runtime ... 2.13.0") -- or OSError on a bad dlopen.
-(Before that, on Linux wheels cxx_op.py also CDLL-loads MPICH's libmpi found
-through the `mpich` package's metadata: `pip install mpich`.)
-
-The se_e2_a + ener path is pure torch and never calls the custom ops when
-deepmd.pt.cxx_op.ENABLE_CUSTOMIZED_OP is False.  So, only when a clean
-`import deepmd.pt` in a *subprocess* fails with that RuntimeError/OSError
-from cxx_op, we put a stub module into sys.modules before importing:
-
-    stub = types.ModuleType("deepmd.pt.cxx_op")
-    stub.ENABLE_CUSTOMIZED_OP = False
-    sys.modules["deepmd.pt.cxx_op"] = stub
-    import deepmd.pt
-
-The probe runs in a subprocess so a failed import never leaves half-initialised
-modules (or a half-loaded shared library) in this process.  deepmd.pt's model
-classes also import `e3nn` (part of deepmd-kit's `torch` extra).
-"""
-
-_PT_STATE: dict = {}
-
-
-def _probe_pt_import() -> tuple[bool, str]:
-    """Try ``import deepmd.pt`` in a clean subprocess: (ok, stderr)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", "import deepmd.pt"],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    return proc.returncode == 0, proc.stderr
-
-
-def import_deepmd_pt():
-    """Import ``deepmd.pt`` (with the cxx_op stub when needed); raise if impossible.
-
-    Returns the ``deepmd.pt`` module.  ``import_deepmd_pt.workaround`` (the
-    attribute on this function) tells whether the stub was used.  Never skips
-    silently: a failure raises ``RuntimeError`` with the reason.
-    """
-    if "module" in _PT_STATE:
-        return _PT_STATE["module"]
-    if "deepmd.pt" in sys.modules and "deepmd.pt.cxx_op" in sys.modules:
-        mod = sys.modules["deepmd.pt"]
-        _PT_STATE["module"] = mod
-        import_deepmd_pt.workaround = getattr(sys.modules["deepmd.pt.cxx_op"],
-                                              "_symref_stub", False)
-        return mod
-    ok, err = _probe_pt_import()
-    used_stub = False
-    if not ok:
-        # the final exception of the traceback: "<ExcType>: message"
-        exc_lines = [ln for ln in err.splitlines()
-                     if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b", ln)]
-        tail = exc_lines[-1] if exc_lines else (err.strip().splitlines() or ["(no stderr)"])[-1]
-        cxx_problem = ("deepmd/pt/cxx_op.py" in err.replace(os.sep, "/")
-                       and tail.startswith(("RuntimeError", "OSError")))
-        if not cxx_problem:
-            raise RuntimeError(
-                "import deepmd.pt fails for a reason other than its compiled op library "
-                f"(so the cxx_op workaround does not apply): {tail}\n{err[-3000:]}")
-        stub = types.ModuleType("deepmd.pt.cxx_op")
-        stub.ENABLE_CUSTOMIZED_OP = False
-        stub.__all__ = ["ENABLE_CUSTOMIZED_OP"]
-        stub._symref_stub = True
-        stub.__doc__ = "symref test stub: " + PT_WORKAROUND
-        sys.modules["deepmd.pt.cxx_op"] = stub
-        used_stub = True
-    try:
-        import deepmd.pt as mod
-        import deepmd.pt.model.model  # noqa: F401  (the model classes; needs e3nn)
-    except Exception as e:
-        raise RuntimeError(
-            "cannot import deepmd.pt" + (" even with the cxx_op stub" if used_stub else "")
-            + f": {type(e).__name__}: {e}") from e
-    _PT_STATE["module"] = mod
-    import_deepmd_pt.workaround = used_stub
-    return mod
-
-
-import_deepmd_pt.workaround = None
+# the import of deepmd.pt itself (and its cxx_op workaround) lives in the package, where the
+# benchmarks use it too; it imports deepmd-kit and computes nothing
+from symref.deepmd_kit import PT_WORKAROUND, import_deepmd_pt  # noqa: E402,F401
 
 
 def pt_eval(model, coord, atype, box=None, *, do_atomic_virial: bool = True) -> dict:

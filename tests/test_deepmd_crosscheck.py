@@ -88,24 +88,18 @@ def test_water_fast_path(tmp_path, shared_data, pt, type_one_side):
 
 
 def test_forward_lower_fed_symref_neighbours(tmp_path, shared_data, pt):
-    """benchmarks/bench_cuda.py times deepmd-kit at up to 98 304 atoms through
-    ``forward_lower`` on an extended system built from symref's neighbour list
-    (deepmd-kit's own ``forward`` needs an O(N²) distance matrix).  On the CPU, that
-    path, with the model moved through symref's .dp writer, reproduces symref's
-    energy, forces and virial: 192 atoms and a 2x2x2 replica (1 536 atoms, many
-    atoms seen through several images), a skewed cell too."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import bench_cuda
-    from bench_evaluate import CONFIG, MODEL_SEED, replicate
-
+    """symref.deepmd_kit (what benchmarks/bench_cuda.py times deepmd-kit with, up to
+    98 304 atoms) runs deepmd-kit through ``forward_lower`` on an extended system built
+    from symref's neighbour list (deepmd-kit's own ``forward`` needs an O(N²) distance
+    matrix).  On the CPU, that path, with the model moved through symref's .dp writer,
+    reproduces symref's energy, forces and virial: 192 atoms and a 2x2x2 replica
+    (1 536 atoms, many atoms seen through several images), a skewed cell too."""
+    from symref.deepmd_kit import forward_lower_eval, forward_lower_inputs, pt_model
     from symref.model.deeppot import demo_model
+    from symref.synthetic import EXAMPLE_CONFIG, EXAMPLE_SEED, replicate
 
-    model = demo_model(CONFIG, seed=MODEL_SEED)
-    dp, why = bench_cuda.deepmd_on_gpu(model, tmp_path, device="cpu")
-    assert dp is not None, why
+    model = demo_model(EXAMPLE_CONFIG, seed=EXAMPLE_SEED)
+    dp = pt_model(model, tmp_path, device="cpu")
     c, a, b = water(shared_data, 1)
     cases = {"192": (c[0], a, b.reshape(3, 3)),
              "1536": replicate(c[0], a, b.reshape(3, 3), (2, 2, 2))}
@@ -113,10 +107,10 @@ def test_forward_lower_fed_symref_neighbours(tmp_path, shared_data, pt):
     cases["192-skewed"] = (c[0], a, skew)
     for name, (coord, atype, box) in cases.items():
         coord, atype, box = np.asarray(coord), np.asarray(atype), np.asarray(box).reshape(3, 3)
-        inputs = bench_cuda.extended_inputs(model, coord, atype, box)
+        inputs = forward_lower_inputs(model, coord, atype, box)
         assert inputs["extended_coord"].shape[0] == len(np.unique(inputs["nlist"][
             inputs["nlist"] >= len(atype)])) + len(atype)  # every image once, all used
-        e, f, v = bench_cuda.deepmd_lower_eval(dp, inputs, "cpu")()
+        e, f, v = forward_lower_eval(dp, inputs, "cpu")()
         ours = model.evaluate(coord, atype, box)
         compare(f"forward_lower/{name}", {"energy": ours["energy"], "forces": ours["forces"][0],
                                           "virial": ours["virial"][0]},

@@ -140,14 +140,11 @@ def _real_gpu() -> bool:
 def test_water_example_model_on_gpu():
     """deepmd-kit's water example model size on 192 water-like atoms: float64 as the
     numba CPU path to 1e-10, float32 forces within 1e-5 of float64."""
-    import sys
-    from pathlib import Path
+    from symref.synthetic import EXAMPLE_CONFIG, water_box
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from bench_evaluate import CONFIG, water_like_box
-
-    coord, atype, box = water_like_box()
-    m = demo_model(CONFIG, seed=1)
+    c, atype, b = water_box(1, seed=0)
+    coord, box = c[0], b[0]
+    m = demo_model(EXAMPLE_CONFIG, seed=1)
     ref = m.evaluate(coord, atype, box, backend="numba")
     out = m.evaluate(coord, atype, box, backend="cuda")
     for k in TOL:
