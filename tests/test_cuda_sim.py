@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from cuda_support import cuda_kernels_runnable
+from checkout import checkout_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ needs_numba_cuda = pytest.mark.skipif(
 
 
 def _env(**extra):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", **extra)
+    env = checkout_env(OPENBLAS_NUM_THREADS="1", **extra)
     env.pop("PYTEST_ADDOPTS", None)
     return env
 

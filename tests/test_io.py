@@ -359,9 +359,9 @@ def test_deepmd_energies_from_symref_file(tmp_path, suffix, water_frame):
 @pytest.mark.deepmd
 @pytest.mark.data
 @pytest.mark.parametrize("type_one_side", [True, False])
-def test_deepmd_harness_backends_agree(water_frame, type_one_side):
-    """tests/deepmd_ref.py: deepmd-kit's NumPy and PyTorch backends agree on water."""
-    pytest.importorskip("deepmd")
+def test_deepmd_harness_backends_agree(water_frame, type_one_side, pt):
+    """tests/deepmd_ref.py: deepmd-kit's NumPy and PyTorch backends agree on water
+    (needs torch: the ``pt`` fixture skips, saying why, without it)."""
     import deepmd_ref
 
     coord, atype, box, type_map = water_frame

@@ -23,6 +23,7 @@ import pytest
 from symref.lammps import lammps_cell
 from symref.model.deeppot import demo_model
 from symref.train.parallel import mpiexec_path
+from checkout import checkout_env
 
 WORKER = Path(__file__).with_name("lammps_worker.py")
 SMALL = {"type_map": ["O", "H"],
@@ -86,7 +87,7 @@ def run_worker(tmp_path, model_file, frame: dict, nprocs=1, *args, name="r"):
            "--out", str(out), *args]
     if nprocs > 1:
         cmd = [mpiexec_path(), "-n", str(nprocs)] + cmd
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    env = checkout_env(OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     with np.load(out) as z:
@@ -302,7 +303,7 @@ thermo_style    custom step temp pe etotal press
 thermo          2
 run             4
 """)
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    env = checkout_env(OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-m", "symref.cli", "lammps", "in.water", "--model",
                           str(model_file), "--log", "log.lammps"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=600, env=env)

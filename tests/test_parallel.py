@@ -30,6 +30,7 @@ from symref.train.parallel import (
     world_size_hint,
 )
 from symref.train.fit import batch_loss_and_grad
+from checkout import checkout_env
 
 HERE = Path(__file__).resolve().parent
 CFG = {"type_map": ["C", "H", "O"],
@@ -123,7 +124,7 @@ def test_launch_under_mpi_without_mpi4py_is_an_error(monkeypatch):
 
 
 def test_import_symref_does_not_import_mpi4py():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))}
+    env = checkout_env({k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))})
     code = ("import sys, symref, symref.train.fit, symref.cli, symref.train.parallel;"
             "c = symref.train.parallel.get_comm(); assert c.size == 1;"
             "assert 'mpi4py' not in sys.modules, 'mpi4py imported'")
@@ -187,7 +188,7 @@ def mpi_env():
     exe = mpiexec_path()
     if exe is None:
         pytest.skip("no mpiexec on PATH or beside the Python executable (pip install mpich)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))}
+    env = checkout_env({k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))})
     env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
     probe = [exe, "-n", "2", sys.executable, "-c",
              "from mpi4py import MPI; assert MPI.COMM_WORLD.Get_size() == 2"]

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+from checkout import checkout_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
@@ -40,8 +41,7 @@ def _tail(text: str, n: int = 60) -> str:
 @pytest.mark.parametrize("script", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs_in_quick_mode(script, tmp_path):
     figdir = tmp_path / "figures"
-    env = dict(os.environ, SYMREF_QUICK="1", SYMREF_FIGDIR=str(figdir), MPLBACKEND="Agg",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = checkout_env(SYMREF_QUICK="1", SYMREF_FIGDIR=str(figdir), MPLBACKEND="Agg")
     t0 = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
@@ -72,9 +72,8 @@ def test_water_tutorial_falls_back_without_shared_data(tmp_path):
     script = ROOT / "tutorials" / "04_fit_water.py"
     if not script.is_file():
         pytest.skip("tutorial 4 not present")
-    env = dict(os.environ, SYMREF_QUICK="1", SYMREF_FIGDIR=str(tmp_path / "figures"),
-               SYMREF_SHARED_DATA=str(tmp_path / "no-shared-data"), MPLBACKEND="Agg",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = checkout_env(SYMREF_QUICK="1", SYMREF_FIGDIR=str(tmp_path / "figures"),
+               SYMREF_SHARED_DATA=str(tmp_path / "no-shared-data"), MPLBACKEND="Agg")
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     out = proc.stdout + "\n" + proc.stderr
@@ -107,7 +106,7 @@ def test_tutorial_is_jupytext_percent_with_a_header(script):
 
 def test_quick_mode_never_writes_the_committed_figures(tmp_path):
     """Without SYMREF_FIGDIR, quick mode writes to a fresh temporary folder."""
-    env = {k: v for k, v in os.environ.items() if k != "SYMREF_FIGDIR"}
+    env = checkout_env({k: v for k, v in os.environ.items() if k != "SYMREF_FIGDIR"})
     env["SYMREF_QUICK"] = "1"
     code = "import _common; print(_common.FIGDIR)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "tutorials", env=env,
