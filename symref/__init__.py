@@ -10,11 +10,20 @@ Public API::
     symref.VectorCloudNet(output=...)  # VCNN for 2-D/3-D clouds with vector features: fit / predict
 
 Units: Å, eV, eV/Å; cells have cell vectors as rows (deepmd-kit's box.npy layout).
+
+The tree (each subpackage's docstring says what it holds and may import):
+``reference/`` the NumPy math, read first; ``fast/`` its numba and numba-cuda twins;
+``model/`` DeepPot and DeepTensor; ``io/`` files; ``train/`` losses, optimisers, fit
+loops; ``checks/`` the verification toolkit; ``vcnn``, ``transport/``, ``ase``,
+``lammps``, ``md``, ``modeldevi``, ``synthetic``, ``deepmd_kit``: applications and
+adapters; ``cli``: the ``symref`` command.
+
+This module is a front door: it may import anything, and nothing of the library
+imports it (``symref._version`` holds the version).
 """
+from symref._version import __version__
 from symref.model.deeppot import DeepPot, build_model, randomize_statistics
 from symref.vcnn import VectorCloudNet
-
-__version__ = "0.1.0"
 
 __all__ = ["DeepPot", "VectorCloudNet", "build_model", "randomize_statistics", "load_model", "save_model",
            "__version__"]

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from symref.io.data import find_systems
+
 __all__ = ["deviations", "model_deviation", "write_model_devi", "format_model_devi",
            "COLUMNS", "find_systems", "system_model_devi"]
 
@@ -157,20 +159,6 @@ def write_model_devi(path, blocks, atomic: bool = False) -> None:
 
     text = format_model_devi(blocks, atomic=atomic)
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
-
-
-def find_systems(path) -> list[Path]:
-    """``path`` if it is a deepmd-kit npy system (has ``type.raw``), else every system
-    folder below it, sorted (deepmd-kit's ``expand_sys_str``)."""
-    root = Path(path)
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: no such system or folder")
-    if (root / "type.raw").is_file():
-        return [root]
-    found = sorted(p.parent for p in root.rglob("type.raw"))
-    if not found:
-        raise FileNotFoundError(f"{root}: no deepmd-kit system (no type.raw) in it or below")
-    return found
 
 
 def system_model_devi(models, system_path, **kwargs) -> np.ndarray:

@@ -263,7 +263,7 @@ def to_ase(system_paths, out, type_map=None, fmt=None) -> int:
     the number of frames.  ``type_map`` names the types of systems without
     ``type_map.raw``."""
     from symref.io.data import load_system
-    from symref.modeldevi import find_systems
+    from symref.io.data import find_systems
 
     systems = []
     for p in system_paths:

@@ -259,6 +259,20 @@ def map_types(system: System, type_map: list[str]) -> System:
     return replace(system, type_map=list(type_map), atype=new)
 
 
+def find_systems(path) -> list[Path]:
+    """``path`` if it is a deepmd-kit npy system (has ``type.raw``), else every system
+    folder below it, sorted (deepmd-kit's ``expand_sys_str``)."""
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such system or folder")
+    if (root / "type.raw").is_file():
+        return [root]
+    found = sorted(p.parent for p in root.rglob("type.raw"))
+    if not found:
+        raise FileNotFoundError(f"{root}: no deepmd-kit system (no type.raw) in it or below")
+    return found
+
+
 def load_systems(paths, type_map: list[str]) -> list[System]:
     """Read several deepmd-kit npy systems (any sizes and type maps) onto ``type_map``."""
     if isinstance(paths, (str, Path)):

@@ -102,7 +102,7 @@ _PRECISION_NAMES = {
 
 def _symref_version() -> str:
     try:
-        from symref import __version__
+        from symref._version import __version__
 
         return str(__version__)
     except Exception:  # pragma: no cover - partial package during development

@@ -1,1 +1,12 @@
-"""Fast kernels; each has a NumPy twin it is tested against."""
+"""Fast kernels; each has a NumPy twin it is tested against.
+
+``_jit``          the one place kernels are compiled (a parallel and a serial build of each)
+``activations``   tanh for numba kernels
+``dense``         bias + activation + residual of a dense layer, forward and backward
+``dual``          the same in dual (tangent-carrying) mode, for the loss gradient
+``neighbors``     O(N) cell-list neighbour search and compact pair lists
+``se_e2_a``       the se_e2_a pipeline on pair lists (environment rows, embedding, T, D)
+``cuda_se_e2_a``  numba-cuda kernels of one se_e2_a + energy evaluation
+
+May import: numpy, numba, numba-cuda and ``symref.reference`` (for the NumPy twins).
+"""
