@@ -133,7 +133,7 @@ def train_molecule_model(paths, steps: int):
     from symref.train.loss import LossPrefactors
     from symref.model.deeppot import build_model
     from symref.train.optim import ExpDecayLR
-    from symref.model.stats import compute_statistics, stat_frames
+    from symref.train.stats import compute_statistics, stat_frames
     from symref.train.fit import fit_adam
 
     cfg = {"type_map": ["C", "H", "O"],

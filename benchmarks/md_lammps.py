@@ -95,7 +95,7 @@ def train_small_model(path: Path, steps: int) -> str:
     from symref.io.data import load_systems
     from symref.train.loss import LossPrefactors
     from symref.train.optim import ExpDecayLR
-    from symref.model.stats import compute_statistics
+    from symref.train.stats import compute_statistics
     from symref.train.fit import fit_adam
 
     water = ROOT.parent / "shared" / "data" / "water"

@@ -205,14 +205,14 @@ def _train(args, comm) -> int:
         say(f"symref train: {comm.size} MPI ranks share the frames of each batch "
             f"({numba.get_num_threads()} numba thread(s) per rank; rank 0 writes the files)")
     try:
-        from symref.model.stats import compute_statistics, stat_frames
+        from symref.train.stats import compute_statistics, stat_frames
     except ImportError:
-        say("warning: symref.model.stats not available: statistics left neutral", file=sys.stderr)
+        say("warning: symref.train.stats not available: statistics left neutral", file=sys.stderr)
     else:
         if args.restart is None:  # deepmd-kit's sample of frames and its statistics
             frames = stat_frames(train, batch_size=tr["training_data"].get("batch_size", "auto"))
             if isinstance(model, DeepTensor):
-                from symref.model.stats import apply_statistics, env_stat, tensor_shift
+                from symref.train.stats import apply_statistics, env_stat, tensor_shift
 
                 apply_statistics(model, *env_stat(model, frames))
                 if model.kind == "polar" and model.fitting.shift_diag:

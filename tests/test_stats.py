@@ -1,4 +1,4 @@
-"""Statistics before training (symref.model.stats) against deepmd-kit 3.2 and against closed forms.
+"""Statistics before training (symref.train.stats) against deepmd-kit 3.2 and against closed forms.
 
 * Cross-checks (marked ``deepmd``; they skip when deepmd-kit is not installed,
   and the PyTorch ones when torch is missing): deepmd-kit's own
@@ -19,7 +19,7 @@ import pytest
 
 import symref.io.model_file
 from symref.fast import cpu as fastpath
-from symref.model import stats
+from symref.train import stats
 from symref.io.data import System, load_system, make_crystal, make_molecule, select_frames
 from symref.reference.env import smooth_switch
 from symref.model.deeppot import build_model

@@ -60,7 +60,7 @@ from symref.train.loss import LossPrefactors
 from symref.model.deeppot import demo_model
 from symref.reference.nn import init_mlp, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
 from symref.train.report import errors_table
-from symref.model.stats import compute_statistics
+from symref.train.stats import compute_statistics
 from symref.synthetic import water_box  # noqa: E402
 from symref.train.fit import batch_loss_and_grad, fit_lbfgs, flat_parameters
 

@@ -75,7 +75,7 @@ from symref.md import energy_drift, frames_rdf, rdf  # noqa: E402
 from symref.model.deeppot import demo_model
 from symref.train.optim import ExpDecayLR
 from symref.train.report import errors_table
-from symref.model.stats import compute_statistics
+from symref.train.stats import compute_statistics
 from symref.synthetic import water_box  # noqa: E402
 from symref.train.fit import fit_adam
 

@@ -49,7 +49,7 @@ from symref.io.data import System
 from symref.reference.descriptor.se_e2_a import keep_mask, se_e2_a_forward
 from symref.train.loss import TensorPrefactors
 from symref.reference.nn import init_mlp, mlp_forward
-from symref.model.stats import apply_statistics, env_stat, tensor_shift
+from symref.train.stats import apply_statistics, env_stat, tensor_shift
 from symref.synthetic import water_box, water_tensor_labels  # noqa: E402
 from symref.train.fit import fit_lbfgs, flat_parameters
 

@@ -1,6 +1,8 @@
 """Training: deepmd-kit's losses with exact gradients, optimisers and fit loops.
 
 ``loss``      energy/force/virial and tensor losses and their exact parameter gradients
+``stats``     statistics before training: davg/dstd of the environment rows and the energy
+              bias (or tensor shift), as deepmd-kit computes them from the training data
 ``optim``     learning-rate and prefactor schedules, Adam
 ``fit``       L-BFGS and Adam fit loops, checkpoints, lcurve
 ``parallel``  data-parallel training across MPI ranks (rank-independent sums)
