@@ -23,7 +23,7 @@ backend=...)`` returning energy, forces, virial, atomic energies and virials
 as NumPy arrays (host neighbour search, copies to and from the device and the
 kernels included); for deepmd-kit, ``m.forward_lower`` of its PyTorch model
 on the GPU, fed the extended system built from symref's neighbour list
-(:func:`extended_inputs`, as LAMMPS feeds deepmd-kit: its own ``forward``
+(:func:`symref.deepmd_kit.forward_lower_inputs`, as LAMMPS feeds deepmd-kit: its own ``forward``
 needs an nloc x nall distance matrix, 121 GiB at 12 288 atoms), forces folded
 onto the local atoms on the GPU and copied to the host with energy and virial
 (no atomic virial; the neighbour search is *not* in deepmd-kit's time, while
@@ -180,10 +180,9 @@ def main(argv=None) -> int:
     from bench_evaluate import base_system
 
     from symref.deepmd_kit import forward_lower_eval, forward_lower_inputs
-    from symref.synthetic import EXAMPLE_CONFIG, EXAMPLE_SEED, replicate, replication_shape
-
     from symref.fast.cuda import Evaluator
     from symref.model.deeppot import demo_model
+    from symref.synthetic import EXAMPLE_CONFIG, EXAMPLE_SEED, replicate, replication_shape
 
     cfg = SMOKE_CONFIG if args.smoke else EXAMPLE_CONFIG
     model = demo_model(cfg, seed=EXAMPLE_SEED)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One-shot GPU check for backend="cuda" (issue 7): the real-GPU test run, then the benchmark.
 #
-#   bash benchmarks/gpu_check.sh [OUTDIR]          # on a machine with an NVIDIA GPU
+#   bash benchmarks/gpu_check.sh [OUTDIR [BENCH_CUDA_ARGS...]]   # on a machine with an NVIDIA GPU
+#
+# BENCH_CUDA_ARGS replace the benchmark's defaults (--repeats 5 --budget 60); the time limits
+# of the two steps are GPU_CHECK_TEST_S (400) and GPU_CHECK_BENCH_S (500) seconds.
 #
 # Needs python3 with numpy, scipy, numba, numba-cuda and a CUDA driver. For the deepmd-kit
 # column also torch (with CUDA), h5py and deepmd-kit. On a machine that cannot reach PyPI,
@@ -19,6 +22,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-gpu-out}}
+shift || true
+BENCH_ARGS=("$@")
+[ "${#BENCH_ARGS[@]}" -gt 0 ] || BENCH_ARGS=(--repeats 5 --budget 60)
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [ -d .whl ]; then
@@ -30,10 +36,10 @@ fi
   python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())";
   python3 -c "import deepmd; print('deepmd-kit', deepmd.__version__)"; } > "$OUT/env.txt" 2>&1
 rc=0
-timeout 400 python3 -m pytest tests/cuda tests/test_cuda_sim.py -q -p no:cacheprovider -s \
+timeout "${GPU_CHECK_TEST_S:-400}" python3 -m pytest tests/cuda tests/test_cuda_sim.py -q -p no:cacheprovider -s \
   > "$OUT/tests_gpu.log" 2>&1 || rc=1
 tail -3 "$OUT/tests_gpu.log"
-timeout 500 python3 benchmarks/bench_cuda.py --json "$OUT/bench_cuda.json" --repeats 5 \
-  --budget 60 > "$OUT/bench_cuda.txt" 2> "$OUT/bench_cuda.log" || rc=1
+timeout "${GPU_CHECK_BENCH_S:-500}" python3 benchmarks/bench_cuda.py --json "$OUT/bench_cuda.json" \
+  "${BENCH_ARGS[@]}" > "$OUT/bench_cuda.txt" 2> "$OUT/bench_cuda.log" || rc=1
 cat "$OUT/bench_cuda.txt"
 exit $rc
