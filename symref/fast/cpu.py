@@ -55,6 +55,7 @@ import numpy as np
 from symref.fast import blas as _blas
 from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
+from symref.reference.neighbors import type_pair_table
 from symref.reference.nn import mlp_forward
 
 BLOCK_PAIRS = 8192  # upper bound on pairs per block (cache-sized working set)
@@ -126,10 +127,8 @@ def pair_rules(model) -> np.ndarray:
     """
     nt = model.descriptor.ntypes
     rule = np.ones((nt, nt), dtype=np.int64)
-    for a, b in model.descriptor.exclude_types:
-        rule[a, b] = rule[b, a] = 2
-    for a, b in model.pair_exclude_types:
-        rule[a, b] = rule[b, a] = 0
+    rule[type_pair_table(nt, model.descriptor.exclude_types)] = 2
+    rule[type_pair_table(nt, model.pair_exclude_types)] = 0
     return rule
 
 

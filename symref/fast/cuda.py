@@ -137,18 +137,15 @@ class Evaluator:
 
     def host_inputs(self, coord, atype, box, *, truncate=False, frame=None):
         """Host side of one frame: ``(nlist, keep, rij, rev_ptr, rev_idx)``."""
-        from symref.reference.descriptor.se_e2_a import keep_mask
         from symref.fast.kernels.neighbors import build_neighbor_list_fast
+        from symref.reference.descriptor.se_e2_a import keep_mask
+        from symref.reference.neighbors import exclude_type_pairs
 
         model, d = self.model, self.model.descriptor
         nl = build_neighbor_list_fast(coord, atype, box, d.rcut, d.sel, truncate=truncate,
                                       frame=frame)
-        nlist = nl.nlist
-        if model.pair_exclude_types:  # as DeepPot.environment: removed pairs become padding
-            tnei = np.where(nlist >= 0, atype[np.maximum(nlist, 0)], -1)
-            for a, b in model.pair_exclude_types:
-                for ti, tj in ((a, b), (b, a)):
-                    nlist = np.where((atype[:, None] == ti) & (tnei == tj), -1, nlist)
+        # removed pairs become padding, as in the reference
+        nlist = exclude_type_pairs(nl.nlist, atype, d.ntypes, model.pair_exclude_types)
         nlist = np.ascontiguousarray(nlist, dtype=np.int64)
         mask = nlist >= 0
         rij = np.ascontiguousarray(np.where(mask[..., None], nl.rij, 0.0), dtype=self.dtype)

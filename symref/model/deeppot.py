@@ -30,7 +30,7 @@ from symref.reference.descriptor.se_e2_a import SeE2A, keep_mask, se_e2_a_backwa
 from symref.reference.env import env_mat_backward, env_mat_forward
 from symref.reference.fitting import (EnergyFitting, TensorFitting, energy_fitting_backward,
                       energy_fitting_forward, tensor_fitting_backward, tensor_fitting_forward)
-from symref.reference.neighbors import build_neighbor_list
+from symref.reference.neighbors import build_neighbor_list, exclude_type_pairs
 from symref.reference.nn import init_mlp, mlp_astype
 
 PRECISIONS = {"float64": np.float64, "float32": np.float32, "default": np.float64}
@@ -148,12 +148,8 @@ class DeepPot:
         desc = self.descriptor
         nl = build_neighbor_list(coord, atype, box, desc.rcut, desc.sel,
                                  truncate=truncate, frame=frame)
-        nlist = nl.nlist  # nloc x nnei
-        if self.pair_exclude_types:
-            tnei = np.where(nlist >= 0, atype[np.maximum(nlist, 0)], -1)  # nloc x nnei
-            for a, b in self.pair_exclude_types:
-                for ti, tj in ((a, b), (b, a)):
-                    nlist = np.where((atype[:, None] == ti) & (tnei == tj), -1, nlist)
+        nlist = exclude_type_pairs(nl.nlist, atype, self.ntypes,
+                                   self.pair_exclude_types)  # nloc x nnei
         mask = nlist >= 0  # nloc x nnei
         rij = np.where(mask[..., None], nl.rij, 0.0).astype(dtype)  # nloc x nnei x 3
         R, env_cache = env_mat_forward(rij, mask, desc.davg[atype], desc.dstd[atype],

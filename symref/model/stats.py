@@ -128,6 +128,7 @@ import numpy as np
 from symref.io.data import System, load_system, map_types, select_frames
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.env import env_mat_forward
+from symref.reference.neighbors import type_pair_table
 from symref.model.deeppot import DeepPot, normalize_inputs
 
 #: deepmd-kit's default ``model.data_stat_nbatch``
@@ -354,11 +355,8 @@ def env_stat_sums(model_or_descriptor, systems, *, type_map=None, pair_exclude_t
     if type_map is not None and len(type_map) != ntypes:
         raise ValueError(f"type_map {list(type_map)} has {len(type_map)} types but the "
                          f"descriptor has {ntypes} (len(sel))")
-    excluded = np.zeros((ntypes, ntypes), dtype=bool)  # (centre type, neighbour type)
-    for a, b in list(desc.exclude_types) + [tuple(p) for p in pair_exclude_types]:
-        if not (0 <= a < ntypes and 0 <= b < ntypes):
-            raise ValueError(f"excluded type pair ({a}, {b}) is outside 0..{ntypes - 1}")
-        excluded[a, b] = excluded[b, a] = True
+    excluded = type_pair_table(ntypes, list(desc.exclude_types)
+                               + [tuple(p) for p in pair_exclude_types])  # (centre, neighbour type)
     total = EnvStatSums.zeros(ntypes)
     for k, s in enumerate(_as_systems(systems, type_map)):
         coord, atype, box = _frames(s, k, ntypes)
