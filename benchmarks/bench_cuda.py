@@ -253,7 +253,7 @@ def main(argv=None) -> int:
     from bench_evaluate import CONFIG, MODEL_SEED, base_system, replicate, replication_shape
 
     from symref.fast.cuda import Evaluator
-    from symref.model.deeppot import demo_model
+    from symref.model.build import demo_model
 
     cfg = SMOKE_CONFIG if args.smoke else CONFIG
     model = demo_model(cfg, seed=MODEL_SEED)

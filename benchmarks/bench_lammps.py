@@ -74,7 +74,7 @@ def model():
     sys.path.insert(0, str(HERE))
     from bench_evaluate import MODEL_SEED, model_config
 
-    from symref.model.deeppot import demo_model
+    from symref.model.build import demo_model
 
     return demo_model(model_config(False), seed=MODEL_SEED)
 

@@ -11,7 +11,8 @@ Public API::
 
 Units: Å, eV, eV/Å; cells have cell vectors as rows (deepmd-kit's box.npy layout).
 """
-from symref.model.deeppot import DeepPot, build_model, randomize_statistics
+from symref.model.build import build_model, randomize_statistics
+from symref.model.deeppot import DeepPot
 from symref.vcnn import VectorCloudNet
 
 __version__ = "0.1.0"

@@ -101,7 +101,7 @@ def test_forward_lower_fed_symref_neighbours(tmp_path, shared_data, pt):
     import bench_cuda
     from bench_evaluate import CONFIG, MODEL_SEED, replicate
 
-    from symref.model.deeppot import demo_model
+    from symref.model.build import demo_model
 
     model = demo_model(CONFIG, seed=MODEL_SEED)
     dp, why = bench_cuda.deepmd_on_gpu(model, tmp_path, device="cpu")

@@ -18,7 +18,7 @@ def model(one_side=True, exclude=(), atom_exclude=(), fit_exclude=(), ntypes=2, 
                           "exclude_types": list(exclude)},
            "fitting_net": {"neuron": [12, 12], "resnet_dt": True, "exclude_types": list(fit_exclude)},
            "atom_exclude_types": list(atom_exclude)}
-    m = symref.model.deeppot.demo_model(cfg, seed=3)
+    m = symref.model.build.demo_model(cfg, seed=3)
     d = m.descriptor
     for a, b in exclude:
         # deepmd-kit keeps padded slots of an excluded group (row -davg/dstd), so E jumps

@@ -1,6 +1,6 @@
 r"""The GPU path of :meth:`symref.DeepPot.evaluate` (``backend="cuda"``), with numba-cuda.
 
-Same mathematics and outputs as the NumPy reference (:mod:`symref.model.deeppot`),
+Same mathematics and outputs as the NumPy reference (``backend="numpy"``),
 float64 or float32; the kernels, each with a NumPy twin, are in
 :mod:`symref.fast.kernels.cuda_se_e2_a`.  Per frame:
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import warnings
 
 import numpy as np
 
@@ -72,9 +71,9 @@ def unsupported_reason(model) -> str | None:
     Everything the CPU fast path supports is supported, and more (statistics
     may vary slot by slot: padded slots are computed like real ones).
     """
-    from symref.model.deeppot import DeepPot, DeepTensor
+    from symref.reference.fitting import EnergyFitting
 
-    if isinstance(model, DeepTensor) or not isinstance(model, DeepPot):
+    if not isinstance(getattr(model, "fitting", None), EnergyFitting):
         return "only energy models (DeepPot) have a GPU path"
     d = model.descriptor
     for net in list(d.embeddings) + list(model.fitting.nets):
@@ -92,15 +91,16 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
-def fallback_warning(reason: str):
-    warnings.warn(f"backend='cuda' cannot evaluate this model exactly ({reason}); "
-                  "using the NumPy reference", RuntimeWarning, stacklevel=3)
+def frame_evaluator(model, dtype=np.float64) -> "Evaluator":
+    """``(coord, atype, box, *, truncate, frame) -> dict`` for one frame of ``model`` on the
+    GPU: an :class:`Evaluator` (the backend protocol of :mod:`symref.fast`)."""
+    return Evaluator(model, dtype)
 
 
 class Evaluator:
     """``backend="cuda"`` for one model and dtype: parameters packed and copied once.
 
-    Call it like ``DeepPot._evaluate_frame``: ``ev(coord, atype, box, truncate=...,
+    Call it like the reference's frame function: ``ev(coord, atype, box, truncate=...,
     frame=...)`` -> dict of energy, forces, virial, atom_energy, atom_virial
     (NumPy arrays of ``dtype``).
     """

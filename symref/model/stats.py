@@ -129,7 +129,7 @@ from symref.io.data import System, load_system, map_types, select_frames
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.env import env_mat_forward
 from symref.reference.neighbors import type_pair_table
-from symref.model.deeppot import DeepPot, normalize_inputs
+from symref.model.base import SeE2AModel, normalize_inputs
 
 #: deepmd-kit's default ``model.data_stat_nbatch``
 DATA_STAT_NBATCH = 10
@@ -314,7 +314,7 @@ class EnvStatSums:
 
 
 def _unpack_model(model_or_descriptor):
-    if isinstance(model_or_descriptor, DeepPot):
+    if isinstance(model_or_descriptor, SeE2AModel):  # DeepPot or DeepTensor
         m = model_or_descriptor
         return m.descriptor, list(m.pair_exclude_types), list(m.type_map)
     if isinstance(model_or_descriptor, SeE2A):
@@ -505,7 +505,8 @@ def energy_bias(systems, ntypes: int, type_map=None, rcond: float | None = None,
 
 
 # ----------------------------------------------------------------------------- apply
-def apply_statistics(model: DeepPot, davg=None, dstd=None, bias=None, std=None) -> DeepPot:
+def apply_statistics(model: SeE2AModel, davg=None, dstd=None, bias=None,
+                     std=None) -> SeE2AModel:
     """Write statistics into ``model`` (in place) where deepmd-kit 3.2 puts them; returns it.
 
     ``dstd`` -> ``model.descriptor.dstd``; ``davg`` -> ``model.descriptor.davg``
@@ -519,7 +520,7 @@ def apply_statistics(model: DeepPot, davg=None, dstd=None, bias=None, std=None) 
     ntypes x nnei x 4; ``bias``/``std`` may be (ntypes,), (ntypes, 1) or
     deepmd-kit's (1, ntypes, 1).
     """
-    if not isinstance(model, DeepPot):
+    if not isinstance(model, SeE2AModel):
         raise TypeError(f"model must be a symref DeepPot, got {type(model).__name__}")
     d = model.descriptor
     shape = (d.ntypes, d.nnei, 4)
@@ -556,7 +557,7 @@ def apply_statistics(model: DeepPot, davg=None, dstd=None, bias=None, std=None) 
     return model
 
 
-def compute_statistics(model: DeepPot, systems, *, apply: bool = True, truncate: bool = True,
+def compute_statistics(model: SeE2AModel, systems, *, apply: bool = True, truncate: bool = True,
                        rcond: float | None = None, preset_bias=None,
                        backend: str = "numba") -> dict:
     """deepmd-kit's ``model.compute_or_load_stat`` for a symref model, on every frame given.
@@ -568,7 +569,7 @@ def compute_statistics(model: DeepPot, systems, *, apply: bool = True, truncate:
     written by :func:`apply_statistics`.  Returns ``{"davg", "dstd",
     "out_bias", "out_std"}``.
     """
-    if not isinstance(model, DeepPot):
+    if not isinstance(model, SeE2AModel):
         raise TypeError(f"model must be a symref DeepPot, got {type(model).__name__}")
     systems = _as_systems(systems, model.type_map)
     davg, dstd = env_stat(model, systems, truncate=truncate, backend=backend)

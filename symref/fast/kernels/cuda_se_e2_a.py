@@ -7,7 +7,7 @@ the ``numba-cuda`` package (``pip install "symref[cuda]"``), which provides
 kernel runs, slowly, on numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` set
 before numba is imported).
 
-Layout: deepmd-kit's padded one (the NumPy reference's, :mod:`symref.model.deeppot`):
+Layout: deepmd-kit's padded one (the NumPy reference's, ``DeepPot.environment``):
 ``nloc`` centre atoms, ``nnei = sum(sel)`` neighbour slots each, grouped by
 neighbour type (``slot_type[j]``), ``nlist[i, j] = -1`` for padded slots.  The
 neighbour list, ``rij`` and the reverse index used for the forces are computed
@@ -18,7 +18,7 @@ statistics may vary slot by slot.  Axis names: ``M1`` embedding width, ``M2``
 axis_neuron, ``P = nloc * nnei`` slots.
 
 The stages, one kernel each (math as in :mod:`symref.reference.env`,
-:mod:`symref.reference.descriptor.se_e2_a`, :mod:`symref.reference.nn`, :mod:`symref.model.deeppot`):
+:mod:`symref.reference.descriptor.se_e2_a`, :mod:`symref.reference.nn`, ``DeepPot._evaluate_frame``):
 
 * :func:`env_mat` (one thread per slot): ``R`` (nloc x nnei x 4), the
   normalised environment rows;
@@ -763,7 +763,7 @@ def forces_virial(g, rij, nlist, rev_ptr, rev_idx, F, W):
 
 
 def forces_virial_ref(g, rij, nlist, rev_ptr, rev_idx, F, W):
-    """NumPy twin of :func:`forces_virial` (scatter with ``np.add.at``, as :mod:`symref.model.deeppot`)."""
+    """NumPy twin of :func:`forces_virial` (scatter with ``np.add.at``, as the reference ``DeepPot``)."""
     mask = nlist >= 0
     F[...] = g.sum(axis=1)
     np.add.at(F, nlist[mask], -g[mask])
