@@ -1,8 +1,9 @@
 r"""The GPU path of :meth:`symref.DeepPot.evaluate` (``backend="cuda"``), with numba-cuda.
 
 Same mathematics and outputs as the NumPy reference (``backend="numpy"``),
-float64 or float32; the kernels, each with a NumPy twin, are in
-:mod:`symref.fast.kernels.cuda_se_e2_a`.  Per frame:
+float64 or float32; the kernels' launchers, each with a NumPy twin, are in
+:mod:`symref.fast.kernels.cuda_se_e2_a`, the kernels themselves and the packed
+nets in :mod:`symref.fast.kernels.cuda_se_e2_a_device`.  Per frame:
 
 1. *Host*: neighbour list in the padded se_e2_a layout by symref's numba CPU
    cell-list search (:func:`symref.fast.kernels.neighbors.build_neighbor_list_fast`,
@@ -110,6 +111,7 @@ class Evaluator:
         from numba import cuda
 
         from symref.fast.kernels import cuda_se_e2_a as kc
+        from symref.fast.kernels.cuda_se_e2_a_device import NetPack
 
         self.kc, self.cuda = kc, cuda
         self.model = model
@@ -117,10 +119,10 @@ class Evaluator:
         d, fit = model.descriptor, model.fitting
         nt = d.ntypes
         dt = self.dtype
-        self.emb = kc.NetPack.pack(d.embeddings, dt, input_in_buffer=True).to_device()
+        self.emb = NetPack.pack(d.embeddings, dt, input_in_buffer=True).to_device()
         fnets = [net if t not in fit.exclude_types else _placeholder_net(d.dim_out)
                  for t, net in enumerate(fit.nets)]  # excluded types' nets never run
-        self.fit = kc.NetPack.pack(fnets, dt, input_in_buffer=False).to_device()
+        self.fit = NetPack.pack(fnets, dt, input_in_buffer=False).to_device()
         self.emb_index = np.array([[d.embedding_index(ti, tj) for tj in range(nt)]
                                    for ti in range(nt)], dtype=np.int64)
         self.slot_type = np.repeat(np.arange(nt, dtype=np.int64), d.sel)
