@@ -131,7 +131,7 @@ def train_molecule_model(paths, steps: int):
     """The model and schedule of benchmarks/train_molecules.py, trained in-process."""
     from symref.io.data import load_systems
     from symref.train.loss import LossPrefactors
-    from symref.model.deeppot import build_model
+    from symref.model.build import build_model
     from symref.train.optim import ExpDecayLR
     from symref.train.stats import compute_statistics, stat_frames
     from symref.train.fit import fit_adam
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     if args.model:
         model, label = load_model(args.model), f"model {Path(args.model).name}"
     else:
-        from symref.model.deeppot import demo_model
+        from symref.model.build import demo_model
 
         model, label = demo_model(EXAMPLE_CONFIG, seed=1), "built-in smooth random model (seed 1)"
     data = Path(args.data)

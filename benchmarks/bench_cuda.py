@@ -181,7 +181,7 @@ def main(argv=None) -> int:
 
     from symref.deepmd_kit import forward_lower_eval, forward_lower_inputs
     from symref.fast.cuda import Evaluator
-    from symref.model.deeppot import demo_model
+    from symref.model.build import demo_model
     from symref.synthetic import EXAMPLE_CONFIG, EXAMPLE_SEED, replicate, replication_shape
 
     cfg = SMOKE_CONFIG if args.smoke else EXAMPLE_CONFIG

@@ -261,7 +261,7 @@ def worker_eval(spec) -> dict:
     label = f"{backend} {nat} atoms"
     if backend in ("numba", "numpy"):
         sys.path.insert(0, str(ROOT))
-        from symref.model.deeppot import demo_model
+        from symref.model.build import demo_model
 
         model = demo_model(model_config(spec["two_side"]), seed=MODEL_SEED)
         res["setup_s"] = time.perf_counter() - t0
@@ -374,7 +374,7 @@ def worker_startup(spec) -> dict:
 
     sys.path.insert(0, spec.get("symref_path") or str(ROOT))
     import symref
-    from symref.model.deeppot import demo_model
+    from symref.model.build import demo_model
 
     t_import = time.perf_counter() - t
     t = time.perf_counter()
@@ -766,7 +766,7 @@ def _run(args, report, tmp: Path, data, reps, n0, base_pairs, b0) -> int:
             import symref
 
             model_file = tmp / "model.dp"
-            from symref.model.deeppot import demo_model
+            from symref.model.build import demo_model
 
             symref.save_model(demo_model(model_config(args.two_side), seed=MODEL_SEED),
                               model_file)

@@ -75,7 +75,7 @@ def system(natoms: int):
 def model():
     from symref.synthetic import EXAMPLE_SEED, example_config
 
-    from symref.model.deeppot import demo_model
+    from symref.model.build import demo_model
 
     return demo_model(example_config(type_one_side=True), seed=EXAMPLE_SEED)
 

@@ -49,7 +49,7 @@ def worker(args) -> int:
 
     from symref.io.data import load_system, select_frames
     from symref.train.loss import LossPrefactors
-    from symref.model.deeppot import demo_model
+    from symref.model.build import demo_model
     from symref.train.parallel import get_comm, sharded_sum
     from symref.train.fit import batch_loss_and_grad, flat_parameters
 

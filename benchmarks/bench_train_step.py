@@ -34,7 +34,7 @@ def main():
 
     from symref.io.data import load_system
     from symref.train.loss import LossPrefactors, energy_loss_and_grad
-    from symref.model.deeppot import demo_model
+    from symref.model.build import demo_model
 
     cfg = {"type_map": ["O", "H"],
            "descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92],

@@ -102,7 +102,7 @@ def train_small_model(path: Path, steps: int) -> str:
     if not all((water / f"data_{k}" / "type.raw").is_file() for k in range(3)):
         from symref.synthetic import EXAMPLE_CONFIG, EXAMPLE_SEED
 
-        from symref.model.deeppot import demo_model
+        from symref.model.build import demo_model
 
         log(f"WARNING: {water} not found: a random model, whose NVE runs can heat up")
         symref.save_model(demo_model(EXAMPLE_CONFIG, seed=EXAMPLE_SEED), str(path))

@@ -10,7 +10,7 @@ Run from the repository root::
     python benchmarks/md_water.py --nve-ps 1 --nvt-ps 1 --f32-ps 0.2  # a quick look
 
 Without ``--model`` the model is a *smooth random* se_e2_a model of deepmd-kit's
-water-example size (``symref.model.deeppot.demo_model``, the configuration of
+water-example size (``symref.model.build.demo_model``, the configuration of
 ``bench_evaluate.py``, seed 1): its dynamics are not water's, but energy
 conservation, zero net force and numerical stability are measured just the
 same.  The start is frame 0 of ``../shared/data/water/data_0`` (192 atoms) with
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
         model = load_model(args.model)
         model_label = f"model {Path(args.model).name}"
     else:
-        from symref.model.deeppot import demo_model
+        from symref.model.build import demo_model
 
         from symref.synthetic import EXAMPLE_CONFIG
 

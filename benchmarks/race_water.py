@@ -69,7 +69,7 @@ def calibrate_symref(cfg: dict, steps: int) -> float:
 
     from symref.io.data import load_systems, select_frames
     from symref.train.loss import LossPrefactors
-    from symref.model.deeppot import build_model
+    from symref.model.build import build_model
     from symref.train.fit import batch_loss_and_grad
 
     model = build_model(cfg["model"], seed=1)

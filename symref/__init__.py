@@ -22,7 +22,8 @@ This module is a front door: it may import anything, and nothing of the library
 imports it (``symref._version`` holds the version).
 """
 from symref._version import __version__
-from symref.model.deeppot import DeepPot, build_model, randomize_statistics
+from symref.model.build import build_model, randomize_statistics
+from symref.model.deeppot import DeepPot
 from symref.vcnn import VectorCloudNet
 
 __all__ = ["DeepPot", "VectorCloudNet", "build_model", "randomize_statistics", "load_model", "save_model",

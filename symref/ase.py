@@ -130,13 +130,13 @@ def evaluation_box(cell, pbc, positions, rcut: float):
 
 
 def _load(model):
-    from symref.model.deeppot import DeepPot, DeepTensor
+    from symref.model.deeppot import DeepPot
 
     if isinstance(model, (str, Path)):
         from symref.io.model_file import load_model
 
         model = load_model(model)
-    if isinstance(model, DeepTensor) or not isinstance(model, DeepPot):
+    if not isinstance(model, DeepPot):  # DeepTensor is a sibling, not a DeepPot
         raise TypeError(f"SymrefCalculator needs an energy model (symref DeepPot or a model "
                         f"file), got {type(model).__name__}")
     return model
@@ -163,7 +163,7 @@ class SymrefCalculator(Calculator):
 
     def __init__(self, model, backend: str = "numba", precision: str | None = None,
                  type_map=None, **kwargs):
-        from symref.model.deeppot import BACKENDS
+        from symref.model.backends import BACKENDS
 
         super().__init__(**kwargs)
         models = list(model) if isinstance(model, (list, tuple)) else [model]

@@ -28,8 +28,8 @@ DEMO_CONFIG = {
 
 
 def demo_model(seed: int = 0):
-    """The built-in random model: :data:`DEMO_CONFIG` via :func:`symref.model.deeppot.demo_model`."""
-    from symref.model.deeppot import demo_model as make
+    """The built-in random model: :data:`DEMO_CONFIG` via :func:`symref.model.build.demo_model`."""
+    from symref.model.build import demo_model as make
 
     return make(DEMO_CONFIG, seed=seed)
 
@@ -98,7 +98,7 @@ def cmd_check(args) -> int:
         print("  (the first run compiles the numba kernels, ~20 s; later runs load them from cache)")
     print()
     ok = True
-    from symref.model.deeppot import DeepTensor
+    from symref.model.tensor import DeepTensor
 
     tensor = isinstance(model, DeepTensor)  # dipole / polarizability model
     for name, coord, atype, box in _systems(args, model):
@@ -168,7 +168,8 @@ def _train(args, comm) -> int:
     from symref.io.inputfile import LOSS_DEFAULTS, read_input
     from symref.io.model_file import save_model
     from symref.train.loss import LossPrefactors, TensorPrefactors
-    from symref.model.deeppot import DeepTensor, build_model
+    from symref.model.build import build_model
+    from symref.model.tensor import DeepTensor
     from symref.train.optim import ExpDecayLR
     from symref.train.parallel import default_threads, sync_model
     from symref.train.fit import fit_adam, fit_lbfgs
@@ -299,7 +300,7 @@ def cmd_test(args) -> int:
 
     model = load_model(args.model)
     systems = load_systems(args.system, model.type_map)
-    from symref.model.deeppot import DeepTensor
+    from symref.model.tensor import DeepTensor
 
     if isinstance(model, DeepTensor):  # dipole / polarizability model
         return _test_tensor(args, model, systems)

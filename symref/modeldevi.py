@@ -106,7 +106,7 @@ def model_deviation(models, coord, atype, box=None, *, frequency: int = 1,
     Returns (nf, 8) or, with ``atomic``, (nf, 8 + natoms): ``step`` (frame x
     ``frequency``), then :data:`COLUMNS`, then the per-atom force deviations.
     """
-    from symref.model.deeppot import normalize_inputs
+    from symref.model.base import normalize_inputs
 
     models = list(models)
     if len(models) < 2:

@@ -13,7 +13,7 @@ from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_s
 
 from symref.ase import SymrefCalculator, evaluation_box  # noqa: E402
 from symref.io.data import make_crystal, make_molecule
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 
 CFG = {"type_map": ["C", "H", "O"],
        "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [24, 48, 24],

@@ -16,7 +16,7 @@ WATER_CFG = {"type_map": ["O", "H"],
 
 
 def water_model():
-    return symref.model.deeppot.demo_model(WATER_CFG, seed=21)
+    return symref.model.build.demo_model(WATER_CFG, seed=21)
 
 
 @pytest.mark.slow

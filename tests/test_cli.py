@@ -75,7 +75,7 @@ def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
 
     from symref import load_model
     from symref.io.data import make_crystal
-    from symref.model.deeppot import demo_model
+    from symref.model.build import demo_model
 
     s = make_crystal(seed=2)
     teacher = demo_model({"type_map": ["A", "B"],

@@ -14,7 +14,7 @@ from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
 from symref import cli
 from symref.io.convert import atoms_to_systems, convert, systems_to_atoms
 from symref.io.data import load_system, make_crystal
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 
 CFG = {"type_map": ["O", "H"],
        "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [40, 40],

@@ -72,7 +72,7 @@ def test_gpu_benchmark_runs_on_the_simulator(tmp_path):
 def test_cuda_backend_without_a_gpu_says_what_to_do():
     if cuda_kernels_runnable():
         pytest.skip("this process can run CUDA kernels (GPU or simulator)")
-    from symref.model.deeppot import demo_model
+    from symref.model.build import demo_model
 
     cfg = {"type_map": ["A"], "descriptor": {"type": "se_e2_a", "rcut": 3.0, "sel": [4],
                                              "neuron": [2], "axis_neuron": 1},

@@ -95,7 +95,7 @@ def test_forward_lower_fed_symref_neighbours(tmp_path, shared_data, pt):
     reproduces symref's energy, forces and virial: 192 atoms and a 2x2x2 replica
     (1 536 atoms, many atoms seen through several images), a skewed cell too."""
     from symref.deepmd_kit import forward_lower_eval, forward_lower_inputs, pt_model
-    from symref.model.deeppot import demo_model
+    from symref.model.build import demo_model
     from symref.synthetic import EXAMPLE_CONFIG, EXAMPLE_SEED, replicate
 
     model = demo_model(EXAMPLE_CONFIG, seed=EXAMPLE_SEED)

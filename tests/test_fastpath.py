@@ -12,7 +12,7 @@ import pytest
 
 from symref.fast import cpu as fastpath
 from symref.io.data import make_crystal, make_molecule
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 
 TOL = {"energy": 1e-12, "atom_energy": 1e-12, "forces": 1e-10, "virial": 1e-10,
        "atom_virial": 1e-10}

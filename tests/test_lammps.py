@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from symref.lammps import lammps_cell
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 from symref.train.parallel import mpiexec_path
 from checkout import checkout_env
 

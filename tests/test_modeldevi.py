@@ -11,7 +11,7 @@ from symref.io.data import System, make_crystal, save_system
 from symref.io.model_file import save_model
 from symref.modeldevi import (COLUMNS, deviations, format_model_devi, model_deviation,
                               write_model_devi)
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 
 CFG = {"type_map": ["O", "H"],
        "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [40, 40],

@@ -18,7 +18,7 @@ def model(one_side=True, exclude=(), atom_exclude=(), fit_exclude=(), ntypes=2, 
                           "exclude_types": list(exclude)},
            "fitting_net": {"neuron": [12, 12], "resnet_dt": True, "exclude_types": list(fit_exclude)},
            "atom_exclude_types": list(atom_exclude)}
-    m = symref.model.deeppot.demo_model(cfg, seed=3)
+    m = symref.model.build.demo_model(cfg, seed=3)
     d = m.descriptor
     for a, b in exclude:
         # deepmd-kit keeps padded slots of an excluded group (row -davg/dstd), so E jumps
@@ -197,3 +197,45 @@ def test_excluded_neighbour_crossing_rcut_is_continuous_only_with_zero_davg():
     assert jump() < 1e-12
     d.davg[0, d.sel_offsets[1]:d.sel_offsets[2], 0] = 0.1
     assert jump() > 1e-6
+
+
+def test_pair_exclusion_rule_removes_both_orders_and_checks_types():
+    """reference.neighbors.exclude_type_pairs (the one copy of model-level pair exclusion):
+    a slot is emptied exactly when (centre type, neighbour type) is an excluded pair in
+    either order; padding stays padding; a type outside the model is an error."""
+    from symref.reference.neighbors import exclude_type_pairs, type_pair_table
+
+    atype = np.array([0, 1, 2, 1])
+    nlist = np.array([[1, 2, 3, -1], [0, 2, 3, -1], [0, 1, 3, -1], [0, 1, 2, -1]])
+    out = exclude_type_pairs(nlist, atype, 3, [(1, 0)])
+    tc, tn = atype[:, None], atype[np.maximum(nlist, 0)]
+    removed = (nlist >= 0) & (((tc == 0) & (tn == 1)) | ((tc == 1) & (tn == 0)))
+    np.testing.assert_array_equal(out, np.where(removed, -1, nlist))
+    assert exclude_type_pairs(nlist, atype, 3, []) is nlist
+    np.testing.assert_array_equal(type_pair_table(3, [(2, 1)]), type_pair_table(3, [(1, 2)]))
+    with pytest.raises(ValueError, match=r"\(0, 3\) is outside 0..2"):
+        type_pair_table(3, [(0, 3)])
+
+
+def test_backend_table_and_one_fallback_warning(monkeypatch):
+    """Every fast backend of DeepPot.evaluate comes from symref.model.backends; a model the
+    backend cannot evaluate runs on the reference with symref.fast.fallback_warning, whose
+    warning points at the caller of evaluate; DeepTensor is a sibling, not a DeepPot."""
+    from symref.fast import cpu
+    from symref.model.backends import BACKENDS
+    from symref.model.tensor import DeepTensor
+
+    assert BACKENDS == ("numba", "numpy", "cuda")
+    assert not issubclass(DeepTensor, symref.DeepPot)
+    assert not hasattr(DeepTensor, "astype") and not hasattr(DeepTensor, "_evaluate_frame")
+    m = model()
+    coord = np.array([[0.0, 0.0, 0.0], [1.1, 0.2, 0.0], [0.1, 1.3, 0.4], [1.2, 1.1, 0.9]])
+    atype = np.array([0, 1, 1, 0])
+    monkeypatch.setattr(cpu, "unsupported_reason", lambda model: "a test reason")
+    with pytest.warns(RuntimeWarning, match=r"backend='numba'.*a test reason.*NumPy reference") as w:
+        out = m.evaluate(coord, atype)
+    assert w[0].filename == __file__
+    ref = m.evaluate(coord, atype, backend="numpy")
+    np.testing.assert_array_equal(out["forces"], ref["forces"])
+    with pytest.raises(ValueError, match="backend must be one of"):
+        m.evaluate(coord, atype, backend="gpu")

@@ -16,7 +16,7 @@ import pytest
 
 from symref.io.data import System, make_molecule, save_system
 from symref.train.loss import LossPrefactors, energy_loss_and_grad, parameters
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 from symref.train.parallel import (
     SERIAL,
     MpiComm,

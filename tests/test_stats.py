@@ -22,7 +22,7 @@ from symref.fast import cpu as fastpath
 from symref.train import stats
 from symref.io.data import System, load_system, make_crystal, make_molecule, select_frames
 from symref.reference.env import smooth_switch
-from symref.model.deeppot import build_model
+from symref.model.build import build_model
 
 RTOL = 1e-10
 deepmd = pytest.mark.deepmd

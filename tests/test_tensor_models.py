@@ -1,4 +1,4 @@
-"""DeepDipole / DeepPolar (symref.model.deeppot.DeepTensor): equivariance (rotation, reflection,
+"""DeepDipole / DeepPolar (symref.model.tensor.DeepTensor): equivariance (rotation, reflection,
 translation, permutation, periodic wrapping), the dipole derivative against finite
 differences (order 2), the head's backward pass, and agreement with deepmd-kit's
 NumPy backend through model dicts and files (1e-10 relative, float64)."""
@@ -10,7 +10,8 @@ import pytest
 from symref import checks
 from symref.reference.fitting import tensor_fitting_backward, tensor_fitting_forward
 from symref.io.model_file import model_from_dict, model_to_dict
-from symref.model.deeppot import DeepTensor, build_model, demo_model
+from symref.model.build import build_model, demo_model
+from symref.model.tensor import DeepTensor
 
 VARIANTS = {
     "dipole": {"type": "dipole"},

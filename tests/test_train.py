@@ -4,7 +4,7 @@ import pytest
 
 from symref.io.data import System, make_molecule, map_types, split_frames
 from symref.train.loss import LossPrefactors
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 from symref.train.fit import batch_loss_and_grad, fit_lbfgs, flat_parameters, set_flat_parameters
 
 CFG = {"type_map": ["C", "H", "O"],

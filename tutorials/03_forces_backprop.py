@@ -45,7 +45,7 @@ from _common import mode_banner, pick, savefig  # noqa: E402
 import symref  # noqa: E402
 from symref import checks
 from symref.io.data import make_crystal, make_molecule
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 
 mode_banner("Tutorial 3")
 

@@ -57,7 +57,7 @@ from symref import checks
 from symref.io.data import System, load_systems, select_frames
 from symref.reference.descriptor.se_e2_a import keep_mask, se_e2_a_forward
 from symref.train.loss import LossPrefactors
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 from symref.reference.nn import init_mlp, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
 from symref.train.report import errors_table
 from symref.train.stats import compute_statistics

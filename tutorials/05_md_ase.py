@@ -34,7 +34,7 @@
 # $g_{OO}$). In practice you would train properly with `symref train input.json` (README,
 # "Training"; the 60-minute model there reaches 61 meV/Å) and load the file:
 # `SymrefCalculator("model.dp")`. Without the data — a bare clone — the tutorial says so and uses
-# a smooth *random* model (`symref.model.deeppot.demo_model`, as `benchmarks/md_water.py` does) on a
+# a smooth *random* model (`symref.model.build.demo_model`, as `benchmarks/md_water.py` does) on a
 # box of randomly placed water molecules: everything about integrators and conservation still
 # holds, nothing about water's structure does.
 #
@@ -72,7 +72,7 @@ from symref.ase import SymrefCalculator  # noqa: E402
 from symref.io.data import load_system, load_systems, select_frames
 from symref.train.loss import LossPrefactors
 from symref.md import energy_drift, frames_rdf, rdf  # noqa: E402
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 from symref.train.optim import ExpDecayLR
 from symref.train.report import errors_table
 from symref.train.stats import compute_statistics

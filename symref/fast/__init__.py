@@ -7,7 +7,25 @@
 ``kernels/``  the kernels themselves, each a twin of a NumPy function with the same
               signature and a test comparing them (``atol + |ref|·eps(dtype)``)
 
-May import: numpy, numba, numba-cuda and ``symref.reference``.  Never
-``symref.model``: a model hands its arrays to these functions, which do not know
-the model classes.
+An evaluation backend (``cpu``, ``cuda``) offers the model three functions:
+``require()`` (raise when it cannot run in this process), ``unsupported_reason(model)``
+(why it cannot evaluate this model exactly, or None) and ``frame_evaluator(model, dtype)``
+(a callable ``(coord, atype, box, *, truncate, frame) -> dict`` for one frame).  Where a
+model is unsupported the model falls back to the NumPy reference and says so with
+:func:`fallback_warning`, the one warning every backend uses.
+
+May import: numpy, numba, numba-cuda and ``symref.reference``.  Never the models'
+subpackage (``model/``): a model hands its arrays to these functions, which do not
+know the model classes.
 """
+from __future__ import annotations
+
+import warnings
+
+
+def fallback_warning(backend: str, reason: str, *, stacklevel: int = 2) -> None:
+    """``RuntimeWarning``: ``backend`` cannot evaluate the model exactly (``reason``), so the
+    NumPy reference runs instead.  ``stacklevel`` as :func:`warnings.warn`'s, counted from
+    the caller of this function (2: the caller's caller)."""
+    warnings.warn(f"backend={backend!r} cannot evaluate this model exactly ({reason}); "
+                  "using the NumPy reference", RuntimeWarning, stacklevel=stacklevel + 1)

@@ -1,6 +1,6 @@
 r"""The fast CPU path of :meth:`symref.DeepPot.evaluate` (``backend="numba"``).
 
-Same mathematics as the NumPy reference (:mod:`symref.model.deeppot`), reorganised for
+Same mathematics as the NumPy reference (``backend="numpy"``), reorganised for
 speed; the kernels are in :mod:`symref.fast.kernels`, each tested against a NumPy
 twin, and the whole path is tested against the reference.
 
@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
@@ -55,6 +54,7 @@ import numpy as np
 from symref.fast import blas as _blas
 from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
+from symref.reference.neighbors import type_pair_table
 from symref.reference.nn import mlp_forward
 
 BLOCK_PAIRS = 8192  # upper bound on pairs per block (cache-sized working set)
@@ -99,6 +99,23 @@ def default_mode() -> str:
     return "blocks" if _blas.can_limit() else "kernels"
 
 
+def require() -> None:
+    """Nothing to check: numba is one of symref's dependencies (the backend protocol of
+    :mod:`symref.fast`)."""
+
+
+def frame_evaluator(model, dtype=np.float64):
+    """``(coord, atype, box, *, truncate, frame) -> dict`` evaluating one frame of ``model``
+    with :func:`evaluate_frame` (float64 only: the model keeps float32 on the reference)."""
+    if np.dtype(dtype) != np.float64:
+        raise ValueError(f"the numba path evaluates float64 only, got {np.dtype(dtype)}")
+
+    def frame_fn(coord, atype, box, *, truncate=False, frame=None, **_):
+        return evaluate_frame(model, coord, atype, box, truncate=truncate, frame=frame)
+
+    return frame_fn
+
+
 def unsupported_reason(model) -> str | None:
     """Why the fast path cannot evaluate ``model`` exactly, or None."""
     d = model.descriptor
@@ -126,10 +143,8 @@ def pair_rules(model) -> np.ndarray:
     """
     nt = model.descriptor.ntypes
     rule = np.ones((nt, nt), dtype=np.int64)
-    for a, b in model.descriptor.exclude_types:
-        rule[a, b] = rule[b, a] = 2
-    for a, b in model.pair_exclude_types:
-        rule[a, b] = rule[b, a] = 0
+    rule[type_pair_table(nt, model.descriptor.exclude_types)] = 2
+    rule[type_pair_table(nt, model.pair_exclude_types)] = 0
     return rule
 
 
@@ -173,7 +188,7 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
                    fold: np.ndarray | None = None, pair_list=None) -> dict:
     """Energy, forces, virial, atom_energy and atom_virial of one frame (float64).
 
-    Same inputs and outputs as the reference ``DeepPot._evaluate_frame``.
+    Same inputs and outputs as the reference's frame function (``DeepPot._evaluate_frame``).
     ``mode``: see :func:`default_mode`.  Results do not depend on the mode or
     the number of threads except through BLAS summation order.
 
@@ -437,8 +452,3 @@ def _identity_layer(n):
     """A linear n -> n layer without bias: lets a one-layer embedding net use the
     fused first-layer and last-layer kernels."""
     return (np.eye(n), np.zeros(n), np.ones(n), 0, 0)
-
-
-def fallback_warning(reason: str):
-    warnings.warn(f"backend='numba' cannot evaluate this model exactly ({reason}); "
-                  "using the NumPy reference", RuntimeWarning, stacklevel=3)

@@ -1,8 +1,9 @@
 r"""The GPU path of :meth:`symref.DeepPot.evaluate` (``backend="cuda"``), with numba-cuda.
 
-Same mathematics and outputs as the NumPy reference (:mod:`symref.model.deeppot`),
-float64 or float32; the kernels, each with a NumPy twin, are in
-:mod:`symref.fast.kernels.cuda_se_e2_a`.  Per frame:
+Same mathematics and outputs as the NumPy reference (``backend="numpy"``),
+float64 or float32; the kernels' launchers, each with a NumPy twin, are in
+:mod:`symref.fast.kernels.cuda_se_e2_a`, the kernels themselves and the packed
+nets in :mod:`symref.fast.kernels.cuda_se_e2_a_device`.  Per frame:
 
 1. *Host*: neighbour list in the padded se_e2_a layout by symref's numba CPU
    cell-list search (:func:`symref.fast.kernels.neighbors.build_neighbor_list_fast`,
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import warnings
 
 import numpy as np
 
@@ -72,9 +72,9 @@ def unsupported_reason(model) -> str | None:
     Everything the CPU fast path supports is supported, and more (statistics
     may vary slot by slot: padded slots are computed like real ones).
     """
-    from symref.model.deeppot import DeepPot, DeepTensor
+    from symref.reference.fitting import EnergyFitting
 
-    if isinstance(model, DeepTensor) or not isinstance(model, DeepPot):
+    if not isinstance(getattr(model, "fitting", None), EnergyFitting):
         return "only energy models (DeepPot) have a GPU path"
     d = model.descriptor
     for net in list(d.embeddings) + list(model.fitting.nets):
@@ -92,15 +92,16 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
-def fallback_warning(reason: str):
-    warnings.warn(f"backend='cuda' cannot evaluate this model exactly ({reason}); "
-                  "using the NumPy reference", RuntimeWarning, stacklevel=3)
+def frame_evaluator(model, dtype=np.float64) -> "Evaluator":
+    """``(coord, atype, box, *, truncate, frame) -> dict`` for one frame of ``model`` on the
+    GPU: an :class:`Evaluator` (the backend protocol of :mod:`symref.fast`)."""
+    return Evaluator(model, dtype)
 
 
 class Evaluator:
     """``backend="cuda"`` for one model and dtype: parameters packed and copied once.
 
-    Call it like ``DeepPot._evaluate_frame``: ``ev(coord, atype, box, truncate=...,
+    Call it like the reference's frame function: ``ev(coord, atype, box, truncate=...,
     frame=...)`` -> dict of energy, forces, virial, atom_energy, atom_virial
     (NumPy arrays of ``dtype``).
     """
@@ -110,6 +111,7 @@ class Evaluator:
         from numba import cuda
 
         from symref.fast.kernels import cuda_se_e2_a as kc
+        from symref.fast.kernels.cuda_se_e2_a_device import NetPack
 
         self.kc, self.cuda = kc, cuda
         self.model = model
@@ -117,10 +119,10 @@ class Evaluator:
         d, fit = model.descriptor, model.fitting
         nt = d.ntypes
         dt = self.dtype
-        self.emb = kc.NetPack.pack(d.embeddings, dt, input_in_buffer=True).to_device()
+        self.emb = NetPack.pack(d.embeddings, dt, input_in_buffer=True).to_device()
         fnets = [net if t not in fit.exclude_types else _placeholder_net(d.dim_out)
                  for t, net in enumerate(fit.nets)]  # excluded types' nets never run
-        self.fit = kc.NetPack.pack(fnets, dt, input_in_buffer=False).to_device()
+        self.fit = NetPack.pack(fnets, dt, input_in_buffer=False).to_device()
         self.emb_index = np.array([[d.embedding_index(ti, tj) for tj in range(nt)]
                                    for ti in range(nt)], dtype=np.int64)
         self.slot_type = np.repeat(np.arange(nt, dtype=np.int64), d.sel)
@@ -137,18 +139,15 @@ class Evaluator:
 
     def host_inputs(self, coord, atype, box, *, truncate=False, frame=None):
         """Host side of one frame: ``(nlist, keep, rij, rev_ptr, rev_idx)``."""
-        from symref.reference.descriptor.se_e2_a import keep_mask
         from symref.fast.kernels.neighbors import build_neighbor_list_fast
+        from symref.reference.descriptor.se_e2_a import keep_mask
+        from symref.reference.neighbors import exclude_type_pairs
 
         model, d = self.model, self.model.descriptor
         nl = build_neighbor_list_fast(coord, atype, box, d.rcut, d.sel, truncate=truncate,
                                       frame=frame)
-        nlist = nl.nlist
-        if model.pair_exclude_types:  # as DeepPot.environment: removed pairs become padding
-            tnei = np.where(nlist >= 0, atype[np.maximum(nlist, 0)], -1)
-            for a, b in model.pair_exclude_types:
-                for ti, tj in ((a, b), (b, a)):
-                    nlist = np.where((atype[:, None] == ti) & (tnei == tj), -1, nlist)
+        # removed pairs become padding, as in the reference
+        nlist = exclude_type_pairs(nl.nlist, atype, d.ntypes, model.pair_exclude_types)
         nlist = np.ascontiguousarray(nlist, dtype=np.int64)
         mask = nlist >= 0
         rij = np.ascontiguousarray(np.where(mask[..., None], nl.rij, 0.0), dtype=self.dtype)

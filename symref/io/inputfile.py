@@ -3,7 +3,7 @@ r"""deepmd-kit's ``input.json`` for ``symref train``: the subset symref implemen
 Sections read (deepmd-kit's names and defaults):
 
 * ``model``: ``type_map``, ``descriptor`` (se_e2_a), ``fitting_net`` (ener, dipole, polar) —
-  see :func:`symref.model.deeppot.build_model`;
+  see :func:`symref.model.build.build_model`;
 * ``learning_rate``: ``type`` "exp", ``start_lr`` (1e-3), ``stop_lr`` (1e-8),
   ``decay_steps`` (5000), ``decay_rate``, ``warmup_steps``, ``smooth``;
 * ``loss``: ``type`` "ener", ``start_pref_{e,f,v}`` / ``limit_pref_{e,f,v}``

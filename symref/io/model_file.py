@@ -62,7 +62,8 @@ import numpy as np
 
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.fitting import EnergyFitting, TensorFitting
-from symref.model.deeppot import DeepPot, DeepTensor
+from symref.model.deeppot import DeepPot
+from symref.model.tensor import DeepTensor
 from symref.reference.nn import Layer
 
 __all__ = [

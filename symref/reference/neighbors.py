@@ -216,3 +216,39 @@ def build_neighbor_list(coord, atype, box, rcut, sel, *, truncate=False, frame=N
             shift[i, s0:s0 + n] = S
             rij_out[i, s0:s0 + n] = coord[jj[pick]] - coord[i] + S
     return NeighborList(nlist, shift, rij_out)
+
+
+# --------------------------------------------------------------------------- excluded type pairs
+def type_pair_table(ntypes: int, pairs) -> np.ndarray:
+    """``table[ti, tj]`` (ntypes x ntypes bool, symmetric): True when the unordered type
+    pair ``(ti, tj)`` is one of ``pairs`` (a list of ``(a, b)``; both orders are meant).
+
+    The one statement of deepmd-kit's type-pair exclusion rule; it serves the model's
+    ``pair_exclude_types`` (:func:`exclude_type_pairs`) and the descriptor's
+    ``exclude_types`` (:func:`symref.reference.descriptor.se_e2_a.keep_mask`) alike.
+    ``ValueError`` for a type outside ``0..ntypes-1``.
+    """
+    table = np.zeros((ntypes, ntypes), dtype=bool)  # (centre type, neighbour type)
+    for a, b in pairs:
+        if not (0 <= a < ntypes and 0 <= b < ntypes):
+            raise ValueError(f"excluded type pair ({a}, {b}) is outside 0..{ntypes - 1}")
+        table[a, b] = table[b, a] = True
+    return table
+
+
+def exclude_type_pairs(nlist: np.ndarray, atype: np.ndarray, ntypes: int, pairs) -> np.ndarray:
+    """``nlist`` (nloc x nnei) with the neighbours of excluded type pairs removed (-1).
+
+    deepmd-kit's model-level ``pair_exclude_types``: slot j of centre i is emptied when
+    ``(atype[i], atype[nlist[i, j]])`` is in ``pairs`` (either order); the emptied slot
+    then counts as padding.  ``atype``: types of all atoms ``nlist`` indexes (its first
+    nloc entries are the centres').  Returns a new array (``nlist`` itself when
+    ``pairs`` is empty).
+    """
+    if not len(pairs):
+        return nlist
+    table = type_pair_table(ntypes, pairs)
+    real = nlist >= 0  # nloc x nnei
+    tnei = atype[np.where(real, nlist, 0)]  # nloc x nnei, neighbour types (0 where padded)
+    removed = real & table[atype[:nlist.shape[0], None], tnei]
+    return np.where(removed, -1, nlist)

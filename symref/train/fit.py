@@ -219,7 +219,7 @@ def errors(model, system, pref: LossPrefactors | None = None) -> dict:
     ``pref``, ``rmse`` = sqrt(loss)."""
     from symref.train.report import errors_table
 
-    from symref.model.deeppot import DeepTensor
+    from symref.model.tensor import DeepTensor
 
     if isinstance(model, DeepTensor):
         return tensor_errors(model, system)

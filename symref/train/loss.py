@@ -49,7 +49,7 @@ import numpy as np
 from symref.reference.descriptor.se_e2_a import keep_mask, se_e2_a_backward_dual, se_e2_a_forward_dual
 from symref.reference.env import env_mat_tangent
 from symref.reference.fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
-from symref.model.deeppot import normalize_inputs
+from symref.model.base import normalize_inputs
 
 
 @dataclass
@@ -200,7 +200,7 @@ class TensorPrefactors:
 
 def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
                          pref: TensorPrefactors = TensorPrefactors(), *, grad: bool = True):
-    r"""deepmd-kit's ``tensor`` loss of a :class:`~symref.model.deeppot.DeepTensor` and its gradient.
+    r"""deepmd-kit's ``tensor`` loss of a :class:`~symref.model.tensor.DeepTensor` and its gradient.
 
     For frames f with N atoms and c = 3 (dipole) or 9 (polarizability) components,
 

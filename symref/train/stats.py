@@ -128,7 +128,8 @@ import numpy as np
 from symref.io.data import System, load_system, map_types, select_frames
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.env import env_mat_forward
-from symref.model.deeppot import DeepPot, normalize_inputs
+from symref.reference.neighbors import type_pair_table
+from symref.model.base import SeE2AModel, normalize_inputs
 
 #: deepmd-kit's default ``model.data_stat_nbatch``
 DATA_STAT_NBATCH = 10
@@ -313,7 +314,7 @@ class EnvStatSums:
 
 
 def _unpack_model(model_or_descriptor):
-    if isinstance(model_or_descriptor, DeepPot):
+    if isinstance(model_or_descriptor, SeE2AModel):  # DeepPot or DeepTensor
         m = model_or_descriptor
         return m.descriptor, list(m.pair_exclude_types), list(m.type_map)
     if isinstance(model_or_descriptor, SeE2A):
@@ -354,11 +355,8 @@ def env_stat_sums(model_or_descriptor, systems, *, type_map=None, pair_exclude_t
     if type_map is not None and len(type_map) != ntypes:
         raise ValueError(f"type_map {list(type_map)} has {len(type_map)} types but the "
                          f"descriptor has {ntypes} (len(sel))")
-    excluded = np.zeros((ntypes, ntypes), dtype=bool)  # (centre type, neighbour type)
-    for a, b in list(desc.exclude_types) + [tuple(p) for p in pair_exclude_types]:
-        if not (0 <= a < ntypes and 0 <= b < ntypes):
-            raise ValueError(f"excluded type pair ({a}, {b}) is outside 0..{ntypes - 1}")
-        excluded[a, b] = excluded[b, a] = True
+    excluded = type_pair_table(ntypes, list(desc.exclude_types)
+                               + [tuple(p) for p in pair_exclude_types])  # (centre, neighbour type)
     total = EnvStatSums.zeros(ntypes)
     for k, s in enumerate(_as_systems(systems, type_map)):
         coord, atype, box = _frames(s, k, ntypes)
@@ -507,7 +505,8 @@ def energy_bias(systems, ntypes: int, type_map=None, rcond: float | None = None,
 
 
 # ----------------------------------------------------------------------------- apply
-def apply_statistics(model: DeepPot, davg=None, dstd=None, bias=None, std=None) -> DeepPot:
+def apply_statistics(model: SeE2AModel, davg=None, dstd=None, bias=None,
+                     std=None) -> SeE2AModel:
     """Write statistics into ``model`` (in place) where deepmd-kit 3.2 puts them; returns it.
 
     ``dstd`` -> ``model.descriptor.dstd``; ``davg`` -> ``model.descriptor.davg``
@@ -521,7 +520,7 @@ def apply_statistics(model: DeepPot, davg=None, dstd=None, bias=None, std=None) 
     ntypes x nnei x 4; ``bias``/``std`` may be (ntypes,), (ntypes, 1) or
     deepmd-kit's (1, ntypes, 1).
     """
-    if not isinstance(model, DeepPot):
+    if not isinstance(model, SeE2AModel):
         raise TypeError(f"model must be a symref DeepPot, got {type(model).__name__}")
     d = model.descriptor
     shape = (d.ntypes, d.nnei, 4)
@@ -558,7 +557,7 @@ def apply_statistics(model: DeepPot, davg=None, dstd=None, bias=None, std=None) 
     return model
 
 
-def compute_statistics(model: DeepPot, systems, *, apply: bool = True, truncate: bool = True,
+def compute_statistics(model: SeE2AModel, systems, *, apply: bool = True, truncate: bool = True,
                        rcond: float | None = None, preset_bias=None,
                        backend: str = "numba") -> dict:
     """deepmd-kit's ``model.compute_or_load_stat`` for a symref model, on every frame given.
@@ -570,7 +569,7 @@ def compute_statistics(model: DeepPot, systems, *, apply: bool = True, truncate:
     written by :func:`apply_statistics`.  Returns ``{"davg", "dstd",
     "out_bias", "out_std"}``.
     """
-    if not isinstance(model, DeepPot):
+    if not isinstance(model, SeE2AModel):
         raise TypeError(f"model must be a symref DeepPot, got {type(model).__name__}")
     systems = _as_systems(systems, model.type_map)
     davg, dstd = env_stat(model, systems, truncate=truncate, backend=backend)

@@ -9,7 +9,7 @@ import numpy as np
 
 from symref.io.data import make_crystal, make_molecule
 from symref.fast.kernels import cuda_se_e2_a as kc
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 
 TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2e-5}
 

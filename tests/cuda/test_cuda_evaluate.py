@@ -19,7 +19,7 @@ if not cuda_kernels_runnable():  # a file named on the command line (tests/conft
 from cuda_cases import config, frame, max_rel, small_model
 from symref.fast import cuda as cudapath
 from symref.io.data import make_molecule
-from symref.model.deeppot import demo_model
+from symref.model.build import demo_model
 
 TOL = {"energy": 1e-12, "atom_energy": 1e-12, "forces": 1e-10, "virial": 1e-10,
        "atom_virial": 1e-10}

@@ -18,6 +18,7 @@ if not cuda_kernels_runnable():  # a file named on the command line (tests/conft
 
 from cuda_cases import assert_close, frame, small_model, twin_pipeline
 from symref.fast.kernels import cuda_se_e2_a as kc
+from symref.fast.kernels.cuda_se_e2_a_device import NetPack
 
 DTYPES = [np.float64, np.float32]
 # (model keywords, frame kind): periodic and not, one- and two-side, with every exclusion
@@ -150,7 +151,7 @@ def test_netpack_round_trip_and_embedding_shortcuts(resnet_dt, neuron):
     """Packing keeps every layer (shortcut x, [x, x], none; with and without timestep)
     and the embedding kernels follow deepmd-kit's residual rule for each."""
     m = small_model(seed=4, neuron=neuron, resnet_dt=resnet_dt, one_side=True)
-    pk = kc.NetPack.pack(m.descriptor.embeddings, np.float64, input_in_buffer=True)
+    pk = NetPack.pack(m.descriptor.embeddings, np.float64, input_in_buffer=True)
     for net, back in zip(m.descriptor.embeddings, pk.unpack()):
         assert [ly.shortcut for ly in net] == [ly.shortcut for ly in back]
         for a, b in zip(net, back):

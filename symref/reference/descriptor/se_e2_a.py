@@ -33,6 +33,7 @@ import numpy as np
 
 from symref.reference.core import (cloud_sum_backward, cloud_sum_forward, gram_backward, gram_backward_dual,
                    gram_forward, gram_tangent)
+from symref.reference.neighbors import type_pair_table
 from symref.reference.nn import Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
 
 
@@ -98,13 +99,10 @@ def keep_mask(desc: SeE2A, atype_loc: np.ndarray, nlist: np.ndarray) -> np.ndarr
 
     Padded slots are kept (their rows are the constant -davg/dstd), as in deepmd-kit.
     """
-    keep = np.ones(nlist.shape, dtype=bool)
-    if desc.exclude_types:
-        st = _slot_types(desc)
-        for a, b in desc.exclude_types:
-            for ti, tj in ((a, b), (b, a)):
-                keep &= ~((atype_loc[:, None] == ti) & (st[None, :] == tj) & (nlist >= 0))
-    return keep
+    if not desc.exclude_types:
+        return np.ones(nlist.shape, dtype=bool)
+    excluded = type_pair_table(desc.ntypes, desc.exclude_types)  # ntypes x ntypes
+    return ~(excluded[atype_loc[:, None], _slot_types(desc)[None, :]] & (nlist >= 0))
 
 
 def _embedding_groups(desc: SeE2A, atype_loc: np.ndarray):
