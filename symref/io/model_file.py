@@ -329,13 +329,38 @@ def model_to_dict(model: DeepPot) -> dict:
     if desc.ntypes != ntypes or fit.ntypes != ntypes:
         raise ValueError(f"model_to_dict: type_map has {ntypes} types but descriptor has "
                          f"{desc.ntypes} and fitting {fit.ntypes}")
+    descriptor = _descriptor_to_dict(desc, type_map)
+    fitting = _fitting_to_dict(fit, type_map, desc.dim_out)
+    out_bias = np.asarray(model.out_bias)
+    out_std = np.asarray(model.out_std)
+    return {
+        "type_map": list(type_map),
+        "atom_exclude_types": [int(t) for t in model.atom_exclude_types],
+        "pair_exclude_types": [[int(a), int(b)] for a, b in model.pair_exclude_types],
+        "rcond": None,
+        "preset_out_bias": None,
+        "@variables": {
+            "out_bias": out_bias.reshape(1, ntypes, -1),
+            "out_std": out_std.reshape(1, ntypes, -1),
+        },
+        "@class": "Model",
+        "type": "standard",
+        "@version": _WRITE_VERSIONS["Model"],
+        "descriptor": descriptor,
+        "fitting": fitting,
+    }
+
+
+def _descriptor_to_dict(desc: SeE2A, type_map: list[str]) -> dict:
+    """The ``descriptor`` section: se_e2_a settings, embedding nets, davg/dstd."""
+    ntypes = len(type_map)
     if str(desc.activation_function).lower() != "tanh":
         raise _unsupported("model_to_dict", f"activation_function {desc.activation_function!r}")
     dprec = _precision_name(desc.precision, "descriptor")
     nemb = ntypes if desc.type_one_side else ntypes * ntypes
     if len(desc.embeddings) != nemb:
         raise ValueError(f"model_to_dict: {len(desc.embeddings)} embedding nets, expected {nemb}")
-    descriptor = {
+    return {
         "@class": "Descriptor",
         "type": "se_e2_a",
         "@version": _WRITE_VERSIONS["Descriptor"],
@@ -365,11 +390,15 @@ def model_to_dict(model: DeepPot) -> dict:
         "@variables": {"davg": np.asarray(desc.davg), "dstd": np.asarray(desc.dstd)},
         "type_map": list(type_map),
     }
+
+
+def _fitting_to_dict(fit, type_map: list[str], dim_descrpt: int) -> dict:
+    """The ``fitting`` section: an ener, dipole or polar head, its nets and biases."""
+    ntypes = len(type_map)
     trainable = fit.trainable
     if isinstance(trainable, (bool, np.bool_)):
         trainable = [bool(trainable)] * (len(fit.neuron) + 1)
     trainable = [bool(t) for t in trainable]
-    dim_descrpt = desc.dim_out
     tensor = isinstance(fit, TensorFitting)
     bias_atom_e = np.asarray(fit.bias_atom if tensor else fit.bias_atom_e)
     fitting = {
@@ -421,24 +450,7 @@ def model_to_dict(model: DeepPot) -> dict:
             fitting["@variables"]["scale"] = np.asarray(fit.scale).reshape(ntypes, 1)
             fitting["@variables"]["constant_matrix"] = np.asarray(fit.constant_matrix).reshape(
                 ntypes)
-    out_bias = np.asarray(model.out_bias)
-    out_std = np.asarray(model.out_std)
-    return {
-        "type_map": list(type_map),
-        "atom_exclude_types": [int(t) for t in model.atom_exclude_types],
-        "pair_exclude_types": [[int(a), int(b)] for a, b in model.pair_exclude_types],
-        "rcond": None,
-        "preset_out_bias": None,
-        "@variables": {
-            "out_bias": out_bias.reshape(1, ntypes, -1),
-            "out_std": out_std.reshape(1, ntypes, -1),
-        },
-        "@class": "Model",
-        "type": "standard",
-        "@version": _WRITE_VERSIONS["Model"],
-        "descriptor": descriptor,
-        "fitting": fitting,
-    }
+    return fitting
 
 
 def _unwrap(d: Any) -> dict:
@@ -468,9 +480,21 @@ def model_from_dict(d: dict) -> DeepPot:
     model-level ``rcond``/``preset_out_bias``.  Arrays are used as given (no
     copy, dtype kept); ``bias_atom_e`` (ntypes, 1) and ``out_bias``/``out_std``
     (1, ntypes, 1) become (ntypes,) views.
+
+    The sections are read in order, each by its own reader: the model header and
+    type map, ``descriptor``, ``fitting``, then the model-level statistics and
+    exclusions (:func:`_finish_model`).
     """
     d = _unwrap(d)
     where = "model"
+    type_map = _model_header_from_dict(d, where)
+    descriptor = _descriptor_from_dict(_require(d, "descriptor", where), type_map)
+    fitting, odim = _fitting_from_dict(_require(d, "fitting", where), type_map, descriptor)
+    return _finish_model(d, where, type_map, descriptor, fitting, odim)
+
+
+def _model_header_from_dict(d: dict, where: str) -> list[str]:
+    """Model class, type and version; returns the type map."""
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected a dict, got {type(d).__name__}")
     cls = d.get("@class", "Model")
@@ -481,13 +505,14 @@ def model_from_dict(d: dict) -> DeepPot:
         raise _unsupported(where, f"model type {mtype!r} (symref reads 'standard' models)")
     _check_version(d, "Model", where)
     type_map = [str(t) for t in _require(d, "type_map", where)]
-    ntypes = len(type_map)
-    if ntypes == 0:
+    if len(type_map) == 0:
         raise ValueError(f"{where}: empty type_map")
+    return type_map
 
-    # ---------------- descriptor
-    dd = _require(d, "descriptor", where)
-    w = "model.descriptor"
+
+def _check_descriptor_features(dd: Any, w: str) -> None:
+    """Refuse descriptors symref does not implement (other types, compression, spin,
+    the exponential switch, non-tanh activations) and unsupported versions."""
     if not isinstance(dd, dict):
         raise ValueError(f"{w}: expected a dict")
     if dd.get("@class", "Descriptor") != "Descriptor":
@@ -506,6 +531,14 @@ def model_from_dict(d: dict) -> DeepPot:
     act = str(dd.get("activation_function", "tanh")).lower()
     if act != "tanh":
         raise _unsupported(w, f"activation_function {act!r} (symref implements tanh)")
+
+
+def _descriptor_from_dict(dd: Any, type_map: list[str]) -> SeE2A:
+    """The ``descriptor`` section: an se_e2_a (or se_a) descriptor, its nets and davg/dstd."""
+    w = "model.descriptor"
+    ntypes = len(type_map)
+    _check_descriptor_features(dd, w)
+    env_mat = dd.get("env_mat") or {}
     sel = [int(s) for s in _require(dd, "sel", w)]
     if len(sel) != ntypes:
         raise ValueError(f"{w}: len(sel)={len(sel)} != ntypes={ntypes}")
@@ -536,7 +569,7 @@ def model_from_dict(d: dict) -> DeepPot:
     axis_neuron = int(_require(dd, "axis_neuron", w))
     if not 0 < axis_neuron <= neuron[-1]:
         raise ValueError(f"{w}: axis_neuron {axis_neuron} must be in 1..neuron[-1]={neuron[-1]}")
-    descriptor = SeE2A(
+    return SeE2A(
         rcut=rcut,
         rcut_smth=rcut_smth,
         sel=sel,
@@ -555,9 +588,11 @@ def model_from_dict(d: dict) -> DeepPot:
         trainable=bool(dd.get("trainable", True)),
     )
 
-    # ---------------- fitting
-    fd = _require(d, "fitting", where)
-    w = "model.fitting"
+
+def _check_fitting_features(fd: Any, w: str) -> str:
+    """Refuse fittings symref does not implement (other types, frame/atomic parameters,
+    case embedding, spin, mixed types, shared layers, ``atom_ener``, non-tanh
+    activations) and unsupported versions; returns the fitting type."""
     if not isinstance(fd, dict):
         raise ValueError(f"{w}: expected a dict")
     if fd.get("@class", "Fitting") != "Fitting":
@@ -591,6 +626,18 @@ def model_from_dict(d: dict) -> DeepPot:
     act = str(fd.get("activation_function", "tanh")).lower()
     if act != "tanh":
         raise _unsupported(w, f"activation_function {act!r} (symref implements tanh)")
+    return ftype
+
+
+def _fitting_from_dict(fd: Any, type_map: list[str], descriptor: SeE2A):
+    """The ``fitting`` section: an ener, dipole or polar head on ``descriptor``.
+
+    Returns ``(fitting, odim)``: an :class:`EnergyFitting` (odim 1) or a
+    :class:`TensorFitting` (odim 3 for a dipole, 9 for a polarizability).
+    """
+    w = "model.fitting"
+    ntypes = len(type_map)
+    ftype = _check_fitting_features(fd, w)
     if int(fd.get("ntypes", ntypes)) != ntypes:
         raise ValueError(f"{w}: ntypes {fd.get('ntypes')} != {ntypes}")
     dim_descrpt = int(fd.get("dim_descrpt", descriptor.dim_out))
@@ -643,22 +690,11 @@ def model_from_dict(d: dict) -> DeepPot:
             _as_array(cmat, w, "constant_matrix").reshape(ntypes),
             r_differentiable=bool(fd.get("r_differentiable", True)),
             c_differentiable=bool(fd.get("c_differentiable", True)), **common)
-        return _finish_model(d, where, type_map, descriptor, fitting,
-                             3 if ftype == "dipole" else 9)
-    fitting = EnergyFitting(
-        neuron=fneuron,
-        nets=nets,
-        bias_atom_e=bias_atom_e.reshape(ntypes),
-        resnet_dt=bool(fd.get("resnet_dt", True)),
-        exclude_types=[int(t) for t in fd.get("exclude_types", [])],
-        activation_function=fd.get("activation_function", "tanh"),
-        precision=fprec,
-        rcond=None if fd.get("rcond") is None else float(fd["rcond"]),
-        trainable=trainable,
-        atom_ener=None if atom_ener is None else list(atom_ener),
-    )
-
-    return _finish_model(d, where, type_map, descriptor, fitting, 1)
+        return fitting, 3 if ftype == "dipole" else 9
+    atom_ener = fd.get("atom_ener")
+    fitting = EnergyFitting(neuron=fneuron, nets=nets, bias_atom_e=bias_atom_e.reshape(ntypes),
+                            atom_ener=None if atom_ener is None else list(atom_ener), **common)
+    return fitting, 1
 
 
 def _finish_model(d, where, type_map, descriptor, fitting, odim):
