@@ -52,6 +52,15 @@ def _fd_result(name, analytic, fd, h1, h2, tol, roundoff, emag, details) -> Chec
                        details=details, order=p_obs if meaningful else None)
 
 
+def _fd_inputs(calc, coord, box, steps, tol, roundoff):
+    """Validated inputs of the calculator FD checks: ``(coord, box, (h1, h2), tol, roundoff)``."""
+    _check_calc(calc)
+    coord = _as_coord(coord)
+    box = _as_box(box)
+    steps = _as_steps(steps, "steps")
+    return coord, box, steps, _positive(tol, "tol"), _positive(roundoff, "roundoff")
+
+
 def check_forces_fd(calc: Calculator, coord, box=None, steps=(1e-2, 5e-3), natoms_sample=None,
                     rng=None, tol: float = 1e-6, *, roundoff: float = 1e-10) -> CheckResult:
     r"""Forces against central finite differences of the energy.
@@ -91,12 +100,7 @@ def check_forces_fd(calc: Calculator, coord, box=None, steps=(1e-2, 5e-3), natom
 
     Cost: ``2 · 2 · 3 · n_sampled`` energy evaluations.
     """
-    _check_calc(calc)
-    coord = _as_coord(coord)
-    box = _as_box(box)
-    h1, h2 = _as_steps(steps, "steps")
-    tol = _positive(tol, "tol")
-    roundoff = _positive(roundoff, "roundoff")
+    coord, box, (h1, h2), tol, roundoff = _fd_inputs(calc, coord, box, steps, tol, roundoff)
     natoms = coord.shape[0]
     if natoms_sample is None:
         atoms = np.arange(natoms)
@@ -147,12 +151,7 @@ def check_virial_fd(calc: Calculator, coord, box=None, steps=(1e-3, 5e-4), tol: 
 
     Cost: ``2 · 2 · 9`` energy evaluations.
     """
-    _check_calc(calc)
-    coord = _as_coord(coord)
-    box = _as_box(box)
-    s1, s2 = _as_steps(steps, "steps")
-    tol = _positive(tol, "tol")
-    roundoff = _positive(roundoff, "roundoff")
+    coord, box, (s1, s2), tol, roundoff = _fd_inputs(calc, coord, box, steps, tol, roundoff)
     e0, _, w0 = _evaluate(calc, coord, box, need_virial=True)
     emag = abs(e0)
     fd = np.empty((2, 3, 3))
