@@ -23,7 +23,7 @@ import numpy as np
 
 
 def _rotate(clouds, labels, output, rng):
-    from symref.checks import _random_orthogonal
+    from symref.checks.symmetry import _random_orthogonal
 
     out_c, out_y = [], []
     for c, y in zip(clouds, labels):

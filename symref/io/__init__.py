@@ -1,6 +1,7 @@
 """Files: deepmd-kit model files, npy systems, ``input.json``, format conversion.
 
 ``model_file``  deepmd-kit 3.x model files (``.dp``/``.yaml``/``.json``), atomic writes
+``model_dict``  the serialized model dict (``model.serialize()``) <-> symref models
 ``data``        deepmd-kit npy systems (read, write, split) and small built-in systems
 ``inputfile``   deepmd-kit's ``input.json``, checked key by key
 ``convert``     ASE-readable files <-> npy systems
@@ -10,3 +11,5 @@ or the applications.
 """
 
 from symref.io.model_file import atomic_write, load_model, read_model_file, save_model, write_model_file
+
+__all__ = ["atomic_write", "load_model", "read_model_file", "save_model", "write_model_file"]
