@@ -37,11 +37,12 @@ torch 2.11.0; `import deepmd.pt` runs deepmd/pt/cxx_op.py, which loads it and
 raises RuntimeError ("The version of PyTorch used to compile this deepmd-kit
 package is 2.11.0, but ... runtime ... 2.13.0") -- or OSError on a bad dlopen.
 (Before that, on Linux wheels cxx_op.py also CDLL-loads MPICH's libmpi found
-through the `mpich` package's metadata: `pip install mpich`.)
+through the `mpich` package's metadata, and raises PackageNotFoundError without
+it: `pip install mpich`.)
 
 The se_e2_a + ener path is pure torch and never calls the custom ops when
 deepmd.pt.cxx_op.ENABLE_CUSTOMIZED_OP is False.  So, only when a clean
-`import deepmd.pt` in a *subprocess* fails with that RuntimeError/OSError
+`import deepmd.pt` in a *subprocess* fails with one of those errors
 from cxx_op, we put a stub module into sys.modules before importing:
 
     stub = types.ModuleType("deepmd.pt.cxx_op")
@@ -53,6 +54,12 @@ The probe runs in a subprocess so a failed import never leaves half-initialised
 modules (or a half-loaded shared library) in this process.  deepmd.pt's model
 classes also import `e3nn` (part of deepmd-kit's `torch` extra).
 """
+
+#: how ``deepmd/pt/cxx_op.py`` fails when its compiled library cannot load: a torch version
+#: mismatch (RuntimeError), a bad dlopen (OSError), or no ``mpich`` distribution whose libmpi
+#: it could preload (PackageNotFoundError, raised by importlib.metadata)
+_CXX_OP_ERRORS = ("RuntimeError", "OSError", "importlib.metadata.PackageNotFoundError",
+                  "PackageNotFoundError")
 
 _PT_STATE: dict = {}
 
@@ -90,7 +97,7 @@ def import_deepmd_pt():
                      if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b", ln)]
         tail = exc_lines[-1] if exc_lines else (err.strip().splitlines() or ["(no stderr)"])[-1]
         cxx_problem = ("deepmd/pt/cxx_op.py" in err.replace(os.sep, "/")
-                       and tail.startswith(("RuntimeError", "OSError")))
+                       and tail.startswith(_CXX_OP_ERRORS))
         if not cxx_problem:
             raise RuntimeError(
                 "import deepmd.pt fails for a reason other than its compiled op library "
