@@ -90,13 +90,15 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
     """
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
-    frame_grad = _frame
+    frame_grad = _frame  # the gradient of one frame from its residuals
     if backend == "numba":
+        from symref.fast import cpu_loss
         from symref.fast.cpu import unsupported_reason
-        from symref.fast.cpu_loss import frame_grad
 
-        if unsupported_reason(model) is not None:
-            backend, frame_grad = "numpy", _frame
+        if unsupported_reason(model) is None:
+            frame_grad = cpu_loss.frame_grad
+        else:
+            backend = "numpy"
     coord, atype, box = normalize_inputs(coord, atype, box, model.ntypes)
     nf, natoms, _ = coord.shape
     energy = np.asarray(energy, dtype=np.float64).reshape(nf)
