@@ -51,7 +51,8 @@ def worker(args) -> int:
     from symref.train.loss import LossPrefactors
     from symref.model.build import demo_model
     from symref.train.parallel import get_comm, sharded_sum
-    from symref.train.fit import batch_loss_and_grad, flat_parameters
+    from symref.model.params import flat_parameters
+    from symref.train.fit import batch_loss_and_grad
 
     comm = get_comm()
     model = demo_model(MODEL, seed=1)

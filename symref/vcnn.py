@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from symref.model.params import mlp_grad_vector, mlp_vector, set_mlp_vector
 from symref.reference.core import cloud_sum_backward, cloud_sum_forward, gram_backward, gram_forward
 from symref.reference.nn import Layer, init_mlp, mlp_backward, mlp_forward
 
@@ -300,28 +301,15 @@ def vcnn_backward(dy: np.ndarray, cache):
 
 
 # ------------------------------------------------------------ parameters, loss
-def parameter_arrays(p: VCNNParams) -> list[np.ndarray]:
-    """The trainable arrays (references), embedding then fitting, w/b/idt per layer."""
-    return [getattr(ly, k) for ly in p.embedding + p.fitting for k in ("w", "b", "idt")
-            if getattr(ly, k) is not None]
-
-
 def get_flat(p: VCNNParams) -> np.ndarray:
-    return np.concatenate([a.ravel() for a in parameter_arrays(p)])
+    """θ: embedding then fitting layers, ``w, b, idt`` each
+    (:func:`symref.model.params.mlp_vector`)."""
+    return mlp_vector(p.embedding + p.fitting)
 
 
 def set_flat(p: VCNNParams, theta: np.ndarray) -> None:
-    k = 0
-    for a in parameter_arrays(p):
-        a[...] = theta[k:k + a.size].reshape(a.shape)
-        k += a.size
-    if k != theta.size:
-        raise ValueError(f"parameter vector has {theta.size} entries, the model {k}")
-
-
-def _flat_grads(emb_grads, fit_grads) -> np.ndarray:
-    return np.concatenate([g[k].ravel() for g in emb_grads + fit_grads for k in ("w", "b", "idt")
-                           if g[k] is not None])
+    """Write θ (layout of :func:`get_flat`) back into ``p`` in place."""
+    set_mlp_vector(p.embedding + p.fitting, theta)
 
 
 def loss_and_grad(p: VCNNParams, batches, targets, grad: bool = True):
@@ -338,7 +326,8 @@ def loss_and_grad(p: VCNNParams, batches, targets, grad: bool = True):
         m = r[0].size
         total += float(np.sum(r * r)) / (N * m)
         if grad:
-            gb = _flat_grads(*vcnn_backward(2.0 * r / (sc * N * m), cache))
+            emb_grads, fit_grads = vcnn_backward(2.0 * r / (sc * N * m), cache)
+            gb = mlp_grad_vector(p.embedding + p.fitting, emb_grads + fit_grads)
             g = gb if g is None else g + gb
     return total, g
 

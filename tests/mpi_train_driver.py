@@ -29,6 +29,7 @@ def main(argv) -> int:
     out = Path(argv[0]).resolve()
     rank = rank_from_environment()
     from symref import cli
+    from symref.model.params import flat_parameters
     from symref.train import fit as train
 
     orig = train.batch_loss_and_grad
@@ -52,7 +53,7 @@ def main(argv) -> int:
         finally:
             train.batch_loss_and_grad = orig
         np.savez(out / f"{inp.stem}_rank{rank}.npz", loss=np.array(rec["loss"]),
-                 gsq=np.array(rec["gsq"]), x=train.flat_parameters(rec["model"]), rc=rc)
+                 gsq=np.array(rec["gsq"]), x=flat_parameters(rec["model"]), rc=rc)
         status = status or rc
     return status
 

@@ -12,7 +12,8 @@ import pytest
 
 from symref.io.data import make_crystal, make_molecule
 from symref.reference.env import env_mat_forward, env_mat_tangent
-from symref.train.loss import LossPrefactors, energy_loss, energy_loss_and_grad, parameters
+from symref.model.params import parameters
+from symref.train.loss import LossPrefactors, energy_loss, energy_loss_and_grad
 from symref.model.build import demo_model
 from symref.reference.nn import init_mlp, layer_backward_dual, layer_forward_dual
 

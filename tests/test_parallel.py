@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from symref.io.data import System, make_molecule, save_system
-from symref.train.loss import LossPrefactors, energy_loss_and_grad, parameters
+from symref.model.params import parameters
+from symref.train.loss import LossPrefactors, energy_loss_and_grad
 from symref.model.build import demo_model
 from symref.train.parallel import (
     SERIAL,

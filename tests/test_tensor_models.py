@@ -174,8 +174,8 @@ def test_model_files_round_trip_through_deepmd(tmp_path, suffix):
 def test_tensor_loss_gradient_matches_finite_differences(variant):
     """Exact parameter gradient of deepmd-kit's tensor loss (atomic + global terms),
     every parameter group (embedding, fitting, idt, bias_atom) sampled."""
-    from symref.train.loss import TensorPrefactors, parameters, tensor_loss_and_grad
-    from symref.train.fit import flat_parameters, set_flat_parameters
+    from symref.model.params import flat_parameters, parameters, set_flat_parameters
+    from symref.train.loss import TensorPrefactors, tensor_loss_and_grad
 
     m = _model(variant)
     coord, atype, box = _system(np.random.default_rng(9))

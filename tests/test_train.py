@@ -5,7 +5,8 @@ import pytest
 from symref.io.data import System, make_molecule, map_types, split_frames
 from symref.train.loss import LossPrefactors
 from symref.model.build import demo_model
-from symref.train.fit import batch_loss_and_grad, fit_lbfgs, flat_parameters, set_flat_parameters
+from symref.model.params import flat_parameters, set_flat_parameters
+from symref.train.fit import batch_loss_and_grad, fit_lbfgs
 
 CFG = {"type_map": ["C", "H", "O"],
        "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [12, 12, 12],

@@ -43,8 +43,9 @@ from scipy.optimize import minimize
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 sys.path.insert(0, str(HERE))
-from _common import mlp_get, mlp_grad_vector, mlp_set, mode_banner, pick, savefig  # noqa: E402
+from _common import mode_banner, pick, savefig  # noqa: E402
 
+from symref.model.params import mlp_grad_vector, mlp_vector, set_mlp_vector
 from symref.reference.core import cloud_sum_forward
 from symref.reference.nn import init_mlp, mlp_backward, mlp_forward
 
@@ -198,12 +199,12 @@ def deep_sets_backward(dy, cache):
     return g_phi, g_rho
 
 
-n_phi = mlp_get(phi).size
+n_phi = mlp_vector(phi).size
 
 
 def loss_deep_sets(theta, z, y):
-    mlp_set(phi, theta[:n_phi])
-    mlp_set(rho, theta[n_phi:])
+    set_mlp_vector(phi, theta[:n_phi])
+    set_mlp_vector(rho, theta[n_phi:])
     pred, cache = deep_sets_forward(z)
     res = pred - y
     g_phi, g_rho = deep_sets_backward(2 * res / len(y), cache)
@@ -213,7 +214,7 @@ def loss_deep_sets(theta, z, y):
 # the hand-written gradient is checked against finite differences before training
 from symref.checks import check_gradient_fd
 
-theta0 = np.concatenate([mlp_get(phi), mlp_get(rho)])
+theta0 = np.concatenate([mlp_vector(phi), mlp_vector(rho)])
 gcheck = check_gradient_fd(lambda t: loss_deep_sets(t, z_train, y_train), theta0, ncomponents=30, rng=0)
 print(f"Deep Sets gradient vs finite differences: rel. error {gcheck.max_rel_err:.1e}, "
       f"observed order {gcheck.order}")
@@ -234,16 +235,16 @@ mlp3 = init_mlp(np.random.default_rng(3), nset, [16, 16], resnet_dt=False, out_d
 
 
 def loss_mlp3(theta, z, y):
-    mlp_set(mlp3, theta)
+    set_mlp_vector(mlp3, theta)
     pred, cache = mlp_forward(z, mlp3)
     res = pred[:, 0] - y
     _, g = mlp_backward(2 * res[:, None] / len(y), cache)
     return np.mean(res ** 2), mlp_grad_vector(mlp3, g)
 
 
-res_mlp = minimize(loss_mlp3, mlp_get(mlp3), args=(z_train, y_train), jac=True, method="L-BFGS-B",
+res_mlp = minimize(loss_mlp3, mlp_vector(mlp3), args=(z_train, y_train), jac=True, method="L-BFGS-B",
                    options={"maxiter": maxiter})
-mlp_set(mlp3, res_mlp.x)
+set_mlp_vector(mlp3, res_mlp.x)
 
 
 def f_mlp3(z):
@@ -252,7 +253,7 @@ def f_mlp3(z):
 
 rmse = {name: float(np.sqrt(np.mean((f(z_test) - y_test) ** 2)))
         for name, f in (("Deep Sets", f_deep_sets), ("plain MLP", f_mlp3))}
-print(f"Deep Sets: {mlp_get(phi).size + mlp_get(rho).size} parameters, plain MLP: {mlp_get(mlp3).size}")
+print(f"Deep Sets: {mlp_vector(phi).size + mlp_vector(rho).size} parameters, plain MLP: {mlp_vector(mlp3).size}")
 print("test RMSE:", {k: f"{v:.2e}" for k, v in rmse.items()}, f"(std of f: {y_test.std():.2f})")
 
 # how much does each model change when the 3 numbers are shuffled (never the identity)?

@@ -49,8 +49,7 @@ from scipy.optimize import minimize
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 sys.path.insert(0, str(HERE))
-from _common import (QUICK, SHARED_DATA, mlp_get, mlp_grad_vector, mlp_set, mode_banner,  # noqa: E402
-                     pick, savefig)
+from _common import QUICK, SHARED_DATA, mode_banner, pick, savefig  # noqa: E402
 
 import symref  # noqa: E402
 from symref import checks
@@ -62,7 +61,8 @@ from symref.reference.nn import init_mlp, mlp_backward, mlp_backward_dual, mlp_f
 from symref.train.report import errors_table
 from symref.train.stats import compute_statistics
 from symref.synthetic import water_box  # noqa: E402
-from symref.train.fit import batch_loss_and_grad, fit_lbfgs, flat_parameters
+from symref.train.fit import batch_loss_and_grad, fit_lbfgs
+from symref.model.params import flat_parameters, mlp_grad_vector, mlp_vector, set_mlp_vector
 
 mode_banner("Tutorial 4")
 t_start = time.perf_counter()
@@ -373,7 +373,7 @@ e_lab = np.concatenate([s.energy for s in train])
 bias = np.linalg.lstsq(counts, e_lab, rcond=None)[0]  # eV per atom of each element
 for t in range(2):
     bp_nets[t][-1].b[:] = bias[t]
-sizes = [mlp_get(net).size for net in bp_nets]
+sizes = [mlp_vector(net).size for net in bp_nets]
 print(f"BP model: {sum(sizes)} trainable parameters")
 
 
@@ -405,8 +405,8 @@ def bp_frame(fr, need_grad, pe=pref.pref_e, pf=pref.pref_f):
 
 
 def bp_set(theta):
-    mlp_set(bp_nets[0], theta[:sizes[0]])
-    mlp_set(bp_nets[1], theta[sizes[0]:])
+    set_mlp_vector(bp_nets[0], theta[:sizes[0]])
+    set_mlp_vector(bp_nets[1], theta[sizes[0]:])
 
 
 def bp_loss(theta, frames):
@@ -440,7 +440,7 @@ def bp_calc(coord, box=None):
 
 
 fcheck = checks.check_forces_fd(bp_calc, sub_coord, steps=(1e-3, 5e-4))
-theta0 = np.concatenate([mlp_get(net) for net in bp_nets])
+theta0 = np.concatenate([mlp_vector(net) for net in bp_nets])
 gcheck = checks.check_gradient_fd(lambda th: bp_loss(th, bp_train[:1]), theta0, ncomponents=pick(12, 40),
                                   rng=0)
 bp_set(theta0)

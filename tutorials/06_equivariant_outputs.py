@@ -51,7 +51,8 @@ from symref.train.loss import TensorPrefactors
 from symref.reference.nn import init_mlp, mlp_forward
 from symref.train.stats import apply_statistics, env_stat, tensor_shift
 from symref.synthetic import water_box, water_tensor_labels  # noqa: E402
-from symref.train.fit import fit_lbfgs, flat_parameters
+from symref.train.fit import fit_lbfgs
+from symref.model.params import flat_parameters
 
 mode_banner("Tutorial 6")
 t_start = time.perf_counter()

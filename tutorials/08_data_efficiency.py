@@ -41,10 +41,11 @@ from scipy.optimize import minimize
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 sys.path.insert(0, str(HERE))
-from _common import QUICK, mlp_get, mlp_grad_vector, mlp_set, mode_banner, pick, savefig  # noqa: E402
+from _common import QUICK, mode_banner, pick, savefig  # noqa: E402
 
 import symref  # noqa: E402
 from symref import checks
+from symref.model.params import mlp_grad_vector, mlp_vector, set_mlp_vector
 from symref.reference.nn import init_mlp, mlp_backward, mlp_forward
 from symref.synthetic import nonlocal_clouds  # noqa: E402
 from symref.vcnn import get_flat  # noqa: E402
@@ -141,7 +142,7 @@ class RawMLP:
                                resnet_dt=False, out_dim=1, bias_std=0.1)
 
     def loss(self, theta, X, y):
-        mlp_set(self.layers, theta)
+        set_mlp_vector(self.layers, theta)
         pred, cache = mlp_forward(X, self.layers)
         r = pred[:, 0] - y
         _, g = mlp_backward(2 * r[:, None] / len(y), cache)
@@ -157,10 +158,10 @@ class RawMLP:
             X = np.array([raw_features(c) for c in clouds])
         self.mu, self.sd = X.mean(axis=0), X.std(axis=0) + 1e-12
         self.y_mu, self.y_sd = y.mean(), y.std() + 1e-12
-        res = minimize(self.loss, mlp_get(self.layers), jac=True, method="L-BFGS-B",
+        res = minimize(self.loss, mlp_vector(self.layers), jac=True, method="L-BFGS-B",
                        args=((X - self.mu) / self.sd, (y - self.y_mu) / self.y_sd),
                        options={"maxiter": maxiter})
-        mlp_set(self.layers, res.x)
+        set_mlp_vector(self.layers, res.x)
         return self
 
     def predict(self, clouds):
@@ -176,7 +177,7 @@ def make_vcnn(seed):
 # the baseline's hand-written gradient, checked before use
 probe = RawMLP(0)
 Xp = np.array([raw_features(c) for c in pool[:20]])
-gcheck = checks.check_gradient_fd(lambda th: probe.loss(th, Xp, y_pool[:20]), mlp_get(probe.layers),
+gcheck = checks.check_gradient_fd(lambda th: probe.loss(th, Xp, y_pool[:20]), mlp_vector(probe.layers),
                                   ncomponents=20, rng=0)
 assert gcheck.passed, gcheck
 print(f"MLP gradient vs finite differences: rel. error {gcheck.max_rel_err:.1e}")
@@ -204,7 +205,7 @@ for i, N in enumerate(sizes):
             fitted = models
     print(f"N = {N:4d}: " + ", ".join(f"{SHORT[m]} {np.median(err[m][i]):.3f}" for m in MODELS)
           + f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
-print("parameters:", {SHORT[m]: (get_flat(f.params_) if m == MODELS[0] else mlp_get(f.layers)).size
+print("parameters:", {SHORT[m]: (get_flat(f.params_) if m == MODELS[0] else mlp_vector(f.layers)).size
                       for m, f in fitted.items()})
 
 # %%

@@ -1,6 +1,6 @@
-"""Plumbing shared by the tutorials (quick mode, where figures go, data paths, MLP
-parameter vectors).  Nothing about the science lives here: each tutorial reads
-on its own.
+"""Plumbing shared by the tutorials (quick mode, where figures go, data paths).
+Nothing about the science lives here: each tutorial reads on its own.  (Parameter
+vectors of MLPs for SciPy's L-BFGS come from :mod:`symref.model.params`.)
 
 Environment variables
 ---------------------
@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 
 if "ipykernel" not in sys.modules:  # scripts and CI: no display; notebooks keep inline plots
     matplotlib.use("Agg")
@@ -69,28 +68,3 @@ def savefig(fig, name: str) -> Path:
 
 def mode_banner(title: str) -> None:
     print(f"{title}: {'QUICK' if QUICK else 'FULL'} mode; figures go to {FIGDIR}")
-
-
-# --------------------------------------------------- MLP parameters <-> one vector
-# (symref.reference.nn's layers hold w, b and optionally idt; SciPy's L-BFGS wants one flat vector)
-def mlp_get(layers) -> np.ndarray:
-    """All parameters of a list of :class:`symref.reference.nn.Layer` as one vector (a copy)."""
-    return np.concatenate([a.ravel() for ly in layers for a in (ly.w, ly.b, ly.idt)
-                           if a is not None])
-
-
-def mlp_set(layers, theta) -> None:
-    """Write the vector ``theta`` (layout of :func:`mlp_get`) back into ``layers``."""
-    k = 0
-    for ly in layers:
-        for name in ("w", "b", "idt"):
-            a = getattr(ly, name)
-            if a is not None:
-                a[...] = theta[k:k + a.size].reshape(a.shape)
-                k += a.size
-
-
-def mlp_grad_vector(layers, grads) -> np.ndarray:
-    """The layer gradients of :func:`symref.reference.nn.mlp_backward` as one vector."""
-    return np.concatenate([g[name].ravel() for ly, g in zip(layers, grads)
-                           for name in ("w", "b", "idt") if getattr(ly, name) is not None])

@@ -43,9 +43,10 @@ Float64 only: ``precision="float32"`` uses the reference.
 """
 from __future__ import annotations
 
+import math
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numba
@@ -158,22 +159,55 @@ def _layer_arrays(ly):
             1 if ly.activation == "tanh" else 0)
 
 
-class _Workspace(threading.local):
-    """Reusable scratch arrays, one set per thread (avoids page-faulting fresh buffers)."""
+# ------------------------------------------------------------ scratch buffers
+class Arena:
+    """Grow-only scratch buffers by key, reused from one call to the next.
+
+    Fresh arrays of the per-pair sizes here (the P x 25, 50, 100 activations; the dual
+    pass of :mod:`symref.fast.cpu_loss` keeps ~4 kB per pair alive until its backward
+    pass) come from ``mmap`` and are page-faulted and zeroed by the kernel on every
+    call, which cost a third of the single-thread time at 192 water atoms.  Callers
+    borrow an arena with :func:`borrowed_arena` (so concurrent users never share one):
+    :func:`evaluate_frame` one per block of atoms, :func:`symref.fast.cpu_loss.frame_grad`
+    one per frame, whose blocks then use disjoint keys.
+    """
 
     def __init__(self):
         self.buf = {}
 
-    def get(self, name, shape):
-        n = shape[0] * shape[1] if len(shape) == 2 else int(np.prod(shape))
-        a = self.buf.get(name)
+    def get(self, key, shape):
+        """An uninitialised float64 array of ``shape`` owned by ``key`` (valid until the
+        next ``get`` of the same key)."""
+        n = math.prod(shape)
+        a = self.buf.get(key)
         if a is None or a.size < n:
-            a = np.empty(max(n, 1))
-            self.buf[name] = a
+            a = self.buf[key] = np.empty(max(n, 1))
         return a[:n].reshape(shape)
 
 
-_WS = _Workspace()
+class FreshArrays:
+    """The :class:`Arena` interface without reuse: every ``get`` is a new array."""
+
+    @staticmethod
+    def get(key, shape):
+        return np.empty(shape)
+
+
+_FREE_ARENAS: list[Arena] = []
+
+
+@contextmanager
+def borrowed_arena():
+    """An :class:`Arena` from the process's free list (a new one if none is free),
+    given back when the ``with`` block ends."""
+    try:
+        ws = _FREE_ARENAS.pop()  # atomic: two threads never get the same arena
+    except IndexError:
+        ws = Arena()
+    try:
+        yield ws
+    finally:
+        _FREE_ARENAS.append(ws)
 
 
 def _pair_list(coord, atype, box, rcut, sel, truncate, frame):
@@ -339,13 +373,20 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     return out
 
 
-def _block(K, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,
-           emb, fnets, g_all, atom_e, M1, M2, nnei):
+def _block(K, blk, *args):
     """Forward and backward of the atoms ``b0:b1`` of ``blk = (ti, b0, b1)`` (all of type ti).
 
     ``K``: the kernel set (parallel or serial builds).  Writes ``atom_e[b0:b1]``
-    and ``g_all`` of the block's pairs only, so blocks can run concurrently.
+    and ``g_all`` of the block's pairs only, so blocks can run concurrently
+    (each with its own scratch :class:`Arena`).
     """
+    with borrowed_arena() as ws:
+        _block_in(K, ws, blk, *args)
+
+
+def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,
+              emb, fnets, g_all, atom_e, M1, M2, nnei):
+    """:func:`_block` with the scratch arrays taken from ``ws``."""
     ti, b0, b1 = blk
     desc, fit = model.descriptor, model.fitting
     nt = desc.ntypes
@@ -362,30 +403,30 @@ def _block(K, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,
         P = p1 - p0
         ptr = cptr[tj, b0:b1 + 1] - p0  # nb+1
         rij_s = rij[p0:p1]  # P x 3
-        R = _WS.get(f"R{tj}", (P, 4))
+        R = ws.get(f"R{tj}", (P, 4))
         layers = emb[desc.embedding_index(ti, tj)]
         W1, b, idt, sc, act = layers[0]
-        h = _WS.get(f"z{tj}_0", (P, W1.shape[1]))
-        x = _WS.get(f"y{tj}_0", (P, W1.shape[1]))
+        h = ws.get(f"z{tj}_0", (P, W1.shape[1]))
+        x = ws.get(f"y{tj}_0", (P, W1.shape[1]))
         K.env_embed_forward(rij_s, ptr, types_b, davg_g[tj], dstd_g[tj], desc.rcut,
                             desc.rcut_smth, desc.env_protection, W1, b, idt, sc, act, R, h, x)
         layers = layers if len(layers) > 1 else layers + [_identity_layer(W1.shape[1])]
         acts, hs = [None, x], [h]  # inputs and activations of each layer
         for k in range(1, len(layers)):
             Wt, b, idt, sc, act = layers[k]
-            z = _WS.get(f"z{tj}_{k}", (P, Wt.shape[1]))
+            z = ws.get(f"z{tj}_{k}", (P, Wt.shape[1]))
             np.matmul(x, Wt, out=z)
             if k == len(layers) - 1:
                 K.embed_T_forward(z, b, idt, x, sc, act, R, ptr, T)
             else:
-                y = _WS.get(f"y{tj}_{k}", (P, Wt.shape[1]))
+                y = ws.get(f"y{tj}_{k}", (P, Wt.shape[1]))
                 K.dense_act_forward(z, b, idt, x, sc, act, y)
                 acts.append(y)
                 x = y
             hs.append(z)
         segs.append((tj, p0, p1, ptr, rij_s, R, layers, acts, hs))
     T *= 1.0 / nnei
-    D = _WS.get("D", (nb, M1 * M2))
+    D = ws.get("D", (nb, M1 * M2))
     K.descriptor_forward(T, M2, D)
 
     alive = ti not in model.atom_exclude_types
@@ -396,9 +437,9 @@ def _block(K, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,
         x = D
         facts, fhs = [x], []
         for k, (Wt, b, idt, sc, act) in enumerate(fnets[ti]):
-            z = _WS.get(f"fz{k}", (nb, Wt.shape[1]))
+            z = ws.get(f"fz{k}", (nb, Wt.shape[1]))
             np.matmul(x, Wt, out=z)
-            y = _WS.get(f"fy{k}", (nb, Wt.shape[1]))
+            y = ws.get(f"fy{k}", (nb, Wt.shape[1]))
             K.dense_act_forward(z, b, idt, x, sc, act, y)
             fhs.append(z)
             facts.append(y)
@@ -416,9 +457,9 @@ def _block(K, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,
     for k in range(len(layers) - 1, -1, -1):
         Wt, b, idt, sc, act = layers[k]
         h = fhs[k]
-        dxres = _WS.get(f"fdxr{k}", (nb, Wt.shape[0])) if sc else np.empty((0, 0))
+        dxres = ws.get(f"fdxr{k}", (nb, Wt.shape[0])) if sc else np.empty((0, 0))
         K.dense_act_backward(dy, dyres, h, idt, sc, act, h, dxres)
-        dx = _WS.get(f"fdx{k}", (nb, Wt.shape[0]))
+        dx = ws.get(f"fdx{k}", (nb, Wt.shape[0]))
         np.matmul(h, Wt.T, out=dx)
         dy, dyres = dx, (dxres if sc else np.empty((0, 0)))
     dD = dy if dyres.shape[0] == 0 else dy + dyres  # nb x M1*M2
@@ -427,19 +468,19 @@ def _block(K, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,
 
     for tj, p0, p1, ptr, rij_s, R, layers, acts, hs in segs:
         P = p1 - p0
-        dR = _WS.get(f"dR{tj}", (P, 4))
+        dR = ws.get(f"dR{tj}", (P, 4))
         k = len(layers) - 1
         Wt, b, idt, sc, act = layers[k]
-        dxres = _WS.get(f"dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
+        dxres = ws.get(f"dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
         K.embed_T_backward(hs[k], acts[k], idt, sc, act, R, ptr, dT, hs[k], dxres, dR)
-        dx = _WS.get(f"dx{tj}_{k}", (P, Wt.shape[0]))
+        dx = ws.get(f"dx{tj}_{k}", (P, Wt.shape[0]))
         np.matmul(hs[k], Wt.T, out=dx)
         dyres = dxres if sc else np.empty((0, 0))
         for k in range(len(layers) - 2, 0, -1):
             Wt, b, idt, sc, act = layers[k]
-            dxres = _WS.get(f"dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
+            dxres = ws.get(f"dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
             K.dense_act_backward(dx, dyres, hs[k], idt, sc, act, hs[k], dxres)
-            dx = _WS.get(f"dx{tj}_{k}", (P, Wt.shape[0]))
+            dx = ws.get(f"dx{tj}_{k}", (P, Wt.shape[0]))
             np.matmul(hs[k], Wt.T, out=dx)
             dyres = dxres if sc else np.empty((0, 0))
         W1, b, idt, sc, act = layers[0]

@@ -1,7 +1,12 @@
-r"""The loss gradient of :mod:`symref.train.loss` on the fast path (``backend="numba"``).
+r"""The gradient of the training loss (``train.loss``) on the fast path (``backend="numba"``).
 
-Same mathematics as the reference :func:`symref.train.loss._frame` (forward-over-reverse,
-see :mod:`symref.train.loss`); what changes is the organisation:
+Same mathematics as the reference ``train.loss._frame`` (forward-over-reverse, see the
+docstring of ``train.loss``), same arguments (the frame's residuals ΔE, ΔF, ΔW, which
+the caller computes once) and same result (per-net layer gradients, which the caller
+names with ``model.params.grad_arrays``).  Layering: like all of :mod:`symref.fast`
+this module imports only the reference and ``symref.fast``, never the training
+package or the model package, so its references to them are plain text.  What
+changes is the organisation:
 
 1. **Real pairs only.**  The O(N) neighbour search gives the compact pair
    list; padded slots are never computed pair by pair.  They enter once per
@@ -32,43 +37,11 @@ import numpy as np
 
 from symref.fast import blas as _blas
 from symref.reference.descriptor.se_e2_a import _add_layer_grads
-from symref.fast.cpu import _layer_arrays, pair_rules, thread_pool
+from symref.fast.cpu import FreshArrays, _layer_arrays, borrowed_arena, pair_rules, thread_pool
 from symref.fast.kernels import dual as kdual
 
 BLOCK_PAIRS = 2048  # pairs per block of the embedding nets
 BLOCK_ATOMS = 64  # atoms per block of the fitting nets
-
-
-class Arena:
-    """Grow-only scratch buffers by key, reused from one call to the next.
-
-    The dual pass keeps ~4 kB per pair alive until its backward pass; fresh
-    arrays of that size come from ``mmap`` and are page-faulted and zeroed by
-    the kernel on every call, which cost a third of the single-thread time
-    at 192 water atoms.  Each call of :func:`frame_loss_and_grad` takes an
-    arena from a free list (so concurrent callers never share one) and gives
-    it back at the end; a block only touches its own keys.
-    """
-
-    def __init__(self):
-        self.buf = {}
-
-    def get(self, key, shape):
-        """An uninitialised float64 array of ``shape`` owned by ``key``."""
-        n = int(np.prod(shape))
-        a = self.buf.get(key)
-        if a is None or a.size < n:
-            a = self.buf[key] = np.empty(max(n, 1))
-        return a[:n].reshape(shape)
-
-
-class _NoArena:
-    @staticmethod
-    def get(key, shape):
-        return np.empty(shape)
-
-
-_FREE_ARENAS: list[Arena] = []
 
 
 def _stack(a, b, out=None):
@@ -78,10 +51,11 @@ def _stack(a, b, out=None):
     return out
 
 
-def mlp_forward_dual_stacked(X, layers, ws=_NoArena, key=()):
+def mlp_forward_dual_stacked(X, layers, ws=FreshArrays, key=()):
     """``X`` (2 x B x nin) = [x; ẋ] through ``layers``: ``(Y, cache)`` with ``Y`` =
     [y; ẏ] (2 x B x nout).  Stacked twin of :func:`symref.reference.nn.mlp_forward_dual`.
-    Scratch arrays come from ``ws`` (an :class:`Arena`) under ``key + (layer, name)``."""
+    Scratch arrays come from ``ws`` (a :class:`symref.fast.cpu.Arena`) under
+    ``key + (layer, name)``."""
     cache = []
     for k, ly in enumerate(layers):
         w, b, idt, sc, act = _layer_arrays(ly)
@@ -95,7 +69,7 @@ def mlp_forward_dual_stacked(X, layers, ws=_NoArena, key=()):
     return X, cache
 
 
-def mlp_backward_dual_stacked(Ybar, cache, input_grad: bool = True, ws=_NoArena, key=()):
+def mlp_backward_dual_stacked(Ybar, cache, input_grad: bool = True, ws=FreshArrays, key=()):
     """Backward of :func:`mlp_forward_dual_stacked` for ``<ȳ, y> + <ẏ̄, ẏ>`` with
     ``Ybar`` = [ȳ; ẏ̄]: ``(Xbar or None, [layer grads])`` as
     :func:`symref.reference.nn.mlp_backward_dual` returns them (``Xbar`` may be a buffer of ``ws``)."""
@@ -141,18 +115,23 @@ def _cut(keys, lo, hi, size):
     return out
 
 
-def frame_loss_and_grad(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
-    """Loss of one frame and, with ``grad``, ``{name: dL/dparam}`` (module docstring)."""
+def frame_grad(model, coord, atype, box, dE, dF, dW, pref):
+    """Gradient of one frame's loss from its residuals: ``(emb_grads, fit_grads, dbias)``.
+
+    Fast twin of the reference ``train.loss._frame``, with the same arguments
+    (``dE`` float, ``dF`` N x 3, ``dW`` 3 x 3 or None, ``pref`` the prefactors p_e, p_f,
+    p_v) and the same result: per embedding net a list of per-layer ``{"w", "b", "idt"}``
+    gradients (None for nets no pair used), ``{type: [...]}`` for the fitting nets, and
+    the gradient of ``bias_atom_e``.  The caller (``train.loss.energy_loss_and_grad``)
+    computes the residuals once and names the gradients (``model.params.grad_arrays``);
+    nothing here knows the parameter layout.
+    """
     from symref.reference.env import env_mat_forward, env_mat_tangent
     from symref.fast.kernels.neighbors import build_pair_list
-    from symref.train.loss import _residuals
 
     desc = model.descriptor
     N = coord.shape[0]
     nt, off = desc.ntypes, desc.sel_offsets
-    loss, dE, dF, dW = _residuals(model, coord, atype, box, e_ref, f_ref, w_ref, pref, "numba")
-    if not grad:
-        return loss, None
     # ---- real pairs, ordered by (embedding group, centre)
     pl = build_pair_list(coord, atype, box, desc.rcut, desc.sel)
     c = np.repeat(np.arange(N), np.diff(pl.ptr))  # P: centre of each pair
@@ -173,8 +152,9 @@ def frame_loss_and_grad(model, coord, atype, box, e_ref, f_ref, w_ref, pref, gra
     R, env_cache = env_mat_forward(rij[None], np.ones((1, P), dtype=bool), davg[None],
                                    dstd[None], desc.rcut, desc.rcut_smth, desc.env_protection)
     c_f = 2.0 * pref.pref_f / (3 * N)
-    c_v = 2.0 * pref.pref_v / (9 * N) if w_ref is not None else 0.0
-    rdot = c_f * (dF[j] - dF[c]) + c_v * rij @ dW.T  # P x 3
+    rdot = c_f * (dF[j] - dF[c])  # P x 3
+    if dW is not None:
+        rdot += 2.0 * pref.pref_v / (9 * N) * rij @ dW.T
     Rd = np.ascontiguousarray(env_mat_tangent(rdot[None], env_cache)[0])  # P x 4
     R = np.ascontiguousarray(R[0])  # P x 4
     # ---- blocks: (net index, neighbour type, start, end); one T accumulator per neighbour type
@@ -185,17 +165,13 @@ def frame_loss_and_grad(model, coord, atype, box, e_ref, f_ref, w_ref, pref, gra
         for s, e in _cut(c, int(gstart[g]), int(gstart[g + 1]), BLOCK_PAIRS):
             blocks.append((desc.embedding_index(g_ti, g_tj), g_tj, s, e))
 
-    ws = _FREE_ARENAS.pop() if _FREE_ARENAS else Arena()
-    try:
-        return loss, _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref)
-    finally:
-        _FREE_ARENAS.append(ws)
+    with borrowed_arena() as ws:
+        return _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref)
 
 
 def _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref):
-    """The reverse pass of :func:`frame_loss_and_grad` from the pair rows ``R`` and
-    their tangents ``Rd``: ``{name: dL/dparam}``."""
-    from symref.train.loss import _grad_arrays
+    """The reverse pass of :func:`frame_grad` from the pair rows ``R`` and their
+    tangents ``Rd``: ``(emb_grads, fit_grads, dbias)``."""
     from symref.reference.nn import mlp_backward_dual, mlp_forward_dual
 
     desc, fit = model.descriptor, model.fitting
@@ -283,4 +259,4 @@ def _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref):
             gbar = np.einsum("i,imc,c->m", npad[rows, g_tj].astype(np.float64), Tbar[rows], rp)
             emb_grads[idx] = _sum_grads(emb_grads[idx],
                                         mlp_backward_dual(gbar[None], np.zeros((1, M1)), pc)[2])
-    return _grad_arrays(model, emb_grads, fit_grads, dbias)
+    return emb_grads, fit_grads, dbias

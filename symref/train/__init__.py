@@ -7,6 +7,10 @@
 ``fit``       L-BFGS and Adam fit loops, checkpoints, lcurve
 ``parallel``  data-parallel training across MPI ranks (rank-independent sums)
 ``report``    ``symref test`` / ``symref plot``: errors, parity plots, learning curves
+``run``       ``symref train input.json``: :func:`~symref.train.run.train_from_input`
+
+The parameter layout (which arrays are trained, the flat vector θ the optimisers
+see, naming the gradients) lives in :mod:`symref.model.params`.
 
 May import: ``symref.reference``, ``symref.fast``, ``symref.model`` and ``symref.io``.
 """

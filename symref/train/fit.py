@@ -2,8 +2,8 @@ r"""Fitting a DeepPot to labelled frames with SciPy's L-BFGS on the exact loss g
 
 The objective is the loss of :mod:`symref.train.loss` averaged over every frame of
 every system (full batch, fixed prefactors), as a function of the flat vector
-of all trainable parameters (:func:`flat_parameters`; order of
-:func:`symref.train.loss.parameters`).  ``scipy.optimize.minimize(method="L-BFGS-B",
+of all trainable parameters (:func:`symref.model.params.flat_parameters`; order of
+:func:`symref.model.params.parameters`).  ``scipy.optimize.minimize(method="L-BFGS-B",
 jac=True)`` drives it.  Deterministic: the same data, seed and thread count
 give the same iterates.
 """
@@ -13,26 +13,9 @@ import time
 
 import numpy as np
 
-from symref.train.loss import (LossPrefactors, TensorPrefactors, energy_loss_and_grad, parameters,
-                   tensor_loss_and_grad)
-
-
-def flat_parameters(model) -> np.ndarray:
-    """All trainable parameters as one float64 vector (a copy)."""
-    return np.concatenate([a.reshape(-1) for _, a in parameters(model)]).astype(np.float64)
-
-
-def set_flat_parameters(model, x: np.ndarray) -> None:
-    """Write the vector ``x`` (from :func:`flat_parameters`) back into ``model`` in place."""
-    params = parameters(model)
-    n = sum(a.size for _, a in params)
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape != (n,):
-        raise ValueError(f"parameter vector has shape {x.shape}, the model needs ({n},)")
-    k = 0
-    for _, a in params:
-        a[...] = x[k:k + a.size].reshape(a.shape)
-        k += a.size
+from symref.model.params import flat_parameters, flat_vector, parameters, set_flat_parameters
+from symref.train.loss import (LossPrefactors, TensorPrefactors, energy_loss_and_grad,
+                               tensor_loss_and_grad)
 
 
 def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
@@ -81,10 +64,7 @@ def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
                                            pref, backend=backend)
         out = np.empty(width)
         out[0] = loss
-        j = 1
-        for name, a in params:
-            out[j:j + a.size] = g[name].reshape(-1)
-            j += a.size
+        out[1:] = flat_vector(g[name] for name, _ in params)  # layout of flat_parameters
         return out
 
     total = sharded_sum(nframes, frame, width, comm)

@@ -37,8 +37,15 @@ One pass serves forces and virial together; the cost is about twice a
 force evaluation.  ΔF and ΔW come from an ordinary evaluation first.
 
 This is the NumPy reference; parameters are the embedding and fitting layers
-(``w``, ``b``, ``idt``) and ``bias_atom_e``; ``davg``/``dstd`` and ``out_bias``
-are statistics, not trained.
+(``w``, ``b``, ``idt``) and ``bias_atom_e`` (:mod:`symref.model.params`);
+``davg``/``dstd`` and ``out_bias`` are statistics, not trained.
+
+Organisation: :func:`energy_loss_and_grad` computes each frame's loss and
+residuals once (:func:`_residuals`, one evaluation on the chosen backend) and
+hands ΔE, ΔF, ΔW to a frame-gradient function -- the reference :func:`_frame`
+or its fast twin :func:`symref.fast.cpu_loss.frame_grad` -- which returns the
+per-net layer gradients; :func:`symref.model.params.grad_arrays` names them.
+So the fast path needs neither this module nor the parameter layout.
 """
 from __future__ import annotations
 
@@ -50,6 +57,7 @@ from symref.reference.descriptor.se_e2_a import keep_mask, se_e2_a_backward_dual
 from symref.reference.env import env_mat_tangent
 from symref.reference.fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
 from symref.model.base import normalize_inputs
+from symref.model.params import grad_arrays
 
 
 @dataclass
@@ -59,46 +67,6 @@ class LossPrefactors:
     pref_e: float = 1.0
     pref_f: float = 1.0
     pref_v: float = 0.0
-
-
-def parameters(model) -> list[tuple[str, np.ndarray]]:
-    """The trainable arrays of ``model`` (references, not copies), named, in a fixed order."""
-    out = []
-    for i, net in enumerate(model.descriptor.embeddings):
-        for li, ly in enumerate(net):
-            for k in ("w", "b", "idt"):
-                if getattr(ly, k) is not None:
-                    out.append((f"embedding[{i}].layer[{li}].{k}", getattr(ly, k)))
-    for t, net in enumerate(model.fitting.nets):
-        for li, ly in enumerate(net):
-            for k in ("w", "b", "idt"):
-                if getattr(ly, k) is not None:
-                    out.append((f"fitting[{t}].layer[{li}].{k}", getattr(ly, k)))
-    if hasattr(model.fitting, "bias_atom"):  # dipole / polarizability head
-        out.append(("bias_atom", model.fitting.bias_atom))
-    else:
-        out.append(("bias_atom_e", model.fitting.bias_atom_e))
-    return out
-
-
-def _grad_arrays(model, emb_grads, fit_grads, dbias) -> dict[str, np.ndarray]:
-    """Gradients keyed like :func:`parameters` (zeros for parameters that did not enter)."""
-    out = {}
-    for name, arr in parameters(model):
-        out[name] = np.zeros_like(arr)
-    for i, g in enumerate(emb_grads):
-        if g is not None:
-            for li, d in enumerate(g):
-                for k, v in d.items():
-                    if v is not None:
-                        out[f"embedding[{i}].layer[{li}].{k}"] += v
-    for t, g in fit_grads.items():
-        for li, d in enumerate(g):
-            for k, v in d.items():
-                if v is not None:
-                    out[f"fitting[{t}].layer[{li}].{k}"] += v
-    out["bias_atom" if "bias_atom" in out else "bias_atom_e"] += dbias
-    return out
 
 
 def energy_loss(model, coord, atype, box, energy, forces, virial=None,
@@ -111,21 +79,25 @@ def energy_loss(model, coord, atype, box, energy, forces, virial=None,
 def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
                          pref: LossPrefactors = LossPrefactors(), *, grad: bool = True,
                          backend: str = "numpy"):
-    """Loss and ``{name: dL/dparam}`` (keys of :func:`parameters`) of a batch of frames.
+    """Loss and ``{name: dL/dparam}`` of a batch of frames (names of
+    :func:`symref.model.params.parameters`).
 
     ``coord`` (nf, natoms, 3), ``atype`` (natoms,), ``box`` (nf, 3, 3) or None,
     ``energy`` (nf,), ``forces`` (nf, natoms, 3), ``virial`` (nf, 3, 3) or None
     (then ``pref.pref_v`` must be 0).  Units: eV, Å.  ``backend="numba"`` uses
-    the fast path (:func:`symref.fast.cpu_loss.frame_loss_and_grad`: compact pairs,
+    the fast path (:func:`symref.fast.cpu_loss.frame_grad`: compact pairs,
     blocks on threads); ``"numpy"`` is the reference.
     """
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
+    frame_grad = _frame  # the gradient of one frame from its residuals
     if backend == "numba":
-        from symref.fast.cpu_loss import frame_loss_and_grad
+        from symref.fast import cpu_loss
         from symref.fast.cpu import unsupported_reason
 
-        if unsupported_reason(model) is not None:
+        if unsupported_reason(model) is None:
+            frame_grad = cpu_loss.frame_grad
+        else:
             backend = "numpy"
     coord, atype, box = normalize_inputs(coord, atype, box, model.ntypes)
     nf, natoms, _ = coord.shape
@@ -138,11 +110,13 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
         virial = np.asarray(virial, dtype=np.float64).reshape(nf, 3, 3)
     total, grads = 0.0, None
     for f in range(nf):
-        frame_fn = frame_loss_and_grad if backend == "numba" else _frame
-        lf, gf = frame_fn(model, coord[f], atype[f], None if box is None else box[f], energy[f],
-                          forces[f], None if virial is None else virial[f], pref, grad)
+        box_f = None if box is None else box[f]
+        lf, dE, dF, dW = _residuals(model, coord[f], atype[f], box_f, energy[f], forces[f],
+                                    None if virial is None else virial[f], pref, backend)
         total += lf / nf
         if grad:
+            gf = grad_arrays(model, *frame_grad(model, coord[f], atype[f], box_f, dE, dF, dW,
+                                                pref))
             if grads is None:
                 grads = {k: v / nf for k, v in gf.items()}
             else:
@@ -152,31 +126,36 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
 
 
 def _residuals(model, coord, atype, box, e_ref, f_ref, w_ref, pref, backend):
-    """Loss of one frame and the residuals dE, dF (N x 3), dW (3 x 3)."""
+    """Loss of one frame and the residuals dE, dF (N x 3), dW (3 x 3, None without ``w_ref``),
+    from one evaluation on ``backend``."""
     N = coord.shape[0]
     ev = model.evaluate(coord[None], atype, None if box is None else box[None], backend=backend)
     dE = float(ev["energy"][0] - e_ref)
     dF = ev["forces"][0] - f_ref  # N x 3
-    dW = ev["virial"][0] - w_ref if w_ref is not None else np.zeros((3, 3))
+    dW = ev["virial"][0] - w_ref if w_ref is not None else None  # 3 x 3
     loss = pref.pref_e * dE * dE / N + pref.pref_f * np.mean(dF * dF)
     if w_ref is not None:
         loss += pref.pref_v * np.mean(dW * dW) / N
     return loss, dE, dF, dW
 
 
-def _frame(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
+def _frame(model, coord, atype, box, dE, dF, dW, pref):
+    """Reference gradient of one frame's loss from its residuals (:func:`_residuals`):
+    ``(emb_grads, fit_grads, dbias)`` for :func:`symref.model.params.grad_arrays`.
+
+    ``dE`` (float), ``dF`` (N x 3), ``dW`` (3 x 3, or None: no virial term).
+    :func:`symref.fast.cpu_loss.frame_grad` is its fast twin (same arguments and result).
+    """
     desc = model.descriptor
     N = coord.shape[0]
-    loss, dE, dF, dW = _residuals(model, coord, atype, box, e_ref, f_ref, w_ref, pref, "numpy")
-    if not grad:
-        return loss, None
     # ---- the same neighbours and rows as the evaluation
     nlist, mask, rij, R, env_cache = model.environment(coord, atype, box)
     # ---- pair tangent r_dot (module docstring)
     c_f = 2.0 * pref.pref_f / (3 * N)
-    c_v = 2.0 * pref.pref_v / (9 * N) if w_ref is not None else 0.0
     rdot = c_f * (dF[np.maximum(nlist, 0)] - dF[:, None, :])  # nloc x nnei x 3
-    rdot += c_v * np.einsum("ab,ijb->ija", dW, rij)
+    if dW is not None:
+        c_v = 2.0 * pref.pref_v / (9 * N)
+        rdot += c_v * np.einsum("ab,ijb->ija", dW, rij)
     rdot = np.where(mask[..., None], rdot, 0.0)
     Rd = env_mat_tangent(rdot, env_cache)  # nloc x nnei x 4
     keep = keep_mask(desc, atype, nlist)
@@ -186,7 +165,7 @@ def _frame(model, coord, atype, box, e_ref, f_ref, w_ref, pref, grad):
     a = 2.0 * pref.pref_e * dE / N
     Dbar, Ddbar, fit_grads, dbias = energy_fitting_backward_dual(a * alive, -alive, f_cache)
     emb_grads = se_e2_a_backward_dual(Dbar, Ddbar, d_cache)
-    return loss, _grad_arrays(model, emb_grads, fit_grads, dbias)
+    return emb_grads, fit_grads, dbias
 
 
 # ------------------------------------------------------------ tensor (dipole/polar) loss
@@ -242,7 +221,7 @@ def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
             continue
         emb, fit_grads, dbias = model.tensor_backward(dy, cache, param_grads=True)
         emb_list = [emb.get(i) for i in range(len(model.descriptor.embeddings))]
-        gf = _grad_arrays(model, emb_list, fit_grads, dbias)
+        gf = grad_arrays(model, emb_list, fit_grads, dbias)
         if grads is None:
             grads = gf
         else:

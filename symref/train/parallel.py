@@ -302,9 +302,9 @@ def sharded_sum(n: int, leaf, width: int, comm=SERIAL) -> np.ndarray:
 
 def model_arrays(model) -> list[np.ndarray]:
     """The arrays that define ``model``'s outputs: trainable parameters
-    (:func:`symref.train.loss.parameters`) and statistics (``davg``, ``dstd``,
+    (:func:`symref.model.params.parameters`) and statistics (``davg``, ``dstd``,
     ``out_bias``, ``out_std`` where present)."""
-    from symref.train.loss import parameters
+    from symref.model.params import parameters
 
     out = [a for _, a in parameters(model)]
     for owner, name in ((model.descriptor, "davg"), (model.descriptor, "dstd"),

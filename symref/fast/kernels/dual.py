@@ -1,6 +1,6 @@
 r"""Element-wise parts of a dense layer in *dual* (tangent-carrying) mode, forward and backward.
 
-The loss gradient (:mod:`symref.train.loss`) carries a tangent :math:`\dot x` through
+The loss gradient (``train.loss``) carries a tangent :math:`\dot x` through
 every layer next to :math:`x`.  Both live in one stacked array ``X`` of shape
 2 x B x nin (``X[0] = x``, ``X[1] = ẋ``), so one BLAS product
 ``Z = X.reshape(2B, nin) @ W`` gives :math:`z = xW` and :math:`\dot z = \dot x W`
