@@ -277,8 +277,10 @@ def vcnn_forward(p: VCNNParams, batch: CloudBatch):
 
 
 def vcnn_backward(dy: np.ndarray, cache):
-    """Parameter gradients of ``<dy, y>``: ``(embedding layer grads, fitting layer grads)``
-    (lists of ``{"w", "b", "idt"}``, as :func:`symref.reference.nn.mlp_backward`)."""
+    """Parameter gradients of ``<dy, y>``: ``(None, {"embedding": layer grads, "fitting":
+    layer grads})`` (lists of ``{"w", "b", "idt"}``, as :func:`symref.reference.nn.mlp_backward`).
+
+    ``d_input`` is ``None``: the model is never differentiated with respect to its clouds."""
     p, B, o, W, e_cache, l_cache, g_cache, f_cache = cache
     M1, M2 = p.M1, p.axis_neuron
     dW = None
@@ -291,12 +293,12 @@ def vcnn_backward(dy: np.ndarray, cache):
         do = p.y_scale[0] * np.einsum("bde,brd,bre->br", dy, W, W)
         dW = p.y_scale[0] * o[:, :, None] * np.einsum("bde,bre->brd", dy + dy.transpose(0, 2, 1), W)
     dD, fit_grads = mlp_backward(do, f_cache)  # B x M1·M2
-    dL = gram_backward(dD.reshape(B, M1, M2), g_cache)  # B x M1 x c
+    dL, _ = gram_backward(dD.reshape(B, M1, M2), g_cache)  # B x M1 x c
     if dW is not None:
         dL[:, :, 1:] += dW.reshape(B, M1, -1)
-    dG, _ = cloud_sum_backward(dL, l_cache)  # B x n x M1
+    (dG, _), _ = cloud_sum_backward(dL, l_cache)  # B x n x M1
     _, emb_grads = mlp_backward(dG, e_cache)
-    return emb_grads, fit_grads
+    return None, {"embedding": emb_grads, "fitting": fit_grads}
 
 
 # ------------------------------------------------------------ parameters, loss
@@ -338,7 +340,8 @@ def loss_and_grad(p: VCNNParams, batches, targets, grad: bool = True):
         m = r[0].size
         total += float(np.sum(r * r)) / (N * m)
         if grad:
-            gb = _flat_grads(*vcnn_backward(2.0 * r / (sc * N * m), cache))
+            grads = vcnn_backward(2.0 * r / (sc * N * m), cache)[1]
+            gb = _flat_grads(grads["embedding"], grads["fitting"])
             g = gb if g is None else g + gb
     return total, g
 

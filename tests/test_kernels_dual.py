@@ -79,7 +79,7 @@ def test_stacked_mlp_matches_reference_dual(nin, neuron, out_dim):
     _check(Y[0], y)
     _check(Y[1], yd)
     ybar, ydbar = rng.normal(size=y.shape), rng.normal(size=y.shape)
-    xbar, xdbar, grads = mlp_backward_dual(ybar, ydbar, cache)
+    (xbar, xdbar), grads = mlp_backward_dual(ybar, ydbar, cache)
     Xbar, sgrads = mlp_backward_dual_stacked(np.stack([ybar, ydbar]), scache)
     _check(Xbar[0], xbar)
     _check(Xbar[1], xdbar)

@@ -86,13 +86,13 @@ def test_head_backward_matches_finite_differences(variant):
     D, gr = rng.normal(size=(4, nd)), rng.normal(size=(4, M1, 3))
     out, cache = tensor_fitting_forward(D, gr, atype, m.fitting)
     w = rng.normal(size=out.shape)
-    dD, dgr = tensor_fitting_backward(w, cache)
+    (dD, dgr), _ = tensor_fitting_backward(w, cache)
     theta = np.concatenate([D.ravel(), gr.ravel()])
 
     def fun(th):
         o, c = tensor_fitting_forward(th[:D.size].reshape(D.shape), th[D.size:].reshape(gr.shape),
                                       atype, m.fitting)
-        a, b = tensor_fitting_backward(w, c)
+        (a, b), _ = tensor_fitting_backward(w, c)
         return float(np.sum(w * o)), np.concatenate([a.ravel(), b.ravel()])
 
     res = checks.check_gradient_fd(fun, theta, steps=(1e-3, 5e-4), ncomponents=80, rng=0)

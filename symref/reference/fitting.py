@@ -61,10 +61,10 @@ def energy_fitting_forward(D: np.ndarray, atype_loc: np.ndarray, fit: EnergyFitt
 
 
 def energy_fitting_backward(dE: np.ndarray, cache, *, param_grads: bool = False):
-    """Backward of :func:`energy_fitting_forward`: ``dE`` (nloc,) -> ``dD`` (nloc x M1*M2).
+    """Backward of :func:`energy_fitting_forward`: ``dE`` (nloc,) -> ``(dD, grads)``.
 
-    With ``param_grads`` also returns ``{type: [layer grads]}`` and
-    ``d bias_atom_e`` (ntypes,).
+    ``dD``: nloc x M1*M2.  ``grads``: with ``param_grads`` the dict
+    ``{"nets": {type: [layer grads]}, "bias_atom_e": (ntypes,)}``, else ``None``.
     """
     shape, dtype, ntypes, caches = cache
     dD = np.zeros(shape, dtype=dtype)  # nloc x M1*M2
@@ -75,9 +75,7 @@ def energy_fitting_backward(dE: np.ndarray, cache, *, param_grads: bool = False)
         if param_grads:
             grads[t] = g
             dbias[t] = dE[rows].sum()
-    if param_grads:
-        return dD, grads, dbias
-    return dD
+    return dD, ({"nets": grads, "bias_atom_e": dbias} if param_grads else None)
 
 
 def energy_fitting_forward_dual(D, Dd, atype_loc, fit: EnergyFitting):
@@ -99,17 +97,17 @@ def energy_fitting_forward_dual(D, Dd, atype_loc, fit: EnergyFitting):
 
 def energy_fitting_backward_dual(Ebar, Edbar, cache):
     """Backward of :func:`energy_fitting_forward_dual` for ``<Ebar, E> + <Edbar, Ed>``:
-    ``(Dbar, Ddbar, {type: layer grads}, d bias_atom_e)``."""
+    ``((Dbar, Ddbar), {"nets": {type: layer grads}, "bias_atom_e": (ntypes,)})``."""
     shape, dtype, ntypes, caches = cache
     Dbar = np.zeros(shape, dtype=dtype)
     Ddbar = np.zeros(shape, dtype=dtype)
     grads, dbias = {}, np.zeros(ntypes, dtype=dtype)
     for t, rows, c in caches:
-        xb, xdb, g = mlp_backward_dual(Ebar[rows][:, None], Edbar[rows][:, None], c)
+        (xb, xdb), g = mlp_backward_dual(Ebar[rows][:, None], Edbar[rows][:, None], c)
         Dbar[rows], Ddbar[rows] = xb, xdb
         grads[t] = g
         dbias[t] = Ebar[rows].sum()
-    return Dbar, Ddbar, grads, dbias
+    return (Dbar, Ddbar), {"nets": grads, "bias_atom_e": dbias}
 
 
 # --------------------------------------------------------- equivariant heads
@@ -211,8 +209,10 @@ def tensor_fitting_forward(D: np.ndarray, gr: np.ndarray, atype_loc: np.ndarray,
 
 
 def tensor_fitting_backward(dout: np.ndarray, cache, *, param_grads: bool = False):
-    """Backward of :func:`tensor_fitting_forward`: ``(dD, dgr)`` for ``dout`` (like out);
-    with ``param_grads`` also ``{type: layer grads}`` and ``d bias_atom`` (ntypes x nout)."""
+    """Backward of :func:`tensor_fitting_forward` for ``dout`` (like out): ``((dD, dgr), grads)``.
+
+    ``dD``: nloc x M1*M2, ``dgr``: nloc x M1 x 3.  ``grads``: with ``param_grads`` the
+    dict ``{"nets": {type: layer grads}, "bias_atom": (ntypes x nout)}``, else ``None``."""
     shape, dtype, gshape, fit, caches = cache
     M1 = fit.embedding_width
     dD = np.zeros(shape, dtype=dtype)  # nloc x M1*M2
@@ -238,6 +238,4 @@ def tensor_fitting_backward(dout: np.ndarray, cache, *, param_grads: bool = Fals
         if param_grads:
             grads[t] = gl
             dbias[t] = do.sum(axis=0)
-    if param_grads:
-        return dD, dgr, grads, dbias
-    return dD, dgr
+    return (dD, dgr), ({"nets": grads, "bias_atom": dbias} if param_grads else None)
