@@ -30,3 +30,19 @@ def assert_close(a, b, rtol, atol=0.0, what=""):
 def num_grad_richardson(f, x, h=1e-3):
     """Richardson-extrapolated central differences: (4 D(h/2) - D(h)) / 3, error O(h^4)."""
     return (4 * num_grad(f, x, h / 2) - num_grad(f, x, h)) / 3
+
+
+def num_grad_inplace(f, arr, h=1e-6):
+    """d f() / d arr by central differences, where ``f`` takes no argument and reads
+    ``arr`` (a parameter array held by a model, e.g. ``layer.w``), which is perturbed
+    in place and restored."""
+    orig = np.array(arr, dtype=np.float64)
+
+    def at(v):
+        arr[...] = v
+        return f()
+
+    try:
+        return num_grad(at, orig, h)
+    finally:
+        arr[...] = orig
