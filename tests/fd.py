@@ -1,4 +1,6 @@
-"""Central finite differences used by the unit tests (independent of symref.checks)."""
+"""Central finite differences used by the unit tests (independent of symref.checks).
+
+The comparisons that go with them are in ``tests/tolerance.py``."""
 import numpy as np
 
 
@@ -17,14 +19,6 @@ def num_grad(f, x, h=1e-6):
         flat[k] = old
         gf[k] = (fp - fm) / (2 * h)
     return g
-
-
-def assert_close(a, b, rtol, atol=0.0, what=""):
-    """|a - b| <= atol + rtol * max|b| elementwise, with a readable message."""
-    a, b = np.asarray(a), np.asarray(b)
-    err = np.abs(a - b).max() if a.size else 0.0
-    scale = np.abs(b).max() if b.size else 0.0
-    assert err <= atol + rtol * scale, f"{what}: max abs err {err:.3e} > {atol:.1e} + {rtol:.1e}*{scale:.3e}"
 
 
 def num_grad_richardson(f, x, h=1e-3):

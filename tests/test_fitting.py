@@ -9,7 +9,8 @@ the FD error of these smooth maps is ~1e-10, a wrong term costs O(1).  Types in
 """
 import numpy as np
 import pytest
-from fd import assert_close, num_grad, num_grad_inplace
+from fd import num_grad, num_grad_inplace
+from tolerance import assert_close
 
 from symref.reference.fitting import (EnergyFitting, TensorFitting, energy_fitting_backward,
                                       energy_fitting_backward_dual, energy_fitting_forward,
