@@ -130,18 +130,23 @@ def test_tensor_fitting_backward_is_the_gradient_of_its_forward(kind, fit_diag):
     np.testing.assert_array_equal(dgr2, dgr)
 
 
+def _check_head(forward, backward, a, b, rng, names):
+    """``(da, db), None`` of a head's backward equal FD of ``<dout, forward(a, b)>``."""
+    out, cache = forward(a, b)
+    dout = rng.normal(size=out.shape)
+    (da, db), grads = _is_pair(backward(dout, cache))
+    assert grads is None
+    assert_close(da, num_grad(lambda x: np.sum(dout * forward(x, b)[0]), a), RTOL, ATOL,
+                 what=names[0])
+    assert_close(db, num_grad(lambda x: np.sum(dout * forward(a, x)[0]), b), RTOL, ATOL,
+                 what=names[1])
+
+
 def test_vector_head_backward_is_the_gradient_of_its_forward():
     """(do, dW) of vector_head_backward equal FD of <ȳ, Wᵀo> (the dipole and VCNN vector head)."""
     rng = np.random.default_rng(14)
     o, W = rng.normal(size=(3, 6)), rng.normal(size=(3, 6, 3))
-    y, cache = vector_head_forward(o, W)
-    dy = rng.normal(size=y.shape)
-    (do, dW), grads = _is_pair(vector_head_backward(dy, cache))
-    assert grads is None
-    assert_close(do, num_grad(lambda x: np.sum(dy * vector_head_forward(x, W)[0]), o), RTOL,
-                 ATOL, what="do")
-    assert_close(dW, num_grad(lambda x: np.sum(dy * vector_head_forward(o, x)[0]), W), RTOL,
-                 ATOL, what="dW")
+    _check_head(vector_head_forward, vector_head_backward, o, W, rng, ("do", "dW"))
 
 
 @pytest.mark.parametrize("full", [False, True])
@@ -150,13 +155,6 @@ def test_tensor_head_backward_is_the_gradient_of_its_forward(full):
     for a full, deliberately non-symmetric P (and a non-symmetric Ȳ), so no symmetry
     assumption hides a missing term."""
     rng = np.random.default_rng(15)
-    W = rng.normal(size=(3, 5, 3))
     P = rng.normal(size=(3, 5, 5) if full else (3, 5))
-    Y, cache = tensor_head_forward(P, W)
-    dY = rng.normal(size=Y.shape)
-    (dP, dW), grads = _is_pair(tensor_head_backward(dY, cache))
-    assert grads is None
-    assert_close(dP, num_grad(lambda x: np.sum(dY * tensor_head_forward(x, W)[0]), P), RTOL,
-                 ATOL, what="dP")
-    assert_close(dW, num_grad(lambda x: np.sum(dY * tensor_head_forward(P, x)[0]), W), RTOL,
-                 ATOL, what="dW")
+    W = rng.normal(size=(3, 5, 3))
+    _check_head(tensor_head_forward, tensor_head_backward, P, W, rng, ("dP", "dW"))
