@@ -36,6 +36,10 @@ mean over the cloud (not the sum) makes the output an estimate of an integral
 over the region the cloud samples, which is why one trained net serves clouds
 of different sizes.
 
+The vector and tensor heads are those of the dipole/polarizability fittings
+(:func:`symref.reference.fitting.vector_head_forward`, ``tensor_head_forward`` with
+the diagonal weights o).
+
 Backward (hand-written, :func:`vcnn_backward`): head → ō, W̄ → φ̄ (fitting
 backward) → D̄ → L̄ (:func:`symref.reference.core.gram_backward`, plus W̄ in the vector
 columns) → Ḡ (:func:`symref.reference.core.cloud_sum_backward`) → embedding backward.
@@ -64,6 +68,8 @@ import numpy as np
 
 from symref.model.params import mlp_grad_vector, mlp_vector, set_mlp_vector
 from symref.reference.core import cloud_sum_backward, cloud_sum_forward, gram_backward, gram_forward
+from symref.reference.fitting import (tensor_head_backward, tensor_head_forward, vector_head_backward,
+                                      vector_head_forward)
 from symref.reference.nn import Layer, init_mlp, mlp_backward, mlp_forward
 
 OUTPUTS = ("scalar", "vector", "tensor")
@@ -268,36 +274,39 @@ def vcnn_forward(p: VCNNParams, batch: CloudBatch):
     D, g_cache = gram_forward(L, M2)  # B x M1 x M2
     o, f_cache = mlp_forward(D.reshape(B, M1 * M2), p.fitting)  # B x nfit
     W = L[:, :, 1:].reshape(B, -1, d)  # B x M1·V x d: the vector rows
+    h_cache = None
     if p.output == "scalar":
         y = o * p.y_scale + p.y_shift  # B x nout
     elif p.output == "vector":
-        y = p.y_scale[0] * np.einsum("br,brd->bd", o, W)  # B x d
+        y, h_cache = vector_head_forward(o, W)  # B x d (symref.reference.fitting)
+        y = p.y_scale[0] * y
     else:
-        y = p.y_scale[0] * np.einsum("br,brd,bre->bde", o, W, W) + p.y_shift[0] * np.eye(d)
-    return y, (p, B, o, W, e_cache, l_cache, g_cache, f_cache)
+        y, h_cache = tensor_head_forward(o, W)  # B x d x d, Σ_r o_r w_r w_rᵀ
+        y = p.y_scale[0] * y + p.y_shift[0] * np.eye(d)
+    return y, (p, B, h_cache, e_cache, l_cache, g_cache, f_cache)
 
 
 def vcnn_backward(dy: np.ndarray, cache):
-    """Parameter gradients of ``<dy, y>``: ``(embedding layer grads, fitting layer grads)``
-    (lists of ``{"w", "b", "idt"}``, as :func:`symref.reference.nn.mlp_backward`)."""
-    p, B, o, W, e_cache, l_cache, g_cache, f_cache = cache
+    """Parameter gradients of ``<dy, y>``: ``(None, {"embedding": layer grads, "fitting":
+    layer grads})`` (lists of ``{"w", "b", "idt"}``, as :func:`symref.reference.nn.mlp_backward`).
+
+    ``d_input`` is ``None``: the model is never differentiated with respect to its clouds."""
+    p, B, h_cache, e_cache, l_cache, g_cache, f_cache = cache
     M1, M2 = p.M1, p.axis_neuron
     dW = None
     if p.output == "scalar":
         do = dy * p.y_scale  # B x nout
-    elif p.output == "vector":
-        do = p.y_scale[0] * np.einsum("bd,brd->br", dy, W)  # B x M1·V
-        dW = p.y_scale[0] * o[:, :, None] * dy[:, None, :]  # B x M1·V x d
+    elif p.output == "vector":  # do: B x M1·V, dW: B x M1·V x d
+        (do, dW), _ = vector_head_backward(p.y_scale[0] * dy, h_cache)
     else:
-        do = p.y_scale[0] * np.einsum("bde,brd,bre->br", dy, W, W)
-        dW = p.y_scale[0] * o[:, :, None] * np.einsum("bde,bre->brd", dy + dy.transpose(0, 2, 1), W)
+        (do, dW), _ = tensor_head_backward(p.y_scale[0] * dy, h_cache)
     dD, fit_grads = mlp_backward(do, f_cache)  # B x M1·M2
-    dL = gram_backward(dD.reshape(B, M1, M2), g_cache)  # B x M1 x c
+    dL, _ = gram_backward(dD.reshape(B, M1, M2), g_cache)  # B x M1 x c
     if dW is not None:
         dL[:, :, 1:] += dW.reshape(B, M1, -1)
-    dG, _ = cloud_sum_backward(dL, l_cache)  # B x n x M1
+    (dG, _), _ = cloud_sum_backward(dL, l_cache)  # B x n x M1
     _, emb_grads = mlp_backward(dG, e_cache)
-    return emb_grads, fit_grads
+    return None, {"embedding": emb_grads, "fitting": fit_grads}
 
 
 # ------------------------------------------------------------ parameters, loss
@@ -326,8 +335,8 @@ def loss_and_grad(p: VCNNParams, batches, targets, grad: bool = True):
         m = r[0].size
         total += float(np.sum(r * r)) / (N * m)
         if grad:
-            emb_grads, fit_grads = vcnn_backward(2.0 * r / (sc * N * m), cache)
-            gb = mlp_grad_vector(p.embedding + p.fitting, emb_grads + fit_grads)
+            grads = vcnn_backward(2.0 * r / (sc * N * m), cache)[1]
+            gb = mlp_grad_vector(p.embedding + p.fitting, grads["embedding"] + grads["fitting"])
             g = gb if g is None else g + gb
     return total, g
 

@@ -1,4 +1,6 @@
-"""Central finite differences used by the unit tests (independent of symref.checks)."""
+"""Central finite differences used by the unit tests (independent of symref.checks).
+
+The comparisons that go with them are in ``tests/tolerance.py``."""
 import numpy as np
 
 
@@ -19,14 +21,22 @@ def num_grad(f, x, h=1e-6):
     return g
 
 
-def assert_close(a, b, rtol, atol=0.0, what=""):
-    """|a - b| <= atol + rtol * max|b| elementwise, with a readable message."""
-    a, b = np.asarray(a), np.asarray(b)
-    err = np.abs(a - b).max() if a.size else 0.0
-    scale = np.abs(b).max() if b.size else 0.0
-    assert err <= atol + rtol * scale, f"{what}: max abs err {err:.3e} > {atol:.1e} + {rtol:.1e}*{scale:.3e}"
-
-
 def num_grad_richardson(f, x, h=1e-3):
     """Richardson-extrapolated central differences: (4 D(h/2) - D(h)) / 3, error O(h^4)."""
     return (4 * num_grad(f, x, h / 2) - num_grad(f, x, h)) / 3
+
+
+def num_grad_inplace(f, arr, h=1e-6):
+    """d f() / d arr by central differences, where ``f`` takes no argument and reads
+    ``arr`` (a parameter array held by a model, e.g. ``layer.w``), which is perturbed
+    in place and restored."""
+    orig = np.array(arr, dtype=np.float64)
+
+    def at(v):
+        arr[...] = v
+        return f()
+
+    try:
+        return num_grad(at, orig, h)
+    finally:
+        arr[...] = orig

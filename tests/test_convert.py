@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tolerance import assert_allclose_scaled
 
 pytest.importorskip("ase", reason="ase is not installed (pip install -e '.[ase]')")
 import ase.io  # noqa: E402
@@ -80,8 +81,7 @@ def test_round_trip_extxyz_npy_extxyz(labelled, tmp_path):
         np.testing.assert_allclose(np.array(b.cell), np.array(a.cell), rtol=1e-15)
         assert b.get_potential_energy() == pytest.approx(a.get_potential_energy(), rel=1e-15)
         np.testing.assert_allclose(b.get_forces(), a.get_forces(), atol=2e-8)
-        np.testing.assert_allclose(b.get_stress(), a.get_stress(), rtol=1e-12,
-                                   atol=1e-12 * np.abs(a.get_stress()).max())
+        assert_allclose_scaled(b.get_stress(), a.get_stress(), 1e-12, 1e-12)
 
 
 def test_round_trip_npy_extxyz_npy_water(shared_data, tmp_path):

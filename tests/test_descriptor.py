@@ -5,7 +5,8 @@ import pytest
 import symref
 from symref.reference.descriptor.se_e2_a import keep_mask, se_e2_a_backward, se_e2_a_forward
 from symref.reference.nn import mlp_forward
-from fd import assert_close, num_grad
+from fd import num_grad
+from tolerance import assert_close
 
 
 def small_model(one_side, exclude=()):

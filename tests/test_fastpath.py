@@ -9,6 +9,7 @@ import warnings
 import numba
 import numpy as np
 import pytest
+from tolerance import assert_allclose_scaled
 
 from symref.fast import cpu as fastpath
 from symref.io.data import make_crystal, make_molecule
@@ -137,8 +138,7 @@ def test_modes_and_thread_counts_agree():
         numba.set_num_threads(nthreads)
     for o in outs[1:]:
         for k in TOL:
-            np.testing.assert_allclose(o[k], outs[0][k], rtol=1e-12,
-                                       atol=1e-12 * np.abs(outs[0][k]).max())
+            assert_allclose_scaled(o[k], outs[0][k], 1e-12, 1e-12)
 
 
 @pytest.mark.parametrize("neuron", [[6], [4, 8]])

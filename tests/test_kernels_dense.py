@@ -1,6 +1,7 @@
 """Fused dense-layer kernels (parallel and serial builds) against their NumPy twins."""
 import numpy as np
 import pytest
+from tolerance import assert_allclose_scaled
 
 from symref.fast.kernels import dense as kd
 
@@ -9,7 +10,7 @@ CASES = [(1, 25, 0, 1), (25, 50, 2, 1), (50, 100, 2, 1), (240, 240, 1, 1), (1600
 
 
 def _check(ours, ref):
-    np.testing.assert_allclose(ours, ref, rtol=1e-13, atol=1e-15 * max(1.0, np.abs(ref).max()))
+    assert_allclose_scaled(ours, ref, 1e-13, 1e-15, floor=1.0)
 
 
 @pytest.mark.parametrize("serial", [False, True])

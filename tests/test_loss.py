@@ -127,7 +127,7 @@ def test_dual_layer_backward_is_the_gradient_of_its_forward():
             return np.sum(yb * y) + np.sum(ydb * yd)
 
         _, _, c = layer_forward_dual(x, xd, layer)
-        xbar, xdbar, g = layer_backward_dual(yb, ydb, c)
+        (xbar, xdbar), g = layer_backward_dual(yb, ydb, c)
         for arr, gr in ((layer.w, g["w"]), (layer.b, g["b"]), (x, xbar), (xd, xdbar)) + \
                 (((layer.idt, g["idt"]),) if layer.idt is not None else ()):
             num = np.empty_like(arr)

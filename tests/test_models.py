@@ -7,7 +7,8 @@ import pytest
 
 import symref
 from symref.io.data import make_crystal, make_molecule
-from fd import assert_close, num_grad_richardson
+from fd import num_grad_richardson
+from tolerance import assert_close
 
 
 def model(one_side=True, exclude=(), atom_exclude=(), fit_exclude=(), ntypes=2, sel=None, rcut=4.5):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from symref.reference.nn import Layer, init_mlp, layer_forward, mlp_backward, mlp_forward
-from fd import assert_close, num_grad
+from fd import num_grad
+from tolerance import assert_close
 
 
 @pytest.mark.parametrize("neuron,resnet_dt", [([4, 8, 16], True), ([5, 5, 7], False), ([3, 6, 6], True)])

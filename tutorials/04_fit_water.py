@@ -399,7 +399,7 @@ def bp_frame(fr, need_grad, pe=pref.pref_e, pf=pref.pref_f):
     for t in range(2):
         rows = at == t
         y, yd, c = mlp_forward_dual(ghat[rows], gdot[rows], bp_nets[t])
-        _, _, g = mlp_backward_dual(np.full_like(y, a), -np.ones_like(yd), c)
+        _, g = mlp_backward_dual(np.full_like(y, a), -np.ones_like(yd), c)
         grads.append(mlp_grad_vector(bp_nets[t], g))
     return loss, np.concatenate(grads)
 

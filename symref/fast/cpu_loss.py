@@ -258,5 +258,5 @@ def _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref):
         for rows, rp, pc, idx, g_tj in pads:
             gbar = np.einsum("i,imc,c->m", npad[rows, g_tj].astype(np.float64), Tbar[rows], rp)
             emb_grads[idx] = _sum_grads(emb_grads[idx],
-                                        mlp_backward_dual(gbar[None], np.zeros((1, M1)), pc)[2])
+                                        mlp_backward_dual(gbar[None], np.zeros((1, M1)), pc)[1])
     return emb_grads, fit_grads, dbias

@@ -106,9 +106,9 @@ class DeepPot(SeE2AModel):
         alive = self.alive(atype)  # nloc
         atom_e = np.where(alive, e_fit + self.out_bias[atype], 0.0).astype(dtype)
         # backward: dE/dE_i = 1 for atoms that count
-        dD = energy_fitting_backward(alive.astype(dtype), f_cache)
-        dR = se_e2_a_backward(dD, d_cache)  # nloc x nnei x 4
-        g = env_mat_backward(dR, env_cache)  # nloc x nnei x 3 = dE/dr_ji
+        dD, _ = energy_fitting_backward(alive.astype(dtype), f_cache)
+        dR, _ = se_e2_a_backward(dD, d_cache)  # nloc x nnei x 4
+        g, _ = env_mat_backward(dR, env_cache)  # nloc x nnei x 3 = dE/dr_ji
         natoms = coord.shape[0]
         forces = g.sum(axis=1)  # F_i = +sum_j g_ij
         np.add.at(forces, nlist[mask], -g[mask])  # F_j -= g_ij

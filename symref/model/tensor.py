@@ -105,17 +105,17 @@ class DeepTensor(SeE2AModel):
         return atom, (alive, nlist, mask, env_cache, d_cache, f_cache, T)
 
     def tensor_backward(self, dy, cache, *, param_grads: bool = False):
-        """Backward of :meth:`tensor_forward` for ``<dy, atom outputs>``: ``g`` =
-        d/dr_ji (nloc x nnei x 3) or, with ``param_grads``, ``(embedding grads by net
-        index (dict), fitting grads by type, d bias_atom)``."""
+        """Backward of :meth:`tensor_forward` for ``<dy, atom outputs>``: ``(g, grads)``,
+        ``g`` = d/dr_ji (nloc x nnei x 3); ``grads``, with ``param_grads``,
+        ``{"embeddings": {net index: layer grads}, "nets": {type: layer grads},
+        "bias_atom": (ntypes x nout)}``, else ``None``."""
         alive, nlist, mask, env_cache, d_cache, f_cache, T = cache
-        out = tensor_fitting_backward(dy * alive, f_cache, param_grads=param_grads)
-        dT = np.zeros_like(T)
-        dT[:, :, 1:] = out[1]
-        if param_grads:
-            _, emb = se_e2_a_backward(out[0], d_cache, param_grads=True, dT=dT)
-            return emb, out[2], out[3]
-        return env_mat_backward(se_e2_a_backward(out[0], d_cache, dT=dT), env_cache)
+        (dD, dgr), fgrads = tensor_fitting_backward(dy * alive, f_cache, param_grads=param_grads)
+        dT = np.zeros_like(T)  # nloc x M1 x 4
+        dT[:, :, 1:] = dgr
+        dR, emb = se_e2_a_backward(dD, d_cache, param_grads=param_grads, dT=dT)  # nloc x nnei x 4
+        g, _ = env_mat_backward(dR, env_cache)  # nloc x nnei x 3
+        return g, ({"embeddings": emb, **fgrads} if param_grads else None)
 
     def _tensor_frame(self, coord, atype, box, *, derivative, truncate, frame):
         atom, cache = self.tensor_forward(coord, atype, box, truncate=truncate, frame=frame)
@@ -128,7 +128,7 @@ class DeepTensor(SeE2AModel):
             for comp in np.ndindex(*shape):
                 seed = np.zeros_like(atom)  # nloc x shape
                 seed[(slice(None),) + comp] = 1.0
-                g = self.tensor_backward(seed, cache)  # nloc x nnei x 3 = dy_c/dr_ji
+                g, _ = self.tensor_backward(seed, cache)  # nloc x nnei x 3 = dy_c/dr_ji
                 grad = -g.sum(axis=1)  # r_ji = x_j - x_i
                 np.add.at(grad, nlist[mask], g[mask])
                 deriv[comp] = grad

@@ -13,6 +13,26 @@ needs it, the tangent/dual twins), the formula and its derivative in the docstri
 ``fitting``            heads on the descriptor: per-type energy nets, dipole/polarizability
 =====================  =====================================================
 
+Backward convention (every ``*_backward`` and ``*_backward_dual`` of the package,
+whatever its flags): the return value is always the pair ``(d_input, grads)``.
+
+``d_input``
+    the gradient with respect to the forward's array input (``dx``, ``dR``,
+    ``drij``...); a tuple, in the forward's argument order, where the forward
+    has several (``(dG, dX)``, ``(dD, dgr)``) and for the dual twins
+    ``(x̄, ẋ̄)``; ``None`` (or ``None`` in a slot of the tuple) when not
+    requested or not formed (``need_dX=False``, ``se_e2_a_backward_dual``,
+    ``vcnn_backward``).
+``grads``
+    the parameter gradients: per layer ``{"w", "b", "idt"}`` dicts (``nn``),
+    dicts keyed by the parameter's attribute name for the heads
+    (``{"nets": ..., "bias_atom_e": ...}``); ``None`` for functions without
+    trained parameters (``env``, ``core``) or when ``param_grads`` is false.
+
+So ``dx, _ = f_backward(...)`` and ``_, grads = f_backward(..., param_grads=True)``
+read the same everywhere.  (The numba kernels in ``symref.fast.kernels`` are
+not covered: they write into output arrays they are given.)
+
 Data flow: coordinates -> neighbours -> environment rows -> symmetric core ->
 head -> outputs; gradients flow back the same way.
 

@@ -25,6 +25,10 @@ Backward (``Ā`` the gradient of the loss with respect to ``A``):
     \bar G_{bj} = s_b\, \bar L_b X_{bj},\qquad \bar X_{bj} = s_b\, \bar L_b^\top G_{bj},\qquad
     \bar L_b = \bar D_b L_{b,<} + \big[\bar D_b^\top L_b\big]_{\text{rows} < M_2}.
 
+The backward functions follow the package convention ``(d_input, grads)``
+(:mod:`symref.reference`); nothing here has trained parameters, so ``grads`` is
+always ``None`` and ``d_input`` is a tuple where the forward has two array inputs.
+
 Shapes: ``B`` clouds (centres), ``n`` points per cloud (padded), ``M1``
 embedding width, ``M2`` axis width, ``c`` columns of X.  Batched over any
 number of leading axes through ``einsum`` ellipses where noted.
@@ -47,12 +51,15 @@ def cloud_sum_forward(G: np.ndarray, X: np.ndarray, scale=1.0):
 
 
 def cloud_sum_backward(dL: np.ndarray, cache, need_dX: bool = False):
-    """Backward of :func:`cloud_sum_forward`: ``(dG (B x n x M1), dX (B x n x c) or None)``."""
+    """Backward of :func:`cloud_sum_forward`: ``((dG (B x n x M1), dX (B x n x c) or None), None)``.
+
+    ``dX`` is computed only with ``need_dX`` (the VCNN never differentiates its inputs);
+    ``cache`` may then hold ``None`` for G."""
     G, X, s = cache
     dLs = dL * s[:, None, None] if s.ndim else dL * s  # B x M1 x c
     dG = np.einsum("bmc,bjc->bjm", dLs, X)  # B x n x M1
     dX = np.einsum("bmc,bjm->bjc", dLs, G) if need_dX else None  # B x n x c
-    return dG, dX
+    return (dG, dX), None
 
 
 def gram_forward(L: np.ndarray, M2: int):
@@ -63,7 +70,7 @@ def gram_forward(L: np.ndarray, M2: int):
     return D, (L, M2)
 
 
-def bilinear_backward(Dbar: np.ndarray, A: np.ndarray, C: np.ndarray, M2: int):
+def _bilinear_vjp(Dbar: np.ndarray, A: np.ndarray, C: np.ndarray, M2: int):
     """For ``D = A C<ᵀ`` (per cloud): ``(Ā, C̄)``, ``C̄`` nonzero in its first M2 rows."""
     Abar = np.einsum("bad,bdc->bac", Dbar, C[:, :M2])  # B x M1 x c
     Cbar = np.zeros_like(C)
@@ -71,11 +78,11 @@ def bilinear_backward(Dbar: np.ndarray, A: np.ndarray, C: np.ndarray, M2: int):
     return Abar, Cbar
 
 
-def gram_backward(dD: np.ndarray, cache) -> np.ndarray:
-    """Backward of :func:`gram_forward`: ``dL`` (B x M1 x c)."""
+def gram_backward(dD: np.ndarray, cache):
+    """Backward of :func:`gram_forward`: ``(dL (B x M1 x c), None)``."""
     L, M2 = cache
-    a, c = bilinear_backward(dD, L, L, M2)
-    return a + c
+    a, c = _bilinear_vjp(dD, L, L, M2)
+    return a + c, None
 
 
 def gram_tangent(L: np.ndarray, Ld: np.ndarray, M2: int) -> np.ndarray:
@@ -86,8 +93,9 @@ def gram_tangent(L: np.ndarray, Ld: np.ndarray, M2: int) -> np.ndarray:
 
 def gram_backward_dual(Dbar: np.ndarray, Ddbar: np.ndarray, L: np.ndarray, Ld: np.ndarray,
                        M2: int):
-    """Reverse pass over ``(D, Ḋ)``: gradients ``(L̄, L̇̄)`` of ``<D̄, D> + <Ḋ̄, Ḋ>``."""
-    a1, c1 = bilinear_backward(Dbar, L, L, M2)  # D = L L<
-    a2, c2 = bilinear_backward(Ddbar, Ld, L, M2)  # Ḋ = L̇ L< + ...
-    a3, c3 = bilinear_backward(Ddbar, L, Ld, M2)  # ... + L L̇<
-    return a1 + c1 + c2 + a3, a2 + c3
+    """Reverse pass over ``(D, Ḋ)`` (:func:`gram_forward` and :func:`gram_tangent`):
+    ``((L̄, L̇̄), None)``, the gradients of ``<D̄, D> + <Ḋ̄, Ḋ>`` (B x M1 x c each)."""
+    a1, c1 = _bilinear_vjp(Dbar, L, L, M2)  # D = L L<
+    a2, c2 = _bilinear_vjp(Ddbar, Ld, L, M2)  # Ḋ = L̇ L< + ...
+    a3, c3 = _bilinear_vjp(Ddbar, L, Ld, M2)  # ... + L L̇<
+    return (a1 + c1 + c2 + a3, a2 + c3), None

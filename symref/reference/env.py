@@ -69,7 +69,9 @@ def env_mat_forward(rij, mask, davg, dstd, rcut, rcut_smth, protection=0.0):
 
 
 def env_mat_backward(dR, cache):
-    """Backward of :func:`env_mat_forward`: ``dL/dR`` (nloc x nnei x 4) -> ``dL/drij`` (nloc x nnei x 3)."""
+    """Backward of :func:`env_mat_forward`: ``dL/dR`` (nloc x nnei x 4) -> ``(dL/drij, None)``,
+    ``dL/drij`` nloc x nnei x 3 (zero for padded slots); ``None``: no trained parameters
+    (davg/dstd are statistics)."""
     rij, mask, r, inv_q, w, dw, dstd = cache
     draw = dR / dstd  # nloc x nnei x 4
     inv_q2 = inv_q * inv_q
@@ -78,7 +80,7 @@ def env_mat_backward(dR, cache):
     radial = (draw[..., 0] * (dw * inv_q - w * inv_q2)
               + np.einsum("ijk,ijk->ij", d_xyz, rvec) * (dw * inv_q2 - 2.0 * w * inv_q2 * inv_q))
     drij = (radial / r)[..., None] * rvec + (w * inv_q2)[..., None] * d_xyz
-    return np.where(mask[..., None], drij, 0.0)
+    return np.where(mask[..., None], drij, 0.0), None
 
 
 def env_mat_tangent(rdot: np.ndarray, cache) -> np.ndarray:

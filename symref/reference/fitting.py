@@ -1,4 +1,4 @@
-r"""Energy fitting head: per-type nets on the descriptor, forward and backward.
+r"""Fitting heads on the descriptor: per-type energy nets and the equivariant heads.
 
 .. math::
 
@@ -10,6 +10,23 @@ the residual rule, a linear width-1 output), :math:`b^e` = ``bias_atom_e`` and
 :math:`m_t = 0` for ``exclude_types``, else 1.  The model-level ``out_bias``
 is added by :mod:`symref.model.deeppot`.  Atoms of one type are batched so each layer
 is one matrix-matrix product.
+
+Equivariant heads (shared by :class:`TensorFitting` and :mod:`symref.vcnn`), for rows
+:math:`\mathbf w_r` of W (r x d) that rotate like positions (:math:`W \mapsto W Q^\top`)
+and invariant weights:
+
+.. math::
+
+    \text{vector: } \mathbf y = W^\top o = \sum_r o_r \mathbf w_r,\qquad
+    \bar o = W \bar{\mathbf y},\quad \bar W = o \otimes \bar{\mathbf y};
+
+    \text{tensor: } Y = W^\top P\, W,\qquad \bar P = W \bar Y W^\top,\quad
+    \bar W = P W \bar Y^\top + P^\top W \bar Y,
+
+with P either a full r x r matrix or ``diag(p)`` given as the vector p (then
+:math:`\bar p_r = \mathbf w_r^\top \bar Y \mathbf w_r`,
+:math:`\bar W_r = p_r (\bar Y + \bar Y^\top) \mathbf w_r`).  Hence
+:math:`\mathbf y \mapsto Q \mathbf y` and :math:`Y \mapsto Q Y Q^\top`.
 """
 from __future__ import annotations
 
@@ -61,10 +78,10 @@ def energy_fitting_forward(D: np.ndarray, atype_loc: np.ndarray, fit: EnergyFitt
 
 
 def energy_fitting_backward(dE: np.ndarray, cache, *, param_grads: bool = False):
-    """Backward of :func:`energy_fitting_forward`: ``dE`` (nloc,) -> ``dD`` (nloc x M1*M2).
+    """Backward of :func:`energy_fitting_forward`: ``dE`` (nloc,) -> ``(dD, grads)``.
 
-    With ``param_grads`` also returns ``{type: [layer grads]}`` and
-    ``d bias_atom_e`` (ntypes,).
+    ``dD``: nloc x M1*M2.  ``grads``: with ``param_grads`` the dict
+    ``{"nets": {type: [layer grads]}, "bias_atom_e": (ntypes,)}``, else ``None``.
     """
     shape, dtype, ntypes, caches = cache
     dD = np.zeros(shape, dtype=dtype)  # nloc x M1*M2
@@ -75,9 +92,7 @@ def energy_fitting_backward(dE: np.ndarray, cache, *, param_grads: bool = False)
         if param_grads:
             grads[t] = g
             dbias[t] = dE[rows].sum()
-    if param_grads:
-        return dD, grads, dbias
-    return dD
+    return dD, ({"nets": grads, "bias_atom_e": dbias} if param_grads else None)
 
 
 def energy_fitting_forward_dual(D, Dd, atype_loc, fit: EnergyFitting):
@@ -99,20 +114,56 @@ def energy_fitting_forward_dual(D, Dd, atype_loc, fit: EnergyFitting):
 
 def energy_fitting_backward_dual(Ebar, Edbar, cache):
     """Backward of :func:`energy_fitting_forward_dual` for ``<Ebar, E> + <Edbar, Ed>``:
-    ``(Dbar, Ddbar, {type: layer grads}, d bias_atom_e)``."""
+    ``((Dbar, Ddbar), {"nets": {type: layer grads}, "bias_atom_e": (ntypes,)})``."""
     shape, dtype, ntypes, caches = cache
     Dbar = np.zeros(shape, dtype=dtype)
     Ddbar = np.zeros(shape, dtype=dtype)
     grads, dbias = {}, np.zeros(ntypes, dtype=dtype)
     for t, rows, c in caches:
-        xb, xdb, g = mlp_backward_dual(Ebar[rows][:, None], Edbar[rows][:, None], c)
+        (xb, xdb), g = mlp_backward_dual(Ebar[rows][:, None], Edbar[rows][:, None], c)
         Dbar[rows], Ddbar[rows] = xb, xdb
         grads[t] = g
         dbias[t] = Ebar[rows].sum()
-    return Dbar, Ddbar, grads, dbias
+    return (Dbar, Ddbar), {"nets": grads, "bias_atom_e": dbias}
 
 
 # --------------------------------------------------------- equivariant heads
+def vector_head_forward(o: np.ndarray, W: np.ndarray):
+    """``y = Wᵀ o``: ``o`` (B x r), ``W`` (B x r x d) -> ``(y (B x d), cache)``."""
+    return np.einsum("br,brd->bd", o, W), (o, W)
+
+
+def vector_head_backward(dy: np.ndarray, cache):
+    """Backward of :func:`vector_head_forward`: ``((do (B x r), dW (B x r x d)), None)``."""
+    o, W = cache
+    do = np.einsum("brd,bd->br", W, dy)  # B x r
+    dW = o[:, :, None] * dy[:, None, :]  # B x r x d
+    return (do, dW), None
+
+
+def tensor_head_forward(P: np.ndarray, W: np.ndarray):
+    """``Y = Wᵀ P W``: ``P`` (B x r, the diagonal) or (B x r x r), ``W`` (B x r x d)
+    -> ``(Y (B x d x d), cache)``."""
+    if P.ndim == 2:
+        Y = np.einsum("br,brd,bre->bde", P, W, W)
+    else:
+        Y = np.einsum("brd,brs,bse->bde", W, P, W)
+    return Y, (P, W)
+
+
+def tensor_head_backward(dY: np.ndarray, cache):
+    """Backward of :func:`tensor_head_forward`: ``((dP (like P), dW (B x r x d)), None)``."""
+    P, W = cache
+    if P.ndim == 2:
+        dP = np.einsum("brd,bde,bre->br", W, dY, W)  # B x r
+        dW = P[:, :, None] * np.einsum("bre,bde->brd", W, dY + dY.transpose(0, 2, 1))
+    else:
+        dP = np.einsum("brd,bde,bse->brs", W, dY, W)  # B x r x r
+        dW = (np.einsum("brs,bse,bde->brd", P, W, dY)  # P W Ȳᵀ
+              + np.einsum("bsr,bsd,bde->bre", P, W, dY))  # Pᵀ W Ȳ
+    return (dP, dW), None
+
+
 @dataclass
 class TensorFitting:
     r"""Per-type dipole or polarizability fitting nets (deepmd-kit ``dipole`` / ``polar``).
@@ -196,48 +247,42 @@ def tensor_fitting_forward(D: np.ndarray, gr: np.ndarray, atype_loc: np.ndarray,
         o = o + fit.bias_atom[t]
         g = gr[rows]  # nrows x M1 x 3
         if fit.kind == "dipole":
-            out[rows] = np.einsum("rm,rmd->rd", o, g)
+            out[rows], hc = vector_head_forward(o, g)
         elif fit.fit_diag:
-            p = fit.scale[t] * o  # nrows x M1
-            out[rows] = np.einsum("rm,rmd,rme->rde", p, g, g)
+            out[rows], hc = tensor_head_forward(fit.scale[t] * o, g)  # p: nrows x M1
         else:
             o2 = o.reshape(-1, M1, M1)
             p = fit.scale[t] * 0.5 * (o2 + o2.transpose(0, 2, 1))  # nrows x M1 x M1
-            out[rows] = np.einsum("rmd,rmn,rne->rde", g, p, g)
+            out[rows], hc = tensor_head_forward(p, g)
         if fit.kind == "polar" and fit.shift_diag:
             out[rows] += fit.constant_matrix[t] * fit.scale[t] * np.eye(3)
-        caches.append((t, rows, c, o, g))
+        caches.append((t, rows, c, hc))
     return out, (D.shape, D.dtype, gr.shape, fit, caches)
 
 
 def tensor_fitting_backward(dout: np.ndarray, cache, *, param_grads: bool = False):
-    """Backward of :func:`tensor_fitting_forward`: ``(dD, dgr)`` for ``dout`` (like out);
-    with ``param_grads`` also ``{type: layer grads}`` and ``d bias_atom`` (ntypes x nout)."""
+    """Backward of :func:`tensor_fitting_forward` for ``dout`` (like out): ``((dD, dgr), grads)``.
+
+    ``dD``: nloc x M1*M2, ``dgr``: nloc x M1 x 3.  ``grads``: with ``param_grads`` the
+    dict ``{"nets": {type: layer grads}, "bias_atom": (ntypes x nout)}``, else ``None``."""
     shape, dtype, gshape, fit, caches = cache
     M1 = fit.embedding_width
     dD = np.zeros(shape, dtype=dtype)  # nloc x M1*M2
     dgr = np.zeros(gshape, dtype=dtype)  # nloc x M1 x 3
     grads, dbias = {}, np.zeros((fit.ntypes, fit.nout), dtype=dtype)
-    for t, rows, c, o, g in caches:
+    for t, rows, c, hc in caches:
         dy = dout[rows]
         if fit.kind == "dipole":
-            do = np.einsum("rmd,rd->rm", g, dy)  # nrows x M1
-            dgr[rows] = o[:, :, None] * dy[:, None, :]
-        elif fit.fit_diag:
-            p = fit.scale[t] * o
-            do = fit.scale[t] * np.einsum("rmd,rde,rme->rm", g, dy, g)
-            dgr[rows] = p[:, :, None] * np.einsum("rme,rde->rmd", g, dy + dy.transpose(0, 2, 1))
+            (do, dgr[rows]), _ = vector_head_backward(dy, hc)  # do: nrows x M1
         else:
-            o2 = o.reshape(-1, M1, M1)
-            p = fit.scale[t] * 0.5 * (o2 + o2.transpose(0, 2, 1))
-            dP = np.einsum("rmd,rde,rne->rmn", g, dy, g)  # nrows x M1 x M1
-            do = (fit.scale[t] * 0.5 * (dP + dP.transpose(0, 2, 1))).reshape(-1, M1 * M1)
-            dgr[rows] = np.einsum("rmn,rne,rde->rmd", p, g, dy + dy.transpose(0, 2, 1))
+            (dP, dgr[rows]), _ = tensor_head_backward(dy, hc)  # dP: nrows x M1 (x M1)
+            if fit.fit_diag:
+                do = fit.scale[t] * dP
+            else:
+                do = (fit.scale[t] * 0.5 * (dP + dP.transpose(0, 2, 1))).reshape(-1, M1 * M1)
         dx, gl = mlp_backward(do, c)
         dD[rows] = dx
         if param_grads:
             grads[t] = gl
             dbias[t] = do.sum(axis=0)
-    if param_grads:
-        return dD, dgr, grads, dbias
-    return dD, dgr
+    return (dD, dgr), ({"nets": grads, "bias_atom": dbias} if param_grads else None)

@@ -28,7 +28,9 @@ the widths do not allow a shortcut).  Derivatives, with
 
 ``mlp_forward`` returns ``(out, cache)`` and ``mlp_backward(dout, cache)``
 returns ``(dx, grads)`` with ``grads`` a list of dicts ``{"w", "b", "idt"}``
-per layer (entries ``None`` where the layer has no such parameter).
+per layer (entries ``None`` where the layer has no such parameter); the dual
+twins return ``((xbar, xdbar), grads)`` (the package-wide convention,
+:mod:`symref.reference`).
 """
 from __future__ import annotations
 
@@ -231,7 +233,7 @@ def layer_forward_dual(x: np.ndarray, xd: np.ndarray, layer: Layer):
 
 
 def layer_backward_dual(ybar: np.ndarray, ydbar: np.ndarray, dcache):
-    r"""Backward of :func:`layer_forward_dual`: ``(xbar, xdbar, grads)``.
+    r"""Backward of :func:`layer_forward_dual`: ``((xbar, xdbar), grads)``.
 
     With :math:`\phi = \tanh`, :math:`\phi' = 1 - h^2` and
     :math:`\partial\phi'/\partial z = -2 h \phi'`, the tangent branch gives
@@ -264,7 +266,7 @@ def layer_backward_dual(ybar: np.ndarray, ydbar: np.ndarray, dcache):
         + x.reshape(-1, nin).T @ zbar.reshape(-1, nout)
     if layer.b is not None:
         grads["b"] = zbar.reshape(-1, nout).sum(axis=0)
-    return xbar, xdbar, grads
+    return (xbar, xdbar), grads
 
 
 def mlp_forward_dual(x: np.ndarray, xd: np.ndarray, layers: list[Layer]):
@@ -277,8 +279,8 @@ def mlp_forward_dual(x: np.ndarray, xd: np.ndarray, layers: list[Layer]):
 
 
 def mlp_backward_dual(ybar: np.ndarray, ydbar: np.ndarray, cache):
-    """Backward of :func:`mlp_forward_dual`: ``(xbar, xdbar, [grads per layer])``."""
+    """Backward of :func:`mlp_forward_dual`: ``((xbar, xdbar), [grads per layer])``."""
     grads = [None] * len(cache)
     for k in range(len(cache) - 1, -1, -1):
-        ybar, ydbar, grads[k] = layer_backward_dual(ybar, ydbar, cache[k])
-    return ybar, ydbar, grads
+        (ybar, ydbar), grads[k] = layer_backward_dual(ybar, ydbar, cache[k])
+    return (ybar, ydbar), grads

@@ -163,9 +163,9 @@ def _frame(model, coord, atype, box, dE, dF, dW, pref):
     _, _, f_cache = energy_fitting_forward_dual(D, Dd, atype, model.fitting)
     alive = (~np.isin(atype, model.atom_exclude_types)).astype(np.float64)  # N
     a = 2.0 * pref.pref_e * dE / N
-    Dbar, Ddbar, fit_grads, dbias = energy_fitting_backward_dual(a * alive, -alive, f_cache)
-    emb_grads = se_e2_a_backward_dual(Dbar, Ddbar, d_cache)
-    return emb_grads, fit_grads, dbias
+    (Dbar, Ddbar), fg = energy_fitting_backward_dual(a * alive, -alive, f_cache)
+    _, emb_grads = se_e2_a_backward_dual(Dbar, Ddbar, d_cache)
+    return emb_grads, fg["nets"], fg["bias_atom_e"]
 
 
 # ------------------------------------------------------------ tensor (dipole/polar) loss
@@ -219,9 +219,9 @@ def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
             dy += 2.0 * pref.pref * r / (nf * c)
         if not grad:
             continue
-        emb, fit_grads, dbias = model.tensor_backward(dy, cache, param_grads=True)
-        emb_list = [emb.get(i) for i in range(len(model.descriptor.embeddings))]
-        gf = grad_arrays(model, emb_list, fit_grads, dbias)
+        _, g = model.tensor_backward(dy, cache, param_grads=True)
+        emb_list = [g["embeddings"].get(i) for i in range(len(model.descriptor.embeddings))]
+        gf = grad_arrays(model, emb_list, g["nets"], g["bias_atom"])
         if grads is None:
             grads = gf
         else:

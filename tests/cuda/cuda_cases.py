@@ -6,6 +6,7 @@ small: at most 8 atoms, sel at most 8 per type, nets at most 8 wide.
 from __future__ import annotations
 
 import numpy as np
+from tolerance import assert_allclose_scaled
 
 from symref.io.data import make_crystal, make_molecule
 from symref.fast.kernels import cuda_se_e2_a as kc
@@ -42,8 +43,7 @@ def assert_close(out, ref, dtype, what=""):
     tol = TOL[np.dtype(dtype)]
     out, ref = np.asarray(out), np.asarray(ref)
     assert out.shape == ref.shape, f"{what}: shape {out.shape} != {ref.shape}"
-    scale = max(1.0, float(np.abs(ref).max()) if ref.size else 1.0)
-    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * scale, err_msg=what)
+    assert_allclose_scaled(out, ref, tol, tol, floor=1.0, err_msg=what)
 
 
 def max_rel(out, ref) -> float:

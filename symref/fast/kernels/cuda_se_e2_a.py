@@ -185,7 +185,7 @@ def descriptor_backward_ref(dD, T, M2, nnei, dT):
     from symref.reference.core import gram_backward
 
     n, M1, _ = T.shape
-    dT[...] = gram_backward(dD.reshape(n, M1, M2), (T, M2)) / nnei
+    dT[...] = gram_backward(dD.reshape(n, M1, M2), (T, M2))[0] / nnei
 
 
 def fitting(D, atype, fit: NetPack, bias_atom_e, out_bias, fit_on, alive, E, dD):
@@ -255,7 +255,7 @@ def embed_backward_ref(rij, R, nlist, keep, atype, slot_type, emb_index, emb: Ne
     rij = np.where(mask[..., None], rij, 0.0).astype(g.dtype)
     zeros = np.zeros(dstd[atype].shape, dtype=g.dtype)
     _, cache = env_mat_forward(rij, mask, zeros, dstd[atype], rcut, rcut_smth, protection)
-    g[...] = env_mat_backward(dR, cache)
+    g[...] = env_mat_backward(dR, cache)[0]
 
 
 def forces_virial(g, rij, nlist, rev_ptr, rev_idx, F, W):

@@ -163,7 +163,7 @@ def env_embed_backward_ref(rij, ptr, types, dstd, rcut, rcut_smth, protection,
     _, cache = env_mat_forward(rij[None], mask, zeros, dstd[t][None], rcut, rcut_smth, protection)
     dRt = dR.copy()
     dRt[:, 0] += (dz @ w.T)[:, 0] + dsres[:, 0]
-    g[...] = env_mat_backward(dRt[None], cache)[0]
+    g[...] = env_mat_backward(dRt[None], cache)[0][0]
 
 
 # ------------------------------------------------------------- last layer + T

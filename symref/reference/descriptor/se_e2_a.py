@@ -138,23 +138,24 @@ def se_e2_a_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc
 
 def se_e2_a_backward(dD: np.ndarray, cache, *, param_grads: bool = False,
                      dT: np.ndarray | None = None):
-    """Backward of :func:`se_e2_a_forward`: ``dD`` (nloc x M1*M2) -> ``dR`` (nloc x nnei x 4).
+    """Backward of :func:`se_e2_a_forward`: ``dD`` (nloc x M1*M2) -> ``(dR, grads)``.
 
-    ``dT`` (nloc x M1 x 4, optional): a gradient with respect to T itself (the
-    equivariant heads read T's last three columns), added to the one from D.
-    With ``param_grads`` also returns the list of per-embedding-net layer
-    gradients (indexed like ``desc.embeddings``; ``None`` for unused nets).
+    ``dR``: nloc x nnei x 4.  ``dT`` (nloc x M1 x 4, optional): a gradient with
+    respect to T itself (the equivariant heads read T's last three columns), added
+    to the one from D.  ``grads``: with ``param_grads`` a dict ``{net index: layer
+    grads}`` (index as in ``desc.embeddings``; nets no centre/slot group used are
+    absent), else ``None``.
     """
     Rk, keep, T, emb_caches, M1, M2 = cache
     nloc, nnei, _ = Rk.shape
-    dT_D = gram_backward(dD.reshape(nloc, M1, M2), (T, M2))  # nloc x M1 x 4
+    dT_D, _ = gram_backward(dD.reshape(nloc, M1, M2), (T, M2))  # nloc x M1 x 4
     dT = (dT_D if dT is None else dT_D + dT) / nnei
     dR = np.zeros_like(Rk)  # nloc x nnei x 4
     grads = {}
     for rows, sl, G, cache_e, idx in emb_caches:
         Rg = Rk[rows, sl]  # nrows x sel x 4
         dTg = dT[rows]  # nrows x M1 x 4
-        dG, dRg = cloud_sum_backward(dTg, (G, Rg, np.float64(1.0)), need_dX=True)
+        (dG, dRg), _ = cloud_sum_backward(dTg, (G, Rg, np.float64(1.0)), need_dX=True)
         ds, g = mlp_backward(dG, cache_e)  # nrows x sel x 1
         dRg[..., 0] += ds[..., 0]
         dR[rows, sl] += dRg
@@ -165,9 +166,7 @@ def se_e2_a_backward(dD: np.ndarray, cache, *, param_grads: bool = False,
             else:
                 grads[idx] = g
     dR *= keep[..., None]
-    if param_grads:
-        return dR, grads
-    return dR
+    return dR, (grads if param_grads else None)
 
 
 # ------------------------------------------------------------------ dual mode
@@ -202,25 +201,28 @@ def se_e2_a_forward_dual(R, Rd, atype_loc, keep, desc: SeE2A):
 
 
 def se_e2_a_backward_dual(Dbar, Ddbar, cache):
-    """Parameter gradients of ``<Dbar, D> + <Ddbar, Dd>``: one list of layer
-    gradients per embedding net (``None`` for unused nets)."""
+    """Parameter gradients of ``<Dbar, D> + <Ddbar, Dd>``: ``(None, grads)``.
+
+    ``grads``: a list with one list of layer gradients per embedding net (``None``
+    for unused nets).  ``d_input`` is ``None``: training needs only the parameter
+    gradients, so ``(R̄, Ṙ̄)`` are not formed."""
     Rk, Rdk, T, Td, emb, M1, M2, nnets = cache
     nloc, nnei, _ = Rk.shape
     Dbar = Dbar.reshape(nloc, M1, M2)
     Ddbar = Ddbar.reshape(nloc, M1, M2)
-    Tbar, Tdbar = gram_backward_dual(Dbar, Ddbar, T, Td, M2)  # nloc x M1 x 4
+    (Tbar, Tdbar), _ = gram_backward_dual(Dbar, Ddbar, T, Td, M2)  # nloc x M1 x 4
     Tbar /= nnei
     Tdbar /= nnei
     grads = [None] * nnets
     for rows, sl, c, idx in emb:
         Rg, Rdg = Rk[rows, sl], Rdk[rows, sl]
         one = np.float64(1.0)
-        Gbar = cloud_sum_backward(Tbar[rows], (None, Rg, one))[0] + \
-            cloud_sum_backward(Tdbar[rows], (None, Rdg, one))[0]
-        Gdbar = cloud_sum_backward(Tdbar[rows], (None, Rg, one))[0]
-        _, _, g = mlp_backward_dual(Gbar, Gdbar, c)
+        Gbar = cloud_sum_backward(Tbar[rows], (None, Rg, one))[0][0] + \
+            cloud_sum_backward(Tdbar[rows], (None, Rdg, one))[0][0]
+        Gdbar = cloud_sum_backward(Tdbar[rows], (None, Rg, one))[0][0]
+        _, g = mlp_backward_dual(Gbar, Gdbar, c)
         grads[idx] = g if grads[idx] is None else _add_layer_grads(grads[idx], g)
-    return grads
+    return None, grads
 
 
 def _add_layer_grads(a, b):
