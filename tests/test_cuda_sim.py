@@ -51,20 +51,40 @@ def test_cuda_suite_passes_on_the_simulator():
           f"{r.stdout.strip().splitlines()[-1]}")
 
 
-@needs_numba_cuda
-def test_gpu_benchmark_runs_on_the_simulator(tmp_path):
-    """benchmarks/bench_cuda.py --smoke (tiny model, 192 atoms) runs end to end on the
-    simulator, so a session with a GPU does not spend its device time on a broken script;
-    its float64 result agrees with the numba CPU path and float32 within 1e-5."""
+def _bench_cuda_smoke(tmp_path, data: str) -> dict:
+    """Rows of ``benchmarks/bench_cuda.py --smoke --data DATA`` on the simulator."""
     import json
 
     out = tmp_path / "smoke.json"
-    r = subprocess.run([sys.executable, "benchmarks/bench_cuda.py", "--smoke", "--json", str(out)],
+    r = subprocess.run([sys.executable, "benchmarks/bench_cuda.py", "--smoke", "--data", data,
+                        "--json", str(out)],
                        cwd=REPO_ROOT, env=_env(NUMBA_ENABLE_CUDASIM="1"), capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     rows = {(x["backend"], x["precision"]): x for x in json.loads(out.read_text())["rows"]}
     assert set(rows) == {("numba CPU", "float64"), ("cuda", "float64"), ("cuda", "float32")}
+    return rows
+
+
+@needs_numba_cuda
+def test_gpu_benchmark_runs_on_the_simulator(tmp_path):
+    """benchmarks/bench_cuda.py --smoke (tiny model, 192 atoms, the built-in water box:
+    no ../shared needed) runs end to end on the simulator, so a session with a GPU does
+    not spend its device time on a broken script.  Its float64 result agrees with the
+    numba CPU path to 1e-12; float32 within 1e-4 of the largest value (the float32
+    target).  The box of rigid molecules gives this tiny random model small forces
+    (max|F| 0.29 eV/Å), so float32's relative error is larger here (1.3e-5 measured)
+    than on the DFT frame below."""
+    rows = _bench_cuda_smoke(tmp_path, "none")
+    assert rows[("cuda", "float64")]["max_rel_diff"] <= 1e-12
+    assert rows[("cuda", "float32")]["max_rel_diff"] <= 1e-4
+
+
+@needs_numba_cuda
+def test_gpu_benchmark_on_dft_water_float32_within_1e5(tmp_path, shared_data):
+    """The same smoke run on frame 0 of ../shared/data/water/data_0: float64 to 1e-12,
+    float32 within 1e-5 (1.2e-6 measured)."""
+    rows = _bench_cuda_smoke(tmp_path, str(shared_data / "water" / "data_0"))
     assert rows[("cuda", "float64")]["max_rel_diff"] <= 1e-12
     assert rows[("cuda", "float32")]["max_rel_diff"] <= 1e-5
 
