@@ -249,6 +249,10 @@ def main(argv=None) -> int:
         for name, prec, r, diff in cells:
             rows.append({"natoms": n, "backend": name, "precision": prec, **r,
                          "us_per_atom": r["median_s"] / n * 1e6, "max_rel_diff": diff})
+            # each size as soon as it is done, so a run cut short still leaves its numbers
+            log(f"  {n} atoms {name} {prec}: median {r['median_s'] * 1e3:.2f} ms "
+                f"({r['median_s'] / n * 1e6:.3f} µs/atom), first call {r['first_call_s']:.2f} s, "
+                f"max rel diff {diff:.1e}")
     report["rows"] = rows
     print(render(report))
     if args.json:
