@@ -11,7 +11,9 @@
 # bring deepmd-kit and the pure-Python packages it needs as wheels in .whl/ beside this repo
 # (matching that machine's Python):
 #   pip download --no-deps -d .whl deepmd-kit dargs typeguard wcmatch bracex \
-#       array-api-compat pyyaml ase
+#       array-api-compat pyyaml ase lmdb numpy==2.4.6
+# (lmdb: deepmd.dpmodel.utils imports it; numpy 2.4: numba-cuda 0.30.4 fails to import
+# under numpy 2.5, which lacks np.row_stack. The 2026-12-04 H200 image had numpy 2.5.2.)
 # This script installs .whl/*.whl into /tmp/site when the folder exists.
 # What it does, in order (each step's log in OUTDIR; a failing step does not stop the next):
 #   1. nvidia-smi and the versions of the packages used;
