@@ -10,3 +10,7 @@
 
 May import: numpy, numba, numba-cuda and ``symref.reference`` (for the NumPy twins).
 """
+
+from symref.fast.kernels._jit import install_cache_locator
+
+install_cache_locator()  # before any kernel module is decorated (see _jit)

@@ -1,0 +1,63 @@
+"""Where compiled kernels are cached (symref.fast.kernels._jit).
+
+An installed symref must never write numba cache files into site-packages: pip does
+not own them, so ``pip install -e`` (README's test command after its main command)
+leaves a bare ``site-packages/symref`` folder that Python then imports, outside the
+checkout, as an empty namespace package.  These tests prove the locator sends an
+installed copy's caches to numba's user-wide directory and leaves a checkout's
+beside its sources.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from checkout import REPO_ROOT, checkout_env
+from symref.fast.kernels._jit import install_cache_locator, is_installed_copy
+
+
+def test_checkout_and_installed_copies_are_told_apart(tmp_path):
+    """The checkout (pyproject.toml beside the package) is not an installed copy; the
+    same files under a folder without pyproject.toml are; files outside symref never are."""
+    assert not is_installed_copy(REPO_ROOT / "symref" / "fast" / "kernels" / "dense.py",
+                                 parent=REPO_ROOT)
+    site = tmp_path / "site-packages"
+    (site / "symref" / "fast").mkdir(parents=True)
+    assert is_installed_copy(site / "symref" / "fast" / "cpu.py", parent=site)
+    assert not is_installed_copy(tmp_path / "other.py", parent=site)
+
+
+def test_locator_is_installed_once_and_first():
+    from numba.core import caching
+
+    assert install_cache_locator() and install_cache_locator()
+    classes = caching.CacheImpl._locator_classes
+    assert sum(getattr(c, "_symref_installed", False) for c in classes) == 1
+    assert getattr(classes[0], "_symref_installed", False)
+
+
+def test_installed_copy_caches_outside_site_packages(tmp_path):
+    """A copy of the package in a folder without pyproject.toml (as pip installs it)
+    compiles a cached kernel: the cache files land in the user-wide directory
+    (XDG_CACHE_HOME here), none in the package's own __pycache__."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(REPO_ROOT / "symref", site / "symref",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    cache = tmp_path / "cache"
+    env = checkout_env(XDG_CACHE_HOME=str(cache), NUMBA_NUM_THREADS="1")
+    env.pop("NUMBA_CACHE_DIR", None)
+    env["PYTHONPATH"] = str(site)  # the installed copy only, not the checkout
+    code = ("import numpy as np, symref\n"
+            f"assert symref.__file__.startswith({str(site)!r}), symref.__file__\n"
+            "from symref.fast.kernels.activations import tanh_inplace\n"
+            "a = np.linspace(-2, 2, 7); tanh_inplace(a)\n"
+            "assert np.allclose(a, np.tanh(np.linspace(-2, 2, 7)))\n")
+    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    in_package = sorted(p.name for p in (site / "symref").rglob("*.nbi"))
+    in_user_cache = sorted(p.name for p in Path(cache).rglob("*.nbi"))
+    assert not in_package, f"numba wrote into the installed package: {in_package}"
+    assert any(n.startswith("activations.tanh_inplace") for n in in_user_cache), in_user_cache
