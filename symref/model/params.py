@@ -8,7 +8,7 @@ vector θ instead; this module is the one place that defines that layout:
 * :func:`mlp_arrays` -- the arrays of a list of layers, layer by layer, ``w, b, idt``
   (absent ones skipped);
 * :func:`parameters` -- the named arrays of a :class:`~symref.model.deeppot.DeepPot`
-  or :class:`~symref.model.deeppot.DeepTensor`: every embedding net (in the order of
+  or :class:`~symref.model.tensor.DeepTensor`: every embedding net (in the order of
   ``descriptor.embeddings``), every fitting net (in type order), then the per-type
   output bias (``bias_atom_e``, or ``bias_atom`` for a tensor head);
 * :func:`flat_vector` / :func:`set_flat_vector` -- θ = the concatenation of
