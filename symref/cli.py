@@ -212,6 +212,12 @@ def _cmd_convert(args) -> int:
     return cli(args)
 
 
+def _cmd_golden(args) -> int:
+    from symref.io.golden import cli
+
+    return cli(args)
+
+
 def _cmd_model_devi(args) -> int:
     from symref.modeldevi import cli
 
@@ -301,6 +307,22 @@ def main(argv=None) -> int:
                     help="relative virial deviation with this level (eV/atom)")
     md.add_argument("--backend", choices=("numba", "numpy"), default="numba")
     md.set_defaults(func=_cmd_model_devi)
+    gd = sub.add_parser("golden", help="golden vectors: every stage of one frame for porters "
+                                       "(dump), or stage-by-stage comparison of two dumps")
+    gd.add_argument("model", nargs="?", help="model file (.dp, .yaml, .json) to dump")
+    gd.add_argument("--system", default=None, help="deepmd-kit npy system folder")
+    gd.add_argument("--frame", type=int, default=0, help="frame of the system (default 0)")
+    gd.add_argument("-o", "--output", default=None, help="output folder of the dump")
+    gd.add_argument("--truncate", action="store_true",
+                    help="deepmd-kit's neighbour truncation when sel is exceeded "
+                         "(default: an error naming the atom)")
+    gd.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"), default=None,
+                    help="compare dump DIR_B (e.g. a port's) with the reference dump DIR_A; "
+                         "exit status 1 when a stage is beyond tolerance")
+    gd.add_argument("--rtol", type=float, default=None,
+                    help="relative tolerance, times max|a| of each stage (default 1e-10)")
+    gd.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-12)")
+    gd.set_defaults(func=_cmd_golden)
     tr = sub.add_parser("transport", help="transport-equation study: verified PDE data, VCNN "
                                           "closures with clouds of n = 1, 25, 150 points")
     tr.add_argument("--out", default="transport_study",

@@ -66,6 +66,7 @@ __all__ = [
     "dp_eval",
     "pt_eval",
     "dp_neighbor_list",
+    "dp_descriptor",
     "import_deepmd_pt",
     "PT_WORKAROUND",
 ]
@@ -276,6 +277,26 @@ def dp_neighbor_list(model, coord, atype, box=None) -> dict:
         "mapping": np.asarray(mapping),
         "nlist": np.asarray(nlist),
     }
+
+
+def dp_descriptor(model, coord, atype, box=None) -> dict:
+    """deepmd-kit's own descriptor stages of one frame on its own neighbour list (NumPy backend).
+
+    :func:`dp_neighbor_list`, then the descriptor's ``env_mat.call`` (pair vectors and
+    normalised environment rows) and ``call`` (descriptor and rot_mat).  Returns, for the
+    first frame: ``nlist`` (nloc, sum(sel)) with extended indices mapped to local atoms
+    (``mapping``; -1 kept), ``rij`` (nloc, nnei, 3), ``env_mat`` (nloc, nnei, 4),
+    ``descriptor`` (nloc, M1*M2) and ``rot_mat`` (nloc, M1, 3).
+    """
+    nl = dp_neighbor_list(model, coord, atype, box)
+    desc = _dp_model(model).atomic_model.descriptor
+    ext_c, ext_t, nlist = nl["extended_coord"][:1], nl["extended_atype"][:1], nl["nlist"][:1]
+    rr, diff, _ = desc.env_mat.call(ext_c.reshape(1, -1), ext_t, nlist, desc.davg, desc.dstd)
+    d, rot_mat = desc.call(ext_c.reshape(1, -1), ext_t, nlist)[:2]
+    mapping = nl["mapping"][0]
+    local = np.where(nlist[0] >= 0, mapping[np.maximum(nlist[0], 0)], -1)
+    return {"nlist": local, "rij": np.asarray(diff)[0], "env_mat": np.asarray(rr)[0],
+            "descriptor": np.asarray(d)[0], "rot_mat": np.asarray(rot_mat)[0]}
 
 
 # ----------------------------------------------------------------- PyTorch backend

@@ -99,6 +99,21 @@ class DeepPot(SeE2AModel):
         return out
 
     def _evaluate_frame(self, coord, atype, box, *, dtype, truncate, frame):
+        s = self.trace_frame(coord, atype, box, dtype=dtype, truncate=truncate, frame=frame)
+        return {k: s[k] for k in ("energy", "forces", "virial", "atom_energy", "atom_virial")}
+
+    def trace_frame(self, coord, atype, box, *, dtype=np.float64, truncate=False, frame=None):
+        """One frame on the reference path, keeping every intermediate (the golden stages
+        of :mod:`symref.io.golden` read them from here).
+
+        Returns a dict: ``nlist``, ``mask`` (nloc x nnei), ``rij`` (nloc x nnei x 3),
+        ``env_mat`` (nloc x nnei x 4), ``d_cache`` (of
+        :func:`~symref.reference.descriptor.se_e2_a.se_e2_a_forward`), ``T`` (nloc x M1 x 4),
+        ``descriptor`` (nloc x M1*M2), ``f_cache`` (of the energy fitting), ``fitting_out``
+        (nloc, fitting net + ``bias_atom_e``), ``atom_energy``, ``energy``, ``dE_dD``
+        (nloc x M1*M2), ``dE_denv_mat`` (nloc x nnei x 4), ``dE_drij`` (nloc x nnei x 3),
+        ``forces``, ``virial``, ``atom_virial``.
+        """
         nlist, mask, rij, R, env_cache = self.environment(coord, atype, box, dtype=dtype,
                                                           truncate=truncate, frame=frame)
         D, d_cache = self.descriptor_forward(R, atype, nlist)  # nloc x M1*M2
@@ -115,8 +130,11 @@ class DeepPot(SeE2AModel):
         pair_vir = -g[..., :, None] * rij[..., None, :]  # nloc x nnei x 3 x 3
         atom_virial = np.zeros((natoms, 3, 3), dtype=dtype)
         np.add.at(atom_virial, nlist[mask], pair_vir[mask])
-        return {"energy": atom_e.sum(), "forces": forces, "virial": atom_virial.sum(axis=0),
-                "atom_energy": atom_e, "atom_virial": atom_virial}
+        return {"nlist": nlist, "mask": mask, "rij": rij, "env_mat": R, "d_cache": d_cache,
+                "T": d_cache[2], "descriptor": D, "f_cache": f_cache, "fitting_out": e_fit,
+                "atom_energy": atom_e, "energy": atom_e.sum(), "dE_dD": dD, "dE_denv_mat": dR,
+                "dE_drij": g, "forces": forces, "virial": atom_virial.sum(axis=0),
+                "atom_virial": atom_virial}
 
     def astype(self, dtype) -> "DeepPot":
         """Copy with every parameter cast to ``dtype`` (e.g. float32)."""

@@ -92,7 +92,10 @@ class DeepTensor(SeE2AModel):
 
     def tensor_forward(self, coord, atype, box, *, truncate=False, frame=None):
         """Atomic outputs of one frame (nloc x 3 or nloc x 3 x 3, zero for excluded
-        atoms) and the cache for :meth:`tensor_backward`."""
+        atoms) and the cache for :meth:`tensor_backward`: a dict holding every
+        intermediate (``nlist``, ``mask``, ``rij``, ``env_mat``, ``env_cache``,
+        ``d_cache``, ``descriptor``, ``T``, ``f_cache``, ``alive``; the golden stages
+        of :mod:`symref.io.golden` read them from here)."""
         fit = self.fitting
         nlist, mask, rij, R, env_cache = self.environment(coord, atype, box,
                                                           truncate=truncate, frame=frame)
@@ -102,19 +105,23 @@ class DeepTensor(SeE2AModel):
         atom = atom + self._atom_shift(atype)
         alive = self.alive(atype).reshape((-1,) + (1,) * len(fit.out_shape))  # nloc x 1 (x 1)
         atom = np.where(alive, atom, 0.0)
-        return atom, (alive, nlist, mask, env_cache, d_cache, f_cache, T)
+        return atom, {"alive": alive, "nlist": nlist, "mask": mask, "rij": rij, "env_mat": R,
+                      "env_cache": env_cache, "d_cache": d_cache, "descriptor": D, "T": T,
+                      "f_cache": f_cache}
 
     def tensor_backward(self, dy, cache, *, param_grads: bool = False):
         """Backward of :meth:`tensor_forward` for ``<dy, atom outputs>``: ``(g, grads)``,
         ``g`` = d/dr_ji (nloc x nnei x 3); ``grads``, with ``param_grads``,
         ``{"embeddings": {net index: layer grads}, "nets": {type: layer grads},
         "bias_atom": (ntypes x nout)}``, else ``None``."""
-        alive, nlist, mask, env_cache, d_cache, f_cache, T = cache
-        (dD, dgr), fgrads = tensor_fitting_backward(dy * alive, f_cache, param_grads=param_grads)
-        dT = np.zeros_like(T)  # nloc x M1 x 4
+        c = cache
+        (dD, dgr), fgrads = tensor_fitting_backward(dy * c["alive"], c["f_cache"],
+                                                    param_grads=param_grads)
+        dT = np.zeros_like(c["T"])  # nloc x M1 x 4
         dT[:, :, 1:] = dgr
-        dR, emb = se_e2_a_backward(dD, d_cache, param_grads=param_grads, dT=dT)  # nloc x nnei x 4
-        g, _ = env_mat_backward(dR, env_cache)  # nloc x nnei x 3
+        dR, emb = se_e2_a_backward(dD, c["d_cache"], param_grads=param_grads,
+                                   dT=dT)  # nloc x nnei x 4
+        g, _ = env_mat_backward(dR, c["env_cache"])  # nloc x nnei x 3
         return g, ({"embeddings": emb, **fgrads} if param_grads else None)
 
     def _tensor_frame(self, coord, atype, box, *, derivative, truncate, frame):
@@ -122,7 +129,7 @@ class DeepTensor(SeE2AModel):
         name = self.var_name
         res = {name: atom.sum(axis=0), f"atom_{name}": atom}
         if derivative:
-            nlist, mask = cache[1], cache[2]
+            nlist, mask = cache["nlist"], cache["mask"]
             shape = self.fitting.out_shape
             deriv = np.zeros(shape + (coord.shape[0], 3))
             for comp in np.ndindex(*shape):

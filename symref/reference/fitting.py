@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from symref.reference.nn import Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
+from symref.reference.nn import (Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual,
+                                 mlp_hidden_outputs)
 
 
 @dataclass
@@ -93,6 +94,19 @@ def energy_fitting_backward(dE: np.ndarray, cache, *, param_grads: bool = False)
             grads[t] = g
             dbias[t] = dE[rows].sum()
     return dD, ({"nets": grads, "bias_atom_e": dbias} if param_grads else None)
+
+
+def fitting_hidden_outputs(cache, fit, nloc: int) -> list[np.ndarray]:
+    """The hidden layers' outputs of the fitting nets, one nloc x neuron[k] array per
+    hidden layer (zero rows for atoms without a net: ``exclude_types``), read from the
+    cache of :func:`energy_fitting_forward` or :func:`tensor_fitting_forward` (``fit``:
+    the head, for the widths)."""
+    dtype = cache[1]
+    out = [np.zeros((nloc, layer.nout), dtype=dtype) for layer in fit.nets[0][:-1]]
+    for _, rows, c, *_ in cache[-1]:
+        for full, y in zip(out, mlp_hidden_outputs(c)):  # nrows x neuron[k]
+            full[rows] = y
+    return out
 
 
 def energy_fitting_forward_dual(D, Dd, atype_loc, fit: EnergyFitting):
@@ -258,6 +272,20 @@ def tensor_fitting_forward(D: np.ndarray, gr: np.ndarray, atype_loc: np.ndarray,
             out[rows] += fit.constant_matrix[t] * fit.scale[t] * np.eye(3)
         caches.append((t, rows, c, hc))
     return out, (D.shape, D.dtype, gr.shape, fit, caches)
+
+
+def tensor_head_weights(cache) -> np.ndarray:
+    """The invariant weights the head applies to ``gr`` for every atom, read from the cache
+    of :func:`tensor_fitting_forward`: ``o_i`` (dipole, nloc x M1), ``p_i = s_t o_i``
+    (``fit_diag`` polar, nloc x M1) or ``P_i = s_t (o_i + o_iᵀ) / 2`` (nloc x M1 x M1);
+    zero rows for ``exclude_types``."""
+    shape, dtype, gshape, fit, caches = cache
+    M1 = fit.embedding_width
+    full = (M1, M1) if fit.kind == "polar" and not fit.fit_diag else (M1,)
+    out = np.zeros((shape[0],) + full, dtype=dtype)  # nloc x M1 (x M1)
+    for _, rows, _, hc in caches:
+        out[rows] = hc[0]
+    return out
 
 
 def tensor_fitting_backward(dout: np.ndarray, cache, *, param_grads: bool = False):

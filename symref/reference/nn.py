@@ -158,6 +158,12 @@ def mlp_forward(x: np.ndarray, layers: list[Layer]):
     return x, caches
 
 
+def mlp_hidden_outputs(cache) -> list[np.ndarray]:
+    """The outputs ``y`` of every layer but the last (... x nout_k each), read from the
+    cache of :func:`mlp_forward`: layer k's output is layer k+1's input ``x``."""
+    return [c[0] for c in cache[1:]]
+
+
 def mlp_backward(dout: np.ndarray, cache):
     """Backward of :func:`mlp_forward`: ``(dx, [grads per layer])``."""
     grads = [None] * len(cache)

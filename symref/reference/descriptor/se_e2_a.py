@@ -34,7 +34,8 @@ import numpy as np
 from symref.reference.core import (cloud_sum_backward, cloud_sum_forward, gram_backward, gram_backward_dual,
                    gram_forward, gram_tangent)
 from symref.reference.neighbors import type_pair_table
-from symref.reference.nn import Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
+from symref.reference.nn import (Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual,
+                                 mlp_hidden_outputs)
 
 
 @dataclass
@@ -134,6 +135,22 @@ def se_e2_a_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc
     T /= nnei
     D, _ = gram_forward(T, M2)  # nloc x M1 x M2 (symref.reference.core)
     return D.reshape(nloc, M1 * M2), (Rk, keep, T, emb_caches, M1, M2)
+
+
+def se_e2_a_slot_outputs(cache) -> list[np.ndarray]:
+    """Every embedding layer's output at every (centre, slot), read from the cache of
+    :func:`se_e2_a_forward`: one nloc x nnei x width_k array per layer, the last one
+    ``G`` (nloc x nnei x M1): ``G[i, j] = N_{t_i t_j}(s_ij)``, ``s_ij = R[i, j, 0] k_ij``."""
+    Rk, keep, T, emb_caches, M1, M2 = cache
+    nloc, nnei, _ = Rk.shape
+    out = []
+    for rows, sl, G, cache_e, _ in emb_caches:
+        layers = mlp_hidden_outputs(cache_e) + [G]  # nrows x sel_tj x width_k each
+        if not out:
+            out = [np.zeros((nloc, nnei, y.shape[-1]), dtype=y.dtype) for y in layers]
+        for full, y in zip(out, layers):
+            full[rows, sl] = y
+    return out
 
 
 def se_e2_a_backward(dD: np.ndarray, cache, *, param_grads: bool = False,
