@@ -21,6 +21,11 @@ not by the number of real neighbours).  ``D`` is flattened row-major to
     \bar G_j = \bar T R_j k_j / n_{nei},\qquad
     \bar R_j = k_j\big(\bar T^\top G_j / n_{nei} + e_0\, \mathcal N'^\top \bar G_j\big).
 
+Compressed models (``desc.tables`` set, :mod:`symref.reference.tabulation`) replace
+:math:`\mathcal N_{t_i t_j}` by its table and :math:`\mathcal N'` by the table's
+derivative; a group whose table is empty contributes nothing (deepmd-kit's
+compressed path skips it).  Tables have no trained parameters.
+
 Invariance: rotating the frame multiplies the last three columns of ``R`` and
 of ``T`` by :math:`Q^\top`, which cancels in :math:`T T^\top`; permuting the
 neighbours of one type permutes the terms of the sum over j.
@@ -35,6 +40,7 @@ from symref.reference.core import (cloud_sum_backward, cloud_sum_forward, gram_b
                    gram_forward, gram_tangent)
 from symref.reference.neighbors import type_pair_table
 from symref.reference.nn import Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual
+from symref.reference.tabulation import EmbeddingTables, tabulated_backward, tabulated_forward
 
 
 @dataclass
@@ -65,6 +71,7 @@ class SeE2A:
     activation_function: str = "tanh"
     precision: str = "float64"
     trainable: bool = True
+    tables: EmbeddingTables | None = None
 
     @property
     def ntypes(self) -> int:
@@ -87,6 +94,12 @@ class SeE2A:
 
 
 # --------------------------------------------------------------------------- math
+@dataclass
+class _TableCache:
+    """Cache of a tabulated group: dG/ds (nrows x sel x M1), told apart from an MLP's."""
+
+    dG_ds: np.ndarray
+
 
 
 def _slot_types(desc: SeE2A) -> np.ndarray:
@@ -128,7 +141,14 @@ def se_e2_a_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc
     emb_caches = []
     for rows, sl, idx in _embedding_groups(desc, atype_loc):
         Rg = Rk[rows, sl]  # nrows x sel_tj x 4
-        G, cache = mlp_forward(Rg[..., :1], desc.embeddings[idx])  # nrows x sel_tj x M1
+        if desc.tables is None:
+            G, cache = mlp_forward(Rg[..., :1], desc.embeddings[idx])  # nrows x sel_tj x M1
+        elif np.size(desc.tables.data[idx]):
+            G, cache = tabulated_forward(Rg[..., :1], desc.tables.data[idx],
+                                         desc.tables.info[idx])  # nrows x sel_tj x M1
+            cache = _TableCache(cache)
+        else:  # no table: the group contributes nothing, as in deepmd-kit
+            continue
         T[rows] += cloud_sum_forward(G, Rg)[0]
         emb_caches.append((rows, sl, G, cache, idx))
     T /= nnei
@@ -156,7 +176,13 @@ def se_e2_a_backward(dD: np.ndarray, cache, *, param_grads: bool = False,
         Rg = Rk[rows, sl]  # nrows x sel x 4
         dTg = dT[rows]  # nrows x M1 x 4
         (dG, dRg), _ = cloud_sum_backward(dTg, (G, Rg, np.float64(1.0)), need_dX=True)
-        ds, g = mlp_backward(dG, cache_e)  # nrows x sel x 1
+        if isinstance(cache_e, _TableCache):
+            if param_grads:
+                raise ValueError("a compressed (tabulated) descriptor has no trainable "
+                                 "embedding parameters")
+            ds, g = tabulated_backward(dG, cache_e.dG_ds)  # nrows x sel x 1
+        else:
+            ds, g = mlp_backward(dG, cache_e)  # nrows x sel x 1
         dRg[..., 0] += ds[..., 0]
         dR[rows, sl] += dRg
         if param_grads:
@@ -179,6 +205,9 @@ def se_e2_a_forward_dual(R, Rd, atype_loc, keep, desc: SeE2A):
     with :math:`\dot G_j` the tangent of the embedding net at :math:`s_j` along :math:`\dot s_j = \dot R_{j0}`.
     Returns ``(D, Dd, cache)``.
     """
+    if desc.tables is not None:
+        raise ValueError("a compressed (tabulated) descriptor cannot be trained; train the "
+                         "uncompressed model and compress it afterwards")
     nloc, nnei, _ = R.shape
     M1, M2 = desc.neuron[-1], desc.axis_neuron
     Rk = R * keep[..., None]  # nloc x nnei x 4
