@@ -32,6 +32,7 @@ neighbours of one type permutes the terms of the sum over j.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +95,17 @@ class SeE2A:
 
 
 # --------------------------------------------------------------------------- math
+def _warn_beyond_table(s: np.ndarray, info: np.ndarray, idx: int) -> None:
+    """RuntimeWarning when a row's s reaches past the table (a neighbour closer than the
+    minimum distance the table was built for, with ``extrapolate`` to spare)."""
+    smax = float(np.max(s, initial=-np.inf))
+    if smax >= float(info[2]):
+        warnings.warn(f"compressed embedding net {idx}: a neighbour has s = {smax:.6g} beyond "
+                      f"the table's end {float(info[2]):.6g} (it is closer than the minimum "
+                      "neighbour distance the table covers); G is extrapolated linearly there",
+                      RuntimeWarning, stacklevel=4)
+
+
 @dataclass
 class _TableCache:
     """Cache of a tabulated group: dG/ds (nrows x sel x M1), told apart from an MLP's."""
@@ -144,6 +156,7 @@ def se_e2_a_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc
         if desc.tables is None:
             G, cache = mlp_forward(Rg[..., :1], desc.embeddings[idx])  # nrows x sel_tj x M1
         elif np.size(desc.tables.data[idx]):
+            _warn_beyond_table(Rg[..., 0], desc.tables.info[idx], idx)
             G, cache = tabulated_forward(Rg[..., :1], desc.tables.data[idx],
                                          desc.tables.info[idx])  # nrows x sel_tj x M1
             cache = _TableCache(cache)
