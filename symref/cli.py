@@ -230,6 +230,17 @@ def _cmd_transport(args) -> int:
     return cli(args)
 
 
+def _cmd_compress(args) -> int:
+    from symref.io.compress import compress_file
+
+    res = compress_file(args.model, args.output, min_nbor_dist=args.min_nbor_dist,
+                        systems=args.system or (), stride=args.step, extrapolate=args.extrapolate)
+    n = sum(1 for d in res["tables"].data if np.size(d))
+    print(f"min_nbor_dist {res['min_nbor_dist']:.6f} Å (from the {res['source']}); "
+          f"{n} embedding nets tabulated; written {args.output}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="symref", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -326,6 +337,19 @@ def main(argv=None) -> int:
     lm.add_argument("--log", default=None, help="LAMMPS log file (default: none)")
     lm.add_argument("--quiet", action="store_true", help="no LAMMPS screen output (thermo)")
     lm.set_defaults(func=_cmd_lammps)
+    cp = sub.add_parser("compress", help="tabulate the embedding nets as deepmd-kit's dp compress does")
+    cp.add_argument("model", help="deepmd-kit / symref model file (.dp, .yaml, .json)")
+    cp.add_argument("-o", "--output", required=True, help="compressed model file to write")
+    src = cp.add_mutually_exclusive_group()
+    src.add_argument("--min-nbor-dist", type=float, default=None,
+                     help="minimum neighbour distance (Å) the tables start from")
+    src.add_argument("-s", "--system", nargs="+", default=None,
+                     help="npy systems to take the minimum neighbour distance from")
+    cp.add_argument("--step", type=float, default=0.01, help="first table stride (default 0.01; "
+                    "the second is 10x)")
+    cp.add_argument("--extrapolate", type=float, default=5.0,
+                    help="table range as a multiple of the upper bound (default 5)")
+    cp.set_defaults(func=_cmd_compress)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
