@@ -93,6 +93,14 @@ def cmd_check(args) -> int:
         label = "built-in random se_e2_a model (3 types, rcut 4 Å, type_one_side false)"
     print(f"symref check: {label}")
     print(f"  rcut {model.rcut} Å, sel {model.sel}, precision float64, backend {args.backend}")
+    tables = getattr(model.descriptor, "tables", None)
+    if tables is not None:
+        from symref.reference.tabulation import table_error
+
+        errs = list(table_error(model.descriptor, tables).values())
+        print(f"  compressed: {len(errs)} tabulated embedding nets; max |G_table - G_net| "
+              f"{max(e[0] for e in errs):.2e} (first stride), "
+              f"{max(e[1] for e in errs):.2e} (second stride)")
     if args.backend == "numba":
         print("  (the first run compiles the numba kernels, ~20 s; later runs load them from cache)")
     print()

@@ -173,3 +173,20 @@ def test_neighbour_beyond_table_warns(water_frame):
     assert max(i[2] for i in m.descriptor.tables.info) <= 1.0
     with pytest.warns(RuntimeWarning, match="compressed embedding net .* beyond the table"):
         m.evaluate(coord, atype, box, backend="numpy")
+
+
+def test_cli_check_reports_table_error(tmp_path, capsys):
+    """``symref check`` on a compressed model states the table error (max |G_table - G_net|
+    per stride) it measured, and the checks pass on the compressed model (the built-in
+    molecule; the built-in crystal is too dense for this model's sel, an unrelated error)."""
+    d, _ = _models(True)
+    src, out = tmp_path / "m.dp", tmp_path / "c.dp"
+    save_model(model_from_dict(copy.deepcopy(d)), src)
+    assert main(["compress", str(src), "-o", str(out), "--min-nbor-dist", "0.9"]) == 0
+    main(["check", str(out), "--backend", "numpy", "--sample", "2"])
+    cap = capsys.readouterr()
+    text = cap.out
+    assert "compressed: 2 tabulated embedding nets; max |G_table - G_net|" in text
+    first = float(text.split("G_net| ")[1].split(" ")[0])
+    assert first <= 1e-12
+    assert "== built-in molecule" in text and "16/16 passed" in text, text + cap.err

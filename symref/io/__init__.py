@@ -5,6 +5,7 @@
 ``data``        deepmd-kit npy systems (read, write, split) and small built-in systems
 ``inputfile``   deepmd-kit's ``input.json``, checked key by key
 ``convert``     ASE-readable files <-> npy systems
+``compress``    ``symref compress``: minimum neighbour distance, tables into a model file
 
 May import: ``symref.reference`` and ``symref.model``.  Never ``symref.train``
 or the applications.
