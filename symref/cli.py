@@ -93,6 +93,14 @@ def cmd_check(args) -> int:
         label = "built-in random se_e2_a model (3 types, rcut 4 Å, type_one_side false)"
     print(f"symref check: {label}")
     print(f"  rcut {model.rcut} Å, sel {model.sel}, precision float64, backend {args.backend}")
+    tables = getattr(model.descriptor, "tables", None)
+    if tables is not None:
+        from symref.reference.tabulation import table_error
+
+        errs = list(table_error(model.descriptor, tables).values())
+        print(f"  compressed: {len(errs)} tabulated embedding nets; max |G_table - G_net| "
+              f"{max(e[0] for e in errs):.2e} (first stride), "
+              f"{max(e[1] for e in errs):.2e} (second stride)")
     if args.backend == "numba":
         print("  (the first run compiles the numba kernels, ~20 s; later runs load them from cache)")
     print()
@@ -236,6 +244,17 @@ def _cmd_transport(args) -> int:
     return cli(args)
 
 
+def _cmd_compress(args) -> int:
+    from symref.io.compress import compress_file
+
+    res = compress_file(args.model, args.output, min_nbor_dist=args.min_nbor_dist,
+                        systems=args.system or (), stride=args.step, extrapolate=args.extrapolate)
+    n = sum(1 for d in res["tables"].data if np.size(d))
+    print(f"min_nbor_dist {res['min_nbor_dist']:.6f} Å (from the {res['source']}); "
+          f"{n} embedding nets tabulated; written {args.output}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="symref", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -348,6 +367,19 @@ def main(argv=None) -> int:
     lm.add_argument("--log", default=None, help="LAMMPS log file (default: none)")
     lm.add_argument("--quiet", action="store_true", help="no LAMMPS screen output (thermo)")
     lm.set_defaults(func=_cmd_lammps)
+    cp = sub.add_parser("compress", help="tabulate the embedding nets as deepmd-kit's dp compress does")
+    cp.add_argument("model", help="deepmd-kit / symref model file (.dp, .yaml, .json)")
+    cp.add_argument("-o", "--output", required=True, help="compressed model file to write")
+    src = cp.add_mutually_exclusive_group()
+    src.add_argument("--min-nbor-dist", type=float, default=None,
+                     help="minimum neighbour distance (Å) the tables start from")
+    src.add_argument("-s", "--system", nargs="+", default=None,
+                     help="npy systems to take the minimum neighbour distance from")
+    cp.add_argument("--step", type=float, default=0.01, help="first table stride (default 0.01; "
+                    "the second is 10x)")
+    cp.add_argument("--extrapolate", type=float, default=5.0,
+                    help="table range as a multiple of the upper bound (default 5)")
+    cp.set_defaults(func=_cmd_compress)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

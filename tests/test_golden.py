@@ -194,6 +194,20 @@ def test_compare_names_the_perturbed_stage(tmp_path):
     assert golden.compare(a, c).first_divergent == "nlist"
 
 
+def test_compressed_model_dump(tmp_path):
+    """A compressed model (tabulated embedding, symref.io.compress) dumps G from its
+    tables with no hidden embedding layers, and its stages equal evaluate's outputs."""
+    from symref.io.compress import compress_model
+
+    coord, atype, _ = _molecule()
+    m = compress_model(_demo(), min_nbor_dist=0.8)
+    a = golden.load(golden.dump(m, coord, atype, None, tmp_path / "c"))[1]
+    assert "G" in a and not any(k.startswith("embedding_layer_") for k in a)
+    ev = m.evaluate(coord, atype, None, backend="numpy")
+    np.testing.assert_array_equal(a["force"], ev["forces"][0])
+    np.testing.assert_array_equal(a["energy"], ev["energy"][0])
+
+
 def test_tensor_model_dump(tmp_path):
     """A dipole and a polarizability model: the head's stages (fitting_out, rot_mat,
     atomic and global tensor) in order; the atomic tensor equals evaluate's and is the

@@ -120,6 +120,8 @@ def frame_evaluator(model, dtype=np.float64):
 def unsupported_reason(model) -> str | None:
     """Why the fast path cannot evaluate ``model`` exactly, or None."""
     d = model.descriptor
+    if getattr(d, "tables", None) is not None:
+        return "a compressed (tabulated) embedding is not implemented in the fast path"
     off = d.sel_offsets
     for ti in range(d.ntypes):
         for tj in range(d.ntypes):

@@ -77,6 +77,8 @@ def unsupported_reason(model) -> str | None:
     if not isinstance(getattr(model, "fitting", None), EnergyFitting):
         return "only energy models (DeepPot) have a GPU path"
     d = model.descriptor
+    if getattr(d, "tables", None) is not None:
+        return "a compressed (tabulated) embedding is not implemented in the GPU path"
     for net in list(d.embeddings) + list(model.fitting.nets):
         for ly in net:
             if ly.activation not in ("tanh", "linear", "none"):

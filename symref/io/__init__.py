@@ -6,6 +6,7 @@
 ``inputfile``   deepmd-kit's ``input.json``, checked key by key
 ``convert``     ASE-readable files <-> npy systems
 ``golden``      golden vectors for porters: every stage of one frame, and their comparison
+``compress``    ``symref compress``: minimum neighbour distance, tables into a model file
 
 May import: ``symref.reference`` and ``symref.model``.  Never ``symref.train``
 or the applications.

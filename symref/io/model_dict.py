@@ -44,6 +44,7 @@ from symref.model.tensor import DeepTensor
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.fitting import EnergyFitting, TensorFitting
 from symref.reference.nn import Layer
+from symref.reference.tabulation import EmbeddingTables
 
 __all__ = ["model_to_dict", "model_from_dict", "model_def_script"]
 
@@ -318,10 +319,10 @@ def _descriptor_to_dict(desc: SeE2A, type_map: list[str]) -> dict:
     nemb = ntypes if desc.type_one_side else ntypes * ntypes
     if len(desc.embeddings) != nemb:
         raise ValueError(f"model_to_dict: {len(desc.embeddings)} embedding nets, expected {nemb}")
-    return {
+    out = {
         "@class": "Descriptor",
         "type": "se_e2_a",
-        "@version": _WRITE_VERSIONS["Descriptor"],
+        "@version": _WRITE_VERSIONS["Descriptor"] if desc.tables is None else 3,
         "rcut": float(desc.rcut),
         "rcut_smth": float(desc.rcut_smth),
         "sel": [int(s) for s in desc.sel],
@@ -348,6 +349,10 @@ def _descriptor_to_dict(desc: SeE2A, type_map: list[str]) -> dict:
         "@variables": {"davg": np.asarray(desc.davg), "dstd": np.asarray(desc.dstd)},
         "type_map": list(type_map),
     }
+    if desc.tables is not None:  # deepmd-kit's @version 3 "compress" section
+        out["compress"] = {"@variables": {"compress_data": list(desc.tables.data),
+                                          "compress_info": list(desc.tables.info)}}
+    return out
 
 
 def _fitting_to_dict(fit, type_map: list[str], dim_descrpt: int) -> dict:
@@ -430,7 +435,7 @@ def model_from_dict(d: dict) -> DeepPot:
     anything symref does not implement: a non-standard model type, a
     descriptor other than ``se_e2_a``/``se_a``, a fitting other than ``ener``,
     frame/atomic parameters, case embedding, spin, non-tanh activations,
-    the exponential switch, compressed (tabulated) embeddings, ``atom_ener``
+    the exponential switch, ``atom_ener``
     vacuum-contribution removal, shared layers, mixed-type fitting, and
     serialization versions outside the supported ranges.
 
@@ -469,7 +474,7 @@ def _model_header_from_dict(d: dict, where: str) -> list[str]:
 
 
 def _check_descriptor_features(dd: Any, w: str) -> None:
-    """Refuse descriptors symref does not implement (other types, compression, spin,
+    """Refuse descriptors symref does not implement (other types, spin,
     the exponential switch, non-tanh activations) and unsupported versions."""
     if not isinstance(dd, dict):
         raise ValueError(f"{w}: expected a dict")
@@ -477,10 +482,9 @@ def _check_descriptor_features(dd: Any, w: str) -> None:
         raise ValueError(f"{w}: @class {dd.get('@class')!r} is not a Descriptor")
     dtype_ = dd.get("type")
     if dtype_ not in _SE_E2_A_TYPES:
-        raise _unsupported(w, f"descriptor type {dtype_!r} (symref implements se_e2_a)")
+        what = "a compressed (tabulated) " if dd.get("compress") is not None else ""
+        raise _unsupported(w, f"{what}descriptor type {dtype_!r} (symref implements se_e2_a)")
     _check_version(dd, "Descriptor", w)
-    if dd.get("compress") is not None:
-        raise _unsupported(w, "a compressed descriptor (tabulated embedding nets)")
     if dd.get("spin") is not None:
         raise _unsupported(w, "spin")
     env_mat = dd.get("env_mat") or {}
@@ -527,6 +531,7 @@ def _descriptor_from_dict(dd: Any, type_map: list[str]) -> SeE2A:
     axis_neuron = int(_require(dd, "axis_neuron", w))
     if not 0 < axis_neuron <= neuron[-1]:
         raise ValueError(f"{w}: axis_neuron {axis_neuron} must be in 1..neuron[-1]={neuron[-1]}")
+    tables = _tables_from_dict(dd.get("compress"), f"{w}.compress", len(embeddings), neuron[-1])
     return SeE2A(
         rcut=rcut,
         rcut_smth=rcut_smth,
@@ -544,7 +549,29 @@ def _descriptor_from_dict(dd: Any, type_map: list[str]) -> SeE2A:
         activation_function=dd.get("activation_function", "tanh"),
         precision=dprec,
         trainable=bool(dd.get("trainable", True)),
+        tables=tables,
     )
+
+
+def _tables_from_dict(cd: Any, w: str, nemb: int, m1: int) -> EmbeddingTables | None:
+    """The ``compress`` section (descriptor @version 3): one table per embedding net."""
+    if cd is None:
+        return None
+    v = _require(cd, "@variables", w) if isinstance(cd, dict) else None
+    if not isinstance(v, dict):
+        raise ValueError(f"{w}: expected {{'@variables': {{'compress_data', 'compress_info'}}}}")
+    data = [np.asarray(x) for x in _require(v, "compress_data", w)]
+    info = [np.asarray(x).reshape(-1) for x in _require(v, "compress_info", w)]
+    if len(data) != nemb:
+        raise ValueError(f"{w}: {len(data)} tables for {nemb} embedding nets")
+    for k, x in enumerate(data):
+        if x.size and (x.ndim != 2 or x.shape[1] != 6 * m1):
+            raise ValueError(f"{w}: compress_data[{k}] has shape {x.shape}, expected "
+                             f"(nspline, {6 * m1})")
+    try:
+        return EmbeddingTables(data=data, info=info)
+    except ValueError as e:
+        raise ValueError(f"{w}: {e}") from None
 
 
 def _check_fitting_features(fd: Any, w: str) -> str:

@@ -287,14 +287,15 @@ def load_model(path) -> DeepPot:
         raise ValueError(f"{path}: malformed model dict ({type(e).__name__}: {e})") from e
 
 
-def save_model(model: DeepPot, path) -> None:
+def save_model(model: DeepPot, path, *, variables: dict | None = None) -> None:
     """Write ``model`` atomically in deepmd-kit's layout; format from the suffix.
 
     The file holds ``{"software": "symref", "version", "time", "backend":
     "symref", "model": model_to_dict(model), "model_def_script",
     "@variables": {}}``, which deepmd-kit's ``load_dp_model`` reads and
     ``BaseModel.deserialize(data["model"])`` (or ``DeepPot("file.dp")`` for
-    ``.dp``/``.yaml``) turns into a working model.
+    ``.dp``/``.yaml``) turns into a working model.  ``variables``: the wrapper's
+    ``@variables`` (deepmd-kit keeps ``min_nbor_dist`` there).
     """
     path = Path(path)
     _suffix(path)
@@ -305,6 +306,6 @@ def save_model(model: DeepPot, path) -> None:
         "backend": "symref",
         "model": model_to_dict(model),
         "model_def_script": model_def_script(model),
-        "@variables": {},
+        "@variables": dict(variables or {}),
     }
     write_model_file(path, data)

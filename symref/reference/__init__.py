@@ -11,6 +11,7 @@ needs it, the tangent/dual twins), the formula and its derivative in the docstri
 ``core``               the symmetric core T = GᵀR / n and D = T T<ᵀ, shared with the VCNN
 ``descriptor/``        descriptors: ``se_e2_a`` (embedding G per type pair, T, D)
 ``fitting``            heads on the descriptor: per-type energy nets, dipole/polarizability
+``tabulation``         compressed embeddings: deepmd-kit's quintic tables, built and evaluated
 =====================  =====================================================
 
 Backward convention (every ``*_backward`` and ``*_backward_dual`` of the package,

@@ -21,12 +21,18 @@ not by the number of real neighbours).  ``D`` is flattened row-major to
     \bar G_j = \bar T R_j k_j / n_{nei},\qquad
     \bar R_j = k_j\big(\bar T^\top G_j / n_{nei} + e_0\, \mathcal N'^\top \bar G_j\big).
 
+Compressed models (``desc.tables`` set, :mod:`symref.reference.tabulation`) replace
+:math:`\mathcal N_{t_i t_j}` by its table and :math:`\mathcal N'` by the table's
+derivative; a group whose table is empty contributes nothing (deepmd-kit's
+compressed path skips it).  Tables have no trained parameters.
+
 Invariance: rotating the frame multiplies the last three columns of ``R`` and
 of ``T`` by :math:`Q^\top`, which cancels in :math:`T T^\top`; permuting the
 neighbours of one type permutes the terms of the sum over j.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +42,7 @@ from symref.reference.core import (cloud_sum_backward, cloud_sum_forward, gram_b
 from symref.reference.neighbors import type_pair_table
 from symref.reference.nn import (Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual,
                                  mlp_hidden_outputs)
+from symref.reference.tabulation import EmbeddingTables, tabulated_backward, tabulated_forward
 
 
 @dataclass
@@ -66,6 +73,7 @@ class SeE2A:
     activation_function: str = "tanh"
     precision: str = "float64"
     trainable: bool = True
+    tables: EmbeddingTables | None = None
 
     @property
     def ntypes(self) -> int:
@@ -88,6 +96,23 @@ class SeE2A:
 
 
 # --------------------------------------------------------------------------- math
+def _warn_beyond_table(s: np.ndarray, info: np.ndarray, idx: int) -> None:
+    """RuntimeWarning when a row's s reaches past the table (a neighbour closer than the
+    minimum distance the table was built for, with ``extrapolate`` to spare)."""
+    smax = float(np.max(s, initial=-np.inf))
+    if smax >= float(info[2]):
+        warnings.warn(f"compressed embedding net {idx}: a neighbour has s = {smax:.6g} beyond "
+                      f"the table's end {float(info[2]):.6g} (it is closer than the minimum "
+                      "neighbour distance the table covers); G is extrapolated linearly there",
+                      RuntimeWarning, stacklevel=4)
+
+
+@dataclass
+class _TableCache:
+    """Cache of a tabulated group: dG/ds (nrows x sel x M1), told apart from an MLP's."""
+
+    dG_ds: np.ndarray
+
 
 
 def _slot_types(desc: SeE2A) -> np.ndarray:
@@ -129,7 +154,15 @@ def se_e2_a_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc
     emb_caches = []
     for rows, sl, idx in _embedding_groups(desc, atype_loc):
         Rg = Rk[rows, sl]  # nrows x sel_tj x 4
-        G, cache = mlp_forward(Rg[..., :1], desc.embeddings[idx])  # nrows x sel_tj x M1
+        if desc.tables is None:
+            G, cache = mlp_forward(Rg[..., :1], desc.embeddings[idx])  # nrows x sel_tj x M1
+        elif np.size(desc.tables.data[idx]):
+            _warn_beyond_table(Rg[..., 0], desc.tables.info[idx], idx)
+            G, cache = tabulated_forward(Rg[..., :1], desc.tables.data[idx],
+                                         desc.tables.info[idx])  # nrows x sel_tj x M1
+            cache = _TableCache(cache)
+        else:  # no table: the group contributes nothing, as in deepmd-kit
+            continue
         T[rows] += cloud_sum_forward(G, Rg)[0]
         emb_caches.append((rows, sl, G, cache, idx))
     T /= nnei
@@ -140,12 +173,14 @@ def se_e2_a_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc
 def se_e2_a_slot_outputs(cache) -> list[np.ndarray]:
     """Every embedding layer's output at every (centre, slot), read from the cache of
     :func:`se_e2_a_forward`: one nloc x nnei x width_k array per layer, the last one
-    ``G`` (nloc x nnei x M1): ``G[i, j] = N_{t_i t_j}(s_ij)``, ``s_ij = R[i, j, 0] k_ij``."""
+    ``G`` (nloc x nnei x M1): ``G[i, j] = N_{t_i t_j}(s_ij)``, ``s_ij = R[i, j, 0] k_ij``.
+    A compressed descriptor has no hidden layers: ``[G]`` alone (the table's value)."""
     Rk, keep, T, emb_caches, M1, M2 = cache
     nloc, nnei, _ = Rk.shape
     out = []
     for rows, sl, G, cache_e, _ in emb_caches:
-        layers = mlp_hidden_outputs(cache_e) + [G]  # nrows x sel_tj x width_k each
+        hidden = [] if isinstance(cache_e, _TableCache) else mlp_hidden_outputs(cache_e)
+        layers = hidden + [G]  # nrows x sel_tj x width_k each
         if not out:
             out = [np.zeros((nloc, nnei, y.shape[-1]), dtype=y.dtype) for y in layers]
         for full, y in zip(out, layers):
@@ -173,7 +208,13 @@ def se_e2_a_backward(dD: np.ndarray, cache, *, param_grads: bool = False,
         Rg = Rk[rows, sl]  # nrows x sel x 4
         dTg = dT[rows]  # nrows x M1 x 4
         (dG, dRg), _ = cloud_sum_backward(dTg, (G, Rg, np.float64(1.0)), need_dX=True)
-        ds, g = mlp_backward(dG, cache_e)  # nrows x sel x 1
+        if isinstance(cache_e, _TableCache):
+            if param_grads:
+                raise ValueError("a compressed (tabulated) descriptor has no trainable "
+                                 "embedding parameters")
+            ds, g = tabulated_backward(dG, cache_e.dG_ds)  # nrows x sel x 1
+        else:
+            ds, g = mlp_backward(dG, cache_e)  # nrows x sel x 1
         dRg[..., 0] += ds[..., 0]
         dR[rows, sl] += dRg
         if param_grads:
@@ -196,6 +237,9 @@ def se_e2_a_forward_dual(R, Rd, atype_loc, keep, desc: SeE2A):
     with :math:`\dot G_j` the tangent of the embedding net at :math:`s_j` along :math:`\dot s_j = \dot R_{j0}`.
     Returns ``(D, Dd, cache)``.
     """
+    if desc.tables is not None:
+        raise ValueError("a compressed (tabulated) descriptor cannot be trained; train the "
+                         "uncompressed model and compress it afterwards")
     nloc, nnei, _ = R.shape
     M1, M2 = desc.neuron[-1], desc.axis_neuron
     Rk = R * keep[..., None]  # nloc x nnei x 4

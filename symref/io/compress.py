@@ -1,0 +1,106 @@
+r"""``symref compress``: deepmd-kit's model compression (``dp compress``) on model files.
+
+The tables themselves are :mod:`symref.reference.tabulation`'s; this module decides
+the minimum neighbour distance :math:`r_{min}` they start from and moves models
+between files:
+
+* ``--min-nbor-dist D``: as given;
+* ``-s SYSTEM...``: the smallest distance between two atoms (periodic images in the
+  26 neighbouring cells included) over every frame of the systems, as deepmd-kit's
+  ``NeighborStat`` computes it for ``dp compress -t`` (no wrapping into the cell,
+  one shell of images, float64);
+* neither: the ``min_nbor_dist`` deepmd-kit stored in the file's ``@variables``
+  (``dp train`` records it), else an error.
+
+The written file keeps ``min_nbor_dist`` in its ``@variables`` and holds the tables in
+the descriptor's ``compress`` section (deepmd-kit's descriptor ``@version`` 3).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from symref.io.data import load_system
+from symref.io.model_file import read_model_file, save_model
+from symref.io.model_dict import model_from_dict
+from symref.reference.tabulation import DEFAULT_EXTRAPOLATE, DEFAULT_STRIDE, build_tables
+
+
+def min_neighbor_distance(coord: np.ndarray, box: np.ndarray | None) -> float:
+    """Smallest distance (Å) between two atoms of the frames ``coord`` (nf x natoms x 3),
+    images by ``n·box``, ``n ∈ {-1, 0, 1}³``, included when ``box`` (nf x 3 x 3) is given."""
+    coord = np.asarray(coord, dtype=np.float64)
+    shifts = np.array([[a, b, c] for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)],
+                      dtype=np.float64)  # 27 x 3
+    best = np.inf
+    for f in range(coord.shape[0]):
+        x = coord[f]  # natoms x 3
+        imgs = np.zeros((1, 3)) if box is None else shifts @ np.asarray(box[f])  # nimg x 3
+        for img in imgs:
+            d = x[None, :, :] + img - x[:, None, :]  # natoms x natoms x 3
+            r2 = np.sum(d * d, axis=-1)  # natoms x natoms
+            if not img.any():
+                np.fill_diagonal(r2, np.inf)
+            best = min(best, float(np.min(r2)))
+    if best == 0.0:
+        raise ValueError("two atoms overlap (zero distance): check the data")
+    return float(np.sqrt(best))
+
+
+def min_nbor_dist_of_systems(paths) -> float:
+    """:func:`min_neighbor_distance` over every frame of the npy systems ``paths``."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise ValueError("no systems given")
+    out = np.inf
+    for p in paths:
+        s = load_system(p)
+        try:
+            out = min(out, min_neighbor_distance(s.coord, s.box))
+        except ValueError as e:
+            raise ValueError(f"{p}: {e}") from None
+    return out
+
+
+def compress_model(model, min_nbor_dist: float, *, stride: float = DEFAULT_STRIDE,
+                   extrapolate: float = DEFAULT_EXTRAPOLATE, check_frequency: int = -1):
+    """A copy of ``model`` whose descriptor carries deepmd-kit's tables (``dp compress
+    -s stride -e extrapolate``: second stride ``10·stride``).  Refuses a model that is
+    already compressed, as deepmd-kit does."""
+    desc = model.descriptor
+    if desc.tables is not None:
+        raise ValueError("the model is already compressed (its descriptor has tables)")
+    tables = build_tables(desc, min_nbor_dist, extrapolate, stride, 10 * stride, check_frequency)
+    out = copy.copy(model)
+    out.descriptor = dataclasses.replace(desc, tables=tables)
+    return out
+
+
+def compress_file(model_path, out_path, *, min_nbor_dist: float | None = None, systems=(),
+                  stride: float = DEFAULT_STRIDE, extrapolate: float = DEFAULT_EXTRAPOLATE) -> dict:
+    """Read ``model_path``, tabulate, write ``out_path``; returns ``{"min_nbor_dist", "source",
+    "tables"}`` (where r_min came from: ``"option"``, ``"systems"`` or ``"model file"``)."""
+    if min_nbor_dist is not None and systems:
+        raise ValueError("give either min_nbor_dist or systems, not both")
+    wrapper = read_model_file(model_path)
+    try:
+        model = model_from_dict(wrapper)
+    except ValueError as e:
+        raise ValueError(f"{model_path}: {e}") from e
+    if min_nbor_dist is not None:
+        source = "option"
+    elif systems:
+        min_nbor_dist, source = min_nbor_dist_of_systems(systems), "systems"
+    else:
+        stored = (wrapper.get("@variables") or {}).get("min_nbor_dist")
+        if stored is None:
+            raise ValueError(f"{model_path}: the model file holds no min_nbor_dist; give "
+                             "--min-nbor-dist D or the training data (-s SYSTEM...)")
+        min_nbor_dist, source = float(np.asarray(stored)), "model file"
+    out = compress_model(model, float(min_nbor_dist), stride=stride, extrapolate=extrapolate)
+    save_model(out, out_path, variables={"min_nbor_dist": float(min_nbor_dist)})
+    return {"min_nbor_dist": float(min_nbor_dist), "source": source,
+            "tables": out.descriptor.tables}
