@@ -3,7 +3,11 @@
 Targets: energies to 1e-12 relative, forces, virials and per-atom virials to
 1e-10 relative (to the largest entry); same errors as the reference on bad
 input; results independent of the execution mode and the number of threads.
+Compressed (tabulated) models: everything to 1e-12 relative, with no fallback warning
+(``type_one_side`` both ways, type-pair exclusions, an empty table, neighbours beyond
+the table's end with the reference's warning).
 """
+import copy
 import warnings
 
 import numba
@@ -12,11 +16,14 @@ import pytest
 from tolerance import assert_allclose_scaled
 
 from symref.fast import cpu as fastpath
+from symref.io.compress import compress_model, min_neighbor_distance
 from symref.io.data import make_crystal, make_molecule
 from symref.model.build import demo_model
+from symref.synthetic import example_config
 
 TOL = {"energy": 1e-12, "atom_energy": 1e-12, "forces": 1e-10, "virial": 1e-10,
        "atom_virial": 1e-10}
+TOL_COMPRESSED = dict.fromkeys(TOL, 1e-12)  # the brief of issue 21
 
 
 def config(ntypes=3, sel=(40, 40, 40), one_side=False, rcut=4.0, **desc):
@@ -27,10 +34,14 @@ def config(ntypes=3, sel=(40, 40, 40), one_side=False, rcut=4.0, **desc):
             "fitting_net": {"neuron": [24, 24], "resnet_dt": True}}
 
 
-def assert_matches(model, coord, atype, box=None, **kw):
+def assert_matches(model, coord, atype, box=None, tol=TOL, **kw):
+    """numba against numpy to ``tol`` (relative to the largest entry); the numba call
+    raises on any warning (no fallback)."""
     ref = model.evaluate(coord, atype, box, backend="numpy", **kw)
-    out = model.evaluate(coord, atype, box, backend="numba", **kw)
-    for k, tol in TOL.items():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = model.evaluate(coord, atype, box, backend="numba", **kw)
+    for k, tol in tol.items():
         scale = max(np.abs(ref[k]).max(), 1e-300)
         err = np.abs(out[k] - ref[k]).max() / scale
         assert err <= tol, f"{k}: relative deviation {err:.2e} > {tol:.0e}"
@@ -49,15 +60,18 @@ def test_water_frame_example_model_size(water_frame, one_side):
     assert np.abs(ref["forces"]).max() > 1e-3  # a model with non-trivial forces
 
 
+@pytest.mark.parametrize("compress", [False, True])
 @pytest.mark.parametrize("one_side", [True, False])
-def test_molecules_three_types_with_exclusions(one_side):
+def test_molecules_three_types_with_exclusions(one_side, compress):
     s = make_molecule(natoms=14, ntypes=3, seed=2)
     cfg = config(one_side=one_side, exclude_types=[[0, 2]])
     cfg["pair_exclude_types"] = [[1, 1]]
     cfg["atom_exclude_types"] = [2]
     cfg["fitting_net"]["exclude_types"] = [1]
-    model = demo_model(cfg, seed=4)
-    assert_matches(model, s.coord, s.atype)
+    if compress:
+        assert_matches(compressed(cfg, 4, s.coord), s.coord, s.atype, tol=TOL_COMPRESSED)
+    else:
+        assert_matches(demo_model(cfg, seed=4), s.coord, s.atype)
 
 
 def test_skewed_small_cell_many_images_and_atoms_far_outside():
@@ -123,9 +137,13 @@ def test_float32_uses_reference_and_bad_backend_is_rejected():
         model.evaluate(s.coord, s.atype, backend="torch")
 
 
-def test_modes_and_thread_counts_agree():
+@pytest.mark.parametrize("compress", [False, True])
+def test_modes_and_thread_counts_agree(compress):
     s = make_crystal(seed=2, natoms=8, side=4.2)
-    model = demo_model(config(ntypes=2, sel=(80, 80)), seed=16)
+    if compress:
+        model = compressed(config(ntypes=2, sel=(80, 80)), 16, s.coord, s.box)
+    else:
+        model = demo_model(config(ntypes=2, sel=(80, 80)), seed=16)
     c, a, b = s.coord[0], s.atype, s.box[0]
     outs = []
     nthreads = numba.get_num_threads()
@@ -227,3 +245,92 @@ def test_cluster_arguments_are_checked_before_any_work():
     for build in (build_pair_list, build_neighbor_list):
         with pytest.raises(ValueError, match=r"ncentre must be in \[0, 9\], got -1"):
             build(X, A, None, model.rcut, model.sel, ncentre=-1)
+
+
+# ------------------------------------------------------ compressed (tabulated) models
+def compressed(cfg, seed, coord, box=None):
+    """The model of ``cfg`` without ``resnet_dt`` (deepmd-kit's tables ignore it) and
+    with random davg (so padded rows are not zero), compressed for the frames' smallest
+    neighbour distance."""
+    cfg = copy.deepcopy(cfg)
+    cfg["descriptor"]["resnet_dt"] = False
+    model = demo_model(cfg, seed=seed)
+    d = model.descriptor
+    rng = np.random.default_rng(seed)
+    off = d.sel_offsets
+    for tj in range(d.ntypes):  # constant per neighbour-type group, as deepmd-kit's
+        d.davg[:, off[tj]:off[tj + 1], 0] = rng.uniform(0.0, 0.2, size=(d.ntypes, 1))
+    return compress_model(model, min_neighbor_distance(coord, box))
+
+
+def test_compressed_models_are_supported():
+    s = make_molecule(natoms=6, ntypes=3, seed=1)
+    model = compressed(config(), 1, s.coord)
+    assert fastpath.unsupported_reason(model) is None
+    ly = model.descriptor.embeddings[0][0]
+    model.descriptor.embeddings[0][0] = copy.copy(ly)
+    model.descriptor.embeddings[0][0].activation = "gelu"  # the tables replace the nets
+    assert fastpath.unsupported_reason(model) is None
+
+
+@pytest.mark.parametrize("one_side", [True, False])
+def test_compressed_skewed_small_periodic_cell(one_side):
+    s = make_crystal(seed=1, skew=0.45, natoms=6, side=3.1)
+    model = compressed(config(ntypes=2, sel=(120, 120), one_side=one_side,
+                              exclude_types=[[0, 1]]), 5, s.coord, s.box)
+    assert_matches(model, s.coord, s.atype, s.box, tol=TOL_COMPRESSED)
+
+
+@pytest.mark.parametrize("one_side", [True, False])
+def test_compressed_water_frame_example_model_size(water_frame, one_side):
+    coord, atype, box, _ = water_frame
+    box = box.reshape(-1, 3, 3)
+    model = demo_model(example_config(type_one_side=one_side), seed=3)
+    model = compress_model(model, min_neighbor_distance(coord, box))
+    assert_matches(model, coord, atype, box, tol=TOL_COMPRESSED)
+
+
+def test_compressed_empty_table_contributes_nothing():
+    """A net without a table (deepmd-kit's serializer drops it) adds nothing, padded
+    slots included; the reference and the fast path agree."""
+    s = make_molecule(natoms=12, ntypes=3, seed=6)
+    model = compressed(config(one_side=False), 7, s.coord)
+    tabs = model.descriptor.tables
+    for idx in (1, 5):  # (ti, tj) = (1, 0) and (2, 1)
+        tabs.data[idx] = np.zeros((0,))
+        tabs.info[idx] = np.zeros((0,))
+    assert_matches(model, s.coord, s.atype, tol=TOL_COMPRESSED)
+
+
+def test_compressed_beyond_table_warns_like_the_reference():
+    """Tables built for 3 Å with no extrapolation range and dstd scaled by 1/4 (so that
+    the table ends at s = 1 or 2): closer neighbours lie beyond the table's end; both
+    backends warn (the same messages) and still agree."""
+    s = make_molecule(natoms=12, ntypes=2, seed=8)
+    model = demo_model(config(ntypes=2, sel=(40, 40), resnet_dt=False), seed=9)
+    model.descriptor.dstd = model.descriptor.dstd * 0.25
+    model = compress_model(model, 3.0, extrapolate=1.0)
+    msgs = {}
+    for backend in ("numpy", "numba"):
+        with pytest.warns(RuntimeWarning, match="beyond the table") as rec:
+            out = model.evaluate(s.coord, s.atype, backend=backend)
+        assert not any("NumPy reference" in str(w.message) for w in rec)
+        msgs[backend] = sorted({str(w.message) for w in rec})
+        msgs[backend + "_out"] = out
+    assert msgs["numpy"] == msgs["numba"]
+    for k, tol in TOL_COMPRESSED.items():
+        ref = msgs["numpy_out"][k]
+        assert np.abs(msgs["numba_out"][k] - ref).max() <= tol * np.abs(ref).max()
+
+
+def test_training_a_compressed_model_still_refused():
+    """The fast loss path does not take compressed models: the reference names the problem."""
+    from symref.fast import cpu_loss
+    from symref.train.loss import energy_loss_and_grad
+
+    s = make_molecule(natoms=6, ntypes=3, seed=10)
+    model = compressed(config(), 11, s.coord)
+    assert "compressed" in cpu_loss.unsupported_reason(model)
+    with pytest.raises(ValueError, match="compressed"):
+        energy_loss_and_grad(model, s.coord, s.atype, None, np.zeros(1),
+                             np.zeros_like(s.coord), backend="numba")

@@ -1,11 +1,16 @@
 """se_e2_a pair kernels (parallel and serial builds) against their NumPy twins.
 
-Random segments with ragged pair counts (including atoms without pairs)."""
+Random segments with ragged pair counts (including atoms without pairs).  The
+tabulated-embedding kernels (compressed models) on tables whose bounds are chosen so
+that the pairs' s fall below ``lower``, in both strides, beyond ``table_max`` and
+exactly on ``lower``, ``upper`` and ``table_max``, and on empty tables."""
 import numpy as np
 import pytest
 from tolerance import assert_allclose_scaled
 
 from symref.fast.kernels import se_e2_a as ks
+from symref.fast.kernels import tabulated as kt
+from symref.reference.tabulation import tabulated_forward
 
 RCUT, RS = 6.0, 0.5
 
@@ -28,8 +33,8 @@ def _segment(rng, na=9, nt=2):
     return ptr, rij, types, davg, dstd
 
 
-def _builds(name):
-    k = getattr(ks, name)
+def _builds(name, module=ks):
+    k = getattr(module, name)
     return [k, k.serial]
 
 
@@ -205,3 +210,87 @@ def test_centre_virial_and_fold_neighbours():
             own[cptr[t, 0]:cptr[t, nown]] = True
         np.testing.assert_array_equal(a[~own], j[~own])
         np.testing.assert_array_equal(a[own], fold[j[own]])
+
+
+# ------------------------------------------------------------ tabulated embedding
+def _table(rng, s, M1, stride0=0.1, stride1=0.5):
+    """(data, info) with lower, upper and table_max equal to three of the pairs' s."""
+    srt = np.sort(s)
+    n = len(srt)
+    lower, upper, tmax = srt[n // 8], srt[n // 2], srt[(7 * n) // 8]
+    nspline = int((upper - lower) / stride0 + (tmax - upper) / stride1)
+    data = rng.normal(size=(nspline, 6 * M1))  # nspline x 6*M1 (deepmd-kit's layout)
+    info = np.array([lower, upper, tmax, stride0, stride1, -1.0])
+    coef = kt.table_coefficients(data)  # nspline x 6 x M1
+    np.testing.assert_array_equal(kt.table_data(coef), data)
+    return coef, info
+
+
+@pytest.mark.parametrize("protection", [0.0, 0.3])
+@pytest.mark.parametrize("M1", [1, 7, 8, 100, 0])
+def test_env_table_T_forward_backward(protection, M1):
+    """M1 = 0: an empty table (the group adds nothing to T, its pairs get no gradient)."""
+    rng = np.random.default_rng(M1 + int(10 * protection))
+    ptr, rij, types, davg, dstd = _segment(rng, na=11)
+    davg[:, 0] = 0.25  # s = R[:, 0] spreads over about [-2.5, 12]
+    dstd[...] = rng.uniform(0.08, 0.12, size=dstd.shape)
+    na, P = len(ptr) - 1, len(rij)
+    Rs = np.empty((P, 4))
+    ks.env_rows_ref(rij, ptr, types, davg, dstd, RCUT, RS, protection, Rs)
+    m = M1 or 5
+    if M1:
+        data, info = _table(rng, Rs[:, 0], M1)
+        assert Rs[:, 0].min() < info[0] and Rs[:, 0].max() > info[2]  # both extrapolations
+    else:
+        data, info = kt.table_coefficients(np.empty(0)), np.empty(0)
+    T0 = rng.normal(size=(na, 4, m))
+    args = (rij, ptr, types, davg, dstd, RCUT, RS, protection, data, info)
+    R_ref, T_ref = np.empty((P, 4)), T0.copy()
+    kt.env_table_T_forward_ref(*args, R_ref, T_ref)
+    if not M1:
+        np.testing.assert_array_equal(T_ref, T0)
+    dT = rng.normal(size=(na, m, 4))
+    bargs = (rij, ptr, types, dstd, RCUT, RS, protection, data, info, R_ref, dT)
+    g_ref = np.empty((P, 3))
+    kt.env_table_T_backward_ref(*bargs, g_ref)
+    for fwd, bwd in zip(_builds("env_table_T_forward", kt), _builds("env_table_T_backward", kt)):
+        R, T = np.empty((P, 4)), T0.copy()
+        fwd(*args, R, T)
+        _close(R, R_ref)
+        _close(T, T_ref)
+        g = np.full((P, 3), np.nan)
+        bwd(*bargs, g)
+        _close(g, g_ref)
+
+
+def test_table_locate_equals_the_reference_on_knots_and_edges():
+    """k, t and e of every s reproduce tabulated_forward on a table whose column a is
+    c_m = [a == m]: G = t^a + a t^(a-1) e exposes t and e separately."""
+    lower, upper, tmax, h0, h1 = -1.0, 2.0, 10.0, 0.1, 0.5
+    nspline = int((upper - lower) / h0 + (tmax - upper) / h1)
+    data = np.zeros((nspline, 36))
+    for a in range(6):
+        data[:, 6 * a + a] = 1.0
+    data[:, 0::6] += np.arange(nspline)[:, None] * 100.0  # the interval shows in c_0
+    info = np.array([lower, upper, tmax, h0, h1, -1.0])
+    knots = np.concatenate([lower + h0 * np.arange(31), upper + h1 * np.arange(17)])
+    s = np.concatenate([knots, knots - 1e-12, knots + 1e-12, [-50.0, 0.05, 2.3, 9.99, 10.0, 300.0]])
+    G_ref, dG_ref = tabulated_forward(s[:, None], data, info)
+    out = np.empty((len(s), 6, 2))
+    _locate_all(s, info, nspline, kt.table_coefficients(data), out)
+    _close(out[:, :, 0], G_ref)
+    _close(out[:, :, 1], dG_ref)
+
+
+def _locate_all(s, info, nspline, coef, out):
+    """(value, slope) of the 6 columns at every s through the kernels' helpers."""
+    import numba
+
+    @numba.njit
+    def run(s, info, nspline, coef, out):
+        for i in range(s.shape[0]):
+            k, t, e = kt.table_locate(s[i], info[0], info[1], info[2], info[3], info[4], nspline)
+            for c in range(6):
+                out[i, c, 0], out[i, c, 1] = kt.table_column(coef[k], c, t, e)
+
+    run(s, info, nspline, coef, out)

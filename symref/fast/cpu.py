@@ -39,6 +39,13 @@ OpenMP and OpenBLAS workers spin-wait for each other's cores) and about 1.5x
 slower with ``NUMBA_THREADING_LAYER=workqueue``.  Both modes give the same
 numbers (tested).
 
+Compressed models (``descriptor.tables`` set): the embedding nets are replaced by
+their tables (:mod:`symref.fast.kernels.tabulated`): per segment one kernel computes
+the environment rows, looks up G and dG/ds and adds G ⊗ R into T, and one kernel
+goes back from T̄ to dE/dr (G and dG/ds recomputed, not stored); the padded
+slots' constant uses the table too, an empty table contributes nothing, and a
+neighbour beyond a table's end warns as in the reference.
+
 Float64 only: ``precision="float32"`` uses the reference.
 """
 from __future__ import annotations
@@ -55,8 +62,11 @@ import numpy as np
 from symref.fast import blas as _blas
 from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
+from symref.fast.kernels import tabulated as kt
+from symref.reference.descriptor.se_e2_a import warn_beyond_table
 from symref.reference.neighbors import type_pair_table
 from symref.reference.nn import mlp_forward
+from symref.reference.tabulation import tabulated_forward
 
 BLOCK_PAIRS = 8192  # upper bound on pairs per block (cache-sized working set)
 PARALLEL_BOOKKEEPING_ATOMS = 1024  # below this, pair bookkeeping runs on one thread
@@ -65,13 +75,14 @@ MIN_BLOCK_PAIRS = 4096  # lower bound: keeps the matrix products efficient (the 
 
 _BLOCK_KERNELS = ("dense_act_forward", "dense_act_backward", "env_embed_forward",
                   "env_embed_backward", "embed_T_forward", "embed_T_backward",
-                  "descriptor_forward", "descriptor_backward")
+                  "descriptor_forward", "descriptor_backward", "env_table_T_forward",
+                  "env_table_T_backward")
 
 
 def _kernel_set(serial: bool) -> SimpleNamespace:
     ks_ = {}
     for name in _BLOCK_KERNELS:
-        f = getattr(kd, name, None) or getattr(ks, name)
+        f = getattr(kd, name, None) or getattr(ks, name, None) or getattr(kt, name)
         ks_[name] = f.serial if serial else f
     return SimpleNamespace(**ks_)
 
@@ -120,8 +131,6 @@ def frame_evaluator(model, dtype=np.float64):
 def unsupported_reason(model) -> str | None:
     """Why the fast path cannot evaluate ``model`` exactly, or None."""
     d = model.descriptor
-    if getattr(d, "tables", None) is not None:
-        return "a compressed (tabulated) embedding is not implemented in the fast path"
     off = d.sel_offsets
     for ti in range(d.ntypes):
         for tj in range(d.ntypes):
@@ -131,7 +140,9 @@ def unsupported_reason(model) -> str | None:
                 if len(blk) and not (blk == blk[0]).all():
                     return (f"{name}[{ti}] varies inside the slots of neighbour type {tj}; "
                             "the fast path needs statistics constant per type group")
-    nets = list(d.embeddings) + list(model.fitting.nets)
+    # a compressed descriptor's tables replace its embedding nets
+    compressed = getattr(d, "tables", None) is not None
+    nets = ([] if compressed else list(d.embeddings)) + list(model.fitting.nets)
     for net in nets:
         for ly in net:
             if ly.activation not in ("tanh", "linear", "none"):
@@ -305,6 +316,7 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     npad = (np.asarray(desc.sel)[None, :] - nreal).astype(np.float64)  # n x nt
 
     # ---- per (centre type, neighbour type) constants
+    tabs = _tables(desc)  # None, or (data, info) per embedding index
     davg_g = np.empty((nt, nt, 4))  # tj x ti x 4
     dstd_g = np.empty((nt, nt, 4))
     cpad = np.zeros((nt, nt, 4, M1))  # ti x tj x 4 x M1: one padded slot's R ⊗ G
@@ -317,10 +329,16 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
             dstd_g[tj, ti] = desc.dstd[ti, off[tj]]
             r_pad = -davg_g[tj, ti] / dstd_g[tj, ti]  # 4
             if np.any(r_pad != 0.0):
-                net = desc.embeddings[desc.embedding_index(ti, tj)]
-                G = mlp_forward(r_pad[None, :1], net)[0][0]  # M1
+                idx = desc.embedding_index(ti, tj)
+                if tabs is None:
+                    G = mlp_forward(r_pad[None, :1], desc.embeddings[idx])[0][0]  # M1
+                elif desc.tables.data[idx].size:
+                    G = tabulated_forward(r_pad[None, :1], desc.tables.data[idx],
+                                          desc.tables.info[idx])[0][0]  # M1
+                else:  # no table: the group contributes nothing
+                    continue
                 cpad[ti, tj] = np.outer(r_pad, G)
-    emb = [[_layer_arrays(ly) for ly in net] for net in desc.embeddings]
+    emb = [[_layer_arrays(ly) for ly in net] for net in desc.embeddings] if tabs is None else tabs
     fnets = [[_layer_arrays(ly) for ly in net] for net in fit.nets]
 
     g_all = np.zeros((P, 3))  # dE/dr_ji of every pair
@@ -336,8 +354,9 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
         tstart = g0 + np.searchsorted(types_int[g0:g1], np.arange(nt + 1))  # centres by type
         blocks += [(ti, b0, min(b0 + nb_max, int(tstart[ti + 1]))) for ti in range(nt)
                    for b0 in range(int(tstart[ti]), int(tstart[ti + 1]), nb_max)]
+    smax = []  # (embedding index, largest s of a block's pairs) of compressed models
     args = (model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad, emb, fnets, g_all, atom_e,
-            M1, M2, nnei)
+            M1, M2, nnei, smax)
     if mode == "blocks":
         # one block per thread, each with single-threaded BLAS: no thread pool ever
         # waits on another (OpenBLAS's own threads collapse under any other load)
@@ -352,6 +371,9 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     else:
         for blk in blocks:
             _block(_PARALLEL, blk, *args)
+
+    if tabs is not None:
+        _warn_beyond_tables(desc, tabs, smax, davg_g, dstd_g, types_int[:nc], npad[:nc])
 
     # ---- forces and virials by gathering, back to the original order
     if fold is not None:
@@ -387,7 +409,7 @@ def _block(K, blk, *args):
 
 
 def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,
-              emb, fnets, g_all, atom_e, M1, M2, nnei):
+              emb, fnets, g_all, atom_e, M1, M2, nnei, smax):
     """:func:`_block` with the scratch arrays taken from ``ws``."""
     ti, b0, b1 = blk
     desc, fit = model.descriptor, model.fitting
@@ -406,6 +428,13 @@ def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpa
         ptr = cptr[tj, b0:b1 + 1] - p0  # nb+1
         rij_s = rij[p0:p1]  # P x 3
         R = ws.get(f"R{tj}", (P, 4))
+        if desc.tables is not None:  # compressed: rows, table look-up and T in one kernel
+            coef, info = emb[desc.embedding_index(ti, tj)]
+            K.env_table_T_forward(rij_s, ptr, types_b, davg_g[tj], dstd_g[tj], desc.rcut,
+                                  desc.rcut_smth, desc.env_protection, coef, info, R, T)
+            smax.append((desc.embedding_index(ti, tj), float(R[:, 0].max())))
+            segs.append((tj, p0, p1, ptr, rij_s, R, (coef, info), None, None))
+            continue
         layers = emb[desc.embedding_index(ti, tj)]
         W1, b, idt, sc, act = layers[0]
         h = ws.get(f"z{tj}_0", (P, W1.shape[1]))
@@ -469,6 +498,10 @@ def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpa
     K.descriptor_backward(dD, T, M2, 1.0 / nnei, dT)
 
     for tj, p0, p1, ptr, rij_s, R, layers, acts, hs in segs:
+        if acts is None:  # a table: layers = (coef, info)
+            K.env_table_T_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
+                                   desc.env_protection, *layers, R, dT, g_all[p0:p1])
+            continue
         P = p1 - p0
         dR = ws.get(f"dR{tj}", (P, 4))
         k = len(layers) - 1
@@ -489,6 +522,35 @@ def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpa
         K.env_embed_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
                              desc.env_protection, W1, idt, sc, act, hs[0], dx, dyres, dR,
                              g_all[p0:p1])
+
+
+def _tables(desc):
+    """``None`` (no compression) or ``[(coef, info)]`` per embedding index: the tables in
+    the layout of :mod:`symref.fast.kernels.tabulated` (n_spline x 6 x M1; n_spline = 0:
+    no table)."""
+    if desc.tables is None:
+        return None
+    return [(kt.table_coefficients(d), np.ascontiguousarray(i, dtype=np.float64).reshape(-1))
+            for d, i in zip(desc.tables.data, desc.tables.info)]
+
+
+def _warn_beyond_tables(desc, tabs, smax, davg_g, dstd_g, types_c, npad_c):
+    """The reference's warning (:func:`symref.reference.descriptor.se_e2_a.warn_beyond_table`)
+    for every table some s reaches past: the blocks' largest s of real pairs (``smax``)
+    and the padded rows' s of the centres ``types_c`` with padded slots (``npad_c``,
+    ncentre x nt)."""
+    best = {}
+    for idx, s in smax:
+        best[idx] = max(best.get(idx, -np.inf), s)
+    for ti in np.unique(types_c):
+        for tj in range(desc.ntypes):
+            if (npad_c[types_c == ti, tj] > 0).any():
+                idx = desc.embedding_index(int(ti), tj)
+                s = float(-davg_g[tj, ti, 0] / dstd_g[tj, ti, 0])
+                best[idx] = max(best.get(idx, -np.inf), s)
+    for idx in sorted(best):
+        if tabs[idx][0].size:
+            warn_beyond_table(np.array([best[idx]]), tabs[idx][1], idx, stacklevel=5)
 
 
 def _identity_layer(n):

@@ -37,11 +37,21 @@ import numpy as np
 
 from symref.fast import blas as _blas
 from symref.reference.descriptor.se_e2_a import _add_layer_grads
+from symref.fast import cpu as _cpu
 from symref.fast.cpu import FreshArrays, _layer_arrays, borrowed_arena, pair_rules, thread_pool
 from symref.fast.kernels import dual as kdual
 
 BLOCK_PAIRS = 2048  # pairs per block of the embedding nets
 BLOCK_ATOMS = 64  # atoms per block of the fitting nets
+
+
+def unsupported_reason(model) -> str | None:
+    """Why :func:`frame_grad` cannot give ``model``'s loss gradient exactly, or None:
+    :func:`symref.fast.cpu.unsupported_reason`'s reasons, and compression (a table has
+    no parameters: the reference then names the problem)."""
+    if getattr(model.descriptor, "tables", None) is not None:
+        return "a compressed (tabulated) descriptor cannot be trained"
+    return _cpu.unsupported_reason(model)
 
 
 def _stack(a, b, out=None):

@@ -93,9 +93,8 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
     frame_grad = _frame  # the gradient of one frame from its residuals
     if backend == "numba":
         from symref.fast import cpu_loss
-        from symref.fast.cpu import unsupported_reason
 
-        if unsupported_reason(model) is None:
+        if cpu_loss.unsupported_reason(model) is None:
             frame_grad = cpu_loss.frame_grad
         else:
             backend = "numpy"

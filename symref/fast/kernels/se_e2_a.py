@@ -39,7 +39,7 @@ from symref.fast.kernels.dense import act_rows, dense_act_backward_ref, dense_ac
 
 
 
-def _pair_atoms(ptr):
+def pair_atoms(ptr):
     """Centre atom of every pair: P ints (NumPy helper)."""
     return np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
 
@@ -65,6 +65,61 @@ def _pair_geometry(rij, p, rcut_smth, rcut, protection):
     return x, y, z, r, w, dw, 1.0 / (r + protection)
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def env_row(rij, p, t, davg, dstd, rcut_smth, rcut, protection, R):
+    r"""``R[p]`` (4) <- the normalised row of pair p for centre type t:
+    :math:`(w(r)(1/q, \mathbf r/q^2) - \mathrm{davg}_t)/\mathrm{dstd}_t`, q = r + protection."""
+    x, yy, z, r, sw, dsw, iq = _pair_geometry(rij, p, rcut_smth, rcut, protection)
+    w1 = sw * iq
+    w2 = w1 * iq
+    R[p, 0] = (w1 - davg[t, 0]) / dstd[t, 0]
+    R[p, 1] = (w2 * x - davg[t, 1]) / dstd[t, 1]
+    R[p, 2] = (w2 * yy - davg[t, 2]) / dstd[t, 2]
+    R[p, 3] = (w2 * z - davg[t, 3]) / dstd[t, 3]
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def env_row_backward(rij, p, t, dstd, rcut_smth, rcut, protection, dR0, dR1, dR2, dR3, g):
+    """``g[p]`` (3) <- dL/drij of pair p from dL/dR[p] = (dR0, dR1, dR2, dR3)
+    (:func:`symref.reference.env.env_mat_backward`'s formula)."""
+    x, yy, z, r, sw, dsw, iq = _pair_geometry(rij, p, rcut_smth, rcut, protection)
+    iq2 = iq * iq
+    d0 = dR0 / dstd[t, 0]
+    dx = dR1 / dstd[t, 1]
+    dy_ = dR2 / dstd[t, 2]
+    dz_ = dR3 / dstd[t, 3]
+    radial = (d0 * (dsw * iq - sw * iq2)
+              + (dx * x + dy_ * yy + dz_ * z) * (dsw * iq2 - 2.0 * sw * iq2 * iq)) / r
+    wq2 = sw * iq2
+    g[p, 0] = radial * x + wq2 * dx
+    g[p, 1] = radial * yy + wq2 * dy_
+    g[p, 2] = radial * z + wq2 * dz_
+
+
+def env_rows_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection, R):
+    """NumPy twin of :func:`env_row` over a segment: ``R`` (P x 4) <-
+    :func:`symref.reference.env.env_mat_forward` of every pair."""
+    from symref.reference.env import env_mat_forward
+
+    t = types[pair_atoms(ptr)]  # P
+    mask = np.ones((1, len(rij)), dtype=bool)
+    R[...] = env_mat_forward(rij[None], mask, davg[t][None], dstd[t][None], rcut, rcut_smth,
+                             protection)[0][0]
+
+
+def env_rows_backward_ref(rij, ptr, types, dstd, rcut, rcut_smth, protection, dR, g):
+    """NumPy twin of :func:`env_row_backward` over a segment: ``g`` (P x 3) <- dL/drij
+    for ``dR`` (P x 4) (:func:`symref.reference.env.env_mat_backward`)."""
+    from symref.reference.env import env_mat_backward, env_mat_forward
+
+    P = len(rij)
+    t = types[pair_atoms(ptr)]  # P
+    mask = np.ones((1, P), dtype=bool)
+    zeros = np.zeros((1, P, 4))
+    _, cache = env_mat_forward(rij[None], mask, zeros, dstd[t][None], rcut, rcut_smth, protection)
+    g[...] = env_mat_backward(dR[None], cache)[0][0]
+
+
 @kernel
 def env_embed_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
                       w, b, idt, shortcut, act, R, h, y):
@@ -80,13 +135,7 @@ def env_embed_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
     for a in numba.prange(na):
         t = types[a]
         for p in range(ptr[a], ptr[a + 1]):
-            x, yy, z, r, sw, dsw, iq = _pair_geometry(rij, p, rcut_smth, rcut, protection)
-            w1 = sw * iq
-            w2 = w1 * iq
-            R[p, 0] = (w1 - davg[t, 0]) / dstd[t, 0]
-            R[p, 1] = (w2 * x - davg[t, 1]) / dstd[t, 1]
-            R[p, 2] = (w2 * yy - davg[t, 2]) / dstd[t, 2]
-            R[p, 3] = (w2 * z - davg[t, 3]) / dstd[t, 3]
+            env_row(rij, p, t, davg, dstd, rcut_smth, rcut, protection, R)
             s = R[p, 0]
             for k in range(n1):
                 h[p, k] = s * w[0, k]
@@ -99,12 +148,7 @@ def env_embed_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
 def env_embed_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
                           w, b, idt, shortcut, act, R, h, y):
     """NumPy twin of :func:`env_embed_forward` (:func:`symref.reference.env.env_mat_forward`, then a layer)."""
-    from symref.reference.env import env_mat_forward
-
-    t = types[_pair_atoms(ptr)]  # P
-    mask = np.ones((1, len(rij)), dtype=bool)
-    R[...] = env_mat_forward(rij[None], mask, davg[t][None], dstd[t][None], rcut, rcut_smth,
-                             protection)[0][0]
+    env_rows_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection, R)
     s = R[:, :1].copy()  # P x 1
     h[...] = s @ w
     dense_act_forward_ref(h, b, idt, s, shortcut, act, y)
@@ -134,36 +178,20 @@ def env_embed_backward(rij, ptr, types, dstd, rcut, rcut_smth, protection,
                 ds += dz * w[0, k]
                 if shortcut != 0:
                     ds += d
-            x, yy, z, r, sw, dsw, iq = _pair_geometry(rij, p, rcut_smth, rcut, protection)
-            iq2 = iq * iq
-            d0 = (dR[p, 0] + ds) / dstd[t, 0]
-            dx = dR[p, 1] / dstd[t, 1]
-            dy_ = dR[p, 2] / dstd[t, 2]
-            dz_ = dR[p, 3] / dstd[t, 3]
-            radial = (d0 * (dsw * iq - sw * iq2)
-                      + (dx * x + dy_ * yy + dz_ * z) * (dsw * iq2 - 2.0 * sw * iq2 * iq)) / r
-            wq2 = sw * iq2
-            g[p, 0] = radial * x + wq2 * dx
-            g[p, 1] = radial * yy + wq2 * dy_
-            g[p, 2] = radial * z + wq2 * dz_
+            env_row_backward(rij, p, t, dstd, rcut_smth, rcut, protection,
+                             dR[p, 0] + ds, dR[p, 1], dR[p, 2], dR[p, 3], g)
 
 
 def env_embed_backward_ref(rij, ptr, types, dstd, rcut, rcut_smth, protection,
                            w, idt, shortcut, act, h, dy, dyres, dR, g):
     """NumPy twin of :func:`env_embed_backward` (a layer backward, then
     :func:`symref.reference.env.env_mat_backward`)."""
-    from symref.reference.env import env_mat_backward, env_mat_forward
-
     P, n1 = h.shape
     dz, dsres = np.empty((P, n1)), np.zeros((P, 1))
     dense_act_backward_ref(dy, dyres, h, idt, shortcut, act, dz, dsres)
-    t = types[_pair_atoms(ptr)]  # P
-    mask = np.ones((1, P), dtype=bool)
-    zeros = np.zeros((1, P, 4))
-    _, cache = env_mat_forward(rij[None], mask, zeros, dstd[t][None], rcut, rcut_smth, protection)
     dRt = dR.copy()
     dRt[:, 0] += (dz @ w.T)[:, 0] + dsres[:, 0]
-    g[...] = env_mat_backward(dRt[None], cache)[0][0]
+    env_rows_backward_ref(rij, ptr, types, dstd, rcut, rcut_smth, protection, dRt, g)
 
 
 # ------------------------------------------------------------- last layer + T
@@ -206,7 +234,7 @@ def embed_T_forward_ref(z, b, idt, x, shortcut, act, R, ptr, T):
     if act == 1:
         np.tanh(z, out=z)
     G = z * idt + _sc_ref(x, shortcut)  # P x M1
-    np.add.at(T, _pair_atoms(ptr), R[:, :, None] * G[:, None, :])
+    np.add.at(T, pair_atoms(ptr), R[:, :, None] * G[:, None, :])
 
 
 @kernel
@@ -267,7 +295,7 @@ def embed_T_backward(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
 
 def embed_T_backward_ref(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
     """NumPy twin of :func:`embed_T_backward`."""
-    pa = _pair_atoms(ptr)
+    pa = pair_atoms(ptr)
     G = h * idt + _sc_ref(x, shortcut)  # P x M1
     dTp = dT[pa]  # P x M1 x 4
     dG = np.einsum("pkc,pc->pk", dTp, R)  # P x M1
@@ -527,7 +555,7 @@ def reverse_index(j_out, n):
 
 def count_pairs_ref(ptr, j, atype, inv_perm, rule, ntypes, nkeep, nreal):
     """NumPy twin of :func:`count_pairs`."""
-    c = _pair_atoms(ptr)  # P
+    c = pair_atoms(ptr)  # P
     r = rule[atype[c], atype[j]]  # P
     nkeep[...] = 0
     nreal[...] = 0
@@ -537,7 +565,7 @@ def count_pairs_ref(ptr, j, atype, inv_perm, rule, ntypes, nkeep, nreal):
 
 def group_pairs_ref(ptr, j, rij, atype, inv_perm, rule, ntypes, cptr, j_out, rij_out):
     """NumPy twin of :func:`group_pairs` (a stable sort by neighbour type, then internal centre)."""
-    c = _pair_atoms(ptr)
+    c = pair_atoms(ptr)
     keep = rule[atype[c], atype[j]] == 1
     c, jj, rr = c[keep], j[keep], rij[keep]
     order = np.lexsort((np.arange(len(c)), inv_perm[c], atype[jj]))

@@ -96,15 +96,16 @@ class SeE2A:
 
 
 # --------------------------------------------------------------------------- math
-def _warn_beyond_table(s: np.ndarray, info: np.ndarray, idx: int) -> None:
+def warn_beyond_table(s: np.ndarray, info: np.ndarray, idx: int, *, stacklevel: int = 4) -> None:
     """RuntimeWarning when a row's s reaches past the table (a neighbour closer than the
-    minimum distance the table was built for, with ``extrapolate`` to spare)."""
+    minimum distance the table was built for, with ``extrapolate`` to spare).
+    ``stacklevel`` as :func:`warnings.warn`'s, counted from this function."""
     smax = float(np.max(s, initial=-np.inf))
     if smax >= float(info[2]):
         warnings.warn(f"compressed embedding net {idx}: a neighbour has s = {smax:.6g} beyond "
                       f"the table's end {float(info[2]):.6g} (it is closer than the minimum "
                       "neighbour distance the table covers); G is extrapolated linearly there",
-                      RuntimeWarning, stacklevel=4)
+                      RuntimeWarning, stacklevel=stacklevel)
 
 
 @dataclass
@@ -157,7 +158,7 @@ def se_e2_a_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc
         if desc.tables is None:
             G, cache = mlp_forward(Rg[..., :1], desc.embeddings[idx])  # nrows x sel_tj x M1
         elif np.size(desc.tables.data[idx]):
-            _warn_beyond_table(Rg[..., 0], desc.tables.info[idx], idx)
+            warn_beyond_table(Rg[..., 0], desc.tables.info[idx], idx)
             G, cache = tabulated_forward(Rg[..., :1], desc.tables.data[idx],
                                          desc.tables.info[idx])  # nrows x sel_tj x M1
             cache = _TableCache(cache)

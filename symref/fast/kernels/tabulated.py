@@ -1,0 +1,249 @@
+r"""numba kernels of a compressed (tabulated) se_e2_a embedding on compact pair lists.
+
+The layout is :mod:`symref.fast.kernels.se_e2_a`'s: a segment of ``na`` centre
+atoms and their ``P`` real neighbours of one type, pairs of atom ``a`` at
+``ptr[a]:ptr[a+1]``.  A compressed descriptor replaces the embedding net
+:math:`\mathcal N_{t_i t_j}` by deepmd-kit's quintic table (``data``: n_spline x
+6·M1, ``info``: ``[lower, upper, table_max, stride0, stride1, check_freq]``;
+:mod:`symref.reference.tabulation` builds and evaluates it), so the whole
+embedding of a pair is one table look-up:
+
+* :func:`env_table_T_forward`: the environment row :math:`R_p`, then with
+  :math:`s_p = R_{p0}`
+
+  .. math::  G_p = p_k(t) + p_k'(t)\,e,\qquad T_a \mathrel{+}= \sum_p G_p \otimes R_p,
+
+  :math:`p_k(t) = \sum_{m=0}^{5} c_{k,m} t^m` the quintic of interval k (M1 columns
+  at once), k, t and the extrapolation distance e located by :func:`table_locate`;
+* :func:`env_table_T_backward`: for upstream :math:`\bar T_a` (M1 x 4), recomputing
+  :math:`G_p` and :math:`G_p' = p_k'(t)` from :math:`s_p` (cheaper than storing P x M1
+  of each),
+
+  .. math::  \bar G_p = \bar T_a R_p,\qquad
+             \bar R_p = \bar T_a^\top G_p + e_0 \sum_c \bar G_{pc} G'_{pc},
+
+  then :math:`\bar{\mathbf r}_p` from :math:`\bar R_p`
+  (:func:`symref.fast.kernels.se_e2_a.env_row_backward`).
+
+An empty table (a net deepmd-kit does not tabulate) contributes nothing: T is
+left unchanged and the pairs' gradient is zero, as in the reference.
+
+:func:`table_locate` follows :func:`symref.reference.tabulation.tabulated_forward`'s
+rules to the operation: below ``lower`` the first interval at t = 0 and
+e = s - lower; in ``[lower, upper)`` stride0 intervals; in ``[upper,
+table_max)`` stride1 intervals after the ``floor((upper-lower)/stride0)`` first
+ones; from ``table_max`` on the last interval at its end and e = s - table_max;
+the interval index clipped to ``[0, n_spline-1]``.  Horner's scheme in the same
+order as there.
+
+Each kernel has a NumPy twin ``*_ref`` with the same signature that calls the
+reference's evaluation (one copy of the formula), tested in
+``tests/test_kernels_tabulated.py``; fastmath is off.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from symref.fast.kernels._jit import kernel
+from symref.fast.kernels.se_e2_a import (env_row, env_row_backward, env_rows_backward_ref,
+                                         env_rows_ref, pair_atoms)
+from symref.reference.tabulation import tabulated_backward, tabulated_forward
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def table_locate(s, lower, upper, table_max, stride0, stride1, nspline):
+    """Interval ``k`` (int), offset ``t`` and extrapolation distance ``e`` of ``s`` in a
+    table (the rules of the module docstring)."""
+    last = nspline - 1
+    n0 = np.floor((upper - lower) / stride0)
+    if s < lower:
+        fidx = 0.0
+    elif s < upper:
+        fidx = np.floor((s - lower) / stride0)
+    elif s < table_max:
+        fidx = n0 + np.floor((s - upper) / stride1)
+    else:
+        fidx = float(last)
+    fidx = min(max(fidx, 0.0), float(last))
+    k = int(fidx)
+    fidx = float(k)
+    if s < lower:
+        t = 0.0
+    elif s < upper:
+        t = s - (fidx * stride0 + lower)
+    elif s < table_max:
+        t = s - ((fidx - n0) * stride1 + upper)
+    else:
+        t = table_max - ((last - n0) * stride1 + upper)
+    if s < lower:
+        e = s - lower
+    elif s >= table_max:
+        e = s - table_max
+    else:
+        e = 0.0
+    return k, t, e
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def table_value(ck, c, t):
+    """:math:`p(t)` of column ``c`` of interval ``ck`` (6 x M1: ``ck[m, c]`` = :math:`c_m`
+    of column c), Horner's scheme."""
+    c0, c1, c2, c3, c4, c5 = ck[0, c], ck[1, c], ck[2, c], ck[3, c], ck[4, c], ck[5, c]
+    return c0 + (c1 + (c2 + (c3 + (c4 + c5 * t) * t) * t) * t) * t
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def table_column(ck, c, t, e):
+    """Value :math:`p(t) + p'(t)e` and slope :math:`p'(t)` of column ``c`` of interval
+    ``ck`` (:func:`table_value`)."""
+    c1, c2, c3, c4, c5 = ck[1, c], ck[2, c], ck[3, c], ck[4, c], ck[5, c]
+    val = table_value(ck, c, t)
+    grad = c1 + (2 * c2 + (3 * c3 + (4 * c4 + 5 * c5 * t) * t) * t) * t
+    return val + grad * e, grad
+
+
+def table_coefficients(data):
+    """deepmd-kit's ``data`` (n_spline x 6·M1, column 6c+m = :math:`c_m` of column c) ->
+    the kernels' ``coef`` (n_spline x 6 x M1, contiguous over columns: the loops over
+    M1 vectorise); an empty table -> a 0 x 6 x 0 array."""
+    data = np.asarray(data, dtype=np.float64)
+    if data.size == 0:
+        return np.empty((0, 6, 0))
+    n = data.shape[0]
+    return np.ascontiguousarray(data.reshape(n, -1, 6).transpose(0, 2, 1))  # n x 6 x M1
+
+
+def table_data(coef):
+    """Inverse of :func:`table_coefficients` (the twins hand the reference its layout)."""
+    return coef.transpose(0, 2, 1).reshape(coef.shape[0], -1)  # n x 6*M1
+
+
+@kernel
+def env_table_T_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
+                        coef, info, R, T):
+    """Environment rows and the tabulated embedding fused with T.
+
+    ``R`` (P x 4) <- normalised rows; ``T`` (na x 4 x M1, transposed as in
+    :func:`symref.fast.kernels.se_e2_a.embed_T_forward`) += Σ_p R_p ⊗ G(s_p).
+    ``rij``: P x 3 (Å); ``ptr``: na+1; ``types``: na centre types; ``davg``,
+    ``dstd``: nt x 4; ``coef``: n_spline x 6 x M1 (:func:`table_coefficients`;
+    n_spline = 0: no table); ``info``: 6.
+    """
+    na = ptr.shape[0] - 1
+    M1 = T.shape[2]
+    nspline = coef.shape[0]
+    if nspline == 0:
+        for a in numba.prange(na):
+            for p in range(ptr[a], ptr[a + 1]):
+                env_row(rij, p, types[a], davg, dstd, rcut_smth, rcut, protection, R)
+        return
+    lower, upper, table_max, stride0, stride1 = info[0], info[1], info[2], info[3], info[4]
+    for a in numba.prange(na):
+        t_a = types[a]
+        Ta = T[a]  # 4 x M1
+        for p in range(ptr[a], ptr[a + 1]):
+            env_row(rij, p, t_a, davg, dstd, rcut_smth, rcut, protection, R)
+            k, t, e = table_locate(R[p, 0], lower, upper, table_max, stride0, stride1, nspline)
+            ck = coef[k]  # 6 x M1
+            r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
+            for c in range(M1):
+                # inside the table e = 0 and p(t) + p'(t)·0 = p(t): the slope is skipped
+                g = table_value(ck, c, t) if e == 0.0 else table_column(ck, c, t, e)[0]
+                Ta[0, c] += g * r0
+                Ta[1, c] += g * r1
+                Ta[2, c] += g * r2
+                Ta[3, c] += g * r3
+
+
+def env_table_T_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
+                            coef, info, R, T):
+    """NumPy twin of :func:`env_table_T_forward` (:func:`symref.reference.tabulation.tabulated_forward`)."""
+    env_rows_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection, R)
+    if coef.shape[0] == 0:
+        return
+    G, _ = tabulated_forward(R[:, :1], table_data(coef), info)  # P x M1
+    np.add.at(T, pair_atoms(ptr), R[:, :, None] * G[:, None, :])
+
+
+#: partial sums per reduction in the backward pass (column c goes to lane c % LANES):
+#: independent lanes let the loop over columns vectorise without reordering any sum
+LANES = 16
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _table_backward_column(ck, c, t, e, r0, r1, r2, r3, dTt, acc, lane):
+    r"""Column c's terms of the backward sums, added to lane ``lane`` of ``acc`` (5 x LANES):
+    :math:`G_c \bar T_{cq}` (q = 0..3) and :math:`(\bar T_c \cdot R)\, G'_c`."""
+    gc, slope = table_column(ck, c, t, e)
+    d0, d1, d2, d3 = dTt[0, c], dTt[1, c], dTt[2, c], dTt[3, c]
+    acc[0, lane] += gc * d0
+    acc[1, lane] += gc * d1
+    acc[2, lane] += gc * d2
+    acc[3, lane] += gc * d3
+    acc[4, lane] += (d0 * r0 + d1 * r1 + d2 * r2 + d3 * r3) * slope
+
+
+@kernel
+def env_table_T_backward(rij, ptr, types, dstd, rcut, rcut_smth, protection, coef, info,
+                         R, dT, g):
+    r"""Backward of :func:`env_table_T_forward` for upstream ``dT`` (na x M1 x 4):
+    ``g`` (P x 3) <- dL/drij.  ``R``: the rows the forward pass wrote.
+
+    The five sums over columns (:math:`\bar T^\top G` and :math:`\sum_c \bar G_c G'_c`)
+    are kept in :data:`LANES` partial sums each, added in lane order at the end: a
+    fixed order, so the result does not depend on the build or the threads.
+    """
+    na = ptr.shape[0] - 1
+    M1 = dT.shape[1]
+    nspline = coef.shape[0]
+    if nspline == 0:  # no table: R does not enter T
+        g[ptr[0]:ptr[na]] = 0.0
+        return
+    lower, upper, table_max, stride0, stride1 = info[0], info[1], info[2], info[3], info[4]
+    nfull = M1 - M1 % LANES
+    for a in numba.prange(na):
+        dTt = np.empty((4, M1))  # 4 x M1: dT[a] transposed (contiguous column loops)
+        for c in range(M1):
+            for q in range(4):
+                dTt[q, c] = dT[a, c, q]
+        acc = np.empty((5, LANES))  # 5 sums x LANES partial sums
+        for p in range(ptr[a], ptr[a + 1]):
+            k, t, e = table_locate(R[p, 0], lower, upper, table_max, stride0, stride1, nspline)
+            ck = coef[k]  # 6 x M1
+            r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
+            acc[:] = 0.0
+            for cb in range(0, nfull, LANES):
+                for l in range(LANES):  # unrolled and vectorised: no sum crosses lanes
+                    _table_backward_column(ck, cb + l, t, e, r0, r1, r2, r3, dTt, acc, l)
+            for c in range(nfull, M1):
+                _table_backward_column(ck, c, t, e, r0, r1, r2, r3, dTt, acc, c - nfull)
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            ds = 0.0
+            for l in range(LANES):
+                s0 += acc[0, l]
+                s1 += acc[1, l]
+                s2 += acc[2, l]
+                s3 += acc[3, l]
+                ds += acc[4, l]
+            env_row_backward(rij, p, types[a], dstd, rcut_smth, rcut, protection,
+                             s0 + ds, s1, s2, s3, g)
+
+
+def env_table_T_backward_ref(rij, ptr, types, dstd, rcut, rcut_smth, protection, coef, info,
+                             R, dT, g):
+    """NumPy twin of :func:`env_table_T_backward` (:func:`symref.reference.tabulation.tabulated_forward`
+    and :func:`~symref.reference.tabulation.tabulated_backward`)."""
+    if coef.shape[0] == 0:
+        g[...] = 0.0
+        return
+    G, dG_ds = tabulated_forward(R[:, :1], table_data(coef), info)  # P x M1 each
+    dTp = dT[pair_atoms(ptr)]  # P x M1 x 4
+    dG = np.einsum("pkc,pc->pk", dTp, R)  # P x M1
+    dR = np.einsum("pk,pkc->pc", G, dTp)  # P x 4
+    ds, _ = tabulated_backward(dG, dG_ds)  # P x 1
+    dR[:, 0] += ds[:, 0]
+    env_rows_backward_ref(rij, ptr, types, dstd, rcut, rcut_smth, protection, dR, g)
