@@ -16,6 +16,20 @@ from contextlib import contextmanager
 _SUFFIXES = ("scipy_openblas_{}_num_threads64_", "openblas_{}_num_threads64_",
              "scipy_openblas_{}_num_threads", "openblas_{}_num_threads")
 _LIBS = None
+_THREADPOOLCTL = None  # (threadpool_limits or None,) once looked for
+
+
+def _threadpool_limits():
+    """``threadpoolctl.threadpool_limits``, or None when it is not installed; looked up
+    once (a failed import is not cached by Python: repeating it cost ~0.15 ms a call)."""
+    global _THREADPOOLCTL
+    if _THREADPOOLCTL is None:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            threadpool_limits = None
+        _THREADPOOLCTL = (threadpool_limits,)
+    return _THREADPOOLCTL[0]
 
 
 def _openblas_libs():
@@ -47,21 +61,13 @@ def _openblas_libs():
 
 
 def can_limit() -> bool:
-    try:
-        import threadpoolctl  # noqa: F401
-
-        return True
-    except ImportError:
-        return bool(_openblas_libs())
+    return _threadpool_limits() is not None or bool(_openblas_libs())
 
 
 @contextmanager
 def blas_threads(n: int):
     """Run the body with at most ``n`` BLAS threads, then restore the previous setting."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
+    threadpool_limits = _threadpool_limits()
     if threadpool_limits is not None:
         with threadpool_limits(limits=n, user_api="blas"):
             yield
