@@ -119,7 +119,14 @@ def table_data(coef):
     return coef.transpose(0, 2, 1).reshape(coef.shape[0], -1)  # n x 6*M1
 
 
-@kernel
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def table_g(ck, c, t, e):
+    """:math:`G = p(t) + p'(t)e` of column ``c`` (:func:`table_column`'s value); inside the
+    table (e = 0) the slope is skipped: p(t) + p'(t)·0 = p(t)."""
+    return table_value(ck, c, t) if e == 0.0 else table_column(ck, c, t, e)[0]
+
+
+@kernel(noalias=True)
 def env_table_T_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
                         coef, info, R, T):
     """Environment rows and the tabulated embedding fused with T.
@@ -128,7 +135,13 @@ def env_table_T_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection
     :func:`symref.fast.kernels.se_e2_a.embed_T_forward`) += Σ_p R_p ⊗ G(s_p).
     ``rij``: P x 3 (Å); ``ptr``: na+1; ``types``: na centre types; ``davg``,
     ``dstd``: nt x 4; ``coef``: n_spline x 6 x M1 (:func:`table_coefficients`;
-    n_spline = 0: no table); ``info``: 6.
+    n_spline = 0: no table); ``info``: 6.  ``R`` and ``T`` overlap no other argument
+    (the serial build is compiled ``noalias``: :mod:`symref.fast.kernels._jit`).
+
+    Pairs go four at a time through one loop over the columns (T loaded and stored
+    once per four pairs, not once per pair); each T element still receives its
+    pairs' terms one after another in pair order, so the sums are those of a loop
+    pair by pair, bit for bit.
     """
     na = ptr.shape[0] - 1
     M1 = T.shape[2]
@@ -141,19 +154,55 @@ def env_table_T_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection
     lower, upper, table_max, stride0, stride1 = info[0], info[1], info[2], info[3], info[4]
     for a in numba.prange(na):
         t_a = types[a]
-        Ta = T[a]  # 4 x M1
-        for p in range(ptr[a], ptr[a + 1]):
+        p0, p1 = ptr[a], ptr[a + 1]
+        for p in range(p0, p1):
             env_row(rij, p, t_a, davg, dstd, rcut_smth, rcut, protection, R)
+        T0, T1, T2, T3 = T[a, 0], T[a, 1], T[a, 2], T[a, 3]  # M1 each
+        p = p0
+        while p + 4 <= p1:  # four pairs: A, B, C, D
+            kA, tA, eA = table_locate(R[p, 0], lower, upper, table_max, stride0, stride1, nspline)
+            kB, tB, eB = table_locate(R[p + 1, 0], lower, upper, table_max, stride0, stride1,
+                                      nspline)
+            kC, tC, eC = table_locate(R[p + 2, 0], lower, upper, table_max, stride0, stride1,
+                                      nspline)
+            kD, tD, eD = table_locate(R[p + 3, 0], lower, upper, table_max, stride0, stride1,
+                                      nspline)
+            cA, cB, cC, cD = coef[kA], coef[kB], coef[kC], coef[kD]  # 6 x M1 each
+            A0, A1, A2, A3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
+            B0, B1, B2, B3 = R[p + 1, 0], R[p + 1, 1], R[p + 1, 2], R[p + 1, 3]
+            C0, C1, C2, C3 = R[p + 2, 0], R[p + 2, 1], R[p + 2, 2], R[p + 2, 3]
+            D0, D1, D2, D3 = R[p + 3, 0], R[p + 3, 1], R[p + 3, 2], R[p + 3, 3]
+            if eA == 0.0 and eB == 0.0 and eC == 0.0 and eD == 0.0:  # all inside the table
+                for c in range(M1):
+                    gA = table_value(cA, c, tA)
+                    gB = table_value(cB, c, tB)
+                    gC = table_value(cC, c, tC)
+                    gD = table_value(cD, c, tD)
+                    T0[c] = T0[c] + gA * A0 + gB * B0 + gC * C0 + gD * D0
+                    T1[c] = T1[c] + gA * A1 + gB * B1 + gC * C1 + gD * D1
+                    T2[c] = T2[c] + gA * A2 + gB * B2 + gC * C2 + gD * D2
+                    T3[c] = T3[c] + gA * A3 + gB * B3 + gC * C3 + gD * D3
+            else:
+                for c in range(M1):
+                    gA = table_g(cA, c, tA, eA)
+                    gB = table_g(cB, c, tB, eB)
+                    gC = table_g(cC, c, tC, eC)
+                    gD = table_g(cD, c, tD, eD)
+                    T0[c] = T0[c] + gA * A0 + gB * B0 + gC * C0 + gD * D0
+                    T1[c] = T1[c] + gA * A1 + gB * B1 + gC * C1 + gD * D1
+                    T2[c] = T2[c] + gA * A2 + gB * B2 + gC * C2 + gD * D2
+                    T3[c] = T3[c] + gA * A3 + gB * B3 + gC * C3 + gD * D3
+            p += 4
+        for p in range(p, p1):  # the last 0-3 pairs one by one
             k, t, e = table_locate(R[p, 0], lower, upper, table_max, stride0, stride1, nspline)
             ck = coef[k]  # 6 x M1
             r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
             for c in range(M1):
-                # inside the table e = 0 and p(t) + p'(t)·0 = p(t): the slope is skipped
-                g = table_value(ck, c, t) if e == 0.0 else table_column(ck, c, t, e)[0]
-                Ta[0, c] += g * r0
-                Ta[1, c] += g * r1
-                Ta[2, c] += g * r2
-                Ta[3, c] += g * r3
+                g = table_g(ck, c, t, e)
+                T0[c] += g * r0
+                T1[c] += g * r1
+                T2[c] += g * r2
+                T3[c] += g * r3
 
 
 def env_table_T_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
