@@ -294,3 +294,17 @@ def _locate_all(s, info, nspline, coef, out):
                 out[i, c, 0], out[i, c, 1] = kt.table_column(coef[k], c, t, e)
 
     run(s, info, nspline, coef, out)
+
+
+@pytest.mark.parametrize("M1", [1, 7, 100])
+def test_table_rows(M1):
+    """G at single values (the padded slots' rows): inside, on the edges, both extrapolations."""
+    rng = np.random.default_rng(M1)
+    s = np.concatenate([rng.uniform(-3.0, 14.0, size=40), [-1.0, 2.0, 10.0, 100.0]])
+    coef, info = _table(rng, np.linspace(-2.0, 12.0, 64), M1)
+    G_ref = np.empty((len(s), M1))
+    kt.table_rows_ref(coef, info, s, G_ref)
+    for build in _builds("table_rows", kt):
+        G = np.full((len(s), M1), np.nan)
+        build(coef, info, s, G)
+        _close(G, G_ref)

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -66,7 +67,6 @@ from symref.fast.kernels import tabulated as kt
 from symref.reference.descriptor.se_e2_a import warn_beyond_table
 from symref.reference.neighbors import type_pair_table
 from symref.reference.nn import mlp_forward
-from symref.reference.tabulation import tabulated_forward
 
 BLOCK_PAIRS = 8192  # upper bound on pairs per block (cache-sized working set)
 PARALLEL_BOOKKEEPING_ATOMS = 1024  # below this, pair bookkeeping runs on one thread
@@ -332,9 +332,10 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
                 idx = desc.embedding_index(ti, tj)
                 if tabs is None:
                     G = mlp_forward(r_pad[None, :1], desc.embeddings[idx])[0][0]  # M1
-                elif desc.tables.data[idx].size:
-                    G = tabulated_forward(r_pad[None, :1], desc.tables.data[idx],
-                                          desc.tables.info[idx])[0][0]  # M1
+                elif tabs[idx][0].size:
+                    G = np.empty((1, M1))
+                    kt.table_rows.serial(*tabs[idx], r_pad[:1], G)
+                    G = G[0]  # M1
                 else:  # no table: the group contributes nothing
                     continue
                 cpad[ti, tj] = np.outer(r_pad, G)
@@ -524,14 +525,34 @@ def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpa
                              g_all[p0:p1])
 
 
+_TABLES: dict = {}  # ids of a descriptor's table arrays -> (the arrays, _tables' result)
+_TABLES_KEPT = 8  # the most recent descriptors' converted tables kept
+_TABLES_LOCK = threading.Lock()
+
+
 def _tables(desc):
     """``None`` (no compression) or ``[(coef, info)]`` per embedding index: the tables in
     the layout of :mod:`symref.fast.kernels.tabulated` (n_spline x 6 x M1; n_spline = 0:
-    no table)."""
+    no table).
+
+    Converted once per set of table arrays (the transposed copy of a 380-interval,
+    M1 = 100 table costs ~30 µs, 0.13 ms a call for deepmd-kit's water model): the
+    cache holds the arrays themselves, so their ids stay theirs; tables are treated as
+    immutable (a table changed in place is not noticed)."""
     if desc.tables is None:
         return None
-    return [(kt.table_coefficients(d), np.ascontiguousarray(i, dtype=np.float64).reshape(-1))
+    arrays = tuple(desc.tables.data) + tuple(desc.tables.info)
+    key = tuple(id(a) for a in arrays)
+    hit = _TABLES.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], arrays)):
+        return hit[1]
+    tabs = [(kt.table_coefficients(d), np.ascontiguousarray(i, dtype=np.float64).reshape(-1))
             for d, i in zip(desc.tables.data, desc.tables.info)]
+    with _TABLES_LOCK:
+        while len(_TABLES) >= _TABLES_KEPT:
+            _TABLES.pop(next(iter(_TABLES)))
+        _TABLES[key] = (arrays, tabs)
+    return tabs
 
 
 def _warn_beyond_tables(desc, tabs, smax, davg_g, dstd_g, types_c, npad_c):

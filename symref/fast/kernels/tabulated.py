@@ -215,6 +215,24 @@ def env_table_T_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protec
     np.add.at(T, pair_atoms(ptr), R[:, :, None] * G[:, None, :])
 
 
+@kernel
+def table_rows(coef, info, s, G):
+    """``G`` (n x M1) <- the table's G at the n values ``s`` (the padded slots' rows in
+    :mod:`symref.fast.cpu`; ``coef``: n_spline >= 1 x 6 x M1, ``info``: 6)."""
+    nspline = coef.shape[0]
+    lower, upper, table_max, stride0, stride1 = info[0], info[1], info[2], info[3], info[4]
+    for i in numba.prange(s.shape[0]):
+        k, t, e = table_locate(s[i], lower, upper, table_max, stride0, stride1, nspline)
+        ck = coef[k]
+        for c in range(G.shape[1]):
+            G[i, c] = table_g(ck, c, t, e)
+
+
+def table_rows_ref(coef, info, s, G):
+    """NumPy twin of :func:`table_rows` (:func:`symref.reference.tabulation.tabulated_forward`)."""
+    G[...] = tabulated_forward(s[:, None], table_data(coef), info)[0]
+
+
 #: partial sums per reduction in the backward pass (column c goes to lane c % LANES):
 #: independent lanes let the loop over columns vectorise without reordering any sum
 LANES = 16
