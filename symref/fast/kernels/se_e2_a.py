@@ -335,38 +335,42 @@ def descriptor_backward(dD, T, M2, scale, dT):
     """``dT`` (na x M1 x 4) = scale * dL/dT for ``dD`` (na x M1*M2); ``T``: na x 4 x M1.
 
     dT[k, c] = sum_m dD[k, m] T[c, m] + [k < M2] sum_k' dD[k', k] T[c, k'].
+
+    Both sums run in that order (m, then k' = 0..M1-1), vectorised over the free index
+    (k, then the M2 values of k < M2) through an M2 x M1 transposed copy of dD[a] and a
+    4 x M1 buffer: no sum is reordered.
     """
     na, _, M1 = T.shape
     for a in numba.prange(na):
         Ta = T[a]
         dTa = dT[a]
         Da = dD[a]
+        Dt = np.empty((M2, M1))  # Dt[m, k] = dD[a, k*M2 + m]
         for k in range(M1):
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
             for m in range(M2):
-                d = Da[k * M2 + m]
-                s0 += d * Ta[0, m]
-                s1 += d * Ta[1, m]
-                s2 += d * Ta[2, m]
-                s3 += d * Ta[3, m]
-            dTa[k, 0] = s0
-            dTa[k, 1] = s1
-            dTa[k, 2] = s2
-            dTa[k, 3] = s3
+                Dt[m, k] = Da[k * M2 + m]
+        S = np.zeros((4, M1))  # S[c, k]: dT[a, k, c] / scale
+        S0, S1, S2, S3 = S[0], S[1], S[2], S[3]
+        for m in range(M2):
+            t0, t1, t2, t3 = Ta[0, m], Ta[1, m], Ta[2, m], Ta[3, m]
+            Dm = Dt[m]
+            for k in range(M1):
+                d = Dm[k]
+                S0[k] += d * t0
+                S1[k] += d * t1
+                S2[k] += d * t2
+                S3[k] += d * t3
         for k in range(M1):
             t0, t1, t2, t3 = Ta[0, k], Ta[1, k], Ta[2, k], Ta[3, k]
             for m in range(M2):
                 d = Da[k * M2 + m]
-                dTa[m, 0] += d * t0
-                dTa[m, 1] += d * t1
-                dTa[m, 2] += d * t2
-                dTa[m, 3] += d * t3
+                S0[m] += d * t0
+                S1[m] += d * t1
+                S2[m] += d * t2
+                S3[m] += d * t3
         for k in range(M1):
             for c in range(4):
-                dTa[k, c] *= scale
+                dTa[k, c] = S[c, k] * scale
 
 
 def descriptor_backward_ref(dD, T, M2, scale, dT):
