@@ -36,9 +36,13 @@ ones; from ``table_max`` on the last interval at its end and e = s - table_max;
 the interval index clipped to ``[0, n_spline-1]``.  Horner's scheme in the same
 order as there.
 
+:func:`table_rows` evaluates G at single values (the padded slots' rows).
+
 Each kernel has a NumPy twin ``*_ref`` with the same signature that calls the
 reference's evaluation (one copy of the formula), tested in
-``tests/test_kernels_tabulated.py``; fastmath is off.
+``tests/test_kernels_se_e2_a.py``; fastmath is off.  The forward kernel's serial
+build is compiled ``noalias`` (:mod:`symref.fast.kernels._jit`): its written arrays
+must not overlap its other arguments.
 """
 from __future__ import annotations
 
