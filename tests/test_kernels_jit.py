@@ -61,3 +61,33 @@ def test_installed_copy_caches_outside_site_packages(tmp_path):
     in_user_cache = sorted(p.name for p in Path(cache).rglob("*.nbi"))
     assert not in_package, f"numba wrote into the installed package: {in_package}"
     assert any(n.startswith("activations.tanh_inplace") for n in in_user_cache), in_user_cache
+
+
+def test_noalias_serial_build_matches_and_pickles():
+    """``@kernel(noalias=True)``: the serial build (numba's noalias flag where numba has
+    it) gives the parallel build's numbers bit for bit and pickles like any dispatcher."""
+    import pickle
+
+    import numpy as np
+
+    from symref.fast.kernels import _jit
+    from symref.fast.kernels import tabulated as kt
+
+    serial = kt.env_table_T_forward.serial
+    if _jit._NOALIAS_DISPATCHER is not None:
+        assert isinstance(serial, _jit._NOALIAS_DISPATCHER)
+    assert pickle.loads(pickle.dumps(serial)) is serial
+    rng = np.random.default_rng(3)
+    ptr = np.array([0, 5, 5, 14], dtype=np.int64)  # 5, 0 and 9 pairs (four at a time + rest)
+    d = rng.normal(size=(14, 3))
+    rij = d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(0.9, 5.9, size=(14, 1))
+    types = np.array([0, 1, 0], dtype=np.int64)
+    davg, dstd = np.zeros((2, 4)), rng.uniform(0.5, 2.0, size=(2, 4))
+    coef = rng.normal(size=(40, 6, 9))
+    info = np.array([0.0, 1.0, 2.0, 0.05, 0.1, -1.0])  # some s extrapolate past 2.0
+    out = []
+    for build in (kt.env_table_T_forward, serial):
+        R, T = np.empty((14, 4)), np.zeros((3, 4, 9))
+        build(rij, ptr, types, davg, dstd, 6.0, 0.5, 0.0, coef, info, R, T)
+        out.append(T)
+    np.testing.assert_array_equal(out[0], out[1])

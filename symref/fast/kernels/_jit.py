@@ -53,40 +53,40 @@ def kernel(fn=None, *, noalias: bool = False):
     return par
 
 
-def _noalias_dispatcher_class():
-    """A :class:`numba.core.registry.CPUDispatcher` whose compilations set numba's
-    ``noalias`` flag (same typing and target contexts as plain ``njit``), or None
-    where numba's internals differ (callers then compile with ``numba.njit``)."""
-    try:
-        from numba.core import cpu, registry
+try:  # numba's internals: a dispatcher whose compilations set the ``noalias`` flag
+    from numba.core import compiler as _compiler
+    from numba.core import cpu as _cpu
+    from numba.core import registry as _registry
 
-        class NoAliasOptions(cpu.CPUTargetOptions):
-            def finalize(self, flags, options):
-                super().finalize(flags, options)
-                flags.noalias = True
+    class NoAliasOptions(_cpu.CPUTargetOptions):
+        """numba's CPU options, plus the ``noalias`` flag (module docstring)."""
 
-        class NoAliasTarget(registry.CPUTarget):
-            options = NoAliasOptions
+        def finalize(self, flags, options):
+            super().finalize(flags, options)
+            flags.noalias = True
 
-            @property
-            def target_context(self):
-                return registry.cpu_target.target_context
+    class NoAliasTarget(_registry.CPUTarget):
+        """The CPU target with :class:`NoAliasOptions`; the same typing and target
+        contexts as plain ``njit`` (so the kernels call and inline each other)."""
 
-            @property
-            def typing_context(self):
-                return registry.cpu_target.typing_context
+        options = NoAliasOptions
 
-        class NoAliasDispatcher(registry.CPUDispatcher):
-            targetdescr = NoAliasTarget("cpu")
+        @property
+        def target_context(self):
+            return _registry.cpu_target.target_context
 
-        if not hasattr(numba.core.compiler.Flags, "noalias"):
-            return None
-        return NoAliasDispatcher
-    except (ImportError, AttributeError, TypeError):  # pragma: no cover - other numba
-        return None
+        @property
+        def typing_context(self):
+            return _registry.cpu_target.typing_context
 
+    class NoAliasDispatcher(_registry.CPUDispatcher):
+        """``CPUDispatcher`` compiling with :class:`NoAliasTarget`."""
 
-_NOALIAS_DISPATCHER = _noalias_dispatcher_class()
+        targetdescr = NoAliasTarget("cpu")
+
+    _NOALIAS_DISPATCHER = NoAliasDispatcher if hasattr(_compiler.Flags, "noalias") else None
+except (ImportError, AttributeError, TypeError):  # pragma: no cover - other numba
+    _NOALIAS_DISPATCHER = None
 
 
 def noalias_njit(**options):
