@@ -99,8 +99,10 @@ def cmd_check(args) -> int:
 
         errs = list(table_error(model.descriptor, tables).values())
         print(f"  compressed: {len(errs)} tabulated embedding nets; max |G_table - G_net| "
-              f"{max(e[0] for e in errs):.2e} (first stride), "
-              f"{max(e[1] for e in errs):.2e} (second stride)")
+              f"{max(e.value_first for e in errs):.2e} (first stride), "
+              f"{max(e.value_second for e in errs):.2e} (second stride); "
+              f"max |dG/ds table - net| {max(e.slope_first for e in errs):.2e}, "
+              f"{max(e.slope_second for e in errs):.2e}")
     if args.backend == "numba":
         print("  (the first run compiles the numba kernels, ~20 s; later runs load them from cache)")
     print()

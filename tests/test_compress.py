@@ -189,4 +189,6 @@ def test_cli_check_reports_table_error(tmp_path, capsys):
     assert "compressed: 2 tabulated embedding nets; max |G_table - G_net|" in text
     first = float(text.split("G_net| ")[1].split(" ")[0])
     assert first <= 1e-12
+    slope_first = float(text.split("dG/ds table - net| ")[1].split(",")[0])
+    assert slope_first <= 1e-8
     assert "== built-in molecule" in text and "16/16 passed" in text, text + cap.err

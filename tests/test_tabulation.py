@@ -106,8 +106,9 @@ def test_tabulated_embedding_matches_the_net(type_one_side):
     m = symref_compressed(type_one_side)
     errs = tb.table_error(m.descriptor, m.descriptor.tables)
     assert len(errs) == len(m.descriptor.embeddings)
-    for first, second in errs.values():
-        assert first <= 1e-12 and second <= 1e-9
+    for e in errs.values():
+        assert e.value_first <= 1e-12 and e.value_second <= 1e-9
+        assert e.slope_first <= 1e-8 and e.slope_second <= 1e-8
     t = m.descriptor.tables
     for k, net in enumerate(m.descriptor.embeddings):
         lo, tmax = t.info[k][0], t.info[k][2]

@@ -89,10 +89,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from symref.reference.nn import Layer, mlp_forward
+from symref.reference.nn import Layer, mlp_forward_dual
 
 #: deepmd-kit's defaults (``dp compress``: ``-s 0.01 -e 5``, second stride 10x the first)
 DEFAULT_STRIDE = 0.01
@@ -346,19 +347,32 @@ def tabulated_backward(dG: np.ndarray, cache):
     return np.sum(dG * cache, axis=-1, keepdims=True), None
 
 
+class TableError(NamedTuple):
+    """Max |table - net| of one tabulated net over each stride: values G and slopes dG/ds."""
+
+    value_first: float
+    value_second: float
+    slope_first: float
+    slope_second: float
+
+
 def table_error(desc, tables: EmbeddingTables, npoints: int = 20001) -> dict:
-    """Max |G_table - G_net| per tabulated net on ``npoints`` points over
-    ``[lower, table_max]``: ``{index: (err_first_stride, err_second_stride)}``."""
+    """Max |G_table - G_net| and |dG_table/ds - dG_net/ds| per tabulated net on ``npoints``
+    points over each stride (``[lower, upper)``, ``[upper, table_max)``):
+    ``{index: TableError}``.  The net is the embedding as the model evaluates it
+    uncompressed (``idt`` included; its slope by forward mode,
+    :func:`symref.reference.nn.mlp_forward_dual` with ṡ = 1)."""
     out = {}
     for k, (d, i) in enumerate(zip(tables.data, tables.info)):
         if np.size(d) == 0:
             continue
         lo, up, tmax = float(i[0]), float(i[1]), float(i[2])
-        errs = []
+        val, slope = [], []
         for a, b in ((lo, up), (up, tmax)):
             x = np.linspace(a, b, npoints)[:-1, None]  # n x 1
-            g_tab, _ = tabulated_forward(x, d, i)
-            g_net, _ = mlp_forward(x, desc.embeddings[k])
-            errs.append(float(np.max(np.abs(g_tab - g_net))) if len(x) else 0.0)
-        out[k] = tuple(errs)
+            g_tab, dg_tab = tabulated_forward(x, d, i)  # n x M1 each
+            g_net, dg_net, _ = mlp_forward_dual(x, np.ones_like(x), desc.embeddings[k])
+            val.append(float(np.max(np.abs(g_tab - g_net))) if len(x) else 0.0)
+            slope.append(float(np.max(np.abs(dg_tab - dg_net))) if len(x) else 0.0)
+        out[k] = TableError(val[0], val[1], slope[0], slope[1])
     return out
