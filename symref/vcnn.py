@@ -73,6 +73,9 @@ from symref.reference.fitting import (tensor_head_backward, tensor_head_forward,
 from symref.reference.nn import Layer, init_mlp, mlp_backward, mlp_forward
 
 OUTPUTS = ("scalar", "vector", "tensor")
+#: ``"numba"``: embedding and cloud sums on stacked points (:mod:`symref.fast.vcnn`);
+#: ``"numpy"``: the reference, on padded batches
+BACKENDS = ("numba", "numpy")
 
 
 # ----------------------------------------------------------------------- input
@@ -155,6 +158,8 @@ class CloudBatch:
     scalars: np.ndarray
     counts: np.ndarray
     mask: np.ndarray
+    #: the numba backend's stacked features, kept with the statistics they used
+    stacked: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def dim(self) -> int:
@@ -192,12 +197,16 @@ def batch_clouds(clouds, dim=None, nvec=None, nscal=None, index=None) -> CloudBa
 def raw_invariants(batch: CloudBatch) -> np.ndarray:
     """q before standardisation: norms |v_a|, dots v_a·v_b (a < b), user scalars
     (B x n x nq); zero on padding."""
-    v = batch.vecs  # B x n x V x d
-    V = v.shape[2]
-    norms = np.sqrt(np.einsum("bnad,bnad->bna", v, v))  # B x n x V
+    return _invariants(batch.vecs, batch.scalars)
+
+
+def _invariants(v, s):
+    """:func:`raw_invariants` of vectors ``v`` (... x V x d) and scalars ``s`` (... x s)."""
+    V = v.shape[-2]
+    norms = np.sqrt(np.einsum("...ad,...ad->...a", v, v))  # ... x V
     iu, ju = np.triu_indices(V, k=1)
-    dots = np.einsum("bnad,bnad->bna", v[:, :, iu], v[:, :, ju])  # B x n x V(V-1)/2
-    return np.concatenate([norms, dots, batch.scalars], axis=-1)
+    dots = np.einsum("...ad,...ad->...a", v[..., iu, :], v[..., ju, :])  # ... x V(V-1)/2
+    return np.concatenate([norms, dots, s], axis=-1)
 
 
 def n_invariants(nvec: int, nscal: int) -> int:
@@ -262,15 +271,47 @@ def _features(p: VCNNParams, batch: CloudBatch):
     return q, X
 
 
-def vcnn_forward(p: VCNNParams, batch: CloudBatch):
-    """Outputs ``y`` — (B x nout), (B x d) or (B x d x d) by head — and the cache."""
+def _stacked_features(p: VCNNParams, batch: CloudBatch):
+    """The real points of :func:`_features`, stacked without padding (cloud b owns rows
+    ``ptr[b]:ptr[b+1]``): ``(q (P x nq), X (P x c), ptr (B + 1), 1/n (B))``.  Kept on
+    the batch for the statistics they used (fixed while fitting)."""
+    key = (p.q_avg.tobytes(), p.q_std.tobytes(), p.v_scale.tobytes())
+    if batch.stacked is not None and batch.stacked[0] == key:
+        return batch.stacked[1]
+    v = batch.vecs[batch.mask]  # P x V x d
+    P, V, d = v.shape
+    q = (_invariants(v, batch.scalars[batch.mask]) - p.q_avg) / p.q_std  # P x nq
+    X = np.empty((P, 1 + V * d))  # P x c
+    X[:, 0] = 1.0
+    X[:, 1:] = (v / p.v_scale[:, None]).reshape(P, V * d)
+    ptr = np.concatenate([[0], np.cumsum(batch.counts)]).astype(np.int64)  # B + 1
+    out = (q, X, ptr, 1.0 / batch.counts)
+    batch.stacked = (key, out)
+    return out
+
+
+def vcnn_forward(p: VCNNParams, batch: CloudBatch, backend: str = "numpy", ws=None):
+    """Outputs ``y`` — (B x nout), (B x d) or (B x d x d) by head — and the cache.
+
+    ``backend="numba"``: the embedding and the cloud sum on the stacked points
+    (:mod:`symref.fast.vcnn`; scratch from ``ws``, an :class:`symref.fast.cpu.Arena`,
+    when given); the rest is the same code for both."""
     if batch.dim != p.dim or batch.vecs.shape[2] != 1 + p.nvec:
         raise ValueError(f"batch has d={batch.dim}, k={batch.vecs.shape[2] - 1}; model expects "
                          f"d={p.dim}, k={p.nvec}")
     B, d, M1, M2 = batch.vecs.shape[0], p.dim, p.M1, p.axis_neuron
-    q, X = _features(p, batch)
-    G, e_cache = mlp_forward(q, p.embedding)  # B x n x M1
-    L, l_cache = cloud_sum_forward(G, X, 1.0 / batch.counts)  # B x M1 x c
+    if backend == "numba":
+        from symref.fast import vcnn as fast_vcnn
+        from symref.fast.cpu import FreshArrays
+
+        q, X, ptr, scale = _stacked_features(p, batch)
+        L, core = fast_vcnn.core_forward(q, X, ptr, scale, p.embedding,
+                                         FreshArrays if ws is None else ws)  # B x M1 x c
+    else:
+        q, X = _features(p, batch)
+        G, e_cache = mlp_forward(q, p.embedding)  # B x n x M1
+        L, l_cache = cloud_sum_forward(G, X, 1.0 / batch.counts)  # B x M1 x c
+        core = (e_cache, l_cache)
     D, g_cache = gram_forward(L, M2)  # B x M1 x M2
     o, f_cache = mlp_forward(D.reshape(B, M1 * M2), p.fitting)  # B x nfit
     W = L[:, :, 1:].reshape(B, -1, d)  # B x M1·V x d: the vector rows
@@ -283,7 +324,7 @@ def vcnn_forward(p: VCNNParams, batch: CloudBatch):
     else:
         y, h_cache = tensor_head_forward(o, W)  # B x d x d, Σ_r o_r w_r w_rᵀ
         y = p.y_scale[0] * y + p.y_shift[0] * np.eye(d)
-    return y, (p, B, h_cache, e_cache, l_cache, g_cache, f_cache)
+    return y, (p, B, h_cache, backend, core, g_cache, f_cache)
 
 
 def vcnn_backward(dy: np.ndarray, cache):
@@ -291,7 +332,7 @@ def vcnn_backward(dy: np.ndarray, cache):
     layer grads})`` (lists of ``{"w", "b", "idt"}``, as :func:`symref.reference.nn.mlp_backward`).
 
     ``d_input`` is ``None``: the model is never differentiated with respect to its clouds."""
-    p, B, h_cache, e_cache, l_cache, g_cache, f_cache = cache
+    p, B, h_cache, backend, core, g_cache, f_cache = cache
     M1, M2 = p.M1, p.axis_neuron
     dW = None
     if p.output == "scalar":
@@ -304,8 +345,14 @@ def vcnn_backward(dy: np.ndarray, cache):
     dL, _ = gram_backward(dD.reshape(B, M1, M2), g_cache)  # B x M1 x c
     if dW is not None:
         dL[:, :, 1:] += dW.reshape(B, M1, -1)
-    (dG, _), _ = cloud_sum_backward(dL, l_cache)  # B x n x M1
-    _, emb_grads = mlp_backward(dG, e_cache)
+    if backend == "numba":
+        from symref.fast import vcnn as fast_vcnn
+
+        emb_grads = fast_vcnn.core_backward(dL, core)
+    else:
+        e_cache, l_cache = core
+        (dG, _), _ = cloud_sum_backward(dL, l_cache)  # B x n x M1
+        _, emb_grads = mlp_backward(dG, e_cache)
     return None, {"embedding": emb_grads, "fitting": fit_grads}
 
 
@@ -321,16 +368,34 @@ def set_flat(p: VCNNParams, theta: np.ndarray) -> None:
     set_mlp_vector(p.embedding + p.fitting, theta)
 
 
-def loss_and_grad(p: VCNNParams, batches, targets, grad: bool = True):
+def loss_and_grad(p: VCNNParams, batches, targets, grad: bool = True, backend: str = "numpy"):
     """Mean squared error in units of the target scale,
     :math:`\\ell = \\frac{1}{N m}\\sum_{b} |(y_b - t_b)/\\sigma_y|^2` over all N clouds
     (m components each), and its gradient with respect to :func:`get_flat` (or None).
-    ``batches``/``targets``: lists of :class:`CloudBatch` and matching target arrays."""
+    ``batches``/``targets``: lists of :class:`CloudBatch` and matching target arrays;
+    ``backend``: ``"numpy"`` or ``"numba"`` (:func:`vcnn_forward`)."""
+    check_backend(backend)
+    if backend == "numba":
+        from symref.fast.vcnn import session
+
+        with session() as ws:
+            return _loss_and_grad(p, batches, targets, grad, backend, ws)
+    return _loss_and_grad(p, batches, targets, grad, backend, None)
+
+
+def check_backend(backend) -> str:
+    """``backend`` if it is one of :data:`BACKENDS`, else ``ValueError``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def _loss_and_grad(p, batches, targets, grad, backend, ws):
     N = sum(len(t) for t in targets)
     sc = p.y_scale if p.output == "scalar" else p.y_scale[0]  # nout or a number
     total, g = 0.0, None
     for batch, t in zip(batches, targets):
-        y, cache = vcnn_forward(p, batch)
+        y, cache = vcnn_forward(p, batch, backend, ws)
         r = (y - t) / sc  # like y
         m = r[0].size
         total += float(np.sum(r * r)) / (N * m)
@@ -427,6 +492,11 @@ class VectorCloudNet:
     verbose : progress lines (to stderr) every ``print_every`` iterations;
         or a callable taking one string.
     time_limit : seconds; training stops at the first iteration past it.
+    backend : ``"numba"`` (default: the embedding net and the cloud sums on the stacked
+        points of all clouds, :mod:`symref.fast.vcnn`) or ``"numpy"`` (the reference).
+        An attribute: ``net.backend = "numpy"`` switches a fitted net.  The two agree
+        to ~1e-15 relative; the input is validated before either runs.  Not stored in
+        model files (:meth:`load` gives the default).
 
     Example::
 
@@ -443,7 +513,7 @@ class VectorCloudNet:
                  fitting=(128, 128), resnet_dt: bool = True, optimizer: str = "lbfgs",
                  maxiter: int = 500, lr: float = 1e-3, stop_lr: float = 1e-5,
                  batch_size: int = 32, seed: int = 0, verbose=True, print_every: int = 25,
-                 time_limit: float | None = None, chunk: int = 256):
+                 time_limit: float | None = None, chunk: int = 256, backend: str = "numba"):
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if optimizer not in ("lbfgs", "adam"):
@@ -455,6 +525,7 @@ class VectorCloudNet:
         self.maxiter, self.lr, self.stop_lr, self.batch_size = int(maxiter), lr, stop_lr, batch_size
         self.seed, self.verbose, self.print_every = seed, verbose, max(1, int(print_every))
         self.time_limit, self.chunk = time_limit, int(chunk)
+        self.backend = check_backend(backend)
         self.params_: VCNNParams | None = None
         self._scalar_1d = False
 
@@ -484,6 +555,7 @@ class VectorCloudNet:
         scalars, (N, d) vectors or (N, d, d) symmetric tensors).  Returns self."""
         from scipy.optimize import minimize
 
+        check_backend(self.backend)
         if not (warm_start and self.params_ is not None):
             self.params_ = None
         batches, order, t = self._prepare(clouds, targets)  # targets validated, chunked
@@ -517,7 +589,7 @@ class VectorCloudNet:
 
             def fun(theta):
                 set_flat(p, theta)
-                return loss_and_grad(p, batches, t)
+                return loss_and_grad(p, batches, t, backend=self.backend)
 
             def callback(intermediate_result):
                 it[0] += 1
@@ -535,7 +607,7 @@ class VectorCloudNet:
             tt[order] = np.concatenate(t)
             self._fit_adam(p, clouds, tt, report, out_of_time)
         self._say(f"VectorCloudNet: done, {self.n_iter_} iterations, loss "
-                  f"{loss_and_grad(p, batches, t, grad=False)[0]:.4e}, "
+                  f"{loss_and_grad(p, batches, t, grad=False, backend=self.backend)[0]:.4e}, "
                   f"{time.perf_counter() - t0:.1f} s")
         return self
 
@@ -550,7 +622,7 @@ class VectorCloudNet:
         for step in range(self.maxiter):
             idx = rng.choice(N, size=min(self.batch_size, N), replace=False)
             b = batch_clouds([clouds[i] for i in idx], index=idx, **self._dims())
-            loss, g = loss_and_grad(p, [b], [tt[idx]])
+            loss, g = loss_and_grad(p, [b], [tt[idx]], backend=self.backend)
             theta = adam.step(theta, g, sched.value(step))
             set_flat(p, theta)
             self.n_iter_ = step + 1
@@ -567,7 +639,14 @@ class VectorCloudNet:
         vectors or (N, d, d) tensors."""
         self._check_fitted()
         batches, order, _ = self._prepare(clouds, None)
-        ys = np.concatenate([vcnn_forward(self.params_, b)[0] for b in batches])
+        if check_backend(self.backend) == "numba":
+            from symref.fast.vcnn import session
+
+            with session() as ws:
+                ys = np.concatenate([vcnn_forward(self.params_, b, "numba", ws)[0]
+                                     for b in batches])
+        else:
+            ys = np.concatenate([vcnn_forward(self.params_, b)[0] for b in batches])
         out = np.empty_like(ys)
         out[order] = ys
         return out[:, 0] if self._scalar_1d else out
@@ -576,7 +655,7 @@ class VectorCloudNet:
         """The training loss (mean squared error over σ_y²) on ``clouds``."""
         self._check_fitted()
         batches, _, t = self._prepare(clouds, targets)
-        return loss_and_grad(self.params_, batches, t, grad=False)[0]
+        return loss_and_grad(self.params_, batches, t, grad=False, backend=self.backend)[0]
 
     # ---- files
     def save(self, path) -> None:

@@ -205,3 +205,81 @@ def test_adaptivity_check_separates_averaging_from_summing_models():
         return np.array([np.sum(c["scalars"]) for c in cl])
 
     assert not checks.check_cloud_adaptivity(summing, sample, sizes=(25, 150, 600), tol=0.35)
+
+
+# ------------------------------------------------------------ backend="numba"
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("output", ["scalar", "vector", "tensor"])
+def test_numba_backend_equals_the_reference(output, d):
+    """Predictions, loss and loss gradient of the numba backend against the NumPy one on
+    ragged clouds (one-point clouds included), chunked into several batches."""
+    rng = np.random.default_rng(20 + d)
+    clouds = _clouds(rng, [1, 9, 4, 1, 15, 6, 2, 30], d=d, k=1, s=2)
+    t = _targets(rng, len(clouds), output, d)
+    net = _net(output, clouds, t)
+    net.chunk = 3
+    assert net.backend == "numba"
+    y = net.predict(clouds)
+    g = vcnn.loss_and_grad(net.params_, *net._prepare(clouds, t)[::2], backend="numba")
+    net.backend = "numpy"
+    y_ref = net.predict(clouds)
+    g_ref = vcnn.loss_and_grad(net.params_, *net._prepare(clouds, t)[::2], backend="numpy")
+    assert_allclose_scaled(y, y_ref, 1e-13, 1e-13)
+    assert abs(g[0] - g_ref[0]) <= 1e-13 * g_ref[0]
+    assert_allclose_scaled(g[1], g_ref[1], 1e-12, 1e-13)
+
+
+def test_numba_backend_same_bits_for_one_and_two_threads(monkeypatch):
+    import numba
+
+    from symref.fast import vcnn as fv
+    monkeypatch.setattr(fv.cloud_blocks, "__defaults__", (20,))  # several blocks
+    rng = np.random.default_rng(30)
+    clouds = _clouds(rng, [5, 9, 14, 3, 11, 8, 20], d=2, k=1)
+    t = _targets(rng, len(clouds), "vector", 2)
+    net = _net("vector", clouds, t)
+    args = net._prepare(clouds, t)[::2]
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = vcnn.loss_and_grad(net.params_, *args, backend="numba")
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = vcnn.loss_and_grad(net.params_, *args, backend="numba")
+    finally:
+        numba.set_num_threads(before)
+    assert one[0] == two[0]
+    np.testing.assert_array_equal(one[1], two[1])
+
+
+def test_backend_is_checked_and_not_stored(tmp_path):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        symref.VectorCloudNet(backend="cuda")
+    rng = np.random.default_rng(31)
+    clouds = _clouds(rng, [3, 6], d=2, k=1)
+    net = _net("scalar", clouds, _targets(rng, 2, "scalar", 2))
+    net.backend = "numpy"
+    net.save(tmp_path / "m.json")
+    back = symref.VectorCloudNet.load(tmp_path / "m.json")
+    assert back.backend == "numba"  # the default: the file has no backend
+    assert_allclose_scaled(back.predict(clouds), net.predict(clouds), 1e-13, 1e-13)
+    net.backend = "fortran"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        net.predict(clouds)
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ({"positions": np.zeros((0, 2))}, "cloud 1: has no points"),
+    ({"positions": np.array([[0.0, 1.0], [np.nan, 0.0]])},
+     "cloud 1: positions of point 1 are not finite"),
+    ({"positions": np.zeros((3, 3))}, "cloud 1 is 3-D but the model/batch is 2-D"),
+])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_bad_clouds_refused_the_same_by_both_backends(bad, msg, backend):
+    rng = np.random.default_rng(32)
+    good = {"positions": rng.normal(size=(3, 2))}
+    net = symref.VectorCloudNet(maxiter=0, verbose=False, backend=backend)
+    with pytest.raises(ValueError, match=msg):
+        net.fit([good, bad], np.zeros(2))
+    net.fit([good, good], np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match=msg):
+        net.predict([good, bad])
