@@ -102,3 +102,22 @@ def test_cloud_blocks_cover_whole_clouds():
         assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(blocks, blocks[1:]))
     assert len(fv.cloud_blocks(ptr, 1)) == 7
     assert fv.cloud_blocks(ptr, 100) == [(0, 7)]
+
+
+@pytest.mark.parametrize("nin,nout,sc,act", [(6, 6, 1, 1), (6, 12, 2, 1), (4, 6, 0, 1),
+                                             (5, 5, 1, 0)])
+@pytest.mark.parametrize("res", [False, True])
+def test_dense_backward_sums_equals_its_twin(nin, nout, sc, act, res):
+    rng = np.random.default_rng(nin + nout + sc)
+    P = 37
+    dy, h = rng.normal(size=(P, nout)), np.tanh(rng.normal(size=(P, nout)))
+    dyres = rng.normal(size=(P, nout)) if res else np.empty((0, 0))
+    idt = rng.normal(size=nout)
+    out = []
+    for f in (kv.dense_backward_sums, kv.dense_backward_sums_ref):
+        dz, dxres = np.full((P, nout), np.nan), np.full((P, nin) if sc else (0, 0), np.nan)
+        gb, gidt = np.ones(nout), np.ones(nout)  # accumulated into
+        f(dy, dyres, h, idt, sc, act, dz, dxres, gb, gidt)
+        out.append((dz, dxres, gb, gidt))
+    for a, b in zip(*out):
+        _close(a, b)

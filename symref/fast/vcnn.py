@@ -67,23 +67,24 @@ def mlp_forward_rows(x, layers, ws=FreshArrays, key=()):
 def mlp_backward_rows(dy, cache, ws=FreshArrays, key=()):
     """Parameter gradients of ``<dy, y>`` for :func:`mlp_forward_rows` (``dy`` P x nout):
     ``[{"w", "b", "idt"}]`` per layer, as :func:`symref.reference.nn.mlp_backward`
-    (the input gradient of the first layer is not formed)."""
+    (the input gradient of the first layer is not formed).  A layer's shortcut gradient
+    is handed to the layer below as the second part of its upstream gradient
+    (:func:`symref.fast.kernels.vcnn.dense_backward_sums`)."""
     grads = [None] * len(cache)
+    dyres = _NORES
     for k in range(len(cache) - 1, -1, -1):
         x, h, ly, w, idt, sc, act = cache[k]
         P, nin = x.shape
         dz = ws.get(key + (k, "dz"), h.shape)  # P x nout
         dxres = ws.get(key + (k, "dxres"), (P, nin)) if sc else _NORES
-        gidt = np.einsum("pk,pk->k", dy, h) if ly.idt is not None else None  # Σ ȳ ⊙ h
-        kd.dense_act_backward.serial(dy, _NORES, h, idt, sc, act, dz, dxres)
-        grads[k] = {"w": x.T @ dz, "b": dz.sum(axis=0) if ly.b is not None else None,
-                    "idt": gidt}
+        gb, gidt = np.zeros(ly.nout), np.zeros(ly.nout)
+        kv.dense_backward_sums(dy, dyres, h, idt, sc, act, dz, dxres, gb, gidt)
+        grads[k] = {"w": x.T @ dz, "b": gb if ly.b is not None else None,
+                    "idt": gidt if ly.idt is not None else None}
         if k > 0:
-            dx = ws.get(key + (k, "dx"), (P, nin))
-            np.matmul(dz, w.T, out=dx)
-            if sc:
-                dx += dxres
-            dy = dx
+            dy = ws.get(key + (k, "dx"), (P, nin))  # the layer below's ȳ, less dyres
+            np.matmul(dz, w.T, out=dy)
+            dyres = dxres
     return grads
 
 

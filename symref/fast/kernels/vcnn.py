@@ -11,7 +11,9 @@ The points of all clouds are stacked (P rows, cloud b owning rows
 
 with :math:`s_b = 1/n_b` for the VCNN.  Both run ``prange`` over clouds: cloud b
 writes only ``L[b]`` or its own rows of ``Ḡ`` (no races, no reduction across
-threads), so the parallel and the serial builds give the same bits.  Each kernel has
+threads), so the parallel and the serial builds give the same bits.
+:func:`dense_backward_sums` is the element-wise part of a dense layer's backward with
+its parameter sums, in one pass over one block of rows.  Each kernel has
 a NumPy twin with the same signature (``*_ref``), tested against it in
 ``tests/test_kernels_vcnn.py``.
 """
@@ -20,32 +22,33 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from symref.fast.kernels._jit import kernel
+from symref.fast.kernels._jit import kernel, serial_kernel
 
 
 @kernel
 def cloud_sum(G, X, ptr, scale, L):
     """``L`` (B x M1 x c) <- ``L_b = scale_b Σ_j G_j ⊗ X_j`` over rows ``ptr[b]:ptr[b+1]``
-    of ``G`` (P x M1) and ``X`` (P x c); ``ptr`` (B + 1), ``scale`` (B)."""
+    of ``G`` (P x M1) and ``X`` (P x c); ``ptr`` (B + 1), ``scale`` (B).
+
+    Accumulated transposed (c x M1, the inner loop runs along a row of G: vectorised;
+    c is only 1 + V d), then written out scaled."""
     B = ptr.shape[0] - 1
     M1 = G.shape[1]
     c = X.shape[1]
     for b in numba.prange(B):
+        Lt = np.zeros((c, M1))  # c x M1
+        for j in range(ptr[b], ptr[b + 1]):
+            Gj = G[j]  # M1
+            for k in range(c):
+                x = X[j, k]
+                Ltk = Lt[k]
+                for m in range(M1):
+                    Ltk[m] += x * Gj[m]
+        s = scale[b]
         Lb = L[b]  # M1 x c
         for m in range(M1):
             for k in range(c):
-                Lb[m, k] = 0.0
-        for j in range(ptr[b], ptr[b + 1]):
-            Gj = G[j]  # M1
-            Xj = X[j]  # c
-            for m in range(M1):
-                g = Gj[m]
-                for k in range(c):
-                    Lb[m, k] += g * Xj[k]
-        s = scale[b]
-        for m in range(M1):
-            for k in range(c):
-                Lb[m, k] *= s
+                Lb[m, k] = Lt[k, m] * s
 
 
 def cloud_sum_ref(G, X, ptr, scale, L):
@@ -58,21 +61,27 @@ def cloud_sum_ref(G, X, ptr, scale, L):
 @kernel
 def cloud_sum_backward(dL, X, ptr, scale, dG):
     """``dG`` (P x M1) <- ``Ḡ_j = scale_b L̄_b X_j`` for the rows ``ptr[b]:ptr[b+1]``;
-    ``dL`` (B x M1 x c), ``X`` (P x c)."""
+    ``dL`` (B x M1 x c), ``X`` (P x c).  ``scale_b L̄_b`` is transposed first (c x M1)
+    so that the inner loop runs along a row of Ḡ."""
     B = ptr.shape[0] - 1
     M1 = dL.shape[1]
     c = X.shape[1]
     for b in numba.prange(B):
-        dLb = dL[b]  # M1 x c
         s = scale[b]
+        dLt = np.empty((c, M1))  # c x M1
+        for m in range(M1):
+            for k in range(c):
+                dLt[k, m] = dL[b, m, k] * s
         for j in range(ptr[b], ptr[b + 1]):
-            Xj = X[j]  # c
             dGj = dG[j]  # M1
+            x0 = X[j, 0]
             for m in range(M1):
-                acc = 0.0
-                for k in range(c):
-                    acc += dLb[m, k] * Xj[k]
-                dGj[m] = s * acc
+                dGj[m] = x0 * dLt[0, m]
+            for k in range(1, c):
+                x = X[j, k]
+                dLtk = dLt[k]
+                for m in range(M1):
+                    dGj[m] += x * dLtk[m]
 
 
 def cloud_sum_backward_ref(dL, X, ptr, scale, dG):
@@ -80,3 +89,61 @@ def cloud_sum_backward_ref(dL, X, ptr, scale, dG):
     for b in range(ptr.shape[0] - 1):
         rows = slice(ptr[b], ptr[b + 1])
         dG[rows] = X[rows] @ (scale[b] * dL[b]).T  # n_b x M1
+
+
+@serial_kernel
+def dense_backward_sums(dy, dyres, h, idt, shortcut, act, dz, dxres, gb, gidt):
+    """One pass of a dense layer's backward (:func:`symref.reference.nn.layer_backward`)
+    for an upstream gradient given in two parts, ``ȳ = dy + dyres`` (P x nout; ``dyres``
+    of shape (0, 0) means none: it is the shortcut gradient of the layer above, added
+    here instead of in a separate pass):
+
+    ``dz`` (P x nout) <- ȳ ⊙ idt ⊙ φ'(z) with φ' = 1 - h² (``act = 1``) or 1;
+    ``dxres`` (P x nin) <- sc'(ȳ) (untouched when ``shortcut == 0``);
+    ``gb`` (nout) += Σ_rows dz;  ``gidt`` (nout) += Σ_rows ȳ ⊙ h.
+
+    Serial (it reduces over rows): run one block of rows per thread, as
+    :mod:`symref.fast.vcnn` does."""
+    nrow, nout = dy.shape
+    nin = dxres.shape[1]
+    has_res = dyres.shape[0] > 0
+    d = np.empty(nout)  # ȳ of one row
+    for r in range(nrow):
+        dyr, hr, dzr = dy[r], h[r], dz[r]
+        if has_res:
+            for k in range(nout):
+                d[k] = dyr[k] + dyres[r, k]
+        else:
+            for k in range(nout):
+                d[k] = dyr[k]
+        if act == 1:
+            for k in range(nout):
+                gidt[k] += d[k] * hr[k]
+                dzr[k] = d[k] * idt[k] * (1.0 - hr[k] * hr[k])
+                gb[k] += dzr[k]
+        else:
+            for k in range(nout):
+                gidt[k] += d[k] * hr[k]
+                dzr[k] = d[k] * idt[k]
+                gb[k] += dzr[k]
+        if shortcut == 1:
+            dxr = dxres[r]
+            for k in range(nout):
+                dxr[k] = d[k]
+        elif shortcut == 2:
+            dxr = dxres[r]
+            for k in range(nin):
+                dxr[k] = d[k] + d[nin + k]
+
+
+def dense_backward_sums_ref(dy, dyres, h, idt, shortcut, act, dz, dxres, gb, gidt):
+    """NumPy twin of :func:`dense_backward_sums`."""
+    d = dy + dyres if dyres.shape[0] > 0 else dy
+    gidt += (d * h).sum(axis=0)
+    dz[...] = d * idt * (1.0 - h * h) if act == 1 else d * idt
+    gb += dz.sum(axis=0)
+    if shortcut == 1:
+        dxres[...] = d
+    elif shortcut == 2:
+        n = dxres.shape[1]
+        dxres[...] = d[:, :n] + d[:, n:]
