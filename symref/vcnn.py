@@ -305,14 +305,15 @@ def vcnn_forward(p: VCNNParams, batch: CloudBatch, backend: str = "numpy", ws=No
         from symref.fast.cpu import FreshArrays
 
         q, X, ptr, scale = _stacked_features(p, batch)
-        L, core = fast_vcnn.core_forward(q, X, ptr, scale, p.embedding,
-                                         FreshArrays if ws is None else ws)  # B x M1 x c
+        L, D, core = fast_vcnn.core_forward(q, X, ptr, scale, p.embedding, M2,
+                                            FreshArrays if ws is None else ws)  # B x M1 x c
+        g_cache = None
     else:
         q, X = _features(p, batch)
         G, e_cache = mlp_forward(q, p.embedding)  # B x n x M1
         L, l_cache = cloud_sum_forward(G, X, 1.0 / batch.counts)  # B x M1 x c
         core = (e_cache, l_cache)
-    D, g_cache = gram_forward(L, M2)  # B x M1 x M2
+        D, g_cache = gram_forward(L, M2)  # B x M1 x M2
     o, f_cache = mlp_forward(D.reshape(B, M1 * M2), p.fitting)  # B x nfit
     W = L[:, :, 1:].reshape(B, -1, d)  # B x M1·V x d: the vector rows
     h_cache = None
@@ -342,14 +343,15 @@ def vcnn_backward(dy: np.ndarray, cache):
     else:
         (do, dW), _ = tensor_head_backward(p.y_scale[0] * dy, h_cache)
     dD, fit_grads = mlp_backward(do, f_cache)  # B x M1·M2
-    dL, _ = gram_backward(dD.reshape(B, M1, M2), g_cache)  # B x M1 x c
-    if dW is not None:
-        dL[:, :, 1:] += dW.reshape(B, M1, -1)
     if backend == "numba":
         from symref.fast import vcnn as fast_vcnn
 
-        emb_grads = fast_vcnn.core_backward(dL, core)
+        emb_grads = fast_vcnn.core_backward(dD.reshape(B, M1, M2), None if dW is None
+                                            else dW.reshape(B, M1, -1), core)
     else:
+        dL, _ = gram_backward(dD.reshape(B, M1, M2), g_cache)  # B x M1 x c
+        if dW is not None:
+            dL[:, :, 1:] += dW.reshape(B, M1, -1)
         e_cache, l_cache = core
         (dG, _), _ = cloud_sum_backward(dL, l_cache)  # B x n x M1
         _, emb_grads = mlp_backward(dG, e_cache)

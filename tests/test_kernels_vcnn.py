@@ -7,6 +7,7 @@ from tolerance import assert_allclose_scaled
 
 from symref.fast import vcnn as fv
 from symref.fast.kernels import vcnn as kv
+from symref.reference.core import gram_backward, gram_forward
 from symref.reference.nn import init_mlp, mlp_backward, mlp_forward
 
 
@@ -69,20 +70,24 @@ def test_parallel_and_serial_builds_give_the_same_bits():
 @pytest.mark.parametrize("rows", [1, 5, 4096])
 def test_stacked_core_equals_the_reference_mlp_and_cloud_sum(rows, monkeypatch):
     """core_forward/core_backward on blocks of clouds (one cloud per block up to all in
-    one) against the reference embedding + cloud sum on the same stacked points."""
+    one) against the reference embedding, cloud sum and Gram matrix on the same stacked
+    points."""
     monkeypatch.setattr(fv, "BLOCK_ROWS", rows)
     monkeypatch.setattr(fv.cloud_blocks, "__defaults__", (rows,))
     rng = np.random.default_rng(2)
     ptr, scale, _, X = _ragged(rng)
     q = rng.normal(size=(len(X), 4))
     emb = init_mlp(rng, 4, [6, 12, 12], resnet_dt=True, bias_std=0.1)  # shortcuts 0, 2, 1
-    L, cache = fv.core_forward(q, X, ptr, scale, emb)
+    L, D, cache = fv.core_forward(q, X, ptr, scale, emb, 3)
     G, e_cache = mlp_forward(q, emb)
     Lr = np.empty_like(L)
     kv.cloud_sum_ref(G, X, ptr, scale, Lr)
     _close(L, Lr)
-    dL = rng.normal(size=L.shape)
-    grads = fv.core_backward(dL, cache)
+    dD, dW = rng.normal(size=D.shape), rng.normal(size=(L.shape[0], L.shape[1], L.shape[2] - 1))
+    grads = fv.core_backward(dD, dW, cache)
+    dL = gram_backward(dD, (L, 3))[0]
+    dL[:, :, 1:] += dW
+    _close(D, gram_forward(L, 3)[0])
     dG = np.empty_like(G)
     kv.cloud_sum_backward_ref(dL, X, ptr, scale, dG)
     ref = mlp_backward(dG, e_cache)[1]
@@ -121,3 +126,20 @@ def test_dense_backward_sums_equals_its_twin(nin, nout, sc, act, res):
         out.append((dz, dxres, gb, gidt))
     for a, b in zip(*out):
         _close(a, b)
+
+
+@pytest.mark.parametrize("build", ["parallel", "serial"])
+@pytest.mark.parametrize("M2", [1, 3, 7])
+def test_gram_forward_backward_equal_their_twins(build, M2):
+    rng = np.random.default_rng(M2)
+    L, dD = rng.normal(size=(6, 7, 5)), rng.normal(size=(6, 7, M2))
+    fwd = kv.gram if build == "parallel" else kv.gram.serial
+    bwd = kv.gram_backward if build == "parallel" else kv.gram_backward.serial
+    D, Dr = np.full((6, 7, M2), np.nan), np.empty((6, 7, M2))
+    fwd(L, M2, D)
+    kv.gram_ref(L, M2, Dr)
+    _close(D, Dr)
+    dL, dLr = np.full_like(L, np.nan), np.empty_like(L)
+    bwd(dD, L, M2, dL)
+    kv.gram_backward_ref(dD, L, M2, dLr)
+    _close(dL, dLr)

@@ -14,8 +14,9 @@ and backward :math:`\bar L \to \bar G_j = \bar L_b X_j / n_b \to` the embedding'
 parameter gradients.  Each layer is one BLAS product ``z = x W`` (``np.matmul`` into
 a scratch buffer) and the fused bias + tanh + residual kernel of
 :mod:`symref.fast.kernels.dense`; the segment sums are :mod:`symref.fast.kernels.vcnn`.
-What follows L (the Gram matrix D, the fitting net on B rows, the heads) is small and
-stays with the reference functions in the caller.
+The Gram matrix D and its backward run in the same blocks (kernels of
+:mod:`symref.fast.kernels.vcnn`); the fitting net on B rows and the heads are small and
+stay with the reference functions in the caller.
 
 Threads: the clouds are cut into blocks of consecutive clouds of about
 :data:`BLOCK_ROWS` points (whole clouds; the cut depends on the cloud sizes only),
@@ -109,11 +110,13 @@ def _run_blocks(fn, nblocks):
         return list(run(fn, range(nblocks)))
 
 
-def core_forward(q, X, ptr, scale, embedding, ws=FreshArrays):
-    """``L`` (B x M1 x c) from stacked invariants ``q`` (P x nq) and rows ``X`` (P x c);
-    ``ptr`` (B + 1) int64, ``scale`` (B) = 1/n_b.  Returns ``(L, cache)``."""
+def core_forward(q, X, ptr, scale, embedding, M2, ws=FreshArrays):
+    """``L`` (B x M1 x c) and ``D`` (B x M1 x M2) from stacked invariants ``q`` (P x nq)
+    and rows ``X`` (P x c); ``ptr`` (B + 1) int64, ``scale`` (B) = 1/n_b.  Returns
+    ``(L, D, cache)``."""
     B, M1 = ptr.shape[0] - 1, embedding[-1].nout
     L = np.empty((B, M1, X.shape[1]))  # B x M1 x c
+    D = np.empty((B, M1, M2))  # B x M1 x M2
     blocks = cloud_blocks(ptr)
 
     def block(i):
@@ -121,22 +124,31 @@ def core_forward(q, X, ptr, scale, embedding, ws=FreshArrays):
         r0, r1 = ptr[c0], ptr[c1]
         G, e_cache = mlp_forward_rows(q[r0:r1], embedding, ws, ("emb", i))  # n x M1
         kv.cloud_sum.serial(G, X[r0:r1], ptr[c0:c1 + 1] - r0, scale[c0:c1], L[c0:c1])
+        kv.gram.serial(L[c0:c1], M2, D[c0:c1])
         return e_cache
 
     caches = _run_blocks(block, len(blocks))
-    return L, (X, ptr, scale, blocks, caches, ws)
+    return L, D, (X, ptr, scale, L, M2, blocks, caches, ws)
 
 
-def core_backward(dL, cache):
-    """Embedding parameter gradients for ``L̄`` (B x M1 x c): layer grads as
-    :func:`symref.reference.nn.mlp_backward` returns them (block sums added in block order)."""
-    X, ptr, scale, blocks, caches, ws = cache
-    dL = np.ascontiguousarray(dL)
+def core_backward(dD, dW, cache):
+    """Embedding parameter gradients for ``D̄`` (B x M1 x M2) and ``W̄`` (B x M1 x (c - 1),
+    the heads' gradient of the vector columns of L, or None): layer grads as
+    :func:`symref.reference.nn.mlp_backward` returns them (block sums added in block order).
+
+    ``L̄ = D̄ L< + [D̄ᵀ L]_{rows < M2}`` (+ W̄ in columns 1..), then ``Ḡ``, then the
+    embedding backward, block by block."""
+    X, ptr, scale, L, M2, blocks, caches, ws = cache
+    dD = np.ascontiguousarray(dD)
+    dL = np.empty_like(L)  # B x M1 x c
 
     def block(i):
         c0, c1 = blocks[i]
         r0, r1 = ptr[c0], ptr[c1]
-        dG = ws.get(("emb", i, "dG"), (r1 - r0, dL.shape[1]))  # n x M1
+        kv.gram_backward.serial(dD[c0:c1], L[c0:c1], M2, dL[c0:c1])
+        if dW is not None:
+            dL[c0:c1, :, 1:] += dW[c0:c1]
+        dG = ws.get(("emb", i, "dG"), (r1 - r0, L.shape[1]))  # n x M1
         kv.cloud_sum_backward.serial(dL[c0:c1], X[r0:r1], ptr[c0:c1 + 1] - r0, scale[c0:c1], dG)
         return mlp_backward_rows(dG, caches[i], ws, ("emb", i))
 
@@ -155,3 +167,4 @@ def session():
     (108 ms against 77 ms per loss and gradient on the benchmark problem)."""
     with borrowed_arena() as ws, _blas.blas_threads(1):
         yield ws
+

@@ -12,7 +12,8 @@ The points of all clouds are stacked (P rows, cloud b owning rows
 with :math:`s_b = 1/n_b` for the VCNN.  Both run ``prange`` over clouds: cloud b
 writes only ``L[b]`` or its own rows of ``Ḡ`` (no races, no reduction across
 threads), so the parallel and the serial builds give the same bits.
-:func:`dense_backward_sums` is the element-wise part of a dense layer's backward with
+:func:`gram` and :func:`gram_backward` are :math:`D_b = L_b L_{b,<}^\top` and its
+backward, ``prange`` over clouds.  :func:`dense_backward_sums` is the element-wise part of a dense layer's backward with
 its parameter sums, in one pass over one block of rows.  Each kernel has
 a NumPy twin with the same signature (``*_ref``), tested against it in
 ``tests/test_kernels_vcnn.py``.
@@ -23,6 +24,8 @@ import numba
 import numpy as np
 
 from symref.fast.kernels._jit import kernel, serial_kernel
+from symref.reference.core import gram_backward as ref_gram_backward
+from symref.reference.core import gram_forward
 
 
 @kernel
@@ -147,3 +150,49 @@ def dense_backward_sums_ref(dy, dyres, h, idt, shortcut, act, dz, dxres, gb, gid
     elif shortcut == 2:
         n = dxres.shape[1]
         dxres[...] = d[:, :n] + d[:, n:]
+
+
+@kernel
+def gram(L, M2, D):
+    """``D`` (B x M1 x M2) <- ``D_b = L_b L_{b,<}ᵀ`` (:func:`symref.reference.core.gram_forward`);
+    ``L`` (B x M1 x c)."""
+    B, M1, c = L.shape
+    for b in numba.prange(B):
+        Lb = L[b]
+        for a in range(M1):
+            for e in range(M2):
+                acc = 0.0
+                for k in range(c):
+                    acc += Lb[a, k] * Lb[e, k]
+                D[b, a, e] = acc
+
+
+def gram_ref(L, M2, D):
+    """NumPy twin of :func:`gram`."""
+    D[...] = gram_forward(L, M2)[0]
+
+
+@kernel
+def gram_backward(dD, L, M2, dL):
+    """``dL`` (B x M1 x c) <- ``D̄_b L_{b,<} + [D̄_bᵀ L_b]_{rows < M2}``
+    (:func:`symref.reference.core.gram_backward`); ``dD`` (B x M1 x M2)."""
+    B, M1, c = L.shape
+    for b in numba.prange(B):
+        Lb, dDb, dLb = L[b], dD[b], dL[b]
+        for a in range(M1):
+            for k in range(c):
+                acc = 0.0
+                for e in range(M2):
+                    acc += dDb[a, e] * Lb[e, k]
+                dLb[a, k] = acc
+        for e in range(M2):
+            for k in range(c):
+                acc = 0.0
+                for a in range(M1):
+                    acc += dDb[a, e] * Lb[a, k]
+                dLb[e, k] += acc
+
+
+def gram_backward_ref(dD, L, M2, dL):
+    """NumPy twin of :func:`gram_backward`."""
+    dL[...] = ref_gram_backward(dD, (L, M2))[0]
