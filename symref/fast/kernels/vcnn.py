@@ -113,12 +113,11 @@ def dense_backward_sums(dy, dyres, h, idt, shortcut, act, dz, dxres, gb, gidt):
     d = np.empty(nout)  # ȳ of one row
     for r in range(nrow):
         dyr, hr, dzr = dy[r], h[r], dz[r]
-        if has_res:
+        if not has_res:
+            d[:] = dyr
+        else:  # ȳ = dy + dyres
             for k in range(nout):
                 d[k] = dyr[k] + dyres[r, k]
-        else:
-            for k in range(nout):
-                d[k] = dyr[k]
         if act == 1:
             for k in range(nout):
                 gidt[k] += d[k] * hr[k]
