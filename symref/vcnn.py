@@ -48,6 +48,13 @@ Ragged batches: clouds are sorted by size and padded within chunks; padded
 points have X = 0 and q = 0, so they add exactly nothing to L and receive
 exactly zero gradient (the normalisation uses each cloud's own n).
 
+Backends (``VectorCloudNet(backend=...)``, ``vcnn_forward``, ``loss_and_grad``):
+``"numpy"`` is the above, on the padded batches; ``"numba"`` (the estimator's default)
+takes the same validated batches, stacks their real points without padding and
+computes the embedding φ, the cloud sums L and D = L L<ᵀ (forward and backward) in
+:mod:`symref.fast.vcnn`; the fitting net and the heads are the same code for both.
+The two agree to round-off (~1e-15 relative).
+
 Conventions and documented behaviour:
 
 - A cloud needs at least one point; n = 1 is allowed (a *local* model: the

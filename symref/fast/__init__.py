@@ -3,6 +3,8 @@
 ``cpu``       evaluation of an energy model on compact pair lists (``backend="numba"``)
 ``cpu_loss``  the training-loss gradient on the same kernels
 ``cuda``      evaluation on an NVIDIA GPU (``backend="cuda"``)
+``vcnn``      the VectorCloudNet's embedding, cloud sums and Gram matrix on stacked
+              ragged clouds (``VectorCloudNet(backend="numba")``)
 ``blas``      a context manager limiting the BLAS threads behind NumPy
 ``kernels/``  the kernels themselves, each a twin of a NumPy function with the same
               signature and a test comparing them (``atol + |ref|·eps(dtype)``)

@@ -7,6 +7,8 @@
 ``neighbors``     O(N) cell-list neighbour search and compact pair lists
 ``se_e2_a``       the se_e2_a pipeline on pair lists (environment rows, embedding, T, D)
 ``tabulated``     compressed models: environment rows, table look-up and T in one kernel
+``vcnn``          VectorCloudNet: cloud sums and Gram matrix over ragged clouds, a dense
+                  layer's backward with its parameter sums
 ``cuda_se_e2_a``  numba-cuda kernels of one se_e2_a + energy evaluation
 
 May import: numpy, numba, numba-cuda and ``symref.reference`` (for the NumPy twins).
