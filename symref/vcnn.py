@@ -307,7 +307,7 @@ def vcnn_forward(p: VCNNParams, batch: CloudBatch, backend: str = "numpy", ws=No
         raise ValueError(f"batch has d={batch.dim}, k={batch.vecs.shape[2] - 1}; model expects "
                          f"d={p.dim}, k={p.nvec}")
     B, d, M1, M2 = batch.vecs.shape[0], p.dim, p.M1, p.axis_neuron
-    if backend == "numba":
+    if check_backend(backend) == "numba":
         from symref.fast import vcnn as fast_vcnn
         from symref.fast.cpu import FreshArrays
 

@@ -265,6 +265,8 @@ def test_backend_is_checked_and_not_stored(tmp_path):
     net.backend = "fortran"
     with pytest.raises(ValueError, match="backend must be one of"):
         net.predict(clouds)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        vcnn.vcnn_forward(net.params_, vcnn.batch_clouds(clouds), "cuda")
 
 
 @pytest.mark.parametrize("bad, msg", [
