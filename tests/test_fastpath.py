@@ -334,3 +334,28 @@ def test_training_a_compressed_model_still_refused():
     with pytest.raises(ValueError, match="compressed"):
         energy_loss_and_grad(model, s.coord, s.atype, None, np.zeros(1),
                              np.zeros_like(s.coord), backend="numba")
+
+
+def test_forked_child_makes_its_own_thread_pool(tmp_path):
+    """A process forked after the parent used the fast path's thread pool (as the transport
+    study's process pool does with multiprocessing's "fork") gets a pool with live worker
+    threads: before, it inherited the parent's pool object without its threads, and the
+    first evaluation in the child waited forever."""
+    import subprocess
+    import sys
+
+    from checkout import checkout_env
+
+    script = tmp_path / "fork_pool.py"
+    script.write_text(
+        "import multiprocessing as mp\n"
+        "from symref.fast.cpu import thread_pool\n"
+        "thread_pool(2).submit(int).result()\n"
+        "def child(_):\n"
+        "    return thread_pool(2).submit(lambda: 42).result(timeout=30)\n"
+        "if __name__ == '__main__':\n"
+        "    with mp.get_context('fork').Pool(1) as p:\n"
+        "        print(p.map(child, [0]))\n")
+    r = subprocess.run([sys.executable, str(script)], env=checkout_env(), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[42]", r.stdout + r.stderr

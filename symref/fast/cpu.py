@@ -90,10 +90,14 @@ def _kernel_set(serial: bool) -> SimpleNamespace:
 _PARALLEL = _kernel_set(False)
 _SERIAL = _kernel_set(True)
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+# A forked child (multiprocessing's "fork" start method) inherits the pools but not their
+# worker threads: work submitted there would wait forever.  The child starts without pools.
+os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def thread_pool(nthreads: int) -> ThreadPoolExecutor:
-    """The process's pool of ``nthreads`` worker threads (made on first use, then reused)."""
+    """The process's pool of ``nthreads`` worker threads (made on first use, then reused;
+    a forked child makes its own)."""
     pool = _POOLS.get(nthreads)
     if pool is None:
         pool = _POOLS[nthreads] = ThreadPoolExecutor(nthreads, thread_name_prefix="symref")
