@@ -62,6 +62,18 @@ def test_min_neighbor_distance_equals_deepmd(water_frame):
     assert min_neighbor_distance(small, small_box.reshape(2, 3, 3)) < 0.2
 
 
+def test_min_neighbor_distance_in_blocks(monkeypatch, water_frame):
+    """Done in blocks of a few centre atoms (how large frames keep memory bounded) the
+    minimum neighbour distance is the same number, the self-distance masked in every
+    block (an unmasked diagonal would give 0 and an error)."""
+    import symref.io.compress as comp
+
+    coord, atype, box, _ = water_frame
+    whole = comp.min_neighbor_distance(coord, box.reshape(-1, 3, 3))
+    monkeypatch.setattr(comp, "_PAIR_BLOCK", 3 * len(atype) + 1)  # 3 centres a block
+    assert comp.min_neighbor_distance(coord, box.reshape(-1, 3, 3)) == whole
+
+
 @pytest.mark.parametrize("suffix", [".dp", ".yaml"])
 def test_symref_compressed_file_loads_in_deepmd(tmp_path, water_frame, suffix):
     """``compress_file`` writes deepmd-kit's format: deepmd-kit loads it and its

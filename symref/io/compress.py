@@ -29,22 +29,31 @@ from symref.io.model_dict import model_from_dict
 from symref.reference.tabulation import DEFAULT_EXTRAPOLATE, DEFAULT_STRIDE, build_tables
 
 
+#: pair distances held at once by :func:`min_neighbor_distance` (bounds its memory, ~50 MB)
+_PAIR_BLOCK = 1 << 21
+
+
 def min_neighbor_distance(coord: np.ndarray, box: np.ndarray | None) -> float:
     """Smallest distance (Å) between two atoms of the frames ``coord`` (nf x natoms x 3),
-    images by ``n·box``, ``n ∈ {-1, 0, 1}³``, included when ``box`` (nf x 3 x 3) is given."""
+    images by ``n·box``, ``n ∈ {-1, 0, 1}³``, included when ``box`` (nf x 3 x 3) is given.
+    All pairs, in blocks of centre atoms (memory bounded; time O(natoms²) per frame)."""
     coord = np.asarray(coord, dtype=np.float64)
     shifts = np.array([[a, b, c] for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)],
                       dtype=np.float64)  # 27 x 3
     best = np.inf
     for f in range(coord.shape[0]):
         x = coord[f]  # natoms x 3
+        n = len(x)
+        rows = max(1, _PAIR_BLOCK // max(n, 1))  # centre atoms per block
         imgs = np.zeros((1, 3)) if box is None else shifts @ np.asarray(box[f])  # nimg x 3
         for img in imgs:
-            d = x[None, :, :] + img - x[:, None, :]  # natoms x natoms x 3
-            r2 = np.sum(d * d, axis=-1)  # natoms x natoms
-            if not img.any():
-                np.fill_diagonal(r2, np.inf)
-            best = min(best, float(np.min(r2)))
+            for i0 in range(0, n, rows):
+                d = x[None, :, :] + img - x[i0:i0 + rows, None, :]  # rows x natoms x 3
+                r2 = np.sum(d * d, axis=-1)  # rows x natoms
+                if not img.any():
+                    k = np.arange(r2.shape[0])
+                    r2[k, i0 + k] = np.inf  # an atom is not its own neighbour
+                best = min(best, float(np.min(r2)))
     if best == 0.0:
         raise ValueError("two atoms overlap (zero distance): check the data")
     return float(np.sqrt(best))
