@@ -18,6 +18,9 @@ Péclet number is the volume flux ``flux`` over the unit diffusivity).
 ``flow``       the geometry (:class:`HillChannel`), its mapped :class:`Grid`, the
                conservative finite-volume operators and the potential flow
                (:func:`solve_flow`)
+``navier_stokes``  the steady viscous flow (:func:`solve_navier_stokes`, stream
+               function–vorticity, Newton), its verification
+               (:func:`verify_navier_stokes`) and the separated region
 ``solver``     the reaction :math:`S(c)` (:class:`Reaction`), Newton's method on the
                discrete transport equation (:func:`solve_transport`) and the
                manufactured-solution verification (:func:`verify`)
@@ -41,6 +44,9 @@ from symref.transport.clouds import (Ellipse, PointSet, build_clouds, cloud_memb
 from symref.transport.flow import (Flow, Grid, HillChannel, advection_operator, diffusion_operator,
                                    discrete_divergence, solve_flow, solve_poisson_vertices,
                                    velocity_from_psi)
+from symref.transport.navier_stokes import (NavierStokesFlow, manufactured_flow, richardson,
+                                             solve_navier_stokes, verify_navier_stokes,
+                                             wall_crossings)
 from symref.transport.solver import (Reaction, TransportSolution, manufactured, observed_orders,
                                      solve_transport, verify)
 from symref.transport.study import (StudyConfig, cli, format_summary, frame_check, rel_l2,
@@ -49,6 +55,8 @@ from symref.transport.study import (StudyConfig, cli, format_summary, frame_chec
 __all__ = [
     "HillChannel", "Grid", "diffusion_operator", "advection_operator", "discrete_divergence",
     "Flow", "solve_flow", "solve_poisson_vertices", "velocity_from_psi",
+    "NavierStokesFlow", "solve_navier_stokes", "verify_navier_stokes", "manufactured_flow",
+    "wall_crossings", "richardson",
     "Reaction", "TransportSolution", "solve_transport", "manufactured", "observed_orders",
     "verify",
     "interpolate", "sample_points", "PointSet", "point_set", "Ellipse", "cloud_members",

@@ -1,10 +1,18 @@
 r"""Geometry, grid, finite-volume operators and the potential flow of the hill channels.
 
 **Geometry** (:class:`HillChannel`).  A channel of length ``L`` (periodic in x)
-and height ``H`` over a bottom wall :math:`h(x) = h_0\,((1+\cos 2\pi x/L)/2)^p`,
-:math:`p = 4\alpha^2`: one hill with its crest at x = 0, steeper for larger
-``alpha`` (the family's geometric parameter).  The defaults ``L = 9``,
-``H = 3.036``, ``h0 = 1`` are the proportions of the periodic-hill benchmark.
+and height ``H`` over a bottom wall with one hill, its crest at x = 0.  Two shapes:
+
+* ``shape="cosine"`` (the steepness family): :math:`h(x) = h_0\,((1+\cos 2\pi x/L)/2)^p`,
+  :math:`p = 4\alpha^2`, steeper for larger ``alpha``.
+* ``shape="benchmark"``: the piecewise-cubic hill of the periodic-hill benchmark
+  (ERCOFTAC case 81: six cubics through the crest at 28 mm and the foot at 54 mm,
+  height 28 mm = 1 hill height), stretched in x by ``alpha`` (the width family of
+  Xiao et al. 2020 that the VCNN paper trains on): the hill occupies
+  :math:`|x| \le 1.929\alpha` (and its periodic copy), the floor between is flat, and
+  the channel length is :math:`L = 3.858\alpha + 5.142` (:meth:`HillChannel.benchmark`).
+
+The defaults ``L = 9``, ``H = 3.036``, ``h0 = 1`` are the proportions of the benchmark.
 
 **Grid.**  A boundary-fitted mapping of the rectangle
 :math:`(\xi, \eta) \in [0, L) \times [0, 1]`,
@@ -70,6 +78,7 @@ class HillChannel:
     length: float = 9.0
     height: float = 3.036
     hill: float = 1.0
+    shape: str = "cosine"
 
     def __post_init__(self):
         for name in ("alpha", "length", "height", "hill"):
@@ -79,6 +88,18 @@ class HillChannel:
         if self.hill >= self.height:
             raise ValueError(f"HillChannel.hill ({self.hill}) must be below the channel height "
                              f"({self.height})")
+        if self.shape not in ("cosine", "benchmark"):
+            raise ValueError(f"HillChannel.shape must be 'cosine' or 'benchmark', got "
+                             f"{self.shape!r}")
+        if self.shape == "benchmark" and 2 * _BENCH_FOOT * self.alpha > self.length:
+            raise ValueError(f"HillChannel.length ({self.length}) is shorter than the benchmark "
+                             f"hill of width factor alpha = {self.alpha} "
+                             f"({2 * _BENCH_FOOT * self.alpha:.4g}); use HillChannel.benchmark")
+
+    @classmethod
+    def benchmark(cls, alpha: float = 1.0, **kw) -> "HillChannel":
+        """The benchmark hill stretched by ``alpha``, channel length 3.858 α + 5.142."""
+        return cls(alpha=alpha, length=3.858 * alpha + 5.142, shape="benchmark", **kw)
 
     @property
     def power(self) -> float:
@@ -87,16 +108,32 @@ class HillChannel:
     def wall(self, x):
         r"""Bottom wall :math:`h(x)` and its slope :math:`h'(x)`.
 
-        :math:`h = h_0 w^p`, :math:`w = (1 + \cos\theta)/2`, :math:`\theta = 2\pi x/L`;
+        Cosine: :math:`h = h_0 w^p`, :math:`w = (1 + \cos\theta)/2`, :math:`\theta = 2\pi x/L`;
         :math:`h' = -h_0\,p\,w^{p-1}\,\tfrac{1}{2}\sin\theta\,\tfrac{2\pi}{L}`.
+        Benchmark: :func:`_benchmark_wall`.
+        """
+        return self.wall_derivatives(x)[:2]
+
+    def wall_derivatives(self, x):
+        r""":math:`(h, h', h'')` of the bottom wall.
+
+        Cosine, with :math:`w' = -\tfrac12 k\sin\theta`, :math:`w'' = -\tfrac12 k^2\cos\theta`,
+        :math:`k = 2\pi/L`: :math:`h' = h_0 p w^{p-1} w'`,
+        :math:`h'' = h_0 p\,((p-1) w^{p-2} w'^2 + w^{p-1} w'')`.
         """
         x = np.asarray(x, dtype=np.float64)
-        theta = 2.0 * np.pi * x / self.length
+        if self.shape == "benchmark":
+            return _benchmark_wall(x, self.alpha, self.length, self.hill)
+        k = 2.0 * np.pi / self.length
+        theta = k * x
         w = 0.5 * (1.0 + np.cos(theta))
+        w1, w2 = -0.5 * k * np.sin(theta), -0.5 * k * k * np.cos(theta)
         p = self.power
         h = self.hill * w ** p
-        dh = -self.hill * p * w ** (p - 1.0) * 0.5 * np.sin(theta) * (2.0 * np.pi / self.length)
-        return h, dh
+        dh = self.hill * p * w ** (p - 1.0) * w1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d2 = self.hill * p * ((p - 1.0) * w ** (p - 2.0) * w1 * w1 + w ** (p - 1.0) * w2)
+        return h, dh, np.where(w > 0, d2, 0.0)
 
     def to_physical(self, xi, eta):
         h, _ = self.wall(xi)
@@ -119,6 +156,43 @@ class HillChannel:
         """Fluid area: L·H − ∫h dx (trapezoid rule on 4096 points, spectrally accurate)."""
         x = np.arange(4096) * (self.length / 4096)
         return self.length * self.height - float(self.wall(x)[0].mean() * self.length)
+
+
+# the benchmark hill (ERCOFTAC case 81, lengths in mm, crest 28 mm at x = 0, foot at
+# 54 mm): cubic coefficients (c0, c1, c2, c3) on [knot_k, knot_k+1)
+_BENCH_KNOTS = np.array([0.0, 9.0, 14.0, 20.0, 30.0, 40.0, 54.0])
+_BENCH_COEF = np.array([
+    [2.800000000000e+01, 0.000000000000e+00, 6.775070969851e-03, -2.124527775800e-03],
+    [2.507355893131e+01, 9.754803562315e-01, -1.016116352781e-01, 1.889794677828e-03],
+    [2.579601052357e+01, 8.206693007457e-01, -9.055370274339e-02, 1.626510569859e-03],
+    [4.046435022819e+01, -1.379581654948e+00, 1.945884504128e-02, -2.070318932190e-04],
+    [1.792461334664e+01, 8.743920332081e-01, -5.567361123058e-02, 6.277731764683e-04],
+    [5.639011190988e+01, -2.010520359035e+00, 1.644919857549e-02, 2.674976141766e-05]])
+_BENCH_FOOT = 54.0 / 28.0  # hill half-width in hill heights
+
+
+def _benchmark_wall(x, alpha: float, length: float, hill: float):
+    r""":math:`(h, h', h'')` of the benchmark hill, crest at x = 0 and x = L.
+
+    With d the distance to the nearest crest and :math:`X = 28\,d/\alpha` (mm),
+    :math:`h = h_0\,P(X)/28`, P the benchmark's cubic on X's interval clipped to
+    [0, 28] (as the benchmark specifies); :math:`h' = \pm h_0 P'(X)/\alpha`,
+    :math:`h'' = 28\,h_0 P''(X)/\alpha^2` (zero where clipped).
+    """
+    x = np.mod(x, length)
+    right = x > 0.5 * length
+    X = 28.0 * np.where(right, length - x, x) / alpha
+    k = np.clip(np.searchsorted(_BENCH_KNOTS, X, side="right") - 1, 0, 5)
+    c0, c1, c2, c3 = np.moveaxis(_BENCH_COEF[k], -1, 0)
+    P = c0 + X * (c1 + X * (c2 + X * c3))
+    dP = c1 + X * (2 * c2 + 3 * X * c3)
+    d2P = 2 * c2 + 6 * X * c3
+    flat = (X >= 54.0) | (P <= 0.0) | (P >= 28.0)
+    h = np.clip(np.where(X >= 54.0, 0.0, P), 0.0, 28.0) * (hill / 28.0)
+    sign = np.where(right, -1.0, 1.0)
+    dh = np.where(flat, 0.0, sign * dP * hill / alpha)
+    d2h = np.where(flat, 0.0, 28.0 * d2P * hill / alpha ** 2)
+    return h, dh, d2h
 
 
 @dataclass(frozen=True)
@@ -172,6 +246,7 @@ class _Stencil:
         self.lo, self.hi = lo, hi  # known values of rows -1 and m (Dirichlet), or None
         self.rows, self.cols, self.vals = [], [], []
         self.b = np.zeros(nx * m)
+        self.wall = ([], [], [])  # rows, wall node (0..nx-1 bottom, nx..2nx-1 top), coefs
 
     def add(self, row_j, row_i, coef, node_j, node_i):
         """Rows and nodes are (j, i) arrays of one shape; i is wrapped periodically."""
@@ -191,11 +266,20 @@ class _Stencil:
                 if values is None:
                     raise AssertionError("stencil reached a boundary row without known values")
                 np.add.at(self.b, row[sel], coef[sel] * values[node_i[sel]])
+                self.wall[0].append(row[sel])
+                self.wall[1].append(node_i[sel] + (0 if j_known == -1 else self.nx))
+                self.wall[2].append(coef[sel])
 
     def matrix(self) -> sp.csr_matrix:
         n = self.nx * self.m
         return sp.csr_matrix((np.concatenate(self.vals),
                               (np.concatenate(self.rows), np.concatenate(self.cols))), shape=(n, n))
+
+    def wall_matrix(self) -> sp.csr_matrix:
+        """W with ``b = W @ concat(bottom, top)``: the rows' dependence on the wall values."""
+        rows, cols, vals = (np.concatenate(v) if v else np.zeros(0) for v in self.wall)
+        return sp.csr_matrix((vals, (rows.astype(np.int64), cols.astype(np.int64))),
+                             shape=(self.nx * self.m, 2 * self.nx))
 
 
 def _deta_stencil(j: int, m: int, deta: float, dirichlet: bool):
@@ -209,7 +293,7 @@ def _deta_stencil(j: int, m: int, deta: float, dirichlet: bool):
 
 
 def diffusion_operator(geom: HillChannel, nx: int, m: int, *, nodes: str,
-                       wall_flux=None, wall_values=None):
+                       wall_flux=None, wall_values=None, wall_matrix: bool = False):
     r"""Discrete :math:`\oint \nabla u\cdot n\,dl` of every control volume: ``(A, b)``.
 
     ``(A u + b)[k]`` is the outward diffusive flux of control volume k.
@@ -220,6 +304,9 @@ def diffusion_operator(geom: HillChannel, nx: int, m: int, *, nodes: str,
         ``"vertices"``: unknowns at the interior vertices of an ``nx x (m + 1)``
         cell grid (η_j = (j + 1)/(m + 1), j = 0..m−1), vertex-centred control
         volumes, ``wall_values = (bottom (nx,), top (nx,))`` on the wall vertices.
+        With ``wall_matrix=True`` also returns W (sparse, ``nx m x 2 nx``) with
+        ``b = W @ concat(bottom, top)``: the coupling to wall values that are unknowns
+        of a larger system (the wall vorticity of :mod:`~symref.transport.navier_stokes`).
     """
     if nodes == "cells":
         ny = m
@@ -274,6 +361,10 @@ def diffusion_operator(geom: HillChannel, nx: int, m: int, *, nodes: str,
         bottom, top = (np.broadcast_to(np.asarray(v, dtype=np.float64), (nx,)) for v in wall_flux)
         b[:nx] += bottom
         b[(m - 1) * nx:] += top
+    if wall_matrix:
+        if not dirichlet:
+            raise ValueError("wall_matrix=True needs nodes='vertices'")
+        return A, b, st.wall_matrix()
     return A, b
 
 
