@@ -355,6 +355,20 @@ def main(argv=None) -> int:
     tr.add_argument("--verify-only", action="store_true",
                     help="only the manufactured-solution convergence check of the solvers")
     tr.add_argument("--no-plots", action="store_true", help="skip the figures")
+    tr.add_argument("--flow", choices=("navier_stokes", "potential"), default="navier_stokes",
+                    help="steady viscous flow with a recirculation bubble (default) or "
+                         "potential flow")
+    tr.add_argument("--shape", choices=("benchmark", "cosine"), default="benchmark",
+                    help="hill family: the benchmark's piecewise-cubic hill, alpha its width "
+                         "(default), or the cosine hill, alpha its steepness")
+    tr.add_argument("--cloud", choices=("coefficients", "upstream"), default="coefficients",
+                    help="cloud region: the VCNN paper's ellipse sized by the equation's "
+                         "coefficients (default) or a fixed upstream ellipse")
+    tr.add_argument("--selection", choices=("nearest", "random"), default="nearest",
+                    help="cloud points: the nearest in the ellipse (default, deterministic) or "
+                         "seeded random draws")
+    tr.add_argument("--draws", type=int, default=1,
+                    help="with --selection random: predictions averaged over this many draws")
     tr.set_defaults(func=_cmd_transport)
     lm = sub.add_parser("lammps", help="run a LAMMPS input with a symref model as the force "
                                        "field (fix external; mpiexec -n K for K ranks)")

@@ -66,6 +66,22 @@ def test_production_problem_balances_and_is_physical(solved):
     assert u[..., 0].min() > 0  # flow to +x everywhere
 
 
+def test_strain_production_is_okubo_weiss(solved):
+    """β max(|S|² − |Ω|², 0) from the explicit split of ∇u; equal to β|∇u|² for the
+    (irrotational) potential flow up to its discretisation error (0.2 %); zero in pure shear."""
+    g = np.random.default_rng(0).normal(size=(50, 2, 2))
+    S, W = 0.5 * (g + g.transpose(0, 2, 1)), 0.5 * (g - g.transpose(0, 2, 1))
+    want = 0.3 * np.maximum((S ** 2).sum((1, 2)) - (W ** 2).sum((1, 2)), 0)
+    r = tr.Reaction(beta=0.3, production_kind="strain")
+    np.testing.assert_allclose(r.production(g), want, rtol=1e-13, atol=1e-15)
+    assert r.production(np.array([[0.0, 5.0], [0.0, 0.0]])) == 0.0
+    grad = solved.flow.grad  # the discrete potential flow: vorticity = discretisation error
+    full = tr.Reaction(beta=0.3).production(grad)
+    assert np.abs(r.production(grad) - full).max() < 5e-3 * full.max()
+    with pytest.raises(ValueError, match="production_kind"):
+        tr.Reaction(production_kind="vorticity")
+
+
 def test_newton_failure_is_reported(solved):
     with pytest.raises(RuntimeError, match="did not converge"):
         tr.solve_transport(solved.flow, max_iter=1)
@@ -158,6 +174,85 @@ def test_clouds_and_predictions_are_frame_independent(solved):
     c2, _ = tr.build_clouds(ps2, q, 150, seed=7)
     p1, p2 = net.predict(c1).ravel(), net.predict(c2).ravel()
     assert np.abs(p2 - p1).max() <= 1e-12 * np.abs(p1).max()
+
+
+def test_coefficient_ellipse_reaches_the_advection_and_diffusion_lengths():
+    """a, b, shift from ℓ_a = |u|/k and ℓ_d = sqrt(D/k): the ellipse spans exactly
+    ℓ_a + 2ℓ_d upstream, 2ℓ_d downstream and 2ℓ_d across (upstream=1, spread=2)."""
+    ell = tr.CoefficientEllipse(diffusivity=0.5, rate=4.0, upstream=1.0, spread=2.0)
+    speed = np.array([0.0, 3.0, 20.0])
+    a, b, shift = ell.axes(speed)
+    ld = np.sqrt(0.5 / 4.0)
+    np.testing.assert_allclose(a * (1 + shift), speed / 4.0 + 2 * ld, rtol=1e-14)  # upstream
+    np.testing.assert_allclose(a * (1 - shift), 2 * ld, rtol=1e-14)  # downstream
+    np.testing.assert_allclose(b, 2 * ld, rtol=1e-14)
+    assert shift[0] == 0.0  # no flow: the diffusion disc
+    with pytest.raises(ValueError, match="rate"):
+        tr.CoefficientEllipse(rate=0.0)
+
+
+def test_long_clouds_see_periodic_copies_and_fill_to_a_fixed_n(solved):
+    """An ellipse longer than the channel finds the same point at positions one period
+    apart; the nearest selection is deterministic, nearest first, and with replace=True
+    every cloud has exactly n points."""
+    ps = tr.point_set(solved, 1500, seed=5)
+    L = solved.flow.grid.geom.length
+    q = np.flatnonzero(ps.velocity[:, 0] > 5)[:10]
+    long = tr.CoefficientEllipse(rate=1.0, upstream=1.2, spread=0.5)  # reach > L upstream
+    members = tr.cloud_members(ps, q, long)
+    twice = 0
+    for idx, rel in members:
+        vals, counts = np.unique(idx, return_counts=True)
+        for v in vals[counts > 1]:
+            r = rel[idx == v]
+            d = r[:, None, :] - r[None, :, :]
+            assert np.any(np.isclose(np.abs(d[..., 0]), L, atol=1e-9))
+            twice += 1
+    assert twice > 0
+    small = tr.Ellipse(a=0.3, b=0.1, shift=0.5)
+    mem = tr.cloud_members(ps, q, small)
+    assert min(len(m[0]) for m in mem) < 149  # too few points: needs filling
+    for sel in ("nearest", "random"):
+        c, _ = tr.build_clouds(ps, q, 150, small, members=mem, selection=sel, replace=True)
+        assert all(len(x["positions"]) == 150 for x in c)
+        c2, _ = tr.build_clouds(ps, q, 150, small, members=mem, selection=sel, replace=True)
+        for x, y in zip(c, c2):  # reproducible: seeded or deterministic
+            np.testing.assert_array_equal(x["positions"], y["positions"])
+    c, _ = tr.build_clouds(ps, q, 4, members=tr.cloud_members(ps, q), selection="nearest")
+    for x, q0 in zip(c, q):  # the three nearest in the normalised ellipse radius
+        e = ps.velocity[q0] / np.linalg.norm(ps.velocity[q0])
+        ell = tr.Ellipse()
+        def rho(r):
+            al = r @ e
+            return ((al + ell.shift * ell.a) / ell.a) ** 2 + (r @ r - al ** 2) / ell.b ** 2
+        idx, rel = tr.cloud_members(ps, [q0])[0]
+        radii = sorted(rho(r) for r in rel)
+        np.testing.assert_allclose(sorted(rho(r) for r in x["positions"][1:]), radii[:3])
+    with pytest.raises(ValueError, match="selection"):
+        tr.build_clouds(ps, q, 4, selection="farthest")
+
+
+def test_paper_clouds_are_frame_independent(solved):
+    """The coefficient ellipse, periodic copies, nearest and random-with-replacement
+    selections: the rotated, reflected, shifted problem gives the rotated clouds."""
+    ps = tr.point_set(solved, 2000, seed=6)
+    q = np.arange(0, 2000, 40)
+    R, ps2 = _rotated(ps)
+    ell = tr.CoefficientEllipse(rate=2.0)
+    for sel in ("nearest", "random"):
+        c1, _ = tr.build_clouds(ps, q, 150, ell, seed=3, selection=sel, replace=True)
+        c2, _ = tr.build_clouds(ps2, q, 150, ell, seed=3, selection=sel, replace=True)
+        for a, b in zip(c1, c2):
+            np.testing.assert_allclose(a["positions"] @ R.T, b["positions"], atol=1e-12)
+            np.testing.assert_allclose(a["vectors"] @ R.T, b["vectors"], atol=1e-12)
+
+
+def test_study_config_refuses_unknown_choices():
+    for kw, word in (({"flow": "stokes"}, "flow"), ({"shape": "box"}, "shape"),
+                     ({"cloud": "disc"}, "cloud"), ({"selection": "all"}, "selection"),
+                     ({"draws": 0}, "draws"), ({"draws": 4, "selection": "nearest"}, "draws")):
+        with pytest.raises(ValueError, match=word):
+            tr.StudyConfig(**kw)
 
 
 def test_cli_verify_only(tmp_path, capsys):

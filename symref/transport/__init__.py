@@ -39,8 +39,9 @@ thread per training process).  Never ``symref.train``.
 
 Every public name is re-exported here: ``symref.transport.X`` works for all of them.
 """
-from symref.transport.clouds import (Ellipse, PointSet, build_clouds, cloud_members, interpolate,
-                                     point_set, sample_points)
+from symref.transport.clouds import (SELECTIONS, CoefficientEllipse, Ellipse, PointSet,
+                                     build_clouds, cloud_members, interpolate, point_set,
+                                     sample_points)
 from symref.transport.flow import (Flow, Grid, HillChannel, advection_operator, diffusion_operator,
                                    discrete_divergence, solve_flow, solve_poisson_vertices,
                                    velocity_from_psi)
@@ -59,7 +60,8 @@ __all__ = [
     "wall_crossings", "richardson",
     "Reaction", "TransportSolution", "solve_transport", "manufactured", "observed_orders",
     "verify",
-    "interpolate", "sample_points", "PointSet", "point_set", "Ellipse", "cloud_members",
+    "interpolate", "sample_points", "PointSet", "point_set", "Ellipse", "CoefficientEllipse",
+    "cloud_members", "SELECTIONS",
     "build_clouds",
     "StudyConfig", "solve_member", "rel_l2", "frame_check", "run_study", "format_summary", "cli",
 ]

@@ -116,12 +116,58 @@ class Ellipse:
             raise ValueError(f"Ellipse needs a > 0, b > 0, 0 <= shift < 1 (the query point "
                              f"inside), got {self}")
 
+    def axes(self, speed: np.ndarray):
+        """(a, b, shift) for query points of local speeds ``speed`` (nq,): constants."""
+        one = np.ones_like(np.asarray(speed, dtype=np.float64))
+        return self.a * one, self.b * one, self.shift * one
 
-def cloud_members(ps: PointSet, queries, ellipse: Ellipse = Ellipse(), chunk: int = 256,
+
+@dataclass(frozen=True)
+class CoefficientEllipse:
+    r"""The VCNN paper's cloud region: an ellipse aligned with the local velocity whose
+    size comes from the transport equation's coefficients.
+
+    Over the reaction time :math:`1/k` a particle is carried :math:`\ell_a = |u_0|/k`
+    and diffuses :math:`\ell_d = \sqrt{D/k}`.  The ellipse reaches
+    ``upstream * ℓ_a + spread * ℓ_d`` upstream of the query point, ``spread * ℓ_d``
+    downstream and ``spread * ℓ_d`` across: semi-axes
+    :math:`a = (	ext{up} + 	ext{down})/2`, :math:`b = 	ext{spread}\,\ell_d`, centre
+    :math:`(	ext{up} - 	ext{down})/2` upstream.  Where the flow stands still
+    (recirculation cores) it shrinks to the diffusion disc.
+    """
+
+    diffusivity: float = 1.0
+    rate: float = 6.0
+    upstream: float = 1.0
+    spread: float = 2.0
+
+    def __post_init__(self):
+        for name in ("diffusivity", "rate", "upstream", "spread"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise ValueError(f"CoefficientEllipse.{name} must be a positive number, got {v!r}")
+
+    def axes(self, speed: np.ndarray):
+        """(a, b, shift) arrays for query points of local speeds ``speed`` (nq,)."""
+        speed = np.asarray(speed, dtype=np.float64)
+        ld = np.sqrt(self.diffusivity / self.rate)
+        up = self.upstream * speed / self.rate + self.spread * ld  # nq
+        down = self.spread * ld
+        a = 0.5 * (up + down)
+        return a, np.full_like(a, self.spread * ld), (up - down) / (2 * a)
+
+
+def cloud_members(ps: PointSet, queries, ellipse=Ellipse(), chunk: int = 256,
                   pool: int | None = None):
     """For each query index, the indices of the other points inside its ellipse and
-    their relative positions (periodic minimum image); a list of (idx, rel) pairs.
-    Only the first ``pool`` points (default all) may be members."""
+    their relative positions, nearest first; a list of (idx, rel) pairs.
+
+    ``ellipse``: an :class:`Ellipse` or :class:`CoefficientEllipse`.  Relative positions
+    are periodic: the minimum image and its copies one period either way, so an ellipse
+    longer than half the channel sees a point (a different position) more than once.
+    "Nearest" is the normalised ellipse radius
+    ((along + shift a)/a)² + (across/b)² (ties by index).  Only the first ``pool``
+    points (default all) may be members."""
     P, U = ps.positions, ps.velocity
     pool = len(P) if pool is None else int(pool)
     per = np.asarray(ps.period, dtype=np.float64)
@@ -130,38 +176,62 @@ def cloud_members(ps: PointSet, queries, ellipse: Ellipse = Ellipse(), chunk: in
     out = []
     for start in range(0, len(queries), chunk):
         q = queries[start:start + chunk]
-        r = P[None, :pool, :] - P[q, None, :]  # nq x N x 2
-        r -= np.rint((r @ per) / per2)[..., None] * per
+        r0 = P[None, :pool, :] - P[q, None, :]  # nq x N x 2
+        r0 -= np.rint((r0 @ per) / per2)[..., None] * per
         u0 = U[q]
         speed = np.linalg.norm(u0, axis=1)
+        a, b, shift = (v[:, None] for v in ellipse.axes(speed))  # nq x 1 each
         e = np.where(speed[:, None] > 0, u0 / np.where(speed > 0, speed, 1.0)[:, None], 0.0)
-        along = np.einsum("qnd,qd->qn", r, e)
-        across2 = np.einsum("qnd,qnd->qn", r, r) - along ** 2
-        inside = (((along + ellipse.shift * ellipse.a) / ellipse.a) ** 2
-                  + across2 / ellipse.b ** 2 <= 1)
-        # a stagnant query point (u = 0) has no direction: a disc of radius b around it
-        inside[speed == 0] = (np.einsum("qnd,qnd->qn", r, r) <= ellipse.b ** 2)[speed == 0]
-        own = q < pool
-        inside[np.arange(len(q))[own], q[own]] = False
-        for k in range(len(q)):
-            idx = np.flatnonzero(inside[k])
-            out.append((idx, r[k, idx]))
+        found = [[] for _ in q]
+        for m in (0, -1, 1):
+            r = r0 + m * per
+            along = np.einsum("qnd,qd->qn", r, e)
+            rr = np.einsum("qnd,qnd->qn", r, r)
+            rho = ((along + shift * a) / a) ** 2 + (rr - along ** 2) / b ** 2
+            # a stagnant query point (u = 0) has no direction: a disc of radius b around it
+            rho = np.where(speed[:, None] == 0, rr / b ** 2, rho)
+            if m == 0:
+                own = q < pool
+                rho[np.arange(len(q))[own], q[own]] = np.inf
+            for k in range(len(q)):
+                idx = np.flatnonzero(rho[k] <= 1)
+                found[k].append((idx, r[k, idx], rho[k, idx]))
+        for parts in found:
+            idx = np.concatenate([p[0] for p in parts])
+            rel = np.concatenate([p[1] for p in parts])
+            order = np.lexsort((idx, np.concatenate([p[2] for p in parts])))
+            out.append((idx[order], rel[order]))
     return out
 
 
-def build_clouds(ps: PointSet, queries, n: int, ellipse: Ellipse = Ellipse(), seed: int = 0,
-                 members=None):
+SELECTIONS = ("random", "nearest")
+
+
+def build_clouds(ps: PointSet, queries, n: int, ellipse=Ellipse(), seed: int = 0,
+                 members=None, *, selection: str = "random", replace: bool = False,
+                 draw: int = 0):
     """VCNN clouds of (up to) n points for the query points; returns (clouds, targets).
 
-    Each cloud is the query point (relative position 0) plus n − 1 points drawn
-    without replacement from those inside its ellipse (all of them if fewer);
-    the draw for query q uses the generator ``default_rng((seed, q))``, so it
-    does not depend on the frame or on which other queries are built.
-    Features: ``positions`` x_i − x_0 (n, 2), ``vectors`` u_i (n, 1, 2),
+    Each cloud is the query point (relative position 0) plus n − 1 of the points
+    inside its ellipse (:func:`cloud_members`).  ``selection``:
+
+    * ``"random"``: drawn without replacement; the draw for query q uses the
+      generator ``default_rng((seed, q))`` (``(seed, q, draw)`` for ``draw > 0``: other
+      draws to average over), so it does not depend on the frame or on which other
+      queries are built;
+    * ``"nearest"``: the n − 1 nearest in the ellipse's normalised radius, no draw at
+      all (a deterministic stencil: neighbouring query points share most of it).
+
+    Where fewer than n − 1 points are inside: all of them, or with ``replace=True``
+    (the paper's fixed n) topped up to n − 1 by drawing with replacement (random) or
+    repeating the nearest in order (nearest); the query point itself stands in for an
+    empty ellipse.  Features: ``positions`` x_i − x_0 (n, 2), ``vectors`` u_i (n, 1, 2),
     ``scalars`` production s_i (n, 1).  Targets: c at the query points.
     """
     if int(n) != n or n < 1:
         raise ValueError(f"cloud size n must be a positive integer, got {n!r}")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     queries = np.asarray(queries, dtype=np.int64)
     if members is None and n == 1:
         members = [(np.zeros(0, np.int64), np.zeros((0, 2)))] * len(queries)
@@ -169,9 +239,19 @@ def build_clouds(ps: PointSet, queries, n: int, ellipse: Ellipse = Ellipse(), se
         members = cloud_members(ps, queries, ellipse)
     clouds = []
     for q, (idx, rel) in zip(queries, members):
-        if n - 1 < len(idx):
-            pick = np.sort(np.random.default_rng((seed, int(q))).choice(len(idx), n - 1,
-                                                                        replace=False))
+        m = n - 1
+        if m > 0 and len(idx) == 0 and replace:
+            idx, rel = np.array([q]), np.zeros((1, 2))
+        if m < len(idx) or (replace and m > len(idx)):
+            if selection == "nearest":
+                pick = np.resize(np.arange(len(idx)), m)
+            else:
+                rng = np.random.default_rng((seed, int(q)) if draw == 0 else (seed, int(q), draw))
+                if m < len(idx):
+                    pick = np.sort(rng.choice(len(idx), m, replace=False))
+                else:
+                    pick = np.concatenate([np.arange(len(idx)),
+                                           rng.choice(len(idx), m - len(idx), replace=True)])
             idx, rel = idx[pick], rel[pick]
         sel = np.concatenate([[q], idx])
         clouds.append({"positions": np.vstack([np.zeros((1, 2)), rel]),

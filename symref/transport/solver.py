@@ -25,20 +25,35 @@ from symref.transport.flow import (Flow, Grid, HillChannel, advection_operator, 
 # ----------------------------------------------------------------------------- transport
 @dataclass(frozen=True)
 class Reaction:
-    r""":math:`S(c) = s(x) - k_1 c - k_2 c^2` with production :math:`s = \beta|\nabla u|_F^2`."""
+    r""":math:`S(c) = s(x) - k_1 c - k_2 c^2` with a production s from the velocity gradient.
+
+    ``production="gradient"``: :math:`s = \beta|\nabla u|_F^2`.
+    ``production="strain"``: :math:`s = \beta\max(|S|_F^2 - |\Omega|_F^2, 0)` with
+    :math:`S, \Omega` the symmetric and antisymmetric parts of :math:`\nabla u` (the
+    Okubo–Weiss parameter: produced where the flow is strained more than rotated, at
+    the crest, the separation and the reattachment, not in the shear of every wall
+    layer, where :math:`|S| = |\Omega|`).  For a potential flow (:math:`\Omega = 0`) the two
+    are the same.  :math:`|S|^2 - |\Omega|^2 = \sum_{ab} \partial_b u_a\,\partial_a u_b`.
+    """
 
     beta: float = 0.002
     k1: float = 6.0
     k2: float = 20.0
+    production_kind: str = "gradient"
 
     def __post_init__(self):
         for name in ("beta", "k1", "k2"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"Reaction.{name} must be a non-negative number, got {v!r}")
+        if self.production_kind not in ("gradient", "strain"):
+            raise ValueError(f"Reaction.production_kind must be 'gradient' or 'strain', got "
+                             f"{self.production_kind!r}")
 
     def production(self, grad: np.ndarray) -> np.ndarray:
-        """s = β Σ_ab (∂u_a/∂x_b)² from a velocity gradient (..., 2, 2)."""
+        """s from a velocity gradient (..., 2, 2), ``grad[..., a, b] = ∂u_a/∂x_b``."""
+        if self.production_kind == "strain":
+            return self.beta * np.maximum(np.einsum("...ab,...ba->...", grad, grad), 0.0)
         return self.beta * np.einsum("...ab,...ab->...", grad, grad)
 
     def source(self, c, s):

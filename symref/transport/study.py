@@ -12,14 +12,15 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from symref.transport.clouds import (Ellipse, PointSet, build_clouds, cloud_members, interpolate,
-                                     point_set)
+from symref.transport.clouds import (SELECTIONS, CoefficientEllipse, Ellipse, PointSet,
+                                     build_clouds, cloud_members, interpolate, point_set)
 from symref.transport.flow import Grid, HillChannel, solve_flow
+from symref.transport.navier_stokes import richardson, solve_navier_stokes, verify_navier_stokes
 from symref.transport.solver import Reaction, TransportSolution, _say, solve_transport, verify
 
 
@@ -27,13 +28,24 @@ from symref.transport.solver import Reaction, TransportSolution, _say, solve_tra
 class StudyConfig:
     """Settings of the cloud-size study (defaults: the full study, ~20 min on 2 cores).
 
+    The flow: ``flow="navier_stokes"`` (steady viscous flow at ``reynolds``, with its
+    recirculation bubble) or ``"potential"``; the hills: ``shape="benchmark"`` (the
+    periodic-hill benchmark's hill, ``alpha`` its width factor) or ``"cosine"``
+    (``alpha`` the steepness).  The clouds: ``cloud="coefficients"`` (the VCNN paper's
+    construction: ellipse sized by the diffusivity, the reaction rate k1 and the local
+    speed, ``cloud_upstream`` and ``cloud_spread`` its factors, fixed n with
+    replacement) or ``"upstream"`` (the fixed ``ellipse``); ``selection="nearest"``
+    (deterministic) or ``"random"`` (``draws`` seeded draws whose predictions are
+    averaged).
     Train on ``train_alphas``, test on ``test_alphas`` (unseen: inside the
     training range = interpolation, outside = extrapolation).  For every seed a
     new random point set per geometry (``n_points`` points), new query points
     and a new network initialisation.  Grid check: the trained models are also
     tested on point sets of ``grid_check_points`` points drawn with other seeds.
     Production enters the clouds as ``log(1 + s/s_ref)`` (s spans orders of
-    magnitude over the family).
+    magnitude over the family); the default reaction produces where the flow is
+    strained (``production_kind="strain"``: β|∇u|² would put most of it in the shear of
+    the wall layers, where c is then a local function of the flow).
     """
 
     train_alphas: tuple = (0.7, 0.9, 1.1, 1.3, 1.5)
@@ -41,7 +53,16 @@ class StudyConfig:
     nx: int = 144
     ny: int = 48
     flux: float = 30.0
-    reaction: Reaction = field(default_factory=Reaction)
+    flow: str = "navier_stokes"
+    reynolds: float = 100.0
+    shape: str = "benchmark"
+    cloud: str = "coefficients"
+    cloud_upstream: float = 1.0
+    cloud_spread: float = 2.0
+    selection: str = "nearest"
+    draws: int = 1
+    reaction: Reaction = field(default_factory=lambda: Reaction(beta=0.03, k1=10.0, k2=30.0,
+                                                                production_kind="strain"))
     n_points: int = 4000
     grid_check_points: int = 6000
     train_queries: int = 500
@@ -59,14 +80,64 @@ class StudyConfig:
 
     @classmethod
     def quick(cls) -> "StudyConfig":
-        """A small version (well under 2 minutes) for tests and a first look."""
-        return cls(train_alphas=(0.9, 1.2), test_alphas=(1.05, 1.4), nx=96, ny=32,
-                   n_points=2500, grid_check_points=3500, train_queries=120, test_queries=150,
-                   maxiter=40, embedding=(8, 16, 16), fitting=(32, 32))
+        """A small version (under a minute on 2 cores) for tests and a first look."""
+        return cls(train_alphas=(0.8, 1.0, 1.2), test_alphas=(1.1, 1.4), nx=96, ny=32,
+                   n_points=2500, grid_check_points=3500, train_queries=200, test_queries=200,
+                   maxiter=100, embedding=(8, 16, 16), fitting=(32, 32))
+
+    def __post_init__(self):
+        for name, allowed in (("flow", ("navier_stokes", "potential")),
+                              ("shape", ("benchmark", "cosine")),
+                              ("cloud", ("coefficients", "upstream")),
+                              ("selection", SELECTIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"StudyConfig.{name} must be one of {allowed}, got "
+                                 f"{getattr(self, name)!r}")
+        if int(self.draws) != self.draws or self.draws < 1:
+            raise ValueError(f"StudyConfig.draws must be a positive integer, got {self.draws!r}")
+        if self.draws > 1 and self.selection != "random":
+            raise ValueError("StudyConfig.draws > 1 averages random draws: it needs "
+                             "selection='random'")
+
+    def geometry(self, alpha: float) -> HillChannel:
+        """The member ``alpha`` of the configured hill family."""
+        return HillChannel.benchmark(alpha) if self.shape == "benchmark" else HillChannel(alpha)
+
+    def region(self):
+        """The cloud region: the paper's coefficient ellipse or the fixed one."""
+        if self.cloud == "coefficients":
+            return CoefficientEllipse(1.0, self.reaction.k1, self.cloud_upstream,
+                                      self.cloud_spread)
+        return self.ellipse
 
     def to_dict(self) -> dict:
         d = asdict(self)
         return json.loads(json.dumps(d))
+
+
+def _verify_viscous(cfg: StudyConfig, verbose) -> dict:
+    """Manufactured-solution orders of the Navier–Stokes solver, and the separation and
+    reattachment points of the middle training geometry on three grids (Richardson)."""
+    ns = verify_navier_stokes((24, 48, 96), flux=cfg.flux, reynolds=cfg.reynolds)
+    _say(verbose, "verify: Navier-Stokes observed orders (RMS) "
+         + ", ".join(f"{k} {min(ns[k]['order_rms']):.2f}" for k in ("psi", "omega", "u", "v")))
+    alpha = sorted(cfg.train_alphas)[len(cfg.train_alphas) // 2]
+    grids = [(cfg.nx // 2, cfg.ny // 2), (cfg.nx, cfg.ny), (2 * cfg.nx, 2 * cfg.ny)]
+    pts = []
+    for nx, ny in grids:
+        f = solve_navier_stokes(cfg.geometry(alpha), nx, ny, cfg.flux, cfg.reynolds)
+        pts.append((f.separation, f.reattachment))
+    bubble = {"alpha": alpha, "grids": grids, "separation": [p[0] for p in pts],
+              "reattachment": [p[1] for p in pts]}
+    if all(len(p[0]) == 1 and len(p[1]) == 1 for p in pts):
+        for key in ("separation", "reattachment"):
+            bubble[f"{key}_richardson"] = richardson([v[0] for v in bubble[key]])
+        _say(verbose, f"verify: alpha = {alpha:g}, Re_H = {cfg.reynolds:g}: separation "
+             f"{pts[-1][0][0]:.3f}, reattachment {pts[-1][1][0]:.3f} (change between the two "
+             f"finest grids {bubble['separation_richardson']['change_finest']:.1%}, "
+             f"{bubble['reattachment_richardson']['change_finest']:.1%})")
+    ns["bubble"] = bubble
+    return ns
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -88,7 +159,10 @@ def _atomic_npz(path: Path, **arrays) -> None:
 
 def solve_member(alpha: float, cfg: StudyConfig) -> TransportSolution:
     """Flow and transport of one member of the family on the study's grid."""
-    flow = solve_flow(HillChannel(alpha), cfg.nx, cfg.ny, cfg.flux)
+    if cfg.flow == "navier_stokes":
+        flow = solve_navier_stokes(cfg.geometry(alpha), cfg.nx, cfg.ny, cfg.flux, cfg.reynolds)
+    else:
+        flow = solve_flow(cfg.geometry(alpha), cfg.nx, cfg.ny, cfg.flux)
     return solve_transport(flow, cfg.reaction)
 
 
@@ -114,8 +188,10 @@ def _member_data(out: Path, alpha: float, cfg: StudyConfig, n_points: int, seed:
 
 
 def _features(ps: PointSet, cfg: StudyConfig) -> PointSet:
-    return PointSet(ps.positions, ps.velocity, np.log1p(ps.production / cfg.s_ref), ps.c,
-                    ps.period)
+    """Production as log(1 + s/s_ref); s clipped at 0 first (the linear extrapolation of
+    :func:`interpolate` in the half cell next to a wall can undershoot a steep wall layer)."""
+    return PointSet(ps.positions, ps.velocity,
+                    np.log1p(np.maximum(ps.production, 0.0) / cfg.s_ref), ps.c, ps.period)
 
 
 def _member_seed(seed: int, alpha: float) -> int:
@@ -130,8 +206,22 @@ def _queries(n_total: int, n_queries: int, seed: int, alpha: float) -> np.ndarra
     return np.sort(rng.choice(n_total, size=min(n_queries, n_total), replace=False))
 
 
-def _clouds(ps: PointSet, queries, n: int, cfg: StudyConfig, seed: int, members=None):
-    return build_clouds(_features(ps, cfg), queries, n, cfg.ellipse, seed=seed, members=members)
+def _clouds(ps: PointSet, queries, n: int, cfg: StudyConfig, seed: int, members=None,
+            draw: int = 0):
+    return build_clouds(_features(ps, cfg), queries, n, cfg.region(), seed=seed, members=members,
+                        selection=cfg.selection, replace=cfg.cloud == "coefficients", draw=draw)
+
+
+def _predict(net, ps: PointSet, queries, n: int, cfg: StudyConfig, seed: int, members=None):
+    """Predictions at the query points and their targets; with ``cfg.draws > 1`` the mean
+    over that many seeded cloud draws (the members are found once)."""
+    if members is None and n > 1:
+        members = cloud_members(ps, queries, cfg.region())
+    preds = []
+    for draw in range(cfg.draws if n > 1 else 1):
+        c, y = _clouds(ps, queries, n, cfg, seed, members, draw)
+        preds.append(net.predict(c).ravel())
+    return np.mean(preds, axis=0), y
 
 
 def rel_l2(pred, true) -> float:
@@ -175,8 +265,7 @@ def _train_one_inner(out, cfg_dict, n, seed, verbose):
                                  ("grid_check", cfg.grid_check_points, 1000 + seed)):
             ps = _load_points(out, alpha, npts, pseed)
             q = _queries(len(ps.c), cfg.test_queries, pseed, alpha)
-            c, y = _clouds(ps, q, n, cfg, _member_seed(pseed, alpha))
-            pred = net.predict(c).ravel()
+            pred, y = _predict(net, ps, q, n, cfg, _member_seed(pseed, alpha))
             res[key][f"{alpha:g}"] = {"error": rel_l2(pred, y),
                                       "sq_err": float(((pred - y) ** 2).sum()),
                                       "sq_true": float((y ** 2).sum())}
@@ -196,6 +285,10 @@ def _config_from_dict(d: dict) -> StudyConfig:
     d = dict(d)
     d["reaction"] = Reaction(**d["reaction"])
     d["ellipse"] = Ellipse(**d["ellipse"])
+    d.setdefault("flow", "potential")  # studies written before the viscous flow
+    d.setdefault("shape", "cosine")
+    d.setdefault("cloud", "upstream")
+    d.setdefault("selection", "random")
     for k in ("train_alphas", "test_alphas", "sizes", "seeds", "embedding", "fitting"):
         d[k] = tuple(d[k])
     return StudyConfig(**d)
@@ -210,10 +303,9 @@ def _rotation(theta: float, reflect: bool = True) -> np.ndarray:
 def frame_check(net, ps: PointSet, queries, n: int, cfg: StudyConfig, seed: int) -> float:
     """max |f(clouds of R·problem + t) − f(clouds)| / max |f(clouds)| for a rotation
     by ``cfg.rotation`` combined with a reflection and a translation."""
-    c0, _ = _clouds(ps, queries, n, cfg, seed)
+    p0, _ = _predict(net, ps, queries, n, cfg, seed)
     ps2 = ps.transformed(_rotation(cfg.rotation), shift=(3.7, -11.2))
-    c1, _ = _clouds(ps2, queries, n, cfg, seed)
-    p0, p1 = net.predict(c0).ravel(), net.predict(c1).ravel()
+    p1, _ = _predict(net, ps2, queries, n, cfg, seed)
     return float(np.abs(p1 - p0).max() / np.abs(p0).max())
 
 
@@ -255,6 +347,8 @@ def run_study(out, cfg: StudyConfig | None = None, *, jobs: int | None = None, v
         _say(verbose, "[1/5] verifying the solvers with manufactured solutions")
         levels = (24, 48, 96) if cfg.nx < 144 else (24, 48, 96, 192)
         ver = verify(levels, flux=cfg.flux, reaction=cfg.reaction, verbose=verbose)
+        if cfg.flow == "navier_stokes":
+            ver["navier_stokes"] = _verify_viscous(cfg, verbose)
         _atomic_json(vpath, ver)
 
     # 2. data
@@ -324,23 +418,29 @@ def run_study(out, cfg: StudyConfig | None = None, *, jobs: int | None = None, v
             for n in cfg.sizes}
     cs = _member_seed(seed0, a_show)  # the cloud draws of the test evaluation
     frame = {str(n): frame_check(nets[n], ps_show, q_show[:200], n, cfg, cs) for n in cfg.sizes}
+    lines = _line_predictions(out, cfg, nets, a_show, ps_show, cs)
+    line_summary = {f"{x:g}": {"error": {str(n): e for n, e in ln["error"].items()},
+                               "roughness": {str(n): t for n, t in ln["roughness"].items()}}
+                    for x, ln in lines.items()}
     nmax = max(cfg.sizes)
     adapt = {}
     for n in cfg.sizes:
-        c, y = _clouds(ps_show, q_show, n, cfg, cs)
-        adapt[str(n)] = rel_l2(nets[nmax].predict(c), y)
+        pred, y = _predict(nets[nmax], ps_show, q_show, n, cfg, cs)
+        adapt[str(n)] = rel_l2(pred, y)
 
     # 5. summary and figures
     summary = _summarise(cfg, results)
     summary.update({"verify": {k: ver[k] for k in ("levels", "transport", "poisson",
-                                                   "flow_divergence")},
+                                                   "flow_divergence", "navier_stokes")
+                               if k in ver},
                     "solutions": balance, "frame_check_max_rel": frame,
                     "adaptivity": {"alpha": a_show, "net_n": nmax, "error_by_cloud_size": adapt},
+                    "lines": line_summary,
                     "jobs": jobs, "elapsed_seconds": time.perf_counter() - t_start})
     _atomic_json(out / "study.json", summary)
     if plots:
         _say(verbose, "[5/5] figures")
-        _plots(out, cfg, summary, nets, a_show, ps_show, q_show, cs, ver)
+        _plots(out, cfg, summary, nets, a_show, ps_show, q_show, cs, ver, lines)
     _say(verbose, format_summary(summary))
     return summary
 
@@ -391,6 +491,10 @@ def format_summary(summary: dict) -> str:
                      f"{row['train_error']:7.3f}")
     r = summary["local_over_nonlocal"]
     lines.append("local / nonlocal error ratio: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()))
+    for x, ln in summary.get("lines", {}).items():
+        lines.append(f"line x = {x}: error / roughness "
+                     + ", ".join(f"n={n}: {ln['error'][n]:.3f} / {ln['roughness'][n]:.1f}"
+                                 for n in ln["error"]))
     if "frame_check_max_rel" in summary:
         changes = summary["frame_check_max_rel"].items()
         lines.append("rotated + reflected problem, max relative change of predictions: "
@@ -398,7 +502,43 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _plots(out: Path, cfg: StudyConfig, summary, nets, a_show, ps_show, q_show, seed, ver):
+def _line_predictions(out: Path, cfg: StudyConfig, nets, a_show, ps_show, seed) -> dict:
+    """Ground truth and every net's predictions along vertical lines through the bubble
+    (x = ``line_x`` and ``line_x + 2.5``), with the clouds drawn from the test point set;
+    per line and n the relative L2 error and the roughness
+    RMS(Δ²prediction)/RMS(Δ²truth) of the second differences along the line (about 1
+    for a curve as smooth as the truth, whatever its error; the point-to-point noise of
+    per-point cloud draws puts it far above)."""
+    geom = cfg.geometry(a_show)
+    grid = Grid(geom, cfg.nx, cfg.ny)
+    with np.load(out / "data" / f"alpha{a_show:g}_field.npz") as z:
+        fields = np.concatenate([z["velocity"], z["production"][..., None], z["c"][..., None]],
+                                axis=-1)
+    N = len(ps_show.c)
+    res = {}
+    for x in (cfg.line_x, cfg.line_x + 2.5):
+        lp = _line_points(geom, x)
+        v = interpolate(grid, fields, lp[:, 0], lp[:, 1])
+        aug = PointSet(np.vstack([ps_show.positions, lp]), np.vstack([ps_show.velocity, v[:, :2]]),
+                       np.concatenate([ps_show.production, v[:, 2]]),
+                       np.concatenate([ps_show.c, v[:, 3]]), ps_show.period)
+        lq = np.arange(N, N + len(lp))
+        mem = cloud_members(aug, lq, cfg.region(), pool=N)
+        rough = np.sqrt(np.mean(np.diff(v[:, 3], 2) ** 2))
+        ln = {"y": lp[:, 1], "truth": v[:, 3], "pred": {}, "error": {}, "roughness": {},
+              "reversed": lp[np.flatnonzero(v[:, 0] < 0).max(), 1] if v[:, 0].min() < 0
+              else None}
+        for n in sorted(nets):
+            pred, _ = _predict(nets[n], aug, lq, n, cfg, seed, members=mem if n > 1 else None)
+            ln["pred"][n] = pred
+            ln["error"][n] = rel_l2(pred, v[:, 3])
+            ln["roughness"][n] = float(np.sqrt(np.mean(np.diff(pred, 2) ** 2)) / rough)
+        res[float(x)] = ln
+    return res
+
+
+def _plots(out: Path, cfg: StudyConfig, summary, nets, a_show, ps_show, q_show, seed, ver,
+           lines):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -420,6 +560,12 @@ def _plots(out: Path, cfg: StudyConfig, summary, nets, a_show, ps_show, q_show, 
                          ("poisson", "stream function (Laplace)", "s")):
         ax.loglog(h, ver[key]["l2"], m + "-", label=f"{name}: order "
                   f"{ver[key]['order_l2'][-1]:.2f}")
+    if "navier_stokes" in ver:
+        ns = ver["navier_stokes"]
+        hn = np.array([1.0 / nx for nx, _ in ns["levels"]]) * HillChannel().length
+        for key, m in (("omega", "^"), ("u", "v")):
+            ax.loglog(hn, ns[key]["rms"], m + "--", label=f"Navier-Stokes {key} (Re_H "
+                      f"{cfg.reynolds:g}): order {ns[key]['order_rms'][-1]:.2f}")
     ax.loglog(h, ver["transport"]["l2"][0] * (h / h[0]) ** 2, "k:", label="slope 2")
     ax.set_xlabel("cell length along the channel, dξ (hill heights)")
     ax.set_ylabel("L2 error vs manufactured solution")
@@ -429,33 +575,24 @@ def _plots(out: Path, cfg: StudyConfig, summary, nets, a_show, ps_show, q_show, 
     save(fig, "convergence.png")
 
     # fields of the shown geometry
-    geom = HillChannel(a_show)
+    geom = cfg.geometry(a_show)
     grid = Grid(geom, cfg.nx, cfg.ny)
     with np.load(out / "data" / f"alpha{a_show:g}_field.npz") as z:
-        c_f, s_f, u_f = z["c"], z["production"], z["velocity"]
-    fields = np.concatenate([u_f, s_f[..., None], c_f[..., None]], axis=-1)
+        c_f = z["c"]
 
     # ground truth and the three closures along vertical lines (the seed's figure)
-    xs = (cfg.line_x, cfg.line_x + 2.5)
-    fig, axes = plt.subplots(1, len(xs), figsize=(5 * len(xs), 4), sharey=False)
-    for ax, x in zip(np.atleast_1d(axes), xs):
-        lp = _line_points(geom, x)
-        v = interpolate(grid, fields, lp[:, 0], lp[:, 1])
-        N = len(ps_show.c)
-        aug = PointSet(np.vstack([ps_show.positions, lp]), np.vstack([ps_show.velocity, v[:, :2]]),
-                       np.concatenate([ps_show.production, v[:, 2]]),
-                       np.concatenate([ps_show.c, v[:, 3]]), ps_show.period)
-        lq = np.arange(N, N + len(lp))
-        mem = cloud_members(aug, lq, cfg.ellipse, pool=N)
-        ax.plot(v[:, 3], lp[:, 1], "k-", lw=2.5, label="ground truth (finite volumes)")
+    fig, axes = plt.subplots(1, len(lines), figsize=(5 * len(lines), 4), sharey=False)
+    for ax, (x, ln) in zip(np.atleast_1d(axes), lines.items()):
+        ax.plot(ln["truth"], ln["y"], "k-", lw=2.5, label="ground truth (finite volumes)")
         for n in sorted(nets):
-            c, _ = _clouds(aug, lq, n, cfg, seed, members=mem if n > 1 else None)
-            ax.plot(nets[n].predict(c).ravel(), lp[:, 1], "--", color=colors.get(n),
-                    label=label.get(n, f"n = {n}"))
+            ax.plot(ln["pred"][n], ln["y"], "--", color=colors.get(n),
+                    label=f"{label.get(n, f'n = {n}')}: roughness {ln['roughness'][n]:.1f}")
+        if ln["reversed"] is not None:  # the reversed flow under the bubble
+            ax.axhspan(ln["y"][0], ln["reversed"], color="0.9", label="reversed flow (u < 0)")
         ax.set_xlabel("concentration c (dimensionless)")
         ax.set_ylabel("height y (hill heights)")
         ax.set_title(f"alpha = {a_show:g} (unseen), line x = {x:g}")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     save(fig, "line.png")
 
@@ -470,8 +607,7 @@ def _plots(out: Path, cfg: StudyConfig, summary, nets, a_show, ps_show, q_show, 
     pts = ps_show.positions[q_show]
     errs, rel = {}, {}
     for n in ns:
-        c, y = _clouds(ps_show, q_show, n, cfg, seed)
-        pred = nets[n].predict(c).ravel()
+        pred, y = _predict(nets[n], ps_show, q_show, n, cfg, seed)
         errs[n], rel[n] = np.abs(pred - y), rel_l2(pred, y)
     vmax = max(e.max() for e in errs.values())
     for ax, n in zip(axes[1:], ns):
@@ -524,6 +660,9 @@ def cli(args) -> int:
               f"{res['poisson']['order_l2']}; written {out / 'verify.json'}")
         return 0
     cfg = StudyConfig.quick() if args.quick else StudyConfig()
+    opts = {k: getattr(args, k) for k in ("flow", "shape", "cloud", "selection", "draws")
+            if getattr(args, k, None) is not None}
+    cfg = replace(cfg, **opts)
     try:
         run_study(args.out, cfg, jobs=args.jobs, plots=not args.no_plots)
     except KeyboardInterrupt:
