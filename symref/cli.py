@@ -364,7 +364,7 @@ def main(argv=None) -> int:
     tr.add_argument("--cloud", choices=("coefficients", "upstream"), default="coefficients",
                     help="cloud region: the VCNN paper's ellipse sized by the equation's "
                          "coefficients (default) or a fixed upstream ellipse")
-    tr.add_argument("--selection", choices=("nearest", "random"), default="nearest",
+    tr.add_argument("--selection", choices=("nearest", "random", "stencil"), default="nearest",
                     help="cloud points: the nearest in the ellipse (default, deterministic) or "
                          "seeded random draws")
     tr.add_argument("--draws", type=int, default=1,

@@ -247,6 +247,57 @@ def test_paper_clouds_are_frame_independent(solved):
             np.testing.assert_allclose(a["vectors"] @ R.T, b["vectors"], atol=1e-12)
 
 
+def test_stencil_is_symmetric_continuous_and_frame_independent(solved):
+    """The stencil: m points in the unit disc, mirror-symmetric; stencil clouds of the
+    rotated, reflected, shifted problem are the rotated clouds (as sets: a reflection swaps
+    mirror pairs) and a VCNN predicts the same to round-off; moving the query point by δ
+    moves every cloud point and field continuously (O(δ)), and points below the wall are
+    moved onto it."""
+    import symref
+    from scipy.spatial.distance import cdist
+
+    for m in (1, 24, 149):
+        off = tr.stencil_offsets(m)
+        assert off.shape == (m, 2) and np.all(np.hypot(*off.T) <= 1 + 1e-15)
+        mirrored = off * [1.0, -1.0]
+        assert cdist(off, mirrored).min(axis=1).max() < 1e-15
+    ps = tr.point_set(solved, 500, seed=8)
+    q = np.arange(0, 500, 25)
+    R, ps2 = _rotated(ps)
+    ell = tr.CoefficientEllipse(rate=6.0)
+    c1, _ = tr.build_clouds(ps, q, 150, ell, selection="stencil")
+    c2, _ = tr.build_clouds(ps2, q, 150, ell, selection="stencil")
+    for a, b in zip(c1, c2):
+        assert len(a["positions"]) == 150
+        d = cdist(a["positions"] @ R.T, b["positions"])
+        k = d.argmin(axis=1)
+        assert d.min(axis=1).max() < 1e-12
+        np.testing.assert_allclose(a["vectors"][:, 0] @ R.T, b["vectors"][k, 0], atol=1e-12)
+        np.testing.assert_allclose(a["scalars"], b["scalars"][k], atol=1e-14)
+    net = symref.VectorCloudNet("scalar", embedding=(8, 16), axis_neuron=2, fitting=(16,),
+                                maxiter=5, verbose=False, seed=1)
+    net.fit(c1, ps.c[q])
+    p1, p2 = net.predict(c1).ravel(), net.predict(c2).ravel()
+    assert np.abs(p2 - p1).max() <= 1e-12 * np.abs(p1).max()
+    # continuity: the same query moved by δ
+    delta = 1e-7
+    moved = tr.PointSet(ps.positions + [delta, 0.0], ps.velocity, ps.production, ps.c,
+                        ps.period, ps.sampler)
+    c3, _ = tr.build_clouds(moved, q, 150, ell, selection="stencil")
+    for a, b in zip(c1, c3):
+        assert np.abs(a["positions"] - b["positions"]).max() < 1e3 * delta
+    # near the wall: stencil points below it are moved onto the wall (η = 0)
+    geom = solved.flow.grid.geom
+    low = np.flatnonzero(ps.positions[:, 1] - geom.wall(ps.positions[:, 0])[0] < 0.05)[:5]
+    c4, _ = tr.build_clouds(ps, low, 150, ell, selection="stencil")
+    for x, q0 in zip(c4, low):
+        pts = x["positions"] + ps.positions[q0]
+        assert np.all(pts[:, 1] >= geom.wall(pts[:, 0])[0] - 1e-12)
+    with pytest.raises(ValueError, match="sampler"):
+        tr.build_clouds(tr.PointSet(ps.positions, ps.velocity, ps.production, ps.c, ps.period),
+                        q, 10, selection="stencil")
+
+
 def test_study_config_refuses_unknown_choices():
     for kw, word in (({"flow": "stokes"}, "flow"), ({"shape": "box"}, "shape"),
                      ({"cloud": "disc"}, "cloud"), ({"selection": "all"}, "selection"),

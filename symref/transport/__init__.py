@@ -40,8 +40,8 @@ thread per training process).  Never ``symref.train``.
 Every public name is re-exported here: ``symref.transport.X`` works for all of them.
 """
 from symref.transport.clouds import (SELECTIONS, CoefficientEllipse, Ellipse, PointSet,
-                                     build_clouds, cloud_members, interpolate, point_set,
-                                     sample_points)
+                                     build_clouds, cloud_members, grid_sampler, interpolate,
+                                     point_set, sample_points, stencil_offsets)
 from symref.transport.flow import (Flow, Grid, HillChannel, advection_operator, diffusion_operator,
                                    discrete_divergence, solve_flow, solve_poisson_vertices,
                                    velocity_from_psi)
@@ -61,7 +61,7 @@ __all__ = [
     "Reaction", "TransportSolution", "solve_transport", "manufactured", "observed_orders",
     "verify",
     "interpolate", "sample_points", "PointSet", "point_set", "Ellipse", "CoefficientEllipse",
-    "cloud_members", "SELECTIONS",
+    "cloud_members", "SELECTIONS", "grid_sampler", "stencil_offsets",
     "build_clouds",
     "StudyConfig", "solve_member", "rel_l2", "frame_check", "run_study", "format_summary", "cli",
 ]

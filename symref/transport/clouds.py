@@ -21,6 +21,7 @@ the new frame and the same predictions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -76,7 +77,10 @@ class PointSet:
     """Points of one flow with the fields attached to them (any frame).
 
     positions (N, 2), velocity (N, 2) and the period vector (2,) rotate with the
-    frame; production (N,) and c (N,) are scalars.
+    frame; production (N,) and c (N,) are scalars.  ``sampler`` (optional, for the
+    stencil clouds): ``sampler(points (m, 2)) -> (points moved into the fluid (m, 2),
+    velocity (m, 2), production (m,))`` at any points of the same frame
+    (:func:`grid_sampler`).
     """
 
     positions: np.ndarray
@@ -84,12 +88,51 @@ class PointSet:
     production: np.ndarray
     c: np.ndarray
     period: np.ndarray
+    sampler: Callable | None = None
 
     def transformed(self, R: np.ndarray, shift=(0.0, 0.0)) -> "PointSet":
         """The same problem in another frame: x -> R x + shift, u -> R u (R orthogonal)."""
         R = np.asarray(R, dtype=np.float64)
-        return PointSet(self.positions @ R.T + np.asarray(shift), self.velocity @ R.T,
-                        self.production.copy(), self.c.copy(), R @ self.period)
+        t = np.asarray(shift, dtype=np.float64)
+        sampler = None
+        if self.sampler is not None:
+            inner = self.sampler
+
+            def sampler(points):  # the original frame's sampler, seen from the new one
+                q, u, s = inner((np.asarray(points) - t) @ R)
+                return q @ R.T + t, u @ R.T, s
+        return PointSet(self.positions @ R.T + t, self.velocity @ R.T,
+                        self.production.copy(), self.c.copy(), R @ self.period, sampler)
+
+    def with_production(self, f: Callable) -> "PointSet":
+        """The same points with production replaced by f(production), the sampler's too."""
+        sampler = None
+        if self.sampler is not None:
+            inner = self.sampler
+
+            def sampler(points):
+                q, u, s = inner(points)
+                return q, u, f(s)
+        return PointSet(self.positions, self.velocity, f(self.production), self.c, self.period,
+                        sampler)
+
+
+def grid_sampler(grid: Grid, velocity: np.ndarray, production: np.ndarray) -> Callable:
+    """Fields of a solved problem at any points: points outside the fluid are first moved
+    into it along the grid line ξ = x (η clipped to [0, 1]: onto the wall below or
+    above), so the sampled fields are continuous in the points; x is periodic."""
+    fields = np.concatenate([velocity, production[..., None]], axis=-1)
+
+    def sampler(points):
+        points = np.asarray(points, dtype=np.float64)
+        x = points[..., 0]
+        _, eta = grid.geom.to_computational(x, points[..., 1])
+        h, _ = grid.geom.wall(np.mod(x, grid.geom.length))
+        y = h + np.clip(eta, 0.0, 1.0) * (grid.geom.height - h)
+        v = interpolate(grid, fields, x, y)
+        return np.stack([x, y], axis=-1), v[..., :2], v[..., 2]
+
+    return sampler
 
 
 def point_set(sol: TransportSolution, n_points: int, seed: int = 0) -> PointSet:
@@ -99,7 +142,8 @@ def point_set(sol: TransportSolution, n_points: int, seed: int = 0) -> PointSet:
     fields = np.concatenate([sol.flow.velocity, sol.production[..., None], sol.c[..., None]],
                             axis=-1)
     v = interpolate(sol.flow.grid, fields, p[:, 0], p[:, 1])
-    return PointSet(p, v[:, :2], v[:, 2], v[:, 3], np.array([geom.length, 0.0]))
+    return PointSet(p, v[:, :2], v[:, 2], v[:, 3], np.array([geom.length, 0.0]),
+                    grid_sampler(sol.flow.grid, sol.flow.velocity, sol.production))
 
 
 @dataclass(frozen=True)
@@ -204,7 +248,43 @@ def cloud_members(ps: PointSet, queries, ellipse=Ellipse(), chunk: int = 256,
     return out
 
 
-SELECTIONS = ("random", "nearest")
+SELECTIONS = ("random", "nearest", "stencil")
+
+
+def stencil_offsets(m: int) -> np.ndarray:
+    """m fixed points in the unit disc, mirror-symmetric about the first axis, (m, 2).
+
+    Pairs (r cos θ, ±r sin θ) with r_k = sqrt((k + ½)/p), θ_k = (k + ½)·golden angle mod π
+    (a sunflower pattern, k = 0..p−1, p = ⌊m/2⌋), plus the centre when m is odd.  The
+    mirror symmetry makes the stencil independent of which way the across-axis points,
+    so a reflected problem has the reflected stencil."""
+    p = m // 2
+    k = np.arange(p)
+    r = np.sqrt((k + 0.5) / max(p, 1))
+    th = np.mod((k + 0.5) * np.pi * (3.0 - np.sqrt(5.0)), np.pi)
+    half = np.column_stack([r * np.cos(th), r * np.sin(th)])
+    out = np.vstack([half, half * [1.0, -1.0]])
+    return np.vstack([np.zeros((1, 2)), out]) if m % 2 else out
+
+
+def _stencil_clouds(ps: PointSet, queries, n: int, ellipse):
+    """Stencil clouds: n − 1 fixed offsets (:func:`stencil_offsets`) in each query's
+    ellipse frame, fields from ``ps.sampler`` (moved into the fluid where they fall out)."""
+    if ps.sampler is None:
+        raise ValueError("selection='stencil' needs a PointSet with a sampler (point_set "
+                         "attaches one; grid_sampler makes one)")
+    P0, U0 = ps.positions[queries], ps.velocity[queries]  # nq x 2
+    speed = np.linalg.norm(U0, axis=1)
+    e = np.where(speed[:, None] > 0, U0 / np.where(speed > 0, speed, 1.0)[:, None], [1.0, 0.0])
+    e_perp = np.column_stack([-e[:, 1], e[:, 0]])
+    a, b, shift = ellipse.axes(speed)  # nq each
+    off = stencil_offsets(n - 1)  # (n-1) x 2
+    pts = (P0[:, None, :] + ((off[None, :, 0] - shift[:, None]) * a[:, None])[..., None]
+           * e[:, None, :] + (off[None, :, 1] * b[:, None])[..., None] * e_perp[:, None, :])
+    q, u, s = ps.sampler(pts.reshape(-1, 2))  # nq (n-1) x ...
+    q = q.reshape(pts.shape)
+    return q - P0[:, None, :], u.reshape(pts.shape), s.reshape(pts.shape[:2])
+
 
 
 def build_clouds(ps: PointSet, queries, n: int, ellipse=Ellipse(), seed: int = 0,
@@ -220,7 +300,12 @@ def build_clouds(ps: PointSet, queries, n: int, ellipse=Ellipse(), seed: int = 0
       draws to average over), so it does not depend on the frame or on which other
       queries are built;
     * ``"nearest"``: the n − 1 nearest in the ellipse's normalised radius, no draw at
-      all (a deterministic stencil: neighbouring query points share most of it).
+      all (neighbouring query points share most of it);
+    * ``"stencil"``: no points of the set at all but n − 1 fixed positions in the
+      ellipse's frame (:func:`stencil_offsets` scaled by a, b, centre shifted upstream),
+      the fields there from ``ps.sampler``: a cloud that moves continuously with the
+      query point, so predictions along a line are as smooth as the fields
+      (``members`` and ``replace`` do not apply: every cloud has n points).
 
     Where fewer than n − 1 points are inside: all of them, or with ``replace=True``
     (the paper's fixed n) topped up to n − 1 by drawing with replacement (random) or
@@ -233,6 +318,13 @@ def build_clouds(ps: PointSet, queries, n: int, ellipse=Ellipse(), seed: int = 0
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     queries = np.asarray(queries, dtype=np.int64)
+    if selection == "stencil" and n > 1:
+        rel, u, s = _stencil_clouds(ps, queries, n, ellipse)
+        clouds = [{"positions": np.vstack([np.zeros((1, 2)), rel[k]]),
+                   "vectors": np.vstack([ps.velocity[q][None], u[k]])[:, None, :],
+                   "scalars": np.concatenate([[ps.production[q]], s[k]])[:, None]}
+                  for k, q in enumerate(queries)]
+        return clouds, ps.c[queries].copy()
     if members is None and n == 1:
         members = [(np.zeros(0, np.int64), np.zeros((0, 2)))] * len(queries)
     elif members is None:

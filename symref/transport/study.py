@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from symref.transport.clouds import (SELECTIONS, CoefficientEllipse, Ellipse, PointSet,
-                                     build_clouds, cloud_members, interpolate, point_set)
+                                     build_clouds, cloud_members, grid_sampler, interpolate,
+                                     point_set)
 from symref.transport.flow import Grid, HillChannel, solve_flow
 from symref.transport.navier_stokes import richardson, solve_navier_stokes, verify_navier_stokes
 from symref.transport.solver import Reaction, TransportSolution, _say, solve_transport, verify
@@ -190,8 +191,7 @@ def _member_data(out: Path, alpha: float, cfg: StudyConfig, n_points: int, seed:
 def _features(ps: PointSet, cfg: StudyConfig) -> PointSet:
     """Production as log(1 + s/s_ref); s clipped at 0 first (the linear extrapolation of
     :func:`interpolate` in the half cell next to a wall can undershoot a steep wall layer)."""
-    return PointSet(ps.positions, ps.velocity,
-                    np.log1p(np.maximum(ps.production, 0.0) / cfg.s_ref), ps.c, ps.period)
+    return ps.with_production(lambda s: np.log1p(np.maximum(s, 0.0) / cfg.s_ref))
 
 
 def _member_seed(seed: int, alpha: float) -> int:
@@ -215,7 +215,7 @@ def _clouds(ps: PointSet, queries, n: int, cfg: StudyConfig, seed: int, members=
 def _predict(net, ps: PointSet, queries, n: int, cfg: StudyConfig, seed: int, members=None):
     """Predictions at the query points and their targets; with ``cfg.draws > 1`` the mean
     over that many seeded cloud draws (the members are found once)."""
-    if members is None and n > 1:
+    if members is None and n > 1 and cfg.selection != "stencil":
         members = cloud_members(ps, queries, cfg.region())
     preds = []
     for draw in range(cfg.draws if n > 1 else 1):
@@ -246,7 +246,7 @@ def _train_one_inner(out, cfg_dict, n, seed, verbose):
     t0 = time.perf_counter()
     X, Y = [], []
     for alpha in cfg.train_alphas:
-        ps = _load_points(out, alpha, cfg.n_points, seed)
+        ps = _load_points(out, alpha, cfg.n_points, seed, cfg)
         q = _queries(len(ps.c), cfg.train_queries, seed, alpha)
         c, y = _clouds(ps, q, n, cfg, _member_seed(seed, alpha))
         X += c
@@ -263,7 +263,7 @@ def _train_one_inner(out, cfg_dict, n, seed, verbose):
     for alpha in cfg.test_alphas:
         for key, npts, pseed in (("test", cfg.n_points, seed),
                                  ("grid_check", cfg.grid_check_points, 1000 + seed)):
-            ps = _load_points(out, alpha, npts, pseed)
+            ps = _load_points(out, alpha, npts, pseed, cfg)
             q = _queries(len(ps.c), cfg.test_queries, pseed, alpha)
             pred, y = _predict(net, ps, q, n, cfg, _member_seed(pseed, alpha))
             res[key][f"{alpha:g}"] = {"error": rel_l2(pred, y),
@@ -275,10 +275,18 @@ def _train_one_inner(out, cfg_dict, n, seed, verbose):
     return res
 
 
-def _load_points(out: Path, alpha: float, n_points: int, seed: int) -> PointSet:
+def _load_points(out: Path, alpha: float, n_points: int, seed: int,
+                 cfg: StudyConfig | None = None) -> PointSet:
+    """A cached point set; with a ``cfg`` whose selection is ``"stencil"`` it gets the
+    sampler of the cached grid fields of its geometry."""
     path = out / "data" / f"alpha{alpha:g}_pts{n_points}_seed{seed}.npz"
     with np.load(path) as z:
-        return PointSet(z["positions"], z["velocity"], z["production"], z["c"], z["period"])
+        ps = PointSet(z["positions"], z["velocity"], z["production"], z["c"], z["period"])
+    if cfg is not None and cfg.selection == "stencil":
+        with np.load(out / "data" / f"alpha{alpha:g}_field.npz") as z:
+            ps.sampler = grid_sampler(Grid(cfg.geometry(alpha), cfg.nx, cfg.ny), z["velocity"],
+                                      z["production"])
+    return ps
 
 
 def _config_from_dict(d: dict) -> StudyConfig:
@@ -412,7 +420,7 @@ def run_study(out, cfg: StudyConfig | None = None, *, jobs: int | None = None, v
     seed0 = cfg.seeds[0]
     a_show = cfg.test_alphas[len(cfg.test_alphas) // 2 - 1] if len(cfg.test_alphas) > 1 \
         else cfg.test_alphas[0]
-    ps_show = _load_points(out, a_show, cfg.n_points, seed0)
+    ps_show = _load_points(out, a_show, cfg.n_points, seed0, cfg)
     q_show = _queries(len(ps_show.c), cfg.test_queries, seed0, a_show)
     nets = {n: VectorCloudNet.load(out / "models" / f"vcnn_n{n}_seed{seed0}.json")
             for n in cfg.sizes}
@@ -521,9 +529,9 @@ def _line_predictions(out: Path, cfg: StudyConfig, nets, a_show, ps_show, seed) 
         v = interpolate(grid, fields, lp[:, 0], lp[:, 1])
         aug = PointSet(np.vstack([ps_show.positions, lp]), np.vstack([ps_show.velocity, v[:, :2]]),
                        np.concatenate([ps_show.production, v[:, 2]]),
-                       np.concatenate([ps_show.c, v[:, 3]]), ps_show.period)
+                       np.concatenate([ps_show.c, v[:, 3]]), ps_show.period, ps_show.sampler)
         lq = np.arange(N, N + len(lp))
-        mem = cloud_members(aug, lq, cfg.region(), pool=N)
+        mem = None if cfg.selection == "stencil" else cloud_members(aug, lq, cfg.region(), pool=N)
         rough = np.sqrt(np.mean(np.diff(v[:, 3], 2) ** 2))
         ln = {"y": lp[:, 1], "truth": v[:, 3], "pred": {}, "error": {}, "roughness": {},
               "reversed": lp[np.flatnonzero(v[:, 0] < 0).max(), 1] if v[:, 0].min() < 0
