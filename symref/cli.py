@@ -364,9 +364,10 @@ def main(argv=None) -> int:
     tr.add_argument("--cloud", choices=("coefficients", "upstream"), default="coefficients",
                     help="cloud region: the VCNN paper's ellipse sized by the equation's "
                          "coefficients (default) or a fixed upstream ellipse")
-    tr.add_argument("--selection", choices=("nearest", "random", "stencil"), default="nearest",
-                    help="cloud points: the nearest in the ellipse (default, deterministic) or "
-                         "seeded random draws")
+    tr.add_argument("--selection", choices=("stencil", "nearest", "random"), default="stencil",
+                    help="cloud points: a fixed stencil in the ellipse with the fields "
+                         "interpolated to it (default: smooth predictions), the nearest points "
+                         "of the point set, or seeded random draws from it")
     tr.add_argument("--draws", type=int, default=1,
                     help="with --selection random: predictions averaged over this many draws")
     tr.set_defaults(func=_cmd_transport)

@@ -28,7 +28,7 @@
 # * local (n = 1) vs nonlocal (n = 25, 150) closures on a geometry never seen in training,
 #   and the same net applied to clouds of another size.
 #
-# **Run time**: quick mode ≈ 40 s, full mode ≈ 5 min (2 cores).
+# **Run time**: quick mode ≈ 10 s, full mode a few minutes (2 cores).
 # Everything is dimensionless: lengths in hill heights, unit diffusivity. The full study
 # (3 seeds, interpolation and extrapolation, error maps) is `symref transport`.
 
@@ -173,11 +173,13 @@ for k, name in enumerate(("separation", "reattachment")):
 # ellipse aligned with the local velocity and sized by the equation's coefficients (the VCNN
 # paper's construction): over the reaction time $1/k_1$ a particle is carried
 # $|\mathbf u_0|/k_1$ and diffuses $\sqrt{D/k_1}$, so the ellipse reaches that far upstream,
-# and $2\sqrt{D/k_1}$ downstream and across; periodic copies of the points count. A cloud of
-# size n is the query point plus the n − 1 points of the ellipse nearest its centre — no
-# random draw, so neighbouring query points get nearly the same cloud and a prediction is
-# reproducible — repeated in order where fewer are inside (a fixed n). Each point carries
-# its relative position
+# and $2\sqrt{D/k_1}$ downstream and across. A cloud of size n is the query point plus
+# n − 1 points of the ellipse: either the points of the set nearest its centre (periodic
+# copies count; repeated in order where fewer are inside, a fixed n), or — the study's
+# default — a fixed *stencil* of n − 1 positions in the ellipse's frame with the fields
+# interpolated there. Neither draws at random, so predictions are reproducible, and the
+# stencil moves continuously with the query point, so predictions along a line are smooth.
+# Each point carries its relative position
 # $\mathbf x_i - \mathbf x_0$ and velocity $\mathbf u_i$ (vectors) and its production (a
 # scalar). The VCNN of tutorial 2 — $G = \phi(\text{invariants})$, $L = G^\top X/n$,
 # $D = L L_<^\top$ — turns that into a number that does not depend on the frame, the order of
@@ -187,9 +189,9 @@ for k, name in enumerate(("separation", "reattachment")):
 ell = tr.CoefficientEllipse(diffusivity=1.0, rate=reaction.k1)
 
 
-def clouds(p, q, n, members=None):
-    """The study's clouds: coefficient ellipse, nearest points, fixed n."""
-    return tr.build_clouds(p, q, n, ell, members=members, selection="nearest", replace=True)
+def clouds(p, q, n, members=None, selection="stencil"):
+    """The study's clouds: coefficient ellipse, the fixed stencil (or the nearest points)."""
+    return tr.build_clouds(p, q, n, ell, members=members, selection=selection, replace=True)
 
 
 ps = tr.point_set(sol, 4000, seed=0)
@@ -197,10 +199,10 @@ q0 = int(np.argmin(np.linalg.norm(ps.positions - [2.5, 1.5], axis=1)))
 x = np.linspace(0, geom.length, 400)
 fig, ax = plt.subplots(figsize=(8, 3))
 ax.scatter(*ps.positions.T, s=1, c="0.75")
-for n, col in ((150, "tab:blue"), (25, "tab:orange")):
-    cl, _ = clouds(ps, [q0], n)
+for n, col, sel in ((150, "tab:blue", "stencil"), (25, "tab:orange", "nearest")):
+    cl, _ = clouds(ps, [q0], n, tr.cloud_members(ps, [q0], ell), selection=sel)
     pts = cl[0]["positions"] + ps.positions[q0]
-    ax.scatter(*pts.T, s=8 if n == 150 else 22, color=col, label=f"cloud, n = {n}")
+    ax.scatter(*pts.T, s=8 if n == 150 else 22, color=col, label=f"{sel} cloud, n = {n}")
 ax.quiver(*ps.positions[q0], *ps.velocity[q0], color="k", scale=120, label="u at the query point")
 ax.plot(*ps.positions[q0], "r*", ms=12, label="query point (n = 1)")
 ax.fill_between(x, 0, geom.wall(x)[0], color="0.5")
@@ -224,8 +226,8 @@ opts = dict(embedding=pick((8, 16, 16), (16, 32, 32)), fitting=pick((32, 32), (6
 
 
 def feats(p):  # production enters as log(1 + s/0.01): it spans orders of magnitude
-    s = np.maximum(p.production, 0.0)  # interpolation next to a wall can undershoot
-    return tr.PointSet(p.positions, p.velocity, np.log1p(s / 0.01), p.c, p.period)
+    # (clipped at 0: interpolation next to a wall can undershoot); the stencil's sampler too
+    return p.with_production(lambda s: np.log1p(np.maximum(s, 0.0) / 0.01))
 
 
 def member(alpha, seed):
@@ -270,7 +272,7 @@ N = len(test_ps.c)
 aug = tr.PointSet(np.vstack([test_ps.positions, np.column_stack([np.full(60, xl), yl])]),
                   np.vstack([test_ps.velocity, v[:, :2]]),
                   np.concatenate([test_ps.production, v[:, 2]]),
-                  np.concatenate([test_ps.c, v[:, 3]]), test_ps.period)
+                  np.concatenate([test_ps.c, v[:, 3]]), test_ps.period, test_ps.sampler)
 lq = np.arange(N, N + 60)
 mem = tr.cloud_members(aug, lq, ell, pool=N)
 fig, ax = plt.subplots(figsize=(5, 4.5))
