@@ -349,11 +349,12 @@ def main(argv=None) -> int:
     tr.add_argument("--out", default="transport_study",
                     help="output folder (cached data, models, results, figures; a rerun resumes)")
     tr.add_argument("--quick", action="store_true",
-                    help="small study (under 2 minutes) instead of the full one (~20 minutes)")
+                    help="small study (under a minute) instead of the full one (~6 minutes)")
     tr.add_argument("--jobs", type=int, default=None,
                     help="training runs at a time (default: number of cores)")
     tr.add_argument("--verify-only", action="store_true",
-                    help="only the manufactured-solution convergence check of the solvers")
+                    help="only the manufactured-solution convergence checks of the solvers "
+                         "(transport, stream function, Navier-Stokes)")
     tr.add_argument("--no-plots", action="store_true", help="skip the figures")
     tr.add_argument("--flow", choices=("navier_stokes", "potential"), default="navier_stokes",
                     help="steady viscous flow with a recirculation bubble (default) or "

@@ -9,7 +9,8 @@ What is proven here:
 * the flow is divergence-free to round-off and no-slip (u → 0 at the walls);
 * the hill separates the flow: a recirculation bubble whose separation and reattachment
   points converge (three grids, Richardson) to better than 2 % between the two finest;
-* the transport solver runs on the viscous flow, with the production from its gradient.
+* the transport solver runs on the viscous flow, with the production from its gradient;
+* a Reynolds number the continuation cannot reach is reported, not returned.
 """
 from __future__ import annotations
 
@@ -149,3 +150,20 @@ def test_transport_on_the_viscous_flow(viscous):
     pot = tr.solve_transport(tr.solve_flow(viscous.grid.geom, 96, 32, 30.0))
     assert pot.flow.velocity[..., 0].min() > 0
     assert np.abs(sol.c - pot.c).max() > 0.1 * np.abs(pot.c).max()
+
+
+def test_stalled_continuation_is_reported(monkeypatch):
+    """When Newton fails at every step size, solve_navier_stokes raises and says where."""
+    def never(*args, **kwargs):
+        raise RuntimeError("Newton did not converge")
+
+    monkeypatch.setattr(ns, "_newton", never)
+    with pytest.raises(RuntimeError, match="continuation stalled after Re_H = 0"):
+        ns.solve_navier_stokes(tr.HillChannel(1.0), 24, 8, reynolds=80.0)
+
+
+def test_richardson_recovers_a_known_order():
+    """f(h) = 3 + 0.5 h² on h = 4, 2, 1: order 2 and the limit 3 exactly."""
+    r = ns.richardson([3 + 0.5 * 16, 3 + 0.5 * 4, 3 + 0.5])
+    assert r["order"] == pytest.approx(2.0, abs=1e-12)
+    assert r["extrapolated"] == pytest.approx(3.0, abs=1e-12) and r["monotone"]

@@ -310,6 +310,7 @@ def test_cli_verify_only(tmp_path, capsys):
     assert main(["transport", "--verify-only", "--quick", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "verify.json").read_text())
     assert min(res["transport"]["order_l2"]) > 1.9
+    assert min(res["navier_stokes"]["omega"]["order_rms"]) > 1.9
     assert main(["transport", "--jobs", "0", "--out", str(tmp_path)]) == 2
     assert "--jobs" in capsys.readouterr().err
 
