@@ -28,7 +28,7 @@
 # * local (n = 1) vs nonlocal (n = 25, 150) closures on a geometry never seen in training,
 #   and the same net applied to clouds of another size.
 #
-# **Run time**: quick mode ≈ 10 s, full mode a few minutes (2 cores).
+# **Run time**: quick mode ≈ 10 s, full mode ≈ 2 min (2 cores).
 # Everything is dimensionless: lengths in hill heights, unit diffusivity. The full study
 # (3 seeds, interpolation and extrapolation, error maps) is `symref transport`.
 
