@@ -295,10 +295,6 @@ def _config_from_dict(d: dict) -> StudyConfig:
     d = dict(d)
     d["reaction"] = Reaction(**d["reaction"])
     d["ellipse"] = Ellipse(**d["ellipse"])
-    d.setdefault("flow", "potential")  # studies written before the viscous flow
-    d.setdefault("shape", "cosine")
-    d.setdefault("cloud", "upstream")
-    d.setdefault("selection", "random")
     for k in ("train_alphas", "test_alphas", "sizes", "seeds", "embedding", "fitting"):
         d[k] = tuple(d[k])
     return StudyConfig(**d)
