@@ -233,65 +233,25 @@ def _pair_list(coord, atype, box, rcut, sel, truncate, frame):
     return build_pair_list(coord, atype, box, rcut, sel, truncate=truncate, frame=frame)
 
 
-def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
-                   block_pairs: int = BLOCK_PAIRS, mode: str | None = None,
-                   ncentre: int | None = None, nvirial: int | None = None,
-                   fold: np.ndarray | None = None, pair_list=None) -> dict:
-    """Energy, forces, virial, atom_energy and atom_virial of one frame (float64).
+def _frame_setup(model, pl, atype, nc, nv, groups) -> SimpleNamespace:
+    """The frame's internal order and per-type-pair constants, shared by every fast pass
+    (energy here, dipole/polarizability in :mod:`symref.fast.cpu_tensor`).
 
-    Same inputs and outputs as the reference's frame function (``DeepPot._evaluate_frame``).
-    ``mode``: see :func:`default_mode`.  Results do not depend on the mode or
-    the number of threads except through BLAS summation order.
-
-    Clusters (used by :mod:`symref.lammps` for a rank's atoms plus ghost images):
-    with ``ncentre`` only atoms ``0..ncentre-1`` are centres, i.e. only their
-    atomic energies are computed (the others are zero); the rest are
-    neighbours only.  ``energy`` is the sum of the centres' energies and
-    ``forces`` = -∂energy/∂x for *every* atom (exact for an atom only when all
-    the centres whose energy depends on it are included).  With ``nvirial``
-    the result also has ``centre_virial`` (3 x 3): the virial of the energies
-    of atoms ``0..nvirial-1`` alone (``nvirial <= ncentre``).  ``fold`` (n ints,
-    needs ``nvirial``): atom x is a periodic image of atom ``fold[x]``
-    (``fold[x] = x`` for the others); the pairs of centres ``0..nvirial-1``
-    then act on ``fold[j]`` instead of j, so the forces on the atoms the images
-    stand for include them (:func:`symref.fast.kernels.se_e2_a.fold_neighbours`).
-    ``pair_list``: a :class:`symref.fast.kernels.neighbors.PairList` of the frame
-    already built with the model's rcut and sel (saves the search).
-    """
-    mode = mode or default_mode()
-    if mode not in ("blocks", "kernels"):
-        raise ValueError(f"mode must be 'blocks' or 'kernels', got {mode!r}")
+    ``pl``: the frame's :class:`~symref.fast.kernels.neighbors.PairList`; centres are the
+    atoms ``0..nc-1``; ``groups``: ranges of centres sorted by type separately (see
+    :func:`evaluate_frame`).  Returns a namespace: ``n``, ``P``, ``perm`` (internal ->
+    original), ``inv_perm``, ``types_int`` (n), ``cptr`` (nt x n+1), ``j_int`` (P),
+    ``rij`` (P x 3), ``npad`` (n x nt padded slots), ``davg_g``/``dstd_g`` (tj x ti x 4),
+    ``cpad`` (ti x tj x 4 x M1), ``tabs``, ``emb``/``fnets`` (layer arrays), ``par``
+    (thread the O(P) bookkeeping)."""
     desc, fit = model.descriptor, model.fitting
-    nt = desc.ntypes
-    n = coord.shape[0]
-    M1, M2, nnei = desc.neuron[-1], desc.axis_neuron, desc.nnei
-    off = desc.sel_offsets
-    nc = n if ncentre is None else int(ncentre)
-    if not 0 <= nc <= n:
-        raise ValueError(f"ncentre must be in [0, {n}], got {ncentre}")
-    if nvirial is not None and not 0 <= int(nvirial) <= nc:
-        raise ValueError(f"nvirial must be in [0, ncentre={nc}], got {nvirial}")
-    if fold is not None:
-        if nvirial is None:
-            raise ValueError("fold needs nvirial (the centres whose pairs are folded)")
-        fold = np.asarray(fold, dtype=np.int64)
-        if fold.shape != (n,) or fold.min(initial=0) < 0 or fold.max(initial=0) >= n:
-            raise ValueError(f"fold must be {n} atom indices")
-    pl = pair_list if pair_list is not None else _pair_list(coord, atype, box, desc.rcut,
-                                                            desc.sel, truncate, frame)
-    if pl.ptr.shape[0] != n + 1:
-        raise ValueError(f"pair_list has {pl.ptr.shape[0] - 1} centres, the frame {n} atoms")
+    nt, off, M1 = desc.ntypes, desc.sel_offsets, desc.neuron[-1]
+    n = atype.shape[0]
     ptr = pl.ptr  # n+1
     if nc < n:  # non-centres keep no pairs of their own
         ptr = ptr.copy()
         ptr[nc + 1:] = ptr[nc]
 
-    # ---- internal order: centres sorted by type, then the non-centres; pairs grouped
-    # by neighbour type
-    # (own centres 0..nvirial-1 by type, then the other centres by type: the pairs of own
-    # centres stay a prefix, for ``fold``)
-    nv = nc if nvirial is None else int(nvirial)
-    groups = [(0, nv), (nv, nc)] if 0 < nv < nc else [(0, nc)]
     perm = np.concatenate([g0 + np.argsort(atype[g0:g1], kind="stable") for g0, g1 in groups]
                           + [np.arange(nc, n)]).astype(np.int64)  # internal -> original
     inv_perm = np.empty(n, dtype=np.int64)
@@ -305,7 +265,6 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     par = n >= PARALLEL_BOOKKEEPING_ATOMS
     count_pairs = ks.count_pairs if par else ks.count_pairs.serial
     group_pairs = ks.group_pairs if par else ks.group_pairs.serial
-    gather = ks.forces_virial_gather if par else ks.forces_virial_gather.serial
     count_pairs(ptr, pl.j, atype, inv_perm, rule, nt, nkeep, nreal)
     cptr = np.zeros((nt, n + 1), dtype=np.int64)  # nt x n+1, global pair offsets
     base = 0
@@ -346,39 +305,104 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     emb = [[_layer_arrays(ly) for ly in net] for net in desc.embeddings] if tabs is None else tabs
     fnets = [[_layer_arrays(ly) for ly in net] for net in fit.nets]
 
-    g_all = np.zeros((P, 3))  # dE/dr_ji of every pair
-    atom_e = np.zeros(n)
-    ppa = max(1.0, P / n)  # pairs per atom
-    nthreads = numba.get_num_threads()
+    return SimpleNamespace(n=n, P=P, perm=perm, inv_perm=inv_perm, types_int=types_int,
+                           cptr=cptr, j_int=j_int, rij=rij, npad=npad, davg_g=davg_g,
+                           dstd_g=dstd_g, cpad=cpad, tabs=tabs, emb=emb, fnets=fnets, par=par)
+
+
+def _make_blocks(S, groups, nt, mode, block_pairs):
+    """Blocks ``(ti, b0, b1)`` of centres of one type (internal order) of about
+    ``block_pairs`` pairs; in ``"blocks"`` mode enough of them to keep every thread busy."""
+    ppa = max(1.0, S.P / S.n)  # pairs per atom
     target = block_pairs
-    if mode == "blocks":  # enough blocks to keep every thread busy
-        target = min(block_pairs, max(MIN_BLOCK_PAIRS, P // (2 * nthreads)))
+    if mode == "blocks":
+        target = min(block_pairs, max(MIN_BLOCK_PAIRS, S.P // (2 * numba.get_num_threads())))
     nb_max = max(1, int(target / ppa))
     blocks = []
     for g0, g1 in groups:
-        tstart = g0 + np.searchsorted(types_int[g0:g1], np.arange(nt + 1))  # centres by type
+        tstart = g0 + np.searchsorted(S.types_int[g0:g1], np.arange(nt + 1))  # centres by type
         blocks += [(ti, b0, min(b0 + nb_max, int(tstart[ti + 1]))) for ti in range(nt)
                    for b0 in range(int(tstart[ti]), int(tstart[ti + 1]), nb_max)]
-    smax = []  # (embedding index, largest s of a block's pairs) of compressed models
-    args = (model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad, emb, fnets, g_all, atom_e,
-            M1, M2, nnei, smax)
-    if mode == "blocks":
-        # one block per thread, each with single-threaded BLAS: no thread pool ever
-        # waits on another (OpenBLAS's own threads collapse under any other load)
-        with _blas.blas_threads(1):
-            if nthreads > 1 and len(blocks) > 1:
-                pool = thread_pool(nthreads)
-                for fut in [pool.submit(_block, _SERIAL, blk, *args) for blk in blocks]:
-                    fut.result()
-            else:
-                for blk in blocks:
-                    _block(_SERIAL, blk, *args)
-    else:
-        for blk in blocks:
-            _block(_PARALLEL, blk, *args)
+    return blocks
 
-    if tabs is not None:
-        _warn_beyond_tables(desc, tabs, smax, davg_g, dstd_g, types_int[:nc], npad[:nc])
+
+def run_blocks(fn, items, mode):
+    """``[fn(K, item) for item in items]`` with ``K`` the kernel set of ``mode``: in
+    ``"blocks"`` mode the items run on the thread pool with the serial builds and
+    single-threaded BLAS, in ``"kernels"`` mode one after another with the parallel builds."""
+    if mode == "kernels":
+        return [fn(_PARALLEL, it) for it in items]
+    with _blas.blas_threads(1):
+        if numba.get_num_threads() > 1 and len(items) > 1:
+            pool = thread_pool(numba.get_num_threads())
+            return [f.result() for f in [pool.submit(fn, _SERIAL, it) for it in items]]
+        return [fn(_SERIAL, it) for it in items]
+
+
+def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
+                   block_pairs: int = BLOCK_PAIRS, mode: str | None = None,
+                   ncentre: int | None = None, nvirial: int | None = None,
+                   fold: np.ndarray | None = None, pair_list=None) -> dict:
+    """Energy, forces, virial, atom_energy and atom_virial of one frame (float64).
+
+    Same inputs and outputs as the reference's frame function (``DeepPot._evaluate_frame``).
+    ``mode``: see :func:`default_mode`.  Results do not depend on the mode or
+    the number of threads except through BLAS summation order.
+
+    Clusters (used by :mod:`symref.lammps` for a rank's atoms plus ghost images):
+    with ``ncentre`` only atoms ``0..ncentre-1`` are centres, i.e. only their
+    atomic energies are computed (the others are zero); the rest are
+    neighbours only.  ``energy`` is the sum of the centres' energies and
+    ``forces`` = -∂energy/∂x for *every* atom (exact for an atom only when all
+    the centres whose energy depends on it are included).  With ``nvirial``
+    the result also has ``centre_virial`` (3 x 3): the virial of the energies
+    of atoms ``0..nvirial-1`` alone (``nvirial <= ncentre``).  ``fold`` (n ints,
+    needs ``nvirial``): atom x is a periodic image of atom ``fold[x]``
+    (``fold[x] = x`` for the others); the pairs of centres ``0..nvirial-1``
+    then act on ``fold[j]`` instead of j, so the forces on the atoms the images
+    stand for include them (:func:`symref.fast.kernels.se_e2_a.fold_neighbours`).
+    ``pair_list``: a :class:`symref.fast.kernels.neighbors.PairList` of the frame
+    already built with the model's rcut and sel (saves the search).
+    """
+    mode = mode or default_mode()
+    if mode not in ("blocks", "kernels"):
+        raise ValueError(f"mode must be 'blocks' or 'kernels', got {mode!r}")
+    desc = model.descriptor
+    nt = desc.ntypes
+    n = coord.shape[0]
+    nc = n if ncentre is None else int(ncentre)
+    if not 0 <= nc <= n:
+        raise ValueError(f"ncentre must be in [0, {n}], got {ncentre}")
+    if nvirial is not None and not 0 <= int(nvirial) <= nc:
+        raise ValueError(f"nvirial must be in [0, ncentre={nc}], got {nvirial}")
+    if fold is not None:
+        if nvirial is None:
+            raise ValueError("fold needs nvirial (the centres whose pairs are folded)")
+        fold = np.asarray(fold, dtype=np.int64)
+        if fold.shape != (n,) or fold.min(initial=0) < 0 or fold.max(initial=0) >= n:
+            raise ValueError(f"fold must be {n} atom indices")
+    pl = pair_list if pair_list is not None else _pair_list(coord, atype, box, desc.rcut,
+                                                            desc.sel, truncate, frame)
+    if pl.ptr.shape[0] != n + 1:
+        raise ValueError(f"pair_list has {pl.ptr.shape[0] - 1} centres, the frame {n} atoms")
+    # ---- internal order: centres sorted by type, then the non-centres; pairs grouped
+    # by neighbour type
+    # (own centres 0..nvirial-1 by type, then the other centres by type: the pairs of own
+    # centres stay a prefix, for ``fold``)
+    nv = nc if nvirial is None else int(nvirial)
+    groups = [(0, nv), (nv, nc)] if 0 < nv < nc else [(0, nc)]
+    S = _frame_setup(model, pl, atype, nc, nv, groups)
+    perm, inv_perm, cptr, j_int, rij = S.perm, S.inv_perm, S.cptr, S.j_int, S.rij
+    g_all = np.zeros((S.P, 3))  # dE/dr_ji of every pair
+    atom_e = np.zeros(n)
+    blocks = _make_blocks(S, groups, nt, mode, block_pairs)
+    smax = []  # (embedding index, largest s of a block's pairs) of compressed models
+    args = (model, S, g_all, atom_e, smax)
+    run_blocks(lambda K, blk: _block(K, blk, *args), blocks, mode)
+
+    if S.tabs is not None:
+        _warn_beyond_tables(desc, S.tabs, smax, S.davg_g, S.dstd_g, S.types_int[:nc],
+                            S.npad[:nc])
 
     # ---- forces and virials by gathering, back to the original order
     if fold is not None:
@@ -386,6 +410,7 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     rev_ptr, rev_idx = ks.reverse_index(j_int, n)
     F = np.empty((n, 3))
     W = np.empty((n, 3, 3))
+    gather = ks.forces_virial_gather if S.par else ks.forces_virial_gather.serial
     gather(g_all, rij, cptr, rev_ptr, rev_idx, F, W)
     forces = np.empty_like(F)
     forces[perm] = F
@@ -413,55 +438,13 @@ def _block(K, blk, *args):
         _block_in(K, ws, blk, *args)
 
 
-def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,
-              emb, fnets, g_all, atom_e, M1, M2, nnei, smax):
+def _block_in(K, ws, blk, model, S, g_all, atom_e, smax):
     """:func:`_block` with the scratch arrays taken from ``ws``."""
     ti, b0, b1 = blk
     desc, fit = model.descriptor, model.fitting
-    nt = desc.ntypes
+    M1, M2, nnei = desc.neuron[-1], desc.axis_neuron, desc.nnei
     nb = b1 - b0
-    types_b = types_int[b0:b1]
-    T = np.zeros((nb, 4, M1))  # nb x 4 x M1 (transposed: contiguous k loops)
-    segs = []
-    for tj in range(nt):
-        p0, p1 = int(cptr[tj, b0]), int(cptr[tj, b1])
-        if npad[b0:b1, tj].any():
-            T += npad[b0:b1, tj][:, None, None] * cpad[ti, tj]  # padded slots
-        if p1 == p0:
-            continue
-        P = p1 - p0
-        ptr = cptr[tj, b0:b1 + 1] - p0  # nb+1
-        rij_s = rij[p0:p1]  # P x 3
-        R = ws.get(f"R{tj}", (P, 4))
-        if desc.tables is not None:  # compressed: rows, table look-up and T in one kernel
-            coef, info = emb[desc.embedding_index(ti, tj)]
-            K.env_table_T_forward(rij_s, ptr, types_b, davg_g[tj], dstd_g[tj], desc.rcut,
-                                  desc.rcut_smth, desc.env_protection, coef, info, R, T)
-            smax.append((desc.embedding_index(ti, tj), float(R[:, 0].max())))
-            segs.append((tj, p0, p1, ptr, rij_s, R, (coef, info), None, None))
-            continue
-        layers = emb[desc.embedding_index(ti, tj)]
-        W1, b, idt, sc, act = layers[0]
-        h = ws.get(f"z{tj}_0", (P, W1.shape[1]))
-        x = ws.get(f"y{tj}_0", (P, W1.shape[1]))
-        K.env_embed_forward(rij_s, ptr, types_b, davg_g[tj], dstd_g[tj], desc.rcut,
-                            desc.rcut_smth, desc.env_protection, W1, b, idt, sc, act, R, h, x)
-        layers = layers if len(layers) > 1 else layers + [_identity_layer(W1.shape[1])]
-        acts, hs = [None, x], [h]  # inputs and activations of each layer
-        for k in range(1, len(layers)):
-            Wt, b, idt, sc, act = layers[k]
-            z = ws.get(f"z{tj}_{k}", (P, Wt.shape[1]))
-            np.matmul(x, Wt, out=z)
-            if k == len(layers) - 1:
-                K.embed_T_forward(z, b, idt, x, sc, act, R, ptr, T)
-            else:
-                y = ws.get(f"y{tj}_{k}", (P, Wt.shape[1]))
-                K.dense_act_forward(z, b, idt, x, sc, act, y)
-                acts.append(y)
-                x = y
-            hs.append(z)
-        segs.append((tj, p0, p1, ptr, rij_s, R, layers, acts, hs))
-    T *= 1.0 / nnei
+    T, segs = embed_forward(K, ws, blk, desc, S, smax)
     D = ws.get("D", (nb, M1 * M2))
     K.descriptor_forward(T, M2, D)
 
@@ -472,7 +455,7 @@ def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpa
     else:
         x = D
         facts, fhs = [x], []
-        for k, (Wt, b, idt, sc, act) in enumerate(fnets[ti]):
+        for k, (Wt, b, idt, sc, act) in enumerate(S.fnets[ti]):
             z = ws.get(f"fz{k}", (nb, Wt.shape[1]))
             np.matmul(x, Wt, out=z)
             y = ws.get(f"fy{k}", (nb, Wt.shape[1]))
@@ -489,7 +472,7 @@ def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpa
     # ---- backward: dE_i/dE_i = 1
     dy = np.ones((nb, 1))
     dyres = np.empty((0, 0))
-    layers = fnets[ti]
+    layers = S.fnets[ti]
     for k in range(len(layers) - 1, -1, -1):
         Wt, b, idt, sc, act = layers[k]
         h = fhs[k]
@@ -501,27 +484,96 @@ def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpa
     dD = dy if dyres.shape[0] == 0 else dy + dyres  # nb x M1*M2
     dT = np.empty((nb, M1, 4))
     K.descriptor_backward(dD, T, M2, 1.0 / nnei, dT)
+    embed_backward(K, ws, blk, desc, S, segs, dT, g_all)
 
+
+def embed_forward(K, ws, blk, desc, S, smax, key=""):
+    """The embedding nets and T of the block ``blk = (ti, b0, b1)``: ``(T, segs)``.
+
+    ``T`` (nb x 4 x M1, transposed: contiguous k loops) is already divided by nnei and
+    includes the padded slots (``S.cpad``); ``segs``: per neighbour type with pairs, what
+    :func:`embed_backward` needs (rows, activations).  Scratch arrays come from ``ws``
+    under names prefixed by ``key``; compressed descriptors record their largest s in
+    ``smax``."""
+    ti, b0, b1 = blk
+    nt, M1 = desc.ntypes, desc.neuron[-1]
+    cptr, emb, types_b = S.cptr, S.emb, S.types_int[b0:b1]
+    nb = b1 - b0
+    T = np.zeros((nb, 4, M1))  # nb x 4 x M1 (transposed: contiguous k loops)
+    segs = []
+    for tj in range(nt):
+        p0, p1 = int(cptr[tj, b0]), int(cptr[tj, b1])
+        if S.npad[b0:b1, tj].any():
+            T += S.npad[b0:b1, tj][:, None, None] * S.cpad[ti, tj]  # padded slots
+        if p1 == p0:
+            continue
+        P = p1 - p0
+        ptr = cptr[tj, b0:b1 + 1] - p0  # nb+1
+        rij_s = S.rij[p0:p1]  # P x 3
+        R = ws.get(f"{key}R{tj}", (P, 4))
+        if desc.tables is not None:  # compressed: rows, table look-up and T in one kernel
+            coef, info = emb[desc.embedding_index(ti, tj)]
+            K.env_table_T_forward(rij_s, ptr, types_b, S.davg_g[tj], S.dstd_g[tj], desc.rcut,
+                                  desc.rcut_smth, desc.env_protection, coef, info, R, T)
+            smax.append((desc.embedding_index(ti, tj), float(R[:, 0].max())))
+            segs.append((tj, p0, p1, ptr, rij_s, R, (coef, info), None, None))
+            continue
+        layers = emb[desc.embedding_index(ti, tj)]
+        W1, b, idt, sc, act = layers[0]
+        h = ws.get(f"{key}z{tj}_0", (P, W1.shape[1]))
+        x = ws.get(f"{key}y{tj}_0", (P, W1.shape[1]))
+        K.env_embed_forward(rij_s, ptr, types_b, S.davg_g[tj], S.dstd_g[tj], desc.rcut,
+                            desc.rcut_smth, desc.env_protection, W1, b, idt, sc, act, R, h, x)
+        layers = layers if len(layers) > 1 else layers + [_identity_layer(W1.shape[1])]
+        acts, hs = [None, x], [h]  # inputs and activations of each layer
+        for k in range(1, len(layers)):
+            Wt, b, idt, sc, act = layers[k]
+            z = ws.get(f"{key}z{tj}_{k}", (P, Wt.shape[1]))
+            np.matmul(x, Wt, out=z)
+            if k == len(layers) - 1:
+                K.embed_T_forward(z, b, idt, x, sc, act, R, ptr, T)
+            else:
+                y = ws.get(f"{key}y{tj}_{k}", (P, Wt.shape[1]))
+                K.dense_act_forward(z, b, idt, x, sc, act, y)
+                acts.append(y)
+                x = y
+            hs.append(z)
+        segs.append((tj, p0, p1, ptr, rij_s, R, layers, acts, hs))
+    T *= 1.0 / desc.nnei
+    return T, segs
+
+
+def embed_backward(K, ws, blk, desc, S, segs, dT, g_all, keep=False, key=""):
+    """Backward of :func:`embed_forward` for ``dT`` (nb x M1 x 4, the gradient of the
+    un-normalised sum, i.e. already divided by nnei): writes ``g_all`` (dL/dr_ji) of the
+    block's pairs.  ``keep``: leave the forward activations intact (gradients go to
+    scratch arrays of ``ws`` under ``key``), so that the pass can be repeated with
+    another ``dT``; else they are overwritten."""
+    ti, b0, b1 = blk
+    types_b = S.types_int[b0:b1]
+    dstd_g = S.dstd_g
     for tj, p0, p1, ptr, rij_s, R, layers, acts, hs in segs:
         if acts is None:  # a table: layers = (coef, info)
             K.env_table_T_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
                                    desc.env_protection, *layers, R, dT, g_all[p0:p1])
             continue
         P = p1 - p0
-        dR = ws.get(f"dR{tj}", (P, 4))
+        dR = ws.get(f"{key}dR{tj}", (P, 4))
         k = len(layers) - 1
         Wt, b, idt, sc, act = layers[k]
-        dxres = ws.get(f"dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
-        K.embed_T_backward(hs[k], acts[k], idt, sc, act, R, ptr, dT, hs[k], dxres, dR)
-        dx = ws.get(f"dx{tj}_{k}", (P, Wt.shape[0]))
-        np.matmul(hs[k], Wt.T, out=dx)
+        dz = ws.get(f"{key}dz{tj}_{k}", hs[k].shape) if keep else hs[k]
+        dxres = ws.get(f"{key}dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
+        K.embed_T_backward(hs[k], acts[k], idt, sc, act, R, ptr, dT, dz, dxres, dR)
+        dx = ws.get(f"{key}dx{tj}_{k}", (P, Wt.shape[0]))
+        np.matmul(dz, Wt.T, out=dx)
         dyres = dxres if sc else np.empty((0, 0))
         for k in range(len(layers) - 2, 0, -1):
             Wt, b, idt, sc, act = layers[k]
-            dxres = ws.get(f"dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
-            K.dense_act_backward(dx, dyres, hs[k], idt, sc, act, hs[k], dxres)
-            dx = ws.get(f"dx{tj}_{k}", (P, Wt.shape[0]))
-            np.matmul(hs[k], Wt.T, out=dx)
+            dz = ws.get(f"{key}dz{tj}_{k}", hs[k].shape) if keep else hs[k]
+            dxres = ws.get(f"{key}dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
+            K.dense_act_backward(dx, dyres, hs[k], idt, sc, act, dz, dxres)
+            dx = ws.get(f"{key}dx{tj}_{k}", (P, Wt.shape[0]))
+            np.matmul(dz, Wt.T, out=dx)
             dyres = dxres if sc else np.empty((0, 0))
         W1, b, idt, sc, act = layers[0]
         K.env_embed_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
