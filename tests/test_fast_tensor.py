@@ -6,7 +6,8 @@ Targets (issue 19): values, atomic values and position derivatives to 1e-12 rela
 1e-12 relative, for the dipole and both polarizability heads (``fit_diag`` and full),
 with and without ``sel_type``, periodic and open, ``type_one_side`` both ways, in both
 execution modes (the serial kernel builds on threads, "blocks"; the parallel builds,
-"kernels").  The fast loss gradient also passes the finite-difference check.
+"kernels").  The fast loss gradient's finite-difference check is in
+tests/test_tensor_models.py (parametrized over both backends).
 """
 import inspect
 import warnings
@@ -77,37 +78,6 @@ def test_loss_gradient_matches_reference(variant, mode, monkeypatch):
     assert gf.keys() == gr.keys()
     for k in gr:
         assert _rel(gf[k], gr[k]) <= TOL, (k, _rel(gf[k], gr[k]))
-
-
-@pytest.mark.parametrize("variant", ["dipole_sel_type", "polar_full"])
-def test_fast_loss_gradient_matches_finite_differences(variant):
-    """The fast tensor-loss gradient against central differences of the loss (every
-    parameter array sampled; :func:`test_tensor_models.test_tensor_loss_gradient_matches_finite_differences`
-    on the fast path)."""
-    from symref import checks
-    from symref.model.params import flat_parameters, parameters, set_flat_parameters
-
-    m = _model(variant)
-    coord, atype, box = _system(np.random.default_rng(9))
-    rng = np.random.default_rng(10)
-    shape = m.fitting.out_shape
-    label, atom_label = rng.normal(size=(2,) + shape), rng.normal(size=(2, 9) + shape)
-    pref = TensorPrefactors(pref=0.7, pref_atomic=1.3)
-    names = [n for n, _ in parameters(m)]
-
-    def fun(theta):
-        set_flat_parameters(m, theta)
-        loss, g = tensor_loss_and_grad(m, coord, atype, box, label, atom_label, pref,
-                                       backend="numba")
-        return loss, np.concatenate([g[n].ravel() for n in names])
-
-    sizes = [a.size for _, a in parameters(m)]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    comps = np.concatenate([s0 + rng.choice(n, size=min(4, n), replace=False)
-                            for s0, n in zip(starts, sizes)])
-    res = checks.check_gradient_fd(fun, flat_parameters(m), steps=(1e-4, 5e-5), components=comps,
-                                   tol=1e-6)
-    assert res.passed, str(res)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
