@@ -46,7 +46,12 @@ goes back from T̄ to dE/dr (G and dG/ds recomputed, not stored); the padded
 slots' constant uses the table too, an empty table contributes nothing, and a
 neighbour beyond a table's end warns as in the reference.
 
-Float64 only: ``precision="float32"`` uses the reference.
+Precision: float64, or float32 (``precision="float32"``; the model's parameters cast by
+``DeepPot.astype``): the pair rows, activations, T, D and the pair gradients are float32
+(float32 BLAS, the float32 ``tanh`` of :mod:`symref.fast.kernels.activations`), the
+sums that need it are float64: atomic energies are added in float64, forces and virials
+are gathered into float64 accumulators (:func:`~symref.fast.kernels.se_e2_a.forces_virial_gather`),
+and the neighbour search stays float64.  Compressed models are float64 only.
 """
 from __future__ import annotations
 
@@ -122,12 +127,13 @@ def require() -> None:
 
 def frame_evaluator(model, dtype=np.float64):
     """``(coord, atype, box, *, truncate, frame) -> dict`` evaluating one frame of ``model``
-    with :func:`evaluate_frame` (float64 only: the model keeps float32 on the reference)."""
-    if np.dtype(dtype) != np.float64:
-        raise ValueError(f"the numba path evaluates float64 only, got {np.dtype(dtype)}")
+    (already cast to ``dtype``: float64 or float32) with :func:`evaluate_frame`."""
+    if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise ValueError(f"the numba path evaluates float64 and float32, got {np.dtype(dtype)}")
 
     def frame_fn(coord, atype, box, *, truncate=False, frame=None, **_):
-        return evaluate_frame(model, coord, atype, box, truncate=truncate, frame=frame)
+        return evaluate_frame(model, coord, atype, box, truncate=truncate, frame=frame,
+                              dtype=dtype)
 
     return frame_fn
 
@@ -146,6 +152,8 @@ def unsupported_reason(model) -> str | None:
                             "the fast path needs statistics constant per type group")
     # a compressed descriptor's tables replace its embedding nets
     compressed = getattr(d, "tables", None) is not None
+    if compressed and np.asarray(d.davg).dtype != np.float64:
+        return "compressed (tabulated) models run in float64 only on the numba path"
     nets = ([] if compressed else list(d.embeddings)) + list(model.fitting.nets)
     for net in nets:
         for ly in net:
@@ -166,13 +174,13 @@ def pair_rules(model) -> np.ndarray:
     return rule
 
 
-def _layer_arrays(ly):
+def _layer_arrays(ly, dtype=np.float64):
     """(W, b, idt, shortcut, act) of a :class:`symref.reference.nn.Layer` for the kernels."""
     nout = ly.nout
     b = ly.b if ly.b is not None else np.zeros(nout)
     idt = ly.idt if ly.idt is not None else np.ones(nout)
-    return (np.ascontiguousarray(ly.w, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64),
-            np.ascontiguousarray(idt, dtype=np.float64), ly.shortcut,
+    return (np.ascontiguousarray(ly.w, dtype=dtype), np.ascontiguousarray(b, dtype=dtype),
+            np.ascontiguousarray(idt, dtype=dtype), ly.shortcut,
             1 if ly.activation == "tanh" else 0)
 
 
@@ -192,13 +200,14 @@ class Arena:
     def __init__(self):
         self.buf = {}
 
-    def get(self, key, shape):
-        """An uninitialised float64 array of ``shape`` owned by ``key`` (valid until the
-        next ``get`` of the same key)."""
+    def get(self, key, shape, dtype=np.float64):
+        """An uninitialised array of ``shape`` and ``dtype`` owned by ``key`` (valid until
+        the next ``get`` of the same key and dtype)."""
         n = math.prod(shape)
-        a = self.buf.get(key)
+        k = (key, np.dtype(dtype).char)
+        a = self.buf.get(k)
         if a is None or a.size < n:
-            a = self.buf[key] = np.empty(max(n, 1))
+            a = self.buf[k] = np.empty(max(n, 1), dtype=dtype)
         return a[:n].reshape(shape)
 
 
@@ -206,8 +215,8 @@ class FreshArrays:
     """The :class:`Arena` interface without reuse: every ``get`` is a new array."""
 
     @staticmethod
-    def get(key, shape):
-        return np.empty(shape)
+    def get(key, shape, dtype=np.float64):
+        return np.empty(shape, dtype=dtype)
 
 
 _FREE_ARENAS: list[Arena] = []
@@ -233,7 +242,7 @@ def _pair_list(coord, atype, box, rcut, sel, truncate, frame):
     return build_pair_list(coord, atype, box, rcut, sel, truncate=truncate, frame=frame)
 
 
-def _frame_setup(model, pl, atype, nc, nv, groups) -> SimpleNamespace:
+def _frame_setup(model, pl, atype, nc, nv, groups, dtype=np.float64) -> SimpleNamespace:
     """The frame's internal order and per-type-pair constants, shared by every fast pass
     (energy here, dipole/polarizability in :mod:`symref.fast.cpu_tensor`).
 
@@ -243,7 +252,8 @@ def _frame_setup(model, pl, atype, nc, nv, groups) -> SimpleNamespace:
     original), ``inv_perm``, ``types_int`` (n), ``cptr`` (nt x n+1), ``j_int`` (P),
     ``rij`` (P x 3), ``npad`` (n x nt padded slots), ``davg_g``/``dstd_g`` (tj x ti x 4),
     ``cpad`` (ti x tj x 4 x M1), ``tabs``, ``emb``/``fnets`` (layer arrays), ``par``
-    (thread the O(P) bookkeeping)."""
+    (thread the O(P) bookkeeping), ``dt`` (the working dtype of the per-pair and per-atom
+    arrays: the model's, float64 or float32; pair offsets stay int64)."""
     desc, fit = model.descriptor, model.fitting
     nt, off, M1 = desc.ntypes, desc.sel_offsets, desc.neuron[-1]
     n = atype.shape[0]
@@ -274,15 +284,15 @@ def _frame_setup(model, pl, atype, nc, nv, groups) -> SimpleNamespace:
         base = int(cptr[t, n])
     P = base
     j_int = np.empty(P, dtype=np.int64)
-    rij = np.empty((P, 3))  # P x 3
+    rij = np.empty((P, 3), dtype=dtype)  # P x 3
     group_pairs(ptr, pl.j, pl.rij, atype, inv_perm, rule, nt, cptr, j_int, rij)
-    npad = (np.asarray(desc.sel)[None, :] - nreal).astype(np.float64)  # n x nt
+    npad = (np.asarray(desc.sel)[None, :] - nreal).astype(dtype)  # n x nt
 
     # ---- per (centre type, neighbour type) constants
     tabs = _tables(desc)  # None, or (data, info) per embedding index
-    davg_g = np.empty((nt, nt, 4))  # tj x ti x 4
-    dstd_g = np.empty((nt, nt, 4))
-    cpad = np.zeros((nt, nt, 4, M1))  # ti x tj x 4 x M1: one padded slot's R ⊗ G
+    davg_g = np.empty((nt, nt, 4), dtype=dtype)  # tj x ti x 4
+    dstd_g = np.empty((nt, nt, 4), dtype=dtype)
+    cpad = np.zeros((nt, nt, 4, M1), dtype=dtype)  # ti x tj x 4 x M1: one padded slot's R ⊗ G
     for ti in range(nt):
         for tj in range(nt):
             if off[tj] == off[tj + 1]:
@@ -302,12 +312,14 @@ def _frame_setup(model, pl, atype, nc, nv, groups) -> SimpleNamespace:
                 else:  # no table: the group contributes nothing
                     continue
                 cpad[ti, tj] = np.outer(r_pad, G)
-    emb = [[_layer_arrays(ly) for ly in net] for net in desc.embeddings] if tabs is None else tabs
-    fnets = [[_layer_arrays(ly) for ly in net] for net in fit.nets]
+    emb = ([[_layer_arrays(ly, dtype) for ly in net] for net in desc.embeddings]
+           if tabs is None else tabs)
+    fnets = [[_layer_arrays(ly, dtype) for ly in net] for net in fit.nets]
 
     return SimpleNamespace(n=n, P=P, perm=perm, inv_perm=inv_perm, types_int=types_int,
                            cptr=cptr, j_int=j_int, rij=rij, npad=npad, davg_g=davg_g,
-                           dstd_g=dstd_g, cpad=cpad, tabs=tabs, emb=emb, fnets=fnets, par=par)
+                           dstd_g=dstd_g, cpad=cpad, tabs=tabs, emb=emb, fnets=fnets, par=par,
+                           dt=np.dtype(dtype))
 
 
 def _make_blocks(S, groups, nt, mode, block_pairs):
@@ -342,8 +354,8 @@ def run_blocks(fn, items, mode):
 def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
                    block_pairs: int = BLOCK_PAIRS, mode: str | None = None,
                    ncentre: int | None = None, nvirial: int | None = None,
-                   fold: np.ndarray | None = None, pair_list=None) -> dict:
-    """Energy, forces, virial, atom_energy and atom_virial of one frame (float64).
+                   fold: np.ndarray | None = None, pair_list=None, dtype=np.float64) -> dict:
+    """Energy, forces, virial, atom_energy and atom_virial of one frame.
 
     Same inputs and outputs as the reference's frame function (``DeepPot._evaluate_frame``).
     ``mode``: see :func:`default_mode`.  Results do not depend on the mode or
@@ -391,10 +403,10 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     # centres stay a prefix, for ``fold``)
     nv = nc if nvirial is None else int(nvirial)
     groups = [(0, nv), (nv, nc)] if 0 < nv < nc else [(0, nc)]
-    S = _frame_setup(model, pl, atype, nc, nv, groups)
+    S = _frame_setup(model, pl, atype, nc, nv, groups, dtype)
     perm, inv_perm, cptr, j_int, rij = S.perm, S.inv_perm, S.cptr, S.j_int, S.rij
-    g_all = np.zeros((S.P, 3))  # dE/dr_ji of every pair
-    atom_e = np.zeros(n)
+    g_all = np.zeros((S.P, 3), dtype=S.dt)  # dE/dr_ji of every pair
+    atom_e = np.zeros(n)  # float64 whatever the dtype: the energy is summed in float64
     blocks = _make_blocks(S, groups, nt, mode, block_pairs)
     smax = []  # (embedding index, largest s of a block's pairs) of compressed models
     args = (model, S, g_all, atom_e, smax)
@@ -445,20 +457,20 @@ def _block_in(K, ws, blk, model, S, g_all, atom_e, smax):
     M1, M2, nnei = desc.neuron[-1], desc.axis_neuron, desc.nnei
     nb = b1 - b0
     T, segs = embed_forward(K, ws, blk, desc, S, smax)
-    D = ws.get("D", (nb, M1 * M2))
+    D = ws.get("D", (nb, M1 * M2), S.dt)
     K.descriptor_forward(T, M2, D)
 
     alive = ti not in model.atom_exclude_types
     if ti in fit.exclude_types:
-        e_fit = np.zeros(nb)
+        e_fit = np.zeros(nb, dtype=S.dt)
         alive_grad = False
     else:
         x = D
         facts, fhs = [x], []
         for k, (Wt, b, idt, sc, act) in enumerate(S.fnets[ti]):
-            z = ws.get(f"fz{k}", (nb, Wt.shape[1]))
+            z = ws.get(f"fz{k}", (nb, Wt.shape[1]), S.dt)
             np.matmul(x, Wt, out=z)
-            y = ws.get(f"fy{k}", (nb, Wt.shape[1]))
+            y = ws.get(f"fy{k}", (nb, Wt.shape[1]), S.dt)
             K.dense_act_forward(z, b, idt, x, sc, act, y)
             fhs.append(z)
             facts.append(y)
@@ -470,19 +482,19 @@ def _block_in(K, ws, blk, model, S, g_all, atom_e, smax):
         return
 
     # ---- backward: dE_i/dE_i = 1
-    dy = np.ones((nb, 1))
-    dyres = np.empty((0, 0))
+    dy = np.ones((nb, 1), dtype=S.dt)
+    none = dyres = np.empty((0, 0), dtype=S.dt)
     layers = S.fnets[ti]
     for k in range(len(layers) - 1, -1, -1):
         Wt, b, idt, sc, act = layers[k]
         h = fhs[k]
-        dxres = ws.get(f"fdxr{k}", (nb, Wt.shape[0])) if sc else np.empty((0, 0))
+        dxres = ws.get(f"fdxr{k}", (nb, Wt.shape[0]), S.dt) if sc else none
         K.dense_act_backward(dy, dyres, h, idt, sc, act, h, dxres)
-        dx = ws.get(f"fdx{k}", (nb, Wt.shape[0]))
+        dx = ws.get(f"fdx{k}", (nb, Wt.shape[0]), S.dt)
         np.matmul(h, Wt.T, out=dx)
-        dy, dyres = dx, (dxres if sc else np.empty((0, 0)))
+        dy, dyres = dx, (dxres if sc else none)
     dD = dy if dyres.shape[0] == 0 else dy + dyres  # nb x M1*M2
-    dT = np.empty((nb, M1, 4))
+    dT = np.empty((nb, M1, 4), dtype=S.dt)
     K.descriptor_backward(dD, T, M2, 1.0 / nnei, dT)
     embed_backward(K, ws, blk, desc, S, segs, dT, g_all)
 
@@ -499,7 +511,8 @@ def embed_forward(K, ws, blk, desc, S, smax, key=""):
     nt, M1 = desc.ntypes, desc.neuron[-1]
     cptr, emb, types_b = S.cptr, S.emb, S.types_int[b0:b1]
     nb = b1 - b0
-    T = np.zeros((nb, 4, M1))  # nb x 4 x M1 (transposed: contiguous k loops)
+    dt = S.dt
+    T = np.zeros((nb, 4, M1), dtype=dt)  # nb x 4 x M1 (transposed: contiguous k loops)
     segs = []
     for tj in range(nt):
         p0, p1 = int(cptr[tj, b0]), int(cptr[tj, b1])
@@ -510,7 +523,7 @@ def embed_forward(K, ws, blk, desc, S, smax, key=""):
         P = p1 - p0
         ptr = cptr[tj, b0:b1 + 1] - p0  # nb+1
         rij_s = S.rij[p0:p1]  # P x 3
-        R = ws.get(f"{key}R{tj}", (P, 4))
+        R = ws.get(f"{key}R{tj}", (P, 4), dt)
         if desc.tables is not None:  # compressed: rows, table look-up and T in one kernel
             coef, info = emb[desc.embedding_index(ti, tj)]
             K.env_table_T_forward(rij_s, ptr, types_b, S.davg_g[tj], S.dstd_g[tj], desc.rcut,
@@ -520,26 +533,26 @@ def embed_forward(K, ws, blk, desc, S, smax, key=""):
             continue
         layers = emb[desc.embedding_index(ti, tj)]
         W1, b, idt, sc, act = layers[0]
-        h = ws.get(f"{key}z{tj}_0", (P, W1.shape[1]))
-        x = ws.get(f"{key}y{tj}_0", (P, W1.shape[1]))
+        h = ws.get(f"{key}z{tj}_0", (P, W1.shape[1]), dt)
+        x = ws.get(f"{key}y{tj}_0", (P, W1.shape[1]), dt)
         K.env_embed_forward(rij_s, ptr, types_b, S.davg_g[tj], S.dstd_g[tj], desc.rcut,
                             desc.rcut_smth, desc.env_protection, W1, b, idt, sc, act, R, h, x)
-        layers = layers if len(layers) > 1 else layers + [_identity_layer(W1.shape[1])]
+        layers = layers if len(layers) > 1 else layers + [_identity_layer(W1.shape[1], dt)]
         acts, hs = [None, x], [h]  # inputs and activations of each layer
         for k in range(1, len(layers)):
             Wt, b, idt, sc, act = layers[k]
-            z = ws.get(f"{key}z{tj}_{k}", (P, Wt.shape[1]))
+            z = ws.get(f"{key}z{tj}_{k}", (P, Wt.shape[1]), dt)
             np.matmul(x, Wt, out=z)
             if k == len(layers) - 1:
                 K.embed_T_forward(z, b, idt, x, sc, act, R, ptr, T)
             else:
-                y = ws.get(f"{key}y{tj}_{k}", (P, Wt.shape[1]))
+                y = ws.get(f"{key}y{tj}_{k}", (P, Wt.shape[1]), dt)
                 K.dense_act_forward(z, b, idt, x, sc, act, y)
                 acts.append(y)
                 x = y
             hs.append(z)
         segs.append((tj, p0, p1, ptr, rij_s, R, layers, acts, hs))
-    T *= 1.0 / desc.nnei
+    T *= dt.type(1.0 / desc.nnei)
     return T, segs
 
 
@@ -551,30 +564,31 @@ def embed_backward(K, ws, blk, desc, S, segs, dT, g_all, keep=False, key=""):
     another ``dT``; else they are overwritten."""
     ti, b0, b1 = blk
     types_b = S.types_int[b0:b1]
-    dstd_g = S.dstd_g
+    dstd_g, dt = S.dstd_g, S.dt
+    none = np.empty((0, 0), dtype=dt)
     for tj, p0, p1, ptr, rij_s, R, layers, acts, hs in segs:
         if acts is None:  # a table: layers = (coef, info)
             K.env_table_T_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
                                    desc.env_protection, *layers, R, dT, g_all[p0:p1])
             continue
         P = p1 - p0
-        dR = ws.get(f"{key}dR{tj}", (P, 4))
+        dR = ws.get(f"{key}dR{tj}", (P, 4), dt)
         k = len(layers) - 1
         Wt, b, idt, sc, act = layers[k]
-        dz = ws.get(f"{key}dz{tj}_{k}", hs[k].shape) if keep else hs[k]
-        dxres = ws.get(f"{key}dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
+        dz = ws.get(f"{key}dz{tj}_{k}", hs[k].shape, dt) if keep else hs[k]
+        dxres = ws.get(f"{key}dxr{tj}_{k}", (P, Wt.shape[0]), dt) if sc else none
         K.embed_T_backward(hs[k], acts[k], idt, sc, act, R, ptr, dT, dz, dxres, dR)
-        dx = ws.get(f"{key}dx{tj}_{k}", (P, Wt.shape[0]))
+        dx = ws.get(f"{key}dx{tj}_{k}", (P, Wt.shape[0]), dt)
         np.matmul(dz, Wt.T, out=dx)
-        dyres = dxres if sc else np.empty((0, 0))
+        dyres = dxres if sc else none
         for k in range(len(layers) - 2, 0, -1):
             Wt, b, idt, sc, act = layers[k]
-            dz = ws.get(f"{key}dz{tj}_{k}", hs[k].shape) if keep else hs[k]
-            dxres = ws.get(f"{key}dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
+            dz = ws.get(f"{key}dz{tj}_{k}", hs[k].shape, dt) if keep else hs[k]
+            dxres = ws.get(f"{key}dxr{tj}_{k}", (P, Wt.shape[0]), dt) if sc else none
             K.dense_act_backward(dx, dyres, hs[k], idt, sc, act, dz, dxres)
-            dx = ws.get(f"{key}dx{tj}_{k}", (P, Wt.shape[0]))
+            dx = ws.get(f"{key}dx{tj}_{k}", (P, Wt.shape[0]), dt)
             np.matmul(dz, Wt.T, out=dx)
-            dyres = dxres if sc else np.empty((0, 0))
+            dyres = dxres if sc else none
         W1, b, idt, sc, act = layers[0]
         K.env_embed_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
                              desc.env_protection, W1, idt, sc, act, hs[0], dx, dyres, dR,
@@ -630,7 +644,7 @@ def _warn_beyond_tables(desc, tabs, smax, davg_g, dstd_g, types_c, npad_c):
             warn_beyond_table(np.array([best[idx]]), tabs[idx][1], idx, stacklevel=5)
 
 
-def _identity_layer(n):
+def _identity_layer(n, dtype=np.float64):
     """A linear n -> n layer without bias: lets a one-layer embedding net use the
     fused first-layer and last-layer kernels."""
-    return (np.eye(n), np.zeros(n), np.ones(n), 0, 0)
+    return (np.eye(n, dtype=dtype), np.zeros(n, dtype=dtype), np.ones(n, dtype=dtype), 0, 0)
