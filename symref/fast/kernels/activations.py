@@ -41,20 +41,24 @@ _ROUND_MAGIC = 6755399441055744.0  # 1.5 * 2**52: x + MAGIC rounds x to an integ
 
 @intrinsic
 def _pow2_of_rounded(typingctx, kd):
-    """``2**n`` from ``kd = n + 1.5*2**52`` (n integer, -1022 <= n <= 1023).
+    """``2**n`` from ``kd = n + 1.5*2**52`` (float64, -1022 <= n <= 1023) or
+    ``kd = n + 1.5*2**23`` (float32, -126 <= n <= 127), in ``kd``'s type.
 
     The low mantissa bits of ``kd`` hold n; adding the exponent bias and
     shifting them into the exponent field builds ``2**n`` without a
     float-to-int conversion (AVX2 has no packed one, so this keeps loops
     vectorisable).
     """
-    sig = types.float64(types.float64)
+    if kd not in (types.float64, types.float32):
+        return None
+    width, bias, shift = (32, 127, 23) if kd == types.float32 else (64, 1023, 52)
+    sig = kd(kd)
 
     def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        bits = builder.bitcast(args[0], i64)
-        bits = builder.shl(builder.add(bits, ir.Constant(i64, 1023)), ir.Constant(i64, 52))
-        return builder.bitcast(bits, ir.DoubleType())
+        ii = ir.IntType(width)
+        bits = builder.bitcast(args[0], ii)
+        bits = builder.shl(builder.add(bits, ir.Constant(ii, bias)), ir.Constant(ii, shift))
+        return builder.bitcast(bits, ir.FloatType() if width == 32 else ir.DoubleType())
 
     return sig, codegen
 
@@ -137,21 +141,6 @@ _ONE_32 = _F32(1.0)
 D2, D3, D4, D5, D6, D7, D8 = (_F32(c) for c in _C[2:9])
 
 
-@intrinsic
-def _pow2_of_rounded32(typingctx, kd):
-    """``2**n`` (float32) from ``kd = n + 1.5*2**23`` (float32, n integer, -126 <= n <= 0):
-    :func:`_pow2_of_rounded` with float32's 8 exponent bits."""
-    sig = types.float32(types.float32)
-
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        bits = builder.bitcast(args[0], i32)
-        bits = builder.shl(builder.add(bits, ir.Constant(i32, 127)), ir.Constant(i32, 23))
-        return builder.bitcast(bits, ir.FloatType())
-
-    return sig, codegen
-
-
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def tanh_scalar32(x):
     """tanh(x) in float32 arithmetic, vectorisable (the float32 block above)."""
@@ -165,7 +154,7 @@ def tanh_scalar32(x):
     r4 = r2 * r2
     q = (D2 + D3 * r) + r2 * (D4 + D5 * r) + r4 * ((D6 + D7 * r) + r2 * D8)
     em_r = r + r2 * q  # expm1(r)
-    s = _pow2_of_rounded32(kd)  # 2^n
+    s = _pow2_of_rounded(kd)  # 2^n (float32)
     m = s * em_r + (s - _ONE_32)  # expm1(t) in (-1, 0]
     return math.copysign(-m / (_TWO_32 + m), x)
 
