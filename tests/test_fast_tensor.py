@@ -161,3 +161,28 @@ def test_water_frame_example_model_size(water_frame, kind):
     out = m.evaluate(coord, atype, box, derivative=True, backend="numba")
     for k in ref:
         assert _rel(out[k], ref[k]) <= TOL, (k, _rel(out[k], ref[k]))
+
+
+def test_bad_input_same_errors_as_reference():
+    """A neighbour count above sel and a type index out of range raise the reference's
+    ValueError, word for word, before any kernel runs; truncate=True then matches the
+    reference to 1e-12."""
+    from symref.model.build import demo_model
+
+    cfg = {"type_map": ["O", "H", "C"],
+           "descriptor": {"type": "se_e2_a", "sel": [1, 1, 1], "rcut": 3.5, "rcut_smth": 0.5,
+                          "neuron": [4, 8], "axis_neuron": 3},
+           "fitting_net": dict(neuron=[10, 10], **VARIANTS["polar_full"])}
+    m = demo_model(cfg, seed=2)
+    coord, atype, box = _system(np.random.default_rng(0), 1)
+    for bad_atype, match in ((atype, "neighbours of type"), (atype + 5, "type")):
+        msgs = []
+        for backend in ("numpy", "numba"):
+            with pytest.raises(ValueError, match=match) as e:
+                m.evaluate(coord, bad_atype, box, backend=backend)
+            msgs.append(str(e.value))
+        assert msgs[0] == msgs[1]
+    ref = m.evaluate(coord, atype, box, truncate=True, derivative=True, backend="numpy")
+    out = m.evaluate(coord, atype, box, truncate=True, derivative=True, backend="numba")
+    for k in ref:
+        assert _rel(out[k], ref[k]) <= TOL, k
