@@ -20,8 +20,8 @@ Maxwell-Boltzmann velocities at ``--temperature`` (zero total momentum); without
 Runs (ASE's integrators, ``--dt-fs`` 0.5 fs):
 
 1. NVE, velocity Verlet, float64, numba backend, ``--nve-ps`` (10 ps);
-2. NVE from the same state in float32 (``precision="float32"``, which runs on
-   the NumPy reference path, ~8x slower), ``--f32-ps`` (2 ps);
+2. NVE from the same state in float32 (``precision="float32"``, numba backend:
+   float32 kernels, energies/forces/virials summed in float64), ``--f32-ps`` (2 ps);
 3. Langevin NVT at ``--temperature`` (300 K, friction ``--friction`` 0.01/fs),
    float64, ``--nvt-ps`` (10 ps); O positions every 20 steps after the first ps
    give g_OO(r), plotted next to the g_OO(r) of every frame of
@@ -254,7 +254,7 @@ def main(argv=None) -> int:
         calc = SymrefCalculator(model)
         results["NVE float64"] = nve(atoms0, calc, args.dt_fs, args.nve_ps, "NVE float64")
     if args.f32_ps > 0:
-        calc = SymrefCalculator(model, precision="float32", backend="numpy")
+        calc = SymrefCalculator(model, precision="float32")
         results["NVE float32"] = nve(atoms0, calc, args.dt_fs, args.f32_ps, "NVE float32")
         if "NVE float64" in results:  # float64 over the same window, for comparison
             r = results["NVE float64"]

@@ -171,10 +171,12 @@ def test_model_files_round_trip_through_deepmd(tmp_path, suffix):
                                   m.evaluate(coord, atype, box)["polarizability"])
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("variant", ["dipole_sel_type", "polar_diag", "polar_full"])
-def test_tensor_loss_gradient_matches_finite_differences(variant):
+def test_tensor_loss_gradient_matches_finite_differences(variant, backend):
     """Exact parameter gradient of deepmd-kit's tensor loss (atomic + global terms),
-    every parameter group (embedding, fitting, idt, bias_atom) sampled."""
+    every parameter group (embedding, fitting, idt, bias_atom) sampled; on the reference
+    and on the fast path (symref.fast.cpu_tensor)."""
     from symref.model.params import flat_parameters, parameters, set_flat_parameters
     from symref.train.loss import TensorPrefactors, tensor_loss_and_grad
 
@@ -193,7 +195,8 @@ def test_tensor_loss_gradient_matches_finite_differences(variant):
 
     def fun(theta):
         set_flat_parameters(m, theta)
-        loss, g = tensor_loss_and_grad(m, coord, atype, box, label, atom_label, pref)
+        loss, g = tensor_loss_and_grad(m, coord, atype, box, label, atom_label, pref,
+                                       backend=backend)
         return loss, np.concatenate([g[n].ravel() for n in names])
 
     # four components of every parameter array

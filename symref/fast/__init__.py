@@ -2,6 +2,8 @@
 
 ``cpu``       evaluation of an energy model on compact pair lists (``backend="numba"``)
 ``cpu_loss``  the training-loss gradient on the same kernels
+``cpu_tensor`` dipole/polarizability models (``DeepTensor``, ``backend="numba"``) and
+              their tensor-loss gradient, on the same kernels
 ``cuda``      evaluation on an NVIDIA GPU (``backend="cuda"``)
 ``vcnn``      the VectorCloudNet's embedding, cloud sums and Gram matrix on stacked
               ragged clouds (``VectorCloudNet(backend="numba")``)

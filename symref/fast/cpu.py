@@ -46,7 +46,12 @@ goes back from T̄ to dE/dr (G and dG/ds recomputed, not stored); the padded
 slots' constant uses the table too, an empty table contributes nothing, and a
 neighbour beyond a table's end warns as in the reference.
 
-Float64 only: ``precision="float32"`` uses the reference.
+Precision: float64, or float32 (``precision="float32"``; the model's parameters cast by
+``DeepPot.astype``): the pair rows, activations, T, D and the pair gradients are float32
+(float32 BLAS, the float32 ``tanh`` of :mod:`symref.fast.kernels.activations`), the
+sums that need it are float64: atomic energies are added in float64, forces and virials
+are gathered into float64 accumulators (:func:`~symref.fast.kernels.se_e2_a.forces_virial_gather`),
+and the neighbour search stays float64.  Compressed models are float64 only.
 """
 from __future__ import annotations
 
@@ -122,12 +127,13 @@ def require() -> None:
 
 def frame_evaluator(model, dtype=np.float64):
     """``(coord, atype, box, *, truncate, frame) -> dict`` evaluating one frame of ``model``
-    with :func:`evaluate_frame` (float64 only: the model keeps float32 on the reference)."""
-    if np.dtype(dtype) != np.float64:
-        raise ValueError(f"the numba path evaluates float64 only, got {np.dtype(dtype)}")
+    (already cast to ``dtype``: float64 or float32) with :func:`evaluate_frame`."""
+    if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise ValueError(f"the numba path evaluates float64 and float32, got {np.dtype(dtype)}")
 
     def frame_fn(coord, atype, box, *, truncate=False, frame=None, **_):
-        return evaluate_frame(model, coord, atype, box, truncate=truncate, frame=frame)
+        return evaluate_frame(model, coord, atype, box, truncate=truncate, frame=frame,
+                              dtype=dtype)
 
     return frame_fn
 
@@ -146,6 +152,8 @@ def unsupported_reason(model) -> str | None:
                             "the fast path needs statistics constant per type group")
     # a compressed descriptor's tables replace its embedding nets
     compressed = getattr(d, "tables", None) is not None
+    if compressed and np.asarray(d.davg).dtype != np.float64:
+        return "compressed (tabulated) models run in float64 only on the numba path"
     nets = ([] if compressed else list(d.embeddings)) + list(model.fitting.nets)
     for net in nets:
         for ly in net:
@@ -166,13 +174,13 @@ def pair_rules(model) -> np.ndarray:
     return rule
 
 
-def _layer_arrays(ly):
+def _layer_arrays(ly, dtype=np.float64):
     """(W, b, idt, shortcut, act) of a :class:`symref.reference.nn.Layer` for the kernels."""
     nout = ly.nout
     b = ly.b if ly.b is not None else np.zeros(nout)
     idt = ly.idt if ly.idt is not None else np.ones(nout)
-    return (np.ascontiguousarray(ly.w, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64),
-            np.ascontiguousarray(idt, dtype=np.float64), ly.shortcut,
+    return (np.ascontiguousarray(ly.w, dtype=dtype), np.ascontiguousarray(b, dtype=dtype),
+            np.ascontiguousarray(idt, dtype=dtype), ly.shortcut,
             1 if ly.activation == "tanh" else 0)
 
 
@@ -192,13 +200,14 @@ class Arena:
     def __init__(self):
         self.buf = {}
 
-    def get(self, key, shape):
-        """An uninitialised float64 array of ``shape`` owned by ``key`` (valid until the
-        next ``get`` of the same key)."""
+    def get(self, key, shape, dtype=np.float64):
+        """An uninitialised array of ``shape`` and ``dtype`` owned by ``key`` (valid until
+        the next ``get`` of the same key and dtype)."""
         n = math.prod(shape)
-        a = self.buf.get(key)
+        k = (key, np.dtype(dtype).char)
+        a = self.buf.get(k)
         if a is None or a.size < n:
-            a = self.buf[key] = np.empty(max(n, 1))
+            a = self.buf[k] = np.empty(max(n, 1), dtype=dtype)
         return a[:n].reshape(shape)
 
 
@@ -206,8 +215,8 @@ class FreshArrays:
     """The :class:`Arena` interface without reuse: every ``get`` is a new array."""
 
     @staticmethod
-    def get(key, shape):
-        return np.empty(shape)
+    def get(key, shape, dtype=np.float64):
+        return np.empty(shape, dtype=dtype)
 
 
 _FREE_ARENAS: list[Arena] = []
@@ -233,11 +242,120 @@ def _pair_list(coord, atype, box, rcut, sel, truncate, frame):
     return build_pair_list(coord, atype, box, rcut, sel, truncate=truncate, frame=frame)
 
 
+def _frame_setup(model, pl, atype, nc, nv, groups, dtype=np.float64) -> SimpleNamespace:
+    """The frame's internal order and per-type-pair constants, shared by every fast pass
+    (energy here, dipole/polarizability in :mod:`symref.fast.cpu_tensor`).
+
+    ``pl``: the frame's :class:`~symref.fast.kernels.neighbors.PairList`; centres are the
+    atoms ``0..nc-1``; ``groups``: ranges of centres sorted by type separately (see
+    :func:`evaluate_frame`).  Returns a namespace: ``n``, ``P``, ``perm`` (internal ->
+    original), ``inv_perm``, ``types_int`` (n), ``cptr`` (nt x n+1), ``j_int`` (P),
+    ``rij`` (P x 3), ``npad`` (n x nt padded slots), ``davg_g``/``dstd_g`` (tj x ti x 4),
+    ``cpad`` (ti x tj x 4 x M1), ``tabs``, ``emb``/``fnets`` (layer arrays), ``par``
+    (thread the O(P) bookkeeping), ``dt`` (the working dtype of the per-pair and per-atom
+    arrays: the model's, float64 or float32; pair offsets stay int64)."""
+    desc, fit = model.descriptor, model.fitting
+    nt, off, M1 = desc.ntypes, desc.sel_offsets, desc.neuron[-1]
+    n = atype.shape[0]
+    ptr = pl.ptr  # n+1
+    if nc < n:  # non-centres keep no pairs of their own
+        ptr = ptr.copy()
+        ptr[nc + 1:] = ptr[nc]
+
+    perm = np.concatenate([g0 + np.argsort(atype[g0:g1], kind="stable") for g0, g1 in groups]
+                          + [np.arange(nc, n)]).astype(np.int64)  # internal -> original
+    inv_perm = np.empty(n, dtype=np.int64)
+    inv_perm[perm] = np.arange(n)
+    types_int = np.ascontiguousarray(atype[perm])  # n
+    rule = pair_rules(model)
+    nkeep = np.empty((n, nt), dtype=np.int64)
+    nreal = np.empty((n, nt), dtype=np.int64)
+    # O(P) bookkeeping: threaded only for large frames.  OpenMP workers spin for a
+    # while after a parallel region and would steal the cores from the blocks.
+    par = n >= PARALLEL_BOOKKEEPING_ATOMS
+    count_pairs = ks.count_pairs if par else ks.count_pairs.serial
+    group_pairs = ks.group_pairs if par else ks.group_pairs.serial
+    count_pairs(ptr, pl.j, atype, inv_perm, rule, nt, nkeep, nreal)
+    cptr = np.zeros((nt, n + 1), dtype=np.int64)  # nt x n+1, global pair offsets
+    base = 0
+    for t in range(nt):
+        cptr[t, 1:] = np.cumsum(nkeep[:, t])
+        cptr[t] += base
+        base = int(cptr[t, n])
+    P = base
+    j_int = np.empty(P, dtype=np.int64)
+    rij = np.empty((P, 3), dtype=dtype)  # P x 3
+    group_pairs(ptr, pl.j, pl.rij, atype, inv_perm, rule, nt, cptr, j_int, rij)
+    npad = (np.asarray(desc.sel)[None, :] - nreal).astype(dtype)  # n x nt
+
+    # ---- per (centre type, neighbour type) constants
+    tabs = _tables(desc)  # None, or (data, info) per embedding index
+    davg_g = np.empty((nt, nt, 4), dtype=dtype)  # tj x ti x 4
+    dstd_g = np.empty((nt, nt, 4), dtype=dtype)
+    cpad = np.zeros((nt, nt, 4, M1), dtype=dtype)  # ti x tj x 4 x M1: one padded slot's R ⊗ G
+    for ti in range(nt):
+        for tj in range(nt):
+            if off[tj] == off[tj + 1]:
+                davg_g[tj, ti], dstd_g[tj, ti] = 0.0, 1.0
+                continue
+            davg_g[tj, ti] = desc.davg[ti, off[tj]]
+            dstd_g[tj, ti] = desc.dstd[ti, off[tj]]
+            r_pad = -davg_g[tj, ti] / dstd_g[tj, ti]  # 4
+            if np.any(r_pad != 0.0):
+                idx = desc.embedding_index(ti, tj)
+                if tabs is None:
+                    G = mlp_forward(r_pad[None, :1], desc.embeddings[idx])[0][0]  # M1
+                elif tabs[idx][0].size:
+                    G = np.empty((1, M1))
+                    kt.table_rows.serial(*tabs[idx], r_pad[:1], G)
+                    G = G[0]  # M1
+                else:  # no table: the group contributes nothing
+                    continue
+                cpad[ti, tj] = np.outer(r_pad, G)
+    emb = ([[_layer_arrays(ly, dtype) for ly in net] for net in desc.embeddings]
+           if tabs is None else tabs)
+    fnets = [[_layer_arrays(ly, dtype) for ly in net] for net in fit.nets]
+
+    return SimpleNamespace(n=n, P=P, perm=perm, inv_perm=inv_perm, types_int=types_int,
+                           cptr=cptr, j_int=j_int, rij=rij, npad=npad, davg_g=davg_g,
+                           dstd_g=dstd_g, cpad=cpad, tabs=tabs, emb=emb, fnets=fnets, par=par,
+                           dt=np.dtype(dtype))
+
+
+def _make_blocks(S, groups, nt, mode, block_pairs):
+    """Blocks ``(ti, b0, b1)`` of centres of one type (internal order) of about
+    ``block_pairs`` pairs; in ``"blocks"`` mode enough of them to keep every thread busy."""
+    ppa = max(1.0, S.P / S.n)  # pairs per atom
+    target = block_pairs
+    if mode == "blocks":
+        target = min(block_pairs, max(MIN_BLOCK_PAIRS, S.P // (2 * numba.get_num_threads())))
+    nb_max = max(1, int(target / ppa))
+    blocks = []
+    for g0, g1 in groups:
+        tstart = g0 + np.searchsorted(S.types_int[g0:g1], np.arange(nt + 1))  # centres by type
+        blocks += [(ti, b0, min(b0 + nb_max, int(tstart[ti + 1]))) for ti in range(nt)
+                   for b0 in range(int(tstart[ti]), int(tstart[ti + 1]), nb_max)]
+    return blocks
+
+
+def run_blocks(fn, items, mode):
+    """``[fn(K, item) for item in items]`` with ``K`` the kernel set of ``mode``: in
+    ``"blocks"`` mode the items run on the thread pool with the serial builds and
+    single-threaded BLAS, in ``"kernels"`` mode one after another with the parallel builds."""
+    if mode == "kernels":
+        return [fn(_PARALLEL, it) for it in items]
+    with _blas.blas_threads(1):
+        if numba.get_num_threads() > 1 and len(items) > 1:
+            pool = thread_pool(numba.get_num_threads())
+            return [f.result() for f in [pool.submit(fn, _SERIAL, it) for it in items]]
+        return [fn(_SERIAL, it) for it in items]
+
+
 def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
                    block_pairs: int = BLOCK_PAIRS, mode: str | None = None,
                    ncentre: int | None = None, nvirial: int | None = None,
-                   fold: np.ndarray | None = None, pair_list=None) -> dict:
-    """Energy, forces, virial, atom_energy and atom_virial of one frame (float64).
+                   fold: np.ndarray | None = None, pair_list=None, dtype=np.float64) -> dict:
+    """Energy, forces, virial, atom_energy and atom_virial of one frame.
 
     Same inputs and outputs as the reference's frame function (``DeepPot._evaluate_frame``).
     ``mode``: see :func:`default_mode`.  Results do not depend on the mode or
@@ -261,11 +379,9 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     mode = mode or default_mode()
     if mode not in ("blocks", "kernels"):
         raise ValueError(f"mode must be 'blocks' or 'kernels', got {mode!r}")
-    desc, fit = model.descriptor, model.fitting
+    desc = model.descriptor
     nt = desc.ntypes
     n = coord.shape[0]
-    M1, M2, nnei = desc.neuron[-1], desc.axis_neuron, desc.nnei
-    off = desc.sel_offsets
     nc = n if ncentre is None else int(ncentre)
     if not 0 <= nc <= n:
         raise ValueError(f"ncentre must be in [0, {n}], got {ncentre}")
@@ -281,104 +397,24 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
                                                             desc.sel, truncate, frame)
     if pl.ptr.shape[0] != n + 1:
         raise ValueError(f"pair_list has {pl.ptr.shape[0] - 1} centres, the frame {n} atoms")
-    ptr = pl.ptr  # n+1
-    if nc < n:  # non-centres keep no pairs of their own
-        ptr = ptr.copy()
-        ptr[nc + 1:] = ptr[nc]
-
     # ---- internal order: centres sorted by type, then the non-centres; pairs grouped
     # by neighbour type
     # (own centres 0..nvirial-1 by type, then the other centres by type: the pairs of own
     # centres stay a prefix, for ``fold``)
     nv = nc if nvirial is None else int(nvirial)
     groups = [(0, nv), (nv, nc)] if 0 < nv < nc else [(0, nc)]
-    perm = np.concatenate([g0 + np.argsort(atype[g0:g1], kind="stable") for g0, g1 in groups]
-                          + [np.arange(nc, n)]).astype(np.int64)  # internal -> original
-    inv_perm = np.empty(n, dtype=np.int64)
-    inv_perm[perm] = np.arange(n)
-    types_int = np.ascontiguousarray(atype[perm])  # n
-    rule = pair_rules(model)
-    nkeep = np.empty((n, nt), dtype=np.int64)
-    nreal = np.empty((n, nt), dtype=np.int64)
-    # O(P) bookkeeping: threaded only for large frames.  OpenMP workers spin for a
-    # while after a parallel region and would steal the cores from the blocks.
-    par = n >= PARALLEL_BOOKKEEPING_ATOMS
-    count_pairs = ks.count_pairs if par else ks.count_pairs.serial
-    group_pairs = ks.group_pairs if par else ks.group_pairs.serial
-    gather = ks.forces_virial_gather if par else ks.forces_virial_gather.serial
-    count_pairs(ptr, pl.j, atype, inv_perm, rule, nt, nkeep, nreal)
-    cptr = np.zeros((nt, n + 1), dtype=np.int64)  # nt x n+1, global pair offsets
-    base = 0
-    for t in range(nt):
-        cptr[t, 1:] = np.cumsum(nkeep[:, t])
-        cptr[t] += base
-        base = int(cptr[t, n])
-    P = base
-    j_int = np.empty(P, dtype=np.int64)
-    rij = np.empty((P, 3))  # P x 3
-    group_pairs(ptr, pl.j, pl.rij, atype, inv_perm, rule, nt, cptr, j_int, rij)
-    npad = (np.asarray(desc.sel)[None, :] - nreal).astype(np.float64)  # n x nt
-
-    # ---- per (centre type, neighbour type) constants
-    tabs = _tables(desc)  # None, or (data, info) per embedding index
-    davg_g = np.empty((nt, nt, 4))  # tj x ti x 4
-    dstd_g = np.empty((nt, nt, 4))
-    cpad = np.zeros((nt, nt, 4, M1))  # ti x tj x 4 x M1: one padded slot's R ⊗ G
-    for ti in range(nt):
-        for tj in range(nt):
-            if off[tj] == off[tj + 1]:
-                davg_g[tj, ti], dstd_g[tj, ti] = 0.0, 1.0
-                continue
-            davg_g[tj, ti] = desc.davg[ti, off[tj]]
-            dstd_g[tj, ti] = desc.dstd[ti, off[tj]]
-            r_pad = -davg_g[tj, ti] / dstd_g[tj, ti]  # 4
-            if np.any(r_pad != 0.0):
-                idx = desc.embedding_index(ti, tj)
-                if tabs is None:
-                    G = mlp_forward(r_pad[None, :1], desc.embeddings[idx])[0][0]  # M1
-                elif tabs[idx][0].size:
-                    G = np.empty((1, M1))
-                    kt.table_rows.serial(*tabs[idx], r_pad[:1], G)
-                    G = G[0]  # M1
-                else:  # no table: the group contributes nothing
-                    continue
-                cpad[ti, tj] = np.outer(r_pad, G)
-    emb = [[_layer_arrays(ly) for ly in net] for net in desc.embeddings] if tabs is None else tabs
-    fnets = [[_layer_arrays(ly) for ly in net] for net in fit.nets]
-
-    g_all = np.zeros((P, 3))  # dE/dr_ji of every pair
-    atom_e = np.zeros(n)
-    ppa = max(1.0, P / n)  # pairs per atom
-    nthreads = numba.get_num_threads()
-    target = block_pairs
-    if mode == "blocks":  # enough blocks to keep every thread busy
-        target = min(block_pairs, max(MIN_BLOCK_PAIRS, P // (2 * nthreads)))
-    nb_max = max(1, int(target / ppa))
-    blocks = []
-    for g0, g1 in groups:
-        tstart = g0 + np.searchsorted(types_int[g0:g1], np.arange(nt + 1))  # centres by type
-        blocks += [(ti, b0, min(b0 + nb_max, int(tstart[ti + 1]))) for ti in range(nt)
-                   for b0 in range(int(tstart[ti]), int(tstart[ti + 1]), nb_max)]
+    S = _frame_setup(model, pl, atype, nc, nv, groups, dtype)
+    perm, inv_perm, cptr, j_int, rij = S.perm, S.inv_perm, S.cptr, S.j_int, S.rij
+    g_all = np.zeros((S.P, 3), dtype=S.dt)  # dE/dr_ji of every pair
+    atom_e = np.zeros(n)  # float64 whatever the dtype: the energy is summed in float64
+    blocks = _make_blocks(S, groups, nt, mode, block_pairs)
     smax = []  # (embedding index, largest s of a block's pairs) of compressed models
-    args = (model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad, emb, fnets, g_all, atom_e,
-            M1, M2, nnei, smax)
-    if mode == "blocks":
-        # one block per thread, each with single-threaded BLAS: no thread pool ever
-        # waits on another (OpenBLAS's own threads collapse under any other load)
-        with _blas.blas_threads(1):
-            if nthreads > 1 and len(blocks) > 1:
-                pool = thread_pool(nthreads)
-                for fut in [pool.submit(_block, _SERIAL, blk, *args) for blk in blocks]:
-                    fut.result()
-            else:
-                for blk in blocks:
-                    _block(_SERIAL, blk, *args)
-    else:
-        for blk in blocks:
-            _block(_PARALLEL, blk, *args)
+    args = (model, S, g_all, atom_e, smax)
+    run_blocks(lambda K, blk: _block(K, blk, *args), blocks, mode)
 
-    if tabs is not None:
-        _warn_beyond_tables(desc, tabs, smax, davg_g, dstd_g, types_int[:nc], npad[:nc])
+    if S.tabs is not None:
+        _warn_beyond_tables(desc, S.tabs, smax, S.davg_g, S.dstd_g, S.types_int[:nc],
+                            S.npad[:nc])
 
     # ---- forces and virials by gathering, back to the original order
     if fold is not None:
@@ -386,6 +422,7 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     rev_ptr, rev_idx = ks.reverse_index(j_int, n)
     F = np.empty((n, 3))
     W = np.empty((n, 3, 3))
+    gather = ks.forces_virial_gather if S.par else ks.forces_virial_gather.serial
     gather(g_all, rij, cptr, rev_ptr, rev_idx, F, W)
     forces = np.empty_like(F)
     forces[perm] = F
@@ -413,69 +450,27 @@ def _block(K, blk, *args):
         _block_in(K, ws, blk, *args)
 
 
-def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpad,
-              emb, fnets, g_all, atom_e, M1, M2, nnei, smax):
+def _block_in(K, ws, blk, model, S, g_all, atom_e, smax):
     """:func:`_block` with the scratch arrays taken from ``ws``."""
     ti, b0, b1 = blk
     desc, fit = model.descriptor, model.fitting
-    nt = desc.ntypes
+    M1, M2, nnei = desc.neuron[-1], desc.axis_neuron, desc.nnei
     nb = b1 - b0
-    types_b = types_int[b0:b1]
-    T = np.zeros((nb, 4, M1))  # nb x 4 x M1 (transposed: contiguous k loops)
-    segs = []
-    for tj in range(nt):
-        p0, p1 = int(cptr[tj, b0]), int(cptr[tj, b1])
-        if npad[b0:b1, tj].any():
-            T += npad[b0:b1, tj][:, None, None] * cpad[ti, tj]  # padded slots
-        if p1 == p0:
-            continue
-        P = p1 - p0
-        ptr = cptr[tj, b0:b1 + 1] - p0  # nb+1
-        rij_s = rij[p0:p1]  # P x 3
-        R = ws.get(f"R{tj}", (P, 4))
-        if desc.tables is not None:  # compressed: rows, table look-up and T in one kernel
-            coef, info = emb[desc.embedding_index(ti, tj)]
-            K.env_table_T_forward(rij_s, ptr, types_b, davg_g[tj], dstd_g[tj], desc.rcut,
-                                  desc.rcut_smth, desc.env_protection, coef, info, R, T)
-            smax.append((desc.embedding_index(ti, tj), float(R[:, 0].max())))
-            segs.append((tj, p0, p1, ptr, rij_s, R, (coef, info), None, None))
-            continue
-        layers = emb[desc.embedding_index(ti, tj)]
-        W1, b, idt, sc, act = layers[0]
-        h = ws.get(f"z{tj}_0", (P, W1.shape[1]))
-        x = ws.get(f"y{tj}_0", (P, W1.shape[1]))
-        K.env_embed_forward(rij_s, ptr, types_b, davg_g[tj], dstd_g[tj], desc.rcut,
-                            desc.rcut_smth, desc.env_protection, W1, b, idt, sc, act, R, h, x)
-        layers = layers if len(layers) > 1 else layers + [_identity_layer(W1.shape[1])]
-        acts, hs = [None, x], [h]  # inputs and activations of each layer
-        for k in range(1, len(layers)):
-            Wt, b, idt, sc, act = layers[k]
-            z = ws.get(f"z{tj}_{k}", (P, Wt.shape[1]))
-            np.matmul(x, Wt, out=z)
-            if k == len(layers) - 1:
-                K.embed_T_forward(z, b, idt, x, sc, act, R, ptr, T)
-            else:
-                y = ws.get(f"y{tj}_{k}", (P, Wt.shape[1]))
-                K.dense_act_forward(z, b, idt, x, sc, act, y)
-                acts.append(y)
-                x = y
-            hs.append(z)
-        segs.append((tj, p0, p1, ptr, rij_s, R, layers, acts, hs))
-    T *= 1.0 / nnei
-    D = ws.get("D", (nb, M1 * M2))
+    T, segs = embed_forward(K, ws, blk, desc, S, smax)
+    D = ws.get("D", (nb, M1 * M2), S.dt)
     K.descriptor_forward(T, M2, D)
 
     alive = ti not in model.atom_exclude_types
     if ti in fit.exclude_types:
-        e_fit = np.zeros(nb)
+        e_fit = np.zeros(nb, dtype=S.dt)
         alive_grad = False
     else:
         x = D
         facts, fhs = [x], []
-        for k, (Wt, b, idt, sc, act) in enumerate(fnets[ti]):
-            z = ws.get(f"fz{k}", (nb, Wt.shape[1]))
+        for k, (Wt, b, idt, sc, act) in enumerate(S.fnets[ti]):
+            z = ws.get(f"fz{k}", (nb, Wt.shape[1]), S.dt)
             np.matmul(x, Wt, out=z)
-            y = ws.get(f"fy{k}", (nb, Wt.shape[1]))
+            y = ws.get(f"fy{k}", (nb, Wt.shape[1]), S.dt)
             K.dense_act_forward(z, b, idt, x, sc, act, y)
             fhs.append(z)
             facts.append(y)
@@ -487,42 +482,113 @@ def _block_in(K, ws, blk, model, cptr, rij, types_int, npad, davg_g, dstd_g, cpa
         return
 
     # ---- backward: dE_i/dE_i = 1
-    dy = np.ones((nb, 1))
-    dyres = np.empty((0, 0))
-    layers = fnets[ti]
+    dy = np.ones((nb, 1), dtype=S.dt)
+    none = dyres = np.empty((0, 0), dtype=S.dt)
+    layers = S.fnets[ti]
     for k in range(len(layers) - 1, -1, -1):
         Wt, b, idt, sc, act = layers[k]
         h = fhs[k]
-        dxres = ws.get(f"fdxr{k}", (nb, Wt.shape[0])) if sc else np.empty((0, 0))
+        dxres = ws.get(f"fdxr{k}", (nb, Wt.shape[0]), S.dt) if sc else none
         K.dense_act_backward(dy, dyres, h, idt, sc, act, h, dxres)
-        dx = ws.get(f"fdx{k}", (nb, Wt.shape[0]))
+        dx = ws.get(f"fdx{k}", (nb, Wt.shape[0]), S.dt)
         np.matmul(h, Wt.T, out=dx)
-        dy, dyres = dx, (dxres if sc else np.empty((0, 0)))
+        dy, dyres = dx, (dxres if sc else none)
     dD = dy if dyres.shape[0] == 0 else dy + dyres  # nb x M1*M2
-    dT = np.empty((nb, M1, 4))
+    dT = np.empty((nb, M1, 4), dtype=S.dt)
     K.descriptor_backward(dD, T, M2, 1.0 / nnei, dT)
+    embed_backward(K, ws, blk, desc, S, segs, dT, g_all)
 
+
+def embed_forward(K, ws, blk, desc, S, smax, key=""):
+    """The embedding nets and T of the block ``blk = (ti, b0, b1)``: ``(T, segs)``.
+
+    ``T`` (nb x 4 x M1, transposed: contiguous k loops) is already divided by nnei and
+    includes the padded slots (``S.cpad``); ``segs``: per neighbour type with pairs, what
+    :func:`embed_backward` needs (rows, activations).  Scratch arrays come from ``ws``
+    under names prefixed by ``key``; compressed descriptors record their largest s in
+    ``smax``."""
+    ti, b0, b1 = blk
+    nt, M1 = desc.ntypes, desc.neuron[-1]
+    cptr, emb, types_b = S.cptr, S.emb, S.types_int[b0:b1]
+    nb = b1 - b0
+    dt = S.dt
+    T = np.zeros((nb, 4, M1), dtype=dt)  # nb x 4 x M1 (transposed: contiguous k loops)
+    segs = []
+    for tj in range(nt):
+        p0, p1 = int(cptr[tj, b0]), int(cptr[tj, b1])
+        if S.npad[b0:b1, tj].any():
+            T += S.npad[b0:b1, tj][:, None, None] * S.cpad[ti, tj]  # padded slots
+        if p1 == p0:
+            continue
+        P = p1 - p0
+        ptr = cptr[tj, b0:b1 + 1] - p0  # nb+1
+        rij_s = S.rij[p0:p1]  # P x 3
+        R = ws.get(f"{key}R{tj}", (P, 4), dt)
+        if desc.tables is not None:  # compressed: rows, table look-up and T in one kernel
+            coef, info = emb[desc.embedding_index(ti, tj)]
+            K.env_table_T_forward(rij_s, ptr, types_b, S.davg_g[tj], S.dstd_g[tj], desc.rcut,
+                                  desc.rcut_smth, desc.env_protection, coef, info, R, T)
+            smax.append((desc.embedding_index(ti, tj), float(R[:, 0].max())))
+            segs.append((tj, p0, p1, ptr, rij_s, R, (coef, info), None, None))
+            continue
+        layers = emb[desc.embedding_index(ti, tj)]
+        W1, b, idt, sc, act = layers[0]
+        h = ws.get(f"{key}z{tj}_0", (P, W1.shape[1]), dt)
+        x = ws.get(f"{key}y{tj}_0", (P, W1.shape[1]), dt)
+        K.env_embed_forward(rij_s, ptr, types_b, S.davg_g[tj], S.dstd_g[tj], desc.rcut,
+                            desc.rcut_smth, desc.env_protection, W1, b, idt, sc, act, R, h, x)
+        layers = layers if len(layers) > 1 else layers + [_identity_layer(W1.shape[1], dt)]
+        acts, hs = [None, x], [h]  # inputs and activations of each layer
+        for k in range(1, len(layers)):
+            Wt, b, idt, sc, act = layers[k]
+            z = ws.get(f"{key}z{tj}_{k}", (P, Wt.shape[1]), dt)
+            np.matmul(x, Wt, out=z)
+            if k == len(layers) - 1:
+                K.embed_T_forward(z, b, idt, x, sc, act, R, ptr, T)
+            else:
+                y = ws.get(f"{key}y{tj}_{k}", (P, Wt.shape[1]), dt)
+                K.dense_act_forward(z, b, idt, x, sc, act, y)
+                acts.append(y)
+                x = y
+            hs.append(z)
+        segs.append((tj, p0, p1, ptr, rij_s, R, layers, acts, hs))
+    T *= dt.type(1.0 / desc.nnei)
+    return T, segs
+
+
+def embed_backward(K, ws, blk, desc, S, segs, dT, g_all, keep=False, key=""):
+    """Backward of :func:`embed_forward` for ``dT`` (nb x M1 x 4, the gradient of the
+    un-normalised sum, i.e. already divided by nnei): writes ``g_all`` (dL/dr_ji) of the
+    block's pairs.  ``keep``: leave the forward activations intact (gradients go to
+    scratch arrays of ``ws`` under ``key``), so that the pass can be repeated with
+    another ``dT``; else they are overwritten."""
+    ti, b0, b1 = blk
+    types_b = S.types_int[b0:b1]
+    dstd_g, dt = S.dstd_g, S.dt
+    none = np.empty((0, 0), dtype=dt)
     for tj, p0, p1, ptr, rij_s, R, layers, acts, hs in segs:
         if acts is None:  # a table: layers = (coef, info)
             K.env_table_T_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
                                    desc.env_protection, *layers, R, dT, g_all[p0:p1])
             continue
         P = p1 - p0
-        dR = ws.get(f"dR{tj}", (P, 4))
+        dR = ws.get(f"{key}dR{tj}", (P, 4), dt)
         k = len(layers) - 1
         Wt, b, idt, sc, act = layers[k]
-        dxres = ws.get(f"dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
-        K.embed_T_backward(hs[k], acts[k], idt, sc, act, R, ptr, dT, hs[k], dxres, dR)
-        dx = ws.get(f"dx{tj}_{k}", (P, Wt.shape[0]))
-        np.matmul(hs[k], Wt.T, out=dx)
-        dyres = dxres if sc else np.empty((0, 0))
+        dz = ws.get(f"{key}dz{tj}_{k}", hs[k].shape, dt) if keep else hs[k]
+        dxres = ws.get(f"{key}dxr{tj}_{k}", (P, Wt.shape[0]), dt) if sc else none
+        K.embed_T_backward(hs[k], acts[k], idt, sc, act, R, ptr, dT, dz, dxres, dR)
+        dx = ws.get(f"{key}dx{tj}_{k}", (P, Wt.shape[0]), dt)
+        np.matmul(dz, Wt.T, out=dx)
+        dyres = dxres if sc else none
         for k in range(len(layers) - 2, 0, -1):
             Wt, b, idt, sc, act = layers[k]
-            dxres = ws.get(f"dxr{tj}_{k}", (P, Wt.shape[0])) if sc else np.empty((0, 0))
-            K.dense_act_backward(dx, dyres, hs[k], idt, sc, act, hs[k], dxres)
-            dx = ws.get(f"dx{tj}_{k}", (P, Wt.shape[0]))
-            np.matmul(hs[k], Wt.T, out=dx)
-            dyres = dxres if sc else np.empty((0, 0))
+            dz = ws.get(f"{key}dz{tj}_{k}", hs[k].shape, dt) if keep else hs[k]
+            dxres = ws.get(f"{key}dxr{tj}_{k}", (P, Wt.shape[0]), dt) if sc else none
+            K.dense_act_backward(dx, dyres, hs[k], idt, sc, act, dz, dxres)
+            dx = ws.get(f"{key}dx{tj}_{k}", (P, Wt.shape[0]), dt)
+            np.matmul(dz, Wt.T, out=dx)
+            dyres = dxres if sc else none
         W1, b, idt, sc, act = layers[0]
         K.env_embed_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
                              desc.env_protection, W1, idt, sc, act, hs[0], dx, dyres, dR,
@@ -578,7 +644,7 @@ def _warn_beyond_tables(desc, tabs, smax, davg_g, dstd_g, types_c, npad_c):
             warn_beyond_table(np.array([best[idx]]), tabs[idx][1], idx, stacklevel=5)
 
 
-def _identity_layer(n):
+def _identity_layer(n, dtype=np.float64):
     """A linear n -> n layer without bias: lets a one-layer embedding net use the
     fused first-layer and last-layer kernels."""
-    return (np.eye(n), np.zeros(n), np.ones(n), 0, 0)
+    return (np.eye(n, dtype=dtype), np.zeros(n, dtype=dtype), np.ones(n, dtype=dtype), 0, 0)

@@ -9,7 +9,7 @@ is a module of :mod:`symref.fast`, imported on first use, offering ``require()``
 backend     module                      dtypes             outside them
 ==========  ==========================  =================  ==============================
 ``numpy``   (the reference)             float64, float32
-``numba``   :mod:`symref.fast.cpu`      float64            the reference, silently
+``numba``   :mod:`symref.fast.cpu`      float64, float32
 ``cuda``    :mod:`symref.fast.cuda`     float64, float32
 ==========  ==========================  =================  ==============================
 
@@ -38,7 +38,7 @@ class FastBackend:
 
 #: backend name -> its fast module, or None for the NumPy reference
 BACKEND_TABLE: dict[str, FastBackend | None] = {
-    "numba": FastBackend("symref.fast.cpu", (np.float64,)),
+    "numba": FastBackend("symref.fast.cpu", (np.float64, np.float32)),
     "numpy": None,
     "cuda": FastBackend("symref.fast.cuda", (np.float64, np.float32)),
 }

@@ -65,9 +65,11 @@ class DeepPot(SeE2AModel):
         backend : "numba" (default: the fast CPU path of :mod:`symref.fast.cpu`,
             O(N) neighbour search and fused multi-threaded kernels) or "numpy"
             (the reference, O(N²) neighbour search; the ground truth the fast
-            path is tested against).  float32 and models the fast path cannot
-            evaluate exactly (see :func:`symref.fast.cpu.unsupported_reason`)
-            use the reference.  "cuda": the GPU path of :mod:`symref.fast.cuda`
+            path is tested against).  Both precisions run on the fast path
+            (float32: float32 kernels and BLAS, energies, forces and virials
+            summed in float64, returned as float32); models it cannot evaluate
+            exactly (see :func:`symref.fast.cpu.unsupported_reason`) use the
+            reference, with a warning.  "cuda": the GPU path of :mod:`symref.fast.cuda`
             (numba-cuda; float64 and float32), an ``ImportError``/``RuntimeError``
             saying what to install when numba-cuda or a GPU is missing.
 

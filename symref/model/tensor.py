@@ -3,8 +3,10 @@ r"""DeepTensor: coordinates -> neighbours -> environment rows -> se_e2_a -> dipo
 A sibling of :class:`~symref.model.deeppot.DeepPot`: both are a
 :class:`~symref.model.base.SeE2AModel` (input checks, neighbour list, environment
 rows, descriptor); this one ends in an equivariant head
-(:class:`~symref.reference.fitting.TensorFitting`) instead of the energy fitting, and
-evaluates in float64 on the NumPy reference only.
+(:class:`~symref.reference.fitting.TensorFitting`) instead of the energy fitting.
+Float64, on the fast CPU path (:mod:`symref.fast.cpu_tensor`, ``backend="numba"``, the
+default) or the NumPy reference (``backend="numpy"``, the ground truth the fast path is
+tested against).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from symref.model.backends import check_backend
+from symref.fast import fallback_warning
 from symref.model.base import SeE2AModel, normalize_inputs
 from symref.reference.descriptor.se_e2_a import se_e2_a_backward
 from symref.reference.env import env_mat_backward
@@ -56,17 +59,21 @@ class DeepTensor(SeE2AModel):
         return "dipole" if self.kind == "dipole" else "polarizability"
 
     def evaluate(self, coord, atype, box=None, *, derivative: bool = False,
-                 truncate: bool = False, backend: str = "numpy") -> dict:
+                 truncate: bool = False, backend: str = "numba") -> dict:
         """Global and atomic dipoles or polarizabilities of one or more frames (float64).
 
         Inputs as :meth:`symref.model.deeppot.DeepPot.evaluate`.  Returns ``dipole`` (nf, 3) and
         ``atom_dipole`` (nf, natoms, 3), or ``polarizability`` (nf, 3, 3) and
         ``atom_polarizability`` (nf, natoms, 3, 3); with ``derivative`` also
         ``dipole_derivative`` (nf, 3, natoms, 3) = ∂μ_a/∂x_{k,b} (what IR spectra
-        need) or ``polarizability_derivative`` (nf, 3, 3, natoms, 3).  Both
-        backends run the NumPy reference (tensor models have no fast or GPU path yet).
+        need) or ``polarizability_derivative`` (nf, 3, 3, natoms, 3).
+
+        ``backend``: ``"numba"`` (default; :mod:`symref.fast.cpu_tensor`: compact pair
+        lists, blocks on threads; a model it cannot evaluate exactly runs on the reference
+        with a warning), ``"numpy"`` (the reference) or ``"cuda"`` (no GPU path for
+        tensor models yet: the reference, with a warning).
         """
-        check_backend(backend)
+        fast = self._fast(backend)
         coord, atype, box = normalize_inputs(coord, atype, box, self.ntypes)
         nf, natoms, _ = coord.shape
         shape = self.fitting.out_shape
@@ -75,11 +82,41 @@ class DeepTensor(SeE2AModel):
         if derivative:
             out[f"{name}_derivative"] = np.zeros((nf,) + shape + (natoms, 3))
         for f in range(nf):
-            res = self._tensor_frame(coord[f], atype[f], None if box is None else box[f],
-                                     derivative=derivative, truncate=truncate, frame=f)
+            box_f = None if box is None else box[f]
+            if fast is None:
+                res = self._tensor_frame(coord[f], atype[f], box_f, derivative=derivative,
+                                         truncate=truncate, frame=f)
+            else:
+                atom, deriv = fast.evaluate_frame(
+                    self, coord[f], atype[f], box_f, shift=self._atom_shift(atype[f]),
+                    alive=self.alive(atype[f]), derivative=derivative, truncate=truncate,
+                    frame=f)
+                res = {name: atom.sum(axis=0), f"atom_{name}": atom}
+                if derivative:
+                    res[f"{name}_derivative"] = deriv
             for k, v in res.items():
                 out[k][f] = v
         return out
+
+    def _fast(self, backend: str, *, train: bool = False, stacklevel: int = 3):
+        """The fast module (:mod:`symref.fast.cpu_tensor`) for ``backend``, or None where the
+        reference runs (``"numpy"``; ``"cuda"`` and models the fast path cannot handle
+        exactly, with :func:`symref.fast.fallback_warning`).  ``train``: parameter
+        gradients are needed too (:func:`symref.fast.cpu_tensor.train_unsupported_reason`)."""
+        check_backend(backend)
+        if backend == "numpy":
+            return None
+        if backend == "cuda":
+            fallback_warning(backend, "tensor models have no GPU path", stacklevel=stacklevel)
+            return None
+        from symref.fast import cpu_tensor
+
+        why = (cpu_tensor.train_unsupported_reason if train
+               else cpu_tensor.unsupported_reason)(self)
+        if why is not None:
+            fallback_warning(backend, why, stacklevel=stacklevel)
+            return None
+        return cpu_tensor
 
     def _atom_shift(self, atype) -> np.ndarray:
         """Model-level isotropic shift of each atom's polarizability (nloc x 3 x 3)."""
@@ -90,12 +127,20 @@ class DeepTensor(SeE2AModel):
         diag = np.trace(b, axis1=1, axis2=2) / 3.0 * np.asarray(fit.scale)  # ntypes
         return diag[atype][:, None, None] * np.eye(3)
 
-    def tensor_forward(self, coord, atype, box, *, truncate=False, frame=None):
+    def tensor_forward(self, coord, atype, box, *, truncate=False, frame=None,
+                       backend: str = "numpy", train: bool = False):
         """Atomic outputs of one frame (nloc x 3 or nloc x 3 x 3, zero for excluded
-        atoms) and the cache for :meth:`tensor_backward`: a dict holding every
-        intermediate (``nlist``, ``mask``, ``rij``, ``env_mat``, ``env_cache``,
+        atoms) and the cache for :meth:`tensor_backward`: on the reference a dict holding
+        every intermediate (``nlist``, ``mask``, ``rij``, ``env_mat``, ``env_cache``,
         ``d_cache``, ``descriptor``, ``T``, ``f_cache``, ``alive``; the golden stages
-        of :mod:`symref.io.golden` read them from here)."""
+        of :mod:`symref.io.golden` read them from here); with ``backend="numba"`` the
+        cache of :func:`symref.fast.cpu_tensor.tensor_forward` (``train``: the caller
+        wants parameter gradients; models the fast path cannot train use the reference)."""
+        fast = self._fast(backend, train=train)
+        if fast is not None:
+            return fast.tensor_forward(self, coord, atype, box, shift=self._atom_shift(atype),
+                                       alive=self.alive(atype), truncate=truncate,
+                                       frame=frame)
         fit = self.fitting
         nlist, mask, rij, R, env_cache = self.environment(coord, atype, box,
                                                           truncate=truncate, frame=frame)
@@ -113,7 +158,13 @@ class DeepTensor(SeE2AModel):
         """Backward of :meth:`tensor_forward` for ``<dy, atom outputs>``: ``(g, grads)``,
         ``g`` = d/dr_ji (nloc x nnei x 3); ``grads``, with ``param_grads``,
         ``{"embeddings": {net index: layer grads}, "nets": {type: layer grads},
-        "bias_atom": (ntypes x nout)}``, else ``None``."""
+        "bias_atom": (ntypes x nout)}``, else ``None``.  A cache of the fast path gives
+        :func:`symref.fast.cpu_tensor.tensor_backward`'s result instead (``g`` per pair
+        without ``param_grads``, None with them; the same ``grads``)."""
+        if not isinstance(cache, dict):
+            from symref.fast import cpu_tensor
+
+            return cpu_tensor.tensor_backward(dy, cache, param_grads=param_grads)
         c = cache
         (dD, dgr), fgrads = tensor_fitting_backward(dy * c["alive"], c["f_cache"],
                                                     param_grads=param_grads)

@@ -57,7 +57,8 @@ def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
             label, atom = labels[k]
             loss, g = tensor_loss_and_grad(model, s.coord[sl], s.atype, box,
                                            None if label is None else label[sl],
-                                           None if atom is None else atom[sl], pref)
+                                           None if atom is None else atom[sl], pref,
+                                           backend=backend)
         else:
             loss, g = energy_loss_and_grad(model, s.coord[sl], s.atype, box, s.energy[sl],
                                            s.force[sl], s.virial[sl] if pref.pref_v else None,

@@ -177,7 +177,8 @@ class TensorPrefactors:
 
 
 def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
-                         pref: TensorPrefactors = TensorPrefactors(), *, grad: bool = True):
+                         pref: TensorPrefactors = TensorPrefactors(), *, grad: bool = True,
+                         backend: str = "numpy"):
     r"""deepmd-kit's ``tensor`` loss of a :class:`~symref.model.tensor.DeepTensor` and its gradient.
 
     For frames f with N atoms and c = 3 (dipole) or 9 (polarizability) components,
@@ -193,7 +194,12 @@ def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
     :math:`\bar y_{fi} = 2p_a(y_{fi}-y^*_{fi})/(n_f N c) + 2p_g(Y_f - Y^*_f)/(n_f c)`
     through the head (:func:`~symref.reference.fitting.tensor_fitting_backward`: D̄, R̄ = T̄[:, :, 1:]),
     the descriptor and the embedding nets.  Returns ``(loss, {name: dL/dparam} or None)``.
+    ``backend="numba"``: forward and backward on the fast path
+    (:mod:`symref.fast.cpu_tensor`; models it cannot train use the reference, with a
+    warning); ``"numpy"``: the reference.
     """
+    if backend not in ("numpy", "numba"):
+        raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
     coord, atype, box = normalize_inputs(coord, atype, box, model.ntypes)
     nf, N, _ = coord.shape
     shape = model.fitting.out_shape
@@ -206,7 +212,8 @@ def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
         atom_label = np.asarray(atom_label, dtype=np.float64).reshape((nf, N) + shape)
     total, grads = 0.0, None
     for f in range(nf):
-        y, cache = model.tensor_forward(coord[f], atype[f], None if box is None else box[f])
+        y, cache = model.tensor_forward(coord[f], atype[f], None if box is None else box[f],
+                                        backend=backend, train=grad)
         dy = np.zeros_like(y)  # nloc x shape
         if atom_label is not None and pref.pref_atomic:
             r = y - atom_label[f]

@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 from symref.fast.kernels._jit import kernel
-from symref.fast.kernels.activations import tanh_scalar
+from symref.fast.kernels.activations import tanh_any
 
 
 
@@ -49,7 +49,7 @@ def act_rows(z, b, act):
     if act == 1:
         f = z.reshape(-1)
         for i in range(f.shape[0]):
-            f[i] = tanh_scalar(f[i])
+            f[i] = tanh_any(f[i])  # float32 arrays: float32 arithmetic
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -106,6 +106,7 @@ def dense_act_backward(dy, dyres, h, idt, shortcut, act, dz, dxres):
     nrow, nout = dy.shape
     has_res = dyres.shape[0] > 0
     nin = dxres.shape[1]
+    one = np.ones(1, dtype=h.dtype)[0]  # 1 in the working dtype (float32 stays float32)
     for r in numba.prange(nrow):
         dyr = dy[r]  # nout
         hr = h[r]  # nout
@@ -129,10 +130,10 @@ def dense_act_backward(dy, dyres, h, idt, shortcut, act, dz, dxres):
         if act == 1:
             if has_res:
                 for k in range(nout):
-                    dzr[k] = (dyr[k] + dyres[r, k]) * idt[k] * (1.0 - hr[k] * hr[k])
+                    dzr[k] = (dyr[k] + dyres[r, k]) * idt[k] * (one - hr[k] * hr[k])
             else:
                 for k in range(nout):
-                    dzr[k] = dyr[k] * idt[k] * (1.0 - hr[k] * hr[k])
+                    dzr[k] = dyr[k] * idt[k] * (one - hr[k] * hr[k])
         else:
             if has_res:
                 for k in range(nout):

@@ -207,7 +207,7 @@ def embed_T_forward(z, b, idt, x, shortcut, act, R, ptr, T):
     M1 = z.shape[1]
     for a in numba.prange(na):
         Ta = T[a]  # 4 x M1
-        G = np.empty(M1)
+        G = np.empty(M1, dtype=z.dtype)  # the working dtype (float32 stays float32)
         act_rows(z[ptr[a]:ptr[a + 1]], b, act)
         for p in range(ptr[a], ptr[a + 1]):
             out_row(z[p], x[p], idt, shortcut, G)
@@ -247,10 +247,12 @@ def embed_T_backward(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
     na = ptr.shape[0] - 1
     M1 = h.shape[1]
     nin = x.shape[1]
+    one = np.ones(1, dtype=h.dtype)[0]  # 1 and 0 in the working dtype (float32 stays float32)
+    zero = np.zeros(1, dtype=h.dtype)[0]
     for a in numba.prange(na):
         dTa = dT[a]  # M1 x 4
-        G = np.empty(M1)
-        dG = np.empty(M1)
+        G = np.empty(M1, dtype=h.dtype)
+        dG = np.empty(M1, dtype=h.dtype)
         for p in range(ptr[a], ptr[a + 1]):
             hp = h[p]
             xp = x[p]
@@ -264,10 +266,10 @@ def embed_T_backward(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
                     G[k] += xp[k]
                     G[nin + k] += xp[k]
             r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
+            s0 = zero  # sums over M1 terms, in the working dtype
+            s1 = zero
+            s2 = zero
+            s3 = zero
             for k in range(M1):
                 dG[k] = dTa[k, 0] * r0 + dTa[k, 1] * r1 + dTa[k, 2] * r2 + dTa[k, 3] * r3
                 s0 += G[k] * dTa[k, 0]
@@ -287,7 +289,7 @@ def embed_T_backward(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
             dzp = dz[p]
             if act == 1:
                 for k in range(M1):
-                    dzp[k] = dG[k] * idt[k] * (1.0 - hp[k] * hp[k])
+                    dzp[k] = dG[k] * idt[k] * (one - hp[k] * hp[k])
             else:
                 for k in range(M1):
                     dzp[k] = dG[k] * idt[k]
