@@ -371,6 +371,10 @@ def main(argv=None) -> int:
                          "of the point set, or seeded random draws from it")
     tr.add_argument("--draws", type=int, default=1,
                     help="with --selection random: predictions averaged over this many draws")
+    tr.add_argument("--features", choices=("symref", "paper"), default="symref",
+                    help="per-point features: relative position, velocity, log-production "
+                         "(default) or the VCNN paper's set (direction, velocity, strain rate, "
+                         "cell area, speed, wall distance, proximity, upstream weight)")
     tr.set_defaults(func=_cmd_transport)
     lm = sub.add_parser("lammps", help="run a LAMMPS input with a symref model as the force "
                                        "field (fix external; mpiexec -n K for K ranks)")

@@ -24,6 +24,8 @@ Péclet number is the volume flux ``flux`` over the unit diffusivity).
 ``solver``     the reaction :math:`S(c)` (:class:`Reaction`), Newton's method on the
                discrete transport equation (:func:`solve_transport`) and the
                manufactured-solution verification (:func:`verify`)
+``features``   the fields of the VCNN paper's per-point features (wall distance,
+               strain rate, cell area) and its feature set (:func:`paper_cloud`)
 ``clouds``     point sets in the fluid with interpolated fields (:func:`point_set`),
                the upstream ellipses and the VCNN clouds (:func:`build_clouds`)
 ``study``      the cloud-size study (:class:`StudyConfig`, :func:`run_study`), its
@@ -42,6 +44,8 @@ Every public name is re-exported here: ``symref.transport.X`` works for all of t
 from symref.transport.clouds import (SELECTIONS, CoefficientEllipse, Ellipse, PointSet,
                                      build_clouds, cloud_members, grid_sampler, interpolate,
                                      point_set, sample_points, stencil_offsets)
+from symref.transport.features import (EXTRA_FIELDS, FEATURE_SETS, extra_fields, paper_cloud,
+                                       strain_rate_magnitude, wall_distance)
 from symref.transport.flow import (Flow, Grid, HillChannel, advection_operator, diffusion_operator,
                                    discrete_divergence, solve_flow, solve_poisson_vertices,
                                    velocity_from_psi)
@@ -63,5 +67,7 @@ __all__ = [
     "interpolate", "sample_points", "PointSet", "point_set", "Ellipse", "CoefficientEllipse",
     "cloud_members", "SELECTIONS", "grid_sampler", "stencil_offsets",
     "build_clouds",
+    "FEATURE_SETS", "EXTRA_FIELDS", "wall_distance", "strain_rate_magnitude", "extra_fields",
+    "paper_cloud",
     "StudyConfig", "solve_member", "rel_l2", "frame_check", "run_study", "format_summary", "cli",
 ]

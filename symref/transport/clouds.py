@@ -16,7 +16,8 @@ spans orders of magnitude over the family).  The network adds the invariants :ma
 :math:`|u_i|`, :math:`(x_i - x_0)\cdot u_i`.  Nothing in the cloud construction
 refers to the coordinate axes (the period is a vector that rotates with the
 problem), so rotating or reflecting the whole problem gives the same clouds in
-the new frame and the same predictions.
+the new frame and the same predictions.  ``build_clouds(features="paper")`` gives the
+VCNN paper's per-point features instead (:mod:`symref.transport.features`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from symref.transport.features import FEATURE_SETS, extra_fields, paper_cloud
 from symref.transport.flow import Grid, HillChannel
 from symref.transport.solver import TransportSolution
 
@@ -79,8 +81,9 @@ class PointSet:
     positions (N, 2), velocity (N, 2) and the period vector (2,) rotate with the
     frame; production (N,) and c (N,) are scalars.  ``sampler`` (optional, for the
     stencil clouds): ``sampler(points (m, 2)) -> (points moved into the fluid (m, 2),
-    velocity (m, 2), production (m,))`` at any points of the same frame
-    (:func:`grid_sampler`).
+    velocity (m, 2), production (m,), extra (m, k))`` at any points of the same frame
+    (:func:`grid_sampler`).  ``extra`` (optional, (N, k)): more scalar fields at the
+    points, the :data:`~symref.transport.features.EXTRA_FIELDS` for the paper's features.
     """
 
     positions: np.ndarray
@@ -89,6 +92,7 @@ class PointSet:
     c: np.ndarray
     period: np.ndarray
     sampler: Callable | None = None
+    extra: np.ndarray | None = None
 
     def transformed(self, R: np.ndarray, shift=(0.0, 0.0)) -> "PointSet":
         """The same problem in another frame: x -> R x + shift, u -> R u (R orthogonal)."""
@@ -99,10 +103,11 @@ class PointSet:
             inner = self.sampler
 
             def sampler(points):  # the original frame's sampler, seen from the new one
-                q, u, s = inner((np.asarray(points) - t) @ R)
-                return q @ R.T + t, u @ R.T, s
+                q, u, s, e = inner((np.asarray(points) - t) @ R)
+                return q @ R.T + t, u @ R.T, s, e
         return PointSet(self.positions @ R.T + t, self.velocity @ R.T,
-                        self.production.copy(), self.c.copy(), R @ self.period, sampler)
+                        self.production.copy(), self.c.copy(), R @ self.period, sampler,
+                        None if self.extra is None else self.extra.copy())
 
     def with_production(self, f: Callable) -> "PointSet":
         """The same points with production replaced by f(production), the sampler's too."""
@@ -111,17 +116,20 @@ class PointSet:
             inner = self.sampler
 
             def sampler(points):
-                q, u, s = inner(points)
-                return q, u, f(s)
+                q, u, s, e = inner(points)
+                return q, u, f(s), e
         return PointSet(self.positions, self.velocity, f(self.production), self.c, self.period,
-                        sampler)
+                        sampler, self.extra)
 
 
-def grid_sampler(grid: Grid, velocity: np.ndarray, production: np.ndarray) -> Callable:
+def grid_sampler(grid: Grid, velocity: np.ndarray, production: np.ndarray,
+                 extra: np.ndarray | None = None) -> Callable:
     """Fields of a solved problem at any points: points outside the fluid are first moved
     into it along the grid line ξ = x (η clipped to [0, 1]: onto the wall below or
-    above), so the sampled fields are continuous in the points; x is periodic."""
-    fields = np.concatenate([velocity, production[..., None]], axis=-1)
+    above), so the sampled fields are continuous in the points; x is periodic.
+    ``extra`` (ny, nx, k): more cell fields, returned as the fourth value (m, k)."""
+    extra = np.zeros(production.shape + (0,)) if extra is None else extra
+    fields = np.concatenate([velocity, production[..., None], extra], axis=-1)
 
     def sampler(points):
         points = np.asarray(points, dtype=np.float64)
@@ -130,20 +138,23 @@ def grid_sampler(grid: Grid, velocity: np.ndarray, production: np.ndarray) -> Ca
         h, _ = grid.geom.wall(np.mod(x, grid.geom.length))
         y = h + np.clip(eta, 0.0, 1.0) * (grid.geom.height - h)
         v = interpolate(grid, fields, x, y)
-        return np.stack([x, y], axis=-1), v[..., :2], v[..., 2]
+        return np.stack([x, y], axis=-1), v[..., :2], v[..., 2], v[..., 3:]
 
     return sampler
 
 
 def point_set(sol: TransportSolution, n_points: int, seed: int = 0) -> PointSet:
-    """A random point set in the fluid of a solved problem, fields interpolated to it."""
+    """A random point set in the fluid of a solved problem, fields interpolated to it
+    (with the :data:`~symref.transport.features.EXTRA_FIELDS` as ``extra``)."""
     geom = sol.flow.grid.geom
     p = sample_points(geom, n_points, seed)
-    fields = np.concatenate([sol.flow.velocity, sol.production[..., None], sol.c[..., None]],
-                            axis=-1)
+    extra = extra_fields(sol.flow.grid, sol.flow.grad)  # ny x nx x 3
+    fields = np.concatenate([sol.flow.velocity, sol.production[..., None], sol.c[..., None],
+                             extra], axis=-1)
     v = interpolate(sol.flow.grid, fields, p[:, 0], p[:, 1])
     return PointSet(p, v[:, :2], v[:, 2], v[:, 3], np.array([geom.length, 0.0]),
-                    grid_sampler(sol.flow.grid, sol.flow.velocity, sol.production))
+                    grid_sampler(sol.flow.grid, sol.flow.velocity, sol.production, extra),
+                    v[:, 4:])
 
 
 @dataclass(frozen=True)
@@ -281,15 +292,16 @@ def _stencil_clouds(ps: PointSet, queries, n: int, ellipse):
     off = stencil_offsets(n - 1)  # (n-1) x 2
     pts = (P0[:, None, :] + ((off[None, :, 0] - shift[:, None]) * a[:, None])[..., None]
            * e[:, None, :] + (off[None, :, 1] * b[:, None])[..., None] * e_perp[:, None, :])
-    q, u, s = ps.sampler(pts.reshape(-1, 2))  # nq (n-1) x ...
+    q, u, s, e = ps.sampler(pts.reshape(-1, 2))  # nq (n-1) x ...
     q = q.reshape(pts.shape)
-    return q - P0[:, None, :], u.reshape(pts.shape), s.reshape(pts.shape[:2])
+    return (q - P0[:, None, :], u.reshape(pts.shape), s.reshape(pts.shape[:2]),
+            e.reshape(pts.shape[:2] + e.shape[-1:]))
 
 
 
 def build_clouds(ps: PointSet, queries, n: int, ellipse=Ellipse(), seed: int = 0,
                  members=None, *, selection: str = "random", replace: bool = False,
-                 draw: int = 0):
+                 draw: int = 0, features: str = "symref"):
     """VCNN clouds of (up to) n points for the query points; returns (clouds, targets).
 
     Each cloud is the query point (relative position 0) plus n − 1 of the points
@@ -310,19 +322,35 @@ def build_clouds(ps: PointSet, queries, n: int, ellipse=Ellipse(), seed: int = 0
     Where fewer than n − 1 points are inside: all of them, or with ``replace=True``
     (the paper's fixed n) topped up to n − 1 by drawing with replacement (random) or
     repeating the nearest in order (nearest); the query point itself stands in for an
-    empty ellipse.  Features: ``positions`` x_i − x_0 (n, 2), ``vectors`` u_i (n, 1, 2),
-    ``scalars`` production s_i (n, 1).  Targets: c at the query points.
+    empty ellipse.  Features (``features="symref"``): ``positions`` x_i − x_0 (n, 2),
+    ``vectors`` u_i (n, 1, 2), ``scalars`` production s_i (n, 1); ``features="paper"``: the
+    VCNN paper's (:func:`~symref.transport.features.paper_cloud`, from ``ps.extra``, with
+    the ellipse's across semi-axis).  Targets: c at the query points.
     """
     if int(n) != n or n < 1:
         raise ValueError(f"cloud size n must be a positive integer, got {n!r}")
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    if features not in FEATURE_SETS:
+        raise ValueError(f"features must be one of {FEATURE_SETS}, got {features!r}")
+    if features == "paper" and ps.extra is None:
+        raise ValueError("features='paper' needs a PointSet with the extra fields (wall "
+                         "distance, strain rate, cell area; point_set attaches them)")
     queries = np.asarray(queries, dtype=np.int64)
+
+    def cloud(rel, u, s, e):
+        if features == "paper":
+            return paper_cloud(rel, u, e, float(ellipse.axes(np.zeros(1))[1][0]))
+        return {"positions": rel, "vectors": u[:, None, :], "scalars": s[:, None]}
+
+    extra = np.zeros((len(ps.c), 0)) if ps.extra is None else ps.extra
     if selection == "stencil" and n > 1:
-        rel, u, s = _stencil_clouds(ps, queries, n, ellipse)
-        clouds = [{"positions": np.vstack([np.zeros((1, 2)), rel[k]]),
-                   "vectors": np.vstack([ps.velocity[q][None], u[k]])[:, None, :],
-                   "scalars": np.concatenate([[ps.production[q]], s[k]])[:, None]}
+        rel, u, s, e = _stencil_clouds(ps, queries, n, ellipse)
+        e = e[..., :extra.shape[1]]  # a set without extra fields: none from the sampler either
+        clouds = [cloud(np.vstack([np.zeros((1, 2)), rel[k]]),  # n x 2 each
+                        np.vstack([ps.velocity[q], u[k]]),
+                        np.concatenate([[ps.production[q]], s[k]]),  # n
+                        np.vstack([extra[q], e[k]]))  # n x k
                   for k, q in enumerate(queries)]
         return clouds, ps.c[queries].copy()
     if members is None and n == 1:
@@ -346,7 +374,6 @@ def build_clouds(ps: PointSet, queries, n: int, ellipse=Ellipse(), seed: int = 0
                                            rng.choice(len(idx), m - len(idx), replace=True)])
             idx, rel = idx[pick], rel[pick]
         sel = np.concatenate([[q], idx])
-        clouds.append({"positions": np.vstack([np.zeros((1, 2)), rel]),
-                       "vectors": ps.velocity[sel][:, None, :],
-                       "scalars": ps.production[sel][:, None]})
+        clouds.append(cloud(np.vstack([np.zeros((1, 2)), rel]), ps.velocity[sel],
+                            ps.production[sel], extra[sel]))
     return clouds, ps.c[queries].copy()

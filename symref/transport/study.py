@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from symref.transport.clouds import (SELECTIONS, CoefficientEllipse, Ellipse, PointSet,
+from symref.transport.clouds import (FEATURE_SETS, SELECTIONS, CoefficientEllipse, Ellipse, PointSet,
                                      build_clouds, cloud_members, grid_sampler, interpolate,
                                      point_set)
+from symref.transport.features import extra_fields
 from symref.transport.flow import Grid, HillChannel, solve_flow
 from symref.transport.navier_stokes import richardson, solve_navier_stokes, verify_navier_stokes
 from symref.transport.solver import Reaction, TransportSolution, _say, solve_transport, verify
@@ -39,7 +40,9 @@ class StudyConfig:
     (fixed positions in the ellipse, fields interpolated there: predictions continuous
     in the query point; lowest error and smoothest lines in the measurements of the
     README), ``"nearest"`` (the nearest points of the set, deterministic) or ``"random"``
-    (``draws`` seeded draws whose predictions are averaged).
+    (``draws`` seeded draws whose predictions are averaged).  The features of a cloud
+    point: ``features="symref"`` (relative position, velocity, log-production) or
+    ``"paper"`` (the VCNN paper's set, :mod:`symref.transport.features`).
     Train on ``train_alphas``, test on ``test_alphas`` (unseen: inside the
     training range = interpolation, outside = extrapolation).  For every seed a
     new random point set per geometry (``n_points`` points), new query points
@@ -64,6 +67,7 @@ class StudyConfig:
     cloud_spread: float = 2.0
     selection: str = "stencil"
     draws: int = 1
+    features: str = "symref"
     reaction: Reaction = field(default_factory=lambda: Reaction(beta=0.03, k1=10.0, k2=30.0,
                                                                 production_kind="strain"))
     n_points: int = 4000
@@ -92,7 +96,7 @@ class StudyConfig:
         for name, allowed in (("flow", ("navier_stokes", "potential")),
                               ("shape", ("benchmark", "cosine")),
                               ("cloud", ("coefficients", "upstream")),
-                              ("selection", SELECTIONS)):
+                              ("selection", SELECTIONS), ("features", FEATURE_SETS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"StudyConfig.{name} must be one of {allowed}, got "
                                  f"{getattr(self, name)!r}")
@@ -186,7 +190,7 @@ def _member_data(out: Path, alpha: float, cfg: StudyConfig, n_points: int, seed:
     ps = point_set(solutions[alpha], n_points, seed=_member_seed(seed, alpha))
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_npz(path, positions=ps.positions, velocity=ps.velocity, production=ps.production,
-                c=ps.c, period=ps.period)
+                c=ps.c, period=ps.period, extra=ps.extra)
     return ps
 
 
@@ -211,7 +215,8 @@ def _queries(n_total: int, n_queries: int, seed: int, alpha: float) -> np.ndarra
 def _clouds(ps: PointSet, queries, n: int, cfg: StudyConfig, seed: int, members=None,
             draw: int = 0):
     return build_clouds(_features(ps, cfg), queries, n, cfg.region(), seed=seed, members=members,
-                        selection=cfg.selection, replace=cfg.cloud == "coefficients", draw=draw)
+                        selection=cfg.selection, replace=cfg.cloud == "coefficients", draw=draw,
+                        features=cfg.features)
 
 
 def _predict(net, ps: PointSet, queries, n: int, cfg: StudyConfig, seed: int, members=None):
@@ -279,15 +284,16 @@ def _train_one_inner(out, cfg_dict, n, seed, verbose):
 
 def _load_points(out: Path, alpha: float, n_points: int, seed: int,
                  cfg: StudyConfig | None = None) -> PointSet:
-    """A cached point set; with a ``cfg`` whose selection is ``"stencil"`` it gets the
-    sampler of the cached grid fields of its geometry."""
+    """A cached point set (with its extra fields); with a ``cfg`` whose selection is
+    ``"stencil"`` it gets the sampler of the cached grid fields of its geometry."""
     path = out / "data" / f"alpha{alpha:g}_pts{n_points}_seed{seed}.npz"
     with np.load(path) as z:
-        ps = PointSet(z["positions"], z["velocity"], z["production"], z["c"], z["period"])
+        ps = PointSet(z["positions"], z["velocity"], z["production"], z["c"], z["period"],
+                      extra=z["extra"])
     if cfg is not None and cfg.selection == "stencil":
         with np.load(out / "data" / f"alpha{alpha:g}_field.npz") as z:
             ps.sampler = grid_sampler(Grid(cfg.geometry(alpha), cfg.nx, cfg.ny), z["velocity"],
-                                      z["production"])
+                                      z["production"], z["extra"])
     return ps
 
 
@@ -372,7 +378,7 @@ def run_study(out, cfg: StudyConfig | None = None, *, jobs: int | None = None, v
             sol = solutions.get(alpha) or solve_member(alpha, cfg)
             solutions[alpha] = sol
             _atomic_npz(fpath, c=sol.c, production=sol.production, velocity=sol.flow.velocity,
-                        mass_balance=sol.mass_balance, divergence=sol.flow.divergence,
+                        extra=extra_fields(sol.flow.grid, sol.flow.grad), mass_balance=sol.mass_balance, divergence=sol.flow.divergence,
                         newton=sol.newton_iterations)
         with np.load(fpath) as z:
             balance[f"{alpha:g}"] = {"mass_balance": float(z["mass_balance"]),
@@ -518,8 +524,8 @@ def _line_predictions(out: Path, cfg: StudyConfig, nets, a_show, ps_show, seed) 
     geom = cfg.geometry(a_show)
     grid = Grid(geom, cfg.nx, cfg.ny)
     with np.load(out / "data" / f"alpha{a_show:g}_field.npz") as z:
-        fields = np.concatenate([z["velocity"], z["production"][..., None], z["c"][..., None]],
-                                axis=-1)
+        fields = np.concatenate([z["velocity"], z["production"][..., None], z["c"][..., None],
+                                 z["extra"]], axis=-1)
     N = len(ps_show.c)
     res = {}
     for x in (cfg.line_x, cfg.line_x + 2.5):
@@ -527,7 +533,8 @@ def _line_predictions(out: Path, cfg: StudyConfig, nets, a_show, ps_show, seed) 
         v = interpolate(grid, fields, lp[:, 0], lp[:, 1])
         aug = PointSet(np.vstack([ps_show.positions, lp]), np.vstack([ps_show.velocity, v[:, :2]]),
                        np.concatenate([ps_show.production, v[:, 2]]),
-                       np.concatenate([ps_show.c, v[:, 3]]), ps_show.period, ps_show.sampler)
+                       np.concatenate([ps_show.c, v[:, 3]]), ps_show.period, ps_show.sampler,
+                       np.vstack([ps_show.extra, v[:, 4:]]))
         lq = np.arange(N, N + len(lp))
         mem = None if cfg.selection == "stencil" else cloud_members(aug, lq, cfg.region(), pool=N)
         rough = np.sqrt(np.mean(np.diff(v[:, 3], 2) ** 2))
@@ -671,7 +678,8 @@ def cli(args) -> int:
               + f"; written {out / 'verify.json'}")
         return 0
     cfg = StudyConfig.quick() if args.quick else StudyConfig()
-    opts = {k: getattr(args, k) for k in ("flow", "shape", "cloud", "selection", "draws")
+    opts = {k: getattr(args, k) for k in ("flow", "shape", "cloud", "selection", "draws",
+                                          "features")
             if getattr(args, k, None) is not None}
     cfg = replace(cfg, **opts)
     try:
