@@ -246,6 +246,12 @@ def _cmd_transport(args) -> int:
     return cli(args)
 
 
+def _cmd_neighbor_stat(args) -> int:
+    from symref.io.neighbor_stat import cli
+
+    return cli(args)
+
+
 def _cmd_compress(args) -> int:
     from symref.io.compress import compress_file
 
@@ -382,6 +388,14 @@ def main(argv=None) -> int:
     cp.add_argument("--extrapolate", type=float, default=5.0,
                     help="table range as a multiple of the upper bound (default 5)")
     cp.set_defaults(func=_cmd_compress)
+    ns = sub.add_parser("neighbor-stat", help="minimum neighbour distance and the largest "
+                                              "neighbour count per type (dp neighbor-stat)")
+    ns.add_argument("-s", "--system", required=True, nargs="+",
+                    help="npy system folders (or folders containing systems)")
+    ns.add_argument("-r", "--rcut", required=True, type=float, help="cutoff radius (Å)")
+    ns.add_argument("-t", "--type-map", nargs="+", default=None,
+                    help="element names in type order (default: the systems' type_map.raw)")
+    ns.set_defaults(func=_cmd_neighbor_stat)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

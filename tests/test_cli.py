@@ -67,8 +67,8 @@ def _write_npy_system(root, coord, atype, box, energy, force, type_map):
 
 
 def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
-    """`symref train input.json`: unknown keys reported, lcurve/checkpoint/model written,
-    and the written model loads and evaluates."""
+    """`symref train input.json`: keys without effect reported, lcurve/checkpoint/model
+    written, and the written model loads and evaluates."""
     import json
 
     import numpy as np
@@ -98,12 +98,12 @@ def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
            "training": {"training_data": {"systems": ["sys"], "batch_size": 2},
                         "validation_data": {"systems": ["sys"]},
                         "numb_steps": 3, "seed": 1, "disp_freq": 1, "save_freq": 2,
-                        "not_a_deepmd_key": 0}}
+                        "tensorboard": True}}
     (tmp_path / "input.json").write_text(json.dumps(inp))
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "input.json", "-o", "out.yaml"]) == 0
     cap = capsys.readouterr()
-    assert "unknown key 'training.not_a_deepmd_key'" in cap.err
+    assert "training.tensorboard = True has no effect in symref" in cap.err
     assert "step       3" in cap.out
     lines = (tmp_path / "lcurve.out").read_text().splitlines()
     assert lines[0].startswith("# step") and len(lines) == 4
@@ -140,9 +140,11 @@ def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
 def test_train_rejects_a_bad_time_limit(tmp_path, capsys):
     import json
 
-    inp = {"model": {}, "training": {"training_data": {"systems": ["sys"]}},
+    inp = {"model": {"type_map": ["A"], "descriptor": {"type": "se_e2_a"}, "fitting_net": {}},
+           "learning_rate": {"start_lr": 1e-3},
+           "training": {"training_data": {"systems": ["sys"]}, "numb_steps": 1},
            "optimizer": {"type": "adam", "time_limit": "soon"}}
     (tmp_path / "input.json").write_text(json.dumps(inp))
     assert cli.main(["train", str(tmp_path / "input.json")]) == 2
     err = capsys.readouterr().err
-    assert "optimizer.time_limit must be a positive number" in err and "input.json" in err
+    assert "optimizer.time_limit: expected float or none, got str" in err and "input.json" in err
