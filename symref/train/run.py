@@ -179,6 +179,10 @@ def model_signature(model) -> dict:
     """What defines a model's network and its inputs (``name -> value``): type_map,
     descriptor and fitting hyper-parameters, exclusions.  Two models with equal
     signatures have parameter arrays of the same shapes and meanings."""
+    import numpy as np
+
+    from symref.model.base import dtype_of
+
     d, f = model.descriptor, model.fitting
     sig = {"type_map": list(model.type_map), "fitting_net.type": getattr(f, "kind", "ener")}
     for k in ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "type_one_side", "resnet_dt",
@@ -190,6 +194,9 @@ def model_signature(model) -> dict:
         if hasattr(f, k):
             v = getattr(f, k)
             sig[f"fitting_net.{k}"] = list(v) if isinstance(v, (list, tuple)) else v
+    for k in ("descriptor.precision", "fitting_net.precision"):  # "default" is float64
+        if sig.get(k) is not None:
+            sig[k] = np.dtype(dtype_of(sig[k])).name
     sig["atom_exclude_types"] = sorted(int(t) for t in model.atom_exclude_types)
     sig["pair_exclude_types"] = sorted([sorted(map(int, p)) for p in model.pair_exclude_types])
     return sig

@@ -1,0 +1,90 @@
+"""symref.train.run: `symref train` builds the network dp train would build, and --restart checks."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from symref import cli
+
+
+def _system(path, seed=0, nframes=3):
+    """A labelled 8-atom periodic system (types A, B) from a random teacher model."""
+    from dataclasses import replace
+
+    from symref.io.data import make_crystal, save_system
+    from symref.model.build import demo_model
+
+    s = make_crystal(seed=2)
+    teacher = demo_model({"type_map": ["A", "B"],
+                          "descriptor": {"type": "se_e2_a", "rcut": 3.0, "sel": [40, 40],
+                                         "neuron": [4, 8], "axis_neuron": 2},
+                          "fitting_net": {"neuron": [8]}}, seed=1)
+    rng = np.random.default_rng(seed)
+    coord = s.coord + rng.normal(scale=0.05, size=(nframes,) + s.coord.shape[1:])
+    box = np.repeat(s.box, nframes, axis=0)
+    ev = teacher.evaluate(coord, s.atype, box)
+    save_system(replace(s, coord=coord, box=box, energy=ev["energy"], force=ev["forces"],
+                        type_map=["A", "B"]), path)
+
+
+#: a deepmd-kit input relying on every default it can: no rcut, sel, neuron, axis_neuron,
+#: type_one_side, resnet_dt, fitting neuron, stop_lr, loss
+MINIMAL = {"model": {"type_map": ["A", "B"], "descriptor": {"type": "se_e2_a"},
+                     "fitting_net": {}},
+           "learning_rate": {"start_lr": 1e-3},
+           "training": {"training_data": {"systems": ["sys"]}, "numb_steps": 1, "seed": 1}}
+
+
+@pytest.mark.deepmd
+def test_an_input_that_omits_keys_trains_dp_trains_network(tmp_path, monkeypatch, capsys):
+    """The written .dp has the hyper-parameters deepmd-kit's normalize gives the same input
+    (descriptor and fitting, every key the .dp stores), and sel from deepmd-kit's "auto" rule."""
+    argcheck = pytest.importorskip("deepmd.utils.argcheck")
+    from symref.io.data import load_system
+    from symref.io.model_file import read_model_file
+    from symref.io.neighbor_stat import auto_sel, neighbor_stat
+
+    _system(tmp_path / "sys")
+    (tmp_path / "input.json").write_text(json.dumps(MINIMAL))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "input.json", "-o", "out.dp"]) == 0
+    ref = argcheck.normalize(copy.deepcopy(MINIMAL))["model"]
+    got = read_model_file(tmp_path / "out.dp")["model"]
+    d, f = got["descriptor"], got["fitting"]
+    for k in ("rcut", "rcut_smth", "neuron", "axis_neuron", "resnet_dt", "type_one_side",
+              "exclude_types", "env_protection", "set_davg_zero", "activation_function"):
+        assert d[k] == ref["descriptor"][k], k
+    for k in ("neuron", "resnet_dt", "activation_function", "numb_fparam", "numb_aparam"):
+        assert f[k] == ref["fitting_net"][k], k
+    assert got["type_map"] == ref["type_map"]
+    _, most = neighbor_stat([load_system(tmp_path / "sys")], ref["descriptor"]["rcut"], 2)
+    assert ref["descriptor"]["sel"] == "auto" and d["sel"] == auto_sel(most)
+    assert "sel 'auto' -> " in capsys.readouterr().out
+
+
+def test_restart_refuses_a_changed_model_or_type_map(tmp_path, monkeypatch, capsys):
+    """--restart with a swapped type_map, or another neuron/rcut, is refused and every
+    difference is named; the unchanged input restarts."""
+    _system(tmp_path / "sys")
+    cfg = copy.deepcopy(MINIMAL)
+    cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8])
+    cfg["model"]["fitting_net"]["neuron"] = [8]
+    cfg["training"].update(numb_steps=2, save_freq=1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    assert cli.main(["train", "input.json"]) == 0
+    bad = copy.deepcopy(cfg)
+    bad["model"]["type_map"] = ["B", "A"]
+    bad["model"]["descriptor"]["neuron"] = [4, 6]
+    bad["model"]["descriptor"]["rcut"] = 3.5
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    capsys.readouterr()
+    assert cli.main(["train", "bad.json", "--restart", "model.ckpt.json"]) == 2
+    err = capsys.readouterr().err
+    assert "model.type_map: checkpoint ['A', 'B'], input ['B', 'A']" in err
+    assert "model.descriptor.neuron: checkpoint [4, 8], input [4, 6]" in err
+    assert "model.descriptor.rcut: checkpoint 3.0, input 3.5" in err
+    assert cli.main(["train", "input.json", "--restart", "model.ckpt.json"]) == 0
