@@ -106,7 +106,7 @@ def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
     assert "training.tensorboard = True has no effect in symref" in cap.err
     assert "step       3" in cap.out
     lines = (tmp_path / "lcurve.out").read_text().splitlines()
-    assert lines[0].startswith("# step") and len(lines) == 4
+    assert lines[0].startswith("# step") and len(lines) == 5  # header, nan note, 3 rows
     model = load_model(tmp_path / "out.yaml")
     # the same model also as the deepmd-kit .dp file
     np.testing.assert_array_equal(load_model(tmp_path / "out.dp").evaluate(coord, s.atype, box)

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from symref.model.params import flat_parameters, flat_vector, parameters, set_flat_parameters
+from symref.train.lcurve import Lcurve, display_row, lcurve_keys
 from symref.train.loss import (LossPrefactors, TensorPrefactors, energy_loss_and_grad,
                                tensor_loss_and_grad)
 
@@ -216,33 +217,6 @@ def errors(model, system, pref: LossPrefactors | None = None) -> dict:
     return out
 
 
-class Lcurve:
-    """``lcurve.out`` in deepmd-kit's layout: ``# step  <key>_val <key>_trn ...  lr``,
-    keys sorted, ``%7d`` then ``   %11.2e %11.2e`` per key, then ``   %8.1e``; flushed
-    after every line so an interrupted run keeps what it printed."""
-
-    def __init__(self, path, append: bool = False):
-        self.path, self.header_done = path, append
-        self.fh = open(path, "a" if append else "w", encoding="utf-8")
-
-    def write(self, step: int, lr: float, trn: dict, val: dict | None):
-        keys = sorted(trn)
-        if not self.header_done:
-            h = "# {:5s}".format("step")
-            for k in keys:
-                h += ("   %11s %11s" % (k + "_val", k + "_trn")) if val else ("   %11s" % (k + "_trn"))
-            self.fh.write(h + "   {:8s}\n".format("lr"))
-            self.header_done = True
-        line = f"{step:7d}"
-        for k in keys:
-            line += ("   %11.2e %11.2e" % (val.get(k, np.nan), trn[k])) if val else ("   %11.2e" % trn[k])
-        self.fh.write(line + f"   {lr:8.1e}\n")
-        self.fh.flush()
-
-    def close(self):
-        self.fh.close()
-
-
 def save_checkpoint(path, model, step: int, adam, rng: np.random.Generator) -> None:
     """Model, Adam state, step and random-generator state in one file, written atomically
     (deepmd-kit's model-file layout; ``.json``, ``.yaml`` or ``.dp``)."""
@@ -321,7 +295,11 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
         step0, adam, rng = 0, Adam(), np.random.default_rng(seed)
     sizes = np.array([s.nframes for s in train], dtype=np.float64)
     prob = sizes / sizes.sum()
-    log = Lcurve(lcurve, append=restart is not None) if lcurve and root else None
+    tensor = isinstance(pref_start, TensorPrefactors)
+    var_name = model.var_name if tensor else None
+    keys = lcurve_keys(pref_start, pref_limit, var_name)  # fixed columns, as deepmd-kit
+    log = Lcurve(lcurve, keys, bool(valid), restart_step=step0 if restart is not None else None) \
+        if lcurve and root else None
     stop = {"flag": False}
 
     def on_sigint(signum, frame):
@@ -350,11 +328,11 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
             stop_now, out_of_time = comm.any(stop["flag"], out_of_time)  # all ranks agree
             if root and disp_freq and (done % disp_freq == 0 or done == numb_steps
                                        or out_of_time):
-                trn = errors(model, batch, pref)
+                trn = display_row(errors(model, batch, pref), keys, var_name)
                 if valid:
                     vs = valid[(done // disp_freq) % len(valid)]
-                    val = errors(model, select_frames(vs, np.arange(min(valid_frames,
-                                                                           vs.nframes))), pref)
+                    val = display_row(errors(model, select_frames(
+                        vs, np.arange(min(valid_frames, vs.nframes))), pref), keys, var_name)
                 else:
                     val = None
                 if log:
