@@ -37,9 +37,11 @@ def _systems(args, model):
     from symref.io.data import load_system, make_crystal, make_molecule
 
     if args.system:
+        from symref.io.data import map_types
+
         out = []
         for path in args.system:
-            s = load_system(path)
+            s = map_types(load_system(path), model.type_map)  # by element name, not index
             if not 0 <= args.frame < s.nframes:
                 raise SystemExit(f"symref: --frame {args.frame} out of range: {path} has {s.nframes} frames")
             out.append((f"{path} (frame {args.frame})", s.coord[args.frame], s.atype,
@@ -263,6 +265,17 @@ def _cmd_compress(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (``-n -1`` would silently drop the last frame)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {n}")
+    return n
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="symref", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -293,7 +306,7 @@ def main(argv=None) -> int:
     q = sub.add_parser("test", help="errors of a model on labelled deepmd-kit npy systems")
     q.add_argument("-m", "--model", required=True, help="model file (.dp, .yaml, .json)")
     q.add_argument("-s", "--system", required=True, nargs="+", help="deepmd-kit npy system folders")
-    q.add_argument("-n", "--numb-test", type=int, default=None,
+    q.add_argument("-n", "--numb-test", type=_positive_int, default=None,
                    help="frames per system (default: all)")
     q.add_argument("--plot", default="parity.png", help="parity plot PNG ('' for none)")
     q.set_defaults(func=cmd_test)

@@ -1,5 +1,7 @@
 """The `symref check` command: built-in default passes; bad input gives exit 2 and a message."""
 
+import pytest
+
 from symref import cli
 
 
@@ -148,3 +150,32 @@ def test_train_rejects_a_bad_time_limit(tmp_path, capsys):
     assert cli.main(["train", str(tmp_path / "input.json")]) == 2
     err = capsys.readouterr().err
     assert "optimizer.time_limit: expected float or none, got str" in err and "input.json" in err
+
+
+def test_test_refuses_a_non_positive_frame_count(tmp_path, capsys):
+    """`symref test -n -1` (or 0) is an argument error; before, -1 silently dropped the
+    last frame of every system."""
+    for n in ("-1", "0", "two"):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["test", "-m", "m.yaml", "-s", "sys", "-n", n])
+        assert e.value.code == 2
+        assert "expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_check_maps_the_systems_types_by_name(tmp_path, capsys):
+    """`symref check` on C/H/O data with an O/H model: an error naming the element the
+    model lacks (before: types were taken by index, C checked as O)."""
+    import symref
+    from symref.io.data import make_molecule, save_system
+    from symref.model.build import demo_model
+
+    model = demo_model({"type_map": ["O", "H"],
+                        "descriptor": {"type": "se_e2_a", "rcut": 3.0, "sel": [20, 20],
+                                       "neuron": [4, 8], "axis_neuron": 2},
+                        "fitting_net": {"neuron": [8]}}, seed=1)
+    symref.save_model(model, tmp_path / "m.yaml")
+    s = make_molecule(natoms=6, ntypes=3, seed=0)
+    s.type_map = ["C", "H", "O"]
+    save_system(s, tmp_path / "sys")
+    assert cli.main(["check", str(tmp_path / "m.yaml"), "--system", str(tmp_path / "sys")]) == 2
+    assert "element(s) ['C'] are not in the model's type_map ['O', 'H']" in capsys.readouterr().err
