@@ -4,7 +4,6 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-import pytest
 from test_train import CFG, _teacher_data
 
 from symref.io.data import System, make_molecule

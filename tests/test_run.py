@@ -88,3 +88,34 @@ def test_restart_refuses_a_changed_model_or_type_map(tmp_path, monkeypatch, caps
     assert "model.descriptor.neuron: checkpoint [4, 8], input [4, 6]" in err
     assert "model.descriptor.rcut: checkpoint 3.0, input 3.5" in err
     assert cli.main(["train", "input.json", "--restart", "model.ckpt.json"]) == 0
+
+
+def test_two_runs_in_one_folder_do_not_overwrite_each_other(tmp_path, monkeypatch, capsys):
+    """A run while another is alive in the folder is refused, naming the lock and the
+    process (before: both wrote model.ckpt/lcurve.out); a lock left by a dead process is
+    taken over with a warning; the lock is removed after the run."""
+    import subprocess
+    import sys
+
+    from symref.train.run import LOCK_NAME
+
+    _system(tmp_path / "sys")
+    cfg = copy.deepcopy(MINIMAL)
+    cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8])
+    cfg["model"]["fitting_net"]["neuron"] = [8]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / LOCK_NAME).write_text(f"{other.pid} input.json\n")
+        assert cli.main(["train", "input.json"]) == 2
+        err = capsys.readouterr().err
+        assert f"another symref train (process {other.pid}) is running in this folder" in err
+        assert not (tmp_path / "lcurve.out").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert cli.main(["train", "input.json"]) == 0  # the lock's process is gone
+    assert f"left by a run that is no longer alive (process {other.pid})" in \
+        capsys.readouterr().err
+    assert not (tmp_path / LOCK_NAME).exists() and (tmp_path / "lcurve.out").exists()

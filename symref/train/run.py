@@ -24,6 +24,7 @@ writes files, and an error on one rank aborts all of them (exit status 2).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -46,15 +47,68 @@ def train_from_input(input_file, output="model.yaml", *, restart=None,
 
     comm = get_comm("mpi" if mpi else "auto")
     if comm.size == 1:
-        return _train(comm, input_file, output, restart, valid_fraction)
+        with run_lock(input_file):
+            return _train(comm, input_file, output, restart, valid_fraction)
     try:
-        return _train(comm, input_file, output, restart, valid_fraction)
+        with run_lock(input_file, comm.is_root):
+            return _train(comm, input_file, output, restart, valid_fraction)
     except Exception as exc:  # noqa: BLE001 - one rank failing alone would leave the others waiting
         print(f"symref: error (MPI rank {comm.rank} of {comm.size}): "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
         sys.stderr.flush()
         comm.abort(2)  # ends every rank; returns only when another rank's abort came first
         return 2
+
+
+LOCK_NAME = ".symref_train.lock"
+
+
+@contextlib.contextmanager
+def run_lock(input_file, take: bool = True):
+    """One ``symref train`` per folder: ``.symref_train.lock`` (holding the process id) in
+    the working directory, where the checkpoint and ``lcurve.out`` go, created exclusively
+    for the run and removed after it.  A second run while the first is alive is refused
+    (ValueError naming the lock and the process); a lock left by a killed run (its process
+    gone) is taken over with a warning."""
+    if not take:
+        yield
+        return
+    lock = Path(LOCK_NAME)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pid = None
+            if pid is not None and _alive(pid):
+                raise ValueError(f"{lock.resolve()}: another symref train (process {pid}) is "
+                                 f"running in this folder and writes its checkpoint and "
+                                 f"lcurve.out here; run {input_file} in another folder or "
+                                 "wait for it") from None
+            print(f"warning: {lock}: left by a run that is no longer alive "
+                  f"(process {pid}); taking it over", file=sys.stderr)
+            lock.unlink(missing_ok=True)
+    else:
+        raise ValueError(f"{lock.resolve()}: could not create the run lock")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{os.getpid()} {input_file}\n")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _train(comm, input_file, output, restart, valid_fraction) -> int:
