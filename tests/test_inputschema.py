@@ -224,7 +224,8 @@ def test_aliases_comments_noop_warnings_and_symref_optimizer():
     del cfg["learning_rate"]
     cfg["optimizer"] = {"type": "lbfgs", "time_limit": 5}
     out, _ = normalize(cfg)
-    assert out["optimizer"] == {"type": "lbfgs", "maxiter": None, "time_limit": 5}
+    assert out["optimizer"] == {"type": "lbfgs", "maxiter": None, "standardize": True,
+                                "time_limit": 5}
     assert "learning_rate" not in out
     cfg["optimizer"] = {"type": "AdamW"}
     with pytest.raises(ValueError, match="optimizer.type = 'AdamW': known to deepmd-kit"):

@@ -159,3 +159,54 @@ def test_errors_table_zero_on_own_labels_and_scaled_per_atom():
     t1 = errors_table(teacher, [shifted])
     np.testing.assert_allclose(t1["energy"], (0.7, 0.7))
     np.testing.assert_allclose(t1["energy/atom"], (0.7 / s.natoms, 0.7 / s.natoms))
+
+
+def test_standardized_coordinates_are_an_exact_change_of_variables():
+    """to_model(to_opt(x)) = x, and grad_to_opt is the chain rule: the gradient of
+    y -> L(to_model(y)) against central differences; the fold makes the first fitting
+    layer see D with mean 0 and spread 1 on the training atoms."""
+    from symref.train.fit import standardized_coordinates
+
+    model = demo_model(CFG, seed=2)
+    data = [_teacher_data(2, seed=0), _teacher_data(3, seed=1)]
+    pref = LossPrefactors(1.0, 10.0, 0.0)
+    to_model, to_opt, grad_to_opt = standardized_coordinates(model, data)
+    x = flat_parameters(model)
+    np.testing.assert_allclose(to_model(to_opt(x)), x, rtol=1e-13, atol=1e-13)
+    assert not np.allclose(to_opt(x), x)
+    y = to_opt(x)
+    set_flat_parameters(model, to_model(y))
+    _, g = batch_loss_and_grad(model, data, pref)
+    gy = grad_to_opt(g)
+    d = np.random.default_rng(5).normal(size=y.size)
+    h = 1e-6
+    vals = []
+    for sgn in (1, -1):
+        set_flat_parameters(model, to_model(y + sgn * h * d))
+        vals.append(batch_loss_and_grad(model, data, pref)[0])
+    fd = (vals[0] - vals[1]) / (2 * h)
+    assert abs(fd - gy @ d) <= 1e-6 * abs(fd)
+    # a bare identity (or the gradient not transformed) would fail the line above
+    assert abs(fd - g @ d) > 1e-3 * abs(fd)
+
+
+def test_lbfgs_is_first_class_lcurve_validation_eta(tmp_path):
+    """L-BFGS writes lcurve.out with Adam's fixed columns (training and validation, lr nan)
+    and its progress lines carry the errors, validation and ETA every disp_freq iterations;
+    rmse_trn is the root of the loss L-BFGS reports (to lcurve's 3 digits)."""
+    from symref.train.report import read_lcurve
+
+    data = [_teacher_data(4, seed=0), _teacher_data(3, seed=1)]
+    valid = [_teacher_data(2, seed=3)]
+    pref = LossPrefactors(1.0, 10.0, 0.0)
+    lines = []
+    _, res = fit_lbfgs(demo_model(CFG, seed=7), data, pref, maxiter=6, progress=lines.append,
+                       valid=valid, disp_freq=2, lcurve=tmp_path / "l.out", standardize=True)
+    names, rows = read_lcurve(tmp_path / "l.out")
+    assert names == ["step", "rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn", "rmse_f_val",
+                     "rmse_f_trn", "lr"]
+    assert list(rows[:, 0]) == [2, 4, 6] and np.isnan(rows[:, -1]).all()
+    assert np.isfinite(rows[:, 1:-1]).all()
+    assert "trn rmse" in lines[1] and "val rmse" in lines[1] and "eta" in lines[1]
+    assert lines[0].startswith("lbfgs iter     1  loss") and "trn" not in lines[0]
+    np.testing.assert_allclose(rows[-1, 2], np.sqrt(res.fun), rtol=5e-3)

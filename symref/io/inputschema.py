@@ -22,7 +22,8 @@ out of range is an error naming the key path.  Keys starting with ``_`` are
 comments (deepmd-kit trims them).
 
 symref's own additions, outside deepmd-kit's schema: ``optimizer.type``
-``"lbfgs"`` (with ``maxiter``), and ``optimizer.time_limit`` (seconds, any type).
+``"lbfgs"`` (with ``maxiter`` and ``standardize``), and ``optimizer.time_limit``
+(seconds, any type).
 """
 from __future__ import annotations
 
@@ -289,6 +290,7 @@ OPTIMIZER = {  # deepmd-kit's Adam, and symref's L-BFGS and time limit
 OPTIMIZER_LBFGS = {
     "type": Key(("str",), "lbfgs"),
     "maxiter": Key(("int", "none"), None, check=lambda v: None if v is None else _int_ge1(v)),
+    "standardize": Key(("bool",), True),
     "time_limit": OPTIMIZER["time_limit"],
 }
 OPTIMIZER_TYPES = {"Adam": "Adam", "adam": "Adam", "lbfgs": "lbfgs", "LBFGS": "lbfgs",

@@ -193,7 +193,10 @@ def _train(comm, input_file, output, restart, valid_fraction) -> int:
             model, _ = fit_lbfgs(model, train, limit,
                                  maxiter=opt["maxiter"] or numb_steps,
                                  time_limit=opt["time_limit"], checkpoint=checkpoint,
-                                 save_freq=tr["save_freq"], restart=restart, comm=comm)
+                                 save_freq=tr["save_freq"], restart=restart, comm=comm,
+                                 valid=valid, disp_freq=tr["disp_freq"],
+                                 lcurve=tr["disp_file"], valid_frames=_valid_frames(tr, valid),
+                                 standardize=opt["standardize"])
         except KeyboardInterrupt as e:
             say(f"symref train: {e}", file=sys.stderr)
             return 130
