@@ -225,7 +225,7 @@ def test_aliases_comments_noop_warnings_and_symref_optimizer():
     cfg["optimizer"] = {"type": "lbfgs", "time_limit": 5}
     out, _ = normalize(cfg)
     assert out["optimizer"] == {"type": "lbfgs", "maxiter": None, "standardize": True,
-                                "time_limit": 5}
+                                "maxcor": 50, "time_limit": 5}
     assert "learning_rate" not in out
     cfg["optimizer"] = {"type": "AdamW"}
     with pytest.raises(ValueError, match="optimizer.type = 'AdamW': known to deepmd-kit"):

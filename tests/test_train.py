@@ -161,18 +161,21 @@ def test_errors_table_zero_on_own_labels_and_scaled_per_atom():
     np.testing.assert_allclose(t1["energy/atom"], (0.7 / s.natoms, 0.7 / s.natoms))
 
 
-def test_standardized_coordinates_are_an_exact_change_of_variables():
+@pytest.mark.parametrize("scaled", [False, True])
+def test_standardized_coordinates_are_an_exact_change_of_variables(scaled):
     """to_model(to_opt(x)) = x, and grad_to_opt is the chain rule: the gradient of
-    y -> L(to_model(y)) against central differences; the fold makes the first fitting
-    layer see D with mean 0 and spread 1 on the training atoms."""
+    y -> L(to_model(y)) against central differences, with and without the per-array
+    scaling (pref given); fold=True makes the first fitting layer see D with mean 0 and
+    spread 1 on the training atoms."""
     from symref.train.fit import standardized_coordinates
 
     model = demo_model(CFG, seed=2)
     data = [_teacher_data(2, seed=0), _teacher_data(3, seed=1)]
     pref = LossPrefactors(1.0, 10.0, 0.0)
-    to_model, to_opt, grad_to_opt = standardized_coordinates(model, data)
+    to_model, to_opt, grad_to_opt = standardized_coordinates(model, data,
+                                                             pref=pref if scaled else None)
     x = flat_parameters(model)
-    np.testing.assert_allclose(to_model(to_opt(x)), x, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(to_model(to_opt(x)), x, rtol=1e-12, atol=1e-13)
     assert not np.allclose(to_opt(x), x)
     y = to_opt(x)
     set_flat_parameters(model, to_model(y))
@@ -188,6 +191,25 @@ def test_standardized_coordinates_are_an_exact_change_of_variables():
     assert abs(fd - gy @ d) <= 1e-6 * abs(fd)
     # a bare identity (or the gradient not transformed) would fail the line above
     assert abs(fd - g @ d) > 1e-3 * abs(fd)
+    # the fold: standardised first-layer inputs, i.e. W D + b = W' (D - mu)/sd + b'
+    from symref.train.fit import standardized_coordinates as sc
+
+    m2 = demo_model(CFG, seed=2)
+    w0, b0 = m2.fitting.nets[0][0].w.copy(), m2.fitting.nets[0][0].b.copy()
+    sc(m2, data, fold=True)
+    s0 = data[0]
+    nlist, _, _, R, _ = m2.environment(s0.coord[0], s0.atype, None)
+    D, _ = m2.descriptor_forward(R, s0.atype, nlist)
+    allD = []
+    for s in data:
+        for f in range(s.nframes):
+            nl, _, _, RR, _ = m2.environment(s.coord[f], s.atype, None)
+            allD.append(m2.descriptor_forward(RR, s.atype, nl)[0][s.atype == 0])
+    allD = np.concatenate(allD)
+    mu, sd = allD.mean(axis=0), allD.std(axis=0)
+    z = D[s0.atype == 0] @ m2.fitting.nets[0][0].w + m2.fitting.nets[0][0].b
+    np.testing.assert_allclose(z, ((D[s0.atype == 0] - mu) / sd) @ w0 + b0, rtol=1e-9,
+                               atol=1e-9)
 
 
 def test_lbfgs_is_first_class_lcurve_validation_eta(tmp_path):

@@ -24,9 +24,9 @@ ranges checked with the key path).  What symref does with each section:
   ``numb_btch``), ``numb_steps`` (required), ``seed`` (0 when absent: symref is
   deterministic), ``disp_file``, ``disp_freq``, ``save_freq``, ``save_ckpt``;
 * ``optimizer``: deepmd-kit's ``{"type": "Adam"}`` (default; β = (0.9, 0.999),
-  no weight decay), or symref's ``{"type": "lbfgs", "maxiter", "standardize"}``
+  no weight decay), or symref's ``{"type": "lbfgs", "maxiter", "maxcor", "standardize"}``
   (``maxiter`` defaults to ``numb_steps``; the limit prefactors are used;
-  ``standardize``, default true: :func:`symref.train.fit.fit_lbfgs`); ``"time_limit"``
+  ``maxcor`` 50 and ``standardize`` true: :func:`symref.train.fit.fit_lbfgs`); ``"time_limit"``
   (seconds, both types, symref's) stops training at the first step past it,
   with a checkpoint.
 

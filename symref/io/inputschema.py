@@ -22,7 +22,7 @@ out of range is an error naming the key path.  Keys starting with ``_`` are
 comments (deepmd-kit trims them).
 
 symref's own additions, outside deepmd-kit's schema: ``optimizer.type``
-``"lbfgs"`` (with ``maxiter`` and ``standardize``), and ``optimizer.time_limit``
+``"lbfgs"`` (with ``maxiter``, ``maxcor`` and ``standardize``), and ``optimizer.time_limit``
 (seconds, any type).
 """
 from __future__ import annotations
@@ -291,6 +291,7 @@ OPTIMIZER_LBFGS = {
     "type": Key(("str",), "lbfgs"),
     "maxiter": Key(("int", "none"), None, check=lambda v: None if v is None else _int_ge1(v)),
     "standardize": Key(("bool",), True),
+    "maxcor": Key(("int",), 50, check=_int_ge1),
     "time_limit": OPTIMIZER["time_limit"],
 }
 OPTIMIZER_TYPES = {"Adam": "Adam", "adam": "Adam", "lbfgs": "lbfgs", "LBFGS": "lbfgs",

@@ -196,7 +196,7 @@ def _train(comm, input_file, output, restart, valid_fraction) -> int:
                                  save_freq=tr["save_freq"], restart=restart, comm=comm,
                                  valid=valid, disp_freq=tr["disp_freq"],
                                  lcurve=tr["disp_file"], valid_frames=_valid_frames(tr, valid),
-                                 standardize=opt["standardize"])
+                                 standardize=opt["standardize"], maxcor=opt["maxcor"])
         except KeyboardInterrupt as e:
             say(f"symref train: {e}", file=sys.stderr)
             return 130
