@@ -22,6 +22,14 @@ def minimal(fitting=None, loss=None):
     return cfg
 
 
+def _section(cfg, path):
+    """The dict at key path ``path`` ("" for the top) of ``cfg``, created when absent."""
+    node = cfg
+    for part in [p for p in path.split(".") if p]:
+        node = node.setdefault(part, {})
+    return node
+
+
 CASES = [(None, None), ({"type": "dipole"}, {"type": "tensor", "pref": 1, "pref_atomic": 1}),
          ({"type": "polar", "fit_diag": False}, {"type": "tensor", "pref": 0, "pref_atomic": 2})]
 
@@ -127,9 +135,7 @@ def test_a_typo_in_any_section_is_refused_by_name(section, typo, meant):
     """An unknown key is an error naming its path and the closest known key."""
     cfg = minimal()
     cfg["training"]["validation_data"] = {"systems": ["b"]}
-    node = cfg
-    for part in [p for p in section.split(".") if p]:
-        node = node.setdefault(part, {})
+    node = _section(cfg, section)
     node[typo] = node.pop(meant, 1) if meant in node else 1
     path = f"{section}.{typo}" if section else typo
     with pytest.raises(ValueError, match=rf"{path}: unknown key; did you mean '{meant}'"):
@@ -151,10 +157,7 @@ def test_a_typo_in_any_section_is_refused_by_name(section, typo, meant):
 def test_known_but_unimplemented_keys_are_refused_by_name(section, key, value, msg):
     """deepmd-kit keys symref does not implement are errors (at non-default values), named."""
     cfg = minimal()
-    node = cfg
-    for part in section.split("."):
-        node = node.setdefault(part, {})
-    node[key] = value
+    _section(cfg, section)[key] = value
     with pytest.raises(ValueError, match=rf"{section}.{key} = .*{msg}"):
         normalize(cfg)
 
@@ -177,10 +180,7 @@ def test_known_but_unimplemented_keys_are_refused_by_name(section, key, value, m
 def test_types_and_ranges_name_the_key_path(section, key, value, exc, msg):
     """Wrong types and out-of-range values: an error with the key path, before anything runs."""
     cfg = minimal()
-    node = cfg
-    for part in section.split("."):
-        node = node.setdefault(part, {})
-    node[key] = value
+    _section(cfg, section)[key] = value
     with pytest.raises(exc, match=rf"{section}.{key}.*{msg}"):
         normalize(cfg)
 

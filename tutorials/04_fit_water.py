@@ -140,24 +140,25 @@ print(f"Deep Potential: {flat_parameters(dp).size} trainable parameters")
 # %% [markdown]
 # **One more step before L-BFGS: standardise what the fitting net sees.** With normalised
 # rows, the entries of $D$ are small (~1e-2: $T$ is an average over 138 neighbour slots) and
-# of very different sizes, so the first fitting layer starts in the linear regime of tanh and
-# the forces barely depend on the weights: L-BFGS then crawls (measured: test force error
-# still 0.83 eV/Å after 100 iterations). We fold a standardisation of $D$ — mean and spread
-# of each component over the atoms of one training frame — into the first fitting layer:
-# $W \leftarrow \mathrm{diag}(1/\sigma_D)\,W$, $b \leftarrow b - (\mu_D/\sigma_D)\,W$, exactly what
-# standardising a network's inputs does. (Adam, deepmd-kit's default optimiser, is less
-# sensitive to this: it rescales every parameter's step on its own.)
+# of very different sizes, so the first fitting layer starts in the linear regime of tanh,
+# and the loss's curvature along its weights differs between rows by the squares of those
+# sizes. L-BFGS guesses the Hessian as a multiple of the identity and crawls (measured: test
+# force error still 0.83 eV/Å after 100 iterations without any standardisation).
+# `fit_lbfgs(..., standardize=True)` (what `symref train` does for `"optimizer": {"type":
+# "lbfgs"}`) optimises in other coordinates: the first fitting layer as $W' =
+# \mathrm{diag}(\sigma_D) W$, $b' = b + \mu_D W$ — mean and spread of each component of $D$
+# over the training atoms of each element — so that the net sees a standardised $D$, and
+# every parameter array scaled so that the curvatures along the arrays are alike. The model
+# keeps deepmd-kit's parametrisation; only the variables L-BFGS moves change (an exact
+# change of variables, `symref/train/fit.py`). (Adam, deepmd-kit's default optimiser, is
+# less sensitive to this: it rescales every parameter's step on its own.)
 
 # %%
 s0 = train[0]
 nlist, _, _, R, _ = dp.environment(s0.coord[0], s0.atype, s0.box[0] if s0.box is not None else None)
 D0, _ = se_e2_a_forward(R, s0.atype, keep_mask(dp.descriptor, s0.atype, nlist), dp.descriptor)
-print(f"descriptor entries on a training frame: mean |D| = {np.abs(D0).mean():.1e}")
-for t, net in enumerate(dp.fitting.nets):
-    mu, sd = D0[s0.atype == t].mean(axis=0), D0[s0.atype == t].std(axis=0) + 1e-12
-    w = net[0].w / sd[:, None]
-    net[0].b[...] = net[0].b - mu @ w
-    net[0].w[...] = w
+print(f"descriptor entries on a training frame: mean |D| = {np.abs(D0).mean():.1e}, "
+      f"spread of the components from {D0.std(axis=0).min():.1e} to {D0.std(axis=0).max():.1e}")
 
 
 def rmse(model_eval, systems):
@@ -198,7 +199,7 @@ def on_iteration(line):
 
 curve_loss0 = batch_loss_and_grad(dp, train, pref)[0]
 t0 = time.perf_counter()
-dp, res = fit_lbfgs(dp, train, pref, maxiter=maxiter_dp, progress=on_iteration)
+dp, res = fit_lbfgs(dp, train, pref, maxiter=maxiter_dp, progress=on_iteration, standardize=True)
 time_dp = time.perf_counter() - t0
 if curve_dp[-1][0] != res.nit:  # L-BFGS may stop early (converged)
     curve_dp.append((res.nit, *rmse(dp_errors, train), *rmse(dp_errors, test)))
