@@ -51,6 +51,20 @@ def test_defaults_are_deepmd_kits(fitting, loss):
         assert out == ref and warnings == []
 
 
+@pytest.mark.deepmd
+def test_cosine_learning_rate_is_read_as_deepmd_kit_reads_it():
+    """learning_rate.type "cosine": the same normalised section as deepmd-kit's (no
+    decay_steps/decay_rate/smooth), and decay_steps under it is an unknown key, as in dp."""
+    argcheck = pytest.importorskip("deepmd.utils.argcheck")
+    cfg = minimal()
+    cfg["learning_rate"] = {"type": "cosine", "start_lr": 2e-3, "warmup_steps": 3}
+    assert normalize(copy.deepcopy(cfg))[0]["learning_rate"] == \
+        argcheck.normalize(copy.deepcopy(cfg))["learning_rate"]
+    cfg["learning_rate"]["decay_steps"] = 10
+    with pytest.raises(ValueError, match="learning_rate.decay_steps: unknown key"):
+        normalize(cfg)
+
+
 def _dp_keys(args):
     from dargs import Argument
 
@@ -149,7 +163,7 @@ def test_a_typo_in_any_section_is_refused_by_name(section, typo, meant):
     ("model.fitting_net", "numb_fparam", 1, "only the default, 0"),
     ("model.descriptor", "trainable", False, "not implemented"),
     ("loss", "start_pref_ae", 1.0, "not implemented"),
-    ("learning_rate", "type", "cosine", "not implemented"),
+    ("learning_rate", "type", "wsd", "not implemented"),
     ("training", "numb_epoch", 3, "not implemented"),
     ("model", "type_embedding", {}, "not implemented"),
     ("model.descriptor", "precision", "float16", "not implemented"),

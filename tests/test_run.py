@@ -119,3 +119,22 @@ def test_two_runs_in_one_folder_do_not_overwrite_each_other(tmp_path, monkeypatc
     assert f"left by a run that is no longer alive (process {other.pid})" in \
         capsys.readouterr().err
     assert not (tmp_path / LOCK_NAME).exists() and (tmp_path / "lcurve.out").exists()
+
+
+def test_cosine_learning_rate_drives_adam(tmp_path, monkeypatch):
+    """learning_rate.type "cosine": symref train runs it; the lr column of lcurve.out is
+    CosineLR's value at each displayed step."""
+    from symref.train.optim import CosineLR
+
+    _system(tmp_path / "sys")
+    cfg = copy.deepcopy(MINIMAL)
+    cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8])
+    cfg["model"]["fitting_net"]["neuron"] = [8]
+    cfg["learning_rate"] = {"type": "cosine", "start_lr": 1e-2, "stop_lr": 1e-4}
+    cfg["training"].update(numb_steps=4, disp_freq=1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    assert cli.main(["train", "input.json"]) == 0
+    lr = np.loadtxt(tmp_path / "lcurve.out")[:, -1]
+    sched = CosineLR(start_lr=1e-2, num_steps=4, stop_lr=1e-4)
+    np.testing.assert_allclose(lr, [sched.value(s) for s in range(4)], rtol=0.05)

@@ -12,7 +12,7 @@ ranges checked with the key path).  What symref does with each section:
   polar), ``data_stat_nbatch``, ``pair_exclude_types``, ``atom_exclude_types``,
   ``descriptor.set_davg_zero``, ``fitting_net.rcond`` —
   see :func:`symref.model.build.build_model`;
-* ``learning_rate``: ``type`` "exp", ``start_lr`` (required), ``stop_lr`` (5e-8),
+* ``learning_rate``: ``type`` "exp" or "cosine", ``start_lr`` (required), ``stop_lr`` (5e-8),
   ``decay_steps`` (5000), ``decay_rate``, ``warmup_steps``, ``warmup_start_factor``,
   ``smooth``;
 * ``loss``: ``type`` "ener" with ``start_pref_{e,f,v}`` / ``limit_pref_{e,f,v}``

@@ -241,8 +241,7 @@ MODEL = {
     "bridging_r_outer": Key(("float",), 0.8, "noop"),
 }
 
-LEARNING_RATE = {
-    "type": Key(("str",), "exp", check=_one_of("exp", "cosine", "wsd", implemented=("exp",))),
+LR_COMMON = {
     "start_lr": Key(("float",), REQUIRED, check=_gt0),
     "stop_lr": Key(("float", "none"), None),
     "stop_lr_ratio": Key(("float", "none"), None, "default"),
@@ -250,10 +249,17 @@ LEARNING_RATE = {
     "warmup_ratio": Key(("float", "none"), None, "default"),
     "warmup_start_factor": Key(("float",), 0.0, check=_ge0),
     "scale_by_worker": Key(("str",), "linear", "noop"),
-    "decay_steps": Key(("int",), 5000, check=_int_ge1),
-    "decay_rate": Key(("float", "none"), None),
-    "smooth": Key(("bool",), False),
 }
+#: learning_rate ``type`` -> its keys (deepmd-kit 3.x's variants; "wsd" not implemented)
+LEARNING_RATES = {
+    "exp": {**LR_COMMON,
+            "decay_steps": Key(("int",), 5000, check=_int_ge1),
+            "decay_rate": Key(("float", "none"), None),
+            "smooth": Key(("bool",), False)},
+    "cosine": dict(LR_COMMON),
+}
+LEARNING_RATE = LEARNING_RATES["exp"]
+DP_LEARNING_RATES = ("wsd",)
 
 LOSS_ENER = {
     "type": Key(("str",), "ener"),
@@ -468,8 +474,8 @@ def normalize(cfg: dict) -> tuple[dict, list]:
     if "optimizer" in out or opt["type"] != "Adam":
         out["optimizer"] = opt
     if "learning_rate" in out or opt["type"] == "Adam":
-        lr = _check_section(out.get("learning_rate", {}), LEARNING_RATE, "learning_rate",
-                            warnings)
+        lr = _variant(out.get("learning_rate", {}), "learning_rate", LEARNING_RATES, {},
+                      DP_LEARNING_RATES, "exp", warnings)
         if lr["stop_lr"] is None:  # deepmd-kit's backward-compatible default
             lr["stop_lr"] = 5e-8
         out["learning_rate"] = lr

@@ -119,7 +119,7 @@ def _train(comm, input_file, output, restart, valid_fraction) -> int:
     from symref.train.loss import LossPrefactors, TensorPrefactors
     from symref.model.build import build_model
     from symref.model.tensor import DeepTensor
-    from symref.train.optim import ExpDecayLR
+    from symref.train.optim import CosineLR, ExpDecayLR
     from symref.train.parallel import default_threads, sync_model
     from symref.train.fit import fit_adam, fit_lbfgs
 
@@ -202,10 +202,12 @@ def _train(comm, input_file, output, restart, valid_fraction) -> int:
             return 130
     else:
         lr = cfg["learning_rate"]
-        sched = ExpDecayLR(start_lr=lr["start_lr"], num_steps=numb_steps, stop_lr=lr["stop_lr"],
-                           decay_steps=lr["decay_steps"], decay_rate=lr["decay_rate"],
-                           warmup_steps=lr["warmup_steps"],
-                           warmup_start_factor=lr["warmup_start_factor"], smooth=lr["smooth"])
+        common = dict(start_lr=lr["start_lr"], num_steps=numb_steps, stop_lr=lr["stop_lr"],
+                      warmup_steps=lr["warmup_steps"],
+                      warmup_start_factor=lr["warmup_start_factor"])
+        sched = CosineLR(**common) if lr["type"] == "cosine" else \
+            ExpDecayLR(**common, decay_steps=lr["decay_steps"], decay_rate=lr["decay_rate"],
+                       smooth=lr["smooth"])
         # one batch size for all systems: that of the smallest system (deepmd-kit: per system)
         bs = batch_size(tr["training_data"]["batch_size"], min(s.natoms for s in train))
         try:
