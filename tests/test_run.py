@@ -138,3 +138,38 @@ def test_cosine_learning_rate_drives_adam(tmp_path, monkeypatch):
     lr = np.loadtxt(tmp_path / "lcurve.out")[:, -1]
     sched = CosineLR(start_lr=1e-2, num_steps=4, stop_lr=1e-4)
     np.testing.assert_allclose(lr, [sched.value(s) for s in range(4)], rtol=0.05)
+
+
+def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
+    """--init-model: training starts from the file's parameters and statistics (its davg,
+    which no data would give, is kept; after the one step of numb_steps 1 the parameters
+    differ from the file's by one Adam step), a file whose network differs from the input
+    is refused by name, and --init-model with --restart is refused."""
+    from symref.io.model_file import load_model
+    from symref.model.params import flat_parameters
+
+    _system(tmp_path / "sys")
+    cfg = copy.deepcopy(MINIMAL)
+    cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8])
+    cfg["model"]["fitting_net"]["neuron"] = [8]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    assert cli.main(["train", "input.json", "-o", "first.yaml"]) == 0
+    first = load_model(tmp_path / "first.yaml")
+    first.descriptor.davg[...] += 0.01  # statistics no data would give: must be kept
+    import symref
+
+    symref.save_model(first, tmp_path / "init.yaml")
+    capsys.readouterr()
+    assert cli.main(["train", "input.json", "--init-model", "init.yaml", "-o", "second.yaml"]) == 0
+    assert "starting from init.yaml" in capsys.readouterr().out
+    second = load_model(tmp_path / "second.yaml")
+    np.testing.assert_array_equal(second.descriptor.davg, first.descriptor.davg)
+    step = np.abs(flat_parameters(second) - flat_parameters(first)).max()
+    assert 0 < step < 2e-3  # one Adam step of lr 1e-3 from the file's parameters
+    cfg["model"]["fitting_net"]["neuron"] = [6]
+    (tmp_path / "other.json").write_text(json.dumps(cfg))
+    assert cli.main(["train", "other.json", "--init-model", "init.yaml"]) == 2
+    assert "model.fitting_net.neuron: model [8], input [6]" in capsys.readouterr().err
+    assert cli.main(["train", "input.json", "--init-model", "init.yaml", "--restart",
+                     "model.ckpt.json"]) == 2

@@ -8,10 +8,10 @@ arguments.  Steps, as deepmd-kit's ``dp train``:
 2. load the training systems, and validation systems or a held-out fraction
    (``valid_fraction``) of every training system; ``sel: "auto"`` from their
    neighbour counts (:func:`symref.io.neighbor_stat.resolve_sel`); build the model
-   with ``training.seed``; with ``restart``, refuse a checkpoint whose model differs
-   (:func:`check_restart`);
+   with ``training.seed``; with ``restart`` or ``init_model``, refuse a checkpoint or
+   model whose network differs (:func:`check_same_model`);
 3. statistics (``davg``/``dstd``, the energy bias; tensor shift) from deepmd-kit's
-   sample of frames, unless restarting from a checkpoint;
+   sample of frames, unless restarting or starting from ``init_model``;
 4. fit: ``optimizer.type`` ``"lbfgs"`` (:func:`symref.train.fit.fit_lbfgs`, the limit
    prefactors) or Adam (:func:`symref.train.fit.fit_adam`, ``learning_rate`` schedule,
    prefactors from start to limit);
@@ -31,11 +31,14 @@ from pathlib import Path
 
 
 def train_from_input(input_file, output="model.yaml", *, restart=None,
-                     valid_fraction: float = 0.0, mpi: bool = False) -> int:
+                     valid_fraction: float = 0.0, mpi: bool = False, init_model=None) -> int:
     """Run ``symref train``: fit the model of ``input_file`` (deepmd-kit ``input.json``)
     and write it to ``output`` (``.yaml``, ``.json``, or ``.dp``).
 
-    ``restart``: a checkpoint to continue from.  ``valid_fraction``: hold out this
+    ``restart``: a checkpoint to continue from.  ``init_model``: a model file to start
+    from (deepmd-kit's ``dp train --init-model``: its parameters and statistics, step 0,
+    a fresh optimiser; refused when its network differs from the input's).
+    ``valid_fraction``: hold out this
     fraction of every training system's frames for validation (seeded by
     ``training.seed``; instead of ``validation_data``).  ``mpi``: use MPI even if the
     launcher is not recognised.  Returns the exit status: 0, 130 when the fit was
@@ -48,10 +51,10 @@ def train_from_input(input_file, output="model.yaml", *, restart=None,
     comm = get_comm("mpi" if mpi else "auto")
     if comm.size == 1:
         with run_lock(input_file):
-            return _train(comm, input_file, output, restart, valid_fraction)
+            return _train(comm, input_file, output, restart, valid_fraction, init_model)
     try:
         with run_lock(input_file, comm.is_root):
-            return _train(comm, input_file, output, restart, valid_fraction)
+            return _train(comm, input_file, output, restart, valid_fraction, init_model)
     except Exception as exc:  # noqa: BLE001 - one rank failing alone would leave the others waiting
         print(f"symref: error (MPI rank {comm.rank} of {comm.size}): "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
@@ -111,7 +114,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _train(comm, input_file, output, restart, valid_fraction) -> int:
+def _train(comm, input_file, output, restart, valid_fraction, init_model=None) -> int:
     from symref.io.data import load_systems
     from symref.io.inputfile import batch_size, read_input
     from symref.io.model_file import save_model
@@ -146,15 +149,26 @@ def _train(comm, input_file, output, restart, valid_fraction) -> int:
         from symref.io.data import split_frames
 
         train, valid = split_frames(train, valid_fraction, seed=seed)
-    if restart is not None and isinstance(mc["descriptor"]["sel"], str):
-        from symref.train.fit import load_checkpoint  # "auto": the checkpoint's sel
+    if restart is not None and init_model is not None:
+        raise ValueError("--restart and --init-model both given; use one")
+    start = None  # the model we continue from: the checkpoint's or init_model's
+    if restart is not None:
+        from symref.train.fit import load_checkpoint
 
-        mc = {**mc, "descriptor": {**mc["descriptor"],
-                                   "sel": list(load_checkpoint(restart)[0].descriptor.sel)}}
+        start, what, label = load_checkpoint(restart)[0], f"--restart {restart}", "checkpoint"
+    elif init_model is not None:
+        from symref.io.model_file import load_model
+
+        start, what, label = load_model(init_model), f"--init-model {init_model}", "model"
+    if start is not None and isinstance(mc["descriptor"]["sel"], str):  # "auto": its sel
+        mc = {**mc, "descriptor": {**mc["descriptor"], "sel": list(start.descriptor.sel)}}
     mc = {**mc, "descriptor": resolve_sel(mc["descriptor"], train, len(type_map), say=say)}
     model = build_model(mc, seed=seed)
-    if restart is not None:
-        check_restart(restart, model, input_file)
+    if start is not None:
+        check_same_model(start, model, what, label, input_file)
+    if init_model is not None:  # its parameters and statistics, a fresh optimiser
+        model = start
+        say(f"symref train: starting from {init_model} (its parameters and statistics)")
     nframes = sum(s.nframes for s in train)
     say(f"symref train: {len(train)} training system(s), {nframes} frames; "
         f"{len(valid) if valid else 0} validation system(s)"
@@ -166,7 +180,7 @@ def _train(comm, input_file, output, restart, valid_fraction) -> int:
             f"({numba.get_num_threads()} numba thread(s) per rank; rank 0 writes the files)")
     from symref.train.stats import compute_statistics, stat_frames
 
-    if restart is None:  # deepmd-kit's sample of frames and its statistics
+    if start is None:  # deepmd-kit's sample of frames and its statistics
         frames = stat_frames(train, data_stat_nbatch=mc["data_stat_nbatch"],
                              batch_size=tr["training_data"]["batch_size"])
         if isinstance(model, DeepTensor):
@@ -261,19 +275,18 @@ def model_signature(model) -> dict:
     return sig
 
 
-def check_restart(restart, model, input_file) -> None:
-    """Refuse to continue from checkpoint ``restart`` when its model is not the one
-    ``input_file`` builds (``model``): ValueError listing every difference."""
-    from symref.train.fit import load_checkpoint
-
-    old = model_signature(load_checkpoint(restart)[0])
-    new = model_signature(model)
-    diff = [f"model.{k}: checkpoint {old.get(k)!r}, input {new.get(k)!r}"
+def check_same_model(start, model, what: str, label: str, input_file) -> None:
+    """Refuse to continue from ``start`` (the ``label`` "checkpoint" of ``--restart`` or
+    the "model" of ``--init-model``; ``what`` names the option) when it is not the
+    model ``input_file`` builds (``model``): ValueError listing every difference of
+    :func:`model_signature`."""
+    old, new = model_signature(start), model_signature(model)
+    diff = [f"model.{k}: {label} {old.get(k)!r}, input {new.get(k)!r}"
             for k in new if old.get(k) != new.get(k)]
     if diff:
-        raise ValueError(f"--restart {restart}: the checkpoint's model differs from the one "
-                         f"{input_file} defines; " + "; ".join(diff)
-                         + " (start a new training, or use the checkpoint's settings)")
+        raise ValueError(f"{what}: the {label}'s model differs from the one {input_file} "
+                         "defines; " + "; ".join(diff)
+                         + " (start a new training, or use its settings)")
 
 
 def _valid_frames(tr, valid) -> int:
