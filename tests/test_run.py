@@ -173,3 +173,22 @@ def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
     assert "model.fitting_net.neuron: model [8], input [6]" in capsys.readouterr().err
     assert cli.main(["train", "input.json", "--init-model", "init.yaml", "--restart",
                      "model.ckpt.json"]) == 2
+
+
+def test_set_davg_zero_keeps_the_mean_at_zero(tmp_path, monkeypatch):
+    """descriptor.set_davg_zero true (deepmd-kit): the trained model's davg is 0 and its
+    dstd comes from the data; false: davg from the data too."""
+    from symref.io.model_file import load_model
+
+    _system(tmp_path / "sys")
+    monkeypatch.chdir(tmp_path)
+    for flag in (True, False):
+        cfg = copy.deepcopy(MINIMAL)
+        cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8],
+                                          set_davg_zero=flag)
+        cfg["model"]["fitting_net"]["neuron"] = [8]
+        (tmp_path / "input.json").write_text(json.dumps(cfg))
+        assert cli.main(["train", "input.json", "-o", f"m{flag}.yaml"]) == 0
+        d = load_model(tmp_path / f"m{flag}.yaml").descriptor
+        assert d.set_davg_zero is flag
+        assert (not np.any(d.davg)) is flag and np.any(d.dstd != 1.0)
