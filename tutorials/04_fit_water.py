@@ -554,7 +554,7 @@ print(f"total time {time.perf_counter() - t_start:.0f} s")
 #
 # | model | parameters | L-BFGS iterations | test energy (meV/atom) | test forces (eV/Å) |
 # |---|---|---|---|---|
-# | Deep Potential (se_e2_a, 8-16 / 32-32) | 6 724 | 300 | 2.80 | 0.177 |
+# | Deep Potential (se_e2_a, 8-16 / 32-32) | 6 724 | 300 | 2.83 | 0.176 |
 # | Behler–Parrinello (34 features, 32-32) | 4 418 | 600 | 1.03 | 0.105 |
 #
 # (label spread: 2.64 meV/atom, 0.817 eV/Å.) Both models learn forces well below the labels'
