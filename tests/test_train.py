@@ -232,3 +232,7 @@ def test_lbfgs_is_first_class_lcurve_validation_eta(tmp_path):
     assert "trn rmse" in lines[1] and "val rmse" in lines[1] and "eta" in lines[1]
     assert lines[0].startswith("lbfgs iter     1  loss") and "trn" not in lines[0]
     np.testing.assert_allclose(rows[-1, 2], np.sqrt(res.fun), rtol=5e-3)
+    from symref import cli
+
+    assert cli.main(["plot", str(tmp_path / "l.out"), "-o", str(tmp_path / "l.png")]) == 0
+    assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"  # the nan lr column too

@@ -122,7 +122,10 @@ def plot_lcurve(path, out) -> None:
         ax.set_xlabel("step")
         ax.set_title(g)
         ax.legend()
-    if "lr" in names:
+    if "lr" in names and np.isnan(data[:, names.index("lr")]).all():  # L-BFGS: no lr
+        axes[-1].text(0.5, 0.5, "no learning rate\n(L-BFGS)", ha="center", va="center")
+        axes[-1].set_axis_off()
+    elif "lr" in names:
         axes[-1].semilogy(step, data[:, names.index("lr")])
         axes[-1].set_title("learning rate")
         axes[-1].set_xlabel("step")
