@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 from test_train import CFG, _teacher_data
 
 from symref.io.data import System, make_molecule
@@ -91,3 +92,18 @@ def test_restart_after_a_kill_repeats_no_row(tmp_path):
              if not ln.startswith("#")]
     assert steps == list(range(1, 9))
     assert (tmp_path / "b.out").read_text() == (tmp_path / "a.out").read_text()
+
+
+def test_restart_with_other_columns_is_refused(tmp_path):
+    """Restarting into an lcurve.out whose header has other columns (another loss or
+    no validation) is an error naming both headers, not a file with mixed rows."""
+    from symref.train.lcurve import Lcurve
+
+    log = Lcurve(tmp_path / "l.out", ["rmse", "rmse_e", "rmse_f"], validation=True)
+    log.write(1, 1e-3, {"rmse": 1.0, "rmse_e": 0.1, "rmse_f": 0.5},
+              {"rmse": 1.0, "rmse_e": 0.1, "rmse_f": 0.5})
+    log.close()
+    Lcurve(tmp_path / "l.out", ["rmse", "rmse_e", "rmse_f"], validation=True,
+           restart_step=1).close()
+    with pytest.raises(ValueError, match="its columns .* are not the restarted run's"):
+        Lcurve(tmp_path / "l.out", ["rmse", "rmse_f"], validation=True, restart_step=1)

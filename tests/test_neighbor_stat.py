@@ -74,7 +74,8 @@ def test_bad_rcut_is_refused():
 
 
 def test_cli_prints_deepmd_kits_lines(tmp_path, capsys):
-    """`symref neighbor-stat -s SYS -r RCUT`: type_map, min_nbor_dist, max_nbor_size."""
+    """`symref neighbor-stat -s SYS -r RCUT`: type_map, min_nbor_dist, max_nbor_size
+    (printed as deepmd-kit prints them: %f and the numpy array)."""
     from symref import cli
 
     s = make_crystal(seed=2)
@@ -84,4 +85,4 @@ def test_cli_prints_deepmd_kits_lines(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     b, m = frame_neighbor_stat(s.coord[0], s.atype, s.box[0], 3.0, 2)
     assert out == ["type_map: ['B', 'A']", f"min_nbor_dist: {np.sqrt(b):f}",
-                   f"max_nbor_size: {[int(m[1]), int(m[0])]}"]
+                   f"max_nbor_size: [{int(m[1])} {int(m[0])}]"]

@@ -106,5 +106,5 @@ def cli(args) -> int:
     dist, most = neighbor_stat(systems, args.rcut, len(type_map))
     print(f"type_map: {type_map}")
     print(f"min_nbor_dist: {dist:f}")
-    print(f"max_nbor_size: {most}")
+    print(f"max_nbor_size: {np.array(most)!s}")  # deepmd-kit prints the numpy array
     return 0

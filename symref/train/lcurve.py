@@ -78,6 +78,10 @@ class Lcurve:
             kept = [ln for ln in lines if (_step_of(ln) is None and ln.strip())
                     or (_step_of(ln) is not None and _step_of(ln) <= restart_step)]
             self.header_done = bool(kept) and kept[0].startswith("#")
+            if self.header_done and kept[0].split() != self._header().split():
+                raise ValueError(f"{self.path}: its columns ({kept[0].strip()}) are not the "
+                                 f"restarted run's ({self._header().strip()}); the loss or "
+                                 "the validation data changed: use another disp_file")
             tmp = self.path.with_name(self.path.name + ".tmp")
             tmp.write_text("".join(kept), encoding="utf-8")
             os.replace(tmp, self.path)
@@ -86,11 +90,7 @@ class Lcurve:
     def write(self, step: int, lr: float, trn: dict, val: dict | None):
         """One row: ``trn``/``val`` map every key to a number (``nan`` allowed)."""
         if not self.header_done:
-            h = "# {:5s}".format("step")
-            for k in self.keys:
-                h += ("   %11s %11s" % (k + "_val", k + "_trn")) if self.validation \
-                    else ("   %11s" % (k + "_trn"))
-            self.fh.write(h + "   {:8s}\n".format("lr") + NAN_NOTE)
+            self.fh.write(self._header() + NAN_NOTE)
             self.header_done = True
         line = f"{step:7d}"
         for k in self.keys:
@@ -98,6 +98,13 @@ class Lcurve:
                      if self.validation else "   %11.2e" % trn.get(k, math.nan))
         self.fh.write(line + f"   {lr:8.1e}\n")
         self.fh.flush()
+
+    def _header(self) -> str:
+        h = "# {:5s}".format("step")
+        for k in self.keys:
+            h += ("   %11s %11s" % (k + "_val", k + "_trn")) if self.validation \
+                else ("   %11s" % (k + "_trn"))
+        return h + "   {:8s}\n".format("lr")
 
     def close(self):
         self.fh.close()
