@@ -1,7 +1,8 @@
-r"""``symref neighbor-stat`` and ``sel: "auto"``: neighbour counts of npy systems, deepmd-kit's rule.
+r"""``symref neighbor-stat`` and ``sel: "auto"``: neighbour counts of npy systems.
 
 For every frame, centre atom i and neighbour type t, the count
-:math:`n_{it} = \#\{(j, \mathbf n) : 0 < |\mathbf x_j + \mathbf n h - \mathbf x_i| < r_c,\ t_j = t\}`
+:math:`n_{it} = \#\{(j, \mathbf n) : 0 < |\mathbf x_j + \mathbf n h - \mathbf x_i| < r_c,
+t_j = t\}`
 (periodic images included, as the neighbour search sees them); deepmd-kit's
 ``max_nbor_size[t]`` is the maximum over centres and frames, and
 ``min_nbor_dist`` the smallest distance between two atoms (or images).

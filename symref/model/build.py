@@ -22,8 +22,8 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
 
     ``config = {"type_map": [...], "descriptor": {"type": "se_e2_a", "rcut",
     "rcut_smth", "sel", "neuron", "axis_neuron", "resnet_dt", "type_one_side",
-    "exclude_types", "env_protection", "set_davg_zero", "precision"}, "fitting_net": {"neuron", "resnet_dt",
-    "precision"}}``.  Statistics start neutral (``davg`` 0, ``dstd`` 1, biases 0).
+    "exclude_types", "env_protection", "set_davg_zero", "precision"},
+    "fitting_net": {"neuron", "resnet_dt", "precision"}}``.  Statistics start neutral (``davg`` 0, ``dstd`` 1, biases 0).
     """
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")

@@ -273,7 +273,8 @@ def standardized_coordinates(model, systems, fold: bool = False, pref=None, comm
 
     For the net of type t, first layer ``W`` (nin x nout), ``b`` (nout):
     ``W = W'/σ_t[:, None]``, ``b = b' − (μ_t/σ_t) W'``; the chain rule gives
-    ``∂L/∂W' = (∂L/∂W)/σ_t[:, None] − (μ_t/σ_t)[:, None] ∂L/∂b``, ``∂L/∂b' = ∂L/∂b``.
+    ``∂L/∂W' = (∂L/∂W)/σ_t[:, None] − (μ_t/σ_t)[:, None] ∂L/∂b``,
+    ``∂L/∂b' = ∂L/∂b``.
     μ_t, σ_t: mean and standard deviation of each component of D over the type-t atoms
     of every frame of ``systems`` (a σ below 1e-8 of the largest is taken as 1: a
     constant component is not rescaled).  Every other parameter is unchanged.
