@@ -38,6 +38,14 @@ MINIMAL = {"model": {"type_map": ["A", "B"], "descriptor": {"type": "se_e2_a"},
            "training": {"training_data": {"systems": ["sys"]}, "numb_steps": 1, "seed": 1}}
 
 
+def _small():
+    """MINIMAL with a small network (rcut 3, sel [40, 40], 4-8 / 8): quick runs."""
+    cfg = copy.deepcopy(MINIMAL)
+    cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8])
+    cfg["model"]["fitting_net"]["neuron"] = [8]
+    return cfg
+
+
 @pytest.mark.deepmd
 def test_an_input_that_omits_keys_trains_dp_trains_network(tmp_path, monkeypatch, capsys):
     """The written .dp has the hyper-parameters deepmd-kit's normalize gives the same input
@@ -69,9 +77,7 @@ def test_restart_refuses_a_changed_model_or_type_map(tmp_path, monkeypatch, caps
     """--restart with a swapped type_map, or another neuron/rcut, is refused and every
     difference is named; the unchanged input restarts."""
     _system(tmp_path / "sys")
-    cfg = copy.deepcopy(MINIMAL)
-    cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8])
-    cfg["model"]["fitting_net"]["neuron"] = [8]
+    cfg = _small()
     cfg["training"].update(numb_steps=2, save_freq=1)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "input.json").write_text(json.dumps(cfg))
@@ -100,9 +106,7 @@ def test_two_runs_in_one_folder_do_not_overwrite_each_other(tmp_path, monkeypatc
     from symref.train.run import LOCK_NAME
 
     _system(tmp_path / "sys")
-    cfg = copy.deepcopy(MINIMAL)
-    cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8])
-    cfg["model"]["fitting_net"]["neuron"] = [8]
+    cfg = _small()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "input.json").write_text(json.dumps(cfg))
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -127,9 +131,7 @@ def test_cosine_learning_rate_drives_adam(tmp_path, monkeypatch):
     from symref.train.optim import CosineLR
 
     _system(tmp_path / "sys")
-    cfg = copy.deepcopy(MINIMAL)
-    cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8])
-    cfg["model"]["fitting_net"]["neuron"] = [8]
+    cfg = _small()
     cfg["learning_rate"] = {"type": "cosine", "start_lr": 1e-2, "stop_lr": 1e-4}
     cfg["training"].update(numb_steps=4, disp_freq=1)
     monkeypatch.chdir(tmp_path)
@@ -149,9 +151,7 @@ def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
     from symref.model.params import flat_parameters
 
     _system(tmp_path / "sys")
-    cfg = copy.deepcopy(MINIMAL)
-    cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8])
-    cfg["model"]["fitting_net"]["neuron"] = [8]
+    cfg = _small()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "input.json").write_text(json.dumps(cfg))
     assert cli.main(["train", "input.json", "-o", "first.yaml"]) == 0
@@ -183,10 +183,8 @@ def test_set_davg_zero_keeps_the_mean_at_zero(tmp_path, monkeypatch):
     _system(tmp_path / "sys")
     monkeypatch.chdir(tmp_path)
     for flag in (True, False):
-        cfg = copy.deepcopy(MINIMAL)
-        cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8],
-                                          set_davg_zero=flag)
-        cfg["model"]["fitting_net"]["neuron"] = [8]
+        cfg = _small()
+        cfg["model"]["descriptor"]["set_davg_zero"] = flag
         (tmp_path / "input.json").write_text(json.dumps(cfg))
         assert cli.main(["train", "input.json", "-o", f"m{flag}.yaml"]) == 0
         d = load_model(tmp_path / f"m{flag}.yaml").descriptor
