@@ -37,9 +37,11 @@ def _systems(args, model):
     from symref.io.data import load_system, make_crystal, make_molecule
 
     if args.system:
+        from symref.io.data import map_types
+
         out = []
         for path in args.system:
-            s = load_system(path)
+            s = map_types(load_system(path), model.type_map)  # by element name, not index
             if not 0 <= args.frame < s.nframes:
                 raise SystemExit(f"symref: --frame {args.frame} out of range: {path} has {s.nframes} frames")
             out.append((f"{path} (frame {args.frame})", s.coord[args.frame], s.atype,
@@ -156,6 +158,7 @@ def cmd_train(args) -> int:
     from symref.train.run import train_from_input
 
     return train_from_input(args.input, args.output, restart=args.restart,
+                            init_model=args.init_model,
                             valid_fraction=args.valid_fraction, mpi=getattr(args, "mpi", False))
 
 
@@ -174,6 +177,11 @@ def cmd_test(args) -> int:
     table = errors_table(model, systems, args.numb_test)
     print(f"symref test: {args.model} on {len(systems)} system(s)")
     print(format_errors(table))
+    if args.detail_file:
+        from symref.train.report import detail_files
+
+        for path in detail_files(model, systems, args.detail_file, args.numb_test):
+            print(f"detail file: {path}")
     if args.plot:
         parity_plot(table, args.plot)
         print(f"parity plot: {args.plot}")
@@ -246,6 +254,39 @@ def _cmd_transport(args) -> int:
     return cli(args)
 
 
+def _cmd_neighbor_stat(args) -> int:
+    from symref.io.neighbor_stat import cli
+
+    return cli(args)
+
+
+def _cmd_show(args) -> int:
+    from symref.io.show import cli
+
+    return cli(args)
+
+
+def _cmd_change_bias(args) -> int:
+    """``symref change-bias MODEL -s SYSTEM...``: :func:`symref.train.stats.change_bias`."""
+    from symref.io.data import find_systems, load_systems
+    from symref.io.model_file import load_model, save_model
+    from symref.train.stats import change_bias
+
+    model = load_model(args.model)
+    if not hasattr(model.fitting, "bias_atom_e"):
+        raise ValueError(f"{args.model}: change-bias needs an energy model")
+    paths = [p for s in args.system for p in find_systems(s)]
+    old, new = change_bias(model, load_systems(paths, model.type_map), args.mode,
+                           args.numb_batch)
+    src = Path(args.model)
+    out = Path(args.output) if args.output else src.with_name(f"{src.stem}_updated{src.suffix}")
+    save_model(model, out)
+    for t, name in enumerate(model.type_map):
+        print(f"  {name}: energy bias {old[t]:.6f} -> {new[t]:.6f} eV")
+    print(f"symref change-bias ({args.mode}, {len(paths)} system(s)): wrote {out}")
+    return 0
+
+
 def _cmd_compress(args) -> int:
     from symref.io.compress import compress_file
 
@@ -255,6 +296,17 @@ def _cmd_compress(args) -> int:
     print(f"min_nbor_dist {res['min_nbor_dist']:.6f} Å (from the {res['source']}); "
           f"{n} embedding nets tabulated; written {args.output}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (``-n -1`` would silently drop the last frame)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {n}")
+    return n
 
 
 def main(argv=None) -> int:
@@ -275,6 +327,9 @@ def main(argv=None) -> int:
     t.add_argument("input", help="deepmd-kit input.json (model, learning_rate, loss, training, "
                                  "optional optimizer)")
     t.add_argument("--restart", default=None, help="checkpoint to continue from")
+    t.add_argument("--init-model", default=None,
+                   help="model file to start from (its parameters and statistics; step 0, "
+                        "a fresh optimiser), as dp train --init-model")
     t.add_argument("--valid-fraction", type=float, default=0.0,
                    help="hold out this fraction of every training system's frames for "
                         "validation (seeded by training.seed; instead of validation_data)")
@@ -287,9 +342,12 @@ def main(argv=None) -> int:
     q = sub.add_parser("test", help="errors of a model on labelled deepmd-kit npy systems")
     q.add_argument("-m", "--model", required=True, help="model file (.dp, .yaml, .json)")
     q.add_argument("-s", "--system", required=True, nargs="+", help="deepmd-kit npy system folders")
-    q.add_argument("-n", "--numb-test", type=int, default=None,
+    q.add_argument("-n", "--numb-test", type=_positive_int, default=None,
                    help="frames per system (default: all)")
     q.add_argument("--plot", default="parity.png", help="parity plot PNG ('' for none)")
+    q.add_argument("-d", "--detail-file", default=None,
+                   help="write dp test's per-frame/per-atom files PREFIX.e.out, "
+                        ".e_peratom.out, .f.out (.v.out, .v_peratom.out with virials)")
     q.set_defaults(func=cmd_test)
     pl = sub.add_parser("plot", help="learning curves of an lcurve.out as PNG")
     pl.add_argument("lcurve", help="lcurve.out written by symref train or deepmd-kit")
@@ -402,6 +460,33 @@ def main(argv=None) -> int:
     cp.add_argument("--extrapolate", type=float, default=5.0,
                     help="table range as a multiple of the upper bound (default 5)")
     cp.set_defaults(func=_cmd_compress)
+    sh = sub.add_parser("show", help="type map, descriptor, fitting net, sizes, cutoff and "
+                                     "precision of a model file (dp show)")
+    sh.add_argument("model", help="model file (.dp, .yaml, .json)")
+    sh.add_argument("attributes", nargs="*",
+                    help="any of type-map descriptor fitting-net size summary (default: all)")
+    sh.set_defaults(func=_cmd_show)
+    cb = sub.add_parser("change-bias", help="refit the energy bias of a model on npy systems "
+                                            "(dp change-bias)")
+    cb.add_argument("model", help="model file (.dp, .yaml, .json)")
+    cb.add_argument("-s", "--system", required=True, nargs="+",
+                    help="npy system folders (or folders containing systems)")
+    cb.add_argument("-n", "--numb-batch", type=int, default=0,
+                    help="frames of each system used (0, the default: all)")
+    cb.add_argument("-m", "--mode", choices=("change", "set"), default="change",
+                    help="change: least-squares shift of the model's energy errors added to "
+                         "the bias (default); set: the bias from the labels alone")
+    cb.add_argument("-o", "--output", default=None,
+                    help="model file to write (default: MODEL_updated with the same suffix)")
+    cb.set_defaults(func=_cmd_change_bias)
+    ns = sub.add_parser("neighbor-stat", help="minimum neighbour distance and the largest "
+                                              "neighbour count per type (dp neighbor-stat)")
+    ns.add_argument("-s", "--system", required=True, nargs="+",
+                    help="npy system folders (or folders containing systems)")
+    ns.add_argument("-r", "--rcut", required=True, type=float, help="cutoff radius (Å)")
+    ns.add_argument("-t", "--type-map", nargs="+", default=None,
+                    help="element names in type order (default: the systems' type_map.raw)")
+    ns.set_defaults(func=_cmd_neighbor_stat)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -152,7 +152,18 @@ def check_cloud(cloud, i: int = 0, dim: int | None = None, nvec: int | None = No
         if bad.any():
             j = int(np.argwhere(bad)[0][0])
             raise ValueError(f"cloud {i}: {name} of point {j} are not finite (NaN or inf)")
+        big = np.abs(a) > MAX_INPUT
+        if big.any():
+            j = int(np.argwhere(big)[0][0])
+            raise ValueError(f"cloud {i}: {name} of point {j} reach {np.abs(a).max():.3g}, "
+                             f"beyond {MAX_INPUT:.0e}: the invariants square them and would "
+                             "overflow to inf/NaN; rescale the data")
     return x, u, s
+
+
+#: largest |entry| of a cloud: its square (the invariants are inner products) stays
+#: far from float64's overflow at 1.8e308
+MAX_INPUT = 1e150
 
 
 @dataclass
@@ -484,6 +495,29 @@ def make_batches(clouds, chunk: int = 256, **dims):
 
 
 # --------------------------------------------------------------- estimator API
+def _check_layer_shapes(p: VCNNParams, cfg: dict, path) -> None:
+    """The layers read from a file have exactly the shapes :func:`init_params` gives for
+    the stored configuration (a layer removed or resized is an error naming it)."""
+    ref = init_params(np.random.default_rng(0), p.dim, p.nvec, p.nscal, p.output, p.nout,
+                      cfg["embedding"], p.axis_neuron, cfg["fitting"], bool(cfg["resnet_dt"]))
+    for net in ("embedding", "fitting"):
+        got, want = getattr(p, net), getattr(ref, net)
+        if len(got) != len(want):
+            raise ValueError(f"{path}: {net} net has {len(got)} layers, but its configuration "
+                             f"({net} {list(cfg[net])}) needs {len(want)}")
+        for k, (a, b) in enumerate(zip(got, want)):
+            for name in ("w", "b", "idt"):
+                sa = None if getattr(a, name) is None else getattr(a, name).shape
+                sb = None if getattr(b, name) is None else getattr(b, name).shape
+                if sa != sb:
+                    raise ValueError(f"{path}: {net} layer {k} {name} has shape {sa}, "
+                                     f"expected {sb}")
+    for name in ("q_avg", "q_std", "v_scale", "y_shift", "y_scale"):
+        if getattr(p, name).shape != getattr(ref, name).shape:
+            raise ValueError(f"{path}: {name} has shape {getattr(p, name).shape}, expected "
+                             f"{getattr(ref, name).shape}")
+
+
 class VectorCloudNet:
     """A VCNN in the scikit-learn habit: ``fit(clouds, targets)``, ``predict(clouds)``.
 
@@ -715,6 +749,10 @@ class VectorCloudNet:
         if not isinstance(m, dict) or m.get("type") != "vector_cloud_net":
             raise ValueError(f"{path}: not a VectorCloudNet model file")
         try:
+            for k in ("embedding", "fitting"):
+                if len(var[k]) != len(m["layers"][k]):
+                    raise ValueError(f"{path}: {len(var[k])} {k} layers of weights but "
+                                     f"{len(m['layers'][k])} layer descriptions")
             layers = {k: [Layer(np.asarray(a["w"]), None if a["b"] is None else np.asarray(a["b"]),
                                 None if a["idt"] is None else np.asarray(a["idt"]),
                                 c["activation"], c["resnet"])
@@ -728,6 +766,7 @@ class VectorCloudNet:
                                                          for k in ("q_avg", "q_std", "v_scale",
                                                                    "y_shift", "y_scale")),
                                      layers["embedding"], layers["fitting"])
+            _check_layer_shapes(net.params_, cfg, path)
         except (KeyError, TypeError) as e:
             raise ValueError(f"{path}: malformed VectorCloudNet file ({type(e).__name__}: {e})") \
                 from e

@@ -1,5 +1,7 @@
 """The `symref check` command: built-in default passes; bad input gives exit 2 and a message."""
 
+import pytest
+
 from symref import cli
 
 
@@ -67,8 +69,8 @@ def _write_npy_system(root, coord, atype, box, energy, force, type_map):
 
 
 def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
-    """`symref train input.json`: unknown keys reported, lcurve/checkpoint/model written,
-    and the written model loads and evaluates."""
+    """`symref train input.json`: keys without effect reported, lcurve/checkpoint/model
+    written, and the written model loads and evaluates."""
     import json
 
     import numpy as np
@@ -98,15 +100,15 @@ def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
            "training": {"training_data": {"systems": ["sys"], "batch_size": 2},
                         "validation_data": {"systems": ["sys"]},
                         "numb_steps": 3, "seed": 1, "disp_freq": 1, "save_freq": 2,
-                        "not_a_deepmd_key": 0}}
+                        "tensorboard": True}}
     (tmp_path / "input.json").write_text(json.dumps(inp))
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "input.json", "-o", "out.yaml"]) == 0
     cap = capsys.readouterr()
-    assert "unknown key 'training.not_a_deepmd_key'" in cap.err
+    assert "training.tensorboard = True has no effect in symref" in cap.err
     assert "step       3" in cap.out
     lines = (tmp_path / "lcurve.out").read_text().splitlines()
-    assert lines[0].startswith("# step") and len(lines) == 4
+    assert lines[0].startswith("# step") and len(lines) == 5  # header, nan note, 3 rows
     model = load_model(tmp_path / "out.yaml")
     # the same model also as the deepmd-kit .dp file
     np.testing.assert_array_equal(load_model(tmp_path / "out.dp").evaluate(coord, s.atype, box)
@@ -140,9 +142,40 @@ def test_train_command_end_to_end(tmp_path, capsys, monkeypatch):
 def test_train_rejects_a_bad_time_limit(tmp_path, capsys):
     import json
 
-    inp = {"model": {}, "training": {"training_data": {"systems": ["sys"]}},
+    inp = {"model": {"type_map": ["A"], "descriptor": {"type": "se_e2_a"}, "fitting_net": {}},
+           "learning_rate": {"start_lr": 1e-3},
+           "training": {"training_data": {"systems": ["sys"]}, "numb_steps": 1},
            "optimizer": {"type": "adam", "time_limit": "soon"}}
     (tmp_path / "input.json").write_text(json.dumps(inp))
     assert cli.main(["train", str(tmp_path / "input.json")]) == 2
     err = capsys.readouterr().err
-    assert "optimizer.time_limit must be a positive number" in err and "input.json" in err
+    assert "optimizer.time_limit: expected float or none, got str" in err and "input.json" in err
+
+
+def test_test_refuses_a_non_positive_frame_count(tmp_path, capsys):
+    """`symref test -n -1` (or 0) is an argument error; before, -1 silently dropped the
+    last frame of every system."""
+    for n in ("-1", "0", "two"):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["test", "-m", "m.yaml", "-s", "sys", "-n", n])
+        assert e.value.code == 2
+        assert "expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_check_maps_the_systems_types_by_name(tmp_path, capsys):
+    """`symref check` on C/H/O data with an O/H model: an error naming the element the
+    model lacks (before: types were taken by index, C checked as O)."""
+    import symref
+    from symref.io.data import make_molecule, save_system
+    from symref.model.build import demo_model
+
+    model = demo_model({"type_map": ["O", "H"],
+                        "descriptor": {"type": "se_e2_a", "rcut": 3.0, "sel": [20, 20],
+                                       "neuron": [4, 8], "axis_neuron": 2},
+                        "fitting_net": {"neuron": [8]}}, seed=1)
+    symref.save_model(model, tmp_path / "m.yaml")
+    s = make_molecule(natoms=6, ntypes=3, seed=0)
+    s.type_map = ["C", "H", "O"]
+    save_system(s, tmp_path / "sys")
+    assert cli.main(["check", str(tmp_path / "m.yaml"), "--system", str(tmp_path / "sys")]) == 2
+    assert "element(s) ['C'] are not in the model's type_map ['O', 'H']" in capsys.readouterr().err

@@ -178,3 +178,18 @@ def test_conversion_errors(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert cli.main(["convert", str(tmp_path / "missing.extxyz"), str(tmp_path / "o")]) == 2
     assert "missing.extxyz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text,what", [
+    ('3\nProperties=species:S:1:pos:R:3 energy=1.0 pbc="F F F"\nO 0 0 0\nH 1 0\n',
+     "Frame has 2 atoms, expected 3"),
+    ("2\n\nO 0 0 0\nH 1 0 zero\n", "could not read it"),
+])
+def test_a_broken_extxyz_is_a_clear_error(tmp_path, capsys, text, what):
+    """`symref convert` on a broken extxyz: exit status 2 and one line naming the file
+    and ASE's complaint, no traceback (before: a raw ASE traceback)."""
+    (tmp_path / "bad.extxyz").write_text(text)
+    assert cli.main(["convert", str(tmp_path / "bad.extxyz"), str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"symref: error: {tmp_path / 'bad.extxyz'}: ase.io.read could not read")
+    assert what in err and "Traceback" not in err and not (tmp_path / "o").exists()

@@ -136,6 +136,25 @@ def test_file_round_trip(tmp_path, suffix, type_one_side, precision):
     assert raw["software"] == "symref" and raw["model"]["@version"] == 2
 
 
+@pytest.mark.parametrize("where,value,msg", [
+    ("dstd", 0.0, r"model.descriptor.dstd\[1, 2, 3\] is 0.0: every dstd entry must be finite and > 0"),
+    ("dstd", np.nan, r"model.descriptor.dstd\[1, 2, 3\] is nan"),
+    ("davg", np.inf, r"model.descriptor.davg\[1, 2, 3\] is inf \(not finite\)"),
+    ("w", np.nan, r"model.fitting\[0\].layer\[0\].w\[0, 0\] is nan"),
+])
+def test_a_model_file_that_would_give_nan_is_refused(tmp_path, where, value, msg):
+    """NaN/zero dstd, non-finite davg or weights in a model file: load_model raises naming
+    the file, the array and the entry (before: it loaded and gave NaN energies)."""
+    m = symref_model(True, seed=3)
+    if where == "w":
+        m.fitting.nets[0][0].w[0, 0] = value
+    else:
+        getattr(m.descriptor, where)[1, 2, 3] = value
+    save_model(m, tmp_path / "m.json")
+    with pytest.raises(ValueError, match=rf"m.json: {msg}"):
+        load_model(tmp_path / "m.json")
+
+
 def test_save_overwrites_atomically(tmp_path):
     path = tmp_path / "m.dp"
     m1, m2 = symref_model(seed=1), symref_model(seed=2)

@@ -107,3 +107,24 @@ def test_coincident_atoms_are_an_error():
     coord = np.array([[0.0, 0, 0], [5.0, 0, 0]])  # atom 1 sits on an image of atom 0
     with pytest.raises(ValueError, match="same position"):
         build_neighbor_list(coord, np.zeros(2, dtype=int), box, 3.0, [10])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_cell_far_smaller_than_rcut_is_refused_with_the_sel_needed(backend):
+    """A 0.07 Å cubic cell with rcut 6 would need 5e6 images of each atom: both
+    neighbour searches refuse it before allocating, naming the bound, the expected
+    neighbour count (the sel needed) and the cell needed; rcut = inf is refused too."""
+    from symref.fast.kernels.neighbors import build_neighbor_list_fast
+
+    build = build_neighbor_list if backend == "numpy" else build_neighbor_list_fast
+    L = 0.07
+    coord = np.array([[0.0, 0, 0], [L / 2, L / 2, L / 2]])
+    box = np.eye(3) * L
+    with pytest.raises(ValueError, match=r"far smaller than rcut = 6.0.*5.18e\+06 periodic images"
+                                         r".*sum\(sel\) would have to be >= 5275678.*12 Å"):
+        build(coord, np.array([0, 1]), box, 6.0, [40, 40])
+    for rc in (np.inf, np.nan, -1.0):
+        with pytest.raises(ValueError, match="rcut must be a finite number > 0"):
+            build(coord, np.array([0, 1]), box * 100, rc, [40, 40])
+        with pytest.raises(ValueError, match="rcut must be a finite number > 0"):
+            build(coord, np.array([0, 1]), None, rc, [40, 40])

@@ -55,3 +55,19 @@ def test_adam_matches_torch_and_resumes_exactly():
 def test_adam_first_step_is_lr_times_sign():
     x = Adam().step(np.zeros(3), np.array([2.0, -1e-3, 5.0]), 0.01)
     np.testing.assert_allclose(x, [-0.01, 0.01, -0.01], rtol=1e-4)
+
+
+@pytest.mark.deepmd
+@pytest.mark.parametrize("warmup", [0, 7])
+def test_cosine_schedule_is_deepmd_kits(warmup):
+    """CosineLR equals deepmd-kit's LearningRateCosine at every step (warm-up, decay,
+    beyond the end)."""
+    lrmod = pytest.importorskip("deepmd.dpmodel.utils.learning_rate")
+    from symref.train.optim import CosineLR
+
+    ref = lrmod.LearningRateCosine(start_lr=1e-3, num_steps=50, stop_lr=1e-6,
+                                   warmup_steps=warmup, warmup_start_factor=0.1)
+    ours = CosineLR(start_lr=1e-3, num_steps=50, stop_lr=1e-6, warmup_steps=warmup,
+                    warmup_start_factor=0.1)
+    for step in range(0, 60):
+        assert ours.value(step) == pytest.approx(float(ref.value(step)), rel=1e-13, abs=0), step

@@ -270,9 +270,11 @@ def test_tensor_loss_input_checks(tmp_path):
 
     from symref.io.inputfile import read_input
 
-    base = {"model": {"type_map": ["O"], "descriptor": {}, "fitting_net": {"type": "dipole"}},
-            "training": {"training_data": {"systems": ["x"]}}}
-    for loss, msg in (({"type": "ener"}, "tensor"), ({"type": "tensor", "pref": -1}, "pref")):
+    base = {"model": {"type_map": ["O"], "descriptor": {"type": "se_e2_a"},
+                      "fitting_net": {"type": "dipole"}},
+            "learning_rate": {"start_lr": 1e-3},
+            "training": {"training_data": {"systems": ["x"]}, "numb_steps": 1}}
+    for loss, msg in (({"type": "ener"}, "tensor"), ({"type": "tensor", "pref": -1, "pref_atomic": 1}, "pref")):
         (tmp_path / "in.json").write_text(json.dumps(dict(base, loss=loss)))
         with pytest.raises(ValueError, match=msg):
             read_input(tmp_path / "in.json")

@@ -125,7 +125,7 @@ def test_adam_restart_is_identical_to_an_uninterrupted_run(tmp_path):
     assert load_checkpoint(tmp_path / "b.json")[1] == 8
     a = (tmp_path / "a.out").read_text().splitlines()
     b = (tmp_path / "b.out").read_text().splitlines()
-    assert a == b and a[0].startswith("# step") and "rmse_f_val" in a[0] and len(a) == 5
+    assert a == b and a[0].startswith("# step") and "rmse_f_val" in a[0] and len(a) == 6
 
 
 def test_adam_sigint_writes_a_checkpoint(tmp_path, monkeypatch):
@@ -159,3 +159,80 @@ def test_errors_table_zero_on_own_labels_and_scaled_per_atom():
     t1 = errors_table(teacher, [shifted])
     np.testing.assert_allclose(t1["energy"], (0.7, 0.7))
     np.testing.assert_allclose(t1["energy/atom"], (0.7 / s.natoms, 0.7 / s.natoms))
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_standardized_coordinates_are_an_exact_change_of_variables(scaled):
+    """to_model(to_opt(x)) = x, and grad_to_opt is the chain rule: the gradient of
+    y -> L(to_model(y)) against central differences, with and without the per-array
+    scaling (pref given); fold=True makes the first fitting layer see D with mean 0 and
+    spread 1 on the training atoms."""
+    from symref.train.fit import standardized_coordinates
+
+    model = demo_model(CFG, seed=2)
+    data = [_teacher_data(2, seed=0), _teacher_data(3, seed=1)]
+    pref = LossPrefactors(1.0, 10.0, 0.0)
+    to_model, to_opt, grad_to_opt = standardized_coordinates(model, data,
+                                                             pref=pref if scaled else None)
+    x = flat_parameters(model)
+    np.testing.assert_allclose(to_model(to_opt(x)), x, rtol=1e-12, atol=1e-13)
+    assert not np.allclose(to_opt(x), x)
+    y = to_opt(x)
+    set_flat_parameters(model, to_model(y))
+    _, g = batch_loss_and_grad(model, data, pref)
+    gy = grad_to_opt(g)
+    d = np.random.default_rng(5).normal(size=y.size)
+    h = 1e-6
+    vals = []
+    for sgn in (1, -1):
+        set_flat_parameters(model, to_model(y + sgn * h * d))
+        vals.append(batch_loss_and_grad(model, data, pref)[0])
+    fd = (vals[0] - vals[1]) / (2 * h)
+    assert abs(fd - gy @ d) <= 1e-6 * abs(fd)
+    # a bare identity (or the gradient not transformed) would fail the line above
+    assert abs(fd - g @ d) > 1e-3 * abs(fd)
+    # the fold: standardised first-layer inputs, i.e. W D + b = W' (D - mu)/sd + b'
+    from symref.train.fit import standardized_coordinates as sc
+
+    m2 = demo_model(CFG, seed=2)
+    w0, b0 = m2.fitting.nets[0][0].w.copy(), m2.fitting.nets[0][0].b.copy()
+    sc(m2, data, fold=True)
+    s0 = data[0]
+    nlist, _, _, R, _ = m2.environment(s0.coord[0], s0.atype, None)
+    D, _ = m2.descriptor_forward(R, s0.atype, nlist)
+    allD = []
+    for s in data:
+        for f in range(s.nframes):
+            nl, _, _, RR, _ = m2.environment(s.coord[f], s.atype, None)
+            allD.append(m2.descriptor_forward(RR, s.atype, nl)[0][s.atype == 0])
+    allD = np.concatenate(allD)
+    mu, sd = allD.mean(axis=0), allD.std(axis=0)
+    z = D[s0.atype == 0] @ m2.fitting.nets[0][0].w + m2.fitting.nets[0][0].b
+    np.testing.assert_allclose(z, ((D[s0.atype == 0] - mu) / sd) @ w0 + b0, rtol=1e-9,
+                               atol=1e-9)
+
+
+def test_lbfgs_is_first_class_lcurve_validation_eta(tmp_path):
+    """L-BFGS writes lcurve.out with Adam's fixed columns (training and validation, lr nan)
+    and its progress lines carry the errors, validation and ETA every disp_freq iterations;
+    rmse_trn is the root of the loss L-BFGS reports (to lcurve's 3 digits)."""
+    from symref.train.report import read_lcurve
+
+    data = [_teacher_data(4, seed=0), _teacher_data(3, seed=1)]
+    valid = [_teacher_data(2, seed=3)]
+    pref = LossPrefactors(1.0, 10.0, 0.0)
+    lines = []
+    _, res = fit_lbfgs(demo_model(CFG, seed=7), data, pref, maxiter=6, progress=lines.append,
+                       valid=valid, disp_freq=2, lcurve=tmp_path / "l.out", standardize=True)
+    names, rows = read_lcurve(tmp_path / "l.out")
+    assert names == ["step", "rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn", "rmse_f_val",
+                     "rmse_f_trn", "lr"]
+    assert list(rows[:, 0]) == [2, 4, 6] and np.isnan(rows[:, -1]).all()
+    assert np.isfinite(rows[:, 1:-1]).all()
+    assert "trn rmse" in lines[1] and "val rmse" in lines[1] and "eta" in lines[1]
+    assert lines[0].startswith("lbfgs iter     1  loss") and "trn" not in lines[0]
+    np.testing.assert_allclose(rows[-1, 2], np.sqrt(res.fun), rtol=5e-3)
+    from symref import cli
+
+    assert cli.main(["plot", str(tmp_path / "l.out"), "-o", str(tmp_path / "l.png")]) == 0
+    assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"  # the nan lr column too

@@ -174,6 +174,28 @@ def test_save_load_round_trip(tmp_path, suffix):
         symref.VectorCloudNet.load(tmp_path / "x.json")
 
 
+@pytest.mark.parametrize("where", ["both", "description", "weights"])
+def test_a_file_with_a_layer_removed_is_refused(tmp_path, where):
+    """A fitting layer removed from the file (its weights, its description or both) is an
+    error naming the net and the layer count; before, zip() truncated and it loaded."""
+    import json
+
+    rng = np.random.default_rng(11)
+    clouds = _clouds(rng, [3, 6], d=2, k=1)
+    net = _net("vector", clouds, _targets(rng, 2, "vector", 2))
+    net.save(tmp_path / "m.json")
+    d = json.loads((tmp_path / "m.json").read_text())
+    if where in ("both", "description"):
+        d["model"]["layers"]["fitting"].pop(0)
+    if where in ("both", "weights"):
+        d["@variables"]["fitting"].pop(0)
+    (tmp_path / "bad.json").write_text(json.dumps(d))
+    msg = "fitting net has .* layers, but its configuration" if where == "both" else \
+        "fitting layers of weights but .* layer descriptions"
+    with pytest.raises(ValueError, match=msg):
+        symref.VectorCloudNet.load(tmp_path / "bad.json")
+
+
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_training_learns_a_nonlocal_target_and_reports_progress(optimizer):
     clouds, y = nonlocal_clouds(120, (10, 20), dim=2, output="scalar", seed=1)
@@ -274,6 +296,8 @@ def test_backend_is_checked_and_not_stored(tmp_path):
     ({"positions": np.array([[0.0, 1.0], [np.nan, 0.0]])},
      "cloud 1: positions of point 1 are not finite"),
     ({"positions": np.zeros((3, 3))}, "cloud 1 is 3-D but the model/batch is 2-D"),
+    ({"positions": np.array([[0.0, 1.0], [1e200, 0.0]])},
+     "cloud 1: positions of point 1 reach 1e\\+200, beyond 1e\\+150"),
 ])
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_bad_clouds_refused_the_same_by_both_backends(bad, msg, backend):

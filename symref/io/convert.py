@@ -216,8 +216,16 @@ def read_frames(path, index=":", fmt=None):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    frames = ase.io.read(path, index=index, format=fmt)
-    return frames if isinstance(frames, list) else [frames]
+    try:
+        frames = ase.io.read(path, index=index, format=fmt)
+    except Exception as e:  # noqa: BLE001 - ASE raises many types (XYZError, StopIteration, ...)
+        raise ValueError(f"{path}: ase.io.read could not read it (format "
+                         f"{fmt or 'from the suffix'}, index {index!r}): "
+                         f"{type(e).__name__}: {e}") from e
+    frames = frames if isinstance(frames, list) else [frames]
+    if not frames:
+        raise ValueError(f"{path}: no frames (index {index!r})")
+    return frames
 
 
 def write_frames(path, frames, fmt=None) -> None:

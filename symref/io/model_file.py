@@ -280,11 +280,38 @@ def load_model(path) -> DeepPot:
     path = Path(path)
     data = read_model_file(path)
     try:
-        return model_from_dict(data)
+        return check_finite(model_from_dict(data))
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
     except (KeyError, TypeError, AttributeError, IndexError) as e:
         raise ValueError(f"{path}: malformed model dict ({type(e).__name__}: {e})") from e
+
+
+def check_finite(model):
+    """``model``, after refusing what would give NaN outputs: a non-finite parameter,
+    ``davg``, ``out_bias``/``out_std``, or a ``dstd`` entry that is not > 0 (the
+    environment rows are divided by it).  ValueError naming the array and an index."""
+
+    from symref.model.params import parameters
+
+    d = model.descriptor
+    arrays = [(f"model.{n}", a) for n, a in parameters(model)] + \
+        [("model.descriptor.davg", d.davg), ("model.out_bias", model.out_bias),
+         ("model.out_std", model.out_std)]
+    for name, a in arrays:
+        a = np.asarray(a)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise ValueError(f"{name}{[int(i) for i in np.argwhere(bad)[0]]} is {a[bad][0]} "
+                             "(not finite)")
+    dstd = np.asarray(d.dstd)
+    bad = ~(np.isfinite(dstd) & (dstd > 0))
+    if bad.any():
+        t, j, c = np.argwhere(bad)[0]
+        raise ValueError(f"model.descriptor.dstd[{t}, {j}, {c}] is {dstd[t, j, c]}: every "
+                         "dstd entry must be finite and > 0 (the environment matrix is divided "
+                         "by it; deepmd-kit's statistics never give less than 1e-2)")
+    return model
 
 
 def save_model(model: DeepPot, path, *, variables: dict | None = None) -> None:

@@ -22,8 +22,8 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
 
     ``config = {"type_map": [...], "descriptor": {"type": "se_e2_a", "rcut",
     "rcut_smth", "sel", "neuron", "axis_neuron", "resnet_dt", "type_one_side",
-    "exclude_types", "precision"}, "fitting_net": {"neuron", "resnet_dt",
-    "precision"}}``.  Statistics start neutral (``davg`` 0, ``dstd`` 1, biases 0).
+    "exclude_types", "env_protection", "set_davg_zero", "precision"},
+    "fitting_net": {"neuron", "resnet_dt", "precision"}}``.  Statistics start neutral (``davg`` 0, ``dstd`` 1, biases 0).
     """
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
@@ -66,7 +66,8 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
                  davg=np.zeros((ntypes, nnei, 4)), dstd=np.ones((ntypes, nnei, 4)),
                  resnet_dt=resnet_dt, type_one_side=one_side,
                  exclude_types=[tuple(p) for p in dc.get("exclude_types", [])],
-                 precision=precision)
+                 env_protection=float(dc.get("env_protection", 0.0)),
+                 set_davg_zero=bool(dc.get("set_davg_zero", False)), precision=precision)
     fneuron = list(fc.get("neuron", [240, 240, 240]))
     if ftype != "ener":
         return _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng)

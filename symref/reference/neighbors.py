@@ -71,6 +71,34 @@ def image_shifts(box: np.ndarray, rcut: float) -> np.ndarray:
     return np.stack(np.meshgrid(*rng, indexing="ij"), axis=-1).reshape(-1, 3)  # nimg x 3
 
 
+#: most (periodic images x atoms) a neighbour search may enumerate when the cell is
+#: shorter than rcut: ~1 GB of candidate pair vectors per centre in the reference
+MAX_IMAGE_ATOMS = 10_000_000
+
+
+def check_image_count(box: np.ndarray, rcut: float, natoms: int) -> None:
+    """Refuse a cell so much smaller than ``rcut`` that enumerating its images would
+    exhaust memory: more than 27 images (some face distance below rcut) and more than
+    :data:`MAX_IMAGE_ATOMS` image atoms.  The message gives the expected neighbour
+    count per atom, n (4/3) π rcut³ with the density n = natoms / V, which
+    ``sum(sel)`` would have to hold, and the cell needed."""
+    h = cell_heights(box)  # 3
+    if not np.all(np.isfinite(h)) or np.any(h <= 0):
+        raise ValueError(f"the cell is degenerate (face distances {h} Å)")
+    nmax = np.ceil(rcut / h)  # 3, floats: no overflow for any finite ratio
+    nimg = float(np.prod(2 * nmax + 1))
+    if nimg > 27 and nimg * natoms > MAX_IMAGE_ATOMS:
+        vol = abs(float(np.linalg.det(box)))
+        per_atom = natoms / vol * 4.0 / 3.0 * np.pi * rcut ** 3
+        raise ValueError(
+            f"the cell (face distances {', '.join(f'{x:.3g}' for x in h)} Å) is far smaller "
+            f"than rcut = {rcut} Å: the neighbour search would enumerate {nimg:.3g} periodic "
+            f"images of {natoms} atom(s) ({nimg * natoms:.3g} image atoms, bound "
+            f"{MAX_IMAGE_ATOMS:.0e}); each atom has about {per_atom:.3g} neighbours within "
+            f"rcut, so sum(sel) would have to be >= {int(np.ceil(per_atom))}.  Use a cell at "
+            f"least ~{2 * rcut:.3g} Å across (replicate it) or a smaller rcut")
+
+
 def lattice_combination(n: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Rows of ``n @ h`` evaluated as ``(n_0 h_0 + n_1 h_1) + n_2 h_2``, elementwise.
 
@@ -117,10 +145,14 @@ def wrap_frame(coord: np.ndarray, box, rcut: float):
     n = 0 and ``lattice`` the identity.
     """
     natoms = coord.shape[0]
+    rc = float(rcut)
+    if not (np.isfinite(rc) and rc > 0):
+        raise ValueError(f"rcut must be a finite number > 0, got {rcut!r}")
     if box is None:
         return (coord, np.zeros((natoms, 3)), np.zeros((1, 3), dtype=np.int64),
                 np.zeros((1, 3)), np.eye(3))
     box = np.asarray(box, dtype=np.float64)
+    check_image_count(box, rcut, natoms)
     inv = np.linalg.inv(box)
     frac = lattice_combination(coord, inv)  # natoms x 3, coord @ inv
     wrap = np.floor(frac)  # natoms x 3: atom i sits at x_i - wrap_i h inside the cell

@@ -4,7 +4,8 @@
 ``stats``     statistics before training: davg/dstd of the environment rows and the energy
               bias (or tensor shift), as deepmd-kit computes them from the training data
 ``optim``     learning-rate and prefactor schedules, Adam
-``fit``       L-BFGS and Adam fit loops, checkpoints, lcurve
+``fit``       L-BFGS and Adam fit loops, checkpoints
+``lcurve``    ``lcurve.out`` in deepmd-kit's layout (fixed columns, nan, restarts)
 ``parallel``  data-parallel training across MPI ranks (rank-independent sums)
 ``report``    ``symref test`` / ``symref plot``: errors, parity plots, learning curves
 ``run``       ``symref train input.json``: :func:`~symref.train.run.train_from_input`

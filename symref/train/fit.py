@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from symref.model.params import flat_parameters, flat_vector, parameters, set_flat_parameters
+from symref.train.lcurve import Lcurve, display_row, lcurve_keys
 from symref.train.loss import (LossPrefactors, TensorPrefactors, energy_loss_and_grad,
                                tensor_loss_and_grad)
 
@@ -109,15 +110,44 @@ def tensor_errors(model, system) -> dict:
 
 def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxiter: int = 100,
               progress=print, gtol: float = 1e-12, time_limit: float | None = None,
-              checkpoint=None, save_freq: int = 0, restart=None, comm=None):
+              checkpoint=None, save_freq: int = 0, restart=None, comm=None, valid=None,
+              disp_freq: int = 0, lcurve=None, valid_frames: int = 8,
+              standardize: bool = False, maxcor: int = 50):
     """Minimise the loss over ``systems`` with L-BFGS-B; returns ``(model, SciPy's result)``.
 
-    ``progress(line)`` gets one line per iteration (iteration, loss, elapsed);
-    pass ``None`` to silence it.  ``time_limit`` (seconds) ends the run at the
+    ``progress(line)`` gets one line per iteration (``lbfgs iter``, loss, elapsed);
+    pass ``None`` to silence it.  Every ``disp_freq`` iterations (0: never) the line
+    also carries what Adam's lines carry: the displayed errors on the training frames
+    (:func:`pooled_errors`, every system), on the first ``valid_frames`` frames of one
+    ``valid`` system (cycling through them) and the ETA (to ``maxiter`` or
+    ``time_limit``, whichever comes first); the same row goes to ``lcurve``
+    (:class:`symref.train.lcurve.Lcurve`, fixed columns; its ``lr`` column is nan:
+    L-BFGS has no learning rate).  ``time_limit`` (seconds) ends the run at the
     first iteration past it.  With ``checkpoint`` (a file) the accepted
     parameters are saved every ``save_freq`` iterations, at the end, and on
     SIGINT (Ctrl-C: the current iteration finishes, the checkpoint is
     written, then ``KeyboardInterrupt`` is raised).
+
+    ``maxcor``: curvature pairs L-BFGS keeps (SciPy's default is 10).  SciPy's relative-
+    reduction stop (``ftol``) is off: the run ends at ``maxiter``, ``time_limit``,
+    ``gtol`` or when the line search fails.
+
+    ``standardize``: optimise in coordinates where every fitting net sees its input
+    standardised (:func:`standardized_coordinates`: the first layer of the net of
+    type t is ``W = W'/σ_t``, ``b = b' − (μ_t/σ_t) W'``, with μ_t, σ_t the mean and
+    spread of each descriptor component over the type-t atoms of ``systems`` at the
+    start).  The model keeps deepmd-kit's parametrisation; only the variables
+    L-BFGS moves change, and, on a fresh start, the initial weights are read as W'
+    (a random net on standardised inputs instead of one on D ~ 1e-2, whose first
+    layer sits in tanh's linear regime); each parameter array is then scaled so that
+    the curvatures along the arrays are alike (:func:`standardized_coordinates` with
+    ``pref``).  Why it helps: the rows of W multiply components of D whose spreads
+    differ by orders of magnitude, so the loss's curvature along them differs by
+    their squares, and L-BFGS's initial Hessian guess (a multiple of the identity)
+    fits none of them; in W' the spreads are 1.  Measured on water (tutorial 04's
+    model, 12 frames, 60 s, ``benchmarks/README.md``): data_3 force RMSE 0.494 eV/Å
+    with the fold of the initial weights only, 0.359 in standardised coordinates,
+    0.296 with ``maxcor`` 50, 0.217 with the per-array scaling too.
 
     Restart behaviour (documented, not bit-identical): ``restart`` (a
     checkpoint) continues from the saved parameters and iteration count with
@@ -126,13 +156,14 @@ def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxite
     back.  The first iterations after a restart are therefore closer to
     gradient descent and the iterates differ from an uninterrupted run's; the
     loss keeps decreasing monotonically and reaches a comparable value
-    (tests/test_train.py measures it).
+    (tests/test_train.py measures it).  ``lcurve`` rows past the checkpoint are
+    dropped.
 
     With ``comm`` (:mod:`symref.train.parallel`) the frames are shared among MPI
     ranks (:func:`batch_loss_and_grad`); every rank runs SciPy on the same,
     bitwise equal gradients, so the iterates are the same on every rank
     (checked at the end); stops are agreed by all ranks; only rank 0 prints
-    and writes the checkpoint.
+    and writes the checkpoint and ``lcurve``.
     """
     import signal
 
@@ -142,33 +173,75 @@ def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxite
     from symref.train.parallel import SERIAL
 
     comm = SERIAL if comm is None else comm
-    if not comm.is_root:
+    root = comm.is_root
+    if not root:
         progress = None
     it0 = 0
     if restart is not None:
         model, it0, _, _ = load_checkpoint(restart)
+    to_model, to_opt, grad_to_opt = (lambda x: x), (lambda x: x), (lambda g: g)
+    if standardize:  # on a fresh start the initial weights are read as W', b' (the fold)
+        to_model, to_opt, grad_to_opt = standardized_coordinates(
+            model, systems, fold=restart is None, pref=pref, comm=comm)
+    x_start = to_opt(flat_parameters(model))
+    tensor = isinstance(pref, TensorPrefactors)
+    var_name = model.var_name if tensor else None
+    keys = lcurve_keys(pref, pref, var_name)
+    log = Lcurve(lcurve, keys, bool(valid), restart_step=it0 if restart is not None else None) \
+        if lcurve and root else None
     t0 = time.perf_counter()
     state = {"it": it0, "stop": False, "stopped": False}
 
-    def fun(x):
-        set_flat_parameters(model, x)
-        return batch_loss_and_grad(model, systems, pref, comm=comm)
+    def fun(y):
+        set_flat_parameters(model, to_model(y))
+        loss, g = batch_loss_and_grad(model, systems, pref, comm=comm)
+        return loss, grad_to_opt(g)
 
-    def save(x):
-        if checkpoint and comm.is_root:
-            set_flat_parameters(model, x)
+    def save(y):
+        if checkpoint and root:
+            set_flat_parameters(model, to_model(y))
             save_checkpoint(checkpoint, model, state["it"], Adam(), np.random.default_rng(0))
+
+    def display(it, loss, y):
+        """Errors, lcurve row and the long progress line of iteration ``it``."""
+        set_flat_parameters(model, to_model(y))
+        trn = display_row(pooled_errors(model, systems, pref), keys, var_name)
+        if not tensor:
+            trn["rmse"] = float(np.sqrt(loss))  # sqrt of the loss L-BFGS minimises
+        val = None
+        if valid:
+            from symref.io.data import select_frames
+
+            vs = valid[(it // disp_freq) % len(valid)]
+            val = display_row(errors(model, select_frames(
+                vs, np.arange(min(valid_frames, vs.nframes))), pref), keys, var_name)
+        if log:
+            log.write(it, float("nan"), trn, val)
+        el = time.perf_counter() - t0
+        eta = el / max(it - it0, 1) * (maxiter - it)
+        if time_limit is not None:
+            eta = min(eta, max(time_limit - el, 0.0))
+        msg = "  ".join(f"{k} {v:.3e}" for k, v in sorted(trn.items()))
+        vmsg = ("  val " + "  ".join(f"{k} {v:.3e}" for k, v in sorted(val.items()))
+                if val else "")
+        return f"  trn {msg}{vmsg}  elapsed {el:.1f} s  eta {eta:.1f} s"
 
     def callback(intermediate_result):
         state["it"] += 1
+        it = state["it"]
         state["x"] = intermediate_result.x
+        extra = ""
+        if root and disp_freq and (it % disp_freq == 0 or it == maxiter) \
+                and (progress is not None or log):
+            extra = display(it, intermediate_result.fun, intermediate_result.x)
         if progress is not None:
-            progress(f"lbfgs iter {state['it']:5d}  loss {intermediate_result.fun:.6e}  "
-                     f"elapsed {time.perf_counter() - t0:.1f} s")
+            progress(f"lbfgs iter {it:5d}  loss {intermediate_result.fun:.6e}  "
+                     + (extra.lstrip() if extra else
+                        f"elapsed {time.perf_counter() - t0:.1f} s"))
         out_of_time = time_limit is not None and time.perf_counter() - t0 >= time_limit
         stop_now, out_of_time = comm.any(state["stop"], out_of_time)  # all ranks agree
         state["stopped"] = stop_now
-        if (save_freq and state["it"] % save_freq == 0) or stop_now or out_of_time:
+        if (save_freq and it % save_freq == 0) or stop_now or out_of_time:
             save(intermediate_result.x)
         if stop_now or out_of_time:
             raise StopIteration
@@ -178,19 +251,121 @@ def fit_lbfgs(model, systems, pref: LossPrefactors = LossPrefactors(), *, maxite
 
     old_handler = signal.signal(signal.SIGINT, on_sigint) if threading_main() else None
     try:
-        res = minimize(fun, flat_parameters(model), jac=True, method="L-BFGS-B",
-                       callback=callback,
-                       options={"maxiter": max(0, maxiter - it0), "gtol": gtol})
+        res = minimize(fun, x_start, jac=True, method="L-BFGS-B", callback=callback,
+                       options={"maxiter": max(0, maxiter - it0), "gtol": gtol,
+                                "maxcor": int(maxcor), "ftol": 0.0})
     finally:
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
-    set_flat_parameters(model, res.x)
+        if log:
+            log.close()
+    set_flat_parameters(model, to_model(res.x))
     comm.check_identical(res.x, "L-BFGS parameters")
     if state["stopped"]:
         raise KeyboardInterrupt(f"interrupted after L-BFGS iteration {state['it']}; checkpoint "
                                 f"{checkpoint or '(none: no checkpoint path)'}")
     save(res.x)
     return model, res
+
+
+def standardized_coordinates(model, systems, fold: bool = False, pref=None, comm=None):
+    """``(to_model, to_opt, grad_to_opt)``: the change of variables of
+    :func:`fit_lbfgs`'s ``standardize`` on the flat parameter vector.
+
+    For the net of type t, first layer ``W`` (nin x nout), ``b`` (nout):
+    ``W = W'/σ_t[:, None]``, ``b = b' − (μ_t/σ_t) W'``; the chain rule gives
+    ``∂L/∂W' = (∂L/∂W)/σ_t[:, None] − (μ_t/σ_t)[:, None] ∂L/∂b``,
+    ``∂L/∂b' = ∂L/∂b``.
+    μ_t, σ_t: mean and standard deviation of each component of D over the type-t atoms
+    of every frame of ``systems`` (a σ below 1e-8 of the largest is taken as 1: a
+    constant component is not rescaled).  Every other parameter is unchanged.
+    ``fold``: also set the model's parameters to ``to_model`` of its current ones
+    (its first-layer weights become W', b' of a net on standardised inputs).
+
+    With ``pref`` (the loss prefactors), each parameter array a is moreover scaled,
+    ``y_a = s_a z_a``, by ``s_a = sqrt(max(rms y_a, 0.1) / rms g_a)`` (g the gradient
+    of the loss in y at the start; the s_a normalised to geometric mean 1): for a
+    quadratic with curvature h_a along array a, ``|g_a| ≈ h_a |y_a - y*_a|`` and, taking
+    the distance to the optimum of the order of ``|y_a|``, ``s_a ≈ 1/sqrt(h_a)``, which
+    makes the curvatures of all arrays alike (on water at the start they span three
+    orders of magnitude).  A heuristic, measured: ``benchmarks/lbfgs_water.py``.
+    """
+    names = [n for n, _ in parameters(model)]
+    sizes = [a.size for _, a in parameters(model)]
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    where = {n: (int(offs[k]), int(offs[k + 1])) for k, n in enumerate(names)}
+    D = {t: [] for t in range(model.ntypes)}
+    for s in systems:
+        for f in range(s.nframes):
+            nlist, _, _, R, _ = model.environment(s.coord[f], s.atype,
+                                                  None if s.box is None else s.box[f])
+            d, _ = model.descriptor_forward(R, s.atype, nlist)  # nloc x M1*M2
+            for t in range(model.ntypes):
+                D[t].append(d[s.atype == t])
+    blocks = []
+    for t, net in enumerate(model.fitting.nets):
+        w_name, b_name = f"fitting[{t}].layer[0].w", f"fitting[{t}].layer[0].b"
+        if not D[t] or sum(len(x) for x in D[t]) == 0 or b_name not in where:
+            continue  # no atoms of this type (or no bias): nothing to standardise
+        x = np.concatenate(D[t])  # atoms x nin
+        mu, sd = x.mean(axis=0), x.std(axis=0)  # nin
+        sd = np.where(sd > 1e-8 * max(sd.max(), 1e-300), sd, 1.0)
+        nin, nout = net[0].w.shape
+        blocks.append((slice(*where[w_name]), slice(*where[b_name]), mu, sd, nin, nout))
+
+    def to_model(y):
+        x = np.array(y, dtype=np.float64)
+        for ws, bs, mu, sd, nin, nout in blocks:
+            w = y[ws].reshape(nin, nout) / sd[:, None]
+            x[ws] = w.ravel()
+            x[bs] = y[bs] - mu @ w
+        return x
+
+    def to_opt(x):
+        y = np.array(x, dtype=np.float64)
+        for ws, bs, mu, sd, nin, nout in blocks:
+            w = x[ws].reshape(nin, nout)
+            y[ws] = (w * sd[:, None]).ravel()
+            y[bs] = x[bs] + mu @ w
+        return y
+
+    def grad_to_opt(g):
+        h = np.array(g, dtype=np.float64)
+        for ws, bs, mu, sd, nin, nout in blocks:
+            gw = g[ws].reshape(nin, nout)
+            h[ws] = (gw / sd[:, None] - (mu / sd)[:, None] * g[bs][None, :]).ravel()
+        return h
+
+    if fold:
+        set_flat_parameters(model, to_model(flat_parameters(model)))
+    if pref is None:
+        return to_model, to_opt, grad_to_opt
+    y0 = to_opt(flat_parameters(model))
+    g0 = grad_to_opt(batch_loss_and_grad(model, systems, pref, comm=comm)[1])
+    scale = np.ones_like(y0)
+    for k in range(len(names)):
+        sl = slice(int(offs[k]), int(offs[k + 1]))
+        rms_y = max(float(np.sqrt(np.mean(y0[sl] ** 2))), 0.1)
+        rms_g = float(np.sqrt(np.mean(g0[sl] ** 2)))
+        scale[sl] = np.sqrt(rms_y / rms_g) if rms_g > 0 else 1.0
+    scale /= np.exp(np.mean(np.log(scale)))
+    return ((lambda z: to_model(scale * z)), (lambda x: to_opt(x) / scale),
+            (lambda g: grad_to_opt(g) * scale))
+
+
+def pooled_errors(model, systems, pref=None) -> dict:
+    """:func:`errors` over several systems: each error the root of the frame-weighted
+    mean of the systems' squared errors (a system without the label is left out; nan
+    when none has it)."""
+    if len(systems) == 1:
+        return errors(model, systems[0], pref)
+    acc: dict = {}
+    for s in systems:
+        for k, v in errors(model, s, pref).items():
+            a = acc.setdefault(k, [0.0, 0])
+            a[0] += s.nframes * v * v
+            a[1] += s.nframes
+    return {k: float(np.sqrt(a / n)) for k, (a, n) in acc.items()}
 
 
 # --------------------------------------------------------------------- Adam
@@ -215,33 +390,6 @@ def errors(model, system, pref: LossPrefactors | None = None) -> dict:
             loss += pref.pref_v * out["rmse_v"] ** 2 * n
         out["rmse"] = float(np.sqrt(loss))
     return out
-
-
-class Lcurve:
-    """``lcurve.out`` in deepmd-kit's layout: ``# step  <key>_val <key>_trn ...  lr``,
-    keys sorted, ``%7d`` then ``   %11.2e %11.2e`` per key, then ``   %8.1e``; flushed
-    after every line so an interrupted run keeps what it printed."""
-
-    def __init__(self, path, append: bool = False):
-        self.path, self.header_done = path, append
-        self.fh = open(path, "a" if append else "w", encoding="utf-8")
-
-    def write(self, step: int, lr: float, trn: dict, val: dict | None):
-        keys = sorted(trn)
-        if not self.header_done:
-            h = "# {:5s}".format("step")
-            for k in keys:
-                h += ("   %11s %11s" % (k + "_val", k + "_trn")) if val else ("   %11s" % (k + "_trn"))
-            self.fh.write(h + "   {:8s}\n".format("lr"))
-            self.header_done = True
-        line = f"{step:7d}"
-        for k in keys:
-            line += ("   %11.2e %11.2e" % (val.get(k, np.nan), trn[k])) if val else ("   %11.2e" % trn[k])
-        self.fh.write(line + f"   {lr:8.1e}\n")
-        self.fh.flush()
-
-    def close(self):
-        self.fh.close()
 
 
 def save_checkpoint(path, model, step: int, adam, rng: np.random.Generator) -> None:
@@ -322,7 +470,11 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
         step0, adam, rng = 0, Adam(), np.random.default_rng(seed)
     sizes = np.array([s.nframes for s in train], dtype=np.float64)
     prob = sizes / sizes.sum()
-    log = Lcurve(lcurve, append=restart is not None) if lcurve and root else None
+    tensor = isinstance(pref_start, TensorPrefactors)
+    var_name = model.var_name if tensor else None
+    keys = lcurve_keys(pref_start, pref_limit, var_name)  # fixed columns, as deepmd-kit
+    log = Lcurve(lcurve, keys, bool(valid), restart_step=step0 if restart is not None else None) \
+        if lcurve and root else None
     stop = {"flag": False}
 
     def on_sigint(signum, frame):
@@ -351,11 +503,11 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
             stop_now, out_of_time = comm.any(stop["flag"], out_of_time)  # all ranks agree
             if root and disp_freq and (done % disp_freq == 0 or done == numb_steps
                                        or out_of_time):
-                trn = errors(model, batch, pref)
+                trn = display_row(errors(model, batch, pref), keys, var_name)
                 if valid:
                     vs = valid[(done // disp_freq) % len(valid)]
-                    val = errors(model, select_frames(vs, np.arange(min(valid_frames,
-                                                                           vs.nframes))), pref)
+                    val = display_row(errors(model, select_frames(
+                        vs, np.arange(min(valid_frames, vs.nframes))), pref), keys, var_name)
                 else:
                     val = None
                 if log:

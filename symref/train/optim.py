@@ -1,6 +1,7 @@
 r"""Learning-rate schedule, loss-prefactor schedule and Adam, with deepmd-kit's conventions.
 
-Exponential decay (deepmd-kit's ``learning_rate.type = "exp"``): after an
+Exponential decay (deepmd-kit's ``learning_rate.type = "exp"``; ``"cosine"`` is
+:class:`CosineLR`): after an
 optional linear warm-up from ``warmup_start_factor · start_lr`` over
 ``warmup_steps`` steps,
 
@@ -56,11 +57,50 @@ class ExpDecayLR:
     def value(self, step: int) -> float:
         """Learning rate at (absolute) step ``step``."""
         if step < self.warmup_steps:
-            w0 = self.warmup_start_factor * self.start_lr
-            return w0 + (self.start_lr - w0) * step / self.warmup_steps
+            return _warmup(self, step)
         t = step - self.warmup_steps
         expo = t / self.decay_steps if self.smooth else t // self.decay_steps
         return max(self.start_lr * self.decay_rate ** expo, self.stop_lr)
+
+
+def _warmup(sched, step: int) -> float:
+    """The linear warm-up shared by the schedules: from ``warmup_start_factor · start_lr``
+    at step 0 to ``start_lr`` at ``warmup_steps``."""
+    w0 = sched.warmup_start_factor * sched.start_lr
+    return w0 + (sched.start_lr - w0) * step / sched.warmup_steps
+
+
+@dataclass
+class CosineLR:
+    r"""deepmd-kit's ``learning_rate.type = "cosine"``: after the warm-up (as
+    :class:`ExpDecayLR`), with :math:`t` counted from its end, :math:`T` =
+    ``num_steps − warmup_steps`` and :math:`\alpha = lr_{stop}/lr_0`,
+
+    .. math::  lr(t) = lr_0\,\big[\alpha + \tfrac12 (1-\alpha)(1 + \cos(\pi t/T))\big],
+
+    and :math:`lr_{stop}` from :math:`t \ge T` on (:math:`lr_0` throughout when T = 0)."""
+
+    start_lr: float
+    num_steps: int
+    stop_lr: float
+    warmup_steps: int = 0
+    warmup_start_factor: float = 0.0
+
+    def __post_init__(self):
+        if self.warmup_steps < 0 or (self.num_steps > 0 and self.warmup_steps >= self.num_steps):
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be in [0, num_steps)")
+
+    def value(self, step: int) -> float:
+        """Learning rate at (absolute) step ``step``."""
+        if step < self.warmup_steps:
+            return _warmup(self, step)
+        t, total = step - self.warmup_steps, self.num_steps - self.warmup_steps
+        if total == 0:
+            return self.start_lr
+        if t >= total:
+            return self.stop_lr
+        a = self.stop_lr / self.start_lr
+        return self.start_lr * (a + 0.5 * (1 - a) * (1 + math.cos(math.pi * t / total)))
 
 
 def prefactor(start: float, limit: float, lr: float, start_lr: float) -> float:

@@ -122,10 +122,62 @@ def plot_lcurve(path, out) -> None:
         ax.set_xlabel("step")
         ax.set_title(g)
         ax.legend()
-    if "lr" in names:
+    if "lr" in names and np.isnan(data[:, names.index("lr")]).all():  # L-BFGS: no lr
+        axes[-1].text(0.5, 0.5, "no learning rate\n(L-BFGS)", ha="center", va="center")
+        axes[-1].set_axis_off()
+    elif "lr" in names:
         axes[-1].semilogy(step, data[:, names.index("lr")])
         axes[-1].set_title("learning rate")
         axes[-1].set_xlabel("step")
     fig.tight_layout()
     _save(fig, out)
     plt.close(fig)
+
+
+_VIRIAL_COLUMNS = " ".join([f"data_v{a}{b}" for a in "xyz" for b in "xyz"]
+                           + [f"pred_v{a}{b}" for a in "xyz" for b in "xyz"])
+
+
+def detail_files(model, systems, prefix, nframes: int | None = None) -> list:
+    """``dp test --detail-file PREFIX``'s files: ``PREFIX.e.out`` (label and predicted
+    energy per frame, eV), ``.e_peratom.out`` (the same / natoms), ``.f.out`` (label and
+    predicted force per atom, eV/Å), ``.v.out`` and ``.v_peratom.out`` (virial, eV; when
+    the systems have virials).  As deepmd-kit 3.2: ``np.savetxt`` rows, the first system
+    writes the header ``# SYSTEM: data_e pred_e`` (etc.), later systems are appended
+    without one.  Each file is written atomically.  Returns the paths written."""
+    from pathlib import Path
+
+    parts: dict = {}
+    for s in systems:
+        k = s.nframes if nframes is None else min(nframes, s.nframes)
+        ev = model.evaluate(s.coord[:k], s.atype, None if s.box is None else s.box[:k])
+        n = s.natoms
+        header = {".e.out": "data_e pred_e", ".e_peratom.out": "data_e pred_e",
+                  ".f.out": "data_fx data_fy data_fz pred_fx pred_fy pred_fz",
+                  ".v.out": _VIRIAL_COLUMNS, ".v_peratom.out": _VIRIAL_COLUMNS}
+        rows = {}
+        if s.energy is not None:
+            pe = np.stack([s.energy[:k], ev["energy"]], axis=1)  # k x 2
+            rows[".e.out"], rows[".e_peratom.out"] = pe, pe / n
+        if s.force is not None:
+            rows[".f.out"] = np.concatenate([s.force[:k].reshape(-1, 3),
+                                             ev["forces"].reshape(-1, 3)], axis=1)  # k·n x 6
+        if s.virial is not None:
+            pv = np.concatenate([s.virial[:k].reshape(-1, 9), ev["virial"].reshape(-1, 9)],
+                                axis=1)  # k x 18
+            rows[".v.out"], rows[".v_peratom.out"] = pv, pv / n
+        for suffix, a in rows.items():
+            if suffix not in parts:
+                parts[suffix] = (f"{s.name}: {header[suffix]}", [])
+            parts[suffix][1].append(a)
+    written = []
+    for suffix, (head, arrays) in parts.items():
+        path = Path(prefix).with_suffix(suffix)  # as deepmd-kit: "out" -> "out.e.out"
+
+        def write(tmp, head=head, arrays=arrays):
+            with open(tmp, "w", encoding="utf-8") as fh:
+                np.savetxt(fh, np.concatenate(arrays), header=head)
+
+        atomic_write(path, write)
+        written.append(path)
+    return written

@@ -3,12 +3,15 @@ r"""``symref train input.json``: build (or restart) a model, fit it, save it.
 :func:`train_from_input` is the whole command; :mod:`symref.cli` only parses the
 arguments.  Steps, as deepmd-kit's ``dp train``:
 
-1. read ``input.json`` (:func:`symref.io.inputfile.read_input`: unknown keys are
-   warnings), build the model with ``training.seed``;
+1. read ``input.json`` (:func:`symref.io.inputfile.read_input`: deepmd-kit's
+   defaults, every key checked);
 2. load the training systems, and validation systems or a held-out fraction
-   (``valid_fraction``) of every training system;
+   (``valid_fraction``) of every training system; ``sel: "auto"`` from their
+   neighbour counts (:func:`symref.io.neighbor_stat.resolve_sel`); build the model
+   with ``training.seed``; with ``restart`` or ``init_model``, refuse a checkpoint or
+   model whose network differs (:func:`check_same_model`);
 3. statistics (``davg``/``dstd``, the energy bias; tensor shift) from deepmd-kit's
-   sample of frames, unless restarting from a checkpoint;
+   sample of frames, unless restarting or starting from ``init_model``;
 4. fit: ``optimizer.type`` ``"lbfgs"`` (:func:`symref.train.fit.fit_lbfgs`, the limit
    prefactors) or Adam (:func:`symref.train.fit.fit_adam`, ``learning_rate`` schedule,
    prefactors from start to limit);
@@ -21,17 +24,21 @@ writes files, and an error on one rank aborts all of them (exit status 2).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 
 
 def train_from_input(input_file, output="model.yaml", *, restart=None,
-                     valid_fraction: float = 0.0, mpi: bool = False) -> int:
+                     valid_fraction: float = 0.0, mpi: bool = False, init_model=None) -> int:
     """Run ``symref train``: fit the model of ``input_file`` (deepmd-kit ``input.json``)
     and write it to ``output`` (``.yaml``, ``.json``, or ``.dp``).
 
-    ``restart``: a checkpoint to continue from.  ``valid_fraction``: hold out this
+    ``restart``: a checkpoint to continue from.  ``init_model``: a model file to start
+    from (deepmd-kit's ``dp train --init-model``: its parameters and statistics, step 0,
+    a fresh optimiser; refused when its network differs from the input's).
+    ``valid_fraction``: hold out this
     fraction of every training system's frames for validation (seeded by
     ``training.seed``; instead of ``validation_data``).  ``mpi``: use MPI even if the
     launcher is not recognised.  Returns the exit status: 0, 130 when the fit was
@@ -43,9 +50,11 @@ def train_from_input(input_file, output="model.yaml", *, restart=None,
 
     comm = get_comm("mpi" if mpi else "auto")
     if comm.size == 1:
-        return _train(comm, input_file, output, restart, valid_fraction)
+        with run_lock(input_file):
+            return _train(comm, input_file, output, restart, valid_fraction, init_model)
     try:
-        return _train(comm, input_file, output, restart, valid_fraction)
+        with run_lock(input_file, comm.is_root):
+            return _train(comm, input_file, output, restart, valid_fraction, init_model)
     except Exception as exc:  # noqa: BLE001 - one rank failing alone would leave the others waiting
         print(f"symref: error (MPI rank {comm.rank} of {comm.size}): "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
@@ -54,14 +63,66 @@ def train_from_input(input_file, output="model.yaml", *, restart=None,
         return 2
 
 
-def _train(comm, input_file, output, restart, valid_fraction) -> int:
+LOCK_NAME = ".symref_train.lock"
+
+
+@contextlib.contextmanager
+def run_lock(input_file, take: bool = True):
+    """One ``symref train`` per folder: ``.symref_train.lock`` (holding the process id) in
+    the working directory, where the checkpoint and ``lcurve.out`` go, created exclusively
+    for the run and removed after it.  A second run while the first is alive is refused
+    (ValueError naming the lock and the process); a lock left by a killed run (its process
+    gone) is taken over with a warning."""
+    if not take:
+        yield
+        return
+    lock = Path(LOCK_NAME)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pid = None
+            if pid is not None and _alive(pid):
+                raise ValueError(f"{lock.resolve()}: another symref train (process {pid}) is "
+                                 f"running in this folder and writes its checkpoint and "
+                                 f"lcurve.out here; run {input_file} in another folder or "
+                                 "wait for it") from None
+            print(f"warning: {lock}: left by a run that is no longer alive "
+                  f"(process {pid}); taking it over", file=sys.stderr)
+            lock.unlink(missing_ok=True)
+    else:
+        raise ValueError(f"{lock.resolve()}: could not create the run lock")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{os.getpid()} {input_file}\n")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _train(comm, input_file, output, restart, valid_fraction, init_model=None) -> int:
     from symref.io.data import load_systems
-    from symref.io.inputfile import LOSS_DEFAULTS, read_input
+    from symref.io.inputfile import batch_size, read_input
     from symref.io.model_file import save_model
+    from symref.io.neighbor_stat import resolve_sel
     from symref.train.loss import LossPrefactors, TensorPrefactors
     from symref.model.build import build_model
     from symref.model.tensor import DeepTensor
-    from symref.train.optim import ExpDecayLR
+    from symref.train.optim import CosineLR, ExpDecayLR
     from symref.train.parallel import default_threads, sync_model
     from symref.train.fit import fit_adam, fit_lbfgs
 
@@ -75,11 +136,12 @@ def _train(comm, input_file, output, restart, valid_fraction) -> int:
     for w in warnings:
         say(f"warning: {w}", file=sys.stderr)
     tr = cfg["training"]
-    seed = int(tr.get("seed", 0))
-    model = build_model(cfg["model"], seed=seed)
-    train = load_systems(tr["training_data"]["systems"], model.type_map)
-    valid = load_systems(tr["validation_data"]["systems"], model.type_map) \
-        if tr.get("validation_data", {}).get("systems") else None
+    mc = cfg["model"]
+    seed = 0 if tr.get("seed") is None else int(tr["seed"])
+    type_map = mc["type_map"]
+    train = load_systems(tr["training_data"]["systems"], type_map)
+    valid = load_systems(tr["validation_data"]["systems"], type_map) \
+        if tr["validation_data"] is not None else None
     if valid_fraction:
         if valid:
             raise ValueError(f"{input_file}: --valid-fraction and validation_data.systems "
@@ -87,6 +149,26 @@ def _train(comm, input_file, output, restart, valid_fraction) -> int:
         from symref.io.data import split_frames
 
         train, valid = split_frames(train, valid_fraction, seed=seed)
+    if restart is not None and init_model is not None:
+        raise ValueError("--restart and --init-model both given; use one")
+    start = None  # the model we continue from: the checkpoint's or init_model's
+    if restart is not None:
+        from symref.train.fit import load_checkpoint
+
+        start, what, label = load_checkpoint(restart)[0], f"--restart {restart}", "checkpoint"
+    elif init_model is not None:
+        from symref.io.model_file import load_model
+
+        start, what, label = load_model(init_model), f"--init-model {init_model}", "model"
+    if start is not None and isinstance(mc["descriptor"]["sel"], str):  # "auto": its sel
+        mc = {**mc, "descriptor": {**mc["descriptor"], "sel": list(start.descriptor.sel)}}
+    mc = {**mc, "descriptor": resolve_sel(mc["descriptor"], train, len(type_map), say=say)}
+    model = build_model(mc, seed=seed)
+    if start is not None:
+        check_same_model(start, model, what, label, input_file)
+    if init_model is not None:  # its parameters and statistics, a fresh optimiser
+        model = start
+        say(f"symref train: starting from {init_model} (its parameters and statistics)")
     nframes = sum(s.nframes for s in train)
     say(f"symref train: {len(train)} training system(s), {nframes} frames; "
         f"{len(valid) if valid else 0} validation system(s)"
@@ -96,66 +178,59 @@ def _train(comm, input_file, output, restart, valid_fraction) -> int:
 
         say(f"symref train: {comm.size} MPI ranks share the frames of each batch "
             f"({numba.get_num_threads()} numba thread(s) per rank; rank 0 writes the files)")
-    try:
-        from symref.train.stats import compute_statistics, stat_frames
-    except ImportError:
-        say("warning: symref.train.stats not available: statistics left neutral", file=sys.stderr)
-    else:
-        if restart is None:  # deepmd-kit's sample of frames and its statistics
-            frames = stat_frames(train, batch_size=tr["training_data"].get("batch_size", "auto"))
-            if isinstance(model, DeepTensor):
-                from symref.train.stats import apply_statistics, env_stat, tensor_shift
+    from symref.train.stats import compute_statistics, stat_frames
 
-                apply_statistics(model, *env_stat(model, frames))
-                if model.kind == "polar" and model.fitting.shift_diag:
-                    model.out_bias = tensor_shift(model, frames)
-            else:
-                compute_statistics(model, frames)
+    if start is None:  # deepmd-kit's sample of frames and its statistics
+        frames = stat_frames(train, data_stat_nbatch=mc["data_stat_nbatch"],
+                             batch_size=tr["training_data"]["batch_size"])
+        if isinstance(model, DeepTensor):
+            from symref.train.stats import apply_statistics, env_stat, tensor_shift
+
+            apply_statistics(model, *env_stat(model, frames))
+            if model.kind == "polar" and model.fitting.shift_diag:
+                model.out_bias = tensor_shift(model, frames)
+        else:
+            compute_statistics(model, frames, rcond=mc["fitting_net"].get("rcond"))
     sync_model(model, comm)  # every rank starts from rank 0's bits
+    loss = cfg["loss"]
     if isinstance(model, DeepTensor):  # deepmd-kit's tensor loss: constant weights
-        lc = cfg.get("loss", {})
-        start = limit = TensorPrefactors(float(lc.get("pref", 1.0)),
-                                         float(lc.get("pref_atomic", 1.0)))
+        start = limit = TensorPrefactors(float(loss["pref"]), float(loss["pref_atomic"]))
     else:
-        loss = {**LOSS_DEFAULTS, **{k: v for k, v in cfg.get("loss", {}).items()
-                                    if k in LOSS_DEFAULTS}}
         start = LossPrefactors(loss["start_pref_e"], loss["start_pref_f"], loss["start_pref_v"])
         limit = LossPrefactors(loss["limit_pref_e"], loss["limit_pref_f"], loss["limit_pref_v"])
-    numb_steps = int(tr.get("numb_steps", 1000))
-    opt = cfg.get("optimizer", {}).get("type", "adam")
+    numb_steps = tr["numb_steps"]
+    opt = cfg.get("optimizer", {"type": "Adam"})
     out = Path(output)
-    if opt == "lbfgs":
+    checkpoint = tr["save_ckpt"] + ".json"
+    if opt["type"] == "lbfgs":
         try:
             model, _ = fit_lbfgs(model, train, limit,
-                                 maxiter=int(cfg["optimizer"].get("maxiter", numb_steps)),
-                                 time_limit=cfg["optimizer"].get("time_limit"),
-                                 checkpoint=tr.get("save_ckpt", "model.ckpt") + ".json",
-                                 save_freq=int(tr.get("save_freq", 1000)), restart=restart,
-                                 comm=comm)
+                                 maxiter=opt["maxiter"] or numb_steps,
+                                 time_limit=opt["time_limit"], checkpoint=checkpoint,
+                                 save_freq=tr["save_freq"], restart=restart, comm=comm,
+                                 valid=valid, disp_freq=tr["disp_freq"],
+                                 lcurve=tr["disp_file"], valid_frames=_valid_frames(tr, valid),
+                                 standardize=opt["standardize"], maxcor=opt["maxcor"])
         except KeyboardInterrupt as e:
             say(f"symref train: {e}", file=sys.stderr)
             return 130
     else:
-        lr = cfg.get("learning_rate", {})
-        sched = ExpDecayLR(start_lr=float(lr.get("start_lr", 1e-3)), num_steps=numb_steps,
-                           stop_lr=float(lr.get("stop_lr", 1e-8)),
-                           decay_steps=int(lr.get("decay_steps", 5000)),
-                           decay_rate=lr.get("decay_rate"),
-                           warmup_steps=int(lr.get("warmup_steps", 0)),
-                           warmup_start_factor=float(lr.get("warmup_start_factor", 0.0)),
-                           smooth=bool(lr.get("smooth", False)))
-        bs = tr["training_data"].get("batch_size", "auto")
-        if bs == "auto":
-            bs = max(1, -(-32 // min(s.natoms for s in train)))
+        lr = cfg["learning_rate"]
+        common = dict(start_lr=lr["start_lr"], num_steps=numb_steps, stop_lr=lr["stop_lr"],
+                      warmup_steps=lr["warmup_steps"],
+                      warmup_start_factor=lr["warmup_start_factor"])
+        sched = CosineLR(**common) if lr["type"] == "cosine" else \
+            ExpDecayLR(**common, decay_steps=lr["decay_steps"], decay_rate=lr["decay_rate"],
+                       smooth=lr["smooth"])
+        # one batch size for all systems: that of the smallest system (deepmd-kit: per system)
+        bs = batch_size(tr["training_data"]["batch_size"], min(s.natoms for s in train))
         try:
             model = fit_adam(model, train, valid, numb_steps=numb_steps, lr=sched,
-                             pref_start=start, pref_limit=limit, batch_size=int(bs), seed=seed,
-                             disp_freq=int(tr.get("disp_freq", 1000)),
-                             save_freq=int(tr.get("save_freq", 1000)),
-                             checkpoint=tr.get("save_ckpt", "model.ckpt") + ".json",
-                             lcurve=tr.get("disp_file", "lcurve.out"), restart=restart,
-                             time_limit=cfg.get("optimizer", {}).get("time_limit"),
-                             valid_frames=_valid_frames(tr), comm=comm)
+                             pref_start=start, pref_limit=limit, batch_size=bs, seed=seed,
+                             disp_freq=tr["disp_freq"], save_freq=tr["save_freq"],
+                             checkpoint=checkpoint, lcurve=tr["disp_file"], restart=restart,
+                             time_limit=opt.get("time_limit"),
+                             valid_frames=_valid_frames(tr, valid), comm=comm)
         except KeyboardInterrupt as e:
             say(f"symref train: {e}", file=sys.stderr)
             return 130
@@ -173,11 +248,53 @@ def _train(comm, input_file, output, restart, valid_fraction) -> int:
     return 0
 
 
-def _valid_frames(tr) -> int:
-    """Frames per validation display: deepmd-kit's ``numb_btch`` x ``batch_size``
-    (``batch_size`` "auto" counts as 1 frame here); 8 when ``numb_btch`` is absent."""
-    vd = tr.get("validation_data") or {}
-    if "numb_btch" not in vd:
-        return 8
-    bs = vd.get("batch_size", 1)
-    return max(1, int(vd["numb_btch"]) * (int(bs) if bs != "auto" else 1))
+def model_signature(model) -> dict:
+    """What defines a model's network and its inputs (``name -> value``): type_map,
+    descriptor and fitting hyper-parameters, exclusions.  Two models with equal
+    signatures have parameter arrays of the same shapes and meanings."""
+    import numpy as np
+
+    from symref.model.base import dtype_of
+
+    d, f = model.descriptor, model.fitting
+    sig = {"type_map": list(model.type_map), "fitting_net.type": getattr(f, "kind", "ener")}
+    for k in ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "type_one_side", "resnet_dt",
+              "precision", "exclude_types", "env_protection", "activation_function"):
+        v = getattr(d, k, None)
+        sig[f"descriptor.{k}"] = [list(x) for x in v] if k == "exclude_types" else \
+            (list(v) if isinstance(v, (list, tuple)) else v)
+    for k in ("neuron", "resnet_dt", "precision", "activation_function", "fit_diag"):
+        if hasattr(f, k):
+            v = getattr(f, k)
+            sig[f"fitting_net.{k}"] = list(v) if isinstance(v, (list, tuple)) else v
+    for k in ("descriptor.precision", "fitting_net.precision"):  # "default" is float64
+        if sig.get(k) is not None:
+            sig[k] = np.dtype(dtype_of(sig[k])).name
+    sig["atom_exclude_types"] = sorted(int(t) for t in model.atom_exclude_types)
+    sig["pair_exclude_types"] = sorted([sorted(map(int, p)) for p in model.pair_exclude_types])
+    return sig
+
+
+def check_same_model(start, model, what: str, label: str, input_file) -> None:
+    """Refuse to continue from ``start`` (the ``label`` "checkpoint" of ``--restart`` or
+    the "model" of ``--init-model``; ``what`` names the option) when it is not the
+    model ``input_file`` builds (``model``): ValueError listing every difference of
+    :func:`model_signature`."""
+    old, new = model_signature(start), model_signature(model)
+    diff = [f"model.{k}: {label} {old.get(k)!r}, input {new.get(k)!r}"
+            for k in new if old.get(k) != new.get(k)]
+    if diff:
+        raise ValueError(f"{what}: the {label}'s model differs from the one {input_file} "
+                         "defines; " + "; ".join(diff)
+                         + " (start a new training, or use its settings)")
+
+
+def _valid_frames(tr, valid) -> int:
+    """Frames per validation display: deepmd-kit's ``numb_btch`` x the validation
+    batch size (``"auto"``: of the smallest validation system)."""
+    vd = tr["validation_data"] or {"numb_btch": 1, "batch_size": "auto"}
+    if not valid:
+        return 1
+    from symref.io.inputfile import batch_size
+
+    return vd["numb_btch"] * batch_size(vd["batch_size"], min(s.natoms for s in valid))

@@ -616,3 +616,46 @@ def tensor_shift(model, systems) -> np.ndarray:
     scale = np.asarray(model.fitting.scale, dtype=np.float64)
     out = (b / np.where(scale != 0, scale, 1.0))[:, None] * np.eye(3).reshape(1, 9)
     return out
+
+
+def change_bias(model, systems, mode: str = "change", nframes: int = 0,
+                rcond: float | None = None):
+    """deepmd-kit's ``dp change-bias``: refit ``model.out_bias`` (in place) on ``systems``.
+
+    ``mode="change"``: the least-squares per-type shift of the model's energy errors,
+    ``min_δ ||n δ - (E - E_model)||`` over the frames (:func:`energy_bias` on the
+    residuals), added to the bias; ``mode="set"``: the bias from the labels alone,
+    :func:`energy_bias` as before training.  ``nframes``: the first frames of each
+    system (0: all).  Returns ``(old bias, new bias)``.
+    """
+    from dataclasses import replace
+
+    from symref.io.data import select_frames
+
+    if mode not in ("change", "set"):
+        raise ValueError(f"mode must be 'change' or 'set', got {mode!r}")
+    if nframes < 0:
+        raise ValueError(f"nframes must be >= 0 (0: all frames), got {nframes}")
+    systems = _as_systems(systems, model.type_map)
+    if nframes:
+        systems = [select_frames(s, np.arange(min(nframes, s.nframes))) for s in systems]
+    old = np.asarray(model.out_bias, dtype=np.float64).reshape(model.ntypes).copy()
+    if mode == "change":
+        resid = []
+        for s in systems:
+            if s.energy is None:
+                continue
+            pred = model.evaluate(s.coord, s.atype, s.box)["energy"]
+            resid.append(replace(s, energy=np.asarray(s.energy) - pred))
+        if not resid:
+            raise ValueError("change-bias: no system has energy labels")
+        delta = energy_bias(resid, model.ntypes, model.type_map, rcond,
+                            atom_exclude_types=model.atom_exclude_types).bias
+        new = old + np.asarray(delta).reshape(model.ntypes)
+    else:
+        new = np.asarray(energy_bias(systems, model.ntypes, model.type_map, rcond,
+                                     atom_exclude_types=model.atom_exclude_types).bias
+                         ).reshape(model.ntypes)
+    model.out_bias = np.asarray(new, dtype=np.asarray(model.out_bias).dtype).reshape(
+        np.shape(model.out_bias))
+    return old, new

@@ -1,0 +1,259 @@
+"""symref.io.inputschema / symref.io.inputfile: input.json read as deepmd-kit 3.x's dp train reads it."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from symref.io.inputfile import batch_size, read_input
+from symref.io.inputschema import (DESCRIPTORS, FITTINGS, LEARNING_RATE, LOSS_ENER, LOSS_TENSOR,
+                                   MODEL, TRAINING, TRAINING_DATA, VALIDATION_DATA, normalize)
+
+
+def minimal(fitting=None, loss=None):
+    """The smallest deepmd-kit input: everything else from the defaults."""
+    cfg = {"model": {"type_map": ["O", "H"], "descriptor": {"type": "se_e2_a"},
+                     "fitting_net": fitting or {}},
+           "learning_rate": {"start_lr": 1e-3},
+           "training": {"training_data": {"systems": ["a"]}, "numb_steps": 10}}
+    if loss is not None:
+        cfg["loss"] = loss
+    return cfg
+
+
+def _section(cfg, path):
+    """The dict at key path ``path`` ("" for the top) of ``cfg``, created when absent."""
+    node = cfg
+    for part in [p for p in path.split(".") if p]:
+        node = node.setdefault(part, {})
+    return node
+
+
+CASES = [(None, None), ({"type": "dipole"}, {"type": "tensor", "pref": 1, "pref_atomic": 1}),
+         ({"type": "polar", "fit_diag": False}, {"type": "tensor", "pref": 0, "pref_atomic": 2})]
+
+
+@pytest.mark.deepmd
+@pytest.mark.parametrize("fitting,loss", CASES)
+def test_defaults_are_deepmd_kits(fitting, loss):
+    """normalize fills in exactly what deepmd-kit's normalize does: the same keys with the
+    same values in every section (so a file relying on defaults builds dp's network)."""
+    argcheck = pytest.importorskip("deepmd.utils.argcheck")
+    for extra in ({}, {"training": {"validation_data": {"systems": "b"}, "seed": 3}}):
+        cfg = minimal(fitting, loss)
+        for k, v in extra.get("training", {}).items():
+            cfg["training"][k] = v
+        ref = argcheck.normalize(copy.deepcopy(cfg))
+        out, warnings = normalize(copy.deepcopy(cfg))
+        if "loss" not in cfg:  # dp builds its default loss; symref writes it out
+            ref["loss"] = argcheck.normalize(dict(copy.deepcopy(cfg), loss={}))["loss"]
+        assert out == ref and warnings == []
+
+
+@pytest.mark.deepmd
+def test_cosine_learning_rate_is_read_as_deepmd_kit_reads_it():
+    """learning_rate.type "cosine": the same normalised section as deepmd-kit's (no
+    decay_steps/decay_rate/smooth), and decay_steps under it is an unknown key, as in dp."""
+    argcheck = pytest.importorskip("deepmd.utils.argcheck")
+    cfg = minimal()
+    cfg["learning_rate"] = {"type": "cosine", "start_lr": 2e-3, "warmup_steps": 3}
+    assert normalize(copy.deepcopy(cfg))[0]["learning_rate"] == \
+        argcheck.normalize(copy.deepcopy(cfg))["learning_rate"]
+    cfg["learning_rate"]["decay_steps"] = 10
+    with pytest.raises(ValueError, match="learning_rate.decay_steps: unknown key"):
+        normalize(cfg)
+
+
+def _dp_keys(args):
+    from dargs import Argument
+
+    keys = set()
+    for a in args:
+        if isinstance(a, Argument):
+            keys.add(a.name)
+    return keys
+
+
+@pytest.mark.deepmd
+def test_every_deepmd_key_of_every_section_is_in_the_table():
+    """Each section's table has exactly deepmd-kit's keys (so every key is checked: a
+    key deepmd-kit knows is never 'unknown', and symref invents none); defaults equal."""
+    a = pytest.importorskip("deepmd.utils.argcheck")
+    from symref.io.inputschema import ABSENT, REQUIRED
+
+    def sub(arg):
+        return list(arg.sub_fields.values())
+
+    desc = a.descrpt_variant_type_args().choice_dict
+    fit = a.fitting_variant_type_args().choice_dict
+    loss = a.loss_variant_type_args().choice_dict
+    lr = a.learning_rate_args()
+    tr = a.training_args()
+    model_keys = [x for x in a.model_args().sub_fields.values()] + \
+        sub(a.standard_model_args())
+    pairs = [(SE_TABLE, sub(desc["se_e2_a"])), (FITTINGS["ener"], sub(fit["ener"])),
+             (FITTINGS["dipole"], sub(fit["dipole"])), (FITTINGS["polar"], sub(fit["polar"])),
+             (MODEL, model_keys),
+             (LEARNING_RATE, sub(lr) + sub(a.learning_rate_variant_type_args().choice_dict["exp"])),
+             (LOSS_ENER, sub(loss["ener"])), (LOSS_TENSOR, sub(loss["tensor"])),
+             (TRAINING, sub(tr)), (TRAINING_DATA, sub(tr.sub_fields["training_data"])),
+             (VALIDATION_DATA, sub(tr.sub_fields["validation_data"]))]
+    for table, dp in pairs:
+        want = {x.name for x in dp} - {"type"}
+        have = set(table) - {"type"}
+        assert have == want, (sorted(have - want), sorted(want - have))
+        for x in dp:
+            if x.name == "type":
+                continue
+            spec = table[x.name]
+            if x.name in STRICTER:  # optional in dp's schema, required in practice
+                assert spec.default is REQUIRED, x.name
+            elif not x.optional:
+                assert spec.default is REQUIRED, x.name
+            elif str(x.default) == "_Flags.NONE":  # optional without a default
+                assert spec.default is ABSENT, x.name
+            else:
+                assert spec.default == x.default, x.name
+            assert set(spec.alias) == set(x.alias), x.name
+
+
+SE_TABLE = DESCRIPTORS["se_e2_a"]
+#: keys optional in deepmd-kit's schema that symref requires: type_map (dp reads it from
+#: the data when absent), training_data (optional only for multi-task inputs), numb_steps
+#: (dp also accepts numb_epoch, which symref does not implement)
+STRICTER = {"type_map", "training_data", "numb_steps"}
+
+
+def test_missing_keys_take_deepmd_kits_defaults():
+    """The defaults the issue found wrong: type_one_side false, neuron [10, 20, 40],
+    axis_neuron 4, fitting neuron [120]*3, rcut 6.0, sel "auto", stop_lr 5e-8."""
+    out, _ = normalize(minimal())
+    d, f = out["model"]["descriptor"], out["model"]["fitting_net"]
+    assert (d["type_one_side"], d["neuron"], d["axis_neuron"], d["rcut"], d["sel"]) == \
+        (False, [10, 20, 40], 4, 6.0, "auto")
+    assert f["neuron"] == [120, 120, 120] and f["resnet_dt"] is True
+    assert out["learning_rate"]["stop_lr"] == 5e-8
+    assert out["loss"]["start_pref_f"] == 1000 and out["training"]["disp_freq"] == 1000
+
+
+TYPOS = [("model", "type_mapp", "type_map"), ("model.descriptor", "nueron", "neuron"),
+         ("model.fitting_net", "resnet_td", "resnet_dt"), ("learning_rate", "start_rl", "start_lr"),
+         ("loss", "start_pref_ff", "start_pref_f"), ("training", "disp_frq", "disp_freq"),
+         ("training.training_data", "batchsize", "batch_size"), ("", "trainning", "training"),
+         ("training.validation_data", "numb_bacth", "numb_batch")]
+
+
+@pytest.mark.parametrize("section,typo,meant", TYPOS)
+def test_a_typo_in_any_section_is_refused_by_name(section, typo, meant):
+    """An unknown key is an error naming its path and the closest known key."""
+    cfg = minimal()
+    cfg["training"]["validation_data"] = {"systems": ["b"]}
+    node = _section(cfg, section)
+    node[typo] = node.pop(meant, 1) if meant in node else 1
+    path = f"{section}.{typo}" if section else typo
+    with pytest.raises(ValueError, match=rf"{path}: unknown key; did you mean '{meant}'"):
+        normalize(cfg)
+
+
+@pytest.mark.parametrize("section,key,value,msg", [
+    ("model.descriptor", "activation_function", "gelu", "not implemented in symref"),
+    ("model.fitting_net", "activation_function", "relu", "not implemented in symref"),
+    ("model.descriptor", "activation_function", "swish", "must be one of"),
+    ("model.fitting_net", "numb_fparam", 1, "only the default, 0"),
+    ("model.descriptor", "trainable", False, "not implemented"),
+    ("loss", "start_pref_ae", 1.0, "not implemented"),
+    ("learning_rate", "type", "wsd", "not implemented"),
+    ("training", "numb_epoch", 3, "not implemented"),
+    ("model", "type_embedding", {}, "not implemented"),
+    ("model.descriptor", "precision", "float16", "not implemented"),
+])
+def test_known_but_unimplemented_keys_are_refused_by_name(section, key, value, msg):
+    """deepmd-kit keys symref does not implement are errors (at non-default values), named."""
+    cfg = minimal()
+    _section(cfg, section)[key] = value
+    with pytest.raises(ValueError, match=rf"{section}.{key} = .*{msg}"):
+        normalize(cfg)
+
+
+@pytest.mark.parametrize("section,key,value,exc,msg", [
+    ("model.descriptor", "rcut", "six", TypeError, "expected float, got str"),
+    ("model.descriptor", "rcut", float("inf"), ValueError, "finite number > 0"),
+    ("model.descriptor", "neuron", [], ValueError, "non-empty list"),
+    ("model.descriptor", "sel", [10], ValueError, "one entry per type"),
+    ("model.descriptor", "sel", "automatic", ValueError, "'auto'"),
+    ("model.descriptor", "rcut_smth", 7.0, ValueError, "smaller than rcut"),
+    ("model.descriptor", "axis_neuron", 50, ValueError, "neuron\\[-1\\]"),
+    ("model.descriptor", "resnet_dt", 1, TypeError, "expected bool"),
+    ("loss", "start_pref_f", -1.0, ValueError, ">= 0"),
+    ("training", "numb_steps", -5, ValueError, ">= 1"),
+    ("training", "numb_steps", 2.5, TypeError, "expected int"),
+    ("learning_rate", "start_lr", -1e-3, ValueError, "> 0"),
+    ("training.training_data", "batch_size", 0, ValueError, ">= 1"),
+])
+def test_types_and_ranges_name_the_key_path(section, key, value, exc, msg):
+    """Wrong types and out-of-range values: an error with the key path, before anything runs."""
+    cfg = minimal()
+    _section(cfg, section)[key] = value
+    with pytest.raises(exc, match=rf"{section}.{key}.*{msg}"):
+        normalize(cfg)
+
+
+def test_required_keys_and_unknown_types():
+    """numb_steps and start_lr are required (as in dp); an unknown descriptor type
+    lists the supported ones; a deepmd-kit one symref lacks says so."""
+    cfg = minimal()
+    del cfg["training"]["numb_steps"]
+    with pytest.raises(ValueError, match="training.numb_steps: required"):
+        normalize(cfg)
+    cfg = minimal()
+    cfg["learning_rate"] = {}
+    with pytest.raises(ValueError, match="learning_rate.start_lr: required"):
+        normalize(cfg)
+    cfg = minimal()
+    cfg["model"]["descriptor"]["type"] = "se_e2_q"
+    with pytest.raises(ValueError, match=r"descriptor.type = 'se_e2_q': unknown.*\['se_e2_a'\]"):
+        normalize(cfg)
+    cfg["model"]["descriptor"]["type"] = "dpa3"
+    with pytest.raises(ValueError, match="known to deepmd-kit but not implemented"):
+        normalize(cfg)
+    cfg = minimal(loss={"type": "ener"}, fitting={"type": "dipole"})
+    with pytest.raises(ValueError, match="loss.type = 'ener' does not fit a 'dipole'"):
+        normalize(cfg)
+
+
+def test_aliases_comments_noop_warnings_and_symref_optimizer():
+    """deepmd-kit's aliases are renamed, _comments dropped, keys without effect warned
+    about by name; symref's lbfgs optimizer needs no learning_rate."""
+    cfg = minimal()
+    cfg["_comment"] = "x"
+    cfg["training"]["stop_batch"] = 7
+    del cfg["training"]["numb_steps"]
+    cfg["training"]["tensorboard"] = True
+    cfg["model"]["descriptor"]["n_axis_neuron"] = 8
+    out, warnings = normalize(cfg)
+    assert out["training"]["numb_steps"] == 7 and out["model"]["descriptor"]["axis_neuron"] == 8
+    assert "_comment" not in out
+    assert warnings == ["training.tensorboard = True has no effect in symref (default False)"]
+    del cfg["learning_rate"]
+    cfg["optimizer"] = {"type": "lbfgs", "time_limit": 5}
+    out, _ = normalize(cfg)
+    assert out["optimizer"] == {"type": "lbfgs", "maxiter": None, "standardize": True,
+                                "maxcor": 50, "time_limit": 5}
+    assert "learning_rate" not in out
+    cfg["optimizer"] = {"type": "AdamW"}
+    with pytest.raises(ValueError, match="optimizer.type = 'AdamW': known to deepmd-kit"):
+        normalize(cfg)
+
+
+def test_read_input_names_the_file_and_resolves_paths(tmp_path):
+    """read_input: the file in every message, systems relative to the file."""
+    cfg = minimal()
+    cfg["model"]["descriptor"]["nueron"] = [4]
+    (tmp_path / "in.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"in.json: model.descriptor.nueron: unknown key"):
+        read_input(tmp_path / "in.json")
+    (tmp_path / "in.json").write_text(json.dumps(minimal()))
+    out, _ = read_input(tmp_path / "in.json")
+    assert out["training"]["training_data"]["systems"] == [str(tmp_path / "a")]
+    assert [batch_size(s, 6) for s in ("auto", "auto:64", 3)] == [6, 11, 3]

@@ -1,0 +1,192 @@
+"""symref.train.run: `symref train` builds the network dp train would build, and --restart checks."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from symref import cli
+
+
+def _system(path, seed=0, nframes=3):
+    """A labelled 8-atom periodic system (types A, B) from a random teacher model."""
+    from dataclasses import replace
+
+    from symref.io.data import make_crystal, save_system
+    from symref.model.build import demo_model
+
+    s = make_crystal(seed=2)
+    teacher = demo_model({"type_map": ["A", "B"],
+                          "descriptor": {"type": "se_e2_a", "rcut": 3.0, "sel": [40, 40],
+                                         "neuron": [4, 8], "axis_neuron": 2},
+                          "fitting_net": {"neuron": [8]}}, seed=1)
+    rng = np.random.default_rng(seed)
+    coord = s.coord + rng.normal(scale=0.05, size=(nframes,) + s.coord.shape[1:])
+    box = np.repeat(s.box, nframes, axis=0)
+    ev = teacher.evaluate(coord, s.atype, box)
+    save_system(replace(s, coord=coord, box=box, energy=ev["energy"], force=ev["forces"],
+                        type_map=["A", "B"]), path)
+
+
+#: a deepmd-kit input relying on every default it can: no rcut, sel, neuron, axis_neuron,
+#: type_one_side, resnet_dt, fitting neuron, stop_lr, loss
+MINIMAL = {"model": {"type_map": ["A", "B"], "descriptor": {"type": "se_e2_a"},
+                     "fitting_net": {}},
+           "learning_rate": {"start_lr": 1e-3},
+           "training": {"training_data": {"systems": ["sys"]}, "numb_steps": 1, "seed": 1}}
+
+
+def _small():
+    """MINIMAL with a small network (rcut 3, sel [40, 40], 4-8 / 8): quick runs."""
+    cfg = copy.deepcopy(MINIMAL)
+    cfg["model"]["descriptor"].update(rcut=3.0, sel=[40, 40], neuron=[4, 8])
+    cfg["model"]["fitting_net"]["neuron"] = [8]
+    return cfg
+
+
+@pytest.mark.deepmd
+def test_an_input_that_omits_keys_trains_dp_trains_network(tmp_path, monkeypatch, capsys):
+    """The written .dp has the hyper-parameters deepmd-kit's normalize gives the same input
+    (descriptor and fitting, every key the .dp stores), and sel from deepmd-kit's "auto" rule."""
+    argcheck = pytest.importorskip("deepmd.utils.argcheck")
+    from symref.io.data import load_system
+    from symref.io.model_file import read_model_file
+    from symref.io.neighbor_stat import auto_sel, neighbor_stat
+
+    _system(tmp_path / "sys")
+    (tmp_path / "input.json").write_text(json.dumps(MINIMAL))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "input.json", "-o", "out.dp"]) == 0
+    ref = argcheck.normalize(copy.deepcopy(MINIMAL))["model"]
+    got = read_model_file(tmp_path / "out.dp")["model"]
+    d, f = got["descriptor"], got["fitting"]
+    for k in ("rcut", "rcut_smth", "neuron", "axis_neuron", "resnet_dt", "type_one_side",
+              "exclude_types", "env_protection", "set_davg_zero", "activation_function"):
+        assert d[k] == ref["descriptor"][k], k
+    for k in ("neuron", "resnet_dt", "activation_function", "numb_fparam", "numb_aparam"):
+        assert f[k] == ref["fitting_net"][k], k
+    assert got["type_map"] == ref["type_map"]
+    _, most = neighbor_stat([load_system(tmp_path / "sys")], ref["descriptor"]["rcut"], 2)
+    assert ref["descriptor"]["sel"] == "auto" and d["sel"] == auto_sel(most)
+    assert "sel 'auto' -> " in capsys.readouterr().out
+
+
+def test_restart_refuses_a_changed_model_or_type_map(tmp_path, monkeypatch, capsys):
+    """--restart with a swapped type_map, or another neuron/rcut, is refused and every
+    difference is named; the unchanged input restarts."""
+    _system(tmp_path / "sys")
+    cfg = _small()
+    cfg["training"].update(numb_steps=2, save_freq=1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    assert cli.main(["train", "input.json"]) == 0
+    bad = copy.deepcopy(cfg)
+    bad["model"]["type_map"] = ["B", "A"]
+    bad["model"]["descriptor"]["neuron"] = [4, 6]
+    bad["model"]["descriptor"]["rcut"] = 3.5
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    capsys.readouterr()
+    assert cli.main(["train", "bad.json", "--restart", "model.ckpt.json"]) == 2
+    err = capsys.readouterr().err
+    assert "model.type_map: checkpoint ['A', 'B'], input ['B', 'A']" in err
+    assert "model.descriptor.neuron: checkpoint [4, 8], input [4, 6]" in err
+    assert "model.descriptor.rcut: checkpoint 3.0, input 3.5" in err
+    assert cli.main(["train", "input.json", "--restart", "model.ckpt.json"]) == 0
+
+
+def test_two_runs_in_one_folder_do_not_overwrite_each_other(tmp_path, monkeypatch, capsys):
+    """A run while another is alive in the folder is refused, naming the lock and the
+    process (before: both wrote model.ckpt/lcurve.out); a lock left by a dead process is
+    taken over with a warning; the lock is removed after the run."""
+    import subprocess
+    import sys
+
+    from symref.train.run import LOCK_NAME
+
+    _system(tmp_path / "sys")
+    cfg = _small()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / LOCK_NAME).write_text(f"{other.pid} input.json\n")
+        assert cli.main(["train", "input.json"]) == 2
+        err = capsys.readouterr().err
+        assert f"another symref train (process {other.pid}) is running in this folder" in err
+        assert not (tmp_path / "lcurve.out").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert cli.main(["train", "input.json"]) == 0  # the lock's process is gone
+    assert f"left by a run that is no longer alive (process {other.pid})" in \
+        capsys.readouterr().err
+    assert not (tmp_path / LOCK_NAME).exists() and (tmp_path / "lcurve.out").exists()
+
+
+def test_cosine_learning_rate_drives_adam(tmp_path, monkeypatch):
+    """learning_rate.type "cosine": symref train runs it; the lr column of lcurve.out is
+    CosineLR's value at each displayed step."""
+    from symref.train.optim import CosineLR
+
+    _system(tmp_path / "sys")
+    cfg = _small()
+    cfg["learning_rate"] = {"type": "cosine", "start_lr": 1e-2, "stop_lr": 1e-4}
+    cfg["training"].update(numb_steps=4, disp_freq=1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    assert cli.main(["train", "input.json"]) == 0
+    lr = np.loadtxt(tmp_path / "lcurve.out")[:, -1]
+    sched = CosineLR(start_lr=1e-2, num_steps=4, stop_lr=1e-4)
+    np.testing.assert_allclose(lr, [sched.value(s) for s in range(4)], rtol=0.05)
+
+
+def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
+    """--init-model: training starts from the file's parameters and statistics (its davg,
+    which no data would give, is kept; after the one step of numb_steps 1 the parameters
+    differ from the file's by one Adam step), a file whose network differs from the input
+    is refused by name, and --init-model with --restart is refused."""
+    from symref.io.model_file import load_model
+    from symref.model.params import flat_parameters
+
+    _system(tmp_path / "sys")
+    cfg = _small()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    assert cli.main(["train", "input.json", "-o", "first.yaml"]) == 0
+    first = load_model(tmp_path / "first.yaml")
+    first.descriptor.davg[...] += 0.01  # statistics no data would give: must be kept
+    import symref
+
+    symref.save_model(first, tmp_path / "init.yaml")
+    capsys.readouterr()
+    assert cli.main(["train", "input.json", "--init-model", "init.yaml", "-o", "second.yaml"]) == 0
+    assert "starting from init.yaml" in capsys.readouterr().out
+    second = load_model(tmp_path / "second.yaml")
+    np.testing.assert_array_equal(second.descriptor.davg, first.descriptor.davg)
+    step = np.abs(flat_parameters(second) - flat_parameters(first)).max()
+    assert 0 < step < 2e-3  # one Adam step of lr 1e-3 from the file's parameters
+    cfg["model"]["fitting_net"]["neuron"] = [6]
+    (tmp_path / "other.json").write_text(json.dumps(cfg))
+    assert cli.main(["train", "other.json", "--init-model", "init.yaml"]) == 2
+    assert "model.fitting_net.neuron: model [8], input [6]" in capsys.readouterr().err
+    assert cli.main(["train", "input.json", "--init-model", "init.yaml", "--restart",
+                     "model.ckpt.json"]) == 2
+
+
+def test_set_davg_zero_keeps_the_mean_at_zero(tmp_path, monkeypatch):
+    """descriptor.set_davg_zero true (deepmd-kit): the trained model's davg is 0 and its
+    dstd comes from the data; false: davg from the data too."""
+    from symref.io.model_file import load_model
+
+    _system(tmp_path / "sys")
+    monkeypatch.chdir(tmp_path)
+    for flag in (True, False):
+        cfg = _small()
+        cfg["model"]["descriptor"]["set_davg_zero"] = flag
+        (tmp_path / "input.json").write_text(json.dumps(cfg))
+        assert cli.main(["train", "input.json", "-o", f"m{flag}.yaml"]) == 0
+        d = load_model(tmp_path / f"m{flag}.yaml").descriptor
+        assert d.set_davg_zero is flag
+        assert (not np.any(d.davg)) is flag and np.any(d.dstd != 1.0)
