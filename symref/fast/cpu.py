@@ -64,7 +64,7 @@ from symref.fast import blas as _blas
 from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels import tabulated as kt
-from symref.reference.descriptor.se_e2_a import warn_beyond_table
+from symref.reference.descriptor.se_e2_a import SeE2A, warn_beyond_table
 from symref.reference.neighbors import type_pair_table
 from symref.reference.nn import mlp_forward
 
@@ -135,6 +135,8 @@ def frame_evaluator(model, dtype=np.float64):
 def unsupported_reason(model) -> str | None:
     """Why the fast path cannot evaluate ``model`` exactly, or None."""
     d = model.descriptor
+    if not isinstance(d, SeE2A):  # se_e2_r: the reference
+        return f"descriptor {type(d).__name__} has no fast path (the NumPy reference runs)"
     off = d.sel_offsets
     for ti in range(d.ntypes):
         for tj in range(d.ntypes):

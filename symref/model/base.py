@@ -9,9 +9,13 @@ frame, each a thin composition of reference functions:
    (:func:`symref.reference.neighbors.build_neighbor_list`) less the model's
    ``pair_exclude_types`` (:func:`symref.reference.neighbors.exclude_type_pairs`),
    pair vectors and environment rows (:func:`symref.reference.env.env_mat_forward`);
-3. :meth:`SeE2AModel.descriptor_forward`: ``D`` and its cache
-   (:func:`symref.reference.descriptor.se_e2_a.se_e2_a_forward` with the descriptor's
+3. :meth:`SeE2AModel.descriptor_forward`: ``D`` and its cache (the descriptor's forward
+   from :func:`symref.reference.descriptor.dispatch.descriptor_ops`, e.g.
+   :func:`~symref.reference.descriptor.se_e2_a.se_e2_a_forward`, with the descriptor's
    ``exclude_types`` as :func:`~symref.reference.descriptor.se_e2_a.keep_mask`).
+
+The descriptor is an :class:`~symref.reference.descriptor.se_e2_a.SeE2A` or (energy
+models only) an :class:`~symref.reference.descriptor.se_e2_r.SeE2R`.
 
 The heads (energy or tensor fitting, forward and backward) are the subclasses' own.
 """
@@ -21,7 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from symref.reference.descriptor.se_e2_a import SeE2A, keep_mask, se_e2_a_forward
+from symref.reference.descriptor.dispatch import descriptor_ops
+from symref.reference.descriptor.se_e2_a import SeE2A, keep_mask
+from symref.reference.descriptor.se_e2_r import SeE2R
 from symref.reference.env import env_mat_forward
 from symref.reference.neighbors import build_neighbor_list, exclude_type_pairs
 
@@ -49,7 +55,7 @@ class SeE2AModel:
     """
 
     type_map: list[str]
-    descriptor: SeE2A
+    descriptor: SeE2A | SeE2R
     fitting: object
     out_bias: np.ndarray
     out_std: np.ndarray
@@ -92,11 +98,11 @@ class SeE2AModel:
         return nlist, mask, rij, R, env_cache
 
     def descriptor_forward(self, R, atype, nlist):
-        """``D`` (nloc x M1*M2) of the rows ``R`` (nloc x nnei x 4) and the cache of
-        :func:`~symref.reference.descriptor.se_e2_a.se_e2_a_forward` (``cache[2]`` is T,
-        nloc x M1 x 4); the descriptor's ``exclude_types`` zero their rows."""
+        """``D`` (nloc x dim_out) of the rows ``R`` (nloc x nnei x 4) and the cache of the
+        descriptor's forward (se_e2_a: ``cache[2]`` is T, nloc x M1 x 4); the descriptor's
+        ``exclude_types`` zero their rows."""
         desc = self.descriptor
-        return se_e2_a_forward(R, atype, keep_mask(desc, atype, nlist), desc)
+        return descriptor_ops(desc).forward(R, atype, keep_mask(desc, atype, nlist), desc)
 
 
 # ---------------------------------------------------------------- input checks

@@ -12,7 +12,9 @@ import numpy as np
 from symref.model.base import dtype_of
 from symref.model.deeppot import DeepPot
 from symref.model.tensor import DeepTensor
+from symref.reference.descriptor.dispatch import canonical_type
 from symref.reference.descriptor.se_e2_a import SeE2A
+from symref.reference.descriptor.se_e2_r import SeE2R
 from symref.reference.fitting import EnergyFitting, TensorFitting
 from symref.reference.nn import init_mlp
 
@@ -24,6 +26,8 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
     "rcut_smth", "sel", "neuron", "axis_neuron", "resnet_dt", "type_one_side",
     "exclude_types", "precision"}, "fitting_net": {"neuron", "resnet_dt",
     "precision"}}``.  Statistics start neutral (``davg`` 0, ``dstd`` 1, biases 0).
+    Descriptor ``type`` "se_e2_r" (or "se_r"): the same keys less ``axis_neuron``,
+    ``type_one_side`` true only, energy fitting only.
     """
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
@@ -34,13 +38,14 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
     ntypes = len(type_map)
     dc = dict(config["descriptor"])
     fc = dict(config["fitting_net"])
-    dtype_name = dc.get("type", "se_e2_a")
-    if dtype_name not in ("se_e2_a", "se_a"):
-        raise ValueError(f"descriptor type {dtype_name!r} is not implemented (only se_e2_a)")
+    dtype_name = canonical_type(dc.get("type", "se_e2_a"))
     ftype = fc.get("type", "ener")
     if ftype not in ("ener", "dipole", "polar"):
         raise ValueError(f"fitting_net type {ftype!r} is not implemented "
                          "(ener, dipole, polar)")
+    if ftype != "ener" and dtype_name != "se_e2_a":
+        raise ValueError(f"fitting_net type {ftype!r} needs the equivariant T of an se_e2_a "
+                         f"descriptor, got descriptor type {dc.get('type')!r}")
     sel = dc.get("sel")
     if not isinstance(sel, (list, tuple)) or len(sel) != ntypes or \
             any(not isinstance(s, (int, np.integer)) or s < 0 for s in sel):
@@ -50,9 +55,6 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
     if not 0 <= rcut_smth < rcut:
         raise ValueError(f"need 0 <= rcut_smth < rcut, got rcut_smth={rcut_smth}, rcut={rcut}")
     neuron = list(dc.get("neuron", [24, 48, 96]))
-    axis = int(dc.get("axis_neuron", 8))
-    if not 0 < axis <= neuron[-1]:
-        raise ValueError(f"axis_neuron must be in 1..neuron[-1]={neuron[-1]}, got {axis}")
     one_side = bool(dc.get("type_one_side", True))
     resnet_dt = bool(dc.get("resnet_dt", False))
     precision = dc.get("precision", "float64")
@@ -61,12 +63,18 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
     nnets = ntypes if one_side else ntypes * ntypes
     embeddings = [init_mlp(rng, 1, neuron, resnet_dt=resnet_dt) for _ in range(nnets)]
     nnei = int(sum(sel))
-    desc = SeE2A(rcut=rcut, rcut_smth=rcut_smth, sel=[int(s) for s in sel], neuron=neuron,
-                 axis_neuron=axis, embeddings=embeddings,
-                 davg=np.zeros((ntypes, nnei, 4)), dstd=np.ones((ntypes, nnei, 4)),
-                 resnet_dt=resnet_dt, type_one_side=one_side,
-                 exclude_types=[tuple(p) for p in dc.get("exclude_types", [])],
-                 precision=precision)
+    common = dict(rcut=rcut, rcut_smth=rcut_smth, sel=[int(s) for s in sel], neuron=neuron,
+                  embeddings=embeddings, resnet_dt=resnet_dt, type_one_side=one_side,
+                  exclude_types=[tuple(p) for p in dc.get("exclude_types", [])],
+                  precision=precision)
+    if dtype_name == "se_e2_r":
+        desc = SeE2R(davg=np.zeros((ntypes, nnei, 1)), dstd=np.ones((ntypes, nnei, 1)), **common)
+    else:
+        axis = int(dc.get("axis_neuron", 8))
+        if not 0 < axis <= neuron[-1]:
+            raise ValueError(f"axis_neuron must be in 1..neuron[-1]={neuron[-1]}, got {axis}")
+        desc = SeE2A(axis_neuron=axis, davg=np.zeros((ntypes, nnei, 4)),
+                     dstd=np.ones((ntypes, nnei, 4)), **common)
     fneuron = list(fc.get("neuron", [240, 240, 240]))
     if ftype != "ener":
         return _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng)

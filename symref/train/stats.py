@@ -127,6 +127,7 @@ import numpy as np
 
 from symref.io.data import System, load_system, map_types, select_frames
 from symref.reference.descriptor.se_e2_a import SeE2A
+from symref.reference.descriptor.se_e2_r import SeE2R
 from symref.reference.env import env_mat_forward
 from symref.reference.neighbors import type_pair_table
 from symref.model.base import SeE2AModel, normalize_inputs
@@ -291,8 +292,12 @@ class EnvStatSums:
         val = np.where(np.abs(val) < STD_PROTECTION, STD_PROTECTION, val)
         return np.where(self.number > 0, val, STD_DEFAULT)
 
-    def davg_dstd(self, nnei: int, set_davg_zero: bool = False):
-        """``(davg, dstd)``, each ntypes x nnei x 4, laid out as ``EnvMatStatSe.__call__``."""
+    def davg_dstd(self, nnei: int, set_davg_zero: bool = False, ncol: int = 4):
+        """``(davg, dstd)``, each ntypes x nnei x 4, laid out as ``EnvMatStatSe.__call__``;
+        ``ncol=1`` (radial-only ``se_e2_r``, deepmd-kit's ``last_dim == 1``): the radial
+        column alone, ntypes x nnei x 1."""
+        if ncol not in (1, 4):
+            raise ValueError(f"ncol must be 4 (se_e2_a) or 1 (se_e2_r), got {ncol}")
         ntypes = self.number.shape[0]
         mean, std = self.mean(), self.std()
         davg = np.zeros((ntypes, nnei, 4))
@@ -301,7 +306,7 @@ class EnvStatSums:
         dstd = np.empty((ntypes, nnei, 4))
         dstd[:, :, 0] = std[:, 0, None]
         dstd[:, :, 1:] = std[:, 1, None, None]
-        return davg, dstd
+        return davg[..., :ncol].copy(), dstd[..., :ncol].copy()
 
     def as_deepmd(self) -> dict[str, np.ndarray]:
         """deepmd-kit's stat-file items: ``{"r_t"/"a_t": [number, sum, squared_sum]}``."""
@@ -317,9 +322,9 @@ def _unpack_model(model_or_descriptor):
     if isinstance(model_or_descriptor, SeE2AModel):  # DeepPot or DeepTensor
         m = model_or_descriptor
         return m.descriptor, list(m.pair_exclude_types), list(m.type_map)
-    if isinstance(model_or_descriptor, SeE2A):
+    if isinstance(model_or_descriptor, (SeE2A, SeE2R)):
         return model_or_descriptor, [], None
-    raise TypeError(f"expected a symref DeepPot or SeE2A descriptor, "
+    raise TypeError(f"expected a symref DeepPot or SeE2A/SeE2R descriptor, "
                     f"got {type(model_or_descriptor).__name__}")
 
 
@@ -388,7 +393,9 @@ def env_stat_sums(model_or_descriptor, systems, *, type_map=None, pair_exclude_t
 def env_stat(model_or_descriptor, systems, *, type_map=None, pair_exclude_types=None,
              set_davg_zero: bool | None = None, truncate: bool = True, backend: str = "numba",
              return_sums: bool = False):
-    """``(davg, dstd)``, each ntypes x nnei x 4 (Å⁻¹), of the se_e2_a environment rows.
+    """``(davg, dstd)``, each ntypes x nnei x 4 (Å⁻¹), of the se_e2_a environment rows
+    (ntypes x nnei x 1 for an se_e2_r descriptor: the radial column, as deepmd-kit's
+    ``EnvMatStatSe`` with ``last_dim == 1``; the same numbers as se_e2_a's column 0).
 
     Mirrors deepmd-kit 3.2's ``EnvMatStatSe`` + ``DescrptSeA.compute_input_stats``
     (formulas in the module docstring) on every frame of ``systems``; use
@@ -416,7 +423,8 @@ def env_stat(model_or_descriptor, systems, *, type_map=None, pair_exclude_types=
                          backend=backend)
     if set_davg_zero is None:
         set_davg_zero = desc.set_davg_zero
-    davg, dstd = sums.davg_dstd(desc.nnei, bool(set_davg_zero))
+    davg, dstd = sums.davg_dstd(desc.nnei, bool(set_davg_zero),
+                                ncol=1 if isinstance(desc, SeE2R) else 4)
     return (davg, dstd, sums) if return_sums else (davg, dstd)
 
 
@@ -517,13 +525,13 @@ def apply_statistics(model: SeE2AModel, davg=None, dstd=None, bias=None,
     :class:`EnergyBias` returned by :func:`energy_bias`: then its ``std`` is
     written too (unless ``std`` is given).  Arrays keep the model's dtype.
     Any argument left None is not written.  ``davg``/``dstd`` must be
-    ntypes x nnei x 4; ``bias``/``std`` may be (ntypes,), (ntypes, 1) or
+    ntypes x nnei x 4 (x 1 for se_e2_r); ``bias``/``std`` may be (ntypes,), (ntypes, 1) or
     deepmd-kit's (1, ntypes, 1).
     """
     if not isinstance(model, SeE2AModel):
         raise TypeError(f"model must be a symref DeepPot, got {type(model).__name__}")
     d = model.descriptor
-    shape = (d.ntypes, d.nnei, 4)
+    shape = (d.ntypes, d.nnei, np.shape(d.davg)[-1])  # 4, or 1 for se_e2_r
     if isinstance(bias, EnergyBias):
         bias, std = bias.bias, (bias.std if std is None else std)
 
