@@ -143,6 +143,12 @@ def test_checks_forces_virial_symmetry(model):
     """symref.checks on a small skewed periodic cell and a molecule: forces and virial
     against order-2 finite differences (Richardson <= 1e-6), rotation, reflection,
     translation, permutation and image wrapping <= 1e-12."""
+    check_model(model)
+
+
+def check_model(model):
+    """symref.checks (FD and symmetry) on the crystal and a molecule (shared with
+    tests/test_hybrid.py)."""
     coord, atype, box = crystal_frames(1)
     calc = as_calculator(Reference(model), atype)
     res = [check_forces_fd(calc, coord[0], box[0]), check_virial_fd(calc, coord[0], box[0])]
@@ -158,6 +164,13 @@ def test_checks_forces_virial_symmetry(model):
 def test_loss_gradient_every_parameter_group(model):
     """energy + force + virial loss: the gradient of every parameter group (embedding and
     fitting w, b, idt, bias_atom_e) against check_gradient_fd (order 2, Richardson)."""
+    check_loss_gradient(model)
+
+
+def check_loss_gradient(model):
+    """One component of every parameter array of ``model`` through check_gradient_fd, on
+    two frames of the skewed crystal with energy, force and virial labels (shared with
+    tests/test_hybrid.py)."""
     coord, atype, box = crystal_frames(2)
     ev = model.evaluate(coord, atype, box, backend="numpy")
     rng = np.random.default_rng(5)
@@ -180,6 +193,7 @@ def test_loss_gradient_every_parameter_group(model):
     groups = {n.split("[")[0] + "/" + n.split(".")[-1] for n in names}
     assert {"embedding/w", "embedding/b", "embedding/idt", "fitting/w", "fitting/idt",
             "bias_atom_e/bias_atom_e"} <= groups
+    return names
 
 
 def test_numba_backend_falls_back_to_the_reference(model):
@@ -229,6 +243,15 @@ def test_statistics_are_the_radial_column_of_se_e2_a(model):
 def test_train_command(tmp_path, monkeypatch, capsys):
     """`symref train` on an se_e2_r input.json: statistics, a few Adam steps, the model
     written as deepmd-kit's se_r and read back."""
+    trained = train_with(tmp_path, monkeypatch, capsys, {
+        "type": "se_r", "rcut": 3.5, "rcut_smth": 0.5, "sel": [40, 40], "neuron": [4, 8]})
+    assert type(trained.descriptor).__name__ == "SeE2R"
+    assert trained.descriptor.dstd.shape == (2, 80, 1) and (trained.descriptor.dstd != 1).any()
+
+
+def train_with(tmp_path, monkeypatch, capsys, descriptor):
+    """`symref train` for 3 Adam steps on labels of another model, with this
+    ``descriptor`` section; returns the trained model read back from out.yaml."""
     from test_cli import _write_npy_system
 
     from symref import cli
@@ -238,8 +261,7 @@ def test_train_command(tmp_path, monkeypatch, capsys):
     _write_npy_system(tmp_path / "sys", coord, atype, box, ev["energy"], ev["forces"],
                       ["A", "B"])
     inp = {"model": {"type_map": ["A", "B"],
-                     "descriptor": {"type": "se_r", "rcut": 3.5, "rcut_smth": 0.5,
-                                    "sel": [40, 40], "neuron": [4, 8]},
+                     "descriptor": descriptor,
                      "fitting_net": {"neuron": [8]}},
            "learning_rate": {"start_lr": 1e-3, "stop_lr": 1e-4, "decay_steps": 1},
            "loss": {"start_pref_e": 1.0, "limit_pref_e": 1.0, "start_pref_f": 10.0,
@@ -248,12 +270,10 @@ def test_train_command(tmp_path, monkeypatch, capsys):
                         "numb_steps": 3, "seed": 1, "disp_freq": 1, "save_freq": 3}}
     (tmp_path / "input.json").write_text(json.dumps(inp))
     monkeypatch.chdir(tmp_path)
-    with pytest.warns(RuntimeWarning, match="SeE2R has no fast path"):  # the error tables
+    with pytest.warns(RuntimeWarning, match="has no fast path"):  # the error tables
         assert cli.main(["train", "input.json", "-o", "out.yaml"]) == 0
     assert "step       3" in capsys.readouterr().out
-    trained = load_model(tmp_path / "out.yaml")
-    assert type(trained.descriptor).__name__ == "SeE2R"
-    assert trained.descriptor.dstd.shape == (2, 80, 1) and (trained.descriptor.dstd != 1).any()
+    return load_model(tmp_path / "out.yaml")
 
 
 def model_for_labels():
@@ -264,8 +284,8 @@ def model_for_labels():
 @pytest.mark.parametrize("change,words", [
     ({"type_one_side": False}, "type_one_side = false is not implemented for se_e2_r"),
     ({"rcut_smth": 4.0}, "rcut_smth"),
-    ({"type": "se_e3_tebd"}, "'se_e3_tebd' is not supported; symref implements se_a, se_e2_a, "
-                             "se_e2_r, se_r"),
+    ({"type": "se_e3_tebd"}, "'se_e3_tebd' is not supported; symref implements hybrid, se_a, "
+                             "se_e2_a, se_e2_r, se_r"),
 ])
 def test_bad_config(change, words):
     """build_model names the offending key / the supported descriptor types."""
@@ -390,10 +410,16 @@ def test_deepmd_molecules(tmp_path, dp, pt, shared_data):
 def test_deepmd_water(tmp_path, dp, pt, shared_data):
     """64 H2O, periodic, water-sized se_r (sel 46/92, rcut 6)."""
     d = make_deepmd_se_r(11, [46, 92], [10, 20, 40], [32, 32], 6.0, 0.5, ["O", "H"])
+    compare_water("water", tmp_path, dp, d, shared_data, 2)
+
+
+def compare_water(case, tmp_path, dp, d, shared_data, nframes):
+    """The deepmd-kit model dict ``d`` through its own .dp writer, on the first frames of
+    water/data_3, against deepmd-kit (shared with tests/test_hybrid.py)."""
     s = load_system(shared_data / "water" / "data_3")
-    coord, box = s.coord[:2], s.box[:2].reshape(2, 9)
+    coord, box = s.coord[:nframes], s.box[:nframes].reshape(nframes, 9)
     ours = _through_file(tmp_path, d, ".dp").evaluate(coord, s.atype, box, backend="numpy")
-    _compare("water", dp, d, ours, coord, s.atype, box)
+    _compare(case, dp, d, ours, coord, s.atype, box)
 
 
 @pytest.mark.deepmd
@@ -409,6 +435,15 @@ def test_deepmd_reads_symref_files(tmp_path, dp, pt, model):
         _compare(f"symref{suffix}", dp, d, ours, coord, atype, box9)
 
 
+def stats_system():
+    """Three jittered frames of the skewed crystal with energies (statistics tests)."""
+    s = make_crystal(seed=5)
+    rng = np.random.default_rng(3)
+    coord = np.stack([s.coord[0] + 0.05 * rng.normal(size=s.coord[0].shape) for _ in range(3)])
+    return symref.io.data.System(type_map=None, coord=coord, atype=s.atype,
+                                 box=np.repeat(s.box, 3, axis=0), energy=rng.normal(size=3))
+
+
 @pytest.mark.deepmd
 @pytest.mark.parametrize("backend", ["numpy", "pt"])
 def test_deepmd_statistics(dp, backend, request):
@@ -418,11 +453,7 @@ def test_deepmd_statistics(dp, backend, request):
         request.getfixturevalue("pt")
     from test_stats import dp_reference
 
-    s = make_crystal(seed=5)
-    rng = np.random.default_rng(3)
-    coord = np.stack([s.coord[0] + 0.05 * rng.normal(size=s.coord[0].shape) for _ in range(3)])
-    sys_ = symref.io.data.System(type_map=None, coord=coord, atype=s.atype, box=np.repeat(s.box, 3, axis=0),
-                                 energy=rng.normal(size=3))
+    sys_ = stats_system()
     d = make_deepmd_se_r(21, [80, 80], [4, 8], [8], 5.0, 1.0, ["A", "B"],
                          exclude_types=[(0, 1)])
     ref = model_from_dict(dp_reference(dp, d, [sys_], backend))

@@ -41,8 +41,10 @@ from typing import Any
 import numpy as np
 
 from symref.model.deeppot import DeepPot
+from symref.io.descriptor_script import descriptor_script
 from symref.model.tensor import DeepTensor
 from symref.reference.descriptor.dispatch import DESCRIPTOR_TYPES, canonical_type
+from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.descriptor.se_e2_r import SeE2R
 from symref.reference.fitting import EnergyFitting, TensorFitting
@@ -312,8 +314,12 @@ def model_to_dict(model: DeepPot) -> dict:
     }
 
 
-def _descriptor_to_dict(desc: SeE2A, type_map: list[str]) -> dict:
-    """The ``descriptor`` section: se_e2_a (or se_r) settings, embedding nets, davg/dstd."""
+def _descriptor_to_dict(desc, type_map: list[str]) -> dict:
+    """The ``descriptor`` section: se_e2_a (or se_r) settings, embedding nets, davg/dstd;
+    a hybrid: ``{"type": "hybrid", "@version": 1, "list": [member sections]}``."""
+    if isinstance(desc, Hybrid):
+        return {"@class": "Descriptor", "type": "hybrid", "@version": 1,
+                "list": [_descriptor_to_dict(m, type_map) for m in desc.members]}
     ntypes = len(type_map)
     if str(desc.activation_function).lower() != "tanh":
         raise _unsupported("model_to_dict", f"activation_function {desc.activation_function!r}")
@@ -503,11 +509,24 @@ def _check_descriptor_features(dd: Any, w: str) -> None:
         raise _unsupported(w, f"activation_function {act!r} (symref implements tanh)")
 
 
-def _descriptor_from_dict(dd: Any, type_map: list[str]) -> SeE2A | SeE2R:
+def _descriptor_from_dict(dd: Any, type_map: list[str], w: str = "model.descriptor"):
     """The ``descriptor`` section: an se_e2_a (se_a) or se_e2_r (se_r) descriptor, its nets
-    and davg/dstd."""
-    w = "model.descriptor"
+    and davg/dstd, or a hybrid of them (``list``, @version 1)."""
     ntypes = len(type_map)
+    if isinstance(dd, dict) and dd.get("type") == "hybrid":
+        if dd.get("@version", 1) != 1:
+            raise ValueError(f"{w}: unsupported hybrid Descriptor @version {dd['@version']!r} "
+                             "(symref reads version 1)")
+        members = _require(dd, "list", w)
+        if not isinstance(members, list) or not members:
+            raise ValueError(f"{w}.list: expected a non-empty list of descriptors")
+        if any(isinstance(m, dict) and m.get("type") == "hybrid" for m in members):
+            raise _unsupported(w, "a hybrid inside a hybrid")
+        try:
+            return Hybrid([_descriptor_from_dict(m, type_map, f"{w}.list[{k}]")
+                           for k, m in enumerate(members)])
+        except ValueError as e:  # members disagreeing on precision or ntypes
+            raise ValueError(e if str(e).startswith(w) else f"{w}: {e}") from None
     _check_descriptor_features(dd, w)
     env_mat = dd.get("env_mat") or {}
     sel = [int(s) for s in _require(dd, "sel", w)]
@@ -654,7 +673,7 @@ def _fitting_from_dict(fd: Any, type_map: list[str], descriptor: SeE2A | SeE2R):
                          ("aparam_avg", "atomic parameters")):
         if fvar.get(key) is not None:
             raise _unsupported(w, f"{feature} ({key} is set)")
-    M1 = descriptor.neuron[-1]
+    M1 = getattr(descriptor, "neuron", [0])[-1]  # the embedding width (tensor heads: se_e2_a)
     fit_diag = bool(fd.get("fit_diag", True))
     nout = 1 if ftype == "ener" else (M1 if ftype == "dipole" or fit_diag else M1 * M1)
     if ftype != "ener" and int(fd.get("embedding_width", M1)) != M1:
@@ -745,22 +764,7 @@ def model_def_script(model: DeepPot) -> dict:
         trainable = [bool(t) for t in trainable]
     return _native({
         "type_map": list(model.type_map),
-        "descriptor": {
-            "type": "se_e2_r" if isinstance(desc, SeE2R) else "se_e2_a",
-            "sel": list(desc.sel),
-            "rcut": desc.rcut,
-            "rcut_smth": desc.rcut_smth,
-            "neuron": list(desc.neuron),
-            **({} if isinstance(desc, SeE2R) else {"axis_neuron": desc.axis_neuron}),
-            "resnet_dt": desc.resnet_dt,
-            "type_one_side": desc.type_one_side,
-            "exclude_types": [list(p) for p in desc.exclude_types],
-            "env_protection": desc.env_protection,
-            "set_davg_zero": desc.set_davg_zero,
-            "activation_function": desc.activation_function,
-            "precision": desc.precision,
-            "trainable": desc.trainable,
-        },
+        "descriptor": descriptor_script(desc),
         "fitting_net": {
             "type": fit.kind if isinstance(fit, TensorFitting) else "ener",
             **({"fit_diag": fit.fit_diag, "shift_diag": fit.shift_diag,
@@ -778,3 +782,4 @@ def model_def_script(model: DeepPot) -> dict:
         "atom_exclude_types": list(model.atom_exclude_types),
         "pair_exclude_types": [list(p) for p in model.pair_exclude_types],
     })
+

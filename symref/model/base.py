@@ -15,7 +15,9 @@ frame, each a thin composition of reference functions:
    ``exclude_types`` as :func:`~symref.reference.descriptor.se_e2_a.keep_mask`).
 
 The descriptor is an :class:`~symref.reference.descriptor.se_e2_a.SeE2A` or (energy
-models only) an :class:`~symref.reference.descriptor.se_e2_r.SeE2R`.
+models only) an :class:`~symref.reference.descriptor.se_e2_r.SeE2R` or a
+:class:`~symref.reference.descriptor.hybrid.Hybrid` of them (then ``R`` and the
+environment cache are lists, one per member).
 
 The heads (energy or tensor fitting, forward and backward) are the subclasses' own.
 """
@@ -26,9 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from symref.reference.descriptor.dispatch import descriptor_ops
-from symref.reference.descriptor.se_e2_a import SeE2A, keep_mask
+from symref.reference.descriptor.hybrid import Hybrid
+from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.descriptor.se_e2_r import SeE2R
-from symref.reference.env import env_mat_forward
 from symref.reference.neighbors import build_neighbor_list, exclude_type_pairs
 
 PRECISIONS = {"float64": np.float64, "float32": np.float32, "default": np.float64}
@@ -55,7 +57,7 @@ class SeE2AModel:
     """
 
     type_map: list[str]
-    descriptor: SeE2A | SeE2R
+    descriptor: SeE2A | SeE2R | Hybrid
     fitting: object
     out_bias: np.ndarray
     out_std: np.ndarray
@@ -93,8 +95,8 @@ class SeE2AModel:
                                    self.pair_exclude_types)  # nloc x nnei
         mask = nlist >= 0  # nloc x nnei
         rij = np.where(mask[..., None], nl.rij, 0.0).astype(dtype)  # nloc x nnei x 3
-        R, env_cache = env_mat_forward(rij, mask, desc.davg[atype], desc.dstd[atype],
-                                       desc.rcut, desc.rcut_smth, desc.env_protection)
+        # env_mat_forward with the descriptor's statistics (a hybrid: a list, one per member)
+        R, env_cache = descriptor_ops(desc).env_forward(rij, mask, atype, desc)
         return nlist, mask, rij, R, env_cache
 
     def descriptor_forward(self, R, atype, nlist):
@@ -102,7 +104,8 @@ class SeE2AModel:
         descriptor's forward (se_e2_a: ``cache[2]`` is T, nloc x M1 x 4); the descriptor's
         ``exclude_types`` zero their rows."""
         desc = self.descriptor
-        return descriptor_ops(desc).forward(R, atype, keep_mask(desc, atype, nlist), desc)
+        ops = descriptor_ops(desc)
+        return ops.forward(R, atype, ops.keep(desc, atype, nlist), desc)
 
 
 # ---------------------------------------------------------------- input checks

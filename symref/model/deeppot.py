@@ -30,14 +30,13 @@ from symref.model.backends import check_backend, frame_function
 from symref.model.base import SeE2AModel, dtype_of, normalize_inputs
 from symref.reference.descriptor.dispatch import descriptor_ops
 from symref.reference.descriptor.se_e2_a import SeE2A
-from symref.reference.env import env_mat_backward
 from symref.reference.fitting import energy_fitting_backward, energy_fitting_forward
 from symref.reference.nn import mlp_astype
 
 
 @dataclass
 class DeepPot(SeE2AModel):
-    """A Deep Potential (se_e2_a or se_e2_r + energy fitting) model.
+    """A Deep Potential (se_e2_a, se_e2_r or a hybrid of them + energy fitting) model.
 
     ``fitting``: an :class:`~symref.reference.fitting.EnergyFitting`.
     ``out_bias``: ntypes, the model-level output bias deepmd-kit 3.x adds to
@@ -123,8 +122,9 @@ class DeepPot(SeE2AModel):
         atom_e = np.where(alive, e_fit + self.out_bias[atype], 0.0).astype(dtype)
         # backward: dE/dE_i = 1 for atoms that count
         dD, _ = energy_fitting_backward(alive.astype(dtype), f_cache)
-        dR, _ = descriptor_ops(self.descriptor).backward(dD, d_cache)  # nloc x nnei x 4
-        g, _ = env_mat_backward(dR, env_cache)  # nloc x nnei x 3 = dE/dr_ji
+        ops = descriptor_ops(self.descriptor)
+        dR, _ = ops.backward(dD, d_cache)  # nloc x nnei x 4 (a hybrid: one per member)
+        g, _ = ops.env_backward(dR, env_cache)  # nloc x nnei x 3 = dE/dr_ji
         natoms = coord.shape[0]
         forces = g.sum(axis=1)  # F_i = +sum_j g_ij
         np.add.at(forces, nlist[mask], -g[mask])  # F_j -= g_ij
@@ -141,9 +141,9 @@ class DeepPot(SeE2AModel):
     def astype(self, dtype) -> "DeepPot":
         """Copy with every parameter cast to ``dtype`` (e.g. float32)."""
         m = copy.deepcopy(self)
-        d = m.descriptor
-        d.embeddings = [mlp_astype(net, dtype) for net in d.embeddings]
-        d.davg, d.dstd = d.davg.astype(dtype), d.dstd.astype(dtype)
+        for d in getattr(m.descriptor, "members", [m.descriptor]):  # a hybrid: each member
+            d.embeddings = [mlp_astype(net, dtype) for net in d.embeddings]
+            d.davg, d.dstd = d.davg.astype(dtype), d.dstd.astype(dtype)
         m.fitting.nets = [mlp_astype(net, dtype) for net in m.fitting.nets]
         m.fitting.bias_atom_e = m.fitting.bias_atom_e.astype(dtype)
         m.out_bias = m.out_bias.astype(dtype)

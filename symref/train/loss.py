@@ -55,8 +55,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from symref.reference.descriptor.dispatch import descriptor_ops
-from symref.reference.descriptor.se_e2_a import keep_mask
-from symref.reference.env import env_mat_tangent
 from symref.reference.fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
 from symref.model.base import normalize_inputs
 from symref.model.params import grad_arrays
@@ -158,9 +156,9 @@ def _frame(model, coord, atype, box, dE, dF, dW, pref):
         c_v = 2.0 * pref.pref_v / (9 * N)
         rdot += c_v * np.einsum("ab,ijb->ija", dW, rij)
     rdot = np.where(mask[..., None], rdot, 0.0)
-    Rd = env_mat_tangent(rdot, env_cache)  # nloc x nnei x 4
-    keep = keep_mask(desc, atype, nlist)
-    ops = descriptor_ops(desc)  # se_e2_a, se_e2_r (symref.reference.descriptor.dispatch)
+    ops = descriptor_ops(desc)  # se_e2_a, se_e2_r, hybrid (symref.reference.descriptor.dispatch)
+    Rd = ops.env_tangent(rdot, env_cache)  # nloc x nnei x 4 (a hybrid: one per member)
+    keep = ops.keep(desc, atype, nlist)
     D, Dd, d_cache = ops.forward_dual(R, Rd, atype, keep, desc)
     _, _, f_cache = energy_fitting_forward_dual(D, Dd, atype, model.fitting)
     alive = (~np.isin(atype, model.atom_exclude_types)).astype(np.float64)  # N

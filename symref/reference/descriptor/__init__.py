@@ -2,11 +2,12 @@
 
 ``se_e2_a``   deepmd-kit's two-body embedding with angular information: T = GᵀR / n, D = T T<ᵀ
 ``se_e2_r``   the radial-only two-body embedding (deepmd-kit's ``se_r``): D = mean of G / 5
-``slots``     the ``sel`` slot layout both share (:class:`~.slots.TypeSlots`)
+``hybrid``    members side by side, each on its slots of one neighbour list
+``slots``     the ``sel`` slot layout they share (:class:`~.slots.TypeSlots`)
 ``dispatch``  descriptor class -> its forward/backward/tangent functions, and the
               deepmd-kit type names symref accepts
 
-``se_e3`` and ``hybrid`` belong beside them (one module each, one row in ``dispatch``).
+``se_e3`` belongs beside them (one module each, one row in ``dispatch``).
 
 May import: numpy and ``symref.reference`` only.
 """
