@@ -14,9 +14,8 @@ import copy
 
 import numpy as np
 import pytest
-from test_se_e2_r import (_compare, _through_file, check_loss_gradient,
-                          check_model, compare_water, crystal_frames, rel_err,
-                          stats_system, train_with)
+from test_se_e2_r import (_compare, _through_file, check_loss_gradient, check_model,
+                          compare_water, crystal_frames, rel_err, stats_system, train_with)
 
 import symref
 from symref.io.data import System, load_system, make_crystal
@@ -146,33 +145,15 @@ def test_bad_model_dict(model):
 
 
 # ------------------------------------------------------------------ deepmd-kit itself
-def make_deepmd_hybrid(seed, members, fitting_neuron, type_map, pair_exclude_types=()):
-    """A hybrid + ener model built by deepmd-kit (``get_model``, seeded), every member with
-    davg[..., 0] ~ N(0, 0.1²), dstd ~ U[0.5, 2] per (centre type, slot) (se_e2_a: one
-    spread for x, y, z), bias_atom_e and out_bias distinct per type."""
-    from deepmd.dpmodel.model.model import get_model
+def make_deepmd_hybrid(seed, members, fitting_neuron, type_map, pair_exclude_types=(),
+                       stats="slot"):
+    """A hybrid + ener model built by deepmd-kit, every member with non-trivial statistics
+    (``deepmd_ref.make_deepmd_descriptor_model``); returns ``model.serialize()``."""
+    import deepmd_ref
 
-    ntypes = len(type_map)
-    cfg = {"type_map": list(type_map),
-           "descriptor": {"type": "hybrid",
-                          "list": [dict(m, seed=seed + k) for k, m in enumerate(members)]},
-           "fitting_net": {"type": "ener", "neuron": list(fitting_neuron), "seed": seed + 9},
-           "pair_exclude_types": [list(p) for p in pair_exclude_types]}
-    m = get_model(copy.deepcopy(cfg))
-    rng = np.random.default_rng(seed + 100)
-    means, stds = [], []
-    for d in m.atomic_model.descriptor.descrpt_list:
-        shape = np.asarray(d.davg).shape
-        davg, dstd = np.zeros(shape), np.ones(shape)
-        davg[..., 0] = rng.normal(scale=0.1, size=shape[:2])
-        dstd[..., 0] = rng.uniform(0.5, 2.0, size=shape[:2])
-        dstd[..., 1:] = rng.uniform(0.5, 2.0, size=shape[:2] + (1,))
-        means.append(davg)
-        stds.append(dstd)
-    m.atomic_model.descriptor.set_stat_mean_and_stddev(means, stds)
-    m.atomic_model.fitting_net["bias_atom_e"] = (-(np.arange(ntypes) + 1.0)).reshape(ntypes, 1)
-    m.atomic_model["out_bias"] = (0.3 * (np.arange(ntypes) + 1.0)).reshape(1, ntypes, 1)
-    return m.serialize()
+    return deepmd_ref.make_deepmd_descriptor_model(
+        seed, {"type": "hybrid", "list": [dict(m) for m in members]}, fitting_neuron, type_map,
+        pair_exclude_types=pair_exclude_types, stats=stats)
 
 
 DP_A = {"type": "se_e2_a", "sel": [60, 70], "rcut": 5.0, "rcut_smth": 1.0, "neuron": [4, 8],
@@ -181,20 +162,13 @@ DP_R = {"type": "se_r", "sel": [30, 40], "rcut": 3.5, "rcut_smth": 0.5, "neuron"
         "exclude_types": [[0, 1]]}
 
 
-@pytest.fixture(scope="module")
-def dp():
-    pytest.importorskip("deepmd", reason="deepmd-kit is not installed (pip install -e '.[test]')")
-    import deepmd_ref
-
-    return deepmd_ref
-
-
 @pytest.mark.deepmd
 def test_deepmd_small_skewed_cell(tmp_path, dp, pt):
     """se_e2_a (rcut 5, type_one_side false) + se_r (rcut 3.5), each with its own
     exclude_types, model pair_exclude_types, triclinic cell of side ~4.2 Å; .dp file
     written by deepmd-kit."""
-    d = make_deepmd_hybrid(13, [DP_A, DP_R], [16, 16], ["A", "B"], pair_exclude_types=[(1, 1)])
+    d = make_deepmd_hybrid(13, [DP_A, DP_R], [16, 16], ["A", "B"], pair_exclude_types=[(1, 1)],
+                           stats="type")  # an atom's own images at ±a tie in distance
     s = make_crystal(seed=5)
     coord = np.stack([s.coord[0], s.coord[0] + 0.05 * np.random.default_rng(0).normal(
         size=s.coord[0].shape)])

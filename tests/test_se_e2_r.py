@@ -63,13 +63,15 @@ def model():
 
 @pytest.fixture(scope="module")
 def rows(model):
-    """Random rows, types and an exclusion mask for 5 centres."""
+    return random_rows(model.descriptor, 5)
+
+
+def random_rows(desc, nloc):
+    """Random rows (nloc x nnei x 4), centre types and an exclusion mask (20% excluded)."""
     rng = np.random.default_rng(0)
-    d = model.descriptor
-    R = rng.normal(size=(5, d.nnei, 4))  # nloc x nnei x 4
-    atype = np.array([0, 1, 1, 0, 1])
-    keep = rng.random((5, d.nnei)) > 0.2
-    return R, atype, keep
+    R = rng.normal(size=(nloc, desc.nnei, 4))  # nloc x nnei x 4
+    keep = rng.random(R.shape[:2]) > 0.2
+    return R, np.arange(nloc) % 2, keep
 
 
 # ------------------------------------------------------------------ the reference
@@ -285,7 +287,7 @@ def model_for_labels():
     ({"type_one_side": False}, "type_one_side = false is not implemented for se_e2_r"),
     ({"rcut_smth": 4.0}, "rcut_smth"),
     ({"type": "se_e3_tebd"}, "'se_e3_tebd' is not supported; symref implements hybrid, se_a, "
-                             "se_e2_a, se_e2_r, se_r"),
+                             "se_a_3be, se_at, se_e2_a, se_e2_r, se_e3, se_r"),
 ])
 def test_bad_config(change, words):
     """build_model names the offending key / the supported descriptor types."""
@@ -326,36 +328,17 @@ def test_bad_model_dict(model):
 # ------------------------------------------------------------------ deepmd-kit itself
 def make_deepmd_se_r(seed, sel, neuron, fitting_neuron, rcut, rcut_smth, type_map,
                      exclude_types=(), atom_exclude_types=(), pair_exclude_types=(),
-                     resnet_dt=True):
-    """An se_r + ener model built by deepmd-kit (``get_model``, seeded), with davg ~
-    N(0, 0.1²) and dstd ~ U[0.5, 2] per (centre type, slot), bias_atom_e and out_bias
-    distinct per type; returns ``model.serialize()``."""
-    from deepmd.dpmodel.model.model import get_model
-
-    ntypes = len(sel)
-    cfg = {"type_map": list(type_map),
-           "descriptor": {"type": "se_r", "sel": list(sel), "rcut": rcut, "rcut_smth": rcut_smth,
-                          "neuron": list(neuron), "resnet_dt": resnet_dt, "seed": seed,
-                          "exclude_types": [list(p) for p in exclude_types]},
-           "fitting_net": {"type": "ener", "neuron": list(fitting_neuron), "seed": seed + 1},
-           "atom_exclude_types": list(atom_exclude_types),
-           "pair_exclude_types": [list(p) for p in pair_exclude_types]}
-    m = get_model(copy.deepcopy(cfg))
-    rng = np.random.default_rng(seed + 100)
-    nnei = sum(sel)
-    m.atomic_model.descriptor.set_stat_mean_and_stddev(
-        rng.normal(scale=0.1, size=(ntypes, nnei, 1)), rng.uniform(0.5, 2.0, (ntypes, nnei, 1)))
-    m.atomic_model.fitting_net["bias_atom_e"] = (-(np.arange(ntypes) + 1.0)).reshape(ntypes, 1)
-    m.atomic_model["out_bias"] = (0.3 * (np.arange(ntypes) + 1.0)).reshape(1, ntypes, 1)
-    return m.serialize()
-
-
-@pytest.fixture(scope="module")
-def dp():
-    pytest.importorskip("deepmd", reason="deepmd-kit is not installed (pip install -e '.[test]')")
+                     resnet_dt=True, stats="slot"):
+    """An se_r + ener model built by deepmd-kit with non-trivial statistics and biases
+    (``deepmd_ref.make_deepmd_descriptor_model``); returns ``model.serialize()``."""
     import deepmd_ref
 
-    return deepmd_ref
+    return deepmd_ref.make_deepmd_descriptor_model(
+        seed, {"type": "se_r", "sel": list(sel), "rcut": rcut, "rcut_smth": rcut_smth,
+               "neuron": list(neuron), "resnet_dt": resnet_dt,
+               "exclude_types": [list(p) for p in exclude_types]},
+        fitting_neuron, type_map, atom_exclude_types=atom_exclude_types,
+        pair_exclude_types=pair_exclude_types, stats=stats)
 
 
 def _through_file(tmp_path, d, suffix):
@@ -379,7 +362,8 @@ def _compare(case, dp, d, ours, coord, atype, box):
 @pytest.mark.deepmd
 def test_deepmd_small_skewed_cell(tmp_path, dp, pt):
     """Triclinic cell of side ~4.2 Å, rcut 5 (several images of each atom), .dp file
-    written by deepmd-kit; descriptor exclude_types and model pair_exclude_types too."""
+    written by deepmd-kit; descriptor exclude_types and model pair_exclude_types too.
+    Statistics per neighbour-type block: an atom's own images at ±a tie in distance."""
     s = make_crystal(seed=5)
     coord = np.stack([s.coord[0], s.coord[0] + 0.05 * np.random.default_rng(0).normal(
         size=s.coord[0].shape)])
@@ -387,7 +371,8 @@ def test_deepmd_small_skewed_cell(tmp_path, dp, pt):
     for case, kw in (("plain", {}), ("exclusions", dict(exclude_types=[(0, 1)],
                                                       pair_exclude_types=[(1, 1)],
                                                       atom_exclude_types=[1]))):
-        d = make_deepmd_se_r(13, [80, 80], [8, 16], [16, 16], 5.0, 1.0, ["A", "B"], **kw)
+        d = make_deepmd_se_r(13, [80, 80], [8, 16], [16, 16], 5.0, 1.0, ["A", "B"], stats="type",
+                             **kw)
         ours = _through_file(tmp_path, d, ".dp").evaluate(coord, s.atype, box, backend="numpy")
         _compare(f"skewed/{case}", dp, d, ours, coord, s.atype, box)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_r import SeE2R
+from symref.reference.descriptor.se_e3 import SeE3
 
 
 def descriptor_script(desc) -> dict:
@@ -15,14 +16,14 @@ def descriptor_script(desc) -> dict:
     if isinstance(desc, Hybrid):
         return {"type": "hybrid", "list": [descriptor_script(m) for m in desc.members]}
     return {
-        "type": "se_e2_r" if isinstance(desc, SeE2R) else "se_e2_a",
+        "type": {SeE2R: "se_e2_r", SeE3: "se_e3"}.get(type(desc), "se_e2_a"),
         "sel": list(desc.sel),
         "rcut": desc.rcut,
         "rcut_smth": desc.rcut_smth,
         "neuron": list(desc.neuron),
-        **({} if isinstance(desc, SeE2R) else {"axis_neuron": desc.axis_neuron}),
+        **({} if isinstance(desc, (SeE2R, SeE3)) else {"axis_neuron": desc.axis_neuron}),
         "resnet_dt": desc.resnet_dt,
-        "type_one_side": desc.type_one_side,
+        **({} if isinstance(desc, SeE3) else {"type_one_side": desc.type_one_side}),
         "exclude_types": [list(p) for p in desc.exclude_types],
         "env_protection": desc.env_protection,
         "set_davg_zero": desc.set_davg_zero,

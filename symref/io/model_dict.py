@@ -47,6 +47,7 @@ from symref.reference.descriptor.dispatch import DESCRIPTOR_TYPES, canonical_typ
 from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.descriptor.se_e2_r import SeE2R
+from symref.reference.descriptor.se_e3 import SeE3
 from symref.reference.fitting import EnergyFitting, TensorFitting
 from symref.reference.nn import Layer
 from symref.reference.tabulation import EmbeddingTables
@@ -324,12 +325,13 @@ def _descriptor_to_dict(desc, type_map: list[str]) -> dict:
     if str(desc.activation_function).lower() != "tanh":
         raise _unsupported("model_to_dict", f"activation_function {desc.activation_function!r}")
     dprec = _precision_name(desc.precision, "descriptor")
-    nemb = ntypes if desc.type_one_side else ntypes * ntypes
+    one_side = getattr(desc, "type_one_side", False)  # se_e3: ntypes² nets, none
+    nemb = ntypes if one_side else ntypes * ntypes
     if len(desc.embeddings) != nemb:
         raise ValueError(f"model_to_dict: {len(desc.embeddings)} embedding nets, expected {nemb}")
     out = {
         "@class": "Descriptor",
-        "type": "se_r" if isinstance(desc, SeE2R) else "se_e2_a",
+        "type": {SeE2R: "se_r", SeE3: "se_e3"}.get(type(desc), "se_e2_a"),
         "@version": _WRITE_VERSIONS["Descriptor"] if getattr(desc, "tables", None) is None else 3,
         "rcut": float(desc.rcut),
         "rcut_smth": float(desc.rcut_smth),
@@ -338,7 +340,7 @@ def _descriptor_to_dict(desc, type_map: list[str]) -> dict:
         "axis_neuron": int(getattr(desc, "axis_neuron", 0)),  # deleted below for se_r
         "resnet_dt": bool(desc.resnet_dt),
         "trainable": bool(desc.trainable),
-        "type_one_side": bool(desc.type_one_side),
+        "type_one_side": bool(one_side),
         "exclude_types": [[int(a), int(b)] for a, b in desc.exclude_types],
         "env_protection": float(desc.env_protection),
         "set_davg_zero": bool(desc.set_davg_zero),
@@ -353,11 +355,13 @@ def _descriptor_to_dict(desc, type_map: list[str]) -> dict:
         },
         "embeddings": _collection_to_dict(
             [_embedding_net_to_dict(net, desc) for net in desc.embeddings],
-            1 if desc.type_one_side else 2, ntypes, "embedding_network"),
+            1 if one_side else 2, ntypes, "embedding_network"),
         "@variables": {"davg": np.asarray(desc.davg), "dstd": np.asarray(desc.dstd)},
         "type_map": list(type_map),
     }
-    if isinstance(desc, SeE2R):
+    if isinstance(desc, SeE3):  # deepmd-kit's se_t has none of these keys
+        del out["axis_neuron"], out["type_one_side"], out["spin"]
+    elif isinstance(desc, SeE2R):
         del out["axis_neuron"]
     elif desc.tables is not None:  # deepmd-kit's @version 3 "compress" section
         out["compress"] = {"@variables": {"compress_data": list(desc.tables.data),
@@ -537,12 +541,13 @@ def _descriptor_from_dict(dd: Any, type_map: list[str], w: str = "model.descript
     dprec = _precision_name(dd.get("precision", "float64"), w)
     nnei = sum(sel)
     radial = canonical_type(dd["type"]) == "se_e2_r"
+    three_body = canonical_type(dd["type"]) == "se_e3"
     if radial and not type_one_side:
         raise _unsupported(w, "se_r with type_one_side false (deepmd-kit 3.x neither)")
     dvar = _require(dd, "@variables", w)
     davg = _as_array(dvar.get("davg"), w, "davg", (ntypes, nnei, 1 if radial else 4))
     dstd = _as_array(dvar.get("dstd"), w, "dstd", (ntypes, nnei, 1 if radial else 4))
-    ndim = 1 if type_one_side else 2
+    ndim = 1 if type_one_side and not three_body else 2
     emb_dicts = _collection_from_dict(_require(dd, "embeddings", w), f"{w}.embeddings",
                                       ndim, ntypes, "embedding_network")
     embeddings = [_embedding_net_from_dict(nd, f"{w}.embeddings.networks[{i}]", neuron)
@@ -560,15 +565,17 @@ def _descriptor_from_dict(dd: Any, type_map: list[str], w: str = "model.descript
         raise ValueError(f"{w}: need 0 <= rcut_smth < rcut, got rcut_smth={rcut_smth}, "
                          f"rcut={rcut}")
     if radial:
+        kind = dict(type_one_side=type_one_side)
+    elif three_body:
         kind = {}
     else:
         axis_neuron = int(_require(dd, "axis_neuron", w))
         if not 0 < axis_neuron <= neuron[-1]:
             raise ValueError(f"{w}: axis_neuron {axis_neuron} must be in 1..neuron[-1]="
                              f"{neuron[-1]}")
-        kind = dict(axis_neuron=axis_neuron, tables=_tables_from_dict(
+        kind = dict(axis_neuron=axis_neuron, type_one_side=type_one_side, tables=_tables_from_dict(
             dd.get("compress"), f"{w}.compress", len(embeddings), neuron[-1]))
-    return (SeE2R if radial else SeE2A)(
+    return (SeE2R if radial else SeE3 if three_body else SeE2A)(
         rcut=rcut,
         rcut_smth=rcut_smth,
         sel=sel,
@@ -577,7 +584,6 @@ def _descriptor_from_dict(dd: Any, type_map: list[str], w: str = "model.descript
         davg=davg,
         dstd=dstd,
         resnet_dt=bool(dd.get("resnet_dt", False)),
-        type_one_side=type_one_side,
         exclude_types=[(int(a), int(b)) for a, b in dd.get("exclude_types", [])],
         env_protection=env_protection,
         set_davg_zero=bool(dd.get("set_davg_zero", False)),
@@ -649,7 +655,7 @@ def _check_fitting_features(fd: Any, w: str) -> str:
     return ftype
 
 
-def _fitting_from_dict(fd: Any, type_map: list[str], descriptor: SeE2A | SeE2R):
+def _fitting_from_dict(fd: Any, type_map: list[str], descriptor):
     """The ``fitting`` section: an ener, dipole or polar head on ``descriptor``.
 
     Returns ``(fitting, odim)``: an :class:`EnergyFitting` (odim 1) or a

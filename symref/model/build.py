@@ -16,6 +16,7 @@ from symref.reference.descriptor.dispatch import canonical_type
 from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.descriptor.se_e2_r import SeE2R
+from symref.reference.descriptor.se_e3 import SeE3
 from symref.reference.fitting import EnergyFitting, TensorFitting
 from symref.reference.nn import init_mlp
 
@@ -28,7 +29,8 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
     "exclude_types", "precision"}, "fitting_net": {"neuron", "resnet_dt",
     "precision"}}``.  Statistics start neutral (``davg`` 0, ``dstd`` 1, biases 0).
     Descriptor ``type`` "se_e2_r" (or "se_r"): the same keys less ``axis_neuron``,
-    ``type_one_side`` true only, energy fitting only; "hybrid": ``{"type": "hybrid",
+    ``type_one_side`` true only, energy fitting only; "se_e3" (``se_at``): the same keys
+    less ``axis_neuron`` and ``type_one_side``; "hybrid": ``{"type": "hybrid",
     "list": [section, ...]}`` (energy fitting only; each member its own rcut, sel, ...).
     """
     if not isinstance(config, dict):
@@ -101,13 +103,16 @@ def _build_descriptor(dc: dict, type_map: list, rng, where: str):
     if dtype_name == "se_e2_r" and not one_side:
         raise ValueError(f"{where}.type_one_side = false is not implemented for se_e2_r "
                          "(deepmd-kit 3.x implements only type_one_side = true for se_r)")
-    nnets = ntypes if one_side else ntypes * ntypes
+    nnets = ntypes if one_side and dtype_name != "se_e3" else ntypes * ntypes
     embeddings = [init_mlp(rng, 1, neuron, resnet_dt=resnet_dt) for _ in range(nnets)]
     nnei = int(sum(sel))
     common = dict(rcut=rcut, rcut_smth=rcut_smth, sel=[int(s) for s in sel], neuron=neuron,
-                  embeddings=embeddings, resnet_dt=resnet_dt, type_one_side=one_side,
+                  embeddings=embeddings, resnet_dt=resnet_dt,
                   exclude_types=[tuple(p) for p in dc.get("exclude_types", [])],
                   precision=precision)
+    if dtype_name == "se_e3":  # one net per pair of neighbour types, no type_one_side
+        return SeE3(davg=np.zeros((ntypes, nnei, 4)), dstd=np.ones((ntypes, nnei, 4)), **common)
+    common["type_one_side"] = one_side
     if dtype_name == "se_e2_r":
         return SeE2R(davg=np.zeros((ntypes, nnei, 1)), dstd=np.ones((ntypes, nnei, 1)), **common)
     axis = int(dc.get("axis_neuron", 8))

@@ -129,6 +129,7 @@ from symref.io.data import System, load_system, map_types, select_frames
 from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.descriptor.se_e2_r import SeE2R
+from symref.reference.descriptor.se_e3 import SeE3
 from symref.reference.env import env_mat_forward
 from symref.reference.neighbors import type_pair_table
 from symref.model.base import SeE2AModel, normalize_inputs
@@ -323,9 +324,9 @@ def _unpack_model(model_or_descriptor):
     if isinstance(model_or_descriptor, SeE2AModel):  # DeepPot or DeepTensor
         m = model_or_descriptor
         return m.descriptor, list(m.pair_exclude_types), list(m.type_map)
-    if isinstance(model_or_descriptor, (SeE2A, SeE2R, Hybrid)):
+    if isinstance(model_or_descriptor, (SeE2A, SeE2R, SeE3, Hybrid)):
         return model_or_descriptor, [], None
-    raise TypeError(f"expected a symref DeepPot or SeE2A/SeE2R descriptor, "
+    raise TypeError(f"expected a symref DeepPot or SeE2A/SeE2R/SeE3/Hybrid descriptor, "
                     f"got {type(model_or_descriptor).__name__}")
 
 
@@ -537,7 +538,8 @@ def apply_statistics(model: SeE2AModel, davg=None, dstd=None, bias=None,
     :class:`EnergyBias` returned by :func:`energy_bias`: then its ``std`` is
     written too (unless ``std`` is given).  Arrays keep the model's dtype.
     Any argument left None is not written.  ``davg``/``dstd`` must be
-    ntypes x nnei x 4 (x 1 for se_e2_r; a hybrid: lists, one per member); ``bias``/``std`` may be (ntypes,), (ntypes, 1) or
+    ntypes x nnei x 4 (x 1 for se_e2_r; a hybrid: lists, one per member);
+    ``bias``/``std`` may be (ntypes,), (ntypes, 1) or
     deepmd-kit's (1, ntypes, 1).
     """
     if not isinstance(model, SeE2AModel):

@@ -9,6 +9,7 @@ deepmd-kit ``type`` (aliases)  parameters                  module
 =============================  ==========================  ===============================
 ``se_e2_a`` (``se_a``)         :class:`.se_e2_a.SeE2A`     :mod:`.se_e2_a`
 ``se_e2_r`` (``se_r``)         :class:`.se_e2_r.SeE2R`     :mod:`.se_e2_r`
+``se_e3`` (``se_at``)          :class:`.se_e3.SeE3`        :mod:`.se_e3` (also ``se_a_3be``)
 ``hybrid``                     :class:`.hybrid.Hybrid`     :mod:`.hybrid`
 =============================  ==========================  ===============================
 
@@ -37,6 +38,8 @@ from symref.reference.descriptor.se_e2_a import (SeE2A, keep_mask, se_e2_a_backw
                                                  se_e2_a_forward_dual)
 from symref.reference.descriptor.se_e2_r import (SeE2R, se_e2_r_backward, se_e2_r_backward_dual,
                                                  se_e2_r_forward, se_e2_r_forward_dual)
+from symref.reference.descriptor.se_e3 import (SeE3, se_e3_backward, se_e3_backward_dual,
+                                               se_e3_forward, se_e3_forward_dual)
 from symref.reference.env import env_mat_backward, env_mat_forward, env_mat_tangent
 
 
@@ -75,6 +78,8 @@ _OPS = {
                          se_e2_a_backward_dual, _env_forward),
     SeE2R: DescriptorOps("se_e2_r", se_e2_r_forward, se_e2_r_backward, se_e2_r_forward_dual,
                          se_e2_r_backward_dual, _env_forward),
+    SeE3: DescriptorOps("se_e3", se_e3_forward, se_e3_backward, se_e3_forward_dual,
+                        se_e3_backward_dual, _env_forward),
     hy.Hybrid: DescriptorOps(
         "hybrid", partial(hy.hybrid_forward, ops_of=descriptor_ops), hy.hybrid_backward,
         partial(hy.hybrid_forward_dual, ops_of=descriptor_ops), hy.hybrid_backward_dual,
@@ -84,7 +89,8 @@ _OPS = {
 
 #: deepmd-kit descriptor ``type`` names symref implements -> canonical name
 DESCRIPTOR_TYPES = {"se_e2_a": "se_e2_a", "se_a": "se_e2_a", "se_e2_r": "se_e2_r",
-                    "se_r": "se_e2_r", "hybrid": "hybrid"}
+                    "se_r": "se_e2_r", "se_e3": "se_e3", "se_at": "se_e3", "se_a_3be": "se_e3",
+                    "hybrid": "hybrid"}
 
 
 def canonical_type(name, where: str = "descriptor.type") -> str:

@@ -36,12 +36,12 @@ terms of the sum.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from symref.reference.descriptor.slots import TypeSlots
-from symref.reference.nn import (Layer, mlp_backward, mlp_backward_dual, mlp_forward,
+from symref.reference.descriptor.slots import EmbeddingSettings
+from symref.reference.nn import (mlp_backward, mlp_backward_dual, mlp_forward,
                                  mlp_forward_dual)
 
 #: deepmd-kit's ``res_rescale`` of se_r: the descriptor is the mean of G times 1/5
@@ -49,7 +49,7 @@ RES_RESCALE = 0.2
 
 
 @dataclass
-class SeE2R(TypeSlots):
+class SeE2R(EmbeddingSettings):
     """Parameters of deepmd-kit's ``se_e2_r`` (alias ``se_r``) descriptor.
 
     ``embeddings``: one net per neighbour type (1 -> neuron[0] -> ... -> neuron[-1]).
@@ -57,39 +57,19 @@ class SeE2R(TypeSlots):
     t is normalised as ``(w/r - davg[t, j, 0]) / dstd[t, j, 0]``.  ``exclude_types``:
     (ti, tj) pairs whose rows are zeroed (both orders).  ``type_one_side`` must be True
     (deepmd-kit 3.x raises ``NotImplementedError`` otherwise; so does symref, with a
-    ``ValueError``).
+    ``ValueError``).  Other fields: :class:`~.slots.EmbeddingSettings`.
     """
 
-    rcut: float
-    rcut_smth: float
-    sel: list[int]
-    neuron: list[int]
-    embeddings: list[list[Layer]]
-    davg: np.ndarray
-    dstd: np.ndarray
-    resnet_dt: bool = False
     type_one_side: bool = True
-    exclude_types: list[tuple[int, int]] = field(default_factory=list)
-    env_protection: float = 0.0
-    set_davg_zero: bool = False
-    activation_function: str = "tanh"
-    precision: str = "float64"
-    trainable: bool = True
 
     def __post_init__(self):
-        if not self.rcut_smth < self.rcut:
-            raise ValueError(f"descriptor.rcut_smth ({self.rcut_smth}) must be smaller than "
-                             f"descriptor.rcut ({self.rcut})")
+        super().__post_init__()
         if not self.type_one_side:
             raise ValueError("descriptor.type_one_side = false is not implemented for se_e2_r "
                              "(deepmd-kit 3.x implements only type_one_side = true for se_r)")
         if len(self.embeddings) != self.ntypes:
             raise ValueError(f"se_e2_r has {len(self.embeddings)} embedding nets, expected one "
                              f"per neighbour type ({self.ntypes})")
-
-    @property
-    def dim_out(self) -> int:
-        return self.neuron[-1]
 
     def embedding_index(self, ti: int, tj: int) -> int:
         return tj
