@@ -80,17 +80,20 @@ class SeE2AModel:
         """nloc bools: False for atoms of ``atom_exclude_types`` (their outputs are zero)."""
         return ~np.isin(atype, self.atom_exclude_types)
 
-    def environment(self, coord, atype, box, *, dtype=np.float64, truncate=False, frame=None):
+    def environment(self, coord, atype, box, *, dtype=np.float64, truncate=False, frame=None,
+                    neighbor_list=build_neighbor_list):
         """Neighbours and environment rows of one frame (reference path).
 
         Returns ``(nlist, mask, rij, R, env_cache)``: nlist (nloc x nnei, -1 where
         padded or removed by ``pair_exclude_types``), its mask, rij (nloc x nnei x 3,
         zero where padded), R (nloc x nnei x 4) and the cache of
-        :func:`symref.reference.env.env_mat_forward`.
+        :func:`symref.reference.env.env_mat_forward`.  ``neighbor_list``: the search (a
+        function with :func:`~symref.reference.neighbors.build_neighbor_list`'s signature
+        and result; symref.fast.se_e3 passes the O(N) ``build_neighbor_list_fast``).
         """
         desc = self.descriptor
-        nl = build_neighbor_list(coord, atype, box, desc.rcut, desc.sel,
-                                 truncate=truncate, frame=frame)
+        nl = neighbor_list(coord, atype, box, desc.rcut, desc.sel,
+                           truncate=truncate, frame=frame)
         nlist = exclude_type_pairs(nl.nlist, atype, self.ntypes,
                                    self.pair_exclude_types)  # nloc x nnei
         mask = nlist >= 0  # nloc x nnei

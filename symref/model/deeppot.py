@@ -31,6 +31,7 @@ from symref.model.base import SeE2AModel, dtype_of, normalize_inputs
 from symref.reference.descriptor.dispatch import descriptor_ops
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.fitting import energy_fitting_backward, energy_fitting_forward
+from symref.reference.neighbors import pair_forces_virial
 from symref.reference.nn import mlp_astype
 
 
@@ -125,12 +126,7 @@ class DeepPot(SeE2AModel):
         ops = descriptor_ops(self.descriptor)
         dR, _ = ops.backward(dD, d_cache)  # nloc x nnei x 4 (a hybrid: one per member)
         g, _ = ops.env_backward(dR, env_cache)  # nloc x nnei x 3 = dE/dr_ji
-        natoms = coord.shape[0]
-        forces = g.sum(axis=1)  # F_i = +sum_j g_ij
-        np.add.at(forces, nlist[mask], -g[mask])  # F_j -= g_ij
-        pair_vir = -g[..., :, None] * rij[..., None, :]  # nloc x nnei x 3 x 3
-        atom_virial = np.zeros((natoms, 3, 3), dtype=dtype)
-        np.add.at(atom_virial, nlist[mask], pair_vir[mask])
+        forces, atom_virial = pair_forces_virial(g, nlist, mask, rij, coord.shape[0])
         return {"nlist": nlist, "mask": mask, "rij": rij, "env_mat": R, "d_cache": d_cache,
                 "T": d_cache[2] if isinstance(self.descriptor, SeE2A) else None,
                 "descriptor": D, "f_cache": f_cache, "fitting_out": e_fit,

@@ -1,0 +1,219 @@
+r"""numba kernels of the se_e3 descriptor on the padded rows, with NumPy twins.
+
+The formulas are :mod:`symref.reference.descriptor.se_e3`'s (see its docstring): for
+every centre, every neighbour-type pair p <= q and every ordered slot pair (a, b),
+:math:`\theta_{ab} = X_a\cdot X_b` and :math:`D \mathrel{+}= c_{pq}\,\theta_{ab}\,
+\mathcal N_{pq}(\theta_{ab})`.  The kernels run one centre per ``prange`` iteration and
+evaluate the embedding net on one scalar at a time (its activations, at most
+``nlayers x width`` numbers, stay in registers/L1), so nothing of size
+sel_p x sel_q x M is ever formed; the backward kernel recomputes the net.  Work skipped
+exactly: slots whose row is zero (padded slots under deepmd-kit's statistics, whose
+direction columns are 0, and excluded pairs) enter only with :math:`\theta = 0`, so they
+are left out; in a block p = q only a <= b is computed (:math:`\theta_{ab} = \theta_{ba}`),
+the pairs a < b counted twice.
+
+Packed nets (:func:`pack_nets`): every layer of every net padded to the widest layer,
+``W`` (L x nnets x w x w), ``B``, ``IDT`` (L x nnets x w; an absent bias is 0 and an
+absent ``idt`` is 1, which leave the numbers unchanged), ``nin``/``nout``/``shortcut``
+(L ints, the same for every net: deepmd-kit's nets of one descriptor share widths) and
+``tanh`` (L: 1 for tanh, 0 for the linear output... se_e3's nets are all tanh).
+Group pairs (:func:`pair_table`): rows ``(a0, a1, b0, b1, net, c)`` as two arrays.
+
+Axis names: ``nloc`` centres, ``nnei`` slots, ``M`` the embedding width.  Each kernel
+``k`` has a twin ``k_ref`` with the same signature built on the reference
+(tested in ``tests/test_kernels_se_e3.py``); fastmath off.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from symref.fast.kernels._jit import kernel
+from symref.reference.nn import Layer, mlp_forward
+
+
+def pack_nets(nets):
+    """``(W, B, IDT, nin, nout, shortcut, tanh)`` of a list of nets with equal widths
+    (module docstring); unused (None) entries are packed as zeros."""
+    ref = next(n for n in nets if n is not None)
+    L, width = len(ref), max(max(ly.nin, ly.nout) for ly in ref)
+    W = np.zeros((L, len(nets), width, width))
+    B = np.zeros((L, len(nets), width))
+    IDT = np.ones((L, len(nets), width))
+    for k, net in enumerate(nets):
+        for li, ly in enumerate(net or []):
+            W[li, k, :ly.nin, :ly.nout] = ly.w
+            if ly.b is not None:
+                B[li, k, :ly.nout] = ly.b
+            if ly.idt is not None:
+                IDT[li, k, :ly.nout] = ly.idt
+    meta = [np.array(v, dtype=np.int64) for v in (
+        [ly.nin for ly in ref], [ly.nout for ly in ref], [ly.shortcut for ly in ref],
+        [1 if ly.activation == "tanh" else 0 for ly in ref])]
+    return (W, B, IDT, *meta)
+
+
+def pair_table(sel):
+    """``(ranges, c)``: int rows ``(a0, a1, b0, b1, net)`` and ``c = 1/(sel_p sel_q)`` for
+    every neighbour-type pair p <= q with slots (the reference's ``_pairs``)."""
+    off = np.concatenate([[0], np.cumsum(sel)]).astype(np.int64)
+    nt = len(sel)
+    rows = [(off[p], off[p + 1], off[q], off[q + 1], p + q * nt)
+            for p in range(nt) for q in range(p, nt) if sel[p] and sel[q]]
+    c = np.array([1.0 / (sel[p] * sel[q]) for p in range(nt) for q in range(p, nt)
+                  if sel[p] and sel[q]])
+    return np.array(rows, dtype=np.int64).reshape(-1, 5), c
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _net(theta, k, W, B, IDT, nin, nout, sc, tanh, Y, H):
+    """The net k on the scalar theta: ``Y[l]`` the input of layer l (``Y[L]`` the
+    output), ``H[l]`` its activation derivative factor (1 - tanh² or 1)."""
+    Y[0, 0] = theta
+    for li in range(nin.shape[0]):
+        for o in range(nout[li]):
+            z = B[li, k, o]
+            for i in range(nin[li]):
+                z += Y[li, i] * W[li, k, i, o]
+            if tanh[li]:
+                h = math.tanh(z)
+                H[li, o] = 1.0 - h * h
+            else:
+                h = z
+                H[li, o] = 1.0
+            y = h * IDT[li, k, o]
+            if sc[li] == 1:
+                y += Y[li, o]
+            elif sc[li] == 2:
+                y += Y[li, o % nin[li]]
+            Y[li + 1, o] = y
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _theta_net(X, i, a, b, k, W, B, IDT, nin, nout, sc, tanh, Y, H):
+    """theta_ab = X[i, a] . X[i, b] and the net k on it (into Y, H); returns theta."""
+    th = X[i, a, 0] * X[i, b, 0] + X[i, a, 1] * X[i, b, 1] + X[i, a, 2] * X[i, b, 2]
+    _net(th, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
+    return th
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _live_slots(X, i):
+    """Slots of centre i whose row X[i, a] is not exactly zero (padded slots with
+    deepmd-kit's statistics and excluded pairs are zero: every theta they enter is 0)."""
+    live = np.empty(X.shape[1], dtype=np.bool_)
+    for a in range(X.shape[1]):
+        live[a] = X[i, a, 0] != 0.0 or X[i, a, 1] != 0.0 or X[i, a, 2] != 0.0
+    return live
+
+
+@kernel
+def se_e3_forward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, D):
+    """``D[i] = sum c theta N(theta)`` (nloc x M, zeroed here) from ``X`` (nloc x nnei x 3,
+    the masked spatial columns)."""
+    L = nin.shape[0]
+    width = W.shape[2]
+    M = D.shape[1]
+    for i in numba.prange(X.shape[0]):
+        Y = np.empty((L + 1, width))
+        H = np.empty((L, width))
+        live = _live_slots(X, i)
+        for m in range(M):
+            D[i, m] = 0.0
+        for g in range(ranges.shape[0]):
+            a0, a1, b0, b1, k = ranges[g, 0], ranges[g, 1], ranges[g, 2], ranges[g, 3], ranges[g, 4]
+            for a in range(a0, a1):
+                if not live[a]:
+                    continue
+                for b in range(b0 if a0 != b0 else a, b1):  # p == q: a <= b, twice if a < b
+                    if not live[b]:
+                        continue
+                    th = _theta_net(X, i, a, b, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
+                    f = c[g] * th * (2.0 if a0 == b0 and a != b else 1.0)
+                    for m in range(M):
+                        D[i, m] += f * Y[L, m]
+
+
+@kernel
+def se_e3_backward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
+    """``dX`` (nloc x nnei x 3, zeroed here) = dL/dX for ``dD`` = dL/dD (nloc x M); the net
+    is recomputed for every scalar and back-propagated on it.  Rows of ``X`` that are
+    exactly zero get ``dX = 0`` (their gradient is discarded by every caller: padded
+    slots carry no derivative, excluded ones are masked)."""
+    L = nin.shape[0]
+    width = W.shape[2]
+    M = dD.shape[1]
+    for i in numba.prange(X.shape[0]):
+        Y = np.empty((L + 1, width))
+        H = np.empty((L, width))
+        dy = np.empty(width)
+        dx = np.empty(width)
+        live = _live_slots(X, i)
+        for a in range(X.shape[1]):
+            for d in range(3):
+                dX[i, a, d] = 0.0
+        for g in range(ranges.shape[0]):
+            a0, a1, b0, b1, k = ranges[g, 0], ranges[g, 1], ranges[g, 2], ranges[g, 3], ranges[g, 4]
+            for a in range(a0, a1):
+                if not live[a]:
+                    continue
+                for b in range(b0 if a0 != b0 else a, b1):  # p == q: a <= b, twice if a < b
+                    if not live[b]:
+                        continue
+                    cg = c[g] * (2.0 if a0 == b0 and a != b else 1.0)
+                    th = _theta_net(X, i, a, b, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
+                    direct = 0.0
+                    for m in range(M):
+                        direct += dD[i, m] * Y[L, m]
+                        dy[m] = cg * th * dD[i, m]
+                    for li in range(L - 1, -1, -1):
+                        for j in range(nin[li]):
+                            dx[j] = 0.0
+                        for o in range(nout[li]):
+                            dz = dy[o] * IDT[li, k, o] * H[li, o]
+                            for j in range(nin[li]):
+                                dx[j] += W[li, k, j, o] * dz
+                            if sc[li] == 1:
+                                dx[o] += dy[o]
+                            elif sc[li] == 2:
+                                dx[o % nin[li]] += dy[o]
+                        for j in range(nin[li]):
+                            dy[j] = dx[j]
+                    dth = dy[0] + cg * direct
+                    for d in range(3):
+                        dX[i, a, d] += dth * X[i, b, d]
+                        dX[i, b, d] += dth * X[i, a, d]
+
+
+def _unpack(W, B, IDT, nin, nout, sc, tanh, k):
+    return [Layer(W[li, k, :nin[li], :nout[li]].copy(), B[li, k, :nout[li]].copy(),
+                  IDT[li, k, :nout[li]].copy(), "tanh" if tanh[li] else "linear",
+                  bool(sc[li]))
+            for li in range(len(nin))]
+
+
+def se_e3_forward_ref(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, D):
+    """NumPy twin of :func:`se_e3_forward` (the reference's per-group sums)."""
+    D[...] = 0.0
+    for (a0, a1, b0, b1, k), cg in zip(ranges, c):
+        th = np.einsum("iad,ibd->iab", X[:, a0:a1], X[:, b0:b1])  # nloc x n_p x n_q
+        G, _ = mlp_forward(th[..., None], _unpack(W, B, IDT, nin, nout, sc, tanh, k))
+        D += cg * np.einsum("iab,iabm->im", th, G)
+
+
+def se_e3_backward_ref(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
+    """NumPy twin of :func:`se_e3_backward` (the reference's backward formula)."""
+    from symref.reference.nn import mlp_backward
+
+    dX[...] = 0.0
+    for (a0, a1, b0, b1, k), cg in zip(ranges, c):
+        Xp, Xq = X[:, a0:a1], X[:, b0:b1]
+        th = np.einsum("iad,ibd->iab", Xp, Xq)  # nloc x n_p x n_q
+        G, gc = mlp_forward(th[..., None], _unpack(W, B, IDT, nin, nout, sc, tanh, k))
+        dth, _ = mlp_backward(cg * th[..., None] * dD[:, None, None, :], gc)
+        dth = dth[..., 0] + cg * np.einsum("iabm,im->iab", G, dD)
+        dX[:, a0:a1] += np.einsum("iab,ibd->iad", dth, Xq)
+        dX[:, b0:b1] += np.einsum("iab,iad->ibd", dth, Xp)
+    dX[~np.any(X != 0.0, axis=-1)] = 0.0  # zero rows: left out (kernel docstring)
