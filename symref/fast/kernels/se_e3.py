@@ -4,8 +4,9 @@ The formulas are :mod:`symref.reference.descriptor.se_e3`'s (see its docstring):
 every centre, every neighbour-type pair p <= q and every ordered slot pair (a, b),
 :math:`\theta_{ab} = X_a\cdot X_b` and :math:`D \mathrel{+}= c_{pq}\,\theta_{ab}\,
 \mathcal N_{pq}(\theta_{ab})`.  The kernels run one centre per ``prange`` iteration and
-evaluate the embedding net on one scalar at a time (its activations, at most
-``nlayers x width`` numbers, stay in registers/L1), so nothing of size
+evaluate the embedding net on the scalars of one row a at a time (the live b of a
+group, at most sel_q of them: ``nlayers x width x sel_q`` activations per thread, with
+the inner loops over b so that LLVM vectorises them), so nothing of size
 sel_p x sel_q x M is ever formed; the backward kernel recomputes the net.  Work skipped
 exactly: slots whose row is zero (padded slots under deepmd-kit's statistics, whose
 direction columns are 0, and excluded pairs) enter only with :math:`\theta = 0`, so they
@@ -67,35 +68,56 @@ def pair_table(sel):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _net(theta, k, W, B, IDT, nin, nout, sc, tanh, Y, H):
-    """The net k on the scalar theta: ``Y[l]`` the input of layer l (``Y[L]`` the
-    output), ``H[l]`` its activation derivative factor (1 - tanh² or 1)."""
-    Y[0, 0] = theta
+def _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H):
+    """The net k on the n scalars ``Y[0, 0, :n]``: ``Y[l, :, :n]`` the input of layer l
+    (``Y[L]`` the output), ``H[l, :, :n]`` its activation derivative factor (1 - tanh²
+    or 1).  The inner loops run over the n scalars (contiguous), so LLVM vectorises them
+    (``tanh_scalar`` is inlined arithmetic); each scalar sees the same operations in the
+    same order as a scalar evaluation."""
     for li in range(nin.shape[0]):
         for o in range(nout[li]):
-            z = B[li, k, o]
-            for i in range(nin[li]):
-                z += Y[li, i] * W[li, k, i, o]
+            z = Y[li + 1, o]
+            bo = B[li, k, o]
+            for j in range(n):
+                z[j] = bo
+            for q in range(nin[li]):
+                w = W[li, k, q, o]
+                x = Y[li, q]
+                for j in range(n):
+                    z[j] += x[j] * w
+            io = IDT[li, k, o]
+            h_out = H[li, o]
             if tanh[li]:
-                h = tanh_scalar(z)  # within 3 ulp of np.tanh, inlined arithmetic
-                H[li, o] = 1.0 - h * h
+                for j in range(n):
+                    h = tanh_scalar(z[j])  # within 3 ulp of np.tanh
+                    h_out[j] = 1.0 - h * h
+                    z[j] = h * io
             else:
-                h = z
-                H[li, o] = 1.0
-            y = h * IDT[li, k, o]
+                for j in range(n):
+                    h_out[j] = 1.0
+                    z[j] = z[j] * io
             if sc[li] == 1:
-                y += Y[li, o]
+                x = Y[li, o]
+                for j in range(n):
+                    z[j] += x[j]
             elif sc[li] == 2:
-                y += Y[li, o % nin[li]]
-            Y[li + 1, o] = y
+                x = Y[li, o % nin[li]]
+                for j in range(n):
+                    z[j] += x[j]
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _theta_net(X, i, a, b, k, W, B, IDT, nin, nout, sc, tanh, Y, H):
-    """theta_ab = X[i, a] . X[i, b] and the net k on it (into Y, H); returns theta."""
-    th = X[i, a, 0] * X[i, b, 0] + X[i, a, 1] * X[i, b, 1] + X[i, a, 2] * X[i, b, 2]
-    _net(th, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
-    return th
+def _gather(X, i, a, b_lo, b1, live, cg, twice, idx, th, f):
+    """The live slots b of [b_lo, b1) (into ``idx``), theta_ab = X[i, a] . X[i, b] (into
+    ``th``) and their weights c (2c where ``twice`` and a != b; into ``f``); returns n."""
+    n = 0
+    for b in range(b_lo, b1):
+        if live[b]:
+            idx[n] = b
+            th[n] = X[i, a, 0] * X[i, b, 0] + X[i, a, 1] * X[i, b, 1] + X[i, a, 2] * X[i, b, 2]
+            f[n] = cg * (2.0 if twice and a != b else 1.0)
+            n += 1
+    return n
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -115,9 +137,12 @@ def se_e3_forward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, D):
     L = nin.shape[0]
     width = W.shape[2]
     M = D.shape[1]
+    nb = X.shape[1]
     for i in numba.prange(X.shape[0]):
-        Y = np.empty((L + 1, width))
-        H = np.empty((L, width))
+        Y = np.empty((L + 1, width, nb))
+        H = np.empty((L, width, nb))
+        idx = np.empty(nb, dtype=np.int64)
+        f = np.empty(nb)
         live = _live_slots(X, i)
         for m in range(M):
             D[i, m] = 0.0
@@ -126,13 +151,15 @@ def se_e3_forward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, D):
             for a in range(a0, a1):
                 if not live[a]:
                     continue
-                for b in range(b0 if a0 != b0 else a, b1):  # p == q: a <= b, twice if a < b
-                    if not live[b]:
-                        continue
-                    th = _theta_net(X, i, a, b, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
-                    f = c[g] * th * (2.0 if a0 == b0 and a != b else 1.0)
+                # p == q: only b >= a, the pairs a < b counted twice
+                n = _gather(X, i, a, b0 if a0 != b0 else a, b1, live, c[g], a0 == b0, idx,
+                            Y[0, 0], f)
+                for j in range(n):
+                    f[j] *= Y[0, 0, j]  # c theta
+                _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
+                for j in range(n):
                     for m in range(M):
-                        D[i, m] += f * Y[L, m]
+                        D[i, m] += f[j] * Y[L, m, j]
 
 
 @kernel
@@ -144,11 +171,16 @@ def se_e3_backward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
     L = nin.shape[0]
     width = W.shape[2]
     M = dD.shape[1]
+    nb = X.shape[1]
     for i in numba.prange(X.shape[0]):
-        Y = np.empty((L + 1, width))
-        H = np.empty((L, width))
-        dy = np.empty(width)
-        dx = np.empty(width)
+        Y = np.empty((L + 1, width, nb))
+        H = np.empty((L, width, nb))
+        dy = np.empty((width, nb))
+        dx = np.empty((width, nb))
+        idx = np.empty(nb, dtype=np.int64)
+        th = np.empty(nb)
+        cg = np.empty(nb)
+        direct = np.empty(nb)
         live = _live_slots(X, i)
         for a in range(X.shape[1]):
             for d in range(3):
@@ -158,29 +190,39 @@ def se_e3_backward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
             for a in range(a0, a1):
                 if not live[a]:
                     continue
-                for b in range(b0 if a0 != b0 else a, b1):  # p == q: a <= b, twice if a < b
-                    if not live[b]:
-                        continue
-                    cg = c[g] * (2.0 if a0 == b0 and a != b else 1.0)
-                    th = _theta_net(X, i, a, b, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
-                    direct = 0.0
-                    for m in range(M):
-                        direct += dD[i, m] * Y[L, m]
-                        dy[m] = cg * th * dD[i, m]
-                    for li in range(L - 1, -1, -1):
-                        for j in range(nin[li]):
-                            dx[j] = 0.0
-                        for o in range(nout[li]):
-                            dz = dy[o] * IDT[li, k, o] * H[li, o]
-                            for j in range(nin[li]):
-                                dx[j] += W[li, k, j, o] * dz
-                            if sc[li] == 1:
-                                dx[o] += dy[o]
-                            elif sc[li] == 2:
-                                dx[o % nin[li]] += dy[o]
-                        for j in range(nin[li]):
-                            dy[j] = dx[j]
-                    dth = dy[0] + cg * direct
+                n = _gather(X, i, a, b0 if a0 != b0 else a, b1, live, c[g], a0 == b0, idx,
+                            th, cg)
+                for j in range(n):
+                    Y[0, 0, j] = th[j]
+                _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
+                for j in range(n):
+                    direct[j] = 0.0
+                for m in range(M):
+                    for j in range(n):
+                        direct[j] += dD[i, m] * Y[L, m, j]
+                        dy[m, j] = cg[j] * th[j] * dD[i, m]
+                for li in range(L - 1, -1, -1):
+                    for q in range(nin[li]):
+                        for j in range(n):
+                            dx[q, j] = 0.0
+                    for o in range(nout[li]):
+                        s_o = IDT[li, k, o]
+                        for q in range(nin[li]):
+                            w = W[li, k, q, o]
+                            for j in range(n):
+                                dx[q, j] += w * (dy[o, j] * s_o * H[li, o, j])
+                        if sc[li] == 1:
+                            for j in range(n):
+                                dx[o, j] += dy[o, j]
+                        elif sc[li] == 2:
+                            for j in range(n):
+                                dx[o % nin[li], j] += dy[o, j]
+                    for q in range(nin[li]):
+                        for j in range(n):
+                            dy[q, j] = dx[q, j]
+                for j in range(n):
+                    dth = dy[0, j] + cg[j] * direct[j]
+                    b = idx[j]
                     for d in range(3):
                         dX[i, a, d] += dth * X[i, b, d]
                         dX[i, b, d] += dth * X[i, a, d]
