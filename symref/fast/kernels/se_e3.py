@@ -17,7 +17,7 @@ Packed nets (:func:`pack_nets`): every layer of every net padded to the widest l
 ``W`` (L x nnets x w x w), ``B``, ``IDT`` (L x nnets x w; an absent bias is 0 and an
 absent ``idt`` is 1, which leave the numbers unchanged), ``nin``/``nout``/``shortcut``
 (L ints, the same for every net: deepmd-kit's nets of one descriptor share widths) and
-``tanh`` (L: 1 for tanh, 0 for the linear output... se_e3's nets are all tanh).
+``tanh`` (L: 1 for tanh, 0 for a linear layer).
 Group pairs (:func:`pair_table`): rows ``(a0, a1, b0, b1, net, c)`` as two arrays.
 
 Axis names: ``nloc`` centres, ``nnei`` slots, ``M`` the embedding width.  Each kernel
