@@ -355,13 +355,22 @@ def _through_file(tmp_path, d, suffix):
     return load_model(path)
 
 
+#: largest relative deviation from deepmd-kit per (case, backend, quantity), all modules
+DEVIATIONS = {}
+
+
 def _compare(case, dp, d, ours, coord, atype, box):
-    ref = dp.dp_eval(d, coord, atype, box)
-    for k in ("energy", "atom_energy"):
-        assert rel_err(ours[k], ref[k]) <= RTOL, (case, "dp", k, rel_err(ours[k], ref[k]))
-    ref = dp.pt_eval(d, coord, atype, box)
-    for k in ("energy", "atom_energy", "forces", "virial", "atom_virial"):
-        assert rel_err(ours[k], ref[k]) <= RTOL, (case, "pt", k, rel_err(ours[k], ref[k]))
+    """symref's outputs against deepmd-kit's NumPy (energies) and PyTorch (everything)
+    backends, each <= RTOL relative to the reference's largest magnitude; recorded in
+    DEVIATIONS (printed by test_zz_report_deviations with -s)."""
+    for backend, ref, keys in (
+            ("dp", dp.dp_eval(d, coord, atype, box), ("energy", "atom_energy")),
+            ("pt", dp.pt_eval(d, coord, atype, box),
+             ("energy", "atom_energy", "forces", "virial", "atom_virial"))):
+        for k in keys:
+            e = rel_err(ours[k], ref[k])
+            DEVIATIONS[(case, backend, k)] = max(e, DEVIATIONS.get((case, backend, k), 0.0))
+            assert e <= RTOL, (case, backend, k, e)
 
 
 @pytest.mark.deepmd
@@ -476,3 +485,11 @@ def test_ase_calculator_lammps_and_golden(model):
         attach(None, model, mode="ghost")
     with pytest.raises(ValueError, match="defined for se_e2_a descriptors; .* SeE2R"):
         stages(model, coord[0], atype, box[0])
+
+
+def test_zz_report_deviations():
+    """Prints the largest deviations from deepmd-kit seen so far in this session (run
+    tests/test_hybrid.py, test_se_e3.py and then this module with -s; it is the last test
+    here); always passes."""
+    for (case, backend, k), e in sorted(DEVIATIONS.items()):
+        print(f"{case:32s} {backend} {k:12s} {e:.1e}")
