@@ -9,6 +9,7 @@
   by deepmd-kit with non-trivial statistics, through its own files; energies vs its
   NumPy backend, forces and (atomic) virials vs its PyTorch backend, 1e-10 relative;
   symref's files read by deepmd-kit; the statistics.
+* ``symref check`` on a model file of each new descriptor (se_e2_r, se_e3, hybrid).
 """
 import copy
 
@@ -238,3 +239,24 @@ def test_deepmd_reads_symref_files_and_statistics(tmp_path, dp, pt, model):
     ref = model_from_dict(dp_reference(dp, d, [sys_], "numpy")).descriptor
     davg, dstd = stats.env_stat(model_from_dict(d), [sys_])
     assert rel_err(davg, ref.davg) <= 1e-10 and rel_err(dstd, ref.dstd) <= 1e-10
+
+
+@pytest.mark.parametrize("which", ["se_e2_r", "se_e3", "hybrid"])
+def test_symref_check_command(tmp_path, capsys, which):
+    """`symref check model.yaml` on a model of each new descriptor: every check of
+    symref.checks passes on the built-in molecule and crystal (se_e3 on its numba path,
+    compared there with the reference; the others on the reference)."""
+    import warnings
+
+    from test_hybrid import CFG as HYBRID
+    from test_se_e2_r import CFG as SE_E2_R
+
+    from symref import cli
+
+    cfg = {"se_e2_r": SE_E2_R, "se_e3": CFG, "hybrid": HYBRID}[which]
+    save_model(demo_model(cfg, seed=3), tmp_path / "m.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no numba path: the reference runs
+        assert cli.main(["check", str(tmp_path / "m.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "all checks passed" in out and "FAIL" not in out
