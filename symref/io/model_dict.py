@@ -4,7 +4,9 @@ deepmd-kit 3.x describes a trained model by a nested dict, ``model.serialize()``
 every backend can rebuild the model from it (``BaseModel.deserialize``).  For
 the model symref implements -- a ``standard`` model with an ``se_e2_a``
 descriptor and an ``ener`` fitting -- the dict looks like (an ``se_r`` descriptor:
-no ``axis_neuron``, ``type_one_side`` true, davg/dstd (ntypes, nnei, 1))::
+no ``axis_neuron``, ``type_one_side`` true, davg/dstd (ntypes, nnei, 1); ``se_e3``: no
+``axis_neuron``/``type_one_side``/``spin``, ntypes² nets (ndim 2); ``hybrid``:
+``{"type": "hybrid", "@version": 1, "list": [descriptor dicts]}``)::
 
     {"@class": "Model", "type": "standard", "@version": 2,
      "type_map": [...], "atom_exclude_types": [...], "pair_exclude_types": [[ti, tj], ...],

@@ -1,7 +1,7 @@
 """What :class:`~symref.model.deeppot.DeepPot` and :class:`~symref.model.tensor.DeepTensor` share.
 
-Both are an se_e2_a descriptor followed by a head; up to the descriptor they are the
-same model.  :class:`SeE2AModel` holds the common fields and the common steps of one
+Both are a descriptor (se_e2_a; a DeepPot also se_e2_r, se_e3 or a hybrid) followed by a
+head; up to the descriptor they are the same model.  :class:`SeE2AModel` holds the common fields and the common steps of one
 frame, each a thin composition of reference functions:
 
 1. :func:`normalize_inputs`: coordinates, types and cells checked and reshaped;

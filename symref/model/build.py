@@ -1,7 +1,8 @@
 """Building models: from a deepmd-kit-style config, with random statistics, demo models.
 
-``build_model``           a new se_e2_a + energy (:class:`~symref.model.deeppot.DeepPot`) or
-                          dipole/polar (:class:`~symref.model.tensor.DeepTensor`) model
+``build_model``           a new energy model (:class:`~symref.model.deeppot.DeepPot`: se_e2_a,
+                          se_e2_r, se_e3 or hybrid) or dipole/polar
+                          (:class:`~symref.model.tensor.DeepTensor`: se_e2_a) model
 ``randomize_statistics``  non-trivial davg/dstd and biases with deepmd-kit's structure
 ``demo_model``            a random model that behaves like a trained one (tests, demos)
 """
