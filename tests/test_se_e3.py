@@ -9,7 +9,8 @@
   by deepmd-kit with non-trivial statistics, through its own files; energies vs its
   NumPy backend, forces and (atomic) virials vs its PyTorch backend, 1e-10 relative;
   symref's files read by deepmd-kit; the statistics.
-* ``symref check`` on a model file of each new descriptor (se_e2_r, se_e3, hybrid).
+* ``symref check`` on a model file of each new descriptor (se_e2_r, se_e3, hybrid), and
+  LAMMPS (periodic mode) driving an se_e3 model.
 """
 import copy
 
@@ -260,3 +261,23 @@ def test_symref_check_command(tmp_path, capsys, which):
         assert cli.main(["check", str(tmp_path / "m.yaml")]) == 0
     out = capsys.readouterr().out
     assert "all checks passed" in out and "FAIL" not in out
+
+
+@pytest.mark.data
+def test_lammps_periodic_mode(tmp_path, shared_data):
+    """LAMMPS (fix external, one rank, mode periodic: model.evaluate on the numba path)
+    drives an se_e3 model on 192 water atoms: energy, forces and virial of ``run 0`` equal
+    model.evaluate's (tests/test_lammps.py's worker and tolerance)."""
+    import test_lammps as tl
+
+    if tl._lammps_reason():
+        pytest.skip(tl._lammps_reason())
+    cfg = {"type_map": ["O", "H"],
+           "descriptor": {"type": "se_e3", "rcut": 4.0, "rcut_smth": 0.5, "sel": [20, 40],
+                          "neuron": [2, 4, 8]},
+           "fitting_net": {"neuron": [16, 16]}}
+    path = tmp_path / "e3.json"
+    save_model(demo_model(cfg, seed=5), path)
+    fr = tl.water(shared_data, 1)
+    r = tl.run_worker(tmp_path, path, fr, 1, "--mode", "periodic")
+    tl.check_against_evaluate(path, fr, r)
