@@ -198,17 +198,6 @@ def check_loss_gradient(model):
     return names
 
 
-def test_numba_backend_falls_back_to_the_reference(model):
-    """backend="numba" warns and gives the reference's numbers (no se_e2_r kernels yet);
-    the loss's numba backend does the same silently."""
-    coord, atype, box = crystal_frames(1)
-    with pytest.warns(RuntimeWarning, match="SeE2R has no fast path"):
-        fast = model.evaluate(coord, atype, box, backend="numba")
-    ref = model.evaluate(coord, atype, box, backend="numpy")
-    for k in ref:
-        np.testing.assert_array_equal(fast[k], ref[k])
-
-
 def test_file_roundtrip(tmp_path, model):
     """.dp and .yaml written by symref read back to the same numbers; the type is se_r."""
     coord, atype, box = crystal_frames(1)
@@ -246,7 +235,8 @@ def test_train_command(tmp_path, monkeypatch, capsys):
     """`symref train` on an se_e2_r input.json: statistics, a few Adam steps, the model
     written as deepmd-kit's se_r and read back."""
     trained = train_with(tmp_path, monkeypatch, capsys, {
-        "type": "se_r", "rcut": 3.5, "rcut_smth": 0.5, "sel": [40, 40], "neuron": [4, 8]})
+        "type": "se_r", "rcut": 3.5, "rcut_smth": 0.5, "sel": [40, 40], "neuron": [4, 8]},
+        fast_eval=True)
     assert type(trained.descriptor).__name__ == "SeE2R"
     assert trained.descriptor.dstd.shape == (2, 80, 1) and (trained.descriptor.dstd != 1).any()
 

@@ -65,6 +65,7 @@ from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels import tabulated as kt
 from symref.reference.descriptor.se_e2_a import SeE2A, warn_beyond_table
+from symref.reference.descriptor.se_e2_r import SeE2R
 from symref.reference.descriptor.se_e3 import SeE3
 from symref.reference.neighbors import type_pair_table
 from symref.reference.nn import mlp_forward
@@ -128,7 +129,7 @@ def frame_evaluator(model, dtype=np.float64):
         raise ValueError(f"the numba path evaluates float64 only, got {np.dtype(dtype)}")
 
     evaluate = evaluate_frame
-    if isinstance(model.descriptor, SeE3):  # the three-body kernels (symref.fast.se_e3)
+    if isinstance(model.descriptor, (SeE2R, SeE3)):  # nets on scalars (symref.fast.se_e3)
         from symref.fast.se_e3 import evaluate_frame as evaluate
 
     def frame_fn(coord, atype, box, *, truncate=False, frame=None, **_):
@@ -140,10 +141,10 @@ def frame_evaluator(model, dtype=np.float64):
 def unsupported_reason(model) -> str | None:
     """Why the fast path cannot evaluate ``model`` exactly, or None."""
     d = model.descriptor
-    if isinstance(d, SeE3) and all(ly.activation in ("tanh", "linear", "none")
-                                   for net in d.embeddings for ly in net):
+    if isinstance(d, (SeE2R, SeE3)) and all(ly.activation in ("tanh", "linear", "none")
+                                            for net in d.embeddings for ly in net):
         return None  # symref.fast.se_e3
-    if not isinstance(d, SeE2A):  # se_e2_r, hybrid: the reference
+    if not isinstance(d, SeE2A):  # hybrid: the reference
         return f"descriptor {type(d).__name__} has no fast path (the NumPy reference runs)"
     off = d.sel_offsets
     for ti in range(d.ntypes):

@@ -1,4 +1,4 @@
-r"""numba kernels of the se_e3 descriptor on the padded rows, with NumPy twins.
+r"""numba kernels of the se_e3 (and se_e2_r) descriptors on the padded rows, with NumPy twins.
 
 The formulas are :mod:`symref.reference.descriptor.se_e3`'s (see its docstring): for
 every centre, every neighbour-type pair p <= q and every ordered slot pair (a, b),
@@ -19,6 +19,10 @@ absent ``idt`` is 1, which leave the numbers unchanged), ``nin``/``nout``/``shor
 (L ints, the same for every net: deepmd-kit's nets of one descriptor share widths) and
 ``tanh`` (L: 1 for tanh, 0 for a linear layer).
 Group pairs (:func:`pair_table`): rows ``(a0, a1, b0, b1, net, c)`` as two arrays.
+
+se_e2_r (:func:`se_e2_r_forward` / :func:`se_e2_r_backward`, the same nets on scalars):
+the net of each neighbour type on all that type's slots of a centre at once (padded and
+excluded slots included: their G enters deepmd-kit's mean), ``D = sum G / (5 nnei)``.
 
 Axis names: ``nloc`` centres, ``nnei`` slots, ``M`` the embedding width.  Each kernel
 ``k`` has a twin ``k_ref`` with the same signature built on the reference
@@ -104,6 +108,32 @@ def _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H):
                 x = Y[li, o % nin[li]]
                 for j in range(n):
                     z[j] += x[j]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _net_rows_backward(n, k, W, IDT, nin, nout, sc, H, dy, dx):
+    """Backward of :func:`_net_rows` to its input: ``dy[:, :n]`` holds dL/d(output) on
+    entry and dL/d(input) in ``dy[0, :n]`` on return (``dx``: workspace); the activation
+    factors ``H`` are :func:`_net_rows`'s."""
+    for li in range(nin.shape[0] - 1, -1, -1):
+        for q in range(nin[li]):
+            for j in range(n):
+                dx[q, j] = 0.0
+        for o in range(nout[li]):
+            s_o = IDT[li, k, o]
+            for q in range(nin[li]):
+                w = W[li, k, q, o]
+                for j in range(n):
+                    dx[q, j] += w * (dy[o, j] * s_o * H[li, o, j])
+            if sc[li] == 1:
+                for j in range(n):
+                    dx[o, j] += dy[o, j]
+            elif sc[li] == 2:
+                for j in range(n):
+                    dx[o % nin[li], j] += dy[o, j]
+        for q in range(nin[li]):
+            for j in range(n):
+                dy[q, j] = dx[q, j]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -201,25 +231,7 @@ def se_e3_backward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
                     for j in range(n):
                         direct[j] += dD[i, m] * Y[L, m, j]
                         dy[m, j] = cg[j] * th[j] * dD[i, m]
-                for li in range(L - 1, -1, -1):
-                    for q in range(nin[li]):
-                        for j in range(n):
-                            dx[q, j] = 0.0
-                    for o in range(nout[li]):
-                        s_o = IDT[li, k, o]
-                        for q in range(nin[li]):
-                            w = W[li, k, q, o]
-                            for j in range(n):
-                                dx[q, j] += w * (dy[o, j] * s_o * H[li, o, j])
-                        if sc[li] == 1:
-                            for j in range(n):
-                                dx[o, j] += dy[o, j]
-                        elif sc[li] == 2:
-                            for j in range(n):
-                                dx[o % nin[li], j] += dy[o, j]
-                    for q in range(nin[li]):
-                        for j in range(n):
-                            dy[q, j] = dx[q, j]
+                _net_rows_backward(n, k, W, IDT, nin, nout, sc, H, dy, dx)
                 for j in range(n):
                     dth = dy[0, j] + cg[j] * direct[j]
                     b = idx[j]
@@ -258,3 +270,84 @@ def se_e3_backward_ref(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
         dX[:, a0:a1] += np.einsum("iab,ibd->iad", dth, Xq)
         dX[:, b0:b1] += np.einsum("iab,iad->ibd", dth, Xp)
     dX[~np.any(X != 0.0, axis=-1)] = 0.0  # zero rows: left out (kernel docstring)
+
+
+# ----------------------------------------------------------------------- se_e2_r
+@kernel
+def se_e2_r_forward(s, groups, scale, W, B, IDT, nin, nout, sc, tanh, D):
+    """se_e2_r: ``D[i] = scale * sum_j N_{t_j}(s[i, j])`` (nloc x M, zeroed here) from the
+    masked radial rows ``s`` (nloc x nnei, padded slots included); ``groups``: rows
+    ``(j0, j1, net)`` of neighbour-type slot ranges (:mod:`symref.reference.descriptor.se_e2_r`,
+    ``scale = 1/(5 nnei)``).  The net runs on a group's slots at once (:func:`_net_rows`)."""
+    L = nin.shape[0]
+    width = W.shape[2]
+    M = D.shape[1]
+    nb = s.shape[1]
+    for i in numba.prange(s.shape[0]):
+        Y = np.empty((L + 1, width, nb))
+        H = np.empty((L, width, nb))
+        for m in range(M):
+            D[i, m] = 0.0
+        for g in range(groups.shape[0]):
+            j0, j1, k = groups[g, 0], groups[g, 1], groups[g, 2]
+            n = j1 - j0
+            for j in range(n):
+                Y[0, 0, j] = s[i, j0 + j]
+            _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
+            for j in range(n):
+                for m in range(M):
+                    D[i, m] += Y[L, m, j]
+        for m in range(M):
+            D[i, m] *= scale
+
+
+@kernel
+def se_e2_r_backward(s, groups, scale, W, B, IDT, nin, nout, sc, tanh, dD, ds):
+    """``ds`` (nloc x nnei, every slot written) = dL/ds for ``dD`` = dL/dD (nloc x M) of
+    :func:`se_e2_r_forward`; the nets are recomputed."""
+    L = nin.shape[0]
+    width = W.shape[2]
+    nb = s.shape[1]
+    for i in numba.prange(s.shape[0]):
+        Y = np.empty((L + 1, width, nb))
+        H = np.empty((L, width, nb))
+        dy = np.empty((width, nb))
+        dx = np.empty((width, nb))
+        for g in range(groups.shape[0]):
+            j0, j1, k = groups[g, 0], groups[g, 1], groups[g, 2]
+            n = j1 - j0
+            for j in range(n):
+                Y[0, 0, j] = s[i, j0 + j]
+            _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
+            for m in range(dD.shape[1]):
+                for j in range(n):
+                    dy[m, j] = scale * dD[i, m]
+            _net_rows_backward(n, k, W, IDT, nin, nout, sc, H, dy, dx)
+            for j in range(n):
+                ds[i, j0 + j] = dy[0, j]
+
+
+def group_table(sel):
+    """se_e2_r's groups: int rows ``(j0, j1, net)`` for every neighbour type with slots."""
+    off = np.concatenate([[0], np.cumsum(sel)]).astype(np.int64)
+    return np.array([(off[t], off[t + 1], t) for t in range(len(sel)) if sel[t]],
+                    dtype=np.int64).reshape(-1, 3)
+
+
+def se_e2_r_forward_ref(s, groups, scale, W, B, IDT, nin, nout, sc, tanh, D):
+    """NumPy twin of :func:`se_e2_r_forward` (the reference nets on each group)."""
+    D[...] = 0.0
+    for j0, j1, k in groups:
+        G, _ = mlp_forward(s[:, j0:j1, None], _unpack(W, B, IDT, nin, nout, sc, tanh, k))
+        D += G.sum(axis=1)
+    D *= scale
+
+
+def se_e2_r_backward_ref(s, groups, scale, W, B, IDT, nin, nout, sc, tanh, dD, ds):
+    """NumPy twin of :func:`se_e2_r_backward`."""
+    from symref.reference.nn import mlp_backward
+
+    for j0, j1, k in groups:
+        _, c = mlp_forward(s[:, j0:j1, None], _unpack(W, B, IDT, nin, nout, sc, tanh, k))
+        dG = np.broadcast_to(scale * dD[:, None, :], (s.shape[0], j1 - j0, dD.shape[1]))
+        ds[:, j0:j1] = mlp_backward(dG, c)[0][..., 0]
