@@ -2,7 +2,7 @@
 
 Public API::
 
-    symref.build_model(config, seed)   # new se_e2_a + energy model from a deepmd-kit-style config
+    symref.build_model(config, seed)   # new se_e2_a/se_e2_r/se_e3/hybrid model, deepmd-kit config
     symref.load_model(path)            # deepmd-kit 3.x .dp / .yaml model file
     symref.save_model(model, path)     # written atomically, format from the suffix
     model.evaluate(coord, atype, box)  # energy, forces, virial, atom_energy, atom_virial

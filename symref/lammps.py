@@ -404,6 +404,10 @@ def attach(lmp, model, *, fix_id: str = "symref", group: str = "all", type_map=N
     if not hasattr(model, "descriptor") or getattr(model, "var_name", None):
         raise TypeError("symref.lammps drives energy models (DeepPot); got "
                         f"{type(model).__name__}")
+    if mode != "periodic" and type(model.descriptor).__name__ != "SeE2A":
+        raise ValueError(f"mode {mode!r} runs the numba fast path, which has no "
+                         f"{type(model.descriptor).__name__} descriptor; use mode='periodic' "
+                         "(one rank, periodic box: model.evaluate, the reference)")
     units = lmp.extract_global("units")
     if units != "metal":
         raise ValueError(f"LAMMPS must use 'units metal' (Å, eV, ps) for symref models; "

@@ -6,7 +6,8 @@
   with a clear reason when it is absent.
 * ``tests/deepmd_ref.py`` (importable as ``deepmd_ref`` from test modules) runs
   deepmd-kit itself as the reference; tests that use it call
-  ``pytest.importorskip("deepmd")`` first.
+  ``pytest.importorskip("deepmd")`` first, or take the ``dp`` fixture (the module,
+  skipping without deepmd-kit).
 
 * ``tests/cuda/`` (numba-cuda kernels, ``backend="cuda"``) is collected only in
   a process that can run CUDA kernels: ``NUMBA_ENABLE_CUDASIM=1`` set before
@@ -14,7 +15,7 @@
   runs it in a simulator subprocess, so a plain ``python -m pytest`` covers it.
 
 Keep this file small: fixtures used by more than one test module only
-(``shared_data``, ``water_frame``, ``pt``) and the ``tests/cuda`` switch.
+(``shared_data``, ``water_frame``, ``pt``, ``dp``) and the ``tests/cuda`` switch.
 """
 from __future__ import annotations
 
@@ -70,6 +71,15 @@ def water_frame(shared_data):
     coord = np.load(system / "set.000" / "coord.npy")[:1].astype(np.float64)
     box = np.load(system / "set.000" / "box.npy")[:1].astype(np.float64).reshape(1, 9)
     return coord.reshape(1, -1, 3), atype, box, type_map
+
+
+@pytest.fixture(scope="session")
+def dp():
+    """``tests/deepmd_ref`` (deepmd-kit as the reference); skips without deepmd-kit."""
+    pytest.importorskip("deepmd", reason="deepmd-kit is not installed (pip install -e '.[test]')")
+    import deepmd_ref
+
+    return deepmd_ref
 
 
 @pytest.fixture(scope="session")

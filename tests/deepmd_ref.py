@@ -366,3 +366,57 @@ def load_npy_system(system_dir, set_name: str = "set.000", frames=None):
         coord = coord[frames]
         box = None if box is None else box[frames]
     return coord, atype, box, type_map
+
+
+def make_deepmd_descriptor_model(seed: int, descriptor: dict, fitting_neuron, type_map, *,
+                                 atom_exclude_types=(), pair_exclude_types=(),
+                                 stats: str = "slot") -> dict:
+    """An ``ener`` model on any descriptor section deepmd-kit builds (``se_r``, ``se_e3``,
+    ``hybrid``, ...; tests/test_se_e2_r.py, test_hybrid.py, test_se_e3.py), seeded, with
+    non-trivial statistics: for every descriptor (each member of a hybrid)
+    ``davg[..., 0]`` ~ N(0, 0.1²) and ``dstd[..., 0]`` ~ U[0.5, 2] per (centre type,
+    slot), the direction columns (if any) one ``dstd`` ~ U[0.5, 2] per slot and zero
+    ``davg`` (rotation invariance); ``bias_atom_e`` and ``out_bias`` distinct per type.
+    ``stats="type"``: one value per (centre type, neighbour-type block) instead, the
+    structure deepmd-kit's statistics have -- needed where neighbours tie in distance
+    (an atom's own images at ±a in a small cell), whose order in a block is arbitrary
+    (deepmd-kit's NumPy and PyTorch backends order them differently); ``"slot"`` is the
+    stricter test of the slot order elsewhere.  Returns ``model.serialize()``."""
+    from deepmd.dpmodel.model.model import get_model
+
+    ntypes = len(type_map)
+    cfg = {"type_map": list(type_map), "descriptor": copy.deepcopy(descriptor),
+           "fitting_net": {"type": "ener", "neuron": list(fitting_neuron), "seed": seed + 9},
+           "atom_exclude_types": [int(t) for t in atom_exclude_types],
+           "pair_exclude_types": [[int(a), int(b)] for a, b in pair_exclude_types]}
+    if descriptor["type"] == "hybrid":
+        for k, m in enumerate(cfg["descriptor"]["list"]):
+            m.setdefault("seed", seed + k)
+    else:
+        cfg["descriptor"].setdefault("seed", seed)
+    model = get_model(cfg)
+    rng = np.random.default_rng(seed + 100)
+
+    if stats not in ("slot", "type"):
+        raise ValueError(f"stats must be 'slot' or 'type', got {stats!r}")
+
+    def draw(d):
+        shape, sel = np.asarray(d.davg).shape, list(d.get_sel())
+        # one draw per slot, or per block of slots of one neighbour type, repeated
+        reps = [1] * shape[1] if stats == "slot" else sel
+        size = (shape[0], len(reps))
+        davg, dstd = np.zeros(shape), np.ones(shape)
+        davg[..., 0] = np.repeat(rng.normal(scale=0.1, size=size), reps, axis=1)
+        dstd[..., 0] = np.repeat(rng.uniform(0.5, 2.0, size=size), reps, axis=1)
+        dstd[..., 1:] = np.repeat(rng.uniform(0.5, 2.0, size=size), reps, axis=1)[..., None]
+        return davg, dstd
+
+    desc = model.atomic_model.descriptor
+    if descriptor["type"] == "hybrid":
+        pairs = [draw(d) for d in desc.descrpt_list]
+        desc.set_stat_mean_and_stddev([p[0] for p in pairs], [p[1] for p in pairs])
+    else:
+        desc.set_stat_mean_and_stddev(*draw(desc))
+    model.atomic_model.fitting_net["bias_atom_e"] = (-(np.arange(ntypes) + 1.0)).reshape(ntypes, 1)
+    model.atomic_model["out_bias"] = (0.3 * (np.arange(ntypes) + 1.0)).reshape(1, ntypes, 1)
+    return model.serialize()

@@ -226,7 +226,9 @@ UNSUPPORTED = {
     "fitting @version": (lambda d: d["fitting"].__setitem__("@version", 5), "@version 5"),
     "layer @version": (lambda d: d["fitting"]["nets"]["networks"][0]["layers"][0]
                        .__setitem__("@version", 3), "@version 3"),
-    "descriptor type": (lambda d: d["descriptor"].__setitem__("type", "se_e2_r"), "se_e2_r"),
+    "descriptor type": (lambda d: d["descriptor"].__setitem__("type", "se_e3_tebd"),
+                        "se_e3_tebd.*implements hybrid, se_a, se_a_3be, se_at, se_e2_a, "
+                        "se_e2_r, se_e3, se_r"),
     "dpa1": (lambda d: d["descriptor"].__setitem__("type", "dpa1"), "dpa1"),
     "fitting type": (lambda d: d["fitting"].__setitem__("type", "dos"), "dos"),
     "model type": (lambda d: d.__setitem__("type", "zbl"), "zbl"),

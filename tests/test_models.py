@@ -177,7 +177,7 @@ def test_sel_exceeded_names_atom_and_truncate_option():
 def test_build_model_config_errors():
     with pytest.raises(ValueError, match="sel"):
         symref.build_model({"type_map": ["A"], "descriptor": {"rcut": 3.0, "sel": "auto"}, "fitting_net": {}})
-    with pytest.raises(ValueError, match="not implemented"):
+    with pytest.raises(ValueError, match="'dpa2' is not supported; symref implements .*se_e2_r"):
         symref.build_model({"type_map": ["A"], "descriptor": {"type": "dpa2", "rcut": 3.0, "sel": [3]},
                             "fitting_net": {}})
     with pytest.raises(ValueError, match="missing 'fitting_net'"):

@@ -69,7 +69,9 @@ from symref.fast import blas as _blas
 from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels import tabulated as kt
-from symref.reference.descriptor.se_e2_a import warn_beyond_table
+from symref.reference.descriptor.se_e2_a import SeE2A, warn_beyond_table
+from symref.reference.descriptor.se_e2_r import SeE2R
+from symref.reference.descriptor.se_e3 import SeE3
 from symref.reference.neighbors import type_pair_table
 from symref.reference.nn import mlp_forward
 
@@ -131,9 +133,19 @@ def frame_evaluator(model, dtype=np.float64):
     if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise ValueError(f"the numba path evaluates float64 and float32, got {np.dtype(dtype)}")
 
+    evaluate, kw = evaluate_frame, {"dtype": dtype}
+    if isinstance(model.descriptor, (SeE2R, SeE3)):  # nets on scalars (symref.fast.se_e3)
+        if np.dtype(dtype) != np.float64:
+            from symref.fast import fallback_warning
+
+            fallback_warning("numba", f"{type(model.descriptor).__name__} runs float64 only "
+                             "on numba", stacklevel=4)
+            return None  # the reference runs (symref.model.backends.frame_function)
+        from symref.fast.se_e3 import evaluate_frame as evaluate
+        kw = {}
+
     def frame_fn(coord, atype, box, *, truncate=False, frame=None, **_):
-        return evaluate_frame(model, coord, atype, box, truncate=truncate, frame=frame,
-                              dtype=dtype)
+        return evaluate(model, coord, atype, box, truncate=truncate, frame=frame, **kw)
 
     return frame_fn
 
@@ -141,6 +153,11 @@ def frame_evaluator(model, dtype=np.float64):
 def unsupported_reason(model) -> str | None:
     """Why the fast path cannot evaluate ``model`` exactly, or None."""
     d = model.descriptor
+    if isinstance(d, (SeE2R, SeE3)) and all(ly.activation in ("tanh", "linear", "none")
+                                            for net in d.embeddings for ly in net):
+        return None  # symref.fast.se_e3
+    if not isinstance(d, SeE2A):  # hybrid: the reference
+        return f"descriptor {type(d).__name__} has no fast path (the NumPy reference runs)"
     off = d.sel_offsets
     for ti in range(d.ntypes):
         for tj in range(d.ntypes):

@@ -77,6 +77,8 @@ def unsupported_reason(model) -> str | None:
     if not isinstance(getattr(model, "fitting", None), EnergyFitting):
         return "only energy models (DeepPot) have a GPU path"
     d = model.descriptor
+    if type(d).__name__ != "SeE2A":  # se_e2_r: the reference
+        return f"descriptor {type(d).__name__} has no GPU path"
     if getattr(d, "tables", None) is not None:
         return "a compressed (tabulated) embedding is not implemented in the GPU path"
     for net in list(d.embeddings) + list(model.fitting.nets):

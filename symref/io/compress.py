@@ -80,6 +80,9 @@ def compress_model(model, min_nbor_dist: float, *, stride: float = DEFAULT_STRID
     -s stride -e extrapolate``: second stride ``10·stride``).  Refuses a model that is
     already compressed, as deepmd-kit does."""
     desc = model.descriptor
+    if not hasattr(desc, "tables"):
+        raise ValueError(f"compression is implemented for se_e2_a descriptors only, not "
+                         f"{type(desc).__name__}")
     if desc.tables is not None:
         raise ValueError("the model is already compressed (its descriptor has tables)")
     tables = build_tables(desc, min_nbor_dist, extrapolate, stride, 10 * stride, check_frequency)

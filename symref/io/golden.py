@@ -123,6 +123,9 @@ def _one_frame(model, coord, atype, box):
     if not isinstance(model, (DeepPot, DeepTensor)):
         raise TypeError(f"golden vectors need a DeepPot or DeepTensor model, got "
                         f"{type(model).__name__}")
+    if type(model.descriptor).__name__ != "SeE2A":  # the stages are se_e2_a's (G, T, D)
+        raise ValueError(f"golden vectors are defined for se_e2_a descriptors; this model's "
+                         f"descriptor is {type(model.descriptor).__name__}")
     coord, atype, box = normalize_inputs(coord, atype, box, model.ntypes)
     if coord.shape[0] != 1:
         raise ValueError(f"golden vectors are one frame: coord has {coord.shape[0]} frames "

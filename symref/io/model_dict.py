@@ -3,7 +3,10 @@ r"""deepmd-kit 3.x's serialized model dict <-> symref models (no files here).
 deepmd-kit 3.x describes a trained model by a nested dict, ``model.serialize()``;
 every backend can rebuild the model from it (``BaseModel.deserialize``).  For
 the model symref implements -- a ``standard`` model with an ``se_e2_a``
-descriptor and an ``ener`` fitting -- the dict looks like::
+descriptor and an ``ener`` fitting -- the dict looks like (an ``se_r`` descriptor:
+no ``axis_neuron``, ``type_one_side`` true, davg/dstd (ntypes, nnei, 1); ``se_e3``: no
+``axis_neuron``/``type_one_side``/``spin``, ntypes² nets (ndim 2); ``hybrid``:
+``{"type": "hybrid", "@version": 1, "list": [descriptor dicts]}``)::
 
     {"@class": "Model", "type": "standard", "@version": 2,
      "type_map": [...], "atom_exclude_types": [...], "pair_exclude_types": [[ti, tj], ...],
@@ -40,8 +43,13 @@ from typing import Any
 import numpy as np
 
 from symref.model.deeppot import DeepPot
+from symref.io.descriptor_script import descriptor_script
 from symref.model.tensor import DeepTensor
+from symref.reference.descriptor.dispatch import DESCRIPTOR_TYPES, canonical_type
+from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_a import SeE2A
+from symref.reference.descriptor.se_e2_r import SeE2R
+from symref.reference.descriptor.se_e3 import SeE3
 from symref.reference.fitting import EnergyFitting, TensorFitting
 from symref.reference.nn import Layer
 from symref.reference.tabulation import EmbeddingTables
@@ -63,7 +71,6 @@ _VERSIONS = {
 _WRITE_VERSIONS = {"Model": 2, "Descriptor": 2, "Fitting": 4, "NetworkCollection": 1,
                    "EmbeddingNetwork": 2, "FittingNetwork": 1, "Layer": 2}
 
-_SE_E2_A_TYPES = ("se_e2_a", "se_a")
 _PRECISION_NAMES = {
     "float64": "float64", "double": "float64", "default": "float64",
     "float32": "float32", "single": "float32",
@@ -310,27 +317,32 @@ def model_to_dict(model: DeepPot) -> dict:
     }
 
 
-def _descriptor_to_dict(desc: SeE2A, type_map: list[str]) -> dict:
-    """The ``descriptor`` section: se_e2_a settings, embedding nets, davg/dstd."""
+def _descriptor_to_dict(desc, type_map: list[str]) -> dict:
+    """The ``descriptor`` section: se_e2_a (or se_r) settings, embedding nets, davg/dstd;
+    a hybrid: ``{"type": "hybrid", "@version": 1, "list": [member sections]}``."""
+    if isinstance(desc, Hybrid):
+        return {"@class": "Descriptor", "type": "hybrid", "@version": 1,
+                "list": [_descriptor_to_dict(m, type_map) for m in desc.members]}
     ntypes = len(type_map)
     if str(desc.activation_function).lower() != "tanh":
         raise _unsupported("model_to_dict", f"activation_function {desc.activation_function!r}")
     dprec = _precision_name(desc.precision, "descriptor")
-    nemb = ntypes if desc.type_one_side else ntypes * ntypes
+    one_side = getattr(desc, "type_one_side", False)  # se_e3: ntypes² nets, none
+    nemb = ntypes if one_side else ntypes * ntypes
     if len(desc.embeddings) != nemb:
         raise ValueError(f"model_to_dict: {len(desc.embeddings)} embedding nets, expected {nemb}")
     out = {
         "@class": "Descriptor",
-        "type": "se_e2_a",
-        "@version": _WRITE_VERSIONS["Descriptor"] if desc.tables is None else 3,
+        "type": {SeE2R: "se_r", SeE3: "se_e3"}.get(type(desc), "se_e2_a"),
+        "@version": _WRITE_VERSIONS["Descriptor"] if getattr(desc, "tables", None) is None else 3,
         "rcut": float(desc.rcut),
         "rcut_smth": float(desc.rcut_smth),
         "sel": [int(s) for s in desc.sel],
         "neuron": [int(n) for n in desc.neuron],
-        "axis_neuron": int(desc.axis_neuron),
+        "axis_neuron": int(getattr(desc, "axis_neuron", 0)),  # deleted below for se_r
         "resnet_dt": bool(desc.resnet_dt),
         "trainable": bool(desc.trainable),
-        "type_one_side": bool(desc.type_one_side),
+        "type_one_side": bool(one_side),
         "exclude_types": [[int(a), int(b)] for a, b in desc.exclude_types],
         "env_protection": float(desc.env_protection),
         "set_davg_zero": bool(desc.set_davg_zero),
@@ -345,11 +357,15 @@ def _descriptor_to_dict(desc: SeE2A, type_map: list[str]) -> dict:
         },
         "embeddings": _collection_to_dict(
             [_embedding_net_to_dict(net, desc) for net in desc.embeddings],
-            1 if desc.type_one_side else 2, ntypes, "embedding_network"),
+            1 if one_side else 2, ntypes, "embedding_network"),
         "@variables": {"davg": np.asarray(desc.davg), "dstd": np.asarray(desc.dstd)},
         "type_map": list(type_map),
     }
-    if desc.tables is not None:  # deepmd-kit's @version 3 "compress" section
+    if isinstance(desc, SeE3):  # deepmd-kit's se_t has none of these keys
+        del out["axis_neuron"], out["type_one_side"], out["spin"]
+    elif isinstance(desc, SeE2R):
+        del out["axis_neuron"]
+    elif desc.tables is not None:  # deepmd-kit's @version 3 "compress" section
         out["compress"] = {"@variables": {"compress_data": list(desc.tables.data),
                                           "compress_info": list(desc.tables.info)}}
     return out
@@ -433,7 +449,8 @@ def model_from_dict(d: dict) -> DeepPot:
     Also accepts the file wrapper (``{"model": {...}, ...}``) that
     ``load_dp_model`` returns.  Raises ``ValueError`` naming the feature for
     anything symref does not implement: a non-standard model type, a
-    descriptor other than ``se_e2_a``/``se_a``, a fitting other than ``ener``,
+    descriptor other than ``se_e2_a``/``se_a``/``se_e2_r``/``se_r``, a fitting other than
+    ``ener``/``dipole``/``polar`` (the tensor heads on se_e2_a only),
     frame/atomic parameters, case embedding, spin, non-tanh activations,
     the exponential switch, ``atom_ener``
     vacuum-contribution removal, shared layers, mixed-type fitting, and
@@ -481,9 +498,12 @@ def _check_descriptor_features(dd: Any, w: str) -> None:
     if dd.get("@class", "Descriptor") != "Descriptor":
         raise ValueError(f"{w}: @class {dd.get('@class')!r} is not a Descriptor")
     dtype_ = dd.get("type")
-    if dtype_ not in _SE_E2_A_TYPES:
-        what = "a compressed (tabulated) " if dd.get("compress") is not None else ""
-        raise _unsupported(w, f"{what}descriptor type {dtype_!r} (symref implements se_e2_a)")
+    what = "a compressed (tabulated) " if dd.get("compress") is not None else ""
+    if dtype_ not in DESCRIPTOR_TYPES:
+        raise _unsupported(w, f"{what}descriptor type {dtype_!r} (symref implements "
+                              f"{', '.join(sorted(DESCRIPTOR_TYPES))})")
+    if what and DESCRIPTOR_TYPES[dtype_] != "se_e2_a":
+        raise _unsupported(w, f"{what}{dtype_} descriptor")
     _check_version(dd, "Descriptor", w)
     if dd.get("spin") is not None:
         raise _unsupported(w, "spin")
@@ -495,10 +515,24 @@ def _check_descriptor_features(dd: Any, w: str) -> None:
         raise _unsupported(w, f"activation_function {act!r} (symref implements tanh)")
 
 
-def _descriptor_from_dict(dd: Any, type_map: list[str]) -> SeE2A:
-    """The ``descriptor`` section: an se_e2_a (or se_a) descriptor, its nets and davg/dstd."""
-    w = "model.descriptor"
+def _descriptor_from_dict(dd: Any, type_map: list[str], w: str = "model.descriptor"):
+    """The ``descriptor`` section: an se_e2_a (se_a) or se_e2_r (se_r) descriptor, its nets
+    and davg/dstd, or a hybrid of them (``list``, @version 1)."""
     ntypes = len(type_map)
+    if isinstance(dd, dict) and dd.get("type") == "hybrid":
+        if dd.get("@version", 1) != 1:
+            raise ValueError(f"{w}: unsupported hybrid Descriptor @version {dd['@version']!r} "
+                             "(symref reads version 1)")
+        members = _require(dd, "list", w)
+        if not isinstance(members, list) or not members:
+            raise ValueError(f"{w}.list: expected a non-empty list of descriptors")
+        if any(isinstance(m, dict) and m.get("type") == "hybrid" for m in members):
+            raise _unsupported(w, "a hybrid inside a hybrid")
+        try:
+            return Hybrid([_descriptor_from_dict(m, type_map, f"{w}.list[{k}]")
+                           for k, m in enumerate(members)])
+        except ValueError as e:  # members disagreeing on precision or ntypes
+            raise ValueError(e if str(e).startswith(w) else f"{w}: {e}") from None
     _check_descriptor_features(dd, w)
     env_mat = dd.get("env_mat") or {}
     sel = [int(s) for s in _require(dd, "sel", w)]
@@ -508,10 +542,14 @@ def _descriptor_from_dict(dd: Any, type_map: list[str]) -> SeE2A:
     type_one_side = bool(dd.get("type_one_side", True))
     dprec = _precision_name(dd.get("precision", "float64"), w)
     nnei = sum(sel)
+    radial = canonical_type(dd["type"]) == "se_e2_r"
+    three_body = canonical_type(dd["type"]) == "se_e3"
+    if radial and not type_one_side:
+        raise _unsupported(w, "se_r with type_one_side false (deepmd-kit 3.x neither)")
     dvar = _require(dd, "@variables", w)
-    davg = _as_array(dvar.get("davg"), w, "davg", (ntypes, nnei, 4))
-    dstd = _as_array(dvar.get("dstd"), w, "dstd", (ntypes, nnei, 4))
-    ndim = 1 if type_one_side else 2
+    davg = _as_array(dvar.get("davg"), w, "davg", (ntypes, nnei, 1 if radial else 4))
+    dstd = _as_array(dvar.get("dstd"), w, "dstd", (ntypes, nnei, 1 if radial else 4))
+    ndim = 1 if type_one_side and not three_body else 2
     emb_dicts = _collection_from_dict(_require(dd, "embeddings", w), f"{w}.embeddings",
                                       ndim, ntypes, "embedding_network")
     embeddings = [_embedding_net_from_dict(nd, f"{w}.embeddings.networks[{i}]", neuron)
@@ -528,28 +566,33 @@ def _descriptor_from_dict(dd: Any, type_map: list[str]) -> SeE2A:
     if not 0.0 <= rcut_smth < rcut:
         raise ValueError(f"{w}: need 0 <= rcut_smth < rcut, got rcut_smth={rcut_smth}, "
                          f"rcut={rcut}")
-    axis_neuron = int(_require(dd, "axis_neuron", w))
-    if not 0 < axis_neuron <= neuron[-1]:
-        raise ValueError(f"{w}: axis_neuron {axis_neuron} must be in 1..neuron[-1]={neuron[-1]}")
-    tables = _tables_from_dict(dd.get("compress"), f"{w}.compress", len(embeddings), neuron[-1])
-    return SeE2A(
+    if radial:
+        kind = dict(type_one_side=type_one_side)
+    elif three_body:
+        kind = {}
+    else:
+        axis_neuron = int(_require(dd, "axis_neuron", w))
+        if not 0 < axis_neuron <= neuron[-1]:
+            raise ValueError(f"{w}: axis_neuron {axis_neuron} must be in 1..neuron[-1]="
+                             f"{neuron[-1]}")
+        kind = dict(axis_neuron=axis_neuron, type_one_side=type_one_side, tables=_tables_from_dict(
+            dd.get("compress"), f"{w}.compress", len(embeddings), neuron[-1]))
+    return (SeE2R if radial else SeE3 if three_body else SeE2A)(
         rcut=rcut,
         rcut_smth=rcut_smth,
         sel=sel,
         neuron=neuron,
-        axis_neuron=axis_neuron,
         embeddings=embeddings,
         davg=davg,
         dstd=dstd,
         resnet_dt=bool(dd.get("resnet_dt", False)),
-        type_one_side=type_one_side,
         exclude_types=[(int(a), int(b)) for a, b in dd.get("exclude_types", [])],
         env_protection=env_protection,
         set_davg_zero=bool(dd.get("set_davg_zero", False)),
         activation_function=dd.get("activation_function", "tanh"),
         precision=dprec,
         trainable=bool(dd.get("trainable", True)),
-        tables=tables,
+        **kind,
     )
 
 
@@ -614,7 +657,7 @@ def _check_fitting_features(fd: Any, w: str) -> str:
     return ftype
 
 
-def _fitting_from_dict(fd: Any, type_map: list[str], descriptor: SeE2A):
+def _fitting_from_dict(fd: Any, type_map: list[str], descriptor):
     """The ``fitting`` section: an ener, dipole or polar head on ``descriptor``.
 
     Returns ``(fitting, odim)``: an :class:`EnergyFitting` (odim 1) or a
@@ -623,6 +666,9 @@ def _fitting_from_dict(fd: Any, type_map: list[str], descriptor: SeE2A):
     w = "model.fitting"
     ntypes = len(type_map)
     ftype = _check_fitting_features(fd, w)
+    if ftype != "ener" and not isinstance(descriptor, SeE2A):
+        raise _unsupported(w, f"a {ftype} fitting on descriptor {type(descriptor).__name__} "
+                              "(the tensor heads need se_e2_a's T)")
     if int(fd.get("ntypes", ntypes)) != ntypes:
         raise ValueError(f"{w}: ntypes {fd.get('ntypes')} != {ntypes}")
     dim_descrpt = int(fd.get("dim_descrpt", descriptor.dim_out))
@@ -635,7 +681,7 @@ def _fitting_from_dict(fd: Any, type_map: list[str], descriptor: SeE2A):
                          ("aparam_avg", "atomic parameters")):
         if fvar.get(key) is not None:
             raise _unsupported(w, f"{feature} ({key} is set)")
-    M1 = descriptor.neuron[-1]
+    M1 = getattr(descriptor, "neuron", [0])[-1]  # the embedding width (tensor heads: se_e2_a)
     fit_diag = bool(fd.get("fit_diag", True))
     nout = 1 if ftype == "ener" else (M1 if ftype == "dipole" or fit_diag else M1 * M1)
     if ftype != "ener" and int(fd.get("embedding_width", M1)) != M1:
@@ -726,22 +772,7 @@ def model_def_script(model: DeepPot) -> dict:
         trainable = [bool(t) for t in trainable]
     return _native({
         "type_map": list(model.type_map),
-        "descriptor": {
-            "type": "se_e2_a",
-            "sel": list(desc.sel),
-            "rcut": desc.rcut,
-            "rcut_smth": desc.rcut_smth,
-            "neuron": list(desc.neuron),
-            "axis_neuron": desc.axis_neuron,
-            "resnet_dt": desc.resnet_dt,
-            "type_one_side": desc.type_one_side,
-            "exclude_types": [list(p) for p in desc.exclude_types],
-            "env_protection": desc.env_protection,
-            "set_davg_zero": desc.set_davg_zero,
-            "activation_function": desc.activation_function,
-            "precision": desc.precision,
-            "trainable": desc.trainable,
-        },
+        "descriptor": descriptor_script(desc),
         "fitting_net": {
             "type": fit.kind if isinstance(fit, TensorFitting) else "ener",
             **({"fit_diag": fit.fit_diag, "shift_diag": fit.shift_diag,
@@ -759,3 +790,4 @@ def model_def_script(model: DeepPot) -> dict:
         "atom_exclude_types": list(model.atom_exclude_types),
         "pair_exclude_types": [list(p) for p in model.pair_exclude_types],
     })
+

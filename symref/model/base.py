@@ -1,7 +1,7 @@
 """What :class:`~symref.model.deeppot.DeepPot` and :class:`~symref.model.tensor.DeepTensor` share.
 
-Both are an se_e2_a descriptor followed by a head; up to the descriptor they are the
-same model.  :class:`SeE2AModel` holds the common fields and the common steps of one
+Both are a descriptor (se_e2_a; a DeepPot also se_e2_r, se_e3 or a hybrid) followed by a
+head; up to the descriptor they are the same model.  :class:`SeE2AModel` holds the common fields and the common steps of one
 frame, each a thin composition of reference functions:
 
 1. :func:`normalize_inputs`: coordinates, types and cells checked and reshaped;
@@ -9,9 +9,15 @@ frame, each a thin composition of reference functions:
    (:func:`symref.reference.neighbors.build_neighbor_list`) less the model's
    ``pair_exclude_types`` (:func:`symref.reference.neighbors.exclude_type_pairs`),
    pair vectors and environment rows (:func:`symref.reference.env.env_mat_forward`);
-3. :meth:`SeE2AModel.descriptor_forward`: ``D`` and its cache
-   (:func:`symref.reference.descriptor.se_e2_a.se_e2_a_forward` with the descriptor's
+3. :meth:`SeE2AModel.descriptor_forward`: ``D`` and its cache (the descriptor's forward
+   from :func:`symref.reference.descriptor.dispatch.descriptor_ops`, e.g.
+   :func:`~symref.reference.descriptor.se_e2_a.se_e2_a_forward`, with the descriptor's
    ``exclude_types`` as :func:`~symref.reference.descriptor.se_e2_a.keep_mask`).
+
+The descriptor is an :class:`~symref.reference.descriptor.se_e2_a.SeE2A` or (energy
+models only) an :class:`~symref.reference.descriptor.se_e2_r.SeE2R` or a
+:class:`~symref.reference.descriptor.hybrid.Hybrid` of them (then ``R`` and the
+environment cache are lists, one per member).
 
 The heads (energy or tensor fitting, forward and backward) are the subclasses' own.
 """
@@ -21,8 +27,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from symref.reference.descriptor.se_e2_a import SeE2A, keep_mask, se_e2_a_forward
-from symref.reference.env import env_mat_forward
+from symref.reference.descriptor.dispatch import descriptor_ops
+from symref.reference.descriptor.hybrid import Hybrid
+from symref.reference.descriptor.se_e2_a import SeE2A
+from symref.reference.descriptor.se_e2_r import SeE2R
 from symref.reference.neighbors import build_neighbor_list, exclude_type_pairs
 
 PRECISIONS = {"float64": np.float64, "float32": np.float32, "default": np.float64}
@@ -49,7 +57,7 @@ class SeE2AModel:
     """
 
     type_map: list[str]
-    descriptor: SeE2A
+    descriptor: SeE2A | SeE2R | Hybrid
     fitting: object
     out_bias: np.ndarray
     out_std: np.ndarray
@@ -72,31 +80,35 @@ class SeE2AModel:
         """nloc bools: False for atoms of ``atom_exclude_types`` (their outputs are zero)."""
         return ~np.isin(atype, self.atom_exclude_types)
 
-    def environment(self, coord, atype, box, *, dtype=np.float64, truncate=False, frame=None):
+    def environment(self, coord, atype, box, *, dtype=np.float64, truncate=False, frame=None,
+                    neighbor_list=build_neighbor_list):
         """Neighbours and environment rows of one frame (reference path).
 
         Returns ``(nlist, mask, rij, R, env_cache)``: nlist (nloc x nnei, -1 where
         padded or removed by ``pair_exclude_types``), its mask, rij (nloc x nnei x 3,
         zero where padded), R (nloc x nnei x 4) and the cache of
-        :func:`symref.reference.env.env_mat_forward`.
+        :func:`symref.reference.env.env_mat_forward`.  ``neighbor_list``: the search (a
+        function with :func:`~symref.reference.neighbors.build_neighbor_list`'s signature
+        and result; symref.fast.se_e3 passes the O(N) ``build_neighbor_list_fast``).
         """
         desc = self.descriptor
-        nl = build_neighbor_list(coord, atype, box, desc.rcut, desc.sel,
-                                 truncate=truncate, frame=frame)
+        nl = neighbor_list(coord, atype, box, desc.rcut, desc.sel,
+                           truncate=truncate, frame=frame)
         nlist = exclude_type_pairs(nl.nlist, atype, self.ntypes,
                                    self.pair_exclude_types)  # nloc x nnei
         mask = nlist >= 0  # nloc x nnei
         rij = np.where(mask[..., None], nl.rij, 0.0).astype(dtype)  # nloc x nnei x 3
-        R, env_cache = env_mat_forward(rij, mask, desc.davg[atype], desc.dstd[atype],
-                                       desc.rcut, desc.rcut_smth, desc.env_protection)
+        # env_mat_forward with the descriptor's statistics (a hybrid: a list, one per member)
+        R, env_cache = descriptor_ops(desc).env_forward(rij, mask, atype, desc)
         return nlist, mask, rij, R, env_cache
 
     def descriptor_forward(self, R, atype, nlist):
-        """``D`` (nloc x M1*M2) of the rows ``R`` (nloc x nnei x 4) and the cache of
-        :func:`~symref.reference.descriptor.se_e2_a.se_e2_a_forward` (``cache[2]`` is T,
-        nloc x M1 x 4); the descriptor's ``exclude_types`` zero their rows."""
+        """``D`` (nloc x dim_out) of the rows ``R`` (nloc x nnei x 4) and the cache of the
+        descriptor's forward (se_e2_a: ``cache[2]`` is T, nloc x M1 x 4); the descriptor's
+        ``exclude_types`` zero their rows."""
         desc = self.descriptor
-        return se_e2_a_forward(R, atype, keep_mask(desc, atype, nlist), desc)
+        ops = descriptor_ops(desc)
+        return ops.forward(R, atype, ops.keep(desc, atype, nlist), desc)
 
 
 # ---------------------------------------------------------------- input checks

@@ -1,7 +1,8 @@
 """Building models: from a deepmd-kit-style config, with random statistics, demo models.
 
-``build_model``           a new se_e2_a + energy (:class:`~symref.model.deeppot.DeepPot`) or
-                          dipole/polar (:class:`~symref.model.tensor.DeepTensor`) model
+``build_model``           a new energy model (:class:`~symref.model.deeppot.DeepPot`: se_e2_a,
+                          se_e2_r, se_e3 or hybrid) or dipole/polar
+                          (:class:`~symref.model.tensor.DeepTensor`: se_e2_a) model
 ``randomize_statistics``  non-trivial davg/dstd and biases with deepmd-kit's structure
 ``demo_model``            a random model that behaves like a trained one (tests, demos)
 """
@@ -12,7 +13,11 @@ import numpy as np
 from symref.model.base import dtype_of
 from symref.model.deeppot import DeepPot
 from symref.model.tensor import DeepTensor
+from symref.reference.descriptor.dispatch import canonical_type
+from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_a import SeE2A
+from symref.reference.descriptor.se_e2_r import SeE2R
+from symref.reference.descriptor.se_e3 import SeE3
 from symref.reference.fitting import EnergyFitting, TensorFitting
 from symref.reference.nn import init_mlp
 
@@ -22,8 +27,13 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
 
     ``config = {"type_map": [...], "descriptor": {"type": "se_e2_a", "rcut",
     "rcut_smth", "sel", "neuron", "axis_neuron", "resnet_dt", "type_one_side",
-    "exclude_types", "env_protection", "set_davg_zero", "precision"},
-    "fitting_net": {"neuron", "resnet_dt", "precision"}}``.  Statistics start neutral (``davg`` 0, ``dstd`` 1, biases 0).
+    "exclude_types", "env_protection", "set_davg_zero", "precision"}, "fitting_net":
+    {"neuron", "resnet_dt", "precision"}}``.  Statistics start neutral (``davg`` 0,
+    ``dstd`` 1, biases 0).
+    Descriptor ``type`` "se_e2_r" (or "se_r"): the same keys less ``axis_neuron``,
+    ``type_one_side`` true only, energy fitting only; "se_e3" (``se_at``): the same keys
+    less ``axis_neuron`` and ``type_one_side``; "hybrid": ``{"type": "hybrid",
+    "list": [section, ...]}`` (energy fitting only; each member its own rcut, sel, ...).
     """
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
@@ -34,40 +44,17 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
     ntypes = len(type_map)
     dc = dict(config["descriptor"])
     fc = dict(config["fitting_net"])
-    dtype_name = dc.get("type", "se_e2_a")
-    if dtype_name not in ("se_e2_a", "se_a"):
-        raise ValueError(f"descriptor type {dtype_name!r} is not implemented (only se_e2_a)")
+    dtype_name = canonical_type(dc.get("type", "se_e2_a"))
     ftype = fc.get("type", "ener")
     if ftype not in ("ener", "dipole", "polar"):
         raise ValueError(f"fitting_net type {ftype!r} is not implemented "
                          "(ener, dipole, polar)")
-    sel = dc.get("sel")
-    if not isinstance(sel, (list, tuple)) or len(sel) != ntypes or \
-            any(not isinstance(s, (int, np.integer)) or s < 0 for s in sel):
-        raise ValueError(f"descriptor.sel must be a list of {ntypes} non-negative ints "
-                         f"(one per type in type_map), got {sel!r}")
-    rcut, rcut_smth = float(dc["rcut"]), float(dc.get("rcut_smth", 0.5))
-    if not 0 <= rcut_smth < rcut:
-        raise ValueError(f"need 0 <= rcut_smth < rcut, got rcut_smth={rcut_smth}, rcut={rcut}")
-    neuron = list(dc.get("neuron", [24, 48, 96]))
-    axis = int(dc.get("axis_neuron", 8))
-    if not 0 < axis <= neuron[-1]:
-        raise ValueError(f"axis_neuron must be in 1..neuron[-1]={neuron[-1]}, got {axis}")
-    one_side = bool(dc.get("type_one_side", True))
-    resnet_dt = bool(dc.get("resnet_dt", False))
-    precision = dc.get("precision", "float64")
-    dtype_of(precision)
+    if ftype != "ener" and dtype_name != "se_e2_a":
+        raise ValueError(f"fitting_net type {ftype!r} needs the equivariant T of an se_e2_a "
+                         f"descriptor, got descriptor type {dc.get('type')!r}")
     rng = np.random.default_rng(seed)
-    nnets = ntypes if one_side else ntypes * ntypes
-    embeddings = [init_mlp(rng, 1, neuron, resnet_dt=resnet_dt) for _ in range(nnets)]
-    nnei = int(sum(sel))
-    desc = SeE2A(rcut=rcut, rcut_smth=rcut_smth, sel=[int(s) for s in sel], neuron=neuron,
-                 axis_neuron=axis, embeddings=embeddings,
-                 davg=np.zeros((ntypes, nnei, 4)), dstd=np.ones((ntypes, nnei, 4)),
-                 resnet_dt=resnet_dt, type_one_side=one_side,
-                 exclude_types=[tuple(p) for p in dc.get("exclude_types", [])],
-                 env_protection=float(dc.get("env_protection", 0.0)),
-                 set_davg_zero=bool(dc.get("set_davg_zero", False)), precision=precision)
+    desc = _build_descriptor(dc, type_map, rng, "descriptor")
+    precision = desc.precision
     fneuron = list(fc.get("neuron", [240, 240, 240]))
     if ftype != "ener":
         return _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng)
@@ -81,6 +68,61 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
                    out_bias=np.zeros(ntypes), out_std=np.ones(ntypes),
                    atom_exclude_types=list(config.get("atom_exclude_types", [])),
                    pair_exclude_types=[tuple(p) for p in config.get("pair_exclude_types", [])])
+
+
+def _build_descriptor(dc: dict, type_map: list, rng, where: str):
+    """A new descriptor from its config section ``dc`` (``where`` names it in errors):
+    se_e2_a, se_e2_r, or a hybrid whose ``list`` holds such sections."""
+    ntypes = len(type_map)
+    dtype_name = canonical_type(dc.get("type", "se_e2_a"), f"{where}.type")
+    if dtype_name == "hybrid":
+        members = dc.get("list")
+        if not isinstance(members, list) or not members:
+            raise ValueError(f"{where}.list must be a non-empty list of descriptor sections, "
+                             f"got {members!r}")
+        for k, m in enumerate(members):
+            if not isinstance(m, dict):
+                raise ValueError(f"{where}.list[{k}] must be a dict, got {type(m).__name__}")
+            if m.get("type_map") is not None and list(m["type_map"]) != list(type_map):
+                raise ValueError(f"{where}.list[{k}].type_map {list(m['type_map'])} differs from "
+                                 f"the model's {list(type_map)}")
+        return Hybrid([_build_descriptor(dict(m), type_map, rng, f"{where}.list[{k}]")
+                       for k, m in enumerate(members)])
+    sel = dc.get("sel")
+    if not isinstance(sel, (list, tuple)) or len(sel) != ntypes or \
+            any(not isinstance(s, (int, np.integer)) or s < 0 for s in sel):
+        raise ValueError(f"{where}.sel must be a list of {ntypes} non-negative ints "
+                         f"(one per type in type_map), got {sel!r}")
+    rcut, rcut_smth = float(dc["rcut"]), float(dc.get("rcut_smth", 0.5))
+    if not 0 <= rcut_smth < rcut:
+        raise ValueError(f"{where}: need 0 <= rcut_smth < rcut, got rcut_smth={rcut_smth}, "
+                         f"rcut={rcut}")
+    neuron = list(dc.get("neuron", [24, 48, 96]))
+    one_side = bool(dc.get("type_one_side", True))
+    resnet_dt = bool(dc.get("resnet_dt", False))
+    precision = dc.get("precision", "float64")
+    dtype_of(precision)
+    if dtype_name == "se_e2_r" and not one_side:
+        raise ValueError(f"{where}.type_one_side = false is not implemented for se_e2_r "
+                         "(deepmd-kit 3.x implements only type_one_side = true for se_r)")
+    nnets = ntypes if one_side and dtype_name != "se_e3" else ntypes * ntypes
+    embeddings = [init_mlp(rng, 1, neuron, resnet_dt=resnet_dt) for _ in range(nnets)]
+    nnei = int(sum(sel))
+    common = dict(rcut=rcut, rcut_smth=rcut_smth, sel=[int(s) for s in sel], neuron=neuron,
+                  embeddings=embeddings, resnet_dt=resnet_dt,
+                  exclude_types=[tuple(p) for p in dc.get("exclude_types", [])],
+                  env_protection=float(dc.get("env_protection", 0.0)),
+                  set_davg_zero=bool(dc.get("set_davg_zero", False)), precision=precision)
+    if dtype_name == "se_e3":  # one net per pair of neighbour types, no type_one_side
+        return SeE3(davg=np.zeros((ntypes, nnei, 4)), dstd=np.ones((ntypes, nnei, 4)), **common)
+    common["type_one_side"] = one_side
+    if dtype_name == "se_e2_r":
+        return SeE2R(davg=np.zeros((ntypes, nnei, 1)), dstd=np.ones((ntypes, nnei, 1)), **common)
+    axis = int(dc.get("axis_neuron", 8))
+    if not 0 < axis <= neuron[-1]:
+        raise ValueError(f"{where}.axis_neuron must be in 1..neuron[-1]={neuron[-1]}, got {axis}")
+    return SeE2A(axis_neuron=axis, davg=np.zeros((ntypes, nnei, 4)),
+                 dstd=np.ones((ntypes, nnei, 4)), **common)
 
 
 def _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng) -> DeepTensor:
@@ -136,17 +178,17 @@ def randomize_statistics(model: DeepPot | DeepTensor, seed: int = 0) -> DeepPot 
     Returns ``model``.
     """
     rng = np.random.default_rng(seed)
-    d = model.descriptor
-    off = d.sel_offsets
-    davg = np.zeros_like(d.davg)
-    dstd = np.ones_like(d.dstd)
-    for t in range(d.ntypes):
-        for g in range(d.ntypes):
-            sl = slice(off[g], off[g + 1])
-            davg[t, sl, 0] = 0.05 * rng.normal()
-            dstd[t, sl, 0] = rng.uniform(0.5, 2.0)
-            dstd[t, sl, 1:] = rng.uniform(0.5, 2.0)
-    d.davg, d.dstd = davg, dstd
+    for d in getattr(model.descriptor, "members", [model.descriptor]):  # a hybrid: each member
+        off = d.sel_offsets
+        davg = np.zeros_like(d.davg)
+        dstd = np.ones_like(d.dstd)
+        for t in range(d.ntypes):
+            for g in range(d.ntypes):
+                sl = slice(off[g], off[g + 1])
+                davg[t, sl, 0] = 0.05 * rng.normal()
+                dstd[t, sl, 0] = rng.uniform(0.5, 2.0)
+                dstd[t, sl, 1:] = rng.uniform(0.5, 2.0)
+        d.davg, d.dstd = davg, dstd
     if isinstance(model, DeepTensor):  # bias per output coefficient; polar: also c_t
         fit = model.fitting
         fit.bias_atom = 0.1 * rng.normal(size=fit.bias_atom.shape)

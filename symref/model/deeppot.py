@@ -28,15 +28,16 @@ import numpy as np
 
 from symref.model.backends import check_backend, frame_function
 from symref.model.base import SeE2AModel, dtype_of, normalize_inputs
-from symref.reference.descriptor.se_e2_a import se_e2_a_backward
-from symref.reference.env import env_mat_backward
+from symref.reference.descriptor.dispatch import descriptor_ops
+from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.fitting import energy_fitting_backward, energy_fitting_forward
+from symref.reference.neighbors import pair_forces_virial
 from symref.reference.nn import mlp_astype
 
 
 @dataclass
 class DeepPot(SeE2AModel):
-    """A Deep Potential (se_e2_a + energy fitting) model.
+    """A Deep Potential (se_e2_a, se_e2_r or a hybrid of them + energy fitting) model.
 
     ``fitting``: an :class:`~symref.reference.fitting.EnergyFitting`.
     ``out_bias``: ntypes, the model-level output bias deepmd-kit 3.x adds to
@@ -110,7 +111,7 @@ class DeepPot(SeE2AModel):
 
         Returns a dict: ``nlist``, ``mask`` (nloc x nnei), ``rij`` (nloc x nnei x 3),
         ``env_mat`` (nloc x nnei x 4), ``d_cache`` (of
-        :func:`~symref.reference.descriptor.se_e2_a.se_e2_a_forward`), ``T`` (nloc x M1 x 4),
+        the descriptor's forward), ``T`` (se_e2_a: nloc x M1 x 4; None for se_e2_r),
         ``descriptor`` (nloc x M1*M2), ``f_cache`` (of the energy fitting), ``fitting_out``
         (nloc, fitting net + ``bias_atom_e``), ``atom_energy``, ``energy``, ``dE_dD``
         (nloc x M1*M2), ``dE_denv_mat`` (nloc x nnei x 4), ``dE_drij`` (nloc x nnei x 3),
@@ -124,16 +125,13 @@ class DeepPot(SeE2AModel):
         atom_e = np.where(alive, e_fit + self.out_bias[atype], 0.0).astype(dtype)
         # backward: dE/dE_i = 1 for atoms that count
         dD, _ = energy_fitting_backward(alive.astype(dtype), f_cache)
-        dR, _ = se_e2_a_backward(dD, d_cache)  # nloc x nnei x 4
-        g, _ = env_mat_backward(dR, env_cache)  # nloc x nnei x 3 = dE/dr_ji
-        natoms = coord.shape[0]
-        forces = g.sum(axis=1)  # F_i = +sum_j g_ij
-        np.add.at(forces, nlist[mask], -g[mask])  # F_j -= g_ij
-        pair_vir = -g[..., :, None] * rij[..., None, :]  # nloc x nnei x 3 x 3
-        atom_virial = np.zeros((natoms, 3, 3), dtype=dtype)
-        np.add.at(atom_virial, nlist[mask], pair_vir[mask])
+        ops = descriptor_ops(self.descriptor)
+        dR, _ = ops.backward(dD, d_cache)  # nloc x nnei x 4 (a hybrid: one per member)
+        g, _ = ops.env_backward(dR, env_cache)  # nloc x nnei x 3 = dE/dr_ji
+        forces, atom_virial = pair_forces_virial(g, nlist, mask, rij, coord.shape[0])
         return {"nlist": nlist, "mask": mask, "rij": rij, "env_mat": R, "d_cache": d_cache,
-                "T": d_cache[2], "descriptor": D, "f_cache": f_cache, "fitting_out": e_fit,
+                "T": d_cache[2] if isinstance(self.descriptor, SeE2A) else None,
+                "descriptor": D, "f_cache": f_cache, "fitting_out": e_fit,
                 "atom_energy": atom_e, "energy": atom_e.sum(), "dE_dD": dD, "dE_denv_mat": dR,
                 "dE_drij": g, "forces": forces, "virial": atom_virial.sum(axis=0),
                 "atom_virial": atom_virial}
@@ -141,9 +139,9 @@ class DeepPot(SeE2AModel):
     def astype(self, dtype) -> "DeepPot":
         """Copy with every parameter cast to ``dtype`` (e.g. float32)."""
         m = copy.deepcopy(self)
-        d = m.descriptor
-        d.embeddings = [mlp_astype(net, dtype) for net in d.embeddings]
-        d.davg, d.dstd = d.davg.astype(dtype), d.dstd.astype(dtype)
+        for d in getattr(m.descriptor, "members", [m.descriptor]):  # a hybrid: each member
+            d.embeddings = [mlp_astype(net, dtype) for net in d.embeddings]
+            d.davg, d.dstd = d.davg.astype(dtype), d.dstd.astype(dtype)
         m.fitting.nets = [mlp_astype(net, dtype) for net in m.fitting.nets]
         m.fitting.bias_atom_e = m.fitting.bias_atom_e.astype(dtype)
         m.out_bias = m.out_bias.astype(dtype)

@@ -9,7 +9,9 @@ needs it, the tangent/dual twins), the formula and its derivative in the docstri
 ``env``                smooth switch s(r) and environment rows R = s(r)·(1, x/r, y/r, z/r)
 ``neighbors``          neighbour lists of molecules and periodic triclinic cells
 ``core``               the symmetric core T = GᵀR / n and D = T T<ᵀ, shared with the VCNN
-``descriptor/``        descriptors: ``se_e2_a`` (embedding G per type pair, T, D)
+``descriptor/``        descriptors: ``se_e2_a`` (embedding G per type pair, T, D), ``se_e2_r``
+                       (radial only: D = mean of G / 5), ``se_e3``
+                       (three-body, in blocks of centres), ``hybrid``; ``dispatch`` picks one
 ``fitting``            heads on the descriptor: per-type energy nets, dipole/polarizability
 ``tabulation``         compressed embeddings: deepmd-kit's quintic tables, built and evaluated
 =====================  =====================================================

@@ -284,3 +284,20 @@ def exclude_type_pairs(nlist: np.ndarray, atype: np.ndarray, ntypes: int, pairs)
     tnei = atype[np.where(real, nlist, 0)]  # nloc x nnei, neighbour types (0 where padded)
     removed = real & table[atype[:nlist.shape[0], None], tnei]
     return np.where(removed, -1, nlist)
+
+
+def pair_forces_virial(g: np.ndarray, nlist: np.ndarray, mask: np.ndarray, rij: np.ndarray,
+                       natoms: int):
+    r"""Forces and per-atom virials from the pair gradients :math:`\mathbf g_{ij} = \partial E/
+    \partial \mathbf r_{ji}` (nloc x nnei x 3) of a padded neighbour list.
+
+    :math:`\mathbf F_i \mathrel{+}= \sum_j \mathbf g_{ij}`, :math:`\mathbf F_j \mathrel{-}=
+    \mathbf g_{ij}`; the pair virial :math:`-\mathbf g_{ij} \otimes \mathbf r_{ji}` goes to the
+    neighbour atom j (deepmd-kit's convention; images folded onto their atom).  Returns
+    ``(forces (natoms x 3), atom_virial (natoms x 3 x 3))``."""
+    forces = g.sum(axis=1)  # F_i = +sum_j g_ij
+    np.add.at(forces, nlist[mask], -g[mask])  # F_j -= g_ij
+    pair_vir = -g[..., :, None] * rij[..., None, :]  # nloc x nnei x 3 x 3
+    atom_virial = np.zeros((natoms, 3, 3), dtype=g.dtype)
+    np.add.at(atom_virial, nlist[mask], pair_vir[mask])
+    return forces, atom_virial

@@ -30,7 +30,8 @@ with the pair tangent
 hence :math:`\partial L/\partial\theta = \partial(aE - \dot E)/\partial\theta` with
 :math:`a = 2p_e(E - E^*)/N`.  :math:`\dot E` comes from a tangent carried
 through the forward pass (``*_forward_dual``: environment rows, embedding
-nets, T, D, fitting nets; the rows and their tangent do not depend on θ), and
+nets, the descriptor (se_e2_a: T, D; se_e2_r: the mean of G), fitting nets;
+the rows and their tangent do not depend on θ), and
 its θ-gradient from the reverse pass over that dual computation
 (``*_backward_dual``), seeded with :math:`\bar E_i = a`, :math:`\bar{\dot E}_i = -1`.
 One pass serves forces and virial together; the cost is about twice a
@@ -53,8 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from symref.reference.descriptor.se_e2_a import keep_mask, se_e2_a_backward_dual, se_e2_a_forward_dual
-from symref.reference.env import env_mat_tangent
+from symref.reference.descriptor.dispatch import descriptor_ops
 from symref.reference.fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
 from symref.model.base import normalize_inputs
 from symref.model.params import grad_arrays
@@ -156,14 +156,15 @@ def _frame(model, coord, atype, box, dE, dF, dW, pref):
         c_v = 2.0 * pref.pref_v / (9 * N)
         rdot += c_v * np.einsum("ab,ijb->ija", dW, rij)
     rdot = np.where(mask[..., None], rdot, 0.0)
-    Rd = env_mat_tangent(rdot, env_cache)  # nloc x nnei x 4
-    keep = keep_mask(desc, atype, nlist)
-    D, Dd, d_cache = se_e2_a_forward_dual(R, Rd, atype, keep, desc)
+    ops = descriptor_ops(desc)  # se_e2_a, se_e2_r, hybrid (symref.reference.descriptor.dispatch)
+    Rd = ops.env_tangent(rdot, env_cache)  # nloc x nnei x 4 (a hybrid: one per member)
+    keep = ops.keep(desc, atype, nlist)
+    D, Dd, d_cache = ops.forward_dual(R, Rd, atype, keep, desc)
     _, _, f_cache = energy_fitting_forward_dual(D, Dd, atype, model.fitting)
     alive = (~np.isin(atype, model.atom_exclude_types)).astype(np.float64)  # N
     a = 2.0 * pref.pref_e * dE / N
     (Dbar, Ddbar), fg = energy_fitting_backward_dual(a * alive, -alive, f_cache)
-    _, emb_grads = se_e2_a_backward_dual(Dbar, Ddbar, d_cache)
+    _, emb_grads = ops.backward_dual(Dbar, Ddbar, d_cache)
     return emb_grads, fg["nets"], fg["bias_atom_e"]
 
 

@@ -307,8 +307,9 @@ def model_arrays(model) -> list[np.ndarray]:
     from symref.model.params import parameters
 
     out = [a for _, a in parameters(model)]
-    for owner, name in ((model.descriptor, "davg"), (model.descriptor, "dstd"),
-                        (model, "out_bias"), (model, "out_std")):
+    descs = getattr(model.descriptor, "members", [model.descriptor])  # a hybrid: each member
+    for owner, name in [(d, k) for d in descs for k in ("davg", "dstd")] + [
+            (model, "out_bias"), (model, "out_std")]:
         a = getattr(owner, name, None)
         if isinstance(a, np.ndarray) and a.dtype == np.float64:
             out.append(a)

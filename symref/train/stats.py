@@ -126,7 +126,10 @@ from typing import NamedTuple
 import numpy as np
 
 from symref.io.data import System, load_system, map_types, select_frames
+from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_a import SeE2A
+from symref.reference.descriptor.se_e2_r import SeE2R
+from symref.reference.descriptor.se_e3 import SeE3
 from symref.reference.env import env_mat_forward
 from symref.reference.neighbors import type_pair_table
 from symref.model.base import SeE2AModel, normalize_inputs
@@ -291,8 +294,12 @@ class EnvStatSums:
         val = np.where(np.abs(val) < STD_PROTECTION, STD_PROTECTION, val)
         return np.where(self.number > 0, val, STD_DEFAULT)
 
-    def davg_dstd(self, nnei: int, set_davg_zero: bool = False):
-        """``(davg, dstd)``, each ntypes x nnei x 4, laid out as ``EnvMatStatSe.__call__``."""
+    def davg_dstd(self, nnei: int, set_davg_zero: bool = False, ncol: int = 4):
+        """``(davg, dstd)``, each ntypes x nnei x 4, laid out as ``EnvMatStatSe.__call__``;
+        ``ncol=1`` (radial-only ``se_e2_r``, deepmd-kit's ``last_dim == 1``): the radial
+        column alone, ntypes x nnei x 1."""
+        if ncol not in (1, 4):
+            raise ValueError(f"ncol must be 4 (se_e2_a) or 1 (se_e2_r), got {ncol}")
         ntypes = self.number.shape[0]
         mean, std = self.mean(), self.std()
         davg = np.zeros((ntypes, nnei, 4))
@@ -301,7 +308,7 @@ class EnvStatSums:
         dstd = np.empty((ntypes, nnei, 4))
         dstd[:, :, 0] = std[:, 0, None]
         dstd[:, :, 1:] = std[:, 1, None, None]
-        return davg, dstd
+        return davg[..., :ncol].copy(), dstd[..., :ncol].copy()
 
     def as_deepmd(self) -> dict[str, np.ndarray]:
         """deepmd-kit's stat-file items: ``{"r_t"/"a_t": [number, sum, squared_sum]}``."""
@@ -317,9 +324,9 @@ def _unpack_model(model_or_descriptor):
     if isinstance(model_or_descriptor, SeE2AModel):  # DeepPot or DeepTensor
         m = model_or_descriptor
         return m.descriptor, list(m.pair_exclude_types), list(m.type_map)
-    if isinstance(model_or_descriptor, SeE2A):
+    if isinstance(model_or_descriptor, (SeE2A, SeE2R, SeE3, Hybrid)):
         return model_or_descriptor, [], None
-    raise TypeError(f"expected a symref DeepPot or SeE2A descriptor, "
+    raise TypeError(f"expected a symref DeepPot or SeE2A/SeE2R/SeE3/Hybrid descriptor, "
                     f"got {type(model_or_descriptor).__name__}")
 
 
@@ -388,7 +395,9 @@ def env_stat_sums(model_or_descriptor, systems, *, type_map=None, pair_exclude_t
 def env_stat(model_or_descriptor, systems, *, type_map=None, pair_exclude_types=None,
              set_davg_zero: bool | None = None, truncate: bool = True, backend: str = "numba",
              return_sums: bool = False):
-    """``(davg, dstd)``, each ntypes x nnei x 4 (Å⁻¹), of the se_e2_a environment rows.
+    """``(davg, dstd)``, each ntypes x nnei x 4 (Å⁻¹), of the se_e2_a environment rows
+    (ntypes x nnei x 1 for an se_e2_r descriptor: the radial column, as deepmd-kit's
+    ``EnvMatStatSe`` with ``last_dim == 1``; the same numbers as se_e2_a's column 0).
 
     Mirrors deepmd-kit 3.2's ``EnvMatStatSe`` + ``DescrptSeA.compute_input_stats``
     (formulas in the module docstring) on every frame of ``systems``; use
@@ -409,14 +418,26 @@ def env_stat(model_or_descriptor, systems, *, type_map=None, pair_exclude_types=
         silently (default); False raises when ``sel`` is exceeded.
     backend : "numba" (O(N) cell-list search) or "numpy" (reference search).
     return_sums : also return the :class:`EnvStatSums`.
+
+    A :class:`~symref.reference.descriptor.hybrid.Hybrid`: lists, one entry per member,
+    each computed as for that member alone (its own rcut, sel and exclusions), as
+    deepmd-kit's ``DescrptHybrid.compute_input_stats`` does.
     """
-    desc, _, _ = _unpack_model(model_or_descriptor)
+    desc, pairs, tmap = _unpack_model(model_or_descriptor)
+    if isinstance(desc, Hybrid):  # deepmd-kit: every member computes its own, on its own nlist
+        outs = [env_stat(m, systems, type_map=tmap if type_map is None else type_map,
+                         pair_exclude_types=pairs if pair_exclude_types is None
+                         else pair_exclude_types, set_davg_zero=set_davg_zero,
+                         truncate=truncate, backend=backend, return_sums=return_sums)
+                for m in desc.members]
+        return tuple(list(x) for x in zip(*outs))
     sums = env_stat_sums(model_or_descriptor, systems, type_map=type_map,
                          pair_exclude_types=pair_exclude_types, truncate=truncate,
                          backend=backend)
     if set_davg_zero is None:
         set_davg_zero = desc.set_davg_zero
-    davg, dstd = sums.davg_dstd(desc.nnei, bool(set_davg_zero))
+    davg, dstd = sums.davg_dstd(desc.nnei, bool(set_davg_zero),
+                                ncol=1 if isinstance(desc, SeE2R) else 4)
     return (davg, dstd, sums) if return_sums else (davg, dstd)
 
 
@@ -517,13 +538,12 @@ def apply_statistics(model: SeE2AModel, davg=None, dstd=None, bias=None,
     :class:`EnergyBias` returned by :func:`energy_bias`: then its ``std`` is
     written too (unless ``std`` is given).  Arrays keep the model's dtype.
     Any argument left None is not written.  ``davg``/``dstd`` must be
-    ntypes x nnei x 4; ``bias``/``std`` may be (ntypes,), (ntypes, 1) or
+    ntypes x nnei x 4 (x 1 for se_e2_r; a hybrid: lists, one per member);
+    ``bias``/``std`` may be (ntypes,), (ntypes, 1) or
     deepmd-kit's (1, ntypes, 1).
     """
     if not isinstance(model, SeE2AModel):
         raise TypeError(f"model must be a symref DeepPot, got {type(model).__name__}")
-    d = model.descriptor
-    shape = (d.ntypes, d.nnei, 4)
     if isinstance(bias, EnergyBias):
         bias, std = bias.bias, (bias.std if std is None else std)
 
@@ -536,20 +556,29 @@ def apply_statistics(model: SeE2AModel, davg=None, dstd=None, bias=None,
             raise ValueError(f"{name} is not finite")
         return a
 
-    if davg is not None:
-        davg = check("davg", davg, shape, True)
-    if dstd is not None:
-        dstd = check("dstd", dstd, shape, True)
-        if (dstd <= 0).any():
-            raise ValueError("dstd must be positive")
+    members = getattr(model.descriptor, "members", None)  # a hybrid: lists, one per member
+    descs = members or [model.descriptor]
+    davgs = [None] * len(descs) if davg is None else (davg if members else [davg])
+    dstds = [None] * len(descs) if dstd is None else (dstd if members else [dstd])
+    if len(davgs) != len(descs) or len(dstds) != len(descs):
+        raise ValueError(f"the hybrid descriptor has {len(descs)} members: davg and dstd must "
+                         "be lists of as many arrays")
+    for k, (d, davg, dstd) in enumerate(zip(descs, davgs, dstds)):
+        name = f"descriptor.list[{k}]." if members else ""
+        shape = (d.ntypes, d.nnei, np.shape(d.davg)[-1])  # 4, or 1 for se_e2_r
+        davgs[k] = None if davg is None else check(f"{name}davg", davg, shape, True)
+        dstds[k] = None if dstd is None else check(f"{name}dstd", dstd, shape, True)
+        if dstd is not None and (dstds[k] <= 0).any():
+            raise ValueError(f"{name}dstd must be positive")
     if bias is not None:
         bias = check("bias", bias, (model.ntypes,), False)
     if std is not None:
         std = check("std", std, (model.ntypes,), False)
-    if davg is not None and not d.set_davg_zero:
-        d.davg = davg.astype(np.asarray(d.davg).dtype)
-    if dstd is not None:
-        d.dstd = dstd.astype(np.asarray(d.dstd).dtype)
+    for d, davg, dstd in zip(descs, davgs, dstds):
+        if davg is not None and not d.set_davg_zero:
+            d.davg = davg.astype(np.asarray(d.davg).dtype)
+        if dstd is not None:
+            d.dstd = dstd.astype(np.asarray(d.dstd).dtype)
     if bias is not None:
         model.out_bias = bias.astype(np.asarray(model.out_bias).dtype)
     if std is not None:

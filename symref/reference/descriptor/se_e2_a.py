@@ -40,13 +40,14 @@ import numpy as np
 from symref.reference.core import (cloud_sum_backward, cloud_sum_forward, gram_backward, gram_backward_dual,
                    gram_forward, gram_tangent)
 from symref.reference.neighbors import type_pair_table
+from symref.reference.descriptor.slots import TypeSlots
 from symref.reference.nn import (Layer, mlp_backward, mlp_backward_dual, mlp_forward, mlp_forward_dual,
                                  mlp_hidden_outputs)
 from symref.reference.tabulation import EmbeddingTables, tabulated_backward, tabulated_forward
 
 
 @dataclass
-class SeE2A:
+class SeE2A(TypeSlots):
     """Parameters of deepmd-kit's ``se_e2_a`` descriptor.
 
     ``embeddings`` is a flat list indexed like deepmd-kit's NetworkCollection:
@@ -74,18 +75,6 @@ class SeE2A:
     precision: str = "float64"
     trainable: bool = True
     tables: EmbeddingTables | None = None
-
-    @property
-    def ntypes(self) -> int:
-        return len(self.sel)
-
-    @property
-    def nnei(self) -> int:
-        return int(sum(self.sel))
-
-    @property
-    def sel_offsets(self) -> np.ndarray:
-        return np.concatenate([[0], np.cumsum(self.sel)]).astype(np.int64)
 
     @property
     def dim_out(self) -> int:

@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+r"""se_e3 on the numba path against deepmd-kit's PyTorch backend on the CPU (issue 20).
+
+Run from the repository root::
+
+    python benchmarks/bench_se_e3.py                      # 192 and 1 536 atoms, 5 repeats
+    python benchmarks/bench_se_e3.py --sizes 192 --repeats 5
+
+Model: deepmd-kit's water se_e3 example size (rcut 5.8 Å, rcut_smth 0.5, sel [40, 80],
+embedding 2-4-8, fitting 240-240-240 with resnet_dt), ``demo_model(CONFIG, seed=1)``;
+deepmd-kit gets the same weights through a ``.dp`` file
+(:func:`symref.deepmd_kit.pt_model`).  System: frame 0 of
+``../shared/data/water/data_0`` (192 atoms) replicated 2x2x2 (1 536 atoms).
+
+Timed in this process after a warm-up call of each, the two calls *interleaved*
+(symref, deepmd-kit, symref, ...) so that the load of a shared machine hits both alike;
+medians of ``--repeats`` calls of each, and the median of the per-round ratios:
+``model.evaluate(coord, atype, box, backend="numba")`` (energy, forces, virial, atomic
+energies and virials; O(N) neighbour list) and deepmd-kit's PyTorch model (eager, CPU)
+through ``forward_lower`` on the extended system built from symref's neighbour list
+(:func:`symref.deepmd_kit.forward_lower_inputs`; deepmd-kit's neighbour search is not
+in its time).  Printed: both medians, the ratio of the medians deepmd-kit / symref, the
+median per-round ratio, and the forces' max relative difference (the two compute the
+same thing).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CONFIG = {"type_map": ["O", "H"],
+          "descriptor": {"type": "se_e3", "rcut": 5.8, "rcut_smth": 0.5, "sel": [40, 80],
+                         "neuron": [2, 4, 8], "resnet_dt": False},
+          "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True}}
+
+
+def interleaved(fns, repeats):
+    """Each function once for warm-up, then ``repeats`` rounds calling each in turn:
+    ``(times per function, last outputs)``."""
+    outs = [fn() for fn in fns]
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            t = time.perf_counter()
+            outs[k] = fn()
+            times[k].append(time.perf_counter() - t)
+    return times, outs
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[192, 1536])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "water" / "data_0"))
+    args = ap.parse_args(argv)
+    from symref.deepmd_kit import forward_lower_eval, forward_lower_inputs, pt_model
+    from symref.io.data import load_system
+    from symref.model.build import demo_model
+    from symref.synthetic import replicate
+
+    model = demo_model(CONFIG, seed=1)
+    s = load_system(args.data)
+    base = (s.coord[0], s.atype, s.box[0].reshape(3, 3))
+    with tempfile.TemporaryDirectory() as tmp:
+        dp = pt_model(model, tmp, device="cpu")
+    print(f"{'atoms':>6} {'symref numba (s)':>17} {'deepmd-kit pt (s)':>18} {'pt/numba':>9} "
+          f"{'per-round':>10} {'max rel dF':>11}")
+    for n in args.sizes:
+        k = round((n / len(base[1])) ** (1 / 3))
+        coord, atype, box = (base if k == 1 else replicate(*base, (k, k, k)))
+        coord, atype, box = np.asarray(coord), np.asarray(atype), np.asarray(box).reshape(3, 3)
+        run = forward_lower_eval(dp, forward_lower_inputs(model, coord, atype, box), "cpu")
+        (ts, tp), (ours, (e, f, v)) = interleaved(
+            [lambda: model.evaluate(coord, atype, box, backend="numba"), run], args.repeats)
+        t_sym, t_pt = statistics.median(ts), statistics.median(tp)
+        per_round = statistics.median(b / a for a, b in zip(ts, tp))
+        dF = float(np.abs(ours["forces"][0] - f).max() / np.abs(f).max())
+        print(f"{len(atype):>6} {t_sym:>17.3f} {t_pt:>18.3f} {t_pt / t_sym:>9.2f} "
+              f"{per_round:>10.2f} {dF:>11.1e}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
