@@ -108,6 +108,35 @@ def test_train_command(tmp_path, monkeypatch, capsys):
     assert all((m.dstd != 1).any() for m in trained.descriptor.members)
 
 
+@pytest.mark.parametrize("where,value,msg", [
+    ("dstd", 0.0, r"model.descriptor.list\[1\].dstd\[1, 2, 0\] is 0.0: every dstd entry"),
+    ("davg", np.nan, r"model.descriptor.list\[1\].davg\[1, 2, 0\] is nan \(not finite\)")])
+def test_a_hybrid_file_that_would_give_nan_is_refused(tmp_path, model, where, value, msg):
+    """A zero/NaN dstd or a non-finite davg in one member of a hybrid model file is refused
+    naming the member, the array and the entry (as for a single descriptor)."""
+    m = copy.deepcopy(model)
+    getattr(m.descriptor.members[1], where)[1, 2, 0] = value
+    save_model(m, tmp_path / "m.yaml")
+    with pytest.raises(ValueError, match=rf"m.yaml: {msg}"):
+        load_model(tmp_path / "m.yaml")
+
+
+def test_train_command_resolves_sel_auto_member_by_member(tmp_path, monkeypatch, capsys):
+    """sel "auto" in a hybrid's members: each member gets deepmd-kit's rule applied to the
+    training data's neighbour counts at its own rcut (checked against neighbor_stat
+    and auto_sel called directly on the system written for the run)."""
+    from symref.io.data import load_system
+    from symref.io.neighbor_stat import auto_sel, neighbor_stat
+
+    trained = train_with(tmp_path, monkeypatch, capsys, {"type": "hybrid", "list": [
+        dict(A, rcut=3.5, sel="auto"), dict(R, sel="auto:1.2")]})
+    system = load_system(tmp_path / "sys")
+    want = [auto_sel(neighbor_stat([system], rc, 2)[1], sel)
+            for rc, sel in ((3.5, "auto"), (3.0, "auto:1.2"))]
+    assert [m.sel for m in trained.descriptor.members] == want
+    assert want[0] != want[1]
+
+
 @pytest.mark.parametrize("change,words", [
     ({"list": []}, r"descriptor.list must be a non-empty list"),
     ({"list": [A, dict(R, precision="float32")]},

@@ -51,6 +51,50 @@ def test_defaults_are_deepmd_kits(fitting, loss):
         assert out == ref and warnings == []
 
 
+HYBRID = {"type": "hybrid", "list": [{"type": "se_e2_a", "rcut": 4.0, "sel": [8, 16]},
+                                      {"type": "se_r", "neuron": [4, 8]},
+                                      {"type": "se_at", "rcut": 3.0, "rcut_smth": 2.0}]}
+
+
+@pytest.mark.deepmd
+@pytest.mark.parametrize("descriptor", [{"type": "se_e2_r"}, {"type": "se_r", "sel": [4, 8]},
+                                        {"type": "se_e3"}, {"type": "se_at", "rcut": 4.0},
+                                        HYBRID])
+def test_other_descriptor_types_are_read_as_deepmd_kit_reads_them(descriptor):
+    """se_e2_r, se_e3 and hybrid sections (aliases se_r / se_at renamed, a hybrid's members
+    each with their own defaults) normalise to deepmd-kit's own result."""
+    argcheck = pytest.importorskip("deepmd.utils.argcheck")
+    cfg = minimal()
+    cfg["model"]["descriptor"] = copy.deepcopy(descriptor)
+    ref = argcheck.normalize(copy.deepcopy(cfg))
+    out, warnings = normalize(copy.deepcopy(cfg))
+    ref["loss"] = argcheck.normalize(dict(copy.deepcopy(cfg), loss={}))["loss"]
+    assert out == ref and warnings == []
+
+
+def test_hybrid_members_are_checked_by_their_own_type_and_path():
+    """A typo, a bad range or an unimplemented type inside a hybrid member is refused
+    naming model.descriptor.list[k]; a hybrid inside a hybrid is refused."""
+    for member, exc, msg in [
+            ({"type": "se_e2_r", "axis_neuron": 4}, ValueError,
+             r"descriptor.list\[1\].axis_neuron: unknown key"),
+            ({"type": "se_e3", "rcut": 2.0, "rcut_smth": 3.0}, ValueError,
+             r"descriptor.list\[1\].rcut_smth = 3.0: must be smaller"),
+            ({"type": "se_e2_a", "sel": [1, 2, 3]}, ValueError,
+             r"descriptor.list\[1\].sel = \[1, 2, 3\]: needs one entry per type"),
+            ({"type": "dpa2"}, ValueError, r"descriptor.list\[1\].type = 'dpa2': known"),
+            ({"type": "hybrid", "list": [{}]}, ValueError, "a hybrid cannot hold a hybrid"),
+            ("se_e2_a", TypeError, r"descriptor.list\[1\]: must be a JSON object")]:
+        cfg = minimal()
+        cfg["model"]["descriptor"] = {"type": "hybrid", "list": [{"type": "se_e2_a"}, member]}
+        with pytest.raises(exc, match=msg):
+            normalize(cfg)
+    cfg = minimal()
+    cfg["model"]["descriptor"] = {"type": "hybrid", "list": []}
+    with pytest.raises(ValueError, match="descriptor.list: must hold at least one"):
+        normalize(cfg)
+
+
 @pytest.mark.deepmd
 def test_cosine_learning_rate_is_read_as_deepmd_kit_reads_it():
     """learning_rate.type "cosine": the same normalised section as deepmd-kit's (no
@@ -92,7 +136,9 @@ def test_every_deepmd_key_of_every_section_is_in_the_table():
     tr = a.training_args()
     model_keys = [x for x in a.model_args().sub_fields.values()] + \
         sub(a.standard_model_args())
-    pairs = [(SE_TABLE, sub(desc["se_e2_a"])), (FITTINGS["ener"], sub(fit["ener"])),
+    pairs = [(SE_TABLE, sub(desc["se_e2_a"])), (DESCRIPTORS["se_e2_r"], sub(desc["se_e2_r"])),
+             (DESCRIPTORS["se_e3"], sub(desc["se_e3"])),
+             (DESCRIPTORS["hybrid"], sub(desc["hybrid"])), (FITTINGS["ener"], sub(fit["ener"])),
              (FITTINGS["dipole"], sub(fit["dipole"])), (FITTINGS["polar"], sub(fit["polar"])),
              (MODEL, model_keys),
              (LEARNING_RATE, sub(lr) + sub(a.learning_rate_variant_type_args().choice_dict["exp"])),
@@ -212,7 +258,8 @@ def test_required_keys_and_unknown_types():
         normalize(cfg)
     cfg = minimal()
     cfg["model"]["descriptor"]["type"] = "se_e2_q"
-    with pytest.raises(ValueError, match=r"descriptor.type = 'se_e2_q': unknown.*\['se_e2_a'\]"):
+    with pytest.raises(ValueError, match=r"descriptor.type = 'se_e2_q': unknown.*"
+                       r"\['hybrid', 'se_e2_a', 'se_e2_r', 'se_e3'\]"):
         normalize(cfg)
     cfg["model"]["descriptor"]["type"] = "dpa3"
     with pytest.raises(ValueError, match="known to deepmd-kit but not implemented"):

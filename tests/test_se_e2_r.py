@@ -279,7 +279,6 @@ def model_for_labels():
 
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("change,words", [
-    ({"type_one_side": False}, "type_one_side = false is not implemented for se_e2_r"),
     ({"rcut_smth": 4.0}, "rcut_smth"),
     ({"type": "se_e3_tebd"}, "'se_e3_tebd' is not supported; symref implements hybrid, se_a, "
                              "se_a_3be, se_at, se_e2_a, se_e2_r, se_e3, se_r"),
@@ -290,6 +289,17 @@ def test_bad_config(change, words):
     cfg["descriptor"].update(change)
     with pytest.raises(ValueError, match=words):
         symref.build_model(cfg)
+
+
+def test_type_one_side_false_builds_one_side_nets_as_deepmd_kit_pt():
+    """dp train's input default for se_r is type_one_side = false, which deepmd-kit 3.x's
+    PyTorch backend ignores (one net per neighbour type): build_model does the same, and
+    says so."""
+    cfg = copy.deepcopy(CFG)
+    cfg["descriptor"]["type_one_side"] = False
+    with pytest.warns(UserWarning, match="type_one_side = false: se_e2_r is built with one"):
+        model = symref.build_model(cfg)
+    assert model.descriptor.type_one_side and len(model.descriptor.embeddings) == 2
 
 
 def test_tensor_fitting_on_se_e2_r_is_refused():

@@ -6,7 +6,7 @@ fills in deepmd-kit 3.x's defaults and checks every key of every section
 symref does not implement refused by name unless at their default, types and
 ranges checked with the key path).  What symref does with each section:
 
-* ``model``: ``type_map``, ``descriptor`` (se_e2_a; ``sel`` a list or
+* ``model``: ``type_map``, ``descriptor`` (se_e2_a, se_e2_r, se_e3, hybrid; ``sel`` a list or
   ``"auto"``/``"auto:RATIO"``, resolved from the training data by
   :func:`symref.io.neighbor_stat.resolve_sel`), ``fitting_net`` (ener, dipole,
   polar), ``data_stat_nbatch``, ``pair_exclude_types``, ``atom_exclude_types``,

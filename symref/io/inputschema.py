@@ -177,13 +177,20 @@ SE_E2_A = {
     "set_davg_zero": Key(("bool",), False),
 }
 
+#: se_e2_r (deepmd-kit's se_r): se_e2_a's keys less ``axis_neuron``
+SE_E2_R = {k: v for k, v in SE_E2_A.items() if k != "axis_neuron"}
+#: se_e3 (se_at, se_a_3be, se_t): se_e2_a's keys less ``axis_neuron`` and ``type_one_side``
+SE_E3 = {k: v for k, v in SE_E2_R.items() if k != "type_one_side"}
+#: hybrid: a list of descriptor sections, each checked as its own type (:func:`_descriptor`)
+HYBRID = {"list": Key(("list",), REQUIRED)}
+
 #: descriptor ``type`` -> its keys (``type`` itself excluded); aliases of the type name
-DESCRIPTORS = {"se_e2_a": SE_E2_A}
-DESCRIPTOR_ALIASES = {"se_a": "se_e2_a"}
+DESCRIPTORS = {"se_e2_a": SE_E2_A, "se_e2_r": SE_E2_R, "se_e3": SE_E3, "hybrid": HYBRID}
+DESCRIPTOR_ALIASES = {"se_a": "se_e2_a", "se_r": "se_e2_r", "se_at": "se_e3",
+                      "se_a_3be": "se_e3", "se_t": "se_e3"}
 #: descriptor types deepmd-kit 3.x knows that symref does not implement (yet)
-DP_DESCRIPTORS = ("loc_frame", "dpa4c", "dpa4", "se_e3", "se_a_tpe", "se_e2_r", "hybrid",
-                  "se_atten", "se_e3_tebd", "se_atten_v2", "dpa2", "dpa3", "se_a_ebd_v2",
-                  "se_a_mask", "se_r", "se_t", "se_at")
+DP_DESCRIPTORS = ("loc_frame", "dpa4c", "dpa4", "se_a_tpe", "se_atten", "se_e3_tebd",
+                  "se_atten_v2", "dpa2", "dpa3", "se_a_ebd_v2", "se_a_mask")
 
 _FIT_COMMON = {
     "numb_fparam": Key(("int",), 0, "default"),
@@ -431,6 +438,33 @@ def _variant(node, path, types: dict, aliases: dict, known: tuple, default, warn
     return {"type": t, **body}
 
 
+def _descriptor(node, path: str, ntypes: int, warnings: list) -> dict:
+    """A descriptor section checked by its type (:func:`_variant`), then the checks across
+    its keys; a hybrid's ``list`` members each checked the same way under
+    ``path.list[k]`` (a hybrid inside a hybrid is refused, as deepmd-kit does)."""
+    d = _variant(node, path, DESCRIPTORS, DESCRIPTOR_ALIASES, DP_DESCRIPTORS, None, warnings)
+    if d["type"] == "hybrid":
+        if not d["list"]:
+            raise ValueError(f"{path}.list: must hold at least one descriptor section")
+        members = []
+        for k, member in enumerate(d["list"]):
+            where = f"{path}.list[{k}]"
+            if isinstance(member, dict) and member.get("type") == "hybrid":
+                raise ValueError(f"{where}.type = 'hybrid': a hybrid cannot hold a hybrid")
+            members.append(_descriptor(member, where, ntypes, warnings))
+        return {**d, "list": members}
+    if not d["rcut_smth"] < d["rcut"]:
+        raise ValueError(f"{path}.rcut_smth = {d['rcut_smth']}: must be smaller than "
+                         f"rcut = {d['rcut']}")
+    if isinstance(d.get("sel"), list) and len(d["sel"]) != ntypes:
+        raise ValueError(f"{path}.sel = {d['sel']}: needs one entry per type of "
+                         f"type_map ({ntypes})")
+    if "axis_neuron" in d and d["axis_neuron"] > d["neuron"][-1]:
+        raise ValueError(f"{path}.axis_neuron = {d['axis_neuron']}: must be <= "
+                         f"neuron[-1] = {d['neuron'][-1]}")
+    return d
+
+
 def normalize(cfg: dict) -> tuple[dict, list]:
     """``(full config, warnings)``: deepmd-kit's defaults filled in, every key checked.
 
@@ -445,20 +479,10 @@ def normalize(cfg: dict) -> tuple[dict, list]:
     out = _check_section(cfg, TOP, "", warnings)
     m = _check_section(out["model"], MODEL, "model", warnings)
     m["type_map"] = _type_map(m["type_map"])
-    m["descriptor"] = _variant(m["descriptor"], "model.descriptor", DESCRIPTORS,
-                               DESCRIPTOR_ALIASES, DP_DESCRIPTORS, None, warnings)
+    m["descriptor"] = _descriptor(m["descriptor"], "model.descriptor", len(m["type_map"]),
+                                  warnings)
     m["fitting_net"] = _variant(m["fitting_net"], "model.fitting_net", FITTINGS, {},
                                 DP_FITTINGS, "ener", warnings)
-    d = m["descriptor"]
-    if "rcut_smth" in d and "rcut" in d and not d["rcut_smth"] < d["rcut"]:
-        raise ValueError(f"model.descriptor.rcut_smth = {d['rcut_smth']}: must be smaller than "
-                         f"rcut = {d['rcut']}")
-    if isinstance(d.get("sel"), list) and len(d["sel"]) != len(m["type_map"]):
-        raise ValueError(f"model.descriptor.sel = {d['sel']}: needs one entry per type of "
-                         f"type_map ({len(m['type_map'])})")
-    if "axis_neuron" in d and d["axis_neuron"] > d["neuron"][-1]:
-        raise ValueError(f"model.descriptor.axis_neuron = {d['axis_neuron']}: must be <= "
-                         f"neuron[-1] = {d['neuron'][-1]}")
     out["model"] = m
     ftype = m["fitting_net"]["type"]
     want = "tensor" if ftype in ("dipole", "polar") else "ener"

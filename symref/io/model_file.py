@@ -295,22 +295,26 @@ def check_finite(model):
     from symref.model.params import parameters
 
     d = model.descriptor
+    members = [(f"model.descriptor.list[{k}]", m) for k, m in enumerate(d.members)] \
+        if hasattr(d, "members") else [("model.descriptor", d)]  # a hybrid: its members'
     arrays = [(f"model.{n}", a) for n, a in parameters(model)] + \
-        [("model.descriptor.davg", d.davg), ("model.out_bias", model.out_bias),
-         ("model.out_std", model.out_std)]
+        [(f"{where}.davg", m.davg) for where, m in members] + \
+        [("model.out_bias", model.out_bias), ("model.out_std", model.out_std)]
     for name, a in arrays:
         a = np.asarray(a)
         bad = ~np.isfinite(a)
         if bad.any():
             raise ValueError(f"{name}{[int(i) for i in np.argwhere(bad)[0]]} is {a[bad][0]} "
                              "(not finite)")
-    dstd = np.asarray(d.dstd)
-    bad = ~(np.isfinite(dstd) & (dstd > 0))
-    if bad.any():
-        t, j, c = np.argwhere(bad)[0]
-        raise ValueError(f"model.descriptor.dstd[{t}, {j}, {c}] is {dstd[t, j, c]}: every "
-                         "dstd entry must be finite and > 0 (the environment matrix is divided "
-                         "by it; deepmd-kit's statistics never give less than 1e-2)")
+    for where, m in members:
+        dstd = np.asarray(m.dstd)
+        bad = ~(np.isfinite(dstd) & (dstd > 0))
+        if bad.any():
+            t, j, c = np.argwhere(bad)[0]
+            raise ValueError(f"{where}.dstd[{t}, {j}, {c}] is {dstd[t, j, c]}: every dstd "
+                             "entry must be finite and > 0 (the environment matrix is "
+                             "divided by it; deepmd-kit's statistics never give less than "
+                             "1e-2)")
     return model
 
 

@@ -78,7 +78,11 @@ def auto_sel(max_nbor_size, sel="auto") -> list[int]:
 
 def resolve_sel(descriptor: dict, systems, ntypes: int, say=print) -> dict:
     """``descriptor`` with ``sel`` "auto"/"auto:RATIO" replaced by :func:`auto_sel` of the
-    training systems' counts (a copy; unchanged when ``sel`` is a list)."""
+    training systems' counts (a copy; unchanged when ``sel`` is a list); a hybrid's
+    members each at their own ``rcut``."""
+    if descriptor.get("type") == "hybrid":
+        return {**descriptor, "list": [resolve_sel(m, systems, ntypes, say)
+                                       for m in descriptor["list"]]}
     sel = descriptor.get("sel")
     if not isinstance(sel, str):
         return descriptor

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from symref.model.base import dtype_of
@@ -102,9 +104,12 @@ def _build_descriptor(dc: dict, type_map: list, rng, where: str):
     resnet_dt = bool(dc.get("resnet_dt", False))
     precision = dc.get("precision", "float64")
     dtype_of(precision)
-    if dtype_name == "se_e2_r" and not one_side:
-        raise ValueError(f"{where}.type_one_side = false is not implemented for se_e2_r "
-                         "(deepmd-kit 3.x implements only type_one_side = true for se_r)")
+    if dtype_name == "se_e2_r" and not one_side:  # dp train's input default for se_r
+        warnings.warn(f"{where}.type_one_side = false: se_e2_r is built with one embedding net "
+                      "per neighbour type (type_one_side = true), as deepmd-kit 3.x's PyTorch "
+                      "backend builds it (its NumPy backend refuses false)", UserWarning,
+                      stacklevel=3)
+        one_side = True
     nnets = ntypes if one_side and dtype_name != "se_e3" else ntypes * ntypes
     embeddings = [init_mlp(rng, 1, neuron, resnet_dt=resnet_dt) for _ in range(nnets)]
     nnei = int(sum(sel))

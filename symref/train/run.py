@@ -160,8 +160,8 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None) -
         from symref.io.model_file import load_model
 
         start, what, label = load_model(init_model), f"--init-model {init_model}", "model"
-    if start is not None and isinstance(mc["descriptor"]["sel"], str):  # "auto": its sel
-        mc = {**mc, "descriptor": {**mc["descriptor"], "sel": list(start.descriptor.sel)}}
+    if start is not None:  # sel "auto": the starting model's (a hybrid: member by member)
+        mc = {**mc, "descriptor": _sel_of(mc["descriptor"], start.descriptor)}
     mc = {**mc, "descriptor": resolve_sel(mc["descriptor"], train, len(type_map), say=say)}
     model = build_model(mc, seed=seed)
     if start is not None:
@@ -256,23 +256,45 @@ def model_signature(model) -> dict:
 
     from symref.model.base import dtype_of
 
-    d, f = model.descriptor, model.fitting
+    f = model.fitting
     sig = {"type_map": list(model.type_map), "fitting_net.type": getattr(f, "kind", "ener")}
-    for k in ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "type_one_side", "resnet_dt",
-              "precision", "exclude_types", "env_protection", "activation_function"):
-        v = getattr(d, k, None)
-        sig[f"descriptor.{k}"] = [list(x) for x in v] if k == "exclude_types" else \
-            (list(v) if isinstance(v, (list, tuple)) else v)
+    _descriptor_signature(model.descriptor, "descriptor", sig)
     for k in ("neuron", "resnet_dt", "precision", "activation_function", "fit_diag"):
         if hasattr(f, k):
             v = getattr(f, k)
             sig[f"fitting_net.{k}"] = list(v) if isinstance(v, (list, tuple)) else v
-    for k in ("descriptor.precision", "fitting_net.precision"):  # "default" is float64
-        if sig.get(k) is not None:
+    for k in sig:  # precision "default" is float64
+        if k.endswith("precision") and sig[k] is not None:
             sig[k] = np.dtype(dtype_of(sig[k])).name
     sig["atom_exclude_types"] = sorted(int(t) for t in model.atom_exclude_types)
     sig["pair_exclude_types"] = sorted([sorted(map(int, p)) for p in model.pair_exclude_types])
     return sig
+
+
+def _descriptor_signature(d, prefix: str, sig: dict) -> None:
+    """:func:`model_signature`'s entries of descriptor ``d`` under ``prefix`` (its class,
+    hyper-parameters; a hybrid's members under ``prefix.list[k]``)."""
+    sig[f"{prefix}.type"] = type(d).__name__
+    if hasattr(d, "members"):
+        for k, m in enumerate(d.members):
+            _descriptor_signature(m, f"{prefix}.list[{k}]", sig)
+        return
+    for k in ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "type_one_side", "resnet_dt",
+              "precision", "exclude_types", "env_protection", "activation_function"):
+        v = getattr(d, k, None)
+        sig[f"{prefix}.{k}"] = [list(x) for x in v] if k == "exclude_types" else \
+            (list(v) if isinstance(v, (list, tuple)) else v)
+
+
+def _sel_of(section: dict, desc) -> dict:
+    """Descriptor ``section`` with a ``sel`` of "auto" replaced by descriptor ``desc``'s
+    (the model training continues from; a hybrid member by member)."""
+    if section.get("type") == "hybrid" and hasattr(desc, "members"):
+        return {**section, "list": [_sel_of(s, m) for s, m in zip(section["list"],
+                                                                    desc.members)]}
+    if isinstance(section.get("sel"), str):
+        return {**section, "sel": list(desc.sel)}
+    return section
 
 
 def check_same_model(start, model, what: str, label: str, input_file) -> None:
