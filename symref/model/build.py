@@ -12,6 +12,7 @@ import numpy as np
 from symref.model.base import dtype_of
 from symref.model.deeppot import DeepPot
 from symref.model.tensor import DeepTensor
+from symref.reference.activation import canonical_activation
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.fitting import EnergyFitting, TensorFitting
 from symref.reference.nn import init_mlp
@@ -57,9 +58,12 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
     resnet_dt = bool(dc.get("resnet_dt", False))
     precision = dc.get("precision", "float64")
     dtype_of(precision)
+    dact = canonical_activation(dc.get("activation_function", "tanh"),
+                                "descriptor.activation_function")
     rng = np.random.default_rng(seed)
     nnets = ntypes if one_side else ntypes * ntypes
-    embeddings = [init_mlp(rng, 1, neuron, resnet_dt=resnet_dt) for _ in range(nnets)]
+    embeddings = [init_mlp(rng, 1, neuron, resnet_dt=resnet_dt, activation=dact)
+                  for _ in range(nnets)]
     nnei = int(sum(sel))
     desc = SeE2A(rcut=rcut, rcut_smth=rcut_smth, sel=[int(s) for s in sel], neuron=neuron,
                  axis_neuron=axis, embeddings=embeddings,
@@ -67,23 +71,26 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
                  resnet_dt=resnet_dt, type_one_side=one_side,
                  exclude_types=[tuple(p) for p in dc.get("exclude_types", [])],
                  env_protection=float(dc.get("env_protection", 0.0)),
-                 set_davg_zero=bool(dc.get("set_davg_zero", False)), precision=precision)
+                 set_davg_zero=bool(dc.get("set_davg_zero", False)), precision=precision,
+                 activation_function=dact)
     fneuron = list(fc.get("neuron", [240, 240, 240]))
+    fact = canonical_activation(fc.get("activation_function", "tanh"),
+                                "fitting_net.activation_function")
     if ftype != "ener":
-        return _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng)
+        return _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng, fact)
     nets = [init_mlp(rng, desc.dim_out, fneuron, resnet_dt=bool(fc.get("resnet_dt", True)),
-                     out_dim=1) for _ in range(ntypes)]
+                     out_dim=1, activation=fact) for _ in range(ntypes)]
     fit = EnergyFitting(neuron=fneuron, nets=nets, bias_atom_e=np.zeros(ntypes),
                         resnet_dt=bool(fc.get("resnet_dt", True)),
                         exclude_types=list(fc.get("exclude_types", [])),
-                        precision=fc.get("precision", precision))
+                        precision=fc.get("precision", precision), activation_function=fact)
     return DeepPot(type_map=type_map, descriptor=desc, fitting=fit,
                    out_bias=np.zeros(ntypes), out_std=np.ones(ntypes),
                    atom_exclude_types=list(config.get("atom_exclude_types", [])),
                    pair_exclude_types=[tuple(p) for p in config.get("pair_exclude_types", [])])
 
 
-def _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng) -> DeepTensor:
+def _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng, fact) -> DeepTensor:
     """The dipole/polar part of :func:`build_model`: ``sel_type`` (types that carry
     the output; deepmd-kit 2.x's key) or ``exclude_types`` (its complement),
     ``fit_diag``, ``scale`` (number or one per type), ``shift_diag``."""
@@ -104,8 +111,8 @@ def _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng) -> Deep
     fit_diag = bool(fc.get("fit_diag", True))
     nout = M1 if ftype == "dipole" or fit_diag else M1 * M1
     resnet_dt = bool(fc.get("resnet_dt", True))
-    nets = [init_mlp(rng, desc.dim_out, fneuron, resnet_dt=resnet_dt, out_dim=nout)
-            for _ in range(ntypes)]
+    nets = [init_mlp(rng, desc.dim_out, fneuron, resnet_dt=resnet_dt, out_dim=nout,
+                     activation=fact) for _ in range(ntypes)]
     scale = fc.get("scale", 1.0)
     scale = np.full(ntypes, float(scale)) if np.ndim(scale) == 0 else np.asarray(scale, float)
     if scale.shape != (ntypes,):
@@ -113,7 +120,7 @@ def _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng) -> Deep
     fit = TensorFitting(kind=ftype, neuron=fneuron, nets=nets, bias_atom=np.zeros((ntypes, nout)),
                         embedding_width=M1, resnet_dt=resnet_dt, exclude_types=exclude,
                         fit_diag=fit_diag, scale=scale, shift_diag=bool(fc.get("shift_diag", True)),
-                        precision=fc.get("precision", desc.precision))
+                        precision=fc.get("precision", desc.precision), activation_function=fact)
     odim = 3 if ftype == "dipole" else 9
     return DeepTensor(type_map=type_map, descriptor=desc, fitting=fit,
                       out_bias=np.zeros((ntypes, odim)), out_std=np.ones((ntypes, odim)),
