@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from fd import num_grad_inplace
 
-from symref.reference.activation import ACTIVATIONS, activation, canonical_activation
+from symref.reference.activation import (ACTIVATIONS, FROM_VALUE, activation, canonical_activation,
+                                         derivatives_from_value)
 from symref.reference.nn import init_mlp, layer_backward_dual, layer_forward_dual
 
 SMOOTH = ["tanh", "gelu", "softplus", "sigmoid", "silu", "linear"]
@@ -119,3 +120,16 @@ def test_dual_layer_backward_matches_fd(name):
         for arr, gr in pairs:
             np.testing.assert_allclose(gr, num_grad_inplace(f, arr), rtol=1e-6, atol=1e-8,
                                        err_msg=name)
+
+
+@pytest.mark.parametrize("name", FROM_VALUE)
+def test_derivatives_from_value_equal_the_table(name):
+    """phi'(z) and phi''(z) recomputed from h = phi(z) alone (what the numba kernels keep) equal
+    the table's, kinks included (relu, relu6 at 0 and 6)."""
+    z = np.concatenate([Z, [0.0, 6.0, -800.0]])
+    h, d, d2 = _full(name, z)
+    dv, d2v = derivatives_from_value(name, h)
+    np.testing.assert_allclose(dv, d, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(d2v, d2, rtol=1e-9, atol=1e-15)
+    with pytest.raises(ValueError, match="gelu"):
+        derivatives_from_value("gelu", h)

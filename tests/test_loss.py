@@ -158,17 +158,24 @@ def test_env_mat_tangent_is_the_directional_derivative():
     assert np.all(tangent[1, 4] == 0.0)
 
 
-@pytest.mark.parametrize("one_side", [True, False])
-def test_fast_backend_matches_reference(one_side):
+@pytest.mark.parametrize("one_side,acts", [(True, ("tanh", "tanh")), (False, ("tanh", "tanh")),
+                                           (False, ("softplus", "sigmoid")),
+                                           (True, ("relu6", "softplus"))])
+def test_fast_backend_matches_reference(one_side, acts):
     """backend="numba" (compact pairs, O(N) search, padded slots once per type pair)
-    gives the reference's loss and gradient, with every kind of exclusion."""
+    gives the reference's loss and gradient, with every kind of exclusion, for tanh and
+    for activations of the kernels' other codes (descriptor, fitting)."""
     cfg = {"type_map": ["C", "H", "O"],
            "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [20, 20, 20],
                           "neuron": [4, 8], "axis_neuron": 2, "resnet_dt": True,
-                          "type_one_side": one_side, "exclude_types": [[0, 2]]},
-           "fitting_net": {"neuron": [8, 8], "resnet_dt": True, "exclude_types": [1]},
+                          "type_one_side": one_side, "exclude_types": [[0, 2]],
+                          "activation_function": acts[0]},
+           "fitting_net": {"neuron": [8, 8], "resnet_dt": True, "exclude_types": [1],
+                           "activation_function": acts[1]},
            "atom_exclude_types": [2], "pair_exclude_types": [[1, 1]]}
     model = demo_model(cfg, seed=5)
+    from symref.fast import cpu_loss
+    assert cpu_loss.unsupported_reason(model) is None  # the fast gradient really runs
     for s, box in ((make_molecule(natoms=9, ntypes=3, seed=4), None),):
         ev = model.evaluate(s.coord, s.atype, box, backend="numpy")
         rng = np.random.default_rng(0)

@@ -136,6 +136,43 @@ ACTIVATIONS = {
 }
 
 
+#: activations whose derivatives are functions of the value h = phi(z) (the numba kernels keep
+#: only h): tanh, relu, relu6, softplus, sigmoid and the identity; gelu and silu are not
+FROM_VALUE = ("tanh", "relu", "relu6", "softplus", "sigmoid", "linear", "none")
+
+
+def derivatives_from_value(name: str, h: np.ndarray):
+    r"""``(phi', phi'')`` of activation ``name`` as functions of its value ``h = phi(z)``
+    (``name`` in :data:`FROM_VALUE`; ValueError otherwise):
+
+    .. math::
+
+        	anh: 1-h^2,\ -2h(1-h^2);\quad \mathrm{relu}: [h>0],\ 0;\quad
+        \mathrm{relu6}: [0<h<6],\ 0;\quad
+        \mathrm{softplus}: \sigma = -\mathrm{expm1}(-h),\ \sigma e^{-h};\quad
+        \mathrm{sigmoid}: h(1-h),\ h(1-h)(1-2h);\quad \mathrm{linear}: 1, 0.
+
+    The kink conventions follow from :math:`h>0 \iff z>0` and :math:`0<h<6 \iff 0<z<6`
+    (relu'(0) = relu6'(0) = relu6'(6) = 0, as :data:`ACTIVATIONS`)."""
+    if name == "tanh":
+        d = 1.0 - h * h
+        return d, -2.0 * h * d
+    if name == "relu":
+        return (h > 0).astype(h.dtype), np.zeros_like(h)
+    if name == "relu6":
+        return ((h > 0) & (h < 6)).astype(h.dtype), np.zeros_like(h)
+    if name == "softplus":
+        e = np.exp(-h)  # 1 - sigma
+        return -np.expm1(-h), -np.expm1(-h) * e
+    if name == "sigmoid":
+        d = h * (1.0 - h)
+        return d, d * (1.0 - 2.0 * h)
+    if name in ("linear", "none"):
+        return np.ones_like(h), np.zeros_like(h)
+    raise ValueError(f"activation {name!r}: its derivative is not a function of its value "
+                     f"(those are {FROM_VALUE})")
+
+
 def canonical_activation(name, where: str = "activation_function") -> str:
     """``name`` lower-cased (deepmd-kit's rule; ``None`` is ``"none"``), checked against
     :data:`ACTIVATIONS`; ValueError naming ``where`` and the name otherwise."""

@@ -1,4 +1,7 @@
-r"""A vectorisable ``tanh`` for numba kernels (float64, and float32 in float32 arithmetic:
+r"""Activations for numba kernels: a vectorisable ``tanh`` (and, at the end, the other
+activations behind integer codes, :data:`ACT_CODES`).
+
+A vectorisable ``tanh`` for numba kernels (float64, and float32 in float32 arithmetic:
 :func:`tanh_any` picks one by type), with NumPy twins.
 
 libm's ``tanh`` (what ``math.tanh`` calls inside numba) is a scalar call that
@@ -30,6 +33,8 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
+
+from symref.reference.activation import ACTIVATIONS, derivatives_from_value
 
 _LN2_HI = 6.93147180369123816490e-01  # upper bits of ln 2 (exact product with small n)
 _LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
@@ -177,3 +182,101 @@ def tanh32_inplace(a):
     """``a[k] = tanh(a[k])`` for a 1-D float32 array, in float32 arithmetic."""
     for k in numba.prange(a.shape[0]):
         a[k] = tanh_any(a[k])
+
+
+# ------------------------------------------------------------------ other activations
+# Kernels dispatch on an integer code (no Python objects in kernels).  0 (identity) and 1
+# (tanh, the vectorised scalars above) are handled by the callers as before; the codes >= 2
+# are the activations whose derivatives are functions of the value h = phi(z)
+# (symref.reference.activation.derivatives_from_value), since the kernels overwrite z with h.
+# They are computed in float64 (a float32 input is promoted, the result rounded once on
+# store): scalar libm calls, not vectorised (tanh is the one the benchmarks measure).
+ACT_LINEAR, ACT_TANH, ACT_RELU, ACT_RELU6, ACT_SOFTPLUS, ACT_SIGMOID = range(6)
+#: activation name (symref.reference.activation) -> kernel code
+ACT_CODES = {"linear": ACT_LINEAR, "none": ACT_LINEAR, "tanh": ACT_TANH, "relu": ACT_RELU,
+             "relu6": ACT_RELU6, "softplus": ACT_SOFTPLUS, "sigmoid": ACT_SIGMOID}
+_CODE_NAMES = {c: n for n, c in ACT_CODES.items() if n != "none"}
+
+
+def act_code(name: str, path: str = "the numba fast path") -> int:
+    """The kernel code of activation ``name``; ValueError naming it and ``path`` when the
+    kernels do not implement it (gelu, silu: their derivatives need z, which is not kept)."""
+    code = ACT_CODES.get(name)
+    if code is None:
+        raise ValueError(f"activation {name!r} is not implemented in {path} "
+                         f"(kernels have {sorted(ACT_CODES)})")
+    return code
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def act_value(z, act):
+    """phi(z) for a code >= 2 (identity otherwise), in float64; twin :func:`act_value_ref`."""
+    x = np.float64(z)
+    if act == ACT_RELU:
+        return x if x > 0.0 else 0.0 * x  # -0.0 below 0, as z * [z > 0]
+    if act == ACT_RELU6:
+        return 0.0 if x < 0.0 else (6.0 if x > 6.0 else x)
+    if act == ACT_SOFTPLUS:
+        return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+    if act == ACT_SIGMOID:
+        e = math.exp(-abs(x))
+        return 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+    return x
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def act_deriv(h, act):
+    """phi' from the value h for a code >= 2 (1 otherwise); twin :func:`act_deriv_ref`."""
+    x = np.float64(h)
+    if act == ACT_RELU:
+        return 1.0 if x > 0.0 else 0.0
+    if act == ACT_RELU6:
+        return 1.0 if (x > 0.0 and x < 6.0) else 0.0
+    if act == ACT_SOFTPLUS:
+        return -math.expm1(-x)
+    if act == ACT_SIGMOID:
+        return x * (1.0 - x)
+    return 1.0
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def act_second(h, act):
+    """phi'' from the value h for a code >= 2 (0 otherwise); twin :func:`act_second_ref`."""
+    x = np.float64(h)
+    if act == ACT_SOFTPLUS:
+        return -math.expm1(-x) * math.exp(-x)
+    if act == ACT_SIGMOID:
+        return x * (1.0 - x) * (1.0 - 2.0 * x)
+    return 0.0
+
+
+def act_value_ref(z, act):
+    """NumPy twin of :func:`act_value` on arrays (the reference table)."""
+    return ACTIVATIONS[_CODE_NAMES[act]](np.asarray(z, dtype=np.float64))[0]
+
+
+def act_deriv_ref(h, act):
+    """NumPy twin of :func:`act_deriv` on arrays."""
+    return derivatives_from_value(_CODE_NAMES[act], np.asarray(h, dtype=np.float64))[0]
+
+
+def act_second_ref(h, act):
+    """NumPy twin of :func:`act_second` on arrays."""
+    return derivatives_from_value(_CODE_NAMES[act], np.asarray(h, dtype=np.float64))[1]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def act_scalars(z, act, out):
+    """``out[0/1/2, k]`` <- act_value(z[k]), act_deriv(h), act_second(h) with h = that value
+    (the test harness of the three scalars; ``out`` 3 x n float64)."""
+    for k in range(z.shape[0]):
+        h = act_value(z[k], act)
+        out[0, k] = h
+        out[1, k] = act_deriv(h, act)
+        out[2, k] = act_second(h, act)
+
+
+def act_scalars_ref(z, act, out):
+    """NumPy twin of :func:`act_scalars`."""
+    h = act_value_ref(z, act)
+    out[0], out[1], out[2] = h, act_deriv_ref(h, act), act_second_ref(h, act)

@@ -18,9 +18,10 @@ separate pass is spent on it):
     \bar y = dy + dyres,\qquad \bar z = \bar y \odot d \odot \phi'(z),\qquad
     \overline{\mathrm{sc}} = \{0,\ \bar y,\ \bar y_{[:n]} + \bar y_{[n:]}\},
 
-with :math:`\phi = \tanh` (``act = 1``, :math:`\phi' = 1 - h^2`) or the
-identity (``act = 0``).  ``b`` and ``d`` (= ``idt``) are always passed (zeros and
-ones when the layer has none).  ``h`` overwrites ``z``; ``dz`` may be the same
+with :math:`\phi = \tanh` (``act = 1``, :math:`\phi' = 1 - h^2`), the
+identity (``act = 0``) or another activation whose derivative is a function of
+:math:`h` (``act >= 2``: :data:`symref.fast.kernels.activations.ACT_CODES`).
+``b`` and ``d`` (= ``idt``) are always passed (zeros and ones when the layer has none).  ``h`` overwrites ``z``; ``dz`` may be the same
 array as ``h``.  Every kernel has a NumPy twin with the same signature
 (``*_ref``), tested against it in ``tests/test_kernels_dense.py``.
 """
@@ -30,7 +31,8 @@ import numba
 import numpy as np
 
 from symref.fast.kernels._jit import kernel
-from symref.fast.kernels.activations import tanh_any
+from symref.fast.kernels.activations import (act_deriv, act_deriv_ref, act_value, act_value_ref,
+                                             tanh_any)
 
 
 
@@ -50,6 +52,10 @@ def act_rows(z, b, act):
         f = z.reshape(-1)
         for i in range(f.shape[0]):
             f[i] = tanh_any(f[i])  # float32 arrays: float32 arithmetic
+    elif act > 1:
+        f = z.reshape(-1)
+        for i in range(f.shape[0]):
+            f[i] = act_value(f[i], act)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -89,6 +95,8 @@ def dense_act_forward_ref(z, b, idt, x, shortcut, act, y):
     z += b
     if act == 1:
         np.tanh(z, out=z)
+    elif act > 1:
+        z[...] = act_value_ref(z, act)
     y[...] = z * idt
     if shortcut == 1:
         y += x
@@ -134,6 +142,13 @@ def dense_act_backward(dy, dyres, h, idt, shortcut, act, dz, dxres):
             else:
                 for k in range(nout):
                     dzr[k] = dyr[k] * idt[k] * (one - hr[k] * hr[k])
+        elif act > 1:
+            if has_res:
+                for k in range(nout):
+                    dzr[k] = (dyr[k] + dyres[r, k]) * idt[k] * act_deriv(hr[k], act)
+            else:
+                for k in range(nout):
+                    dzr[k] = dyr[k] * idt[k] * act_deriv(hr[k], act)
         else:
             if has_res:
                 for k in range(nout):
@@ -154,4 +169,6 @@ def dense_act_backward_ref(dy, dyres, h, idt, shortcut, act, dz, dxres):
     dzv = d * idt
     if act == 1:
         dzv *= 1.0 - h * h
+    elif act > 1:
+        dzv *= act_deriv_ref(h, act)
     dz[...] = dzv

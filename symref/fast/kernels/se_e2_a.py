@@ -35,6 +35,7 @@ import numba
 import numpy as np
 
 from symref.fast.kernels._jit import kernel
+from symref.fast.kernels.activations import act_deriv, act_deriv_ref, act_value_ref
 from symref.fast.kernels.dense import act_rows, dense_act_backward_ref, dense_act_forward_ref, out_row
 
 
@@ -175,6 +176,8 @@ def env_embed_backward(rij, ptr, types, dstd, rcut, rcut_smth, protection,
                 dz = d * idt[k]
                 if act == 1:
                     dz *= 1.0 - h[p, k] * h[p, k]
+                elif act > 1:
+                    dz *= act_deriv(h[p, k], act)
                 ds += dz * w[0, k]
                 if shortcut != 0:
                     ds += d
@@ -233,6 +236,8 @@ def embed_T_forward_ref(z, b, idt, x, shortcut, act, R, ptr, T):
     z += b
     if act == 1:
         np.tanh(z, out=z)
+    elif act > 1:
+        z[...] = act_value_ref(z, act)
     G = z * idt + _sc_ref(x, shortcut)  # P x M1
     np.add.at(T, pair_atoms(ptr), R[:, :, None] * G[:, None, :])
 
@@ -290,6 +295,9 @@ def embed_T_backward(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
             if act == 1:
                 for k in range(M1):
                     dzp[k] = dG[k] * idt[k] * (one - hp[k] * hp[k])
+            elif act > 1:
+                for k in range(M1):
+                    dzp[k] = dG[k] * idt[k] * act_deriv(hp[k], act)
             else:
                 for k in range(M1):
                     dzp[k] = dG[k] * idt[k]
@@ -310,6 +318,8 @@ def embed_T_backward_ref(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
     d = dG * idt
     if act == 1:
         d = d * (1.0 - h * h)
+    elif act > 1:
+        d = d * act_deriv_ref(h, act)
     dz[...] = d
 
 
