@@ -9,8 +9,7 @@ net; frame 0 of ``../shared/data/water/data_0`` (192 atoms).  Timed, ``backend="
 one energy + forces + virial evaluation, and one loss-and-gradient evaluation
 (``energy_loss_and_grad``, energy + force terms).  In one process, after one warm-up each,
 the activations are timed alternately, medians of ``--repeats``; printed with the ratio of
-each median to tanh's.  gelu/silu have no kernel (they fall back to the NumPy reference)
-and are not timed.
+each median to tanh's.
 
 ``--baseline-tree DIR``: tanh only, this checkout against ``DIR`` (another symref
 checkout, e.g. the main branch): child processes with ``PYTHONPATH`` set to each tree,
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNEL_ACTS = ["tanh", "relu", "relu6", "softplus", "sigmoid"]
+KERNEL_ACTS = ["tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "silu"]
 
 
 def measure(acts, repeats, data):

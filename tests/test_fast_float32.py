@@ -69,7 +69,8 @@ def _close(ours, ref, k=8):
 
 @pytest.mark.parametrize("serial", [False, True])
 @pytest.mark.parametrize("nin,nout,sc,act", [(25, 50, 2, 1), (50, 100, 2, 1), (240, 1, 0, 0),
-                                             (25, 50, 2, 4), (50, 50, 1, 5), (8, 8, 1, 3)])
+                                             (25, 50, 2, 4), (50, 50, 1, 5), (8, 8, 1, 3),
+                                             (25, 50, 2, 6), (8, 8, 1, 7)])
 def test_dense_kernels_float32(nin, nout, sc, act, serial):
     """dense_act_forward/backward in float32 against their NumPy twins in float32."""
     rng = np.random.default_rng(nin + nout)
@@ -96,7 +97,7 @@ def test_dense_kernels_float32(nin, nout, sc, act, serial):
 
 @pytest.mark.parametrize("serial", [False, True])
 @pytest.mark.parametrize("nin,M1,sc,act", [(50, 100, 2, 1), (8, 8, 1, 1), (3, 5, 0, 0),
-                                            (8, 8, 1, 2), (50, 100, 2, 4)])
+                                            (8, 8, 1, 2), (50, 100, 2, 4), (8, 8, 1, 7)])
 def test_embed_T_kernels_float32(nin, M1, sc, act, serial):
     """embed_T_forward/backward in float32 (G, dG and the M1 sums in float32) against
     their NumPy twins in float32."""

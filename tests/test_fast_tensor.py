@@ -190,7 +190,8 @@ def test_bad_input_same_errors_as_reference():
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("variant,acts", [("dipole", ("softplus", "relu6")),
-                                          ("polar_full", ("sigmoid", "relu"))])
+                                          ("polar_full", ("sigmoid", "relu")),
+                                          ("dipole", ("gelu", "silu"))])
 def test_non_tanh_activations_match_reference(variant, acts, mode, monkeypatch):
     """Kernel activations other than tanh (embedding, fitting hidden layers) in tensor models:
     outputs, d(output)/dx and the loss gradient equal the reference's to 1e-12, no fallback."""

@@ -10,7 +10,8 @@ from symref.fast.kernels import dual as kdual
 from symref.reference.nn import init_mlp, mlp_backward_dual, mlp_forward_dual
 
 CASES = [(1, 25, 0, 1), (25, 50, 2, 1), (50, 50, 1, 1), (240, 1, 0, 0), (25, 50, 2, 2),
-         (50, 50, 1, 3), (1, 25, 0, 4), (6, 6, 1, 5)]  # nin, nout, shortcut, act (ACT_CODES)
+         (50, 50, 1, 3), (1, 25, 0, 4), (6, 6, 1, 5), (25, 50, 2, 6), (6, 6, 1, 7)]
+# nin, nout, shortcut, act (codes of symref.fast.kernels.activations.ACT_CODES)
 
 
 def _check(ours, ref):
@@ -68,7 +69,7 @@ def test_pair_kernels_match_numpy():
     _check(*outs)
 
 
-@pytest.mark.parametrize("act", ["tanh", "relu", "relu6", "softplus", "sigmoid"])
+@pytest.mark.parametrize("act", ["tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "silu"])
 @pytest.mark.parametrize("nin,neuron,out_dim", [(1, [4, 8, 16], None), (12, [6, 6], 1)])
 def test_stacked_mlp_matches_reference_dual(nin, neuron, out_dim, act):
     """An embedding-like net (widths doubling: shortcut [x, x]) and a fitting-like net

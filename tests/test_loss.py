@@ -160,7 +160,8 @@ def test_env_mat_tangent_is_the_directional_derivative():
 
 @pytest.mark.parametrize("one_side,acts", [(True, ("tanh", "tanh")), (False, ("tanh", "tanh")),
                                            (False, ("softplus", "sigmoid")),
-                                           (True, ("relu6", "softplus"))])
+                                           (True, ("relu6", "softplus")),
+                                           (False, ("gelu", "silu"))])
 def test_fast_backend_matches_reference(one_side, acts):
     """backend="numba" (compact pairs, O(N) search, padded slots once per type pair)
     gives the reference's loss and gradient, with every kind of exclusion, for tanh and

@@ -61,13 +61,20 @@ def tanh_act(z: np.ndarray, second: bool = False):
 
 
 def gelu_act(z: np.ndarray, second: bool = False):
-    r"""GELU, tanh approximation: :math:`\tfrac12 z(1+\tanh(c(z+az^3)))` (module docstring)."""
+    r"""GELU, tanh approximation: :math:`\tfrac12 z(1+\tanh(c(z+az^3)))` (module docstring).
+
+    The derivatives use :math:`1-t^2 = \mathrm{sech}^2 u` and, for :math:`u<0`,
+    :math:`1+t = 2e^{2u}/(1+e^{2u})`, which do not cancel where :math:`t \to -1`."""
     z2 = z * z
-    t = np.tanh(_GELU_C * (z + _GELU_A * z2 * z))
-    s = 1.0 - t * t  # sech^2 u
+    u = _GELU_C * (z + _GELU_A * z2 * z)
+    t = np.tanh(u)
+    with np.errstate(over="ignore"):
+        s = 1.0 / np.cosh(u) ** 2  # sech^2 u = 1 - t^2 without cancellation (0 for |u| > 710)
+    e = np.exp(np.minimum(2.0 * u, 0.0))
+    p = np.where(u >= 0, 1.0 + t, 2.0 * e / (1.0 + e))  # 1 + t without cancellation
     du = _GELU_C * (1.0 + 3.0 * _GELU_A * z2)
-    h = 0.5 * z * (1.0 + t)
-    dh = 0.5 * (1.0 + t) + 0.5 * z * s * du
+    h = 0.5 * z * (1.0 + t)  # deepmd-kit's form (the value it computes)
+    dh = 0.5 * p + 0.5 * z * s * du
     d2 = None
     if second:
         d2 = s * du + 0.5 * z * s * (6.0 * _GELU_A * _GELU_C * z - 2.0 * t * du * du)
