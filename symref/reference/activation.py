@@ -143,8 +143,9 @@ ACTIVATIONS = {
 }
 
 
-#: activations whose derivatives are functions of the value h = phi(z) (the numba kernels keep
-#: only h): tanh, relu, relu6, softplus, sigmoid and the identity; gelu and silu are not
+#: activations whose derivatives are functions of the value h = phi(z) (for these the numba
+#: kernels keep h): tanh, relu, relu6, softplus, sigmoid and the identity; gelu and silu are
+#: not (the kernels keep z for them)
 FROM_VALUE = ("tanh", "relu", "relu6", "softplus", "sigmoid", "linear", "none")
 
 
