@@ -423,6 +423,13 @@ def attach(lmp, model, *, fix_id: str = "symref", group: str = "all", type_map=N
     if unknown:
         raise ValueError(f"type_map elements {unknown} are not in the model's type_map "
                          f"{model.type_map}")
+    if mode != "periodic":  # ghost mode runs the numba kernels directly (evaluate_frame)
+        from symref.fast.kernels.activations import act_code
+
+        for net in list(model.descriptor.embeddings) + list(model.fitting.nets):
+            for ly in net:
+                act_code(ly.activation, f"symref.lammps mode={mode!r} (numba kernels; "
+                                        "mode='periodic' runs any model through evaluate)")
     fix = SymrefFix(lmp, model, fix_id, type_map, mode, backend, fold=fold)
     if skin is None:
         skin = DEFAULT_SKIN

@@ -321,6 +321,10 @@ def vcnn_forward(p: VCNNParams, batch: CloudBatch, backend: str = "numpy", ws=No
     if check_backend(backend) == "numba":
         from symref.fast import vcnn as fast_vcnn
         from symref.fast.cpu import FreshArrays
+        from symref.fast.kernels.activations import act_code
+
+        for ly in p.embedding:  # refused before any kernel runs
+            act_code(ly.activation, "VectorCloudNet backend='numba'")
 
         q, X, ptr, scale = _stacked_features(p, batch)
         L, D, core = fast_vcnn.core_forward(q, X, ptr, scale, p.embedding, M2,

@@ -127,6 +127,8 @@ def make_deepmd_model_dict(
     atom_exclude_types=(),
     pair_exclude_types=(),
     stats: str = "slot",
+    activation_function: str = "tanh",
+    fitting_activation_function: str | None = None,
 ) -> dict:
     """A se_e2_a + ener model built by deepmd-kit, with non-trivial statistics.
 
@@ -148,6 +150,9 @@ def make_deepmd_model_dict(
         (use only to test the normalisation of each component).
     * ``bias_atom_e`` (ntypes, 1) and ``out_bias`` (1, ntypes, 1): distinct
       values per type (≈ -1, -2, ... and ≈ 0.3, 0.6, ...); ``out_std`` ∈ [0.5, 1.5].
+
+    ``activation_function`` is the descriptor's (and the fitting net's unless
+    ``fitting_activation_function`` is given).
 
     Returns ``model.serialize()`` (float64 arrays unless ``precision`` says otherwise).
     """
@@ -171,6 +176,7 @@ def make_deepmd_model_dict(
             "type_one_side": bool(type_one_side),
             "exclude_types": [[int(a), int(b)] for a, b in exclude_types],
             "precision": precision,
+            "activation_function": activation_function,
             "seed": int(seed),
         },
         "fitting_net": {
@@ -178,6 +184,7 @@ def make_deepmd_model_dict(
             "neuron": [int(n) for n in fitting_neuron],
             "resnet_dt": bool(fitting_resnet_dt),
             "precision": precision,
+            "activation_function": fitting_activation_function or activation_function,
             "seed": int(seed) + 1,
         },
         "atom_exclude_types": [int(t) for t in atom_exclude_types],

@@ -204,3 +204,21 @@ def test_cli_check_reports_table_error(tmp_path, capsys):
     slope_first = float(text.split("dG/ds table - net| ")[1].split(",")[0])
     assert slope_first <= 1e-8
     assert "== built-in molecule" in text and "16/16 passed" in text, text + cap.err
+
+
+@pytest.mark.parametrize("where", ["descriptor", "layer"])
+def test_compressing_a_non_tanh_embedding_is_refused(where):
+    """Tables are built for tanh embedding nets: a relu descriptor (or a relu layer inside an
+    embedding net) is refused naming the activation and compression, never tabulated as tanh."""
+    from symref.model.build import demo_model
+
+    cfg = {"type_map": ["A", "B"],
+           "descriptor": {"type": "se_e2_a", "rcut": 3.5, "rcut_smth": 0.5, "sel": [6, 9],
+                          "neuron": [4, 8], "axis_neuron": 4,
+                          "activation_function": "relu" if where == "descriptor" else "tanh"},
+           "fitting_net": {"neuron": [8, 8]}}
+    model = demo_model(cfg, seed=2)
+    if where == "layer":
+        model.descriptor.embeddings[1][1].activation = "relu"
+    with pytest.raises(ValueError, match="compression.*'relu' is not implemented"):
+        compress_model(model, MIN_NBOR_DIST)

@@ -68,7 +68,9 @@ def _close(ours, ref, k=8):
 
 
 @pytest.mark.parametrize("serial", [False, True])
-@pytest.mark.parametrize("nin,nout,sc,act", [(25, 50, 2, 1), (50, 100, 2, 1), (240, 1, 0, 0)])
+@pytest.mark.parametrize("nin,nout,sc,act", [(25, 50, 2, 1), (50, 100, 2, 1), (240, 1, 0, 0),
+                                             (25, 50, 2, 4), (50, 50, 1, 5), (8, 8, 1, 3),
+                                             (25, 50, 2, 6), (8, 8, 1, 7)])
 def test_dense_kernels_float32(nin, nout, sc, act, serial):
     """dense_act_forward/backward in float32 against their NumPy twins in float32."""
     rng = np.random.default_rng(nin + nout)
@@ -94,7 +96,8 @@ def test_dense_kernels_float32(nin, nout, sc, act, serial):
 
 
 @pytest.mark.parametrize("serial", [False, True])
-@pytest.mark.parametrize("nin,M1,sc,act", [(50, 100, 2, 1), (8, 8, 1, 1), (3, 5, 0, 0)])
+@pytest.mark.parametrize("nin,M1,sc,act", [(50, 100, 2, 1), (8, 8, 1, 1), (3, 5, 0, 0),
+                                            (8, 8, 1, 2), (50, 100, 2, 4), (8, 8, 1, 7)])
 def test_embed_T_kernels_float32(nin, M1, sc, act, serial):
     """embed_T_forward/backward in float32 (G, dG and the M1 sums in float32) against
     their NumPy twins in float32."""
@@ -155,6 +158,20 @@ def test_float32_frames_against_float64_and_float32_references(one_side, mode, m
         _assert_float32_close(out, ref64)
         _assert_float32_close(out, {k: v.astype(np.float64) for k, v in ref32.items()})
         assert np.abs(out["forces"] - ref64["forces"]).max() > 0  # it did run in float32
+
+
+def test_float32_frames_with_non_tanh_activations():
+    """softplus embeddings and sigmoid fitting nets (computed in float64 inside the float32
+    kernels, rounded once): float32 numba within the same tolerances of the references."""
+    cfg = config(activation_function="softplus")
+    cfg["fitting_net"]["activation_function"] = "sigmoid"
+    model = demo_model(cfg, seed=15)
+    for name, coord, atype, box in _frames():
+        ref64 = model.evaluate(coord, atype, box, backend="numpy")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = model.evaluate(coord, atype, box, precision="float32")
+        _assert_float32_close(out, ref64)
 
 
 @pytest.mark.data

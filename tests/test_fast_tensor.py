@@ -186,3 +186,35 @@ def test_bad_input_same_errors_as_reference():
     out = m.evaluate(coord, atype, box, truncate=True, derivative=True, backend="numba")
     for k in ref:
         assert _rel(out[k], ref[k]) <= TOL, k
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("variant,acts", [("dipole", ("softplus", "relu6")),
+                                          ("polar_full", ("sigmoid", "relu")),
+                                          ("dipole", ("gelu", "silu"))])
+def test_non_tanh_activations_match_reference(variant, acts, mode, monkeypatch):
+    """Kernel activations other than tanh (embedding, fitting hidden layers) in tensor models:
+    outputs, d(output)/dx and the loss gradient equal the reference's to 1e-12, no fallback."""
+    m = _model(variant)
+    for net in m.descriptor.embeddings:
+        for ly in net:
+            ly.activation = acts[0]
+    for net in m.fitting.nets:
+        for ly in net[:-1]:
+            ly.activation = acts[1]
+    coord, atype, box = _system(np.random.default_rng(0), 2)
+    ref, out = _evaluate_both(m, coord, atype, box, monkeypatch, mode, derivative=True)
+    for k in ref:
+        assert _rel(out[k], ref[k]) <= TOL, (k, _rel(out[k], ref[k]))
+    rng = np.random.default_rng(10)
+    shape = m.fitting.out_shape
+    label, atom_label = rng.normal(size=(2,) + shape), rng.normal(size=(2, 9) + shape)
+    pref = TensorPrefactors(pref=0.7, pref_atomic=1.3)
+    lr, gr = tensor_loss_and_grad(m, coord, atype, box, label, atom_label, pref, backend="numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lf, gf = tensor_loss_and_grad(m, coord, atype, box, label, atom_label, pref,
+                                      backend="numba")
+    assert abs(lf - lr) <= TOL * lr
+    for k in gr:
+        assert _rel(gf[k], gr[k]) <= TOL, (k, _rel(gf[k], gr[k]))

@@ -355,3 +355,52 @@ def test_forked_child_makes_its_own_thread_pool(tmp_path):
     r = subprocess.run([sys.executable, str(script)], env=checkout_env(), capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[42]", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("desc_act,fit_act", [("relu", "softplus"), ("sigmoid", "relu6"),
+                                              ("softplus", "sigmoid"), ("gelu", "silu"),
+                                              ("silu", "gelu_tf")])
+def test_activations_with_kernels_run_on_the_fast_path(desc_act, fit_act):
+    """Every activation but tanh (kernel codes 2-7) in embedding and fitting nets: numba
+    equals the reference to TOL, periodic, without falling back (assert_matches errors on any
+    warning); the result differs from the same weights with tanh, so tanh was not used."""
+    s = make_crystal(seed=3)
+    cfg = config(ntypes=2, sel=(60, 60), activation_function=desc_act)
+    cfg["fitting_net"]["activation_function"] = fit_act
+    model = demo_model(cfg, seed=6)
+    assert fastpath.unsupported_reason(model) is None
+    ref, _ = assert_matches(model, s.coord, s.atype, s.box)
+    hidden = [ly for net in model.descriptor.embeddings for ly in net] + \
+        [ly for net in model.fitting.nets for ly in net[:-1]]
+    for ly in hidden:
+        ly.activation = "tanh"
+    other = model.evaluate(s.coord, s.atype, s.box, backend="numpy")
+    assert np.abs(other["forces"] - ref["forces"]).max() > 1e-3 * np.abs(ref["forces"]).max()
+
+
+def test_a_layer_activation_without_kernel_falls_back_by_name():
+    """unsupported_reason names a layer activation the kernels lack (set directly on a layer,
+    as no valid model has one: every activation symref implements has a kernel)."""
+    model = demo_model(config(), seed=13)
+    model.fitting.nets[1][0].activation = "silut"
+    assert fastpath.unsupported_reason(model) == (
+        "activation 'silut' is not implemented in the numba fast path (it has "
+        "['gelu', 'gelu_tf', 'linear', 'none', 'relu', 'relu6', 'sigmoid', 'silu', 'softplus', "
+        "'tanh'])")
+
+
+def test_gpu_path_refuses_activations_other_than_tanh():
+    """The CUDA kernels know tanh and the identity only: cuda.unsupported_reason names any other
+    activation (so backend="cuda" falls back with a warning), and packing such a net for the
+    device is refused by name."""
+    from symref.fast import cuda
+    from symref.fast.kernels.cuda_se_e2_a_device import NetPack
+
+    for act in ("relu", "gelu"):
+        cfg = config()
+        cfg["fitting_net"]["activation_function"] = act
+        model = demo_model(cfg, seed=13)
+        assert cuda.unsupported_reason(model) == \
+            f"activation {act!r} is not implemented in the GPU path"
+        with pytest.raises(ValueError, match=f"activation '{act}' is not implemented in the GPU"):
+            NetPack.pack(model.fitting.nets, np.float64, input_in_buffer=False)

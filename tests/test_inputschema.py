@@ -183,6 +183,22 @@ def test_missing_keys_take_deepmd_kits_defaults():
     assert out["loss"]["start_pref_f"] == 1000 and out["training"]["disp_freq"] == 1000
 
 
+@pytest.mark.parametrize("act", ["gelu", "gelu_tf", "relu", "relu6", "softplus", "sigmoid",
+                                 "silu", "linear", "none", "tanh"])
+def test_activations_deepmd_kit_offers_build_that_network(act):
+    """Every activation of deepmd-kit but silut is accepted in descriptor and fitting_net and
+    builds nets with it (hidden layers; the fitting output layer stays linear)."""
+    from symref.model.build import build_model
+
+    cfg = minimal({"activation_function": act, "neuron": [8, 8]})
+    cfg["model"]["descriptor"].update(activation_function=act, sel=[4, 4], neuron=[4, 8])
+    out, _ = normalize(cfg)
+    model = build_model(out["model"], seed=0)
+    assert model.descriptor.activation_function == model.fitting.activation_function == act
+    assert {ly.activation for net in model.descriptor.embeddings for ly in net} == {act}
+    assert [ly.activation for ly in model.fitting.nets[0]] == [act, act, "linear"]
+
+
 TYPOS = [("model", "type_mapp", "type_map"), ("model.descriptor", "nueron", "neuron"),
          ("model.fitting_net", "resnet_td", "resnet_dt"), ("learning_rate", "start_rl", "start_lr"),
          ("loss", "start_pref_ff", "start_pref_f"), ("training", "disp_frq", "disp_freq"),
@@ -203,8 +219,8 @@ def test_a_typo_in_any_section_is_refused_by_name(section, typo, meant):
 
 
 @pytest.mark.parametrize("section,key,value,msg", [
-    ("model.descriptor", "activation_function", "gelu", "not implemented in symref"),
-    ("model.fitting_net", "activation_function", "relu", "not implemented in symref"),
+    ("model.descriptor", "activation_function", "silut", "not implemented in symref"),
+    ("model.fitting_net", "activation_function", "silut", "not implemented in symref"),
     ("model.descriptor", "activation_function", "swish", "must be one of"),
     ("model.fitting_net", "numb_fparam", 1, "only the default, 0"),
     ("model.descriptor", "trainable", False, "not implemented"),

@@ -6,7 +6,9 @@ from tolerance import assert_allclose_scaled
 from symref.fast.kernels import dense as kd
 
 CASES = [(1, 25, 0, 1), (25, 50, 2, 1), (50, 100, 2, 1), (240, 240, 1, 1), (1600, 240, 0, 1),
-         (240, 1, 0, 0)]  # nin, nout, shortcut, act
+         (240, 1, 0, 0), (25, 50, 2, 2), (50, 50, 1, 3), (1, 25, 0, 4), (240, 240, 1, 5),
+         (25, 50, 2, 6), (50, 50, 1, 7), (1, 25, 0, 6)]
+# nin, nout, shortcut, act (codes of symref.fast.kernels.activations.ACT_CODES)
 
 
 def _check(ours, ref):

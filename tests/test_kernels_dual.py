@@ -9,7 +9,9 @@ from symref.fast.cpu_loss import mlp_backward_dual_stacked, mlp_forward_dual_sta
 from symref.fast.kernels import dual as kdual
 from symref.reference.nn import init_mlp, mlp_backward_dual, mlp_forward_dual
 
-CASES = [(1, 25, 0, 1), (25, 50, 2, 1), (50, 50, 1, 1), (240, 1, 0, 0)]  # nin, nout, shortcut, act
+CASES = [(1, 25, 0, 1), (25, 50, 2, 1), (50, 50, 1, 1), (240, 1, 0, 0), (25, 50, 2, 2),
+         (50, 50, 1, 3), (1, 25, 0, 4), (6, 6, 1, 5), (25, 50, 2, 6), (6, 6, 1, 7)]
+# nin, nout, shortcut, act (codes of symref.fast.kernels.activations.ACT_CODES)
 
 
 def _check(ours, ref):
@@ -67,12 +69,14 @@ def test_pair_kernels_match_numpy():
     _check(*outs)
 
 
+@pytest.mark.parametrize("act", ["tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "silu"])
 @pytest.mark.parametrize("nin,neuron,out_dim", [(1, [4, 8, 16], None), (12, [6, 6], 1)])
-def test_stacked_mlp_matches_reference_dual(nin, neuron, out_dim):
+def test_stacked_mlp_matches_reference_dual(nin, neuron, out_dim, act):
     """An embedding-like net (widths doubling: shortcut [x, x]) and a fitting-like net
-    (equal widths with idt, linear output)."""
+    (equal widths with idt, linear output), for every activation the kernels have: the
+    kernels' derivatives from h (and phi'' in the backward) equal the reference's from z."""
     rng = np.random.default_rng(7)
-    layers = init_mlp(rng, nin, neuron, resnet_dt=True, out_dim=out_dim)
+    layers = init_mlp(rng, nin, neuron, resnet_dt=True, out_dim=out_dim, activation=act)
     B = 23
     x, xd = rng.normal(size=(B, nin)), rng.normal(size=(B, nin))
     y, yd, cache = mlp_forward_dual(x, xd, layers)

@@ -39,7 +39,8 @@ def _builds(name, module=ks):
 
 
 @pytest.mark.parametrize("protection", [0.0, 0.3])
-@pytest.mark.parametrize("n1,sc,act", [(25, 0, 1), (2, 2, 1), (1, 1, 1), (3, 0, 0)])
+@pytest.mark.parametrize("n1,sc,act", [(25, 0, 1), (2, 2, 1), (1, 1, 1), (3, 0, 0), (25, 0, 2),
+                                       (2, 2, 3), (1, 1, 4), (3, 0, 5), (2, 2, 6), (1, 1, 7)])
 def test_env_embed_forward_backward(protection, n1, sc, act):
     rng = np.random.default_rng(n1 + sc)
     ptr, rij, types, davg, dstd = _segment(rng)
@@ -63,7 +64,10 @@ def test_env_embed_forward_backward(protection, n1, sc, act):
             _close(g, ref_g)
 
 
-@pytest.mark.parametrize("nin,M1,sc,act", [(50, 100, 2, 1), (8, 8, 1, 1), (4, 6, 0, 1), (3, 5, 0, 0)])
+@pytest.mark.parametrize("nin,M1,sc,act", [(50, 100, 2, 1), (8, 8, 1, 1), (4, 6, 0, 1),
+                                            (3, 5, 0, 0), (50, 100, 2, 2), (8, 8, 1, 3),
+                                            (4, 6, 0, 4), (3, 5, 0, 5), (50, 100, 2, 6),
+                                            (8, 8, 1, 7)])
 def test_embed_T_forward_backward(nin, M1, sc, act):
     rng = np.random.default_rng(nin + M1)
     ptr, rij, types, davg, dstd = _segment(rng)

@@ -110,7 +110,9 @@ def test_cloud_blocks_cover_whole_clouds():
 
 
 @pytest.mark.parametrize("nin,nout,sc,act", [(6, 6, 1, 1), (6, 12, 2, 1), (4, 6, 0, 1),
-                                             (5, 5, 1, 0)])
+                                             (5, 5, 1, 0), (6, 6, 1, 2), (6, 12, 2, 3),
+                                             (4, 6, 0, 4), (5, 5, 1, 5), (6, 12, 2, 6),
+                                             (5, 5, 1, 7)])
 @pytest.mark.parametrize("res", [False, True])
 def test_dense_backward_sums_equals_its_twin(nin, nout, sc, act, res):
     rng = np.random.default_rng(nin + nout + sc)

@@ -281,6 +281,28 @@ def test_bad_setups_are_refused_with_clear_errors(tmp_path, model_file):
                    masses=MASSES)
 
 
+def test_activation_without_kernel_refused_in_ghost_mode(tmp_path, model_file):
+    """Ghost mode runs the numba kernels directly: a layer activation without a kernel (set
+    directly on a layer; every activation symref implements has one) is refused at attach,
+    naming the activation and the mode."""
+    from symref.lammps import attach, new_lammps, write_data
+
+    model = demo_model(SMALL, seed=3)
+    model.fitting.nets[0][1].activation = "silut"
+    data = tmp_path / "w.data"
+    write_data(data, np.array([[0.0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]),
+               np.array([0, 1, 1]), np.eye(3) * 15.0, model.type_map, masses=MASSES)
+    lmp = new_lammps()
+    try:
+        lmp.commands_string(f"units metal\natom_style atomic\nread_data {data}")
+        for mode in ("auto", "ghost"):
+            with pytest.raises(ValueError, match=f"activation 'silut' is not implemented in "
+                                                 f"symref.lammps mode='{mode}'"):
+                attach(lmp, model, mode=mode)
+    finally:
+        lmp.close()
+
+
 def test_cli_runs_an_input_file(tmp_path, model_file, shared_data):
     """``symref lammps IN --model M``: the documented recipe (read_data, no pair style, the
     fix line, NVE) runs, prints the summary line, and LAMMPS's log shows a finite pe."""

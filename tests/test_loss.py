@@ -158,17 +158,25 @@ def test_env_mat_tangent_is_the_directional_derivative():
     assert np.all(tangent[1, 4] == 0.0)
 
 
-@pytest.mark.parametrize("one_side", [True, False])
-def test_fast_backend_matches_reference(one_side):
+@pytest.mark.parametrize("one_side,acts", [(True, ("tanh", "tanh")), (False, ("tanh", "tanh")),
+                                           (False, ("softplus", "sigmoid")),
+                                           (True, ("relu6", "softplus")),
+                                           (False, ("gelu", "silu"))])
+def test_fast_backend_matches_reference(one_side, acts):
     """backend="numba" (compact pairs, O(N) search, padded slots once per type pair)
-    gives the reference's loss and gradient, with every kind of exclusion."""
+    gives the reference's loss and gradient, with every kind of exclusion, for tanh and
+    for activations of the kernels' other codes (descriptor, fitting)."""
     cfg = {"type_map": ["C", "H", "O"],
            "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [20, 20, 20],
                           "neuron": [4, 8], "axis_neuron": 2, "resnet_dt": True,
-                          "type_one_side": one_side, "exclude_types": [[0, 2]]},
-           "fitting_net": {"neuron": [8, 8], "resnet_dt": True, "exclude_types": [1]},
+                          "type_one_side": one_side, "exclude_types": [[0, 2]],
+                          "activation_function": acts[0]},
+           "fitting_net": {"neuron": [8, 8], "resnet_dt": True, "exclude_types": [1],
+                           "activation_function": acts[1]},
            "atom_exclude_types": [2], "pair_exclude_types": [[1, 1]]}
     model = demo_model(cfg, seed=5)
+    from symref.fast import cpu_loss
+    assert cpu_loss.unsupported_reason(model) is None  # the fast gradient really runs
     for s, box in ((make_molecule(natoms=9, ntypes=3, seed=4), None),):
         ev = model.evaluate(s.coord, s.atype, box, backend="numpy")
         rng = np.random.default_rng(0)
@@ -224,3 +232,39 @@ def test_cut_never_splits_a_centre():
     for s, e in ranges[1:]:
         assert keys[s] != keys[s - 1]
     assert (4, 9) in ranges  # a run longer than the block size stays whole
+
+
+@pytest.mark.parametrize("desc_act,fit_act", [("gelu", "softplus"), ("silu", "sigmoid"),
+                                              ("softplus", "gelu_tf")])
+def test_non_tanh_forces_and_loss_gradient_pass_symref_checks(desc_act, fit_act):
+    """With smooth non-tanh activations, forces match finite differences of the energy and
+    the energy+force+virial loss gradient (which needs each activation's second derivative)
+    matches finite differences of the loss (symref.checks, reference backend)."""
+    from symref.checks import as_calculator, check_forces_fd, check_gradient_fd
+    from symref.model.params import flat_parameters, set_flat_parameters
+
+    cfg = {**CFG, "descriptor": {**CFG["descriptor"], "activation_function": desc_act},
+           "fitting_net": {**CFG["fitting_net"], "activation_function": fit_act}}
+    model = demo_model(cfg, seed=4)
+    assert model.fitting.nets[1][0].activation == fit_act
+    s = make_crystal(seed=2)
+    coord, atype, box = s.coord[:1], s.atype, s.box[:1]
+
+    class Ref:  # the reference backend, whatever the default
+        evaluate = staticmethod(lambda c, a, box=None: model.evaluate(c, a, box, backend="numpy"))
+
+    res = check_forces_fd(as_calculator(Ref, atype), coord[0], box[0], natoms_sample=3, rng=0)
+    assert res.passed, str(res)
+    rng = np.random.default_rng(5)
+    ev = model.evaluate(coord, atype, box, backend="numpy")
+    labels = (ev["energy"] + 0.3, ev["forces"] + 0.1 * rng.normal(size=ev["forces"].shape),
+              ev["virial"] + 0.2 * rng.normal(size=(1, 3, 3)))
+    theta0 = flat_parameters(model)
+
+    def fun(theta):
+        set_flat_parameters(model, theta)
+        loss, grads = energy_loss_and_grad(model, coord, atype, box, *labels, PREF)
+        return loss, np.concatenate([grads[n].reshape(-1) for n, _ in parameters(model)])
+
+    res = check_gradient_fd(fun, theta0, ncomponents=30, rng=1)
+    assert res.passed, str(res)

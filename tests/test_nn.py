@@ -46,6 +46,6 @@ def test_shortcut_rules():
 
 def test_bad_layer():
     with pytest.raises(ValueError, match="activation"):
-        Layer(np.zeros((2, 2)), None, None, "relu6")
+        Layer(np.zeros((2, 2)), None, None, "swish")
     with pytest.raises(ValueError, match="shape"):
         Layer(np.zeros((2, 3)), np.zeros(2))

@@ -309,3 +309,26 @@ def test_bad_clouds_refused_the_same_by_both_backends(bad, msg, backend):
     net.fit([good, good], np.array([0.0, 1.0]))
     with pytest.raises(ValueError, match=msg):
         net.predict([good, bad])
+
+
+@pytest.mark.parametrize("act", ["softplus", "gelu"])
+def test_numba_backend_activations(act):
+    """Embedding layers with another activation (softplus: h kept; gelu: z kept) give the
+    reference's numbers on backend="numba"; a name without a kernel (set directly on the
+    layers) is refused naming the activation and the backend, before any kernel runs."""
+    rng = np.random.default_rng(31)
+    clouds = _clouds(rng, [3, 9, 5, 12], d=3, k=1, s=2)
+    t = _targets(rng, len(clouds), "scalar", 3)
+    net = _net("scalar", clouds, t)
+    args = net._prepare(clouds, t)[::2]
+    for ly in net.params_.embedding:
+        ly.activation = act
+    g = vcnn.loss_and_grad(net.params_, *args, backend="numba")
+    g_ref = vcnn.loss_and_grad(net.params_, *args, backend="numpy")
+    assert abs(g[0] - g_ref[0]) <= 1e-13 * g_ref[0]
+    assert_allclose_scaled(g[1], g_ref[1], 1e-12, 1e-13)
+    for ly in net.params_.embedding:
+        ly.activation = "silut"
+    with pytest.raises(ValueError, match="activation 'silut' is not implemented in "
+                                         "VectorCloudNet backend='numba'"):
+        vcnn.loss_and_grad(net.params_, *args, backend="numba")

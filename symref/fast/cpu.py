@@ -19,7 +19,7 @@ twin, and the whole path is tested against the reference.
 4. Atoms are processed in blocks of about ``block_pairs`` pairs so that the
    per-pair activations (P x 25, 50, 100) stay in cache; inside a block each
    layer is one BLAS matrix product (``np.matmul``) followed by a fused numba
-   kernel (bias, tanh, residual; the last embedding layer fused with the sum
+   kernel (bias, activation, residual; the last embedding layer fused with the sum
    T = Σ G ⊗ R).  The fitting nets run on the block's atoms (one type) as
    matrix-matrix products.  The backward pass mirrors it and ends with
    dE/dr for every pair.
@@ -69,6 +69,7 @@ from symref.fast import blas as _blas
 from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels import tabulated as kt
+from symref.fast.kernels.activations import ACT_CODES, act_code
 from symref.reference.descriptor.se_e2_a import SeE2A, warn_beyond_table
 from symref.reference.descriptor.se_e2_r import SeE2R
 from symref.reference.descriptor.se_e3 import SeE3
@@ -174,8 +175,9 @@ def unsupported_reason(model) -> str | None:
     nets = ([] if compressed else list(d.embeddings)) + list(model.fitting.nets)
     for net in nets:
         for ly in net:
-            if ly.activation not in ("tanh", "linear", "none"):
-                return f"activation {ly.activation!r} is not implemented in the fast path"
+            if ly.activation not in ACT_CODES:
+                return (f"activation {ly.activation!r} is not implemented in the numba fast "
+                        f"path (it has {sorted(ACT_CODES)})")
     return None
 
 
@@ -192,13 +194,15 @@ def pair_rules(model) -> np.ndarray:
 
 
 def _layer_arrays(ly, dtype=np.float64):
-    """(W, b, idt, shortcut, act) of a :class:`symref.reference.nn.Layer` for the kernels."""
+    """(W, b, idt, shortcut, act) of a :class:`symref.reference.nn.Layer` for the kernels
+    (``act``: :data:`~symref.fast.kernels.activations.ACT_CODES`; ValueError naming an
+    activation the kernels lack)."""
     nout = ly.nout
     b = ly.b if ly.b is not None else np.zeros(nout)
     idt = ly.idt if ly.idt is not None else np.ones(nout)
     return (np.ascontiguousarray(ly.w, dtype=dtype), np.ascontiguousarray(b, dtype=dtype),
             np.ascontiguousarray(idt, dtype=dtype), ly.shortcut,
-            1 if ly.activation == "tanh" else 0)
+            act_code(ly.activation))
 
 
 # ------------------------------------------------------------ scratch buffers

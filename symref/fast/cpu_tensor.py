@@ -60,7 +60,7 @@ BLOCK_PAIRS = _cpu.BLOCK_PAIRS
 def unsupported_reason(model) -> str | None:
     """Why the fast path cannot evaluate the tensor model exactly, or None (the reasons of
     :func:`symref.fast.cpu.unsupported_reason`: statistics not constant per neighbour-type
-    group, an activation other than tanh/linear)."""
+    group, a layer activation without a kernel code)."""
     return _cpu.unsupported_reason(model)
 
 

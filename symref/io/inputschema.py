@@ -33,13 +33,16 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from symref.reference.activation import ACTIVATIONS
+
 REQUIRED = object()  # no default: the key must be given
 ABSENT = object()  # no default: the key stays absent (deepmd-kit's "optional, no default")
 
-#: deepmd-kit's activation names (deepmd.common.VALID_ACTIVATION); symref implements tanh and linear
+#: deepmd-kit's activation names (deepmd.common.VALID_ACTIVATION); symref implements all but
+#: the parametrised silut (symref.reference.activation.ACTIVATIONS)
 DP_ACTIVATIONS = ("tanh", "gelu", "gelu_tf", "relu", "relu6", "softplus", "sigmoid", "silu",
                   "silut", "none", "linear")
-SYMREF_ACTIVATIONS = ("tanh",)
+SYMREF_ACTIVATIONS = tuple(a for a in DP_ACTIVATIONS if a in ACTIVATIONS)
 DP_PRECISIONS = ("default", "float16", "bfloat16", "float32", "float64")
 SYMREF_PRECISIONS = ("default", "float32", "float64")
 

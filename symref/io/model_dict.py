@@ -28,7 +28,9 @@ A ``NetworkCollection`` stores its nets in a flat list, index
 ``type_one_side`` the key is (centre ``ti``, neighbour ``tj``), index
 ``ti + tj * ntypes`` -- the same flat index as :attr:`symref.reference.descriptor.se_e2_a.SeE2A.embeddings`.
 Each net is a list of ``Layer`` dicts (``w``: nin x nout, ``b``, ``idt``,
-``activation_function``, ``resnet``); the last fitting layer has
+``activation_function``, ``resnet``); hidden layers carry any activation of
+:data:`symref.reference.activation.ACTIVATIONS` (tanh, gelu, relu, softplus...; the name
+is kept as written, lower-cased, so files round-trip); the last fitting layer has
 ``activation_function`` ``"none"`` (symref: ``"linear"``) and ``resnet`` false.
 
 Public API: :func:`model_to_dict`, :func:`model_from_dict` (one reader per
@@ -45,6 +47,7 @@ import numpy as np
 from symref.model.deeppot import DeepPot
 from symref.io.descriptor_script import descriptor_script
 from symref.model.tensor import DeepTensor
+from symref.reference.activation import ACTIVATIONS
 from symref.reference.descriptor.dispatch import DESCRIPTOR_TYPES, canonical_type
 from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_a import SeE2A
@@ -139,7 +142,15 @@ def _as_array(x, where: str, name: str, shape=None) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- layers and nets
-_ACT_TO_DEEPMD = {"tanh": "tanh", "linear": "none", "none": "none"}
+def _activation_from_dict(d: dict, where: str, default: str = "tanh") -> str:
+    """``d["activation_function"]`` as a name of :data:`ACTIVATIONS` (lower-cased, None is
+    ``"none"``, as deepmd-kit reads it); an unsupported one is refused naming ``where``."""
+    act = d.get("activation_function", default)
+    act = "none" if act is None else str(act).lower()
+    if act not in ACTIVATIONS:
+        raise _unsupported(where, f"activation_function {act!r} (symref implements "
+                                  f"{', '.join(sorted(ACTIVATIONS))})")
+    return act
 
 
 def _layer_to_dict(layer: Layer, precision: str, trainable: bool) -> dict:
@@ -148,7 +159,7 @@ def _layer_to_dict(layer: Layer, precision: str, trainable: bool) -> dict:
         "@version": _WRITE_VERSIONS["Layer"],
         "bias": layer.b is not None,
         "use_timestep": layer.idt is not None,
-        "activation_function": _ACT_TO_DEEPMD[layer.activation],
+        "activation_function": "none" if layer.activation == "linear" else layer.activation,
         "resnet": bool(layer.resnet),
         "precision": _precision_name(precision, "layer"),
         "trainable": bool(trainable),
@@ -158,14 +169,11 @@ def _layer_to_dict(layer: Layer, precision: str, trainable: bool) -> dict:
 
 def _layer_from_dict(d: dict, where: str, *, output: bool) -> Layer:
     _check_class(d, "Layer", where)
-    act = d.get("activation_function", "none")
-    act = "none" if act is None else str(act).lower()
+    act = _activation_from_dict(d, where, default="none")
     if output:
         if act not in ("none", "linear"):
             raise _unsupported(where, f"output-layer activation {act!r} (expected none/linear)")
         act = "linear"
-    elif act != "tanh":
-        raise _unsupported(where, f"activation_function {act!r} (symref implements tanh)")
     var = _require(d, "@variables", where)
     w = _as_array(var.get("w"), where, "w")
     if w.ndim != 2:
@@ -198,9 +206,7 @@ def _embedding_net_to_dict(layers: list[Layer], desc: SeE2A) -> dict:
 
 def _embedding_net_from_dict(d: dict, where: str, neuron: list[int]) -> list[Layer]:
     _check_class(d, "EmbeddingNetwork", where)
-    act = str(d.get("activation_function", "tanh")).lower()
-    if act != "tanh":
-        raise _unsupported(where, f"activation_function {act!r} (symref implements tanh)")
+    _activation_from_dict(d, where)
     if int(d.get("in_dim", 1)) != 1:
         raise _unsupported(where, f"embedding in_dim {d.get('in_dim')} (se_e2_a has in_dim 1)")
     layers = [_layer_from_dict(ld, f"{where}.layers[{i}]", output=False)
@@ -231,9 +237,7 @@ def _fitting_net_to_dict(layers: list[Layer], fit: EnergyFitting, in_dim: int,
 def _fitting_net_from_dict(d: dict, where: str, neuron: list[int], in_dim: int,
                            out_dim: int = 1) -> list[Layer]:
     _check_class(d, "FittingNetwork", where)
-    act = str(d.get("activation_function", "tanh")).lower()
-    if act != "tanh":
-        raise _unsupported(where, f"activation_function {act!r} (symref implements tanh)")
+    _activation_from_dict(d, where)
     if int(d.get("out_dim", 1)) != out_dim:
         raise ValueError(f"{where}: fitting out_dim {d.get('out_dim')}, expected {out_dim}")
     lds = _require(d, "layers", where)
@@ -324,8 +328,6 @@ def _descriptor_to_dict(desc, type_map: list[str]) -> dict:
         return {"@class": "Descriptor", "type": "hybrid", "@version": 1,
                 "list": [_descriptor_to_dict(m, type_map) for m in desc.members]}
     ntypes = len(type_map)
-    if str(desc.activation_function).lower() != "tanh":
-        raise _unsupported("model_to_dict", f"activation_function {desc.activation_function!r}")
     dprec = _precision_name(desc.precision, "descriptor")
     one_side = getattr(desc, "type_one_side", False)  # se_e3: ntypes² nets, none
     nemb = ntypes if one_side else ntypes * ntypes
@@ -510,9 +512,7 @@ def _check_descriptor_features(dd: Any, w: str) -> None:
     env_mat = dd.get("env_mat") or {}
     if env_mat.get("use_exp_switch", False):
         raise _unsupported(w, "use_exp_switch (exponential switch function)")
-    act = str(dd.get("activation_function", "tanh")).lower()
-    if act != "tanh":
-        raise _unsupported(w, f"activation_function {act!r} (symref implements tanh)")
+    _activation_from_dict(dd, w)
 
 
 def _descriptor_from_dict(dd: Any, type_map: list[str], w: str = "model.descriptor"):
@@ -589,7 +589,7 @@ def _descriptor_from_dict(dd: Any, type_map: list[str], w: str = "model.descript
         exclude_types=[(int(a), int(b)) for a, b in dd.get("exclude_types", [])],
         env_protection=env_protection,
         set_davg_zero=bool(dd.get("set_davg_zero", False)),
-        activation_function=dd.get("activation_function", "tanh"),
+        activation_function=_activation_from_dict(dd, w),
         precision=dprec,
         trainable=bool(dd.get("trainable", True)),
         **kind,
@@ -651,9 +651,7 @@ def _check_fitting_features(fd: Any, w: str) -> str:
     atom_ener = fd.get("atom_ener")
     if atom_ener is not None and any(x is not None for x in atom_ener):
         raise _unsupported(w, "atom_ener (removal of the vacuum contribution)")
-    act = str(fd.get("activation_function", "tanh")).lower()
-    if act != "tanh":
-        raise _unsupported(w, f"activation_function {act!r} (symref implements tanh)")
+    _activation_from_dict(fd, w)
     return ftype
 
 
@@ -707,7 +705,7 @@ def _fitting_from_dict(fd: Any, type_map: list[str], descriptor):
         trainable = True
     common = dict(resnet_dt=bool(fd.get("resnet_dt", True)),
                   exclude_types=[int(t) for t in fd.get("exclude_types", [])],
-                  activation_function=fd.get("activation_function", "tanh"), precision=fprec,
+                  activation_function=_activation_from_dict(fd, w), precision=fprec,
                   rcond=None if fd.get("rcond") is None else float(fd["rcond"]),
                   trainable=trainable)
     if ftype != "ener":

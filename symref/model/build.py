@@ -15,6 +15,7 @@ import numpy as np
 from symref.model.base import dtype_of
 from symref.model.deeppot import DeepPot
 from symref.model.tensor import DeepTensor
+from symref.reference.activation import canonical_activation
 from symref.reference.descriptor.dispatch import canonical_type
 from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_a import SeE2A
@@ -58,14 +59,16 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
     desc = _build_descriptor(dc, type_map, rng, "descriptor")
     precision = desc.precision
     fneuron = list(fc.get("neuron", [240, 240, 240]))
+    fact = canonical_activation(fc.get("activation_function", "tanh"),
+                                "fitting_net.activation_function")
     if ftype != "ener":
-        return _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng)
+        return _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng, fact)
     nets = [init_mlp(rng, desc.dim_out, fneuron, resnet_dt=bool(fc.get("resnet_dt", True)),
-                     out_dim=1) for _ in range(ntypes)]
+                     out_dim=1, activation=fact) for _ in range(ntypes)]
     fit = EnergyFitting(neuron=fneuron, nets=nets, bias_atom_e=np.zeros(ntypes),
                         resnet_dt=bool(fc.get("resnet_dt", True)),
                         exclude_types=list(fc.get("exclude_types", [])),
-                        precision=fc.get("precision", precision))
+                        precision=fc.get("precision", precision), activation_function=fact)
     return DeepPot(type_map=type_map, descriptor=desc, fitting=fit,
                    out_bias=np.zeros(ntypes), out_std=np.ones(ntypes),
                    atom_exclude_types=list(config.get("atom_exclude_types", [])),
@@ -104,6 +107,8 @@ def _build_descriptor(dc: dict, type_map: list, rng, where: str):
     resnet_dt = bool(dc.get("resnet_dt", False))
     precision = dc.get("precision", "float64")
     dtype_of(precision)
+    dact = canonical_activation(dc.get("activation_function", "tanh"),
+                                f"{where}.activation_function")
     if dtype_name == "se_e2_r" and not one_side:  # dp train's input default for se_r
         warnings.warn(f"{where}.type_one_side = false: se_e2_r is built with one embedding net "
                       "per neighbour type (type_one_side = true), as deepmd-kit 3.x's PyTorch "
@@ -111,13 +116,15 @@ def _build_descriptor(dc: dict, type_map: list, rng, where: str):
                       stacklevel=3)
         one_side = True
     nnets = ntypes if one_side and dtype_name != "se_e3" else ntypes * ntypes
-    embeddings = [init_mlp(rng, 1, neuron, resnet_dt=resnet_dt) for _ in range(nnets)]
+    embeddings = [init_mlp(rng, 1, neuron, resnet_dt=resnet_dt, activation=dact)
+                  for _ in range(nnets)]
     nnei = int(sum(sel))
     common = dict(rcut=rcut, rcut_smth=rcut_smth, sel=[int(s) for s in sel], neuron=neuron,
                   embeddings=embeddings, resnet_dt=resnet_dt,
                   exclude_types=[tuple(p) for p in dc.get("exclude_types", [])],
                   env_protection=float(dc.get("env_protection", 0.0)),
-                  set_davg_zero=bool(dc.get("set_davg_zero", False)), precision=precision)
+                  set_davg_zero=bool(dc.get("set_davg_zero", False)), precision=precision,
+                  activation_function=dact)
     if dtype_name == "se_e3":  # one net per pair of neighbour types, no type_one_side
         return SeE3(davg=np.zeros((ntypes, nnei, 4)), dstd=np.ones((ntypes, nnei, 4)), **common)
     common["type_one_side"] = one_side
@@ -130,7 +137,7 @@ def _build_descriptor(dc: dict, type_map: list, rng, where: str):
                  dstd=np.ones((ntypes, nnei, 4)), **common)
 
 
-def _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng) -> DeepTensor:
+def _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng, fact) -> DeepTensor:
     """The dipole/polar part of :func:`build_model`: ``sel_type`` (types that carry
     the output; deepmd-kit 2.x's key) or ``exclude_types`` (its complement),
     ``fit_diag``, ``scale`` (number or one per type), ``shift_diag``."""
@@ -151,8 +158,8 @@ def _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng) -> Deep
     fit_diag = bool(fc.get("fit_diag", True))
     nout = M1 if ftype == "dipole" or fit_diag else M1 * M1
     resnet_dt = bool(fc.get("resnet_dt", True))
-    nets = [init_mlp(rng, desc.dim_out, fneuron, resnet_dt=resnet_dt, out_dim=nout)
-            for _ in range(ntypes)]
+    nets = [init_mlp(rng, desc.dim_out, fneuron, resnet_dt=resnet_dt, out_dim=nout,
+                     activation=fact) for _ in range(ntypes)]
     scale = fc.get("scale", 1.0)
     scale = np.full(ntypes, float(scale)) if np.ndim(scale) == 0 else np.asarray(scale, float)
     if scale.shape != (ntypes,):
@@ -160,7 +167,7 @@ def _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng) -> Deep
     fit = TensorFitting(kind=ftype, neuron=fneuron, nets=nets, bias_atom=np.zeros((ntypes, nout)),
                         embedding_width=M1, resnet_dt=resnet_dt, exclude_types=exclude,
                         fit_diag=fit_diag, scale=scale, shift_diag=bool(fc.get("shift_diag", True)),
-                        precision=fc.get("precision", desc.precision))
+                        precision=fc.get("precision", desc.precision), activation_function=fact)
     odim = 3 if ftype == "dipole" else 9
     return DeepTensor(type_map=type_map, descriptor=desc, fitting=fit,
                       out_bias=np.zeros((ntypes, odim)), out_std=np.ones((ntypes, odim)),

@@ -5,6 +5,7 @@ One module per mathematical object, each with ``*_forward -> (out, cache)`` and
 needs it, the tangent/dual twins), the formula and its derivative in the docstring:
 
 =====================  =====================================================
+``activation``         deepmd-kit's activations (tanh, gelu, relu, softplus...) and derivatives
 ``nn``                 MLPs with deepmd-kit's residual rule (embedding and fitting nets)
 ``env``                smooth switch s(r) and environment rows R = s(r)·(1, x/r, y/r, z/r)
 ``neighbors``          neighbour lists of molecules and periodic triclinic cells

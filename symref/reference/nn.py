@@ -14,10 +14,11 @@ One layer maps ``x`` (B x nin) to ``y`` (B x nout):
                           [x, x] & n_{out} = 2 n_{in} \text{ and resnet}\\
                           0 & \text{otherwise}\end{cases}
 
-with :math:`\phi = \tanh` (or identity for a linear output layer) and the
-"timestep" :math:`d` = ``idt`` (ones when absent, i.e. ``resnet_dt`` false or
-the widths do not allow a shortcut).  Derivatives, with
-:math:`\phi'(z) = 1 - \tanh^2 z`:
+with :math:`\phi` the layer's activation (``Layer.activation``, any name of
+:data:`symref.reference.activation.ACTIVATIONS`: tanh, gelu, relu, softplus..., the
+identity for a linear output layer) and the "timestep" :math:`d` = ``idt`` (ones when
+absent, i.e. ``resnet_dt`` false or the widths do not allow a shortcut).  Derivatives,
+with :math:`\phi'` from the same table (for tanh :math:`1 - \tanh^2 z`):
 
 .. math::
 
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ACTIVATIONS = ("tanh", "linear", "none")
+from symref.reference.activation import ACTIVATIONS, canonical_activation
 
 
 @dataclass
@@ -52,10 +53,7 @@ class Layer:
     resnet: bool = True
 
     def __post_init__(self):
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"unsupported activation {self.activation!r}; symref implements {ACTIVATIONS}"
-            )
+        self.activation = canonical_activation(self.activation, "layer")
         self.w = np.asarray(self.w)
         if self.w.ndim != 2:
             raise ValueError(f"layer weight must be 2-D (nin x nout), got shape {self.w.shape}")
@@ -88,22 +86,17 @@ class Layer:
         return 0
 
 
-def _act(name: str, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Activation value and derivative together (``None`` derivative means 1)."""
-    if name == "tanh":
-        h = np.tanh(z)
-        return h, 1.0 - h * h
-    return z, None
+def layer_forward(x: np.ndarray, layer: Layer, *, second: bool = False):
+    """One layer: ``x`` (... x nin) -> ``y`` (... x nout); returns ``(y, cache)``.
 
-
-def layer_forward(x: np.ndarray, layer: Layer):
-    """One layer: ``x`` (... x nin) -> ``y`` (... x nout); returns ``(y, cache)``."""
+    ``second``: also keep the second derivative phi''(z) in the cache (the dual pass
+    needs it; the cache is then ``(x, h, (dh, d2h), layer)``, else ``(x, h, dh, layer)``)."""
     z = x @ layer.w  # ... x nout
     if layer.b is not None:
         z = z + layer.b
-    h, dh = _act(layer.activation, z)  # ... x nout
-    y = h * layer.idt if layer.idt is not None else h
-    return y + _shortcut(x, layer), (x, h, dh, layer)
+    h, dh, d2h = ACTIVATIONS[layer.activation](z, second and layer.activation != "tanh")
+    y = h * layer.idt if layer.idt is not None else h  # ... x nout
+    return y + _shortcut(x, layer), (x, h, (dh, d2h) if second else dh, layer)
 
 
 def _shortcut(x: np.ndarray, layer: Layer):
@@ -181,10 +174,11 @@ def init_mlp(
     out_dim: int | None = None,
     dtype=np.float64,
     bias_std: float = 1.0,
+    activation: str = "tanh",
 ) -> list[Layer]:
     """Random network in deepmd-kit's layout.
 
-    Hidden layers ``nin -> neuron[0] -> ... -> neuron[-1]`` (tanh, residual
+    Hidden layers ``nin -> neuron[0] -> ... -> neuron[-1]`` (``activation``, residual
     where widths allow, ``idt`` when ``resnet_dt`` and a shortcut exists);
     if ``out_dim`` is given, a final linear layer ``neuron[-1] -> out_dim``
     without shortcut (a fitting net).  Weights ~ N(0, 1/(nin+nout)), biases
@@ -198,7 +192,7 @@ def init_mlp(
         has_sc = n_out == n_in or n_out == 2 * n_in
         idt = rng.normal(loc=0.1, scale=0.001, size=n_out) if (resnet_dt and has_sc) else None
         layers.append(Layer(w.astype(dtype), b.astype(dtype),
-                            None if idt is None else idt.astype(dtype), "tanh", True))
+                            None if idt is None else idt.astype(dtype), activation, True))
         n_in = n_out
     if out_dim is not None:
         w = rng.normal(size=(n_in, out_dim)) / np.sqrt(n_in + out_dim)
@@ -230,8 +224,8 @@ def layer_forward_dual(x: np.ndarray, xd: np.ndarray, layer: Layer):
     .. math::  \dot z = \dot x W,\quad \dot h = \phi'(z)\odot\dot z,\quad
                \dot y = \dot h\odot d + \mathrm{sc}(\dot x)
     """
-    y, cache = layer_forward(x, layer)
-    _, h, dh, _ = cache
+    y, cache = layer_forward(x, layer, second=True)
+    dh = cache[2][0]
     zd = xd @ layer.w  # ... x nout
     hd = zd * dh if dh is not None else zd
     yd = hd * layer.idt if layer.idt is not None else hd
@@ -241,17 +235,20 @@ def layer_forward_dual(x: np.ndarray, xd: np.ndarray, layer: Layer):
 def layer_backward_dual(ybar: np.ndarray, ydbar: np.ndarray, dcache):
     r"""Backward of :func:`layer_forward_dual`: ``((xbar, xdbar), grads)``.
 
-    With :math:`\phi = \tanh`, :math:`\phi' = 1 - h^2` and
-    :math:`\partial\phi'/\partial z = -2 h \phi'`, the tangent branch gives
+    The tangent branch gives
     :math:`\bar{\dot h} = \bar{\dot y}\odot d`,
     :math:`\bar{\dot z} = \bar{\dot h}\odot\phi'`,
-    :math:`\bar h \mathrel{+}= -2 h\,\bar{\dot h}\odot\dot z`,
+    :math:`\bar z = \bar h\odot\phi' + \bar{\dot h}\odot\dot z\odot\phi''`,
     :math:`\bar W \mathrel{+}= \dot x^\top \bar{\dot z}`,
     :math:`\bar{\dot x} = \bar{\dot z} W^\top + \mathrm{sc}'(\bar{\dot y})`;
-    then the primal branch as in :func:`layer_backward` with the extra :math:`\bar h`.
+    then the primal branch as in :func:`layer_backward`.  For tanh,
+    :math:`\phi'' = -2h\phi'` is applied as :math:`\bar h \mathrel{+}= -2h\,\bar{\dot h}
+    \odot\dot z`, :math:`\bar z = \bar h\odot\phi'` (the original operation order,
+    which keeps tanh results bit-for-bit); other activations use :math:`\phi''` from
+    :mod:`symref.reference.activation`.
     """
     cache, xd, zd, hd = dcache
-    x, h, dh, layer = cache
+    x, h, (dh, d2h), layer = cache
     nin, nout = layer.nin, layer.nout
     idt = layer.idt
     grads = {"w": None, "b": None, "idt": None}
@@ -260,10 +257,15 @@ def layer_backward_dual(ybar: np.ndarray, ydbar: np.ndarray, dcache):
     if idt is not None:
         grads["idt"] = ((ydbar * hd).reshape(-1, nout).sum(axis=0)
                         + (ybar * h).reshape(-1, nout).sum(axis=0))
-    if dh is not None:
+    if layer.activation == "tanh":
         zdbar = hdbar * dh
         hbar = hbar + hdbar * zd * (-2.0 * h)
         zbar = hbar * dh
+    elif dh is not None:
+        zdbar = hdbar * dh  # ... x nout
+        zbar = hbar * dh
+        if d2h is not None:
+            zbar = zbar + hdbar * zd * d2h
     else:
         zdbar, zbar = hdbar, hbar
     xdbar = zdbar @ layer.w.T + _shortcut_backward(ydbar, layer)

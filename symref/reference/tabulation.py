@@ -279,9 +279,12 @@ def build_tables(desc, min_nbor_dist: float, extrapolate: float = DEFAULT_EXTRAP
     if not (stride0 > 0 and stride1 > 0 and extrapolate >= 1):
         raise ValueError(f"need stride0, stride1 > 0 and extrapolate >= 1, got {stride0}, "
                          f"{stride1}, {extrapolate}")
-    if str(desc.activation_function).lower() != "tanh":
-        raise ValueError(f"tabulation: activation_function {desc.activation_function!r} "
-                         "(symref tabulates tanh embedding nets)")
+    acts = {str(desc.activation_function).lower()} | {ly.activation for net in desc.embeddings
+                                                      for ly in net}
+    if not acts <= {"tanh", "linear", "none"}:
+        bad = sorted(acts - {"tanh", "linear", "none"})
+        raise ValueError(f"tabulation (model compression): activation_function {bad[0]!r} "
+                         "is not implemented (symref tabulates tanh embedding nets)")
     for k, net in enumerate(desc.embeddings):
         if any(ly.idt is not None and not np.all(ly.idt == 1) for ly in net):
             warnings.warn(f"embedding net {k} has resnet_dt timesteps != 1, which deepmd-kit's "

@@ -1,7 +1,7 @@
 """Fast kernels; each has a NumPy twin it is tested against.
 
 ``_jit``          the one place kernels are compiled (a parallel and a serial build of each)
-``activations``   tanh for numba kernels
+``activations``   tanh for numba kernels; relu, relu6, softplus, sigmoid, gelu, silu by code
 ``dense``         bias + activation + residual of a dense layer, forward and backward
 ``dual``          the same in dual (tangent-carrying) mode, for the loss gradient
 ``neighbors``     O(N) cell-list neighbour search and compact pair lists

@@ -1,4 +1,8 @@
-r"""A vectorisable ``tanh`` for numba kernels (float64, and float32 in float32 arithmetic:
+r"""Activations for numba kernels: a vectorisable ``tanh`` (and, at the end, the other
+activations behind integer codes, :data:`ACT_CODES`: relu, relu6, softplus, sigmoid, gelu,
+silu).
+
+A vectorisable ``tanh`` for numba kernels (float64, and float32 in float32 arithmetic:
 :func:`tanh_any` picks one by type), with NumPy twins.
 
 libm's ``tanh`` (what ``math.tanh`` calls inside numba) is a scalar call that
@@ -30,6 +34,8 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
+
+from symref.reference.activation import ACTIVATIONS, derivatives_from_value
 
 _LN2_HI = 6.93147180369123816490e-01  # upper bits of ln 2 (exact product with small n)
 _LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
@@ -177,3 +183,178 @@ def tanh32_inplace(a):
     """``a[k] = tanh(a[k])`` for a 1-D float32 array, in float32 arithmetic."""
     for k in numba.prange(a.shape[0]):
         a[k] = tanh_any(a[k])
+
+
+# ------------------------------------------------------------------ other activations
+# Kernels dispatch on an integer code (no Python objects in kernels).  0 (identity) and 1
+# (tanh, the vectorised scalars above) are handled by the callers as before.  What a kernel
+# keeps after a layer's forward (in the array that held z):
+#   codes 2-5 (relu, relu6, softplus, sigmoid): h = phi(z), whose derivatives are functions
+#     of h (symref.reference.activation.derivatives_from_value), as for tanh;
+#   codes >= KEEP_Z (gelu, silu): z itself, since their derivatives are not functions of h;
+#     h is recomputed from z where it is needed (:func:`act_kept`).
+# They are computed in float64 (a float32 input is promoted, the result rounded once on
+# store): scalar libm calls, not vectorised (tanh is the one the benchmarks measure).
+ACT_LINEAR, ACT_TANH, ACT_RELU, ACT_RELU6, ACT_SOFTPLUS, ACT_SIGMOID, ACT_GELU, ACT_SILU = \
+    range(8)
+KEEP_Z = ACT_GELU  # codes >= KEEP_Z keep z, not h
+#: activation name (symref.reference.activation) -> kernel code
+ACT_CODES = {"linear": ACT_LINEAR, "none": ACT_LINEAR, "tanh": ACT_TANH, "relu": ACT_RELU,
+             "relu6": ACT_RELU6, "softplus": ACT_SOFTPLUS, "sigmoid": ACT_SIGMOID,
+             "gelu": ACT_GELU, "gelu_tf": ACT_GELU, "silu": ACT_SILU}
+_CODE_NAMES = {ACT_LINEAR: "linear", ACT_TANH: "tanh", ACT_RELU: "relu", ACT_RELU6: "relu6",
+               ACT_SOFTPLUS: "softplus", ACT_SIGMOID: "sigmoid", ACT_GELU: "gelu",
+               ACT_SILU: "silu"}
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
+
+
+def act_code(name: str, path: str = "the numba fast path") -> int:
+    """The kernel code of activation ``name``; ValueError naming it and ``path`` when the
+    kernels do not implement it."""
+    code = ACT_CODES.get(name)
+    if code is None:
+        raise ValueError(f"activation {name!r} is not implemented in {path} "
+                         f"(kernels have {sorted(ACT_CODES)})")
+    return code
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _sigmoid64(x):
+    e = math.exp(-abs(x))
+    return 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _sech2(u):
+    """1 - tanh(u)^2 as 1/cosh(u)^2 (no cancellation; 0 beyond cosh's overflow)."""
+    if abs(u) > 700.0:
+        return 0.0
+    c = math.cosh(u)
+    return 1.0 / (c * c)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _gelu_onept(u):
+    """1 + tanh(u), as 2 e^{2u} / (1 + e^{2u}) for u < 0 (no cancellation)."""
+    if u >= 0.0:
+        return 1.0 + math.tanh(u)
+    e = math.exp(2.0 * u)
+    return 2.0 * e / (1.0 + e)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def act_value(z, act):
+    """phi(z) for a code >= 2 (identity otherwise), in float64; twin :func:`act_value_ref`."""
+    x = np.float64(z)
+    if act == ACT_RELU:
+        return x if x > 0.0 else 0.0 * x  # -0.0 below 0, as z * [z > 0]
+    if act == ACT_RELU6:
+        return 0.0 if x < 0.0 else (6.0 if x > 6.0 else x)
+    if act == ACT_SOFTPLUS:
+        return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+    if act == ACT_SIGMOID:
+        return _sigmoid64(x)
+    if act == ACT_GELU:
+        return 0.5 * x * (1.0 + math.tanh(_GELU_C * (x + _GELU_A * (x * x) * x)))
+    if act == ACT_SILU:
+        return x * _sigmoid64(x)
+    return x
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def act_kept(v, act):
+    """h from the kept value ``v`` (module comment): phi(v) for codes >= KEEP_Z, else v."""
+    if act >= KEEP_Z:
+        return act_value(v, act)
+    return np.float64(v)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def act_deriv(v, act):
+    """phi' from the kept value ``v`` (h for codes 2-5, z for codes >= KEEP_Z; 1 otherwise);
+    twin :func:`act_deriv_ref`."""
+    x = np.float64(v)
+    if act == ACT_RELU:
+        return 1.0 if x > 0.0 else 0.0
+    if act == ACT_RELU6:
+        return 1.0 if (x > 0.0 and x < 6.0) else 0.0
+    if act == ACT_SOFTPLUS:
+        return -math.expm1(-x)
+    if act == ACT_SIGMOID:
+        return x * (1.0 - x)
+    if act == ACT_GELU:
+        x2 = x * x
+        u = _GELU_C * (x + _GELU_A * x2 * x)
+        return 0.5 * _gelu_onept(u) + 0.5 * x * _sech2(u) * (_GELU_C * (1.0 + 3.0 * _GELU_A * x2))
+    if act == ACT_SILU:
+        sg = _sigmoid64(x)
+        return sg + x * (sg * (1.0 - sg))
+    return 1.0
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def act_second(v, act):
+    """phi'' from the kept value ``v`` (0 for codes < 2 and relu, relu6); twin
+    :func:`act_second_ref`."""
+    x = np.float64(v)
+    if act == ACT_SOFTPLUS:
+        return -math.expm1(-x) * math.exp(-x)
+    if act == ACT_SIGMOID:
+        return x * (1.0 - x) * (1.0 - 2.0 * x)
+    if act == ACT_GELU:
+        x2 = x * x
+        u = _GELU_C * (x + _GELU_A * x2 * x)
+        t = math.tanh(u)
+        s = _sech2(u)
+        du = _GELU_C * (1.0 + 3.0 * _GELU_A * x2)
+        return s * du + 0.5 * x * s * (6.0 * _GELU_A * _GELU_C * x - 2.0 * t * du * du)
+    if act == ACT_SILU:
+        sg = _sigmoid64(x)
+        d = sg * (1.0 - sg)
+        return d * (2.0 + x * (1.0 - 2.0 * sg))
+    return 0.0
+
+
+def act_value_ref(z, act):
+    """NumPy twin of :func:`act_value` on arrays (the reference table)."""
+    return ACTIVATIONS[_CODE_NAMES[act]](np.asarray(z, dtype=np.float64))[0]
+
+
+def act_kept_ref(v, act):
+    """NumPy twin of :func:`act_kept` on arrays."""
+    return act_value_ref(v, act) if act >= KEEP_Z else v
+
+
+def _derivs_ref(v, act):
+    v = np.asarray(v, dtype=np.float64)
+    if act >= KEEP_Z:  # from z: the reference table
+        return ACTIVATIONS[_CODE_NAMES[act]](v, True)[1:]
+    return derivatives_from_value(_CODE_NAMES[act], v)
+
+
+def act_deriv_ref(v, act):
+    """NumPy twin of :func:`act_deriv` on arrays."""
+    return _derivs_ref(v, act)[0]
+
+
+def act_second_ref(v, act):
+    """NumPy twin of :func:`act_second` on arrays."""
+    return _derivs_ref(v, act)[1]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def act_scalars(z, act, out):
+    """``out[0/1/2, k]`` <- h, phi', phi'' at z[k] through what a kernel keeps (h for codes
+    2-5, z for codes >= KEEP_Z): the test harness of the scalars (``out`` 3 x n float64)."""
+    for k in range(z.shape[0]):
+        v = np.float64(z[k]) if act >= KEEP_Z else act_value(z[k], act)
+        out[0, k] = act_kept(v, act)
+        out[1, k] = act_deriv(v, act)
+        out[2, k] = act_second(v, act)
+
+
+def act_scalars_ref(z, act, out):
+    """NumPy twin of :func:`act_scalars`."""
+    v = np.asarray(z, dtype=np.float64) if act >= KEEP_Z else act_value_ref(z, act)
+    out[0], out[1], out[2] = act_kept_ref(v, act), act_deriv_ref(v, act), act_second_ref(v, act)

@@ -84,6 +84,9 @@ class NetPack:
             if input_in_buffer:
                 max_width = max(max_width, nin0)
             for ly in net:
+                if ly.activation not in ("tanh", "linear", "none"):
+                    raise ValueError(f"activation {ly.activation!r} is not implemented in the "
+                                     "GPU path (tanh, linear)")
                 nin, nout = ly.w.shape
                 row = [off, -1, -1, nin, nout, ly.shortcut, 1 if ly.activation == "tanh" else 0,
                        in_off, cur]

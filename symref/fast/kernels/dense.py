@@ -18,11 +18,14 @@ separate pass is spent on it):
     \bar y = dy + dyres,\qquad \bar z = \bar y \odot d \odot \phi'(z),\qquad
     \overline{\mathrm{sc}} = \{0,\ \bar y,\ \bar y_{[:n]} + \bar y_{[n:]}\},
 
-with :math:`\phi = \tanh` (``act = 1``, :math:`\phi' = 1 - h^2`) or the
-identity (``act = 0``).  ``b`` and ``d`` (= ``idt``) are always passed (zeros and
-ones when the layer has none).  ``h`` overwrites ``z``; ``dz`` may be the same
-array as ``h``.  Every kernel has a NumPy twin with the same signature
-(``*_ref``), tested against it in ``tests/test_kernels_dense.py``.
+with :math:`\phi = \tanh` (``act = 1``, :math:`\phi' = 1 - h^2`), the
+identity (``act = 0``) or another activation (``act >= 2``:
+:data:`symref.fast.kernels.activations.ACT_CODES`).  ``b`` and ``d`` (= ``idt``) are
+always passed (zeros and ones when the layer has none).  ``h`` overwrites ``z``, except
+for codes >= ``KEEP_Z`` (gelu, silu), whose derivatives need z: then ``z + b`` is kept and
+h recomputed from it where needed; the backward's ``h`` argument is what the forward
+kept.  ``dz`` may be the same array as ``h``.  Every kernel has a NumPy twin with the
+same signature (``*_ref``), tested against it in ``tests/test_kernels_dense.py``.
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ import numba
 import numpy as np
 
 from symref.fast.kernels._jit import kernel
-from symref.fast.kernels.activations import tanh_any
+from symref.fast.kernels.activations import (KEEP_Z, act_deriv, act_deriv_ref, act_value,
+                                             act_value_ref, tanh_any)
 
 
 
@@ -50,13 +54,37 @@ def act_rows(z, b, act):
         f = z.reshape(-1)
         for i in range(f.shape[0]):
             f[i] = tanh_any(f[i])  # float32 arrays: float32 arithmetic
+    elif act > 1 and act < KEEP_Z:
+        f = z.reshape(-1)
+        for i in range(f.shape[0]):
+            f[i] = act_value(f[i], act)
+    # codes >= KEEP_Z keep z + b (their derivatives need z; out_row computes h)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def out_row(hr, xr, idt, shortcut, yr):
-    """One row of a layer's output: ``yr`` <- h * idt + sc(x)."""
+def add_shortcut_row(xr, yr, shortcut):
+    """``yr`` += sc(x) for one row (0, x or [x, x] by ``shortcut``)."""
+    if shortcut == 1:
+        for k in range(yr.shape[0]):
+            yr[k] += xr[k]
+    elif shortcut == 2:
+        nin = xr.shape[0]
+        for k in range(nin):
+            yr[k] += xr[k]
+            yr[nin + k] += xr[k]
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def out_row(hr, xr, idt, shortcut, yr, act):
+    """One row of a layer's output: ``yr`` <- h * idt + sc(x), where ``hr`` holds h, or z
+    for codes >= KEEP_Z (then h = act_value(z))."""
     nout = hr.shape[0]
     nin = xr.shape[0]
+    if act >= KEEP_Z:
+        for k in range(nout):
+            yr[k] = act_value(hr[k], act) * idt[k]
+        add_shortcut_row(xr, yr, shortcut)
+        return
     if shortcut == 1:
         for k in range(nout):
             yr[k] = hr[k] * idt[k] + xr[k]
@@ -81,7 +109,7 @@ def dense_act_forward(z, b, idt, x, shortcut, act, y):
         r1 = min(nrow, r0 + CHUNK)
         act_rows(z[r0:r1], b, act)
         for r in range(r0, r1):
-            out_row(z[r], x[r], idt, shortcut, y[r])
+            out_row(z[r], x[r], idt, shortcut, y[r], act)
 
 
 def dense_act_forward_ref(z, b, idt, x, shortcut, act, y):
@@ -89,7 +117,12 @@ def dense_act_forward_ref(z, b, idt, x, shortcut, act, y):
     z += b
     if act == 1:
         np.tanh(z, out=z)
-    y[...] = z * idt
+    elif act >= KEEP_Z:  # z stays; y from h
+        y[...] = act_value_ref(z, act) * idt
+    elif act > 1:
+        z[...] = act_value_ref(z, act)
+    if act < KEEP_Z:
+        y[...] = z * idt
     if shortcut == 1:
         y += x
     elif shortcut == 2:
@@ -134,6 +167,13 @@ def dense_act_backward(dy, dyres, h, idt, shortcut, act, dz, dxres):
             else:
                 for k in range(nout):
                     dzr[k] = dyr[k] * idt[k] * (one - hr[k] * hr[k])
+        elif act > 1:
+            if has_res:
+                for k in range(nout):
+                    dzr[k] = (dyr[k] + dyres[r, k]) * idt[k] * act_deriv(hr[k], act)
+            else:
+                for k in range(nout):
+                    dzr[k] = dyr[k] * idt[k] * act_deriv(hr[k], act)
         else:
             if has_res:
                 for k in range(nout):
@@ -154,4 +194,6 @@ def dense_act_backward_ref(dy, dyres, h, idt, shortcut, act, dz, dxres):
     dzv = d * idt
     if act == 1:
         dzv *= 1.0 - h * h
+    elif act > 1:
+        dzv *= act_deriv_ref(h, act)
     dz[...] = dzv

@@ -11,8 +11,11 @@ These kernels do everything in between in one pass over memory
 (:func:`symref.reference.nn.layer_forward_dual` / :func:`symref.reference.nn.layer_backward_dual`
 are the mathematics):
 
-Forward, with :math:`\phi = \tanh` (``act = 1``) or the identity (``act = 0``)
-and :math:`d` = ``idt`` (ones when the layer has none):
+Forward, with :math:`\phi = \tanh` (``act = 1``), the identity (``act = 0``) or
+an activation whose derivatives are functions of :math:`h` (``act >= 2``,
+:data:`symref.fast.kernels.activations.ACT_CODES`: there :math:`\phi'` and the
+second-derivative term :math:`\bar z \mathrel{+}= \bar{\dot y}\odot d\odot\dot z\odot\phi''`
+replace the tanh forms below) and :math:`d` = ``idt`` (ones when the layer has none):
 
 .. math::
 
@@ -30,7 +33,8 @@ Backward, for upstream :math:`\bar y, \bar{\dot y}`:
     [\bar x; \bar{\dot x}] \mathrel{+}= [\mathrm{sc}'(\bar y); \mathrm{sc}'(\bar{\dot y})].
 
 ``Z`` holds :math:`[z; \dot z]` on entry to the forward kernel and
-:math:`[h; \dot z]` on exit (what the backward kernel needs).  The pair
+:math:`[h; \dot z]` on exit (what the backward kernel needs; for codes >= ``KEEP_Z``,
+gelu and silu, :math:`[z; \dot z]`, h being recomputed from z).  The pair
 kernels move the tangent through T = Σ_p R_p ⊗ G_p and back.  The kernels
 reduce over rows (``gb``, ``gidt``), so they are serial ``nogil`` builds,
 run one block of pairs per thread by :mod:`symref.fast.cpu_loss`.  Each has a
@@ -41,14 +45,16 @@ from __future__ import annotations
 import numpy as np
 
 from symref.fast.kernels._jit import serial_kernel
-from symref.fast.kernels.dense import act_rows
+from symref.fast.kernels.activations import (KEEP_Z, act_deriv, act_deriv_ref, act_kept,
+                                             act_kept_ref, act_second, act_second_ref,
+                                             act_value_ref)
+from symref.fast.kernels.dense import act_rows, add_shortcut_row
 
 
 @serial_kernel
 def dual_act_forward(Z, b, idt, X, shortcut, act, Y):
     """``Z`` (2 x B x nout): [z; ż] -> [h; ż]; ``Y`` (2 x B x nout) <- [y; ẏ] (module docstring)."""
     B, nout = Z.shape[1], Z.shape[2]
-    nin = X.shape[2]
     act_rows(Z[0], b, act)
     for r in range(B):
         h, zd = Z[0, r], Z[1, r]
@@ -57,19 +63,16 @@ def dual_act_forward(Z, b, idt, X, shortcut, act, Y):
             for k in range(nout):
                 y[k] = h[k] * idt[k]
                 yd[k] = (1.0 - h[k] * h[k]) * zd[k] * idt[k]
+        elif act > 1:  # h holds z for act >= KEEP_Z (act_kept gives phi(z) then)
+            for k in range(nout):
+                y[k] = act_kept(h[k], act) * idt[k]
+                yd[k] = act_deriv(h[k], act) * zd[k] * idt[k]
         else:
             for k in range(nout):
                 y[k] = h[k] * idt[k]
                 yd[k] = zd[k] * idt[k]
         for s in range(2):
-            xr, yr = X[s, r], Y[s, r]
-            if shortcut == 1:
-                for k in range(nout):
-                    yr[k] += xr[k]
-            elif shortcut == 2:
-                for k in range(nin):
-                    yr[k] += xr[k]
-                    yr[nin + k] += xr[k]
+            add_shortcut_row(X[s, r], Y[s, r], shortcut)
 
 
 def dual_act_forward_ref(Z, b, idt, X, shortcut, act, Y):
@@ -78,9 +81,13 @@ def dual_act_forward_ref(Z, b, idt, X, shortcut, act, Y):
     if act == 1:
         np.tanh(Z[0], out=Z[0])
         dphi = 1.0 - Z[0] * Z[0]
+    elif act > 1:
+        if act < KEEP_Z:
+            Z[0] = act_value_ref(Z[0], act)
+        dphi = act_deriv_ref(Z[0], act)
     else:
         dphi = 1.0
-    Y[0] = Z[0] * idt
+    Y[0] = (act_kept_ref(Z[0], act) if act > 1 else Z[0]) * idt
     Y[1] = dphi * Z[1] * idt
     if shortcut == 1:
         Y += X
@@ -106,6 +113,14 @@ def dual_act_backward(Ybar, Z, idt, shortcut, act, Zbar, Xres, gb, gidt):
                 zb[k] = (yb[k] * idt[k] - 2.0 * h[k] * zd[k] * hdb) * dphi
                 gidt[k] += yb[k] * h[k] + ydb[k] * dphi * zd[k]
                 gb[k] += zb[k]
+        elif act > 1:
+            for k in range(nout):
+                dphi = act_deriv(h[k], act)
+                hdb = ydb[k] * idt[k]
+                zdb[k] = hdb * dphi
+                zb[k] = yb[k] * idt[k] * dphi + hdb * zd[k] * act_second(h[k], act)
+                gidt[k] += yb[k] * act_kept(h[k], act) + ydb[k] * dphi * zd[k]
+                gb[k] += zb[k]
         else:
             for k in range(nout):
                 zdb[k] = ydb[k] * idt[k]
@@ -127,12 +142,15 @@ def dual_act_backward(Ybar, Z, idt, shortcut, act, Zbar, Xres, gb, gidt):
 def dual_act_backward_ref(Ybar, Z, idt, shortcut, act, Zbar, Xres, gb, gidt):
     """NumPy twin of :func:`dual_act_backward`."""
     h, zd = Z[0], Z[1]
-    dphi = 1.0 - h * h if act == 1 else np.ones_like(h)
+    dphi = 1.0 - h * h if act == 1 else (act_deriv_ref(h, act) if act > 1 else np.ones_like(h))
     hdb = Ybar[1] * idt
     Zbar[1] = hdb * dphi
     hb = Ybar[0] * idt - (2.0 * h * zd * hdb if act == 1 else 0.0)
     Zbar[0] = hb * dphi
-    gidt += (Ybar[0] * h + Ybar[1] * dphi * zd).sum(axis=0)
+    if act > 1:
+        Zbar[0] += hdb * zd * act_second_ref(h, act)
+    hv = act_kept_ref(h, act) if act > 1 else h  # h holds z for act >= KEEP_Z
+    gidt += (Ybar[0] * hv + Ybar[1] * dphi * zd).sum(axis=0)
     gb += Zbar[0].sum(axis=0)
     if shortcut == 1:
         Xres[...] = Ybar

@@ -35,6 +35,8 @@ import numba
 import numpy as np
 
 from symref.fast.kernels._jit import kernel
+from symref.fast.kernels.activations import (KEEP_Z, act_deriv, act_deriv_ref, act_kept_ref,
+                                             act_value, act_value_ref)
 from symref.fast.kernels.dense import act_rows, dense_act_backward_ref, dense_act_forward_ref, out_row
 
 
@@ -142,7 +144,7 @@ def env_embed_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
         p0, p1 = ptr[a], ptr[a + 1]
         act_rows(h[p0:p1], b, act)
         for p in range(p0, p1):
-            out_row(h[p], R[p, :1], idt, shortcut, y[p])
+            out_row(h[p], R[p, :1], idt, shortcut, y[p], act)
 
 
 def env_embed_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
@@ -175,6 +177,8 @@ def env_embed_backward(rij, ptr, types, dstd, rcut, rcut_smth, protection,
                 dz = d * idt[k]
                 if act == 1:
                     dz *= 1.0 - h[p, k] * h[p, k]
+                elif act > 1:
+                    dz *= act_deriv(h[p, k], act)
                 ds += dz * w[0, k]
                 if shortcut != 0:
                     ds += d
@@ -210,7 +214,7 @@ def embed_T_forward(z, b, idt, x, shortcut, act, R, ptr, T):
         G = np.empty(M1, dtype=z.dtype)  # the working dtype (float32 stays float32)
         act_rows(z[ptr[a]:ptr[a + 1]], b, act)
         for p in range(ptr[a], ptr[a + 1]):
-            out_row(z[p], x[p], idt, shortcut, G)
+            out_row(z[p], x[p], idt, shortcut, G, act)
             r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
             for k in range(M1):
                 g = G[k]
@@ -233,7 +237,9 @@ def embed_T_forward_ref(z, b, idt, x, shortcut, act, R, ptr, T):
     z += b
     if act == 1:
         np.tanh(z, out=z)
-    G = z * idt + _sc_ref(x, shortcut)  # P x M1
+    elif act > 1 and act < KEEP_Z:
+        z[...] = act_value_ref(z, act)
+    G = act_kept_ref(z, act) * idt + _sc_ref(x, shortcut)  # P x M1 (z kept for act >= KEEP_Z)
     np.add.at(T, pair_atoms(ptr), R[:, :, None] * G[:, None, :])
 
 
@@ -256,8 +262,12 @@ def embed_T_backward(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
         for p in range(ptr[a], ptr[a + 1]):
             hp = h[p]
             xp = x[p]
-            for k in range(M1):
-                G[k] = hp[k] * idt[k]
+            if act >= KEEP_Z:  # h holds z: G from phi(z)
+                for k in range(M1):
+                    G[k] = act_value(hp[k], act) * idt[k]
+            else:
+                for k in range(M1):
+                    G[k] = hp[k] * idt[k]
             if shortcut == 1:
                 for k in range(M1):
                     G[k] += xp[k]
@@ -290,6 +300,9 @@ def embed_T_backward(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
             if act == 1:
                 for k in range(M1):
                     dzp[k] = dG[k] * idt[k] * (one - hp[k] * hp[k])
+            elif act > 1:
+                for k in range(M1):
+                    dzp[k] = dG[k] * idt[k] * act_deriv(hp[k], act)
             else:
                 for k in range(M1):
                     dzp[k] = dG[k] * idt[k]
@@ -298,7 +311,7 @@ def embed_T_backward(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
 def embed_T_backward_ref(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
     """NumPy twin of :func:`embed_T_backward`."""
     pa = pair_atoms(ptr)
-    G = h * idt + _sc_ref(x, shortcut)  # P x M1
+    G = act_kept_ref(h, act) * idt + _sc_ref(x, shortcut)  # P x M1
     dTp = dT[pa]  # P x M1 x 4
     dG = np.einsum("pkc,pc->pk", dTp, R)  # P x M1
     dR[...] = np.einsum("pk,pkc->pc", G, dTp)
@@ -310,6 +323,8 @@ def embed_T_backward_ref(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
     d = dG * idt
     if act == 1:
         d = d * (1.0 - h * h)
+    elif act > 1:
+        d = d * act_deriv_ref(h, act)
     dz[...] = d
 
 

@@ -24,6 +24,7 @@ import numba
 import numpy as np
 
 from symref.fast.kernels._jit import kernel, serial_kernel
+from symref.fast.kernels.activations import act_deriv, act_deriv_ref, act_kept, act_kept_ref
 from symref.reference.core import gram_backward as ref_gram_backward
 from symref.reference.core import gram_forward
 
@@ -101,7 +102,8 @@ def dense_backward_sums(dy, dyres, h, idt, shortcut, act, dz, dxres, gb, gidt):
     of shape (0, 0) means none: it is the shortcut gradient of the layer above, added
     here instead of in a separate pass):
 
-    ``dz`` (P x nout) <- ȳ ⊙ idt ⊙ φ'(z) with φ' = 1 - h² (``act = 1``) or 1;
+    ``dz`` (P x nout) <- ȳ ⊙ idt ⊙ φ'(z) with φ' = 1 - h² (``act = 1``), 1 (``act = 0``)
+    or :func:`symref.fast.kernels.activations.act_deriv` of h (``act >= 2``);
     ``dxres`` (P x nin) <- sc'(ȳ) (untouched when ``shortcut == 0``);
     ``gb`` (nout) += Σ_rows dz;  ``gidt`` (nout) += Σ_rows ȳ ⊙ h.
 
@@ -123,6 +125,11 @@ def dense_backward_sums(dy, dyres, h, idt, shortcut, act, dz, dxres, gb, gidt):
                 gidt[k] += d[k] * hr[k]
                 dzr[k] = d[k] * idt[k] * (1.0 - hr[k] * hr[k])
                 gb[k] += dzr[k]
+        elif act > 1:  # hr holds z for act >= KEEP_Z (act_kept gives phi(z) then)
+            for k in range(nout):
+                gidt[k] += d[k] * act_kept(hr[k], act)
+                dzr[k] = d[k] * idt[k] * act_deriv(hr[k], act)
+                gb[k] += dzr[k]
         else:
             for k in range(nout):
                 gidt[k] += d[k] * hr[k]
@@ -141,8 +148,9 @@ def dense_backward_sums(dy, dyres, h, idt, shortcut, act, dz, dxres, gb, gidt):
 def dense_backward_sums_ref(dy, dyres, h, idt, shortcut, act, dz, dxres, gb, gidt):
     """NumPy twin of :func:`dense_backward_sums`."""
     d = dy + dyres if dyres.shape[0] > 0 else dy
-    gidt += (d * h).sum(axis=0)
-    dz[...] = d * idt * (1.0 - h * h) if act == 1 else d * idt
+    gidt += (d * (act_kept_ref(h, act) if act > 1 else h)).sum(axis=0)
+    dz[...] = d * idt * (1.0 - h * h) if act == 1 else \
+        (d * idt * act_deriv_ref(h, act) if act > 1 else d * idt)
     gb += dz.sum(axis=0)
     if shortcut == 1:
         dxres[...] = d
