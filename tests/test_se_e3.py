@@ -23,6 +23,7 @@ from test_se_e2_r import (_compare, _through_file, check_loss_gradient, check_mo
 
 import symref
 from symref.io.data import load_system, make_crystal
+from symref.io.model_dict import model_to_dict
 from symref.io.model_file import load_model, model_from_dict, save_model
 from symref.model.build import demo_model
 from symref.reference.descriptor import se_e3
@@ -281,3 +282,34 @@ def test_lammps_periodic_mode(tmp_path, shared_data):
     fr = tl.water(shared_data, 1)
     r = tl.run_worker(tmp_path, path, fr, 1, "--mode", "periodic")
     tl.check_against_evaluate(path, fr, r)
+
+
+@pytest.mark.parametrize("dtype", ["se_e3", "se_e2_r"])
+def test_non_tanh_embedding_runs_on_the_reference_not_as_tanh(dtype):
+    """se_e3 / se_e2_r numba kernels know tanh and linear layers only: an embedding net
+    with another activation (softplus here) makes backend="numba" warn and run the reference,
+    so the numbers are the reference's (never a silent tanh or linear); the reference's
+    forces stay consistent with its energy (symref.checks via check_model), and the
+    activation survives a model file round trip."""
+    cfg = copy.deepcopy(CFG)
+    cfg["descriptor"].update(type=dtype, activation_function="softplus")
+    if dtype == "se_e2_r":
+        cfg["descriptor"]["type_one_side"] = True
+    m = demo_model(cfg, seed=5)
+    assert {ly.activation for net in m.descriptor.embeddings for ly in net} == {"softplus"}
+    coord, atype, box = crystal_frames(1)
+    ref = m.evaluate(coord, atype, box, backend="numpy")
+    with pytest.warns(RuntimeWarning, match="has no fast path"):
+        fast = m.evaluate(coord, atype, box, backend="numba")
+    for k in ref:
+        np.testing.assert_array_equal(fast[k], ref[k])
+    tanh = copy.deepcopy(m)
+    for net in tanh.descriptor.embeddings:
+        for ly in net:
+            ly.activation = "tanh"
+    assert rel_err(tanh.evaluate(coord, atype, box, backend="numpy")["energy"],
+                   ref["energy"]) > 1e-6
+    back = model_from_dict(model_to_dict(m))
+    assert back.descriptor.activation_function == "softplus"
+    assert {ly.activation for net in back.descriptor.embeddings for ly in net} == {"softplus"}
+    check_model(m)
