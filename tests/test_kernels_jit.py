@@ -34,8 +34,42 @@ def test_locator_is_installed_once_and_first():
 
     assert install_cache_locator() and install_cache_locator()
     classes = caching.CacheImpl._locator_classes
-    assert sum(getattr(c, "_symref_installed", False) for c in classes) == 1
-    assert getattr(classes[0], "_symref_installed", False)
+    assert sum(getattr(c, "_symref_installed", False) for c in classes) == 3
+    assert all(getattr(c, "_symref_installed", False) for c in classes[:3])
+
+
+def test_an_edit_to_a_sibling_kernel_file_invalidates_the_cache(tmp_path):
+    """numba keys a cache entry on the kernel's own file only, but kernels inline helpers
+    from their sibling modules: editing activations.py alone used to leave stale kernels
+    elsewhere.  In a checkout copy, a cached kernel (activations.tanh_inplace) is reused
+    when nothing changed (its index file untouched) and recompiled (index rewritten with
+    a new stamp) after an edit to a *different* file of the folder (dense.py)."""
+    root = tmp_path / "checkout"
+    shutil.copytree(REPO_ROOT / "symref", root / "symref",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    (root / "pyproject.toml").write_text("[project]\nname = 'symref'\n")
+    env = checkout_env(NUMBA_NUM_THREADS="1")
+    env.pop("NUMBA_CACHE_DIR", None)
+    env["PYTHONPATH"] = str(root)
+    code = ("import numpy as np, symref\n"
+            f"assert symref.__file__.startswith({str(root)!r}), symref.__file__\n"
+            "from symref.fast.kernels.activations import tanh_inplace\n"
+            "a = np.linspace(-2, 2, 7); tanh_inplace(a)\n")
+    kernels = root / "symref" / "fast" / "kernels"
+
+    def run_and_read_index():
+        r = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        (index,) = [p for p in kernels.rglob("*.nbi") if p.name.startswith(
+            "activations.tanh_inplace-")]
+        return index.read_bytes()
+
+    first = run_and_read_index()
+    assert run_and_read_index() == first  # nothing changed: the cache is reused
+    with open(kernels / "dense.py", "a") as f:
+        f.write("\n# an edit in a sibling file\n")
+    assert run_and_read_index() != first  # recompiled under the folder's new stamp
 
 
 def test_installed_copy_caches_outside_site_packages(tmp_path):

@@ -19,6 +19,14 @@ site-packages.  Files numba writes into an installed package are not pip's:
 outside the checkout, as an empty namespace package (no ``symref.cli``, no
 ``symref`` command).  ``NUMBA_CACHE_DIR``, when set, still wins.
 
+When a cached kernel is stale: numba keys a cache entry on the source of the file
+that defines the kernel only, but the kernels inline helpers from their sibling
+modules (``activations.tanh_scalar``, ``dense``'s layer loops...): an edit to
+``activations.py`` alone left every other kernel's cache valid, running the old
+formula.  The locators installed here key every kernel of this folder on the
+contents of *all* its ``*.py`` files (:func:`kernels_stamp`), so any edit in the
+folder recompiles its kernels.
+
 ``@kernel(noalias=True)``: the serial build is compiled with numba's ``noalias``
 flag (:func:`noalias_njit`; numba sets it itself on the ``prange`` bodies it proves
 alias-free): every array argument is taken not to share memory with another that
@@ -31,6 +39,7 @@ operations in the same order, fastmath off.
 """
 from __future__ import annotations
 
+import hashlib
 import types
 from pathlib import Path
 
@@ -125,9 +134,35 @@ def is_installed_copy(py_file, parent: Path = _PACKAGE_PARENT) -> bool:
     return not (parent / "pyproject.toml").is_file()
 
 
+#: the folder whose kernels inline each other's helpers (this module's)
+KERNELS_DIR = Path(__file__).resolve().parent
+_STAMPS: dict = {}
+
+
+def kernels_stamp(folder: Path = KERNELS_DIR) -> str:
+    """A hash of the contents of every ``*.py`` file of ``folder`` (memoised on their
+    names, sizes and modification times): part of the cache key of its kernels."""
+    files = sorted(Path(folder).glob("*.py"))
+    key = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if key not in _STAMPS:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+        _STAMPS[key] = h.hexdigest()
+    return _STAMPS[key]
+
+
+def _in_kernels_dir(py_file) -> bool:
+    try:
+        return Path(py_file).resolve().parent == KERNELS_DIR
+    except OSError:
+        return False
+
+
 def install_cache_locator() -> bool:
     """Send the numba caches of an installed symref to numba's user-wide cache
-    directory (module docstring).  Idempotent; returns whether the locator is in place
+    directory, and key every kernel of this folder on the whole folder's sources
+    (module docstring).  Idempotent; returns whether the locators are in place
     (False on a numba whose caching internals differ: numba's default then applies)."""
     try:
         from numba.core import caching
@@ -135,21 +170,47 @@ def install_cache_locator() -> bool:
         return False
     user_wide = (getattr(caching, "UserWideCacheLocator", None)
                  or getattr(caching, "_UserWideCacheLocator", None))
+    in_tree = (getattr(caching, "InTreeCacheLocator", None)
+               or getattr(caching, "_InTreeCacheLocator", None))
+    provided = (getattr(caching, "UserProvidedCacheLocator", None)
+                or getattr(caching, "_UserProvidedCacheLocator", None))
     impl = getattr(caching, "CacheImpl", None)
     classes = getattr(impl, "_locator_classes", None)
-    if user_wide is None or not isinstance(classes, list):
+    if None in (user_wide, in_tree, provided) or not isinstance(classes, list):
         return False
     if any(getattr(c, "_symref_installed", False) for c in classes):
         return True
 
-    class InstalledSymrefCacheLocator(user_wide):
+    class _FolderStamp:
+        """The source stamp of a kernel here: numba's (its own file) and the folder's."""
         _symref_installed = True
 
+        def get_source_stamp(self):
+            return (super().get_source_stamp(), kernels_stamp())
+
+    class ProvidedSymrefCacheLocator(_FolderStamp, provided):  # NUMBA_CACHE_DIR set
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not (numba.config.CACHE_DIR and _in_kernels_dir(py_file)):
+                return None
+            return super().from_function(py_func, py_file)
+
+    class InstalledSymrefCacheLocator(_FolderStamp, user_wide):
         @classmethod
         def from_function(cls, py_func, py_file):
             if numba.config.CACHE_DIR or not is_installed_copy(py_file):
-                return None  # NUMBA_CACHE_DIR's locator, or numba's in-tree default
+                return None  # NUMBA_CACHE_DIR's locator, or the checkout's below
+            if not _in_kernels_dir(py_file):  # symref's other numba code: user-wide too
+                return user_wide.from_function(py_func, py_file)
             return super().from_function(py_func, py_file)
 
-    classes.insert(0, InstalledSymrefCacheLocator)
+    class CheckoutSymrefCacheLocator(_FolderStamp, in_tree):
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if numba.config.CACHE_DIR or not _in_kernels_dir(py_file):
+                return None  # numba's own locators
+            return super().from_function(py_func, py_file)
+
+    classes[0:0] = [ProvidedSymrefCacheLocator, InstalledSymrefCacheLocator,
+                    CheckoutSymrefCacheLocator]
     return True
