@@ -104,7 +104,7 @@ def test_train_command(tmp_path, monkeypatch, capsys):
     no fallback warning): statistics per member, Adam steps,
     the model written and read back as a hybrid."""
     trained = train_with(tmp_path, monkeypatch, capsys, {"type": "hybrid", "list": [
-        dict(A, rcut=3.5, sel=[40, 40]), dict(R, sel=[20, 20])]}, fast_eval=True)
+        dict(A, rcut=3.5, sel=[40, 40]), dict(R, sel=[20, 20])]})
     assert isinstance(trained.descriptor, Hybrid)
     assert all((m.dstd != 1).any() for m in trained.descriptor.members)
 
@@ -130,7 +130,7 @@ def test_train_command_resolves_sel_auto_member_by_member(tmp_path, monkeypatch,
     from symref.io.neighbor_stat import auto_sel, neighbor_stat
 
     trained = train_with(tmp_path, monkeypatch, capsys, {"type": "hybrid", "list": [
-        dict(A, rcut=3.5, sel="auto"), dict(R, sel="auto:1.2")]}, fast_eval=True)
+        dict(A, rcut=3.5, sel="auto"), dict(R, sel="auto:1.2")]})
     system = load_system(tmp_path / "sys")
     want = [auto_sel(neighbor_stat([system], rc, 2)[1], sel)
             for rc, sel in ((3.5, "auto"), (3.0, "auto:1.2"))]

@@ -158,8 +158,7 @@ def test_files_statistics_train(tmp_path, model, monkeypatch, capsys):
     for a, b in zip(stats.env_stat(model, [sys_]), stats.env_stat(demo_model(cfg_a), [sys_])):
         np.testing.assert_array_equal(a, b)
     trained = train_with(tmp_path, monkeypatch, capsys, {
-        "type": "se_at", "rcut": 3.5, "rcut_smth": 0.5, "sel": [20, 20], "neuron": [4, 8]},
-        fast_eval=True)
+        "type": "se_at", "rcut": 3.5, "rcut_smth": 0.5, "sel": [20, 20], "neuron": [4, 8]})
     assert type(trained.descriptor).__name__ == "SeE3"
 
 
