@@ -244,8 +244,8 @@ def test_deepmd_reads_symref_files_and_statistics(tmp_path, dp, pt, model):
 @pytest.mark.parametrize("which", ["se_e2_r", "se_e3", "hybrid"])
 def test_symref_check_command(tmp_path, capsys, which):
     """`symref check model.yaml` on a model of each new descriptor: every check of
-    symref.checks passes on the built-in molecule and crystal (se_e3 on its numba path,
-    compared there with the reference; the others on the reference)."""
+    symref.checks passes on the built-in molecule and crystal (each on its numba path,
+    compared there with the reference: a numba fallback warning is an error)."""
     import warnings
 
     from test_hybrid import CFG as HYBRID
@@ -256,7 +256,8 @@ def test_symref_check_command(tmp_path, capsys, which):
     cfg = {"se_e2_r": SE_E2_R, "se_e3": CFG, "hybrid": HYBRID}[which]
     save_model(demo_model(cfg, seed=3), tmp_path / "m.yaml")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no numba path: the reference runs
+        warnings.filterwarnings("error", message="backend='numba' cannot evaluate",
+                                category=RuntimeWarning)
         assert cli.main(["check", str(tmp_path / "m.yaml")]) == 0
     out = capsys.readouterr().out
     assert "all checks passed" in out and "FAIL" not in out
