@@ -1,13 +1,24 @@
 #!/usr/bin/env python
-r"""se_e3 on the numba path against deepmd-kit's PyTorch backend on the CPU (issue 20).
+r"""se_e3, se_e2_r and hybrid on the numba path against deepmd-kit's PyTorch backend on
+the CPU (issue 20).
 
 Run from the repository root::
 
-    python benchmarks/bench_se_e3.py                      # 192 and 1 536 atoms, 5 repeats
-    python benchmarks/bench_se_e3.py --sizes 192 --repeats 5
+    python benchmarks/bench_se_e3.py                      # se_e3, 192 and 1 536 atoms, 5 repeats
+    python benchmarks/bench_se_e3.py --descriptor se_e2_r --sizes 192 --repeats 5
+    python benchmarks/bench_se_e3.py --descriptor hybrid
 
-Model: deepmd-kit's water se_e3 example size (rcut 5.8 Å, rcut_smth 0.5, sel [40, 80],
-embedding 2-4-8, fitting 240-240-240 with resnet_dt), ``demo_model(CONFIG, seed=1)``;
+Models (``--descriptor``), all with fitting 240-240-240 (resnet_dt) and
+``demo_model(config, seed=1)``:
+
+- ``se_e3``: deepmd-kit's water se_e3 example size (rcut 5.8 Å, rcut_smth 0.5,
+  sel [40, 80], embedding 2-4-8);
+- ``se_e2_r``: deepmd-kit's water se_e2_r example size (rcut 6.0, rcut_smth 0.5,
+  sel [46, 92], embedding 5-10-20);
+- ``hybrid``: hybrid(se_e2_a, se_e3): deepmd-kit's water se_e2_a example size (rcut 6.0,
+  rcut_smth 0.5, sel [46, 92], embedding 25-50-100, axis_neuron 16) and an se_e3 at
+  rcut 4.5, rcut_smth 0.5, sel [20, 40], embedding 2-4-8.
+
 deepmd-kit gets the same weights through a ``.dp`` file
 (:func:`symref.deepmd_kit.pt_model`).  System: frame 0 of
 ``../shared/data/water/data_0`` (192 atoms) replicated 2x2x2 (1 536 atoms).
@@ -37,10 +48,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CONFIG = {"type_map": ["O", "H"],
-          "descriptor": {"type": "se_e3", "rcut": 5.8, "rcut_smth": 0.5, "sel": [40, 80],
-                         "neuron": [2, 4, 8], "resnet_dt": False},
-          "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True}}
+SE_E3 = {"type": "se_e3", "rcut": 5.8, "rcut_smth": 0.5, "sel": [40, 80],
+         "neuron": [2, 4, 8], "resnet_dt": False}
+SE_E2_R = {"type": "se_e2_r", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92],
+           "neuron": [5, 10, 20], "resnet_dt": False}
+SE_E2_A = {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": [46, 92],
+           "neuron": [25, 50, 100], "axis_neuron": 16, "resnet_dt": False}
+DESCRIPTORS = {"se_e3": SE_E3, "se_e2_r": SE_E2_R,
+               "hybrid": {"type": "hybrid", "list": [
+                   SE_E2_A, dict(SE_E3, rcut=4.5, sel=[20, 40])]}}
+
+
+def config(descriptor: str) -> dict:
+    """The benchmark's model configuration for ``descriptor`` (a key of DESCRIPTORS)."""
+    return {"type_map": ["O", "H"], "descriptor": DESCRIPTORS[descriptor],
+            "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True}}
 
 
 def interleaved(fns, repeats):
@@ -58,6 +80,7 @@ def interleaved(fns, repeats):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--descriptor", choices=sorted(DESCRIPTORS), default="se_e3")
     ap.add_argument("--sizes", type=int, nargs="+", default=[192, 1536])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "water" / "data_0"))
@@ -67,11 +90,12 @@ def main(argv=None) -> int:
     from symref.model.build import demo_model
     from symref.synthetic import replicate
 
-    model = demo_model(CONFIG, seed=1)
+    model = demo_model(config(args.descriptor), seed=1)
     s = load_system(args.data)
     base = (s.coord[0], s.atype, s.box[0].reshape(3, 3))
     with tempfile.TemporaryDirectory() as tmp:
         dp = pt_model(model, tmp, device="cpu")
+    print(f"descriptor {args.descriptor}")
     print(f"{'atoms':>6} {'symref numba (s)':>17} {'deepmd-kit pt (s)':>18} {'pt/numba':>9} "
           f"{'per-round':>10} {'max rel dF':>11}")
     for n in args.sizes:

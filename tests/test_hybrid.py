@@ -100,7 +100,8 @@ def test_file_roundtrip_and_statistics(tmp_path, model):
 
 
 def test_train_command(tmp_path, monkeypatch, capsys):
-    """`symref train` with a hybrid descriptor section: statistics per member, Adam steps,
+    """`symref train` with a hybrid descriptor section (its error tables on the numba path,
+    no fallback warning): statistics per member, Adam steps,
     the model written and read back as a hybrid."""
     trained = train_with(tmp_path, monkeypatch, capsys, {"type": "hybrid", "list": [
         dict(A, rcut=3.5, sel=[40, 40]), dict(R, sel=[20, 20])]})

@@ -159,8 +159,7 @@ def test_files_statistics_train(tmp_path, model, monkeypatch, capsys):
     for a, b in zip(stats.env_stat(model, [sys_]), stats.env_stat(demo_model(cfg_a), [sys_])):
         np.testing.assert_array_equal(a, b)
     trained = train_with(tmp_path, monkeypatch, capsys, {
-        "type": "se_at", "rcut": 3.5, "rcut_smth": 0.5, "sel": [20, 20], "neuron": [4, 8]},
-        fast_eval=True)
+        "type": "se_at", "rcut": 3.5, "rcut_smth": 0.5, "sel": [20, 20], "neuron": [4, 8]})
     assert type(trained.descriptor).__name__ == "SeE3"
 
 
@@ -246,8 +245,8 @@ def test_deepmd_reads_symref_files_and_statistics(tmp_path, dp, pt, model):
 @pytest.mark.parametrize("which", ["se_e2_r", "se_e3", "hybrid"])
 def test_symref_check_command(tmp_path, capsys, which):
     """`symref check model.yaml` on a model of each new descriptor: every check of
-    symref.checks passes on the built-in molecule and crystal (se_e3 on its numba path,
-    compared there with the reference; the others on the reference)."""
+    symref.checks passes on the built-in molecule and crystal (each on its numba path,
+    compared there with the reference: a numba fallback warning is an error)."""
     import warnings
 
     from test_hybrid import CFG as HYBRID
@@ -258,7 +257,8 @@ def test_symref_check_command(tmp_path, capsys, which):
     cfg = {"se_e2_r": SE_E2_R, "se_e3": CFG, "hybrid": HYBRID}[which]
     save_model(demo_model(cfg, seed=3), tmp_path / "m.yaml")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no numba path: the reference runs
+        warnings.filterwarnings("error", message="backend='numba' cannot evaluate",
+                                category=RuntimeWarning)
         assert cli.main(["check", str(tmp_path / "m.yaml")]) == 0
     out = capsys.readouterr().out
     assert "all checks passed" in out and "FAIL" not in out
@@ -299,7 +299,8 @@ def test_non_tanh_embedding_runs_on_the_reference_not_as_tanh(dtype):
     assert {ly.activation for net in m.descriptor.embeddings for ly in net} == {"softplus"}
     coord, atype, box = crystal_frames(1)
     ref = m.evaluate(coord, atype, box, backend="numpy")
-    with pytest.warns(RuntimeWarning, match="has no fast path"):
+    with pytest.warns(RuntimeWarning, match="activation 'softplus' is not implemented in the "
+                      "numba fast path of SeE"):
         fast = m.evaluate(coord, atype, box, backend="numba")
     for k in ref:
         np.testing.assert_array_equal(fast[k], ref[k])

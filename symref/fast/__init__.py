@@ -5,6 +5,8 @@
 ``cpu_tensor`` dipole/polarizability models (``DeepTensor``, ``backend="numba"``) and
               their tensor-loss gradient, on the same kernels
 ``cuda``      evaluation on an NVIDIA GPU (``backend="cuda"``)
+``se_e3``     se_e3 and se_e2_r energy models on their scalar-net kernels
+``hybrid``    hybrid energy models: each member's fast path on its own slots
 ``vcnn``      the VectorCloudNet's embedding, cloud sums and Gram matrix on stacked
               ragged clouds (``VectorCloudNet(backend="numba")``)
 ``blas``      a context manager limiting the BLAS threads behind NumPy

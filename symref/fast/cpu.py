@@ -71,6 +71,7 @@ from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels import tabulated as kt
 from symref.fast.kernels.activations import ACT_CODES, act_code
 from symref.reference.descriptor.se_e2_a import SeE2A, warn_beyond_table
+from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_r import SeE2R
 from symref.reference.descriptor.se_e3 import SeE3
 from symref.reference.neighbors import type_pair_table
@@ -135,15 +136,20 @@ def frame_evaluator(model, dtype=np.float64):
         raise ValueError(f"the numba path evaluates float64 and float32, got {np.dtype(dtype)}")
 
     evaluate, kw = evaluate_frame, {"dtype": dtype}
-    if isinstance(model.descriptor, (SeE2R, SeE3)):  # nets on scalars (symref.fast.se_e3)
+    if isinstance(model.descriptor, (SeE2R, SeE3, Hybrid)):  # symref.fast.se_e3 / .hybrid
         if np.dtype(dtype) != np.float64:
             from symref.fast import fallback_warning
 
             fallback_warning("numba", f"{type(model.descriptor).__name__} runs float64 only "
                              "on numba", stacklevel=4)
             return None  # the reference runs (symref.model.backends.frame_function)
-        from symref.fast.se_e3 import evaluate_frame as evaluate
-        kw = {}
+        if isinstance(model.descriptor, Hybrid):
+            from symref.fast.hybrid import evaluate_frame as evaluate
+            kw = {"se_e2_a_forward": se_e2_a_member_forward,
+                  "se_e2_a_backward": se_e2_a_member_backward}
+        else:
+            from symref.fast.se_e3 import evaluate_frame as evaluate
+            kw = {}
 
     def frame_fn(coord, atype, box, *, truncate=False, frame=None, **_):
         return evaluate(model, coord, atype, box, truncate=truncate, frame=frame, **kw)
@@ -154,11 +160,42 @@ def frame_evaluator(model, dtype=np.float64):
 def unsupported_reason(model) -> str | None:
     """Why the fast path cannot evaluate ``model`` exactly, or None."""
     d = model.descriptor
-    if isinstance(d, (SeE2R, SeE3)) and all(ly.activation in ("tanh", "linear", "none")
-                                            for net in d.embeddings for ly in net):
-        return None  # symref.fast.se_e3
-    if not isinstance(d, SeE2A):  # hybrid: the reference
-        return f"descriptor {type(d).__name__} has no fast path (the NumPy reference runs)"
+    if isinstance(d, Hybrid):  # symref.fast.hybrid: each member on its own path
+        for k, m in enumerate(d.members):
+            if isinstance(m, SeE2A) and getattr(m, "tables", None) is not None:
+                return f"descriptor.list[{k}] is compressed (tabulated)"
+            reason = _descriptor_reason(m)
+            if reason is not None:
+                return f"descriptor.list[{k}]: {reason}"
+        return None  # the fitting runs on the reference
+    reason = _descriptor_reason(d)
+    if reason is not None or not isinstance(d, SeE2A):
+        return reason
+    # a compressed descriptor's tables replace its embedding nets
+    compressed = getattr(d, "tables", None) is not None
+    if compressed and np.asarray(d.davg).dtype != np.float64:
+        return "compressed (tabulated) models run in float64 only on the numba path"
+    for net in model.fitting.nets:  # the numba fitting kernels (a hybrid's: the reference's)
+        for ly in net:
+            if ly.activation not in ACT_CODES:
+                return (f"activation {ly.activation!r} is not implemented in the numba fast "
+                        f"path (it has {sorted(ACT_CODES)})")
+    return None
+
+
+def _descriptor_reason(d) -> str | None:
+    """Why the numba kernels cannot evaluate the descriptor ``d`` (se_e2_a, se_e2_r or se_e3)
+    exactly, or None."""
+    tabulated = isinstance(d, SeE2A) and getattr(d, "tables", None) is not None
+    # se_e2_a's kernels take every activation code; symref.fast.se_e3's tanh and linear
+    allowed = sorted(ACT_CODES) if isinstance(d, SeE2A) else ["linear", "none", "tanh"]
+    for net in ([] if tabulated else d.embeddings):
+        for ly in net:
+            if ly.activation not in allowed:
+                return (f"activation {ly.activation!r} is not implemented in the numba fast "
+                        f"path of {type(d).__name__} (it has {allowed})")
+    if not isinstance(d, SeE2A):  # se_e2_r, se_e3: symref.fast.se_e3
+        return None
     off = d.sel_offsets
     for ti in range(d.ntypes):
         for tj in range(d.ntypes):
@@ -168,16 +205,6 @@ def unsupported_reason(model) -> str | None:
                 if len(blk) and not (blk == blk[0]).all():
                     return (f"{name}[{ti}] varies inside the slots of neighbour type {tj}; "
                             "the fast path needs statistics constant per type group")
-    # a compressed descriptor's tables replace its embedding nets
-    compressed = getattr(d, "tables", None) is not None
-    if compressed and np.asarray(d.davg).dtype != np.float64:
-        return "compressed (tabulated) models run in float64 only on the numba path"
-    nets = ([] if compressed else list(d.embeddings)) + list(model.fitting.nets)
-    for net in nets:
-        for ly in net:
-            if ly.activation not in ACT_CODES:
-                return (f"activation {ly.activation!r} is not implemented in the numba fast "
-                        f"path (it has {sorted(ACT_CODES)})")
     return None
 
 
@@ -255,6 +282,19 @@ def borrowed_arena():
         yield ws
     finally:
         _FREE_ARENAS.append(ws)
+
+
+def borrow_arenas(n: int) -> list:
+    """``n`` arenas from the process's free list (new ones if none is free), for work whose
+    scratch arrays must outlive one block (activations kept for a later backward pass);
+    the caller gives them back with ``_FREE_ARENAS.extend``."""
+    arenas = []
+    for _ in range(n):
+        try:
+            arenas.append(_FREE_ARENAS.pop())
+        except IndexError:
+            arenas.append(Arena())
+    return arenas
 
 
 def _pair_list(coord, atype, box, rcut, sel, truncate, frame):
@@ -440,15 +480,7 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     # ---- forces and virials by gathering, back to the original order
     if fold is not None:
         ks.fold_neighbours(j_int, cptr, inv_perm[fold[perm]], nv)  # own centres: a prefix
-    rev_ptr, rev_idx = ks.reverse_index(j_int, n)
-    F = np.empty((n, 3))
-    W = np.empty((n, 3, 3))
-    gather = ks.forces_virial_gather if S.par else ks.forces_virial_gather.serial
-    gather(g_all, rij, cptr, rev_ptr, rev_idx, F, W)
-    forces = np.empty_like(F)
-    forces[perm] = F
-    atom_virial = np.empty_like(W)
-    atom_virial[perm] = W
+    forces, atom_virial = gather_forces_virial(S, g_all)
     atom_energy = np.empty(n)
     atom_energy[perm] = atom_e
     out = {"energy": atom_energy.sum(), "forces": forces, "virial": atom_virial.sum(axis=0),
@@ -458,6 +490,23 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
         out["centre_virial"] = np.empty((3, 3))
         ks.centre_virial(g_all, rij, cptr, weight, out["centre_virial"])
     return out
+
+
+def gather_forces_virial(S, g_all):
+    """``(forces, atom_virial)`` (n x 3, n x 3 x 3, float64, original order) from
+    ``g_all`` (P x 3) = dE/dr_ji of every pair of the frame setup ``S`` (internal order):
+    gathered per atom by :func:`~symref.fast.kernels.se_e2_a.forces_virial_gather`."""
+    n = S.n
+    rev_ptr, rev_idx = ks.reverse_index(S.j_int, n)
+    F = np.empty((n, 3))
+    W = np.empty((n, 3, 3))
+    gather = ks.forces_virial_gather if S.par else ks.forces_virial_gather.serial
+    gather(g_all, S.rij, S.cptr, rev_ptr, rev_idx, F, W)
+    forces = np.empty_like(F)
+    forces[S.perm] = F
+    atom_virial = np.empty_like(W)
+    atom_virial[S.perm] = W
+    return forces, atom_virial
 
 
 def _block(K, blk, *args):
@@ -669,3 +718,59 @@ def _identity_layer(n, dtype=np.float64):
     """A linear n -> n layer without bias: lets a one-layer embedding net use the
     fused first-layer and last-layer kernels."""
     return (np.eye(n, dtype=dtype), np.zeros(n, dtype=dtype), np.ones(n, dtype=dtype), 0, 0)
+
+
+# ------------------------------------------------ an se_e2_a member of a hybrid
+def se_e2_a_member_forward(model, member, pl, atype, mode=None,
+                           block_pairs=BLOCK_PAIRS):
+    """``(D, ctx)``: the se_e2_a ``member``'s descriptor (n x M1*M2, original order) of a
+    hybrid (:mod:`symref.fast.hybrid`) on the pairs ``pl`` of its slots
+    (:func:`symref.fast.hybrid.member_pair_list`), in the blocks of :func:`evaluate_frame`
+    (``mode``: :func:`default_mode`); ``ctx`` keeps the blocks' activations (in borrowed
+    arenas) for :func:`se_e2_a_member_backward`, which gives the arenas back."""
+    mode = mode or default_mode()
+    n = atype.shape[0]
+    M1, M2 = member.neuron[-1], member.axis_neuron
+    # the frame setup reads the descriptor, the model's pair exclusions and fitting nets
+    view = SimpleNamespace(descriptor=member, fitting=model.fitting,
+                           pair_exclude_types=model.pair_exclude_types)
+    groups = [(0, n)]
+    S = _frame_setup(view, pl, atype, n, n, groups)
+    blocks = _make_blocks(S, groups, member.ntypes, mode, block_pairs)
+    arenas = borrow_arenas(len(blocks))
+    T = np.empty((n, 4, M1))  # n x 4 x M1, internal order, divided by nnei
+    D = np.empty((n, M1 * M2))  # n x M1*M2, internal order
+
+    def fwd(K, item):
+        b, (ti, b0, b1) = item
+        Tb, segs = embed_forward(K, arenas[b], (ti, b0, b1), member, S, [])
+        T[b0:b1] = Tb
+        K.descriptor_forward(Tb, M2, D[b0:b1])
+        return segs
+
+    segs = run_blocks(fwd, list(enumerate(blocks)), mode)
+    out = np.empty_like(D)
+    out[S.perm] = D
+    ctx = SimpleNamespace(member=member, S=S, blocks=blocks, arenas=arenas, segs=segs, T=T,
+                          mode=mode)
+    return out, ctx
+
+
+def se_e2_a_member_backward(dD, ctx):
+    """``(forces, atom_virial)`` of ``<dD, D>`` (``dD`` n x M1*M2, original order):
+    -d/dx per atom and the atomic virials, original order."""
+    m, S = ctx.member, ctx.S
+    dD_i = np.ascontiguousarray(dD[S.perm])  # n x M1*M2, internal order
+    g_all = np.zeros((S.P, 3))  # P x 3
+
+    def bwd(K, item):
+        b, blk = item
+        _, b0, b1 = blk
+        dT = np.empty((b1 - b0, m.neuron[-1], 4))  # nb x M1 x 4
+        K.descriptor_backward(dD_i[b0:b1], ctx.T[b0:b1], m.axis_neuron, 1.0 / m.nnei, dT)
+        embed_backward(K, ctx.arenas[b], blk, m, S, ctx.segs[b], dT, g_all)
+
+    run_blocks(bwd, list(enumerate(ctx.blocks)), ctx.mode)
+    _FREE_ARENAS.extend(ctx.arenas)  # the activations are no longer needed
+    ctx.arenas = None
+    return gather_forces_virial(S, g_all)

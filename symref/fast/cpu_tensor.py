@@ -47,7 +47,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from symref.fast import cpu as _cpu
-from symref.fast.cpu import Arena, _FREE_ARENAS, _make_blocks, _frame_setup, run_blocks
+from symref.fast.cpu import _FREE_ARENAS, _make_blocks, _frame_setup, run_blocks
 from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels.vcnn import dense_backward_sums
 from symref.reference.descriptor.se_e2_a import _add_layer_grads
@@ -81,16 +81,6 @@ class TensorCache(SimpleNamespace):
     the free list of :mod:`symref.fast.cpu` when it is garbage-collected."""
 
 
-def _borrow(nblocks):
-    arenas = []
-    for _ in range(nblocks):
-        try:
-            arenas.append(_FREE_ARENAS.pop())
-        except IndexError:
-            arenas.append(Arena())
-    return arenas
-
-
 def tensor_forward(model, coord, atype, box, *, shift, alive, truncate=False, frame=None,
                    mode=None, block_pairs: int = BLOCK_PAIRS):
     """Atomic dipoles (n x 3) or polarizabilities (n x 3 x 3) of one frame, original atom
@@ -111,7 +101,7 @@ def tensor_forward(model, coord, atype, box, *, shift, alive, truncate=False, fr
     groups = [(0, n)]
     S = _frame_setup(model, pl, atype, n, n, groups)
     blocks = _make_blocks(S, groups, nt, mode, block_pairs)
-    arenas = _borrow(len(blocks))
+    arenas = _cpu.borrow_arenas(len(blocks))
     T = np.empty((n, 4, M1))  # n x 4 x M1, internal order, divided by nnei
     D = np.empty((n, M1 * M2))  # n x M1*M2
     smax = []

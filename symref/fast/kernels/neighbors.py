@@ -679,6 +679,13 @@ def build_neighbor_list_fast(coord, atype, box, rcut, sel, *, truncate=False,
     """
     pl = build_pair_list(coord, atype, box, rcut, sel, truncate=truncate, frame=frame,
                          ncentre=ncentre)
+    return padded_neighbor_list(pl, sel)
+
+
+def padded_neighbor_list(pl: PairList, sel) -> NeighborList:
+    """The :class:`PairList` ``pl`` (built with ``sel``) in the padded se_e2_a layout of
+    :func:`symref.reference.neighbors.build_neighbor_list` (nlist -1, rij and shift zero
+    on padded slots)."""
     natoms = pl.natoms
     nnei = int(np.sum(np.asarray(sel, dtype=np.int64)))
     nlist = np.full((natoms, nnei), -1, dtype=np.int64)
