@@ -177,7 +177,7 @@ def test_tensor_loss_gradient_matches_finite_differences(variant, backend):
     """Exact parameter gradient of deepmd-kit's tensor loss (atomic + global terms),
     every parameter group (embedding, fitting, idt, bias_atom) sampled; on the reference
     and on the fast path (symref.fast.cpu_tensor)."""
-    from symref.model.params import flat_parameters, parameters, set_flat_parameters
+    from symref.model.params import differentiated, flat_vector, set_flat_vector
     from symref.train.loss import TensorPrefactors, tensor_loss_and_grad
 
     m = _model(variant)
@@ -190,21 +190,22 @@ def test_tensor_loss_gradient_matches_finite_differences(variant, backend):
         label, atom_label = label + np.swapaxes(label, -1, -2), atom_label + np.swapaxes(
             atom_label, -1, -2)
     pref = TensorPrefactors(pref=0.7, pref_atomic=1.3)
-    names = [n for n, _ in parameters(m)]
+    arrays = differentiated(m)  # the trained parameters and the fitting bias
+    names = [n for n, _ in arrays]
     assert "bias_atom" in names and any(".idt" in n for n in names)
 
     def fun(theta):
-        set_flat_parameters(m, theta)
+        set_flat_vector([a for _, a in arrays], theta)
         loss, g = tensor_loss_and_grad(m, coord, atype, box, label, atom_label, pref,
                                        backend=backend)
         return loss, np.concatenate([g[n].ravel() for n in names])
 
     # four components of every parameter array
-    sizes = [a.size for _, a in parameters(m)]
+    sizes = [a.size for _, a in arrays]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     comps = np.concatenate([s0 + rng.choice(n, size=min(4, n), replace=False)
                             for s0, n in zip(starts, sizes)])
-    res = checks.check_gradient_fd(fun, flat_parameters(m), steps=(1e-4, 5e-5), components=comps,
+    res = checks.check_gradient_fd(fun, flat_vector(a for _, a in arrays), steps=(1e-4, 5e-5), components=comps,
                                    tol=1e-6)
     assert res.passed, str(res)
 
