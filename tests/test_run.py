@@ -175,6 +175,52 @@ def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
                      "model.ckpt.json"]) == 2
 
 
+def test_init_frz_model_keeps_the_files_statistics_and_bias(tmp_path, monkeypatch, capsys):
+    """--init-frz-model (dp --pt train --init-frz-model): the file's davg/dstd, out_bias and
+    bias_atom_e are kept bit for bit (no statistics, no bias change; bias_atom_e is a buffer
+    in deepmd-kit, never trained) while the networks take one Adam step; a file whose
+    type_map/descriptor/fitting differ is refused naming each difference; combined with
+    --init-model it is refused."""
+    import symref
+    from symref.io.model_file import load_model
+    from symref.model.params import flat_parameters
+
+    _system(tmp_path / "sys")
+    cfg = _small()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    assert cli.main(["train", "input.json", "-o", "first.yaml"]) == 0
+    first = load_model(tmp_path / "first.yaml")
+    first.descriptor.davg[...] += 0.01  # values no statistics of the data would give
+    first.out_bias = first.out_bias + 0.5
+    first.fitting.bias_atom_e[...] = [0.25, -0.75]
+    symref.save_model(first, tmp_path / "frozen.dp")
+    capsys.readouterr()
+    assert cli.main(["train", "input.json", "--init-frz-model", "frozen.dp",
+                     "-o", "second.yaml"]) == 0
+    assert "starting from frozen.dp" in capsys.readouterr().out
+    second = load_model(tmp_path / "second.yaml")
+    for a, b in ((second.descriptor.davg, first.descriptor.davg),
+                 (second.descriptor.dstd, first.descriptor.dstd),
+                 (second.out_bias, first.out_bias),
+                 (second.fitting.bias_atom_e, first.fitting.bias_atom_e)):
+        np.testing.assert_array_equal(a, b)
+    step = np.abs(flat_parameters(second) - flat_parameters(first)).max()
+    assert 0 < step < 2e-3  # one Adam step of lr 1e-3 from the file's parameters
+    cfg["model"]["type_map"] = ["A", "C"]
+    cfg["model"]["fitting_net"]["neuron"] = [6]
+    (tmp_path / "other.json").write_text(json.dumps(cfg))
+    (tmp_path / "sys" / "type_map.raw").write_text("A\nC\n")
+    assert cli.main(["train", "other.json", "--init-frz-model", "frozen.dp"]) == 2
+    err = capsys.readouterr().err
+    assert "--init-frz-model frozen.dp" in err
+    assert "model.type_map: model ['A', 'B'], input ['A', 'C']" in err
+    assert "model.fitting_net.neuron: model [8], input [6]" in err
+    assert cli.main(["train", "input.json", "--init-frz-model", "frozen.dp", "--init-model",
+                     "frozen.dp"]) == 2
+    assert "--init-model and --init-frz-model both given" in capsys.readouterr().err
+
+
 def test_set_davg_zero_keeps_the_mean_at_zero(tmp_path, monkeypatch):
     """descriptor.set_davg_zero true (deepmd-kit): the trained model's davg is 0 and its
     dstd comes from the data; false: davg from the data too."""
