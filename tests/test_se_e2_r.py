@@ -191,7 +191,8 @@ def check_loss_gradient(model):
         return loss, np.concatenate([g[n].ravel() for n in names])
 
     pick = [int(starts[k] + rng.integers(0, sizes[k])) for k in range(len(names))]
-    res = check_gradient_fd(fun, flat_vector(a for _, a in arrays), steps=(1e-2, 5e-3), components=pick)
+    res = check_gradient_fd(fun, flat_vector(a for _, a in arrays), steps=(1e-2, 5e-3),
+                            components=pick)
     assert res.passed, format_table([res])
     groups = {n.split("[")[0] + "/" + n.split(".")[-1] for n in names}
     assert {"embedding/w", "embedding/b", "embedding/idt", "fitting/w", "fitting/idt",

@@ -205,8 +205,8 @@ def test_tensor_loss_gradient_matches_finite_differences(variant, backend):
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     comps = np.concatenate([s0 + rng.choice(n, size=min(4, n), replace=False)
                             for s0, n in zip(starts, sizes)])
-    res = checks.check_gradient_fd(fun, flat_vector(a for _, a in arrays), steps=(1e-4, 5e-5), components=comps,
-                                   tol=1e-6)
+    res = checks.check_gradient_fd(fun, flat_vector(a for _, a in arrays), steps=(1e-4, 5e-5),
+                                   components=comps, tol=1e-6)
     assert res.passed, str(res)
 
 
