@@ -210,6 +210,34 @@ def test_tensor_loss_gradient_matches_finite_differences(variant, backend):
     assert res.passed, str(res)
 
 
+def test_atomic_tensor_loss_is_a_mean_over_the_selected_atoms():
+    """deepmd-kit's tensor loss (its atom mask includes atom_exclude_types): the atomic
+    term is sum of squares / (nf x atoms of the selected types x 3), not / all atoms; the
+    displayed rmse_local and the per-atom rmse_global use the same count (4 of 9 here)."""
+    from symref.io.data import System
+    from symref.train.fit import tensor_errors
+    from symref.train.loss import TensorPrefactors, tensor_loss_and_grad
+
+    m = _model("dipole_sel_type")  # type 1 excluded: 4 of the 9 atoms selected
+    coord, atype, box = _system(np.random.default_rng(4))
+    rng = np.random.default_rng(5)
+    sel = atype != 1
+    atom_label = rng.normal(size=(2, 9, 3)) * sel[None, :, None]
+    y = m.evaluate(coord, atype, box)["atom_dipole"]
+    assert sel.sum() == 4
+    want = np.sum((y - atom_label) ** 2) / (2 * 4 * 3)
+    loss, _ = tensor_loss_and_grad(m, coord, atype, box, None, atom_label,
+                                   TensorPrefactors(pref=0.0, pref_atomic=1.0), grad=False)
+    np.testing.assert_allclose(loss, want, rtol=1e-14)
+    label = rng.normal(size=(2, 3))
+    s = System(["O", "H", "C"], atype, coord, box,
+               tensors={"atom_dipole": atom_label[:, sel], "dipole": label})
+    err = tensor_errors(m, s)
+    np.testing.assert_allclose(err["rmse_lc"], np.sqrt(want), rtol=1e-14)
+    np.testing.assert_allclose(err["rmse_gl"], np.sqrt(np.mean(
+        (m.evaluate(coord, atype, box)["dipole"] - label) ** 2)) / 4, rtol=1e-14)
+
+
 # ------------------------------------------------------------------ training
 def _labelled_water(tmp_path, nframes, seed, name):
     from symref.io.data import System, save_system

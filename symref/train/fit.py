@@ -93,18 +93,23 @@ def tensor_labels(model, system):
 
 
 def tensor_errors(model, system) -> dict:
-    """RMSEs of a DeepTensor on ``system``: ``rmse_gl`` (global label, per atom as
-    deepmd-kit displays it: sqrt(mean sq. error)/natoms), ``rmse_lc`` (atomic label),
-    and ``rmse_gl_total`` (global, not divided); only those with labels."""
+    """RMSEs of a DeepTensor on ``system`` as deepmd-kit displays them: ``rmse_gl``
+    (global label per atom: sqrt(mean sq. error) / the number of atoms not in
+    ``atom_exclude_types``), ``rmse_lc`` (atomic label: the mean over those atoms'
+    components only) and ``rmse_gl_total`` (global, not divided); only those with labels."""
+    from symref.train.loss import selected_atoms
+
     label, atom = tensor_labels(model, system)
     ev = model.evaluate(system.coord, system.atype, system.box)
+    nsel = int(selected_atoms(model, system.atype)[0])
     out = {}
     if label is not None:
         r = float(np.sqrt(np.mean((ev[model.var_name] - label) ** 2)))
-        out["rmse_gl"] = r / system.natoms
+        out["rmse_gl"] = r / nsel
         out["rmse_gl_total"] = r
     if atom is not None:
-        out["rmse_lc"] = float(np.sqrt(np.mean((ev[f"atom_{model.var_name}"] - atom) ** 2)))
+        sq = (ev[f"atom_{model.var_name}"] - atom) ** 2  # nf x natoms x shape
+        out["rmse_lc"] = float(np.sqrt(sq.sum() / (sq.size / system.natoms * nsel)))
     return out
 
 
