@@ -221,6 +221,49 @@ def test_init_frz_model_keeps_the_files_statistics_and_bias(tmp_path, monkeypatc
     assert "--init-model and --init-frz-model both given" in capsys.readouterr().err
 
 
+def test_seeds_are_scoped_as_deepmd_kits(tmp_path, monkeypatch):
+    """descriptor.seed and fitting_net.seed seed their own streams: the same input trains
+    a bit-identical model twice; another training.seed leaves the initial weights
+    unchanged (it orders the data only) but changes the trained model (batch 1 of 3
+    frames); another fitting_net.seed changes the fitting nets only."""
+    from symref.io.inputfile import read_input
+    from symref.io.model_file import load_model
+    from symref.model.build import build_model
+    from symref.model.params import flat_vector, mlp_arrays, parameters
+
+    _system(tmp_path / "sys")
+    monkeypatch.chdir(tmp_path)
+    cfg = _small()
+    cfg["model"]["descriptor"]["seed"] = 5
+    cfg["model"]["fitting_net"]["seed"] = 6
+    cfg["training"].update(numb_steps=3, seed=1)
+    cfg["training"]["training_data"]["batch_size"] = 1
+
+    def train(c, name):
+        (tmp_path / f"{name}.json").write_text(json.dumps(c))
+        assert cli.main(["train", f"{name}.json", "-o", f"{name}.yaml"]) == 0
+        return flat_vector(a for _, a in parameters(load_model(tmp_path / f"{name}.yaml")))
+
+    def initial(c):
+        (tmp_path / "i.json").write_text(json.dumps(c))
+        m = build_model(read_input(tmp_path / "i.json")[0]["model"], seed=c["training"]["seed"])
+        return (flat_vector(a for net in m.descriptor.embeddings for a in mlp_arrays(net)),
+                flat_vector(a for net in m.fitting.nets for a in mlp_arrays(net)))
+
+    a, b = train(cfg, "a"), train(cfg, "b")
+    np.testing.assert_array_equal(a, b)
+    other = copy.deepcopy(cfg)
+    other["training"]["seed"] = 2
+    for x, y in zip(initial(cfg), initial(other)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(train(other, "c"), a)
+    fit_seed = copy.deepcopy(cfg)
+    fit_seed["model"]["fitting_net"]["seed"] = 7
+    (d0, f0), (d1, f1) = initial(cfg), initial(fit_seed)
+    np.testing.assert_array_equal(d0, d1)
+    assert not np.array_equal(f0, f1)
+
+
 def test_set_davg_zero_keeps_the_mean_at_zero(tmp_path, monkeypatch):
     """descriptor.set_davg_zero true (deepmd-kit): the trained model's davg is 0 and its
     dstd comes from the data; false: davg from the data too."""
