@@ -3,11 +3,12 @@ system whose frames all form the batch (no sampling), 12 Adam steps of both code
 same lcurve.out (every value to deepmd-kit's printed precision) and the same final model
 (outputs to 1e-8 relative), while training moves the outputs by far more than that.
 
-Cases: an energy model with e/f/v prefactors; an atomic + global dipole model with
-``atom_exclude_types`` (the loss's atomic term a mean over the selected atoms only).
-The atomic labels are written with one row per atom (zeros on excluded atoms): deepmd-kit
-3.2's PyTorch tensor loss reads ``atomic_dipole.npy`` without its selected-types layout
-(a file of 3 x nsel values per frame is reshaped to whole frames and broadcast)."""
+Cases: an energy model with e/f/v prefactors; dipole (atomic + global labels, global
+only) and full polarizability (shift_diag) models with ``atom_exclude_types`` (the loss's
+atomic term a mean over the selected atoms only).  The atomic labels are written with one
+row per atom (zeros on excluded atoms): deepmd-kit 3.2's PyTorch tensor loss reads
+``atomic_dipole.npy`` without its selected-types layout (a file of 3 x nsel values per
+frame is reshaped to whole frames and broadcast)."""
 from __future__ import annotations
 
 import json
@@ -34,20 +35,33 @@ ENERGY_INPUT = {
              "limit_pref_f": 1, "start_pref_v": 0.5, "limit_pref_v": 2},
     "training": _TRAINING}
 
-#: dipole model on the oxygens (H excluded), atomic and global labels both weighted
-DIPOLE_INPUT = {
-    "model": {"type_map": ["O", "H"], "atom_exclude_types": [1], **_NETS,
-              "fitting_net": {**_NETS["fitting_net"], "type": "dipole"}},
-    "learning_rate": {"type": "exp", "start_lr": 1e-2, "stop_lr": 1e-4, "decay_steps": 5},
-    "loss": {"type": "tensor", "pref": 1.0, "pref_atomic": 1.0},
-    "training": _TRAINING}
 
 
-def _water_system(shared_data, path, kind):
+def _tensor_input(fitting: dict, pref: float, pref_atomic: float) -> dict:
+    """A tensor model on the oxygens (H excluded by atom_exclude_types)."""
+    return {"model": {"type_map": ["O", "H"], "atom_exclude_types": [1], **_NETS,
+                      "fitting_net": {**_NETS["fitting_net"], **fitting}},
+            "learning_rate": {"type": "exp", "start_lr": 1e-2, "stop_lr": 1e-4,
+                              "decay_steps": 5},
+            "loss": {"type": "tensor", "pref": pref, "pref_atomic": pref_atomic},
+            "training": _TRAINING}
+
+
+#: tensor cases: (input, labels written: "global", "atomic" or both)
+TENSOR_CASES = {
+    "atomic+global dipole": (_tensor_input({"type": "dipole"}, 1.0, 1.0), ("global", "atomic")),
+    "global dipole": (_tensor_input({"type": "dipole"}, 1.0, 0.0), ("global",)),
+    "polarizability (full, shift_diag)": (
+        _tensor_input({"type": "polar", "fit_diag": False, "shift_diag": True}, 1.0, 1.0),
+        ("global", "atomic")),
+}
+
+
+def _water_system(shared_data, path, kind, labels=()):
     """The first 3 frames of water/data_0 (64 H2O).  ``"ener"``: energy, force and a
     symmetric synthetic virial (the data has none), so that all three loss terms train;
-    ``"dipole"``: symref.synthetic's water dipoles, global and atomic (a row per atom,
-    zeros on H)."""
+    ``"dipole"`` / ``"polarizability"``: symref.synthetic's water tensors, the
+    ``labels`` ("global", "atomic": a row per atom, zeros on H)."""
     from symref.io.data import System, load_systems, save_system
 
     src = load_systems([shared_data / "water" / "data_0"], ["O", "H"])[0]
@@ -62,10 +76,11 @@ def _water_system(shared_data, path, kind):
 
     lab = water_tensor_labels(coord, src.atype, box)
     save_system(System(["O", "H"], src.atype, coord, box, name=str(path),
-                       tensors={"dipole": lab["dipole"]}), path)
-    full = np.zeros((NFRAMES, src.natoms, 3))  # atomic label, one row per atom
-    full[:, src.atype == 0] = lab["atom_dipole"]
-    np.save(path / "set.000" / "atomic_dipole.npy", full.reshape(NFRAMES, -1))
+                       tensors={kind: lab[kind]} if "global" in labels else {}), path)
+    if "atomic" in labels:
+        full = np.zeros((NFRAMES, src.natoms) + lab[kind].shape[1:])  # a row per atom
+        full[:, src.atype == 0] = lab[f"atom_{kind}"]
+        np.save(path / "set.000" / f"atomic_{kind}.npy", full.reshape(NFRAMES, -1))
 
 
 def _frozen_start(input_file, system, folder, dp):
@@ -78,7 +93,7 @@ def _frozen_start(input_file, system, folder, dp):
     from symref.model.build import build_model
     from symref.model.tensor import DeepTensor
     from symref.train.stats import (apply_statistics, compute_statistics, env_stat,
-                                    stat_frames)
+                                    stat_frames, tensor_shift)
 
     mc = read_input(input_file)[0]["model"]
     model = build_model(mc, seed=1)
@@ -86,6 +101,8 @@ def _frozen_start(input_file, system, folder, dp):
                          batch_size=NFRAMES)
     if isinstance(model, DeepTensor):
         apply_statistics(model, *env_stat(model, frames))
+        if model.kind == "polar" and model.fitting.shift_diag:
+            model.out_bias = tensor_shift(model, frames)
     else:
         compute_statistics(model, frames)
     symref.save_model(model, folder / "init.dp")
@@ -97,13 +114,13 @@ def _rows(path):
     return [ln.split() for ln in path.read_text().splitlines() if not ln.startswith("#")]
 
 
-def _train_both(tmp_path, shared_data, dp, monkeypatch, capsys, template, kind):
+def _train_both(tmp_path, shared_data, dp, monkeypatch, capsys, template, kind, labels=()):
     """Both trainings from one frozen model; returns (start model, symref's final model,
     deepmd-kit's checkpoint path, the system), after checking lcurve.out line for line."""
     import symref
     from symref.io.data import load_systems
 
-    _water_system(shared_data, tmp_path / "sys", kind)
+    _water_system(shared_data, tmp_path / "sys", kind, labels)
     cfg = json.loads(json.dumps(template))
     cfg["training"]["training_data"]["systems"] = [str(tmp_path / "sys")]
     for d in ("dp", "sr"):
@@ -153,22 +170,31 @@ def test_energy_model_trains_as_dp_step_for_step(tmp_path, shared_data, dp, pt,
         _compare(key, ours[key], ref, before[key])
 
 
-def test_dipole_model_with_excluded_atoms_trains_as_dp_step_for_step(
-        tmp_path, shared_data, dp, pt, monkeypatch, capsys):
-    """Dipole on O (atom_exclude_types [1]), pref 1 and pref_atomic 1: lcurve.out
-    identical as text (rmse_global_dipole per selected atom, rmse_local_dipole over the
-    selected atoms), final global and atomic dipoles within 1e-8 of deepmd-kit's, each
-    moved by more than 1e-5 (the dipole fitting's bias_atom not trained, as in dp)."""
+@pytest.mark.parametrize("case", list(TENSOR_CASES))
+def test_tensor_model_with_excluded_atoms_trains_as_dp_step_for_step(
+        case, tmp_path, shared_data, dp, pt, monkeypatch, capsys):
+    """Dipole / polarizability on O (atom_exclude_types [1]): lcurve.out identical as
+    text (rmse_global_* per selected atom, rmse_local_* over the selected atoms; deepmd-kit's
+    column names), final global and atomic tensors within 1e-8 of deepmd-kit's, each moved
+    by more than 1e-5 (the fitting's bias_atom is not trained, as in dp).  Cases: atomic +
+    global dipole labels, global dipole only, full polarizability with shift_diag."""
+    template, labels = TENSOR_CASES[case]
+    kind = "dipole" if template["model"]["fitting_net"]["type"] == "dipole" else "polarizability"
     start, final, ckpt, s = _train_both(tmp_path, shared_data, dp, monkeypatch, capsys,
-                                        DIPOLE_INPUT, "dipole")
-    from deepmd.infer.deep_dipole import DeepDipole
-
-    model = DeepDipole(ckpt)
+                                        template, kind, labels)
+    if kind == "dipole":
+        from deepmd.infer.deep_dipole import DeepDipole as Deep
+    else:
+        from deepmd.infer.deep_polar import DeepPolar as Deep
+    model = Deep(ckpt)
     args = (s.coord.reshape(NFRAMES, -1), s.box.reshape(NFRAMES, 9), s.atype)
     glob, atom = model.eval(*args, atomic=False), model.eval(*args, atomic=True)
     ours, before = (m.evaluate(s.coord, s.atype, s.box) for m in (final, start))
-    _compare("dipole", ours["dipole"], glob, before["dipole"])
+    _compare(kind, ours[kind], glob, before[kind])
     sel = s.atype == 0
-    atom = np.asarray(atom).reshape(NFRAMES, -1, 3)
+    width = int(np.prod(ours[kind].shape[1:]))
+    atom = np.asarray(atom).reshape(NFRAMES, -1, width)
     atom = atom[:, sel] if atom.shape[1] == s.natoms else atom
-    _compare("atom_dipole", ours["atom_dipole"][:, sel], atom, before["atom_dipole"][:, sel])
+    key = f"atom_{kind}"
+    _compare(key, ours[key][:, sel].reshape(atom.shape), atom,
+             before[key][:, sel].reshape(atom.shape))
