@@ -4,7 +4,7 @@ same lcurve.out (every value to deepmd-kit's printed precision) and the same fin
 (outputs to 1e-8 relative), while training moves the outputs by far more than that.
 
 Cases: an energy model with e/f/v prefactors; dipole (atomic + global labels, global
-only) and full polarizability (shift_diag) models with ``atom_exclude_types`` (the loss's
+only), full (shift_diag) and diagonal (scale) polarizability models with ``atom_exclude_types`` (the loss's
 atomic term a mean over the selected atoms only).  The atomic labels are written with one
 row per atom (zeros on excluded atoms): deepmd-kit 3.2's PyTorch tensor loss reads
 ``atomic_dipole.npy`` without its selected-types layout (a file of 3 x nsel values per
@@ -53,6 +53,9 @@ TENSOR_CASES = {
     "global dipole": (_tensor_input({"type": "dipole"}, 1.0, 0.0), ("global",)),
     "polarizability (full, shift_diag)": (
         _tensor_input({"type": "polar", "fit_diag": False, "shift_diag": True}, 1.0, 1.0),
+        ("global", "atomic")),
+    "polarizability (diagonal, scale)": (
+        _tensor_input({"type": "polar", "fit_diag": True, "scale": [2.0, 1.0]}, 1.0, 1.0),
         ("global", "atomic")),
 }
 
@@ -177,7 +180,8 @@ def test_tensor_model_with_excluded_atoms_trains_as_dp_step_for_step(
     text (rmse_global_* per selected atom, rmse_local_* over the selected atoms; deepmd-kit's
     column names), final global and atomic tensors within 1e-8 of deepmd-kit's, each moved
     by more than 1e-5 (the fitting's bias_atom is not trained, as in dp).  Cases: atomic +
-    global dipole labels, global dipole only, full polarizability with shift_diag."""
+    global dipole labels, global dipole only, full polarizability with shift_diag, diagonal
+    polarizability with scale."""
     template, labels = TENSOR_CASES[case]
     kind = "dipole" if template["model"]["fitting_net"]["type"] == "dipole" else "polarizability"
     start, final, ckpt, s = _train_both(tmp_path, shared_data, dp, monkeypatch, capsys,
