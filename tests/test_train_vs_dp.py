@@ -5,10 +5,11 @@ same lcurve.out (every value to deepmd-kit's printed precision) and the same fin
 
 Cases: an energy model with e/f/v prefactors; dipole (atomic + global labels, global
 only), full (shift_diag) and diagonal (scale) polarizability models with
-``atom_exclude_types`` (the loss's atomic term a mean over the selected atoms only).  The atomic labels are written with one
-row per atom (zeros on excluded atoms): deepmd-kit 3.2's PyTorch tensor loss reads
-``atomic_dipole.npy`` without its selected-types layout (a file of 3 x nsel values per
-frame is reshaped to whole frames and broadcast)."""
+``atom_exclude_types`` (the loss's atomic term a mean over the selected atoms only).
+The atomic labels are written with one row per atom (zeros on excluded atoms):
+deepmd-kit 3.2's PyTorch tensor loss reads ``atomic_dipole.npy`` without its
+selected-types layout (a file of 3 x nsel values per frame is reshaped to whole frames
+and broadcast)."""
 from __future__ import annotations
 
 import json
