@@ -142,6 +142,21 @@ def test_cosine_learning_rate_drives_adam(tmp_path, monkeypatch):
     np.testing.assert_allclose(lr, [sched.value(s) for s in range(4)], rtol=0.05)
 
 
+def _trained_once(tmp_path, monkeypatch):
+    """``(cfg, model)``: _small() trained one step in ``tmp_path`` (input.json, first.yaml),
+    its davg then moved by 0.01 (statistics no data would give: a start must keep them)."""
+    from symref.io.model_file import load_model
+
+    _system(tmp_path / "sys")
+    cfg = _small()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    assert cli.main(["train", "input.json", "-o", "first.yaml"]) == 0
+    first = load_model(tmp_path / "first.yaml")
+    first.descriptor.davg[...] += 0.01
+    return cfg, first
+
+
 def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
     """--init-model: training starts from the file's parameters and statistics (its davg,
     which no data would give, is kept; after the one step of numb_steps 1 the parameters
@@ -150,13 +165,7 @@ def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
     from symref.io.model_file import load_model
     from symref.model.params import flat_parameters
 
-    _system(tmp_path / "sys")
-    cfg = _small()
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "input.json").write_text(json.dumps(cfg))
-    assert cli.main(["train", "input.json", "-o", "first.yaml"]) == 0
-    first = load_model(tmp_path / "first.yaml")
-    first.descriptor.davg[...] += 0.01  # statistics no data would give: must be kept
+    cfg, first = _trained_once(tmp_path, monkeypatch)
     import symref
 
     symref.save_model(first, tmp_path / "init.yaml")
@@ -185,13 +194,7 @@ def test_init_frz_model_keeps_the_files_statistics_and_bias(tmp_path, monkeypatc
     from symref.io.model_file import load_model
     from symref.model.params import flat_parameters
 
-    _system(tmp_path / "sys")
-    cfg = _small()
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "input.json").write_text(json.dumps(cfg))
-    assert cli.main(["train", "input.json", "-o", "first.yaml"]) == 0
-    first = load_model(tmp_path / "first.yaml")
-    first.descriptor.davg[...] += 0.01  # values no statistics of the data would give
+    cfg, first = _trained_once(tmp_path, monkeypatch)
     first.out_bias = first.out_bias + 0.5
     first.fitting.bias_atom_e[...] = [0.25, -0.75]
     symref.save_model(first, tmp_path / "frozen.dp")
