@@ -328,8 +328,8 @@ def main(argv=None) -> int:
                                  "optional optimizer)")
     t.add_argument("--restart", default=None, help="checkpoint to continue from")
     t.add_argument("--init-model", default=None,
-                   help="model file to start from (its parameters and statistics; step 0, "
-                        "a fresh optimiser), as dp train --init-model")
+                   help="model file or symref checkpoint to start from (its parameters and "
+                        "statistics; step 0, a fresh optimiser), as dp train --init-model")
     t.add_argument("-f", "--init-frz-model", default=None,
                    help="frozen model file (.dp, .yaml, .json) to start from: its weights, "
                         "statistics and output bias as they are, step 0, a fresh optimiser, "

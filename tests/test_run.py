@@ -160,8 +160,9 @@ def _trained_once(tmp_path, monkeypatch):
 def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
     """--init-model: training starts from the file's parameters and statistics (its davg,
     which no data would give, is kept; after the one step of numb_steps 1 the parameters
-    differ from the file's by one Adam step), a file whose network differs from the input
-    is refused by name, and --init-model with --restart is refused."""
+    differ from the file's by one Adam step), also from a symref checkpoint, a file whose
+    network differs from the input is refused by name, and --init-model with --restart is
+    refused."""
     from symref.io.model_file import load_model
     from symref.model.params import flat_parameters
 
@@ -176,6 +177,15 @@ def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(second.descriptor.davg, first.descriptor.davg)
     step = np.abs(flat_parameters(second) - flat_parameters(first)).max()
     assert 0 < step < 2e-3  # one Adam step of lr 1e-3 from the file's parameters
+    # a symref checkpoint (model.ckpt.json of that run): its weights, a fresh schedule
+    from symref.train.fit import load_checkpoint
+
+    ckpt = load_checkpoint(tmp_path / "model.ckpt.json")[0]
+    assert cli.main(["train", "input.json", "--init-model", "model.ckpt.json",
+                     "-o", "third.yaml"]) == 0
+    step = np.abs(flat_parameters(load_model(tmp_path / "third.yaml"))
+                  - flat_parameters(ckpt)).max()
+    assert 0 < step < 2e-3
     cfg["model"]["fitting_net"]["neuron"] = [6]
     (tmp_path / "other.json").write_text(json.dumps(cfg))
     assert cli.main(["train", "other.json", "--init-model", "init.yaml"]) == 2
