@@ -157,14 +157,36 @@ def _compare(key, ours, ref, before):
     assert moved > 1e-5, (key, moved)
 
 
-def test_energy_model_trains_as_dp_step_for_step(tmp_path, shared_data, dp, pt,
+#: learning-rate sections of the energy case: exp decay every 5 steps; cosine after a
+#: 3-step linear warm-up
+SCHEDULES = {
+    "exp": ENERGY_INPUT["learning_rate"],
+    "cosine+warmup": {"type": "cosine", "start_lr": 1e-3, "stop_lr": 1e-5,
+                      "warmup_steps": 3, "warmup_start_factor": 0.1},
+}
+
+
+#: measured, not understood: with cosine + warm-up the lcurve is identical but the final
+#: forces differ by 2.5e-8 relative (exp: 2.3e-9).  After 2 steps every parameter group
+#: differs from deepmd-kit's by ~2e-12 (1e-9 of the step), while symref's own gradient
+#: noise (numba vs numpy backend, or a 1e-15 perturbation of the start) moves its final
+#: outputs by <= 1.5e-15: a systematic difference of ~1e-9 in the update, source not found
+_MISSED = pytest.mark.xfail(strict=True, raises=AssertionError,
+                           reason="forces 2.5e-8 from dp (> 1e-8); see above")
+
+
+@pytest.mark.parametrize("schedule", [pytest.param(k, marks=_MISSED) if k == "cosine+warmup"
+                                      else k for k in SCHEDULES])
+def test_energy_model_trains_as_dp_step_for_step(schedule, tmp_path, shared_data, dp, pt,
                                                  monkeypatch, capsys):
     """Energy (e/f/v): dp --pt train --init-frz-model init.pth and symref train
     --init-frz-model init.dp: lcurve.out identical as text (all 12 rows, every column),
     final energies, forces and virials on the 3 frames within 1e-8 of deepmd-kit's
-    (max |difference| / max |value|), and each moved by more than 1e-5 from the start."""
+    (max |difference| / max |value|), and each moved by more than 1e-5 from the start;
+    with the exp schedule and with cosine after a warm-up (prefactors follow lr)."""
+    template = {**ENERGY_INPUT, "learning_rate": SCHEDULES[schedule]}
     start, final, ckpt, s = _train_both(tmp_path, shared_data, dp, monkeypatch, capsys,
-                                        ENERGY_INPUT, "ener")
+                                        template, "ener")
     from deepmd.infer import DeepPot
 
     e, f, v = DeepPot(ckpt).eval(s.coord.reshape(NFRAMES, -1), s.box.reshape(NFRAMES, 9),
