@@ -172,7 +172,7 @@ SCHEDULES = {
 #: absolute difference of deepmd-kit's autograd gradient (most likely round-off) into a
 #: 9e-10 relative difference of the step (README, "Step for step the same as dp")
 _MISSED = pytest.mark.xfail(strict=True, raises=AssertionError,
-                           reason="forces 2.5e-8 from dp (> 1e-8): gradient differences through eps")
+                           reason="forces 2.5e-8 from dp (> 1e-8): gradients via eps")
 
 
 @pytest.mark.parametrize("schedule", [pytest.param(k, marks=_MISSED) if k == "cosine+warmup"
