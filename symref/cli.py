@@ -158,7 +158,7 @@ def cmd_train(args) -> int:
     from symref.train.run import train_from_input
 
     return train_from_input(args.input, args.output, restart=args.restart,
-                            init_model=args.init_model,
+                            init_model=args.init_model, init_frz_model=args.init_frz_model,
                             valid_fraction=args.valid_fraction, mpi=getattr(args, "mpi", False))
 
 
@@ -328,8 +328,12 @@ def main(argv=None) -> int:
                                  "optional optimizer)")
     t.add_argument("--restart", default=None, help="checkpoint to continue from")
     t.add_argument("--init-model", default=None,
-                   help="model file to start from (its parameters and statistics; step 0, "
-                        "a fresh optimiser), as dp train --init-model")
+                   help="model file or symref checkpoint to start from (its parameters and "
+                        "statistics; step 0, a fresh optimiser), as dp train --init-model")
+    t.add_argument("-f", "--init-frz-model", default=None,
+                   help="frozen model file (.dp, .yaml, .json) to start from: its weights, "
+                        "statistics and output bias as they are, step 0, a fresh optimiser, "
+                        "as dp --pt train --init-frz-model")
     t.add_argument("--valid-fraction", type=float, default=0.0,
                    help="hold out this fraction of every training system's frames for "
                         "validation (seeded by training.seed; instead of validation_data)")

@@ -69,7 +69,31 @@ __all__ = [
     "dp_descriptor",
     "import_deepmd_pt",
     "PT_WORKAROUND",
+    "run_dp",
 ]
+
+
+def run_dp(argv, cwd, timeout: float = 900.0) -> str:
+    """Run deepmd-kit's command line (``dp ARGV...``, e.g. ``["--pt", "train", ...]``) in a
+    subprocess in folder ``cwd``, through :func:`import_deepmd_pt` (so the cxx_op stub
+    applies when the compiled ops do not load); one torch thread.  Returns its output;
+    a nonzero exit raises RuntimeError with the output's tail."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from symref.deepmd_kit import import_deepmd_pt; import_deepmd_pt(); "
+            "from deepmd.main import main; main(sys.argv[1:])")
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DP_INTRA_OP_PARALLELISM_THREADS": "1",
+           "DP_INTER_OP_PARALLELISM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, argv)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise RuntimeError(f"dp {' '.join(map(str, argv))} failed ({proc.returncode}):\n"
+                           + out[-4000:])
+    return out
 
 # ----------------------------------------------------------------- inputs
 def as_model_dict(model) -> dict:

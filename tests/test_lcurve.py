@@ -27,7 +27,7 @@ def test_columns_follow_the_loss_as_in_deepmd_kit():
     assert lcurve_keys(TensorPrefactors(1, 1), None, "dipole") == \
         ["rmse_global_dipole", "rmse_local_dipole"]
     assert lcurve_keys(TensorPrefactors(0, 1), None, "polarizability") == \
-        ["rmse_local_polarizability"]
+        ["rmse_local_polar"]  # deepmd-kit's tensor_name of a polarizability
 
 
 def _dipole_systems():

@@ -12,7 +12,7 @@ import pytest
 
 from symref.io.data import make_crystal, make_molecule
 from symref.reference.env import env_mat_forward, env_mat_tangent
-from symref.model.params import parameters
+from symref.model.params import differentiated
 from symref.train.loss import LossPrefactors, energy_loss, energy_loss_and_grad
 from symref.model.build import demo_model
 from symref.reference.nn import init_mlp, layer_backward_dual, layer_forward_dual
@@ -48,7 +48,7 @@ def test_every_parameter_group_matches_finite_differences(problem):
     model, (coord, atype, box), labels, loss, grads = problem
     rng = np.random.default_rng(1)
     seen, orders = set(), []
-    for name, arr in parameters(model):
+    for name, arr in differentiated(model):  # trained parameters and the fitting bias
         idx = tuple(int(rng.integers(0, n)) for n in arr.shape)
         old = arr[idx]
         g = grads[name][idx]
@@ -99,7 +99,7 @@ def test_molecule_with_exclusions():
     labels = (ev["energy"] - 0.2, ev["forces"] * 0.9)
     pref = LossPrefactors(1.0, 5.0, 0.0)
     _, grads = energy_loss_and_grad(model, s.coord, s.atype, None, *labels, pref=pref)
-    for name, arr in parameters(model):
+    for name, arr in differentiated(model):  # trained parameters and the fitting bias
         idx = tuple(0 for _ in arr.shape)
         old, h = arr[idx], 1e-2
         vals = []

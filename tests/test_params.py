@@ -7,7 +7,8 @@ import pytest
 
 from symref.fast.cpu import Arena, borrowed_arena
 from symref.model.build import demo_model
-from symref.model.params import (flat_parameters, flat_vector, grad_arrays, mlp_grad_vector,
+from symref.model.params import (differentiated, flat_parameters, flat_vector, grad_arrays,
+                                 mlp_grad_vector,
                                  mlp_vector, parameters, set_flat_vector, set_mlp_vector)
 from symref.reference.nn import init_mlp
 
@@ -61,12 +62,16 @@ def test_mlp_vectors_share_one_layout():
 
 
 def test_grad_arrays_match_the_parameter_layout():
+    """grad_arrays: one entry per differentiated array, in order; the trained ones are
+    parameters() (no fitting bias: deepmd-kit's buffer), the bias's gradient comes last."""
     model = demo_model(CFG, seed=0)
-    names = [(n, a.shape) for n, a in parameters(model)]
+    names = [(n, a.shape) for n, a in differentiated(model)]
+    assert names[:-1] == [(n, a.shape) for n, a in parameters(model)]
+    assert names[-1][0] == "bias_atom_e" and "bias_atom_e" not in dict(parameters(model))
     nemb = len(model.descriptor.embeddings)
     g = grad_arrays(model, [None] * nemb, {}, np.ones_like(model.fitting.bias_atom_e))
     assert [(n, a.shape) for n, a in g.items()] == names
-    assert flat_vector(g[n] for n, _ in names).size == flat_parameters(model).size
+    assert flat_vector(g[n] for n, _ in names[:-1]).size == flat_parameters(model).size
     assert np.all(g["bias_atom_e"] == 1) and not any(g[n].any() for n, _ in names[:-1])
 
 

@@ -142,13 +142,10 @@ def test_cosine_learning_rate_drives_adam(tmp_path, monkeypatch):
     np.testing.assert_allclose(lr, [sched.value(s) for s in range(4)], rtol=0.05)
 
 
-def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
-    """--init-model: training starts from the file's parameters and statistics (its davg,
-    which no data would give, is kept; after the one step of numb_steps 1 the parameters
-    differ from the file's by one Adam step), a file whose network differs from the input
-    is refused by name, and --init-model with --restart is refused."""
+def _trained_once(tmp_path, monkeypatch):
+    """``(cfg, model)``: _small() trained one step in ``tmp_path`` (input.json, first.yaml),
+    its davg then moved by 0.01 (statistics no data would give: a start must keep them)."""
     from symref.io.model_file import load_model
-    from symref.model.params import flat_parameters
 
     _system(tmp_path / "sys")
     cfg = _small()
@@ -156,7 +153,20 @@ def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
     (tmp_path / "input.json").write_text(json.dumps(cfg))
     assert cli.main(["train", "input.json", "-o", "first.yaml"]) == 0
     first = load_model(tmp_path / "first.yaml")
-    first.descriptor.davg[...] += 0.01  # statistics no data would give: must be kept
+    first.descriptor.davg[...] += 0.01
+    return cfg, first
+
+
+def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
+    """--init-model: training starts from the file's parameters and statistics (its davg,
+    which no data would give, is kept; after the one step of numb_steps 1 the parameters
+    differ from the file's by one Adam step), also from a symref checkpoint, a file whose
+    network differs from the input is refused by name, and --init-model with --restart is
+    refused."""
+    from symref.io.model_file import load_model
+    from symref.model.params import flat_parameters
+
+    cfg, first = _trained_once(tmp_path, monkeypatch)
     import symref
 
     symref.save_model(first, tmp_path / "init.yaml")
@@ -167,12 +177,104 @@ def test_init_model_starts_from_a_model_file(tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(second.descriptor.davg, first.descriptor.davg)
     step = np.abs(flat_parameters(second) - flat_parameters(first)).max()
     assert 0 < step < 2e-3  # one Adam step of lr 1e-3 from the file's parameters
+    # a symref checkpoint (model.ckpt.json of that run): its weights, a fresh schedule
+    from symref.train.fit import load_checkpoint
+
+    ckpt = load_checkpoint(tmp_path / "model.ckpt.json")[0]
+    assert cli.main(["train", "input.json", "--init-model", "model.ckpt.json",
+                     "-o", "third.yaml"]) == 0
+    step = np.abs(flat_parameters(load_model(tmp_path / "third.yaml"))
+                  - flat_parameters(ckpt)).max()
+    assert 0 < step < 2e-3
     cfg["model"]["fitting_net"]["neuron"] = [6]
     (tmp_path / "other.json").write_text(json.dumps(cfg))
     assert cli.main(["train", "other.json", "--init-model", "init.yaml"]) == 2
     assert "model.fitting_net.neuron: model [8], input [6]" in capsys.readouterr().err
     assert cli.main(["train", "input.json", "--init-model", "init.yaml", "--restart",
                      "model.ckpt.json"]) == 2
+
+
+def test_init_frz_model_keeps_the_files_statistics_and_bias(tmp_path, monkeypatch, capsys):
+    """--init-frz-model (dp --pt train --init-frz-model): the file's davg/dstd, out_bias and
+    bias_atom_e are kept bit for bit (no statistics, no bias change; bias_atom_e is a buffer
+    in deepmd-kit, never trained) while the networks take one Adam step; a file whose
+    type_map/descriptor/fitting differ is refused naming each difference; combined with
+    --init-model it is refused."""
+    import symref
+    from symref.io.model_file import load_model
+    from symref.model.params import flat_parameters
+
+    cfg, first = _trained_once(tmp_path, monkeypatch)
+    first.out_bias = first.out_bias + 0.5
+    first.fitting.bias_atom_e[...] = [0.25, -0.75]
+    symref.save_model(first, tmp_path / "frozen.dp")
+    capsys.readouterr()
+    assert cli.main(["train", "input.json", "--init-frz-model", "frozen.dp",
+                     "-o", "second.yaml"]) == 0
+    assert "starting from frozen.dp" in capsys.readouterr().out
+    second = load_model(tmp_path / "second.yaml")
+    for a, b in ((second.descriptor.davg, first.descriptor.davg),
+                 (second.descriptor.dstd, first.descriptor.dstd),
+                 (second.out_bias, first.out_bias),
+                 (second.fitting.bias_atom_e, first.fitting.bias_atom_e)):
+        np.testing.assert_array_equal(a, b)
+    step = np.abs(flat_parameters(second) - flat_parameters(first)).max()
+    assert 0 < step < 2e-3  # one Adam step of lr 1e-3 from the file's parameters
+    cfg["model"]["type_map"] = ["A", "C"]
+    cfg["model"]["fitting_net"]["neuron"] = [6]
+    (tmp_path / "other.json").write_text(json.dumps(cfg))
+    (tmp_path / "sys" / "type_map.raw").write_text("A\nC\n")
+    assert cli.main(["train", "other.json", "--init-frz-model", "frozen.dp"]) == 2
+    err = capsys.readouterr().err
+    assert "--init-frz-model frozen.dp" in err
+    assert "model.type_map: model ['A', 'B'], input ['A', 'C']" in err
+    assert "model.fitting_net.neuron: model [8], input [6]" in err
+    assert cli.main(["train", "input.json", "--init-frz-model", "frozen.dp", "--init-model",
+                     "frozen.dp"]) == 2
+    assert "--init-model and --init-frz-model both given" in capsys.readouterr().err
+
+
+def test_seeds_are_scoped_as_deepmd_kits(tmp_path, monkeypatch):
+    """descriptor.seed and fitting_net.seed seed their own streams: the same input trains
+    a bit-identical model twice; another training.seed leaves the initial weights
+    unchanged (it orders the data only) but changes the trained model (batch 1 of 3
+    frames); another fitting_net.seed changes the fitting nets only."""
+    from symref.io.inputfile import read_input
+    from symref.io.model_file import load_model
+    from symref.model.build import build_model
+    from symref.model.params import flat_vector, mlp_arrays, parameters
+
+    _system(tmp_path / "sys")
+    monkeypatch.chdir(tmp_path)
+    cfg = _small()
+    cfg["model"]["descriptor"]["seed"] = 5
+    cfg["model"]["fitting_net"]["seed"] = 6
+    cfg["training"].update(numb_steps=3, seed=1)
+    cfg["training"]["training_data"]["batch_size"] = 1
+
+    def train(c, name):
+        (tmp_path / f"{name}.json").write_text(json.dumps(c))
+        assert cli.main(["train", f"{name}.json", "-o", f"{name}.yaml"]) == 0
+        return flat_vector(a for _, a in parameters(load_model(tmp_path / f"{name}.yaml")))
+
+    def initial(c):
+        (tmp_path / "i.json").write_text(json.dumps(c))
+        m = build_model(read_input(tmp_path / "i.json")[0]["model"], seed=c["training"]["seed"])
+        return (flat_vector(a for net in m.descriptor.embeddings for a in mlp_arrays(net)),
+                flat_vector(a for net in m.fitting.nets for a in mlp_arrays(net)))
+
+    a, b = train(cfg, "a"), train(cfg, "b")
+    np.testing.assert_array_equal(a, b)
+    other = copy.deepcopy(cfg)
+    other["training"]["seed"] = 2
+    for x, y in zip(initial(cfg), initial(other)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(train(other, "c"), a)
+    fit_seed = copy.deepcopy(cfg)
+    fit_seed["model"]["fitting_net"]["seed"] = 7
+    (d0, f0), (d1, f1) = initial(cfg), initial(fit_seed)
+    np.testing.assert_array_equal(d0, d1)
+    assert not np.array_equal(f0, f1)
 
 
 def test_set_davg_zero_keeps_the_mean_at_zero(tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ from symref.checks import (all_passed, as_calculator, check_forces_fd, check_gra
 from symref.io.data import load_system, make_crystal, make_molecule
 from symref.io.model_file import load_model, model_from_dict, save_model
 from symref.model.build import demo_model
-from symref.model.params import flat_parameters, parameters, set_flat_parameters
+from symref.model.params import differentiated, flat_vector, set_flat_vector
 from symref.reference.descriptor.se_e2_r import (RES_RESCALE, se_e2_r_backward,
                                                  se_e2_r_backward_dual, se_e2_r_forward,
                                                  se_e2_r_forward_dual)
@@ -180,17 +180,19 @@ def check_loss_gradient(model):
               ev["virial"] + 0.2 * rng.normal(size=(2, 3, 3)))
     pref = LossPrefactors(pref_e=1.0, pref_f=10.0, pref_v=0.5)
     m = copy.deepcopy(model)
-    names = [n for n, _ in parameters(m)]
-    sizes = [a.size for _, a in parameters(m)]
+    arrays = differentiated(m)  # the trained parameters and the fitting bias
+    names = [n for n, _ in arrays]
+    sizes = [a.size for _, a in arrays]
     starts = np.concatenate([[0], np.cumsum(sizes)])
 
     def fun(theta):
-        set_flat_parameters(m, theta)
+        set_flat_vector([a for _, a in arrays], theta)
         loss, g = energy_loss_and_grad(m, coord, atype, box, *labels, pref)
         return loss, np.concatenate([g[n].ravel() for n in names])
 
     pick = [int(starts[k] + rng.integers(0, sizes[k])) for k in range(len(names))]
-    res = check_gradient_fd(fun, flat_parameters(m), steps=(1e-2, 5e-3), components=pick)
+    res = check_gradient_fd(fun, flat_vector(a for _, a in arrays), steps=(1e-2, 5e-3),
+                            components=pick)
     assert res.passed, format_table([res])
     groups = {n.split("[")[0] + "/" + n.split(".")[-1] for n in names}
     assert {"embedding/w", "embedding/b", "embedding/idt", "fitting/w", "fitting/idt",

@@ -177,7 +177,7 @@ def test_tensor_loss_gradient_matches_finite_differences(variant, backend):
     """Exact parameter gradient of deepmd-kit's tensor loss (atomic + global terms),
     every parameter group (embedding, fitting, idt, bias_atom) sampled; on the reference
     and on the fast path (symref.fast.cpu_tensor)."""
-    from symref.model.params import flat_parameters, parameters, set_flat_parameters
+    from symref.model.params import differentiated, flat_vector, set_flat_vector
     from symref.train.loss import TensorPrefactors, tensor_loss_and_grad
 
     m = _model(variant)
@@ -190,23 +190,52 @@ def test_tensor_loss_gradient_matches_finite_differences(variant, backend):
         label, atom_label = label + np.swapaxes(label, -1, -2), atom_label + np.swapaxes(
             atom_label, -1, -2)
     pref = TensorPrefactors(pref=0.7, pref_atomic=1.3)
-    names = [n for n, _ in parameters(m)]
+    arrays = differentiated(m)  # the trained parameters and the fitting bias
+    names = [n for n, _ in arrays]
     assert "bias_atom" in names and any(".idt" in n for n in names)
 
     def fun(theta):
-        set_flat_parameters(m, theta)
+        set_flat_vector([a for _, a in arrays], theta)
         loss, g = tensor_loss_and_grad(m, coord, atype, box, label, atom_label, pref,
                                        backend=backend)
         return loss, np.concatenate([g[n].ravel() for n in names])
 
     # four components of every parameter array
-    sizes = [a.size for _, a in parameters(m)]
+    sizes = [a.size for _, a in arrays]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     comps = np.concatenate([s0 + rng.choice(n, size=min(4, n), replace=False)
                             for s0, n in zip(starts, sizes)])
-    res = checks.check_gradient_fd(fun, flat_parameters(m), steps=(1e-4, 5e-5), components=comps,
-                                   tol=1e-6)
+    res = checks.check_gradient_fd(fun, flat_vector(a for _, a in arrays), steps=(1e-4, 5e-5),
+                                   components=comps, tol=1e-6)
     assert res.passed, str(res)
+
+
+def test_atomic_tensor_loss_is_a_mean_over_the_selected_atoms():
+    """deepmd-kit's tensor loss (its atom mask includes atom_exclude_types): the atomic
+    term is sum of squares / (nf x atoms of the selected types x 3), not / all atoms; the
+    displayed rmse_local and the per-atom rmse_global use the same count (4 of 9 here)."""
+    from symref.io.data import System
+    from symref.train.fit import tensor_errors
+    from symref.train.loss import TensorPrefactors, tensor_loss_and_grad
+
+    m = _model("dipole_sel_type")  # type 1 excluded: 4 of the 9 atoms selected
+    coord, atype, box = _system(np.random.default_rng(4))
+    rng = np.random.default_rng(5)
+    sel = atype != 1
+    atom_label = rng.normal(size=(2, 9, 3)) * sel[None, :, None]
+    y = m.evaluate(coord, atype, box)["atom_dipole"]
+    assert sel.sum() == 4
+    want = np.sum((y - atom_label) ** 2) / (2 * 4 * 3)
+    loss, _ = tensor_loss_and_grad(m, coord, atype, box, None, atom_label,
+                                   TensorPrefactors(pref=0.0, pref_atomic=1.0), grad=False)
+    np.testing.assert_allclose(loss, want, rtol=1e-14)
+    label = rng.normal(size=(2, 3))
+    s = System(["O", "H", "C"], atype, coord, box,
+               tensors={"atom_dipole": atom_label[:, sel], "dipole": label})
+    err = tensor_errors(m, s)
+    np.testing.assert_allclose(err["rmse_lc"], np.sqrt(want), rtol=1e-14)
+    np.testing.assert_allclose(err["rmse_gl"], np.sqrt(np.mean(
+        (m.evaluate(coord, atype, box)["dipole"] - label) ** 2)) / 4, rtol=1e-14)
 
 
 # ------------------------------------------------------------------ training

@@ -155,7 +155,7 @@ def _systems(v):
 
 ACT = Key(("str",), "tanh", check=_one_of(*DP_ACTIVATIONS, implemented=SYMREF_ACTIVATIONS))
 PREC = Key(("str",), "default", check=_one_of(*DP_PRECISIONS, implemented=SYMREF_PRECISIONS))
-SEED = Key(("none", "int"), ABSENT, "noop")  # symref seeds every net from training.seed
+SEED = Key(("none", "int"), ABSENT)  # a section's own stream (symref.model.build)
 FLOAT_GE0 = Key(("float",), 0.0, check=_ge0)
 
 

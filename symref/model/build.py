@@ -37,6 +37,15 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
     ``type_one_side`` true only, energy fitting only; "se_e3" (``se_at``): the same keys
     less ``axis_neuron`` and ``type_one_side``; "hybrid": ``{"type": "hybrid",
     "list": [section, ...]}`` (energy fitting only; each member its own rcut, sel, ...).
+
+    Random streams, scoped as deepmd-kit scopes them: a section with its own integer
+    ``seed`` (``descriptor.seed``, a hybrid member's ``seed``, ``fitting_net.seed``)
+    draws its networks from its own generator (``default_rng([k, seed])``, k = 0 for
+    descriptors, 1 for the fitting), so that with both given the weights do not depend
+    on ``seed`` (``training.seed``, which then orders the data only).  Sections without
+    one continue a single generator seeded with ``seed`` (descriptor first, then the
+    fitting; deepmd-kit would draw them at random).  Equal inputs give equal bits;
+    torch's own random numbers are not reproduced.
     """
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
@@ -61,6 +70,7 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
     fneuron = list(fc.get("neuron", [240, 240, 240]))
     fact = canonical_activation(fc.get("activation_function", "tanh"),
                                 "fitting_net.activation_function")
+    rng = section_rng(fc, 1, rng)
     if ftype != "ener":
         return _build_tensor_model(config, fc, ftype, type_map, desc, fneuron, rng, fact)
     nets = [init_mlp(rng, desc.dim_out, fneuron, resnet_dt=bool(fc.get("resnet_dt", True)),
@@ -75,10 +85,23 @@ def build_model(config: dict, seed: int = 0) -> DeepPot | DeepTensor:
                    pair_exclude_types=[tuple(p) for p in config.get("pair_exclude_types", [])])
 
 
+def section_rng(section: dict, stream: int, rng):
+    """The generator of a config ``section``'s networks: its own,
+    ``default_rng([stream, seed])``, when it has an integer ``seed``; else ``rng`` (the
+    shared generator of :func:`build_model`'s ``seed``)."""
+    s = section.get("seed")
+    if s is None:
+        return rng
+    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {s!r}")
+    return np.random.default_rng([stream, int(s)])
+
+
 def _build_descriptor(dc: dict, type_map: list, rng, where: str):
     """A new descriptor from its config section ``dc`` (``where`` names it in errors):
     se_e2_a, se_e2_r, or a hybrid whose ``list`` holds such sections."""
     ntypes = len(type_map)
+    rng = section_rng(dc, 0, rng)
     dtype_name = canonical_type(dc.get("type", "se_e2_a"), f"{where}.type")
     if dtype_name == "hybrid":
         members = dc.get("list")

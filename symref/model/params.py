@@ -9,8 +9,11 @@ vector θ instead; this module is the one place that defines that layout:
   (absent ones skipped);
 * :func:`parameters` -- the named arrays of a :class:`~symref.model.deeppot.DeepPot`
   or :class:`~symref.model.tensor.DeepTensor`: every embedding net (in the order of
-  ``descriptor.embeddings``), every fitting net (in type order), then the per-type
-  output bias (``bias_atom_e``, or ``bias_atom`` for a tensor head);
+  ``descriptor.embeddings``), every fitting net (in type order).  The fitting's
+  per-type bias (``bias_atom_e``; ``bias_atom`` of a tensor head) is *not* one:
+  deepmd-kit's PyTorch fitting registers it as a buffer, so ``dp --pt train`` never
+  moves it (it only duplicates the last layer's bias, and training it too would make
+  Adam move that direction twice as far);
 * :func:`flat_vector` / :func:`set_flat_vector` -- θ = the concatenation of
   ``a.ravel()`` over such a list of arrays, and back;
 * :func:`grad_arrays` -- the gradient of a scalar with respect to every array of
@@ -45,18 +48,24 @@ def _named_mlp_arrays(prefix: str, layers) -> list[tuple[str, np.ndarray]]:
 
 def parameters(model) -> list[tuple[str, np.ndarray]]:
     """The trainable arrays of ``model`` (references, not copies), named, in a fixed order
-    (module docstring): ``embedding[i].layer[l].{w,b,idt}``, ``fitting[t].layer[l].{w,b,idt}``,
-    then ``bias_atom_e`` (ntypes) or ``bias_atom`` (tensor head)."""
+    (module docstring): ``embedding[i].layer[l].{w,b,idt}``, ``fitting[t].layer[l].{w,b,idt}``
+    -- deepmd-kit's trainable set (``bias_atom_e`` / ``bias_atom`` are buffers there)."""
     out = []
     for i, net in enumerate(model.descriptor.embeddings):
         out += _named_mlp_arrays(f"embedding[{i}]", net)
     for t, net in enumerate(model.fitting.nets):
         out += _named_mlp_arrays(f"fitting[{t}]", net)
-    if hasattr(model.fitting, "bias_atom"):  # dipole / polarizability head
-        out.append(("bias_atom", model.fitting.bias_atom))
-    else:
-        out.append(("bias_atom_e", model.fitting.bias_atom_e))
     return out
+
+
+def differentiated(model) -> list[tuple[str, np.ndarray]]:
+    """:func:`parameters` and then the fitting's per-type bias (``bias_atom_e``, or
+    ``bias_atom`` of a tensor head): every array :func:`grad_arrays` returns a
+    gradient for (the bias's is tested by the gradient checks, not trained)."""
+    f = model.fitting
+    bias = ("bias_atom", f.bias_atom) if hasattr(f, "bias_atom") else \
+        ("bias_atom_e", f.bias_atom_e)
+    return parameters(model) + [bias]
 
 
 def flat_vector(arrays: Iterable[np.ndarray]) -> np.ndarray:
@@ -110,14 +119,15 @@ def mlp_grad_vector(layers, grads) -> np.ndarray:
 
 
 def grad_arrays(model, emb_grads, fit_grads, dbias) -> dict[str, np.ndarray]:
-    """``{name: dL/dparam}`` keyed like :func:`parameters` (zeros for parameters that did
-    not enter).
+    """``{name: dL/dparam}`` keyed like :func:`differentiated` (zeros for parameters
+    that did not enter): the trained parameters, then the fitting's bias (not trained).
 
     ``emb_grads``: one entry per embedding net (None for nets no pair used), each a list
     of per-layer ``{"w", "b", "idt"}`` dicts (values may be None); ``fit_grads``:
     ``{type: [per-layer dicts]}``; ``dbias``: the gradient of the output bias (ntypes, ...).
     """
-    out = {name: np.zeros_like(arr) for name, arr in parameters(model)}
+    names = differentiated(model)
+    out = {name: np.zeros_like(arr) for name, arr in names}
     for i, g in enumerate(emb_grads):
         if g is not None:
             for li, d in enumerate(g):
@@ -129,5 +139,5 @@ def grad_arrays(model, emb_grads, fit_grads, dbias) -> dict[str, np.ndarray]:
             for k, v in d.items():
                 if v is not None:
                     out[f"fitting[{t}].layer[{li}].{k}"] += v
-    out["bias_atom" if "bias_atom" in out else "bias_atom_e"] += dbias
+    out[names[-1][0]] += dbias
     return out

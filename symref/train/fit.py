@@ -93,18 +93,23 @@ def tensor_labels(model, system):
 
 
 def tensor_errors(model, system) -> dict:
-    """RMSEs of a DeepTensor on ``system``: ``rmse_gl`` (global label, per atom as
-    deepmd-kit displays it: sqrt(mean sq. error)/natoms), ``rmse_lc`` (atomic label),
-    and ``rmse_gl_total`` (global, not divided); only those with labels."""
+    """RMSEs of a DeepTensor on ``system`` as deepmd-kit displays them: ``rmse_gl``
+    (global label per atom: sqrt(mean sq. error) / the number of atoms not in
+    ``atom_exclude_types``), ``rmse_lc`` (atomic label: the mean over those atoms'
+    components only) and ``rmse_gl_total`` (global, not divided); only those with labels."""
+    from symref.train.loss import selected_atoms
+
     label, atom = tensor_labels(model, system)
     ev = model.evaluate(system.coord, system.atype, system.box)
+    nsel = int(selected_atoms(model, system.atype)[0])
     out = {}
     if label is not None:
         r = float(np.sqrt(np.mean((ev[model.var_name] - label) ** 2)))
-        out["rmse_gl"] = r / system.natoms
+        out["rmse_gl"] = r / nsel
         out["rmse_gl_total"] = r
     if atom is not None:
-        out["rmse_lc"] = float(np.sqrt(np.mean((ev[f"atom_{model.var_name}"] - atom) ** 2)))
+        sq = (ev[f"atom_{model.var_name}"] - atom) ** 2  # nf x natoms x shape
+        out["rmse_lc"] = float(np.sqrt(sq.sum() / (sq.size / system.natoms * nsel)))
     return out
 
 
@@ -496,14 +501,17 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
                 pref = LossPrefactors(*(prefactor(a, b, lr_t, lr.start_lr) for a, b in zip(
                     (pref_start.pref_e, pref_start.pref_f, pref_start.pref_v),
                     (pref_limit.pref_e, pref_limit.pref_f, pref_limit.pref_v))))
+            done = step + 1
+            # deepmd-kit displays the errors of the step's own forward pass (the model
+            # before this update) at step 1 and every disp_freq steps
+            show = root and disp_freq and (done % disp_freq == 0 or done == 1)
+            trn_err = errors(model, batch, pref) if show else None
             _, g = batch_loss_and_grad(model, [batch], pref, comm=comm)
             set_flat_parameters(model, adam.step(flat_parameters(model), g, lr_t))
-            done = step + 1
             out_of_time = time_limit is not None and time.perf_counter() - t0 >= time_limit
             stop_now, out_of_time = comm.any(stop["flag"], out_of_time)  # all ranks agree
-            if root and disp_freq and (done % disp_freq == 0 or done == numb_steps
-                                       or out_of_time):
-                trn = display_row(errors(model, batch, pref), keys, var_name)
+            if show:
+                trn = display_row(trn_err, keys, var_name)
                 if valid:
                     vs = valid[(done // disp_freq) % len(valid)]
                     val = display_row(errors(model, select_frames(

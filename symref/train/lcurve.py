@@ -6,8 +6,9 @@ from the labels a batch happens to carry:
 * energy loss: ``rmse`` (√loss) always; ``rmse_e`` (eV/atom), ``rmse_f`` (eV/Å),
   ``rmse_v`` (eV/atom) when the start *and* limit prefactors of that term are
   nonzero (deepmd-kit's ``has_e``/``has_f``/``has_v``);
-* tensor loss (dipole, polarizability): ``rmse_global_<name>`` (per atom) when
-  ``pref`` > 0, ``rmse_local_<name>`` when ``pref_atomic`` > 0.
+* tensor loss: ``rmse_global_<name>`` (per atom) when ``pref`` > 0,
+  ``rmse_local_<name>`` when ``pref_atomic`` > 0, with deepmd-kit's tensor names:
+  ``dipole``, and ``polar`` for a polarizability (:data:`TENSOR_NAME`).
 
 Keys sorted; with validation data each key has a ``_val`` and a ``_trn``
 column (in that order), then ``lr``.  A batch without the label of a column
@@ -25,6 +26,9 @@ import math
 import os
 from pathlib import Path
 
+#: deepmd-kit's ``tensor_name`` of a tensor loss, by symref's ``var_name``
+TENSOR_NAME = {"dipole": "dipole", "polarizability": "polar"}
+
 NAN_NOTE = "# If there is no available reference data, rmse_*_{val,trn} will print nan\n"
 
 
@@ -32,11 +36,11 @@ def lcurve_keys(pref_start, pref_limit, var_name: str | None = None) -> list[str
     """The displayed error names of a loss (see the module docstring); ``var_name``
     ("dipole"/"polarizability") for a tensor loss."""
     if var_name is not None:
-        keys = []
+        name, keys = TENSOR_NAME.get(var_name, var_name), []
         if pref_start.pref > 0:
-            keys.append(f"rmse_global_{var_name}")
+            keys.append(f"rmse_global_{name}")
         if pref_start.pref_atomic > 0:
-            keys.append(f"rmse_local_{var_name}")
+            keys.append(f"rmse_local_{name}")
         return sorted(keys)
     keys = ["rmse"]
     for q in "efv":
@@ -49,8 +53,9 @@ def display_row(errs: dict, keys: list[str], var_name: str | None = None) -> dic
     """``{key: value}`` for every column; ``nan`` where ``errs`` (from
     :func:`symref.train.fit.errors`) has no such error (no label in the batch)."""
     if var_name is not None:  # tensor_errors' names -> deepmd-kit's
-        errs = {f"rmse_global_{var_name}": errs.get("rmse_gl", math.nan),
-                f"rmse_local_{var_name}": errs.get("rmse_lc", math.nan)}
+        name = TENSOR_NAME.get(var_name, var_name)
+        errs = {f"rmse_global_{name}": errs.get("rmse_gl", math.nan),
+                f"rmse_local_{name}": errs.get("rmse_lc", math.nan)}
     return {k: float(errs.get(k, math.nan)) for k in keys}
 
 

@@ -182,17 +182,20 @@ def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
                          backend: str = "numpy"):
     r"""deepmd-kit's ``tensor`` loss of a :class:`~symref.model.tensor.DeepTensor` and its gradient.
 
-    For frames f with N atoms and c = 3 (dipole) or 9 (polarizability) components,
+    For frames f with :math:`N_s` atoms not in ``model.atom_exclude_types`` and
+    c = 3 (dipole) or 9 (polarizability) components,
 
     .. math::
 
-        L = p_a \frac{1}{n_f N c}\sum_{f,i,k}(y_{fik} - y^*_{fik})^2
+        L = p_a \frac{1}{n_f N_s c}\sum_{f,i,k}(y_{fik} - y^*_{fik})^2
           + p_g \frac{1}{n_f c}\sum_{f,k}(Y_{fk} - Y^*_{fk})^2,\qquad Y_f = \sum_i y_{fi},
 
     (``atom_label`` (nf, natoms, ...) holds zeros for atoms outside the selected
-    types, as deepmd-kit's data loader fills them).  No forces are involved, so
+    types, as deepmd-kit's data loader fills them; the model gives 0 there too).  The
+    atomic term is a mean over the selected atoms only, as deepmd-kit's (its atom mask
+    includes the atom exclusion: ``masked_atom_mean``).  No forces are involved, so
     the gradient is one ordinary backward pass seeded with
-    :math:`\bar y_{fi} = 2p_a(y_{fi}-y^*_{fi})/(n_f N c) + 2p_g(Y_f - Y^*_f)/(n_f c)`
+    :math:`\bar y_{fi} = 2p_a(y_{fi}-y^*_{fi})/(n_f N_s c) + 2p_g(Y_f - Y^*_f)/(n_f c)`
     through the head (:func:`~symref.reference.fitting.tensor_fitting_backward`: D̄, R̄ = T̄[:, :, 1:]),
     the descriptor and the embedding nets.  Returns ``(loss, {name: dL/dparam} or None)``.
     ``backend="numba"``: forward and backward on the fast path
@@ -212,14 +215,15 @@ def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
     if atom_label is not None:
         atom_label = np.asarray(atom_label, dtype=np.float64).reshape((nf, N) + shape)
     total, grads = 0.0, None
+    nsel = selected_atoms(model, atype)  # nf
     for f in range(nf):
         y, cache = model.tensor_forward(coord[f], atype[f], None if box is None else box[f],
                                         backend=backend, train=grad)
         dy = np.zeros_like(y)  # nloc x shape
         if atom_label is not None and pref.pref_atomic:
             r = y - atom_label[f]
-            total += pref.pref_atomic * float(np.sum(r * r)) / (nf * N * c)
-            dy += 2.0 * pref.pref_atomic * r / (nf * N * c)
+            total += pref.pref_atomic * float(np.sum(r * r)) / (nf * nsel[f] * c)
+            dy += 2.0 * pref.pref_atomic * r / (nf * nsel[f] * c)
         if label is not None and pref.pref:
             r = y.sum(axis=0) - label[f]
             total += pref.pref * float(np.sum(r * r)) / (nf * c)
@@ -235,3 +239,12 @@ def tensor_loss_and_grad(model, coord, atype, box, label=None, atom_label=None,
             for k, v in gf.items():
                 grads[k] += v
     return total, grads
+
+
+def selected_atoms(model, atype) -> np.ndarray:
+    """Per frame, the number of atoms whose type is not in ``model.atom_exclude_types``
+    (deepmd-kit's atom mask): the count the tensor loss's atomic term and the displayed
+    per-atom global error divide by.  ``atype`` (natoms,) or (nf, natoms); at least 1."""
+    atype = np.atleast_2d(np.asarray(atype))
+    excl = np.isin(atype, np.asarray(sorted(model.atom_exclude_types), dtype=np.int64))
+    return np.maximum((~excl).sum(axis=1), 1)  # nf

@@ -301,12 +301,12 @@ def sharded_sum(n: int, leaf, width: int, comm=SERIAL) -> np.ndarray:
 
 
 def model_arrays(model) -> list[np.ndarray]:
-    """The arrays that define ``model``'s outputs: trainable parameters
-    (:func:`symref.model.params.parameters`) and statistics (``davg``, ``dstd``,
+    """The arrays that define ``model``'s outputs: trainable parameters and the
+    fitting's bias (:func:`symref.model.params.differentiated`) and statistics (``davg``, ``dstd``,
     ``out_bias``, ``out_std`` where present)."""
-    from symref.model.params import parameters
+    from symref.model.params import differentiated
 
-    out = [a for _, a in parameters(model)]
+    out = [a for _, a in differentiated(model)]
     descs = getattr(model.descriptor, "members", [model.descriptor])  # a hybrid: each member
     for owner, name in [(d, k) for d in descs for k in ("davg", "dstd")] + [
             (model, "out_bias"), (model, "out_std")]:

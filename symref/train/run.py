@@ -8,10 +8,12 @@ arguments.  Steps, as deepmd-kit's ``dp train``:
 2. load the training systems, and validation systems or a held-out fraction
    (``valid_fraction``) of every training system; ``sel: "auto"`` from their
    neighbour counts (:func:`symref.io.neighbor_stat.resolve_sel`); build the model
-   with ``training.seed``; with ``restart`` or ``init_model``, refuse a checkpoint or
-   model whose network differs (:func:`check_same_model`);
+   with ``training.seed``; with ``restart``, ``init_model`` or ``init_frz_model``,
+   refuse a checkpoint or model whose network differs (:func:`check_same_model`);
 3. statistics (``davg``/``dstd``, the energy bias; tensor shift) from deepmd-kit's
-   sample of frames, unless restarting or starting from ``init_model``;
+   sample of frames, unless restarting or starting from ``init_model`` /
+   ``init_frz_model`` (deepmd-kit's ``has_initial_state``: the file's statistics and
+   output bias are kept as they are, no ``change-bias``);
 4. fit: ``optimizer.type`` ``"lbfgs"`` (:func:`symref.train.fit.fit_lbfgs`, the limit
    prefactors) or Adam (:func:`symref.train.fit.fit_adam`, ``learning_rate`` schedule,
    prefactors from start to limit);
@@ -31,13 +33,21 @@ from pathlib import Path
 
 
 def train_from_input(input_file, output="model.yaml", *, restart=None,
-                     valid_fraction: float = 0.0, mpi: bool = False, init_model=None) -> int:
+                     valid_fraction: float = 0.0, mpi: bool = False, init_model=None,
+                     init_frz_model=None) -> int:
     """Run ``symref train``: fit the model of ``input_file`` (deepmd-kit ``input.json``)
     and write it to ``output`` (``.yaml``, ``.json``, or ``.dp``).
 
     ``restart``: a checkpoint to continue from.  ``init_model``: a model file to start
     from (deepmd-kit's ``dp train --init-model``: its parameters and statistics, step 0,
     a fresh optimiser; refused when its network differs from the input's).
+    ``init_frz_model``: a frozen model file (``.dp``, ``.yaml``, ``.json``) to start from,
+    as ``dp --pt train --init-frz-model`` starts from a ``.pth``: its weights, ``davg``/
+    ``dstd``, ``bias_atom_e`` and ``out_bias``/``out_std`` as they are (deepmd-kit loads
+    the frozen state dict and, having an initial state, computes no statistics and does
+    not touch the output bias); step 0, a fresh optimiser and schedule.  A model whose
+    type_map, descriptor or fitting differs from the input's is refused, every
+    difference named (:func:`check_same_model`).
     ``valid_fraction``: hold out this
     fraction of every training system's frames for validation (seeded by
     ``training.seed``; instead of ``validation_data``).  ``mpi``: use MPI even if the
@@ -51,10 +61,12 @@ def train_from_input(input_file, output="model.yaml", *, restart=None,
     comm = get_comm("mpi" if mpi else "auto")
     if comm.size == 1:
         with run_lock(input_file):
-            return _train(comm, input_file, output, restart, valid_fraction, init_model)
+            return _train(comm, input_file, output, restart, valid_fraction, init_model,
+                          init_frz_model)
     try:
         with run_lock(input_file, comm.is_root):
-            return _train(comm, input_file, output, restart, valid_fraction, init_model)
+            return _train(comm, input_file, output, restart, valid_fraction, init_model,
+                          init_frz_model)
     except Exception as exc:  # noqa: BLE001 - one rank failing alone would leave the others waiting
         print(f"symref: error (MPI rank {comm.rank} of {comm.size}): "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
@@ -114,7 +126,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _train(comm, input_file, output, restart, valid_fraction, init_model=None) -> int:
+def _train(comm, input_file, output, restart, valid_fraction, init_model=None,
+           init_frz_model=None) -> int:
     from symref.io.data import load_systems
     from symref.io.inputfile import batch_size, read_input
     from symref.io.model_file import save_model
@@ -126,6 +139,10 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None) -
     from symref.train.parallel import default_threads, sync_model
     from symref.train.fit import fit_adam, fit_lbfgs
 
+    given = [f"--{k}" for k, v in (("restart", restart), ("init-model", init_model),
+                                   ("init-frz-model", init_frz_model)) if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(given)} both given; use one")
     root = comm.is_root
     say = print if root else (lambda *a, **k: None)
     if comm.size > 1 and "NUMBA_NUM_THREADS" not in os.environ:
@@ -149,8 +166,10 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None) -
         from symref.io.data import split_frames
 
         train, valid = split_frames(train, valid_fraction, seed=seed)
-    if restart is not None and init_model is not None:
-        raise ValueError("--restart and --init-model both given; use one")
+    if init_frz_model is not None:  # the same start as init_model: weights and statistics
+        init_model, flag = init_frz_model, "--init-frz-model"
+    else:
+        flag = "--init-model"
     start = None  # the model we continue from: the checkpoint's or init_model's
     if restart is not None:
         from symref.train.fit import load_checkpoint
@@ -159,7 +178,7 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None) -
     elif init_model is not None:
         from symref.io.model_file import load_model
 
-        start, what, label = load_model(init_model), f"--init-model {init_model}", "model"
+        start, what, label = load_model(init_model), f"{flag} {init_model}", "model"
     if start is not None:  # sel "auto": the starting model's (a hybrid: member by member)
         mc = {**mc, "descriptor": _sel_of(mc["descriptor"], start.descriptor)}
     mc = {**mc, "descriptor": resolve_sel(mc["descriptor"], train, len(type_map), say=say)}
