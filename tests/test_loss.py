@@ -241,7 +241,7 @@ def test_non_tanh_forces_and_loss_gradient_pass_symref_checks(desc_act, fit_act)
     the energy+force+virial loss gradient (which needs each activation's second derivative)
     matches finite differences of the loss (symref.checks, reference backend)."""
     from symref.checks import as_calculator, check_forces_fd, check_gradient_fd
-    from symref.model.params import flat_parameters, set_flat_parameters
+    from symref.model.params import flat_parameters, parameters, set_flat_parameters
 
     cfg = {**CFG, "descriptor": {**CFG["descriptor"], "activation_function": desc_act},
            "fitting_net": {**CFG["fitting_net"], "activation_function": fit_act}}
