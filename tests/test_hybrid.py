@@ -15,7 +15,7 @@ import copy
 import numpy as np
 import pytest
 from test_se_e2_r import (_compare, _through_file, check_loss_gradient, check_model,
-                          compare_water, crystal_frames, rel_err, stats_system, train_with)
+                          compare_symref_files, compare_water, crystal_frames, rel_err, stats_system, train_with)
 
 import symref
 from symref.io.data import System, load_system, make_crystal
@@ -229,12 +229,7 @@ def test_deepmd_molecules_and_water(tmp_path, dp, pt, shared_data):
 def test_deepmd_reads_symref_files(tmp_path, dp, pt, model):
     """A hybrid built and written by symref (.dp, .yaml) is evaluated by deepmd-kit to the
     same numbers."""
-    coord, atype, box = crystal_frames(2)
-    ours = model.evaluate(coord, atype, box, backend="numpy")
-    for suffix in (".dp", ".yaml"):
-        save_model(model, tmp_path / f"s{suffix}")
-        _compare(f"hybrid/symref{suffix}", dp, dp.as_model_dict(tmp_path / f"s{suffix}"), ours,
-                 coord, atype, box.reshape(2, 9))
+    compare_symref_files("hybrid/symref", dp, model, tmp_path)
 
 
 @pytest.mark.deepmd

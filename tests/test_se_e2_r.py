@@ -427,13 +427,18 @@ def compare_water(case, tmp_path, dp, d, shared_data, nframes):
 def test_deepmd_reads_symref_files(tmp_path, dp, pt, model):
     """The other way: a model built by symref, written by symref as .dp and .yaml, is
     evaluated by deepmd-kit to the same numbers."""
+    compare_symref_files("symref", dp, model, tmp_path)
+
+
+def compare_symref_files(case, dp, model, tmp_path):
+    """``model`` written by symref as .dp and .yaml and evaluated by deepmd-kit: the same
+    numbers as symref's reference (:func:`_compare`, on two frames of the skewed crystal)."""
     coord, atype, box = crystal_frames(2)
-    box9 = box.reshape(2, 9)
     ours = model.evaluate(coord, atype, box, backend="numpy")
     for suffix in (".dp", ".yaml"):
         save_model(model, tmp_path / f"s{suffix}")
-        d = dp.as_model_dict(tmp_path / f"s{suffix}")
-        _compare(f"symref{suffix}", dp, d, ours, coord, atype, box9)
+        _compare(f"{case}{suffix}", dp, dp.as_model_dict(tmp_path / f"s{suffix}"), ours,
+                 coord, atype, box.reshape(2, 9))
 
 
 def stats_system():

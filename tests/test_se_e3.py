@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from fd import num_grad_inplace, num_grad_richardson
 from test_se_e2_r import (_compare, _through_file, check_loss_gradient, check_model,
-                          compare_water, crystal_frames, random_rows, rel_err, stats_system,
+                          compare_symref_files, compare_water, crystal_frames, random_rows, rel_err, stats_system,
                           train_with)
 
 import symref
@@ -229,12 +229,7 @@ def test_deepmd_reads_symref_files_and_statistics(tmp_path, dp, pt, model):
     compute_or_load_stat (NumPy backend) equal symref's env_stat."""
     from test_stats import dp_reference
 
-    coord, atype, box = crystal_frames(2)
-    ours = model.evaluate(coord, atype, box, backend="numpy")
-    for suffix in (".dp", ".yaml"):
-        save_model(model, tmp_path / f"s{suffix}")
-        _compare(f"se_e3/symref{suffix}", dp, dp.as_model_dict(tmp_path / f"s{suffix}"), ours,
-                 coord, atype, box.reshape(2, 9))
+    compare_symref_files("se_e3/symref", dp, model, tmp_path)
     sys_ = stats_system()
     d = make_deepmd_se_e3(21, [30, 40], [4, 8], 4.0, 0.5, ["A", "B"], exclude_types=[(0, 1)])
     ref = model_from_dict(dp_reference(dp, d, [sys_], "numpy")).descriptor
