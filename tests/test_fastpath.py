@@ -379,14 +379,14 @@ def test_activations_with_kernels_run_on_the_fast_path(desc_act, fit_act):
 
 
 def test_a_layer_activation_without_kernel_falls_back_by_name():
-    """unsupported_reason names a layer activation the kernels lack (set directly on a layer,
-    as no valid model has one: every activation symref implements has a kernel)."""
+    """unsupported_reason names a layer activation the kernels lack (silut with a threshold
+    other than 3; every other activation symref implements has a kernel code)."""
     model = demo_model(config(), seed=13)
-    model.fitting.nets[1][0].activation = "silut"
+    model.fitting.nets[1][0].activation = "silut:2.0"
     assert fastpath.unsupported_reason(model) == (
-        "activation 'silut' is not implemented in the numba fast path (it has "
-        "['gelu', 'gelu_tf', 'linear', 'none', 'relu', 'relu6', 'sigmoid', 'silu', 'softplus', "
-        "'tanh'])")
+        "activation 'silut:2.0' is not implemented in the numba fast path (it has "
+        "['gelu', 'gelu_tf', 'linear', 'none', 'relu', 'relu6', 'sigmoid', 'silu', 'silut', "
+        "'softplus', 'tanh'])")
 
 
 def test_gpu_path_takes_every_activation_and_names_one_without_a_code():

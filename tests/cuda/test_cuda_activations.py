@@ -23,7 +23,7 @@ from symref.fast.kernels import cuda_se_e2_a as kc
 from symref.fast.kernels.activations import ACT_CODES
 from symref.model.build import demo_model
 
-NAMES = ["relu", "relu6", "softplus", "sigmoid", "gelu", "silu"]
+NAMES = ["relu", "relu6", "softplus", "sigmoid", "gelu", "silu", "silut"]
 TOL = {"energy": 1e-12, "atom_energy": 1e-12, "forces": 1e-10, "virial": 1e-10,
        "atom_virial": 1e-10}
 
@@ -47,7 +47,7 @@ def test_activation_device_functions_match_the_reference(name, dtype):
     assert not np.all(np.abs(ours * (1 + bump) - ref) <= bound)
 
 
-@pytest.mark.parametrize("name", NAMES + ["gelu_tf"])
+@pytest.mark.parametrize("name", NAMES + ["gelu_tf", "custom_silu"])
 def test_evaluate_every_activation_equals_the_reference(name):
     """A model whose descriptor and fitting nets use ``name``, on a periodic skewed cell:
     float64 ``backend="cuda"`` equals ``backend="numpy"`` (energies 1e-12, forces and
@@ -85,14 +85,20 @@ def test_float32_every_activation_close_to_float64(name):
     assert max_rel(out["forces"], ref["forces"]) <= 1e-5
 
 
-def test_layer_activation_without_a_code_is_refused_by_name():
-    """A layer whose activation has no kernel code (set directly: ``silut``) is named in
-    ``unsupported_reason`` (the fallback's warning) and refused by the packer."""
+def test_activation_without_a_code_falls_back_by_name():
+    """silut with a threshold other than deepmd-kit's default 3 (``silut:2.0``) has no
+    kernel code: ``unsupported_reason`` names it, ``backend="cuda"`` falls back to the
+    reference with a warning (same numbers), and the packer refuses it by name."""
     from symref.fast.kernels.cuda_se_e2_a_device import NetPack
 
-    m = demo_model(config(), seed=5)
-    m.descriptor.embeddings[0][1].activation = "silut"
-    assert "activation 'silut' is not implemented in the GPU path" in \
+    cfg = config(activation_function="silut:2.0")
+    m = demo_model(cfg, seed=5)
+    assert "activation 'silut:2.0' is not implemented in the GPU path" in \
         cudapath.unsupported_reason(m)
-    with pytest.raises(ValueError, match="activation 'silut' is not implemented in the GPU"):
+    coord, atype, box = frame("crystal", seed=1)
+    with pytest.warns(RuntimeWarning, match="silut:2.0"):
+        out = m.evaluate(coord, atype, box, backend="cuda")
+    ref = m.evaluate(coord, atype, box, backend="numpy")
+    np.testing.assert_array_equal(out["forces"], ref["forces"])
+    with pytest.raises(ValueError, match="activation 'silut:2.0' is not implemented in the GPU"):
         NetPack.pack(m.descriptor.embeddings, np.float64, input_in_buffer=True)

@@ -48,8 +48,9 @@ import numba  # noqa: E402
 from numba import cuda  # noqa: E402
 
 from symref.fast.kernels.activations import (  # noqa: E402
-    ACT_CODES, ACT_GELU, ACT_RELU, ACT_RELU6, ACT_SIGMOID, ACT_SILU, ACT_SOFTPLUS, ACT_TANH,
-    KEEP_Z, act_code)
+    ACT_CODES, ACT_GELU, ACT_RELU, ACT_RELU6, ACT_SIGMOID, ACT_SILU, ACT_SILUT, ACT_SOFTPLUS,
+    ACT_TANH, KEEP_Z, act_code)
+from symref.reference.activation import SILUT_THRESHOLD, silut_constants  # noqa: E402
 
 # meta columns of a packed layer
 W_OFF, B_OFF, IDT_OFF, NIN, NOUT, SC, ACT, IN_OFF, OUT_OFF = range(9)
@@ -160,9 +161,9 @@ _CODE_NAME = {code: name for name, code in reversed(list(ACT_CODES.items()))}
 def _activation_device_functions(dtname: str):
     """``(act_value, act_deriv)``: device twins of :func:`symref.fast.kernels.activations.
     act_value` and ``act_deriv`` for the codes >= 2 (relu, relu6, softplus, sigmoid, gelu,
-    silu), one device function per activation, in the kernel's type (float32 kernels compute
+    silu, silut with T = 3), one device function per activation, in the kernel's type (float32 kernels compute
     in float32).  A layer keeps, as the CPU kernels do, ``h = phi(z)`` for codes 2-5 and ``z``
-    for codes >= KEEP_Z (gelu, silu), and ``act_deriv`` takes what was kept (the formulas of
+    for codes >= KEEP_Z (gelu, silu, silut), and ``act_deriv`` takes what was kept (the formulas of
     :mod:`symref.reference.activation` and :func:`~symref.reference.activation.
     derivatives_from_value`).  tanh (code 1) and the identity (0) stay in the layer
     functions."""
@@ -170,6 +171,8 @@ def _activation_device_functions(dtname: str):
     ZERO, HALF, ONE, TWO, THREE, SIX = (typ(v) for v in (0.0, 0.5, 1.0, 2.0, 3.0, 6.0))
     GC, GA = typ(math.sqrt(2.0 / math.pi)), typ(0.044715)  # gelu: u = GC (z + GA z^3)
     BIG = typ(40.0 if typ is np.float32 else 350.0)  # sech^2 u < 1e-34 beyond; cosh^2 finite
+    ST = typ(SILUT_THRESHOLD)  # silut: T = 3, slope silu'(T), const silu(T)
+    SA, SC = (typ(v) for v in silut_constants(SILUT_THRESHOLD))
 
     @cuda.jit(device=True)
     def sigmoid(x):
@@ -212,6 +215,14 @@ def _activation_device_functions(dtname: str):
         return HALF * z * (ONE + math.tanh(GC * (z + GA * (z * z) * z)))
 
     @cuda.jit(device=True)
+    def sech2(u):
+        """1 - tanh(u)^2 as 1/cosh(u)^2 (no cancellation; 0 far out)."""
+        if abs(u) > BIG:
+            return ZERO
+        c = math.cosh(u)
+        return ONE / (c * c)
+
+    @cuda.jit(device=True)
     def gelu_deriv(z):
         """From z: (1 + tanh u)/2 + z sech^2(u) u'/2, both factors without cancellation."""
         z2 = z * z
@@ -221,12 +232,7 @@ def _activation_device_functions(dtname: str):
         else:
             e = math.exp(TWO * u)
             onept = TWO * e / (ONE + e)
-        if abs(u) > BIG:
-            sech2 = ZERO
-        else:
-            c = math.cosh(u)
-            sech2 = ONE / (c * c)
-        return HALF * onept + HALF * z * sech2 * (GC * (ONE + THREE * GA * z2))
+        return HALF * onept + HALF * z * sech2(u) * (GC * (ONE + THREE * GA * z2))
 
     @cuda.jit(device=True)
     def silu(z):
@@ -236,6 +242,19 @@ def _activation_device_functions(dtname: str):
     def silu_deriv(z):
         sg = sigmoid(z)
         return sg + z * (sg * (ONE - sg))
+
+    @cuda.jit(device=True)
+    def silut(z):
+        """silu below T = 3, tanh(a (z - T)) + c from T on."""
+        if z >= ST:
+            return math.tanh(SA * (z - ST)) + SC
+        return silu(z)
+
+    @cuda.jit(device=True)
+    def silut_deriv(z):
+        if z >= ST:
+            return SA * sech2(SA * (z - ST))
+        return silu_deriv(z)
 
     @cuda.jit(device=True)
     def act_value(z, act):
@@ -252,6 +271,8 @@ def _activation_device_functions(dtname: str):
             return gelu(z)
         if act == ACT_SILU:
             return silu(z)
+        if act == ACT_SILUT:
+            return silut(z)
         return z
 
     @cuda.jit(device=True)
@@ -269,6 +290,8 @@ def _activation_device_functions(dtname: str):
             return gelu_deriv(v)
         if act == ACT_SILU:
             return silu_deriv(v)
+        if act == ACT_SILUT:
+            return silut_deriv(v)
         return ONE
 
     return act_value, act_deriv
@@ -310,7 +333,7 @@ def _layer_device_functions(dtname: str):
     @cuda.jit(device=True)
     def dense_forward(params, meta, ly, x, xoff, ys, hs):
         """Layer ly on x[xoff : xoff+nin]: y = h*idt + sc(x) -> ys[out:], h = phi(z) -> hs[out:]
-        (z itself for gelu and silu, whose derivative is a function of z, not of h)."""
+        (z itself for gelu, silu and silut, whose derivatives are a function of z, not of h)."""
         w_off, b_off, i_off, nin, nout, sc, act, o = layer_meta(meta, ly)
         for m in range(nout):
             z = ZERO
