@@ -34,7 +34,8 @@ def test_tanh_special_values():
     np.testing.assert_array_equal(y[5:], [1.0, -1.0])
 
 
-@pytest.mark.parametrize("name", ["relu", "relu6", "softplus", "sigmoid", "gelu", "silu", "silut"])
+@pytest.mark.parametrize("name", ["relu", "relu6", "softplus", "sigmoid", "gelu", "silu",
+                                  "silut"])
 def test_activation_scalars_match_their_numpy_twins(name):
     """act_value, act_deriv, act_second (code >= 2) equal the reference table's numbers to
     atol + |ref| * eps, kinks (0, 6), both tails and float32 input included."""

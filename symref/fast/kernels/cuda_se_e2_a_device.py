@@ -161,9 +161,10 @@ _CODE_NAME = {code: name for name, code in reversed(list(ACT_CODES.items()))}
 def _activation_device_functions(dtname: str):
     """``(act_value, act_deriv)``: device twins of :func:`symref.fast.kernels.activations.
     act_value` and ``act_deriv`` for the codes >= 2 (relu, relu6, softplus, sigmoid, gelu,
-    silu, silut with T = 3), one device function per activation, in the kernel's type (float32 kernels compute
-    in float32).  A layer keeps, as the CPU kernels do, ``h = phi(z)`` for codes 2-5 and ``z``
-    for codes >= KEEP_Z (gelu, silu, silut), and ``act_deriv`` takes what was kept (the formulas of
+    silu, silut with T = 3), one device function per activation, in the kernel's type
+    (float32 kernels compute in float32).  A layer keeps, as the CPU kernels do,
+    ``h = phi(z)`` for codes 2-5 and ``z`` for codes >= KEEP_Z (gelu, silu, silut), and
+    ``act_deriv`` takes what was kept (the formulas of
     :mod:`symref.reference.activation` and :func:`~symref.reference.activation.
     derivatives_from_value`).  tanh (code 1) and the identity (0) stay in the layer
     functions."""
