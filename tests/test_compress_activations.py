@@ -140,14 +140,23 @@ def test_numba_compressed_equals_reference(water_frame, act):
 
 
 @pytest.mark.parametrize("act", ["relu", "relu6"])
-def test_kinked_tables_error_is_reported(act):
+def test_kinked_tables_error_is_reported(act, tmp_path, capsys):
     """relu/relu6 nets have kinks where a first-layer pre-activation crosses 0: deepmd-kit
     tabulates them all the same (the tables above equal its own); the table then misses
     the net on the intervals holding a kink -- value error above 1e-6, slope error above
     1e-2 (O(h²), O(h)), where a smooth activation's table is within 1e-12 / 1e-8 on the
-    first stride -- and :func:`table_error` measures it.  Away from the kinks the table is
-    the net: at every knot (exact Hermite data) to 1e-12."""
+    first stride -- and :func:`table_error` measures it; ``symref check`` states the error
+    and the reason.  Away from the kinks the table is the net: at every knot (exact
+    Hermite data) to 1e-12."""
+    from symref.cli import main
+    from symref.io.model_file import save_model
+
     m = _symref_compressed(act)
+    save_model(m, tmp_path / "c.dp")
+    main(["check", str(tmp_path / "c.dp"), "--backend", "numpy", "--sample", "1"])
+    text = capsys.readouterr().out
+    assert float(text.split("G_net| ")[1].split(" ")[0]) > 1e-6
+    assert f"({act} embedding nets have kinks; deepmd-kit tabulates them" in text
     errs = tb.table_error(m.descriptor, m.descriptor.tables)
     assert max(e.value_first for e in errs.values()) > 1e-6
     assert max(e.slope_first for e in errs.values()) > 1e-2
