@@ -105,6 +105,11 @@ def cmd_check(args) -> int:
               f"{max(e.value_second for e in errs):.2e} (second stride); "
               f"max |dG/ds table - net| {max(e.slope_first for e in errs):.2e}, "
               f"{max(e.slope_second for e in errs):.2e}")
+        kinked = sorted({ly.activation for net in model.descriptor.embeddings for ly in net}
+                        & {"relu", "relu6"})
+        if kinked:
+            print(f"  ({'/'.join(kinked)} embedding nets have kinks; deepmd-kit tabulates them "
+                  "all the same, and the table misses the net on each interval holding one)")
     if args.backend == "numba":
         print("  (the first run compiles the numba kernels, ~20 s; later runs load them from cache)")
     print()

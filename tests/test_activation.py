@@ -43,12 +43,16 @@ def test_kinks_follow_deepmd_kit_torch_convention():
 
 
 def test_names_aliases_and_refusal():
-    """Lower-casing and None as deepmd-kit reads them; silut and unknown names refused by name."""
+    """Lower-casing and None as deepmd-kit reads them; silut's spellings (custom_silu, :T)
+    written as silut (T = 3) or silut:T; unknown names and bad thresholds refused by name."""
     assert canonical_activation("GELU") == "gelu"
     assert canonical_activation(None) == "none"
     assert ACTIVATIONS["gelu_tf"] is ACTIVATIONS["gelu"]
     assert ACTIVATIONS["none"] is ACTIVATIONS["linear"]
-    for bad in ("silut", "swish"):
+    for name, canon in (("SiLUT", "silut"), ("custom_silu", "silut"), ("silut:3", "silut"),
+                        ("silut:2.5", "silut:2.5"), ("custom_silu:10", "silut:10.0")):
+        assert canonical_activation(name) == canon
+    for bad in ("swish", "silut:x", "custom_silu:inf"):
         with pytest.raises(ValueError, match=f"fitting_net.activation_function: .*'{bad}'"):
             canonical_activation(bad, "fitting_net.activation_function")
 

@@ -207,18 +207,22 @@ def test_cli_check_reports_table_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("where", ["descriptor", "layer"])
-def test_compressing_a_non_tanh_embedding_is_refused(where):
-    """Tables are built for tanh embedding nets: a relu descriptor (or a relu layer inside an
-    embedding net) is refused naming the activation and compression, never tabulated as tanh."""
+def test_compressing_an_activation_deepmd_cannot_tabulate_is_refused(where):
+    """Tables are built for the activations deepmd-kit tabulates (a relu model compresses,
+    tests/test_compress_activations.py); a descriptor (or one layer of an embedding net)
+    with another activation, here ``silut``, is refused naming the activation and
+    compression, never tabulated as something else."""
     from symref.model.build import demo_model
 
     cfg = {"type_map": ["A", "B"],
            "descriptor": {"type": "se_e2_a", "rcut": 3.5, "rcut_smth": 0.5, "sel": [6, 9],
-                          "neuron": [4, 8], "axis_neuron": 4,
-                          "activation_function": "relu" if where == "descriptor" else "tanh"},
+                          "neuron": [4, 8], "axis_neuron": 4, "activation_function": "relu"},
            "fitting_net": {"neuron": [8, 8]}}
     model = demo_model(cfg, seed=2)
+    assert compress_model(model, MIN_NBOR_DIST).descriptor.tables is not None
     if where == "layer":
-        model.descriptor.embeddings[1][1].activation = "relu"
-    with pytest.raises(ValueError, match="compression.*'relu' is not implemented"):
+        model.descriptor.embeddings[1][1].activation = "silut"
+    else:
+        model.descriptor.activation_function = "silut"
+    with pytest.raises(ValueError, match="compression.*'silut' cannot be tabulated"):
         compress_model(model, MIN_NBOR_DIST)

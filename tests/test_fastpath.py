@@ -379,28 +379,35 @@ def test_activations_with_kernels_run_on_the_fast_path(desc_act, fit_act):
 
 
 def test_a_layer_activation_without_kernel_falls_back_by_name():
-    """unsupported_reason names a layer activation the kernels lack (set directly on a layer,
-    as no valid model has one: every activation symref implements has a kernel)."""
+    """unsupported_reason names a layer activation the kernels lack (silut with a threshold
+    other than 3; every other activation symref implements has a kernel code)."""
     model = demo_model(config(), seed=13)
-    model.fitting.nets[1][0].activation = "silut"
+    model.fitting.nets[1][0].activation = "silut:2.0"
     assert fastpath.unsupported_reason(model) == (
-        "activation 'silut' is not implemented in the numba fast path (it has "
-        "['gelu', 'gelu_tf', 'linear', 'none', 'relu', 'relu6', 'sigmoid', 'silu', 'softplus', "
-        "'tanh'])")
+        "activation 'silut:2.0' is not implemented in the numba fast path (it has "
+        "['gelu', 'gelu_tf', 'linear', 'none', 'relu', 'relu6', 'sigmoid', 'silu', 'silut', "
+        "'softplus', 'tanh'])")
 
 
-def test_gpu_path_refuses_activations_other_than_tanh():
-    """The CUDA kernels know tanh and the identity only: cuda.unsupported_reason names any other
-    activation (so backend="cuda" falls back with a warning), and packing such a net for the
-    device is refused by name."""
+def test_gpu_path_takes_every_activation_and_names_one_without_a_code():
+    """The CUDA kernels take every activation code of the CPU kernels: cuda.unsupported_reason
+    accepts relu and gelu models and packing their nets keeps the codes; a layer activation
+    without a code (set directly) is named (so backend="cuda" falls back with a warning) and
+    packing it is refused by name."""
     from symref.fast import cuda
-    from symref.fast.kernels.cuda_se_e2_a_device import NetPack
+    from symref.fast.kernels.activations import ACT_CODES
+    from symref.fast.kernels.cuda_se_e2_a_device import ACT, NetPack
 
     for act in ("relu", "gelu"):
         cfg = config()
         cfg["fitting_net"]["activation_function"] = act
         model = demo_model(cfg, seed=13)
-        assert cuda.unsupported_reason(model) == \
-            f"activation {act!r} is not implemented in the GPU path"
-        with pytest.raises(ValueError, match=f"activation '{act}' is not implemented in the GPU"):
+        assert cuda.unsupported_reason(model) is None
+        pk = NetPack.pack(model.fitting.nets, np.float64, input_in_buffer=False)
+        assert pk.meta[0, ACT] == ACT_CODES[act]
+        assert pk.unpack()[0][0].activation == act
+        model.fitting.nets[0][0].activation = "swish"
+        assert cuda.unsupported_reason(model).startswith(
+            "activation 'swish' is not implemented in the GPU path")
+        with pytest.raises(ValueError, match="activation 'swish' is not implemented in the GPU"):
             NetPack.pack(model.fitting.nets, np.float64, input_in_buffer=False)

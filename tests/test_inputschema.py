@@ -184,10 +184,11 @@ def test_missing_keys_take_deepmd_kits_defaults():
 
 
 @pytest.mark.parametrize("act", ["gelu", "gelu_tf", "relu", "relu6", "softplus", "sigmoid",
-                                 "silu", "linear", "none", "tanh"])
+                                 "silu", "silut", "silut:2.0", "linear", "none", "tanh"])
 def test_activations_deepmd_kit_offers_build_that_network(act):
-    """Every activation of deepmd-kit but silut is accepted in descriptor and fitting_net and
-    builds nets with it (hidden layers; the fitting output layer stays linear)."""
+    """Every activation of deepmd-kit (silut with a threshold too) is accepted in descriptor
+    and fitting_net and builds nets with it (hidden layers; the fitting output layer stays
+    linear)."""
     from symref.model.build import build_model
 
     cfg = minimal({"activation_function": act, "neuron": [8, 8]})
@@ -219,8 +220,8 @@ def test_a_typo_in_any_section_is_refused_by_name(section, typo, meant):
 
 
 @pytest.mark.parametrize("section,key,value,msg", [
-    ("model.descriptor", "activation_function", "silut", "not implemented in symref"),
-    ("model.fitting_net", "activation_function", "silut", "not implemented in symref"),
+    ("model.descriptor", "activation_function", "silut:abc", "threshold .* finite number"),
+    ("model.fitting_net", "activation_function", "custom_silu:nan", "finite number"),
     ("model.descriptor", "activation_function", "swish", "must be one of"),
     ("model.fitting_net", "numb_fparam", 1, "only the default, 0"),
     ("model.descriptor", "trainable", False, "not implemented"),

@@ -261,10 +261,10 @@ UNSUPPORTED = {
     "aparam": (lambda d: d["fitting"].__setitem__("numb_aparam", 1), "numb_aparam"),
     "case embd": (lambda d: d["fitting"].__setitem__("dim_case_embd", 3), "dim_case_embd"),
     "spin": (lambda d: d["descriptor"].__setitem__("spin", {"use_spin": [True]}), "spin"),
-    "activation": (lambda d: d["descriptor"].__setitem__("activation_function", "silut:3.0"),
-                   "silut"),
+    "activation": (lambda d: d["descriptor"].__setitem__("activation_function", "silut:x"),
+                   "silut:x"),
     "layer activation": (lambda d: d["fitting"]["nets"]["networks"][1]["layers"][0]
-                         .__setitem__("activation_function", "silut"), "silut"),
+                         .__setitem__("activation_function", "swish"), "swish"),
     "exp switch": (lambda d: d["descriptor"]["env_mat"].__setitem__("use_exp_switch", True),
                    "use_exp_switch"),
     "compressed se_r": (lambda d: d["descriptor"].update(type="se_r", compress={"@variables": {}}),

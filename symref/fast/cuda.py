@@ -81,10 +81,13 @@ def unsupported_reason(model) -> str | None:
         return f"descriptor {type(d).__name__} has no GPU path"
     if getattr(d, "tables", None) is not None:
         return "a compressed (tabulated) embedding is not implemented in the GPU path"
+    from symref.fast.kernels.activations import ACT_CODES
+
     for net in list(d.embeddings) + list(model.fitting.nets):
         for ly in net:
-            if ly.activation not in ("tanh", "linear", "none"):
-                return f"activation {ly.activation!r} is not implemented in the GPU path"
+            if ly.activation not in ACT_CODES:
+                return (f"activation {ly.activation!r} is not implemented in the GPU path "
+                        f"(it has {sorted(ACT_CODES)})")
     for net in d.embeddings:
         if net and net[0].nin != 1:
             return f"embedding net input width {net[0].nin} (must be 1)"

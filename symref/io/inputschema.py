@@ -33,13 +33,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from symref.reference.activation import ACTIVATIONS
+from symref.reference.activation import ACTIVATIONS, silut_threshold
 
 REQUIRED = object()  # no default: the key must be given
 ABSENT = object()  # no default: the key stays absent (deepmd-kit's "optional, no default")
 
-#: deepmd-kit's activation names (deepmd.common.VALID_ACTIVATION); symref implements all but
-#: the parametrised silut (symref.reference.activation.ACTIVATIONS)
+#: deepmd-kit's activation names (deepmd.common.VALID_ACTIVATION); symref implements all
+#: (symref.reference.activation.ACTIVATIONS), silut also as deepmd-kit's network code reads
+#: it: silut:T, custom_silu[:T] (threshold T)
 DP_ACTIVATIONS = ("tanh", "gelu", "gelu_tf", "relu", "relu6", "softplus", "sigmoid", "silu",
                   "silut", "none", "linear")
 SYMREF_ACTIVATIONS = tuple(a for a in DP_ACTIVATIONS if a in ACTIVATIONS)
@@ -153,7 +154,18 @@ def _systems(v):
     return None
 
 
-ACT = Key(("str",), "tanh", check=_one_of(*DP_ACTIVATIONS, implemented=SYMREF_ACTIVATIONS))
+def _activation(v):
+    """One of :data:`DP_ACTIVATIONS`, or silut with a threshold (``silut:T``,
+    ``custom_silu[:T]``, T a finite number)."""
+    try:
+        if silut_threshold(v) is not None:
+            return None
+    except ValueError as e:
+        return str(e)
+    return _one_of(*DP_ACTIVATIONS, implemented=SYMREF_ACTIVATIONS)(v)
+
+
+ACT = Key(("str",), "tanh", check=_activation)
 PREC = Key(("str",), "default", check=_one_of(*DP_PRECISIONS, implemented=SYMREF_PRECISIONS))
 SEED = Key(("none", "int"), ABSENT)  # a section's own stream (symref.model.build)
 FLOAT_GE0 = Key(("float",), 0.0, check=_ge0)

@@ -47,7 +47,7 @@ import numpy as np
 from symref.model.deeppot import DeepPot
 from symref.io.descriptor_script import descriptor_script
 from symref.model.tensor import DeepTensor
-from symref.reference.activation import ACTIVATIONS
+from symref.reference.activation import ACTIVATIONS, canonical_activation
 from symref.reference.descriptor.dispatch import DESCRIPTOR_TYPES, canonical_type
 from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_a import SeE2A
@@ -146,11 +146,12 @@ def _activation_from_dict(d: dict, where: str, default: str = "tanh") -> str:
     """``d["activation_function"]`` as a name of :data:`ACTIVATIONS` (lower-cased, None is
     ``"none"``, as deepmd-kit reads it); an unsupported one is refused naming ``where``."""
     act = d.get("activation_function", default)
-    act = "none" if act is None else str(act).lower()
-    if act not in ACTIVATIONS:
+    try:
+        return canonical_activation(act, where)
+    except ValueError:
+        act = "none" if act is None else str(act).lower()
         raise _unsupported(where, f"activation_function {act!r} (symref implements "
-                                  f"{', '.join(sorted(ACTIVATIONS))})")
-    return act
+                                  f"{', '.join(sorted(ACTIVATIONS))}, silut:T)") from None
 
 
 def _layer_to_dict(layer: Layer, precision: str, trainable: bool) -> dict:

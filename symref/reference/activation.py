@@ -23,6 +23,9 @@ relu6         :math:`\min(\max(z,0),6)`                    :math:`\phi' = [0<z<6
 softplus      :math:`\log(1+e^z)`                          :math:`\phi' = \sigma(z)`
 sigmoid       :math:`\sigma(z) = 1/(1+e^{-z})`             :math:`\sigma(1-\sigma)`
 silu          :math:`z\,\sigma(z)`                         smooth
+silut,        :math:`z\sigma(z)` for :math:`z < T`,           C¹ at :math:`z = T`
+silut:T       :math:`\tanh(a(z-T)) + c` for :math:`z \ge T`,  (:math:`\phi''` jumps there)
+              :math:`a = \mathrm{silu}'(T)`, :math:`c = \mathrm{silu}(T)`
 linear, none  :math:`z`                                    1
 ============  ===========================================  =================================
 
@@ -37,15 +40,23 @@ Derivatives (with :math:`\sigma = \sigma(z)`, :math:`t = \tanh u`,
     \text{sigmoid: } \phi' = \sigma(1-\sigma),\ \phi'' = \sigma(1-\sigma)(1-2\sigma);\\
     \text{silu: } \phi' = \sigma + z\sigma(1-\sigma),\
     \phi'' = \sigma(1-\sigma)\,(2 + z(1-2\sigma));\quad
-    \text{tanh: } \phi'' = -2\phi(1-\phi^2);\quad \text{relu, relu6: } \phi'' = 0.
+    \text{tanh: } \phi'' = -2\phi(1-\phi^2);\quad \text{relu, relu6: } \phi'' = 0;\\
+    \text{silut, } z \ge T\text{: } t = \tanh(a(z-T)),\ \phi' = a(1-t^2),\
+    \phi'' = -2a^2 t(1-t^2)\ \text{(silu's below T)}.
 
 deepmd-kit's TensorFlow backend evaluates ``gelu_tf`` with ``tf.nn.gelu`` (exact erf);
 symref follows dpmodel and pt, where both names are the tanh approximation.  ``softplus``
 is computed as :math:`\max(z,0) + \log(1+e^{-|z|})` (dpmodel's stable form; torch switches
-to :math:`z` above 20, a difference below 3e-9 there).  ``silut``/``custom_silu``
-(parametrised) are not implemented and are refused by name.
+to :math:`z` above 20, a difference below 3e-9 there).  ``silut`` (deepmd-kit 3.2's
+``deepmd.dpmodel.utils.network.get_activation_fn`` and ``deepmd.pt.utils.utils.SiLUT``;
+``custom_silu`` is the same function) takes its threshold from the name: ``silut`` and
+``custom_silu`` are T = 3, ``silut:2.5`` is T = 2.5; :func:`canonical_activation` writes
+every T = 3 spelling as ``silut`` and others as ``silut:T`` (the numba and CUDA kernels
+have a code for ``silut``, T = 3; other thresholds run on the reference).
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -123,6 +134,32 @@ def silu_act(z: np.ndarray, second: bool = False):
     return z * sg, sg + z * d, (d * (2.0 + z * (1.0 - 2.0 * sg)) if second else None)
 
 
+#: deepmd-kit's threshold of ``silut`` / ``custom_silu`` without ``:T``
+SILUT_THRESHOLD = 3.0
+
+
+def silut_constants(threshold: float):
+    r"""``(a, c) = (silu'(T), silu(T))``, computed as deepmd-kit computes them
+    (:math:`\sigma(T) = 1/(1+e^{-T})` in float64)."""
+    sg = 1.0 / (1.0 + np.exp(-threshold))
+    return float(sg + threshold * sg * (1.0 - sg)), float(threshold * sg)
+
+
+def silut_act(z: np.ndarray, second: bool = False, threshold: float = SILUT_THRESHOLD):
+    r"""silu below the threshold T, :math:`\tanh(a(z-T)) + c` from T on (module
+    docstring); the lower branch is :func:`silu_act`."""
+    slope, const = silut_constants(threshold)
+    hs, ds, d2s = silu_act(z, second)
+    u = slope * (z - threshold)  # ... (shape of z)
+    t = np.tanh(u)
+    with np.errstate(over="ignore"):
+        dt = slope * (1.0 / np.cosh(u) ** 2)  # a(1 - t^2) without cancellation (0 for |u| > 710)
+    hi = z >= threshold
+    h = np.where(hi, t + const, hs)
+    dh = np.where(hi, dt, ds)
+    return h, dh, (np.where(hi, -2.0 * slope * t * dt, d2s) if second else None)
+
+
 def linear_act(z: np.ndarray, second: bool = False):
     r""":math:`\phi = z`: derivatives reported as ``None`` (1 and 0)."""
     return z, None, None
@@ -138,6 +175,7 @@ ACTIVATIONS = {
     "softplus": softplus_act,
     "sigmoid": sigmoid_act,
     "silu": silu_act,
+    "silut": silut_act,
     "linear": linear_act,
     "none": linear_act,
 }
@@ -181,16 +219,53 @@ def derivatives_from_value(name: str, h: np.ndarray):
                      f"(those are {FROM_VALUE})")
 
 
+def silut_threshold(name: str) -> float | None:
+    """The threshold T of a ``silut``/``custom_silu`` name (lower-case): 3 without ``:T``,
+    ``float(T)`` with it (ValueError unless a finite number); None for other names."""
+    base, sep, arg = name.partition(":")
+    if base not in ("silut", "custom_silu"):
+        return None
+    if not sep:
+        return SILUT_THRESHOLD
+    try:
+        t = float(arg)
+    except ValueError:
+        t = float("nan")
+    if not np.isfinite(t):
+        raise ValueError(f"activation {name!r}: the silut threshold after ':' must be a "
+                         f"finite number, got {arg!r}")
+    return t
+
+
 def canonical_activation(name, where: str = "activation_function") -> str:
     """``name`` lower-cased (deepmd-kit's rule; ``None`` is ``"none"``), checked against
-    :data:`ACTIVATIONS`; ValueError naming ``where`` and the name otherwise."""
+    :data:`ACTIVATIONS`, ``silut``/``custom_silu`` with or without ``:T`` written as
+    ``silut`` (T = 3) or ``silut:T``; ValueError naming ``where`` and the name otherwise."""
     key = "none" if name is None else str(name).lower()
+    try:
+        t = silut_threshold(key)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    if t is not None:
+        return "silut" if t == SILUT_THRESHOLD else f"silut:{t!r}"
     if key not in ACTIVATIONS:
         raise ValueError(f"{where}: unsupported activation {name!r}; symref implements "
-                         f"{sorted(ACTIVATIONS)}")
+                         f"{sorted(ACTIVATIONS)} and silut:T")
     return key
+
+
+def activation_fn(name: str):
+    """The leaf function ``f(z, second)`` of a canonical name (:data:`ACTIVATIONS`, or
+    silut with the threshold of ``silut:T``)."""
+    f = ACTIVATIONS.get(name)
+    if f is not None:
+        return f
+    t = silut_threshold(name)
+    if t is None:
+        raise ValueError(f"unsupported activation {name!r}")
+    return functools.partial(silut_act, threshold=t)
 
 
 def activation(name: str, z: np.ndarray, second: bool = False):
     """``(phi, dphi, d2phi)`` of the activation ``name`` at ``z`` (see :data:`ACTIVATIONS`)."""
-    return ACTIVATIONS[canonical_activation(name)](z, second)
+    return activation_fn(canonical_activation(name))(z, second)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from symref.reference.activation import ACTIVATIONS, canonical_activation
+from symref.reference.activation import activation_fn, canonical_activation
 
 
 @dataclass
@@ -94,7 +94,7 @@ def layer_forward(x: np.ndarray, layer: Layer, *, second: bool = False):
     z = x @ layer.w  # ... x nout
     if layer.b is not None:
         z = z + layer.b
-    h, dh, d2h = ACTIVATIONS[layer.activation](z, second and layer.activation != "tanh")
+    h, dh, d2h = activation_fn(layer.activation)(z, second and layer.activation != "tanh")
     y = h * layer.idt if layer.idt is not None else h  # ... x nout
     return y + _shortcut(x, layer), (x, h, (dh, d2h) if second else dh, layer)
 

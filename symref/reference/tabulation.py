@@ -61,7 +61,24 @@ respect to :math:`s` (1 and 0 at the input):
     y' = \phi'(z)\,(x'W) + \mathrm{sc}(x'),\qquad
     y'' = \phi'(z)\,(x''W) + \phi''(z)\,(x'W)^2 + \mathrm{sc}(x''),
 
-:math:`\phi = \tanh`: :math:`\phi' = 1 - \phi^2`, :math:`\phi'' = -2\phi(1-\phi^2)`.
+with :math:`\phi, \phi', \phi''` the layer's activation from
+:data:`symref.reference.activation.ACTIVATIONS` (one copy of each formula).  As in
+deepmd-kit (``deepmd/utils/tabulate_math.py``: ``grad``/``grad_grad``), the derivatives
+of tanh and sigmoid are taken from the value :math:`y = \phi(z)` recovered as
+``(phi(z) + sc) - sc`` (:func:`symref.reference.activation.derivatives_from_value`), those
+of gelu, relu, relu6, softplus and silu from :math:`z`; so the tables agree with
+deepmd-kit's to round-off.  deepmd-kit tabulates exactly the activations of
+:data:`TABULATED` (its ``ACTIVATION_TO_FUNCTYPE``: tanh, gelu, gelu_tf, relu, relu6,
+softplus, sigmoid, silu, linear, none); any other is refused by name, as its
+``DPTabulate`` refuses it ("Unsupported activation function").
+
+**Kinks.**  relu and relu6 are not smooth: :math:`\phi'` jumps where a first-layer
+pre-activation :math:`z_j(s) = s W_j + b_j` crosses 0 (or 6).  deepmd-kit tabulates them
+anyway, with :math:`\phi'' = 0` and the one-sided :math:`\phi'` at each knot, so the
+quintic of an interval that contains a kink interpolates a function with a slope jump:
+there the table error is :math:`O(h)` in the slope and :math:`O(h^2)` in the value
+instead of :math:`O(h^5)`/:math:`O(h^6)`, on that one interval per kink (measured by
+:func:`table_error`, which ``symref check`` reports).
 deepmd-kit's tabulation ignores the ``resnet_dt`` timestep ``idt`` (it tabulates
 :math:`\phi(z)`, not :math:`\phi(z)\,\mathrm{idt}`); so does this module, and
 :func:`build_tables` warns when a net has an ``idt`` different from 1.
@@ -93,7 +110,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from symref.reference.activation import ACTIVATIONS, derivatives_from_value
 from symref.reference.nn import Layer, mlp_forward_dual
+
+#: the activations deepmd-kit's tabulation takes (``deepmd.utils.tabulate_math.
+#: ACTIVATION_TO_FUNCTYPE``); every other ``activation_function`` is refused
+TABULATED = ("tanh", "gelu", "gelu_tf", "relu", "relu6", "softplus", "sigmoid", "silu",
+             "linear", "none")
+#: activations whose derivatives deepmd-kit's tabulation takes from the value y = phi(z)
+_FROM_Y = ("tanh", "sigmoid")
 
 #: deepmd-kit's defaults (``dp compress``: ``-s 0.01 -e 5``, second stride 10x the first)
 DEFAULT_STRIDE = 0.01
@@ -202,9 +227,9 @@ def net_derivatives(x: np.ndarray, layers: list[Layer]):
         b = ly.b if ly.b is not None else np.zeros(ly.nout, w.dtype)
         zbar = yy @ w + b  # n x nout
         sc = _sc(yy, ly)
-        zz = _phi(ly, yy @ w + b) + sc  # n x nout
+        zz = ACTIVATIONS[ly.activation](yy @ w + b)[0] + sc  # n x nout
         act = zz - sc  # phi(z) as deepmd-kit recovers it
-        g, gg = _dphi(ly, zbar, act), _d2phi(ly, zbar, act)
+        g, gg = _act_derivatives(ly, zbar, act)
         acc1 = dy2 @ w  # n x nout: x'' W
         acc2 = dy @ w  # n x nout: x' W
         dz = g * acc2 + _sc(dy, ly)
@@ -222,18 +247,16 @@ def _sc(x, ly: Layer):
     return np.zeros((x.shape[0], ly.nout), dtype=x.dtype)
 
 
-def _phi(ly: Layer, z):
-    return np.tanh(z) if ly.activation == "tanh" else z
-
-
-def _dphi(ly: Layer, z, y):
-    """phi'(z) from y = phi(z) (deepmd-kit's ``grad``)."""
-    return 1 - y * y if ly.activation == "tanh" else np.ones_like(z)
-
-
-def _d2phi(ly: Layer, z, y):
-    """phi''(z) from y = phi(z) (deepmd-kit's ``grad_grad``)."""
-    return -2 * y * (1 - y * y) if ly.activation == "tanh" else np.zeros_like(z)
+def _act_derivatives(ly: Layer, z, y):
+    """``(phi(z), phi'(z), phi''(z))`` of the layer's activation, the derivatives as
+    deepmd-kit's ``grad``/``grad_grad`` take them: from ``y`` (the value recovered after the
+    shortcut) for tanh and sigmoid, from ``z`` otherwise (module docstring)."""
+    name = ly.activation
+    if name in _FROM_Y:
+        g, gg = derivatives_from_value(name, y)
+        return g, gg
+    _, g, gg = ACTIVATIONS[name](z, True)
+    return (np.ones_like(z) if g is None else g), (np.zeros_like(z) if gg is None else gg)
 
 
 # --------------------------------------------------------------------------- build
@@ -281,10 +304,11 @@ def build_tables(desc, min_nbor_dist: float, extrapolate: float = DEFAULT_EXTRAP
                          f"{stride1}, {extrapolate}")
     acts = {str(desc.activation_function).lower()} | {ly.activation for net in desc.embeddings
                                                       for ly in net}
-    if not acts <= {"tanh", "linear", "none"}:
-        bad = sorted(acts - {"tanh", "linear", "none"})
+    if not acts <= set(TABULATED):
+        bad = sorted(acts - set(TABULATED))
         raise ValueError(f"tabulation (model compression): activation_function {bad[0]!r} "
-                         "is not implemented (symref tabulates tanh embedding nets)")
+                         f"cannot be tabulated (deepmd-kit's DPTabulate refuses it; it "
+                         f"tabulates {list(TABULATED)})")
     for k, net in enumerate(desc.embeddings):
         if any(ly.idt is not None and not np.all(ly.idt == 1) for ly in net):
             warnings.warn(f"embedding net {k} has resnet_dt timesteps != 1, which deepmd-kit's "

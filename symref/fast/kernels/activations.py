@@ -1,6 +1,6 @@
 r"""Activations for numba kernels: a vectorisable ``tanh`` (and, at the end, the other
 activations behind integer codes, :data:`ACT_CODES`: relu, relu6, softplus, sigmoid, gelu,
-silu).
+silu, silut with deepmd-kit's default threshold 3).
 
 A vectorisable ``tanh`` for numba kernels (float64, and float32 in float32 arithmetic:
 :func:`tanh_any` picks one by type), with NumPy twins.
@@ -35,7 +35,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from symref.reference.activation import ACTIVATIONS, derivatives_from_value
+from symref.reference.activation import (ACTIVATIONS, SILUT_THRESHOLD, derivatives_from_value,
+                                         silut_constants)
 
 _LN2_HI = 6.93147180369123816490e-01  # upper bits of ln 2 (exact product with small n)
 _LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
@@ -191,22 +192,27 @@ def tanh32_inplace(a):
 # keeps after a layer's forward (in the array that held z):
 #   codes 2-5 (relu, relu6, softplus, sigmoid): h = phi(z), whose derivatives are functions
 #     of h (symref.reference.activation.derivatives_from_value), as for tanh;
-#   codes >= KEEP_Z (gelu, silu): z itself, since their derivatives are not functions of h;
+#   codes >= KEEP_Z (gelu, silu, silut): z itself, since their derivatives are not functions
+#     of h;
 #     h is recomputed from z where it is needed (:func:`act_kept`).
 # They are computed in float64 (a float32 input is promoted, the result rounded once on
 # store): scalar libm calls, not vectorised (tanh is the one the benchmarks measure).
-ACT_LINEAR, ACT_TANH, ACT_RELU, ACT_RELU6, ACT_SOFTPLUS, ACT_SIGMOID, ACT_GELU, ACT_SILU = \
-    range(8)
+ACT_LINEAR, ACT_TANH, ACT_RELU, ACT_RELU6, ACT_SOFTPLUS, ACT_SIGMOID, ACT_GELU, ACT_SILU, \
+    ACT_SILUT = range(9)
 KEEP_Z = ACT_GELU  # codes >= KEEP_Z keep z, not h
 #: activation name (symref.reference.activation) -> kernel code
 ACT_CODES = {"linear": ACT_LINEAR, "none": ACT_LINEAR, "tanh": ACT_TANH, "relu": ACT_RELU,
              "relu6": ACT_RELU6, "softplus": ACT_SOFTPLUS, "sigmoid": ACT_SIGMOID,
-             "gelu": ACT_GELU, "gelu_tf": ACT_GELU, "silu": ACT_SILU}
+             "gelu": ACT_GELU, "gelu_tf": ACT_GELU, "silu": ACT_SILU, "silut": ACT_SILUT}
 _CODE_NAMES = {ACT_LINEAR: "linear", ACT_TANH: "tanh", ACT_RELU: "relu", ACT_RELU6: "relu6",
                ACT_SOFTPLUS: "softplus", ACT_SIGMOID: "sigmoid", ACT_GELU: "gelu",
-               ACT_SILU: "silu"}
+               ACT_SILU: "silu", ACT_SILUT: "silut"}
 _GELU_C = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
+# silut (code ACT_SILUT) is deepmd-kit's default threshold T = 3 (the canonical name "silut");
+# "silut:T" for another T has no code and runs on the reference
+_SILUT_T = SILUT_THRESHOLD
+_SILUT_SLOPE, _SILUT_CONST = silut_constants(SILUT_THRESHOLD)
 
 
 def act_code(name: str, path: str = "the numba fast path") -> int:
@@ -259,6 +265,10 @@ def act_value(z, act):
         return 0.5 * x * (1.0 + math.tanh(_GELU_C * (x + _GELU_A * (x * x) * x)))
     if act == ACT_SILU:
         return x * _sigmoid64(x)
+    if act == ACT_SILUT:
+        if x >= _SILUT_T:
+            return math.tanh(_SILUT_SLOPE * (x - _SILUT_T)) + _SILUT_CONST
+        return x * _sigmoid64(x)
     return x
 
 
@@ -287,9 +297,11 @@ def act_deriv(v, act):
         x2 = x * x
         u = _GELU_C * (x + _GELU_A * x2 * x)
         return 0.5 * _gelu_onept(u) + 0.5 * x * _sech2(u) * (_GELU_C * (1.0 + 3.0 * _GELU_A * x2))
-    if act == ACT_SILU:
+    if act == ACT_SILU or (act == ACT_SILUT and x < _SILUT_T):
         sg = _sigmoid64(x)
         return sg + x * (sg * (1.0 - sg))
+    if act == ACT_SILUT:
+        return _SILUT_SLOPE * _sech2(_SILUT_SLOPE * (x - _SILUT_T))
     return 1.0
 
 
@@ -309,10 +321,13 @@ def act_second(v, act):
         s = _sech2(u)
         du = _GELU_C * (1.0 + 3.0 * _GELU_A * x2)
         return s * du + 0.5 * x * s * (6.0 * _GELU_A * _GELU_C * x - 2.0 * t * du * du)
-    if act == ACT_SILU:
+    if act == ACT_SILU or (act == ACT_SILUT and x < _SILUT_T):
         sg = _sigmoid64(x)
         d = sg * (1.0 - sg)
         return d * (2.0 + x * (1.0 - 2.0 * sg))
+    if act == ACT_SILUT:
+        u = _SILUT_SLOPE * (x - _SILUT_T)
+        return -2.0 * _SILUT_SLOPE * math.tanh(u) * (_SILUT_SLOPE * _sech2(u))
     return 0.0
 
 

@@ -62,7 +62,7 @@ from types import SimpleNamespace
 import numpy as np
 
 # the device half first: it raises ImportError (with the install hint) without numba-cuda
-from symref.fast.kernels.cuda_se_e2_a_device import NetPack, kernels
+from symref.fast.kernels.cuda_se_e2_a_device import NetPack, activation_kernel, kernels
 
 import numba  # noqa: E402,I001  (after the numba-cuda check)
 from numba import cuda  # noqa: E402
@@ -278,6 +278,25 @@ def forces_virial_ref(g, rij, nlist, rev_ptr, rev_idx, F, W):
     np.add.at(W, nlist[mask], -g[mask][:, :, None] * rij[mask][:, None, :])
 
 
+def activation_values(z, act, out):
+    """``out[0]`` <- phi(z), ``out[1]`` <- phi'(z) (``out`` 2 x n) by the GPU's activation
+    device functions for kernel code ``act`` >= 2 (relu, relu6, softplus, sigmoid, gelu,
+    silu; :data:`symref.fast.kernels.activations.ACT_CODES`), the derivative taken from
+    what a layer keeps (h or z), as the kernels do; one thread per value."""
+    dt = _np_dtype(out)
+    _launch(activation_kernel(dt.name), z.shape[0], z, int(act), out)
+
+
+def activation_values_ref(z, act, out):
+    """NumPy twin of :func:`activation_values`: the reference table
+    (:data:`symref.reference.activation.ACTIVATIONS`) at ``z``."""
+    from symref.fast.kernels.activations import act_deriv_ref, act_value_ref, KEEP_Z
+
+    h = act_value_ref(z, act)
+    out[0] = h
+    out[1] = act_deriv_ref(np.asarray(z, dtype=np.float64) if act >= KEEP_Z else h, act)
+
+
 def reverse_index(nlist, natoms):
     """(rev_ptr (natoms+1), rev_idx (P)): flat slots ``i*nnei + j`` grouped by neighbour
     ``nlist[i, j]``, ascending inside each group (host, NumPy)."""
@@ -333,6 +352,7 @@ def compile_ptx_all(cc=(8, 0)) -> dict:
             embed_backward(f, R, i64, keep, at, st, ei, emb, stats, 6.0, 0.5, 0.0, T, f)
             forces_virial(f, f, i64, np.zeros(n + 1, np.int64), np.zeros(1, np.int64),
                           np.zeros((n, 3), dtype), np.zeros((n, 3, 3), dtype))
+            activation_values(np.zeros(n, dtype), 6, np.zeros((2, n), dtype))
             calls = _COLLECT
         finally:
             _COLLECT = None

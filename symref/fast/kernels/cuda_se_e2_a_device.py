@@ -24,8 +24,11 @@ activation buffer) and ``ptr`` (net k is layers ``ptr[k]:ptr[k+1]``).  The
 kernels are built per floating-point type (float64, float32: every constant
 and accumulator has that type) and per buffer size by :func:`kernels`, from the
 device functions of one dense layer (:func:`_layer_device_functions`, deepmd-kit's
-rule of :mod:`symref.reference.nn`) and of one pair (:func:`_pair_device_functions`:
-slot index, switch, pair geometry of :mod:`symref.reference.env`).
+rule of :mod:`symref.reference.nn`), of the activations
+(:func:`_activation_device_functions`: one device function per activation, the twins of
+:mod:`symref.fast.kernels.activations`, dispatched on the same integer codes) and of one
+pair (:func:`_pair_device_functions`: slot index, switch, pair geometry of
+:mod:`symref.reference.env`).
 """
 from __future__ import annotations
 
@@ -44,6 +47,11 @@ if importlib.util.find_spec("numba_cuda") is None:  # numba's built-in target is
 import numba  # noqa: E402
 from numba import cuda  # noqa: E402
 
+from symref.fast.kernels.activations import (  # noqa: E402
+    ACT_CODES, ACT_GELU, ACT_RELU, ACT_RELU6, ACT_SIGMOID, ACT_SILU, ACT_SILUT, ACT_SOFTPLUS,
+    ACT_TANH, KEEP_Z, act_code)
+from symref.reference.activation import SILUT_THRESHOLD, silut_constants  # noqa: E402
+
 # meta columns of a packed layer
 W_OFF, B_OFF, IDT_OFF, NIN, NOUT, SC, ACT, IN_OFF, OUT_OFF = range(9)
 NMETA = 9
@@ -55,7 +63,9 @@ class NetPack:
     """Networks (lists of :class:`symref.reference.nn.Layer`) packed for the kernels.
 
     ``params`` (float), ``meta`` (nlayers x 9 int64, columns ``W_OFF`` ...
-    ``OUT_OFF``; ``B_OFF``/``IDT_OFF`` = -1 where the layer has none), ``ptr``
+    ``OUT_OFF``; ``B_OFF``/``IDT_OFF`` = -1 where the layer has none; ``ACT`` the
+    activation's code, :data:`symref.fast.kernels.activations.ACT_CODES`, the CPU
+    kernels' codes: every activation symref implements), ``ptr``
     (nnets + 1 int64).  A thread keeps the outputs ``y`` and activations ``h``
     of one net in two buffers of ``act_size`` values: layer ly reads its input at
     ``meta[ly, IN_OFF]`` and writes at ``meta[ly, OUT_OFF]``; with
@@ -84,12 +94,9 @@ class NetPack:
             if input_in_buffer:
                 max_width = max(max_width, nin0)
             for ly in net:
-                if ly.activation not in ("tanh", "linear", "none"):
-                    raise ValueError(f"activation {ly.activation!r} is not implemented in the "
-                                     "GPU path (tanh, linear)")
+                code = act_code(ly.activation, "the GPU path")
                 nin, nout = ly.w.shape
-                row = [off, -1, -1, nin, nout, ly.shortcut, 1 if ly.activation == "tanh" else 0,
-                       in_off, cur]
+                row = [off, -1, -1, nin, nout, ly.shortcut, code, in_off, cur]
                 params.append(np.asarray(ly.w, dtype=dtype).reshape(-1))
                 off += nin * nout
                 if ly.b is not None:
@@ -123,7 +130,7 @@ class NetPack:
                 w = self.params[row[W_OFF]:row[W_OFF] + nin * nout].reshape(nin, nout)
                 b = None if row[B_OFF] < 0 else self.params[row[B_OFF]:row[B_OFF] + nout]
                 idt = None if row[IDT_OFF] < 0 else self.params[row[IDT_OFF]:row[IDT_OFF] + nout]
-                act = "tanh" if row[ACT] == 1 else "linear"
+                act = _CODE_NAME[int(row[ACT])]
                 ly = Layer(w.copy(), None if b is None else b.copy(),
                            None if idt is None else idt.copy(), act, resnet=row[SC] != 0)
                 if ly.shortcut != row[SC]:
@@ -145,12 +152,178 @@ class NetPack:
         return d.params, d.meta, d.ptr
 
 
+#: kernel code -> the activation name a packed layer unpacks to (gelu_tf is gelu, none linear)
+_CODE_NAME = {code: name for name, code in reversed(list(ACT_CODES.items()))}
+
+
+# ===================================================================== activations
+@lru_cache(maxsize=None)
+def _activation_device_functions(dtname: str):
+    """``(act_value, act_deriv)``: device twins of :func:`symref.fast.kernels.activations.
+    act_value` and ``act_deriv`` for the codes >= 2 (relu, relu6, softplus, sigmoid, gelu,
+    silu, silut with T = 3), one device function per activation, in the kernel's type
+    (float32 kernels compute in float32).  A layer keeps, as the CPU kernels do,
+    ``h = phi(z)`` for codes 2-5 and ``z`` for codes >= KEEP_Z (gelu, silu, silut), and
+    ``act_deriv`` takes what was kept (the formulas of
+    :mod:`symref.reference.activation` and :func:`~symref.reference.activation.
+    derivatives_from_value`).  tanh (code 1) and the identity (0) stay in the layer
+    functions."""
+    typ = np.dtype(dtname).type
+    ZERO, HALF, ONE, TWO, THREE, SIX = (typ(v) for v in (0.0, 0.5, 1.0, 2.0, 3.0, 6.0))
+    GC, GA = typ(math.sqrt(2.0 / math.pi)), typ(0.044715)  # gelu: u = GC (z + GA z^3)
+    BIG = typ(40.0 if typ is np.float32 else 350.0)  # sech^2 u < 1e-34 beyond; cosh^2 finite
+    ST = typ(SILUT_THRESHOLD)  # silut: T = 3, slope silu'(T), const silu(T)
+    SA, SC = (typ(v) for v in silut_constants(SILUT_THRESHOLD))
+
+    @cuda.jit(device=True)
+    def sigmoid(x):
+        """1/(1+e^{-x}) from e^{-|x|} (no overflow)."""
+        e = math.exp(-abs(x))
+        return ONE / (ONE + e) if x >= ZERO else e / (ONE + e)
+
+    @cuda.jit(device=True)
+    def relu(z):
+        """z [z > 0] (-0 below 0, as the reference's z * [z > 0])."""
+        return z if z > ZERO else ZERO * z
+
+    @cuda.jit(device=True)
+    def relu_deriv(h):
+        return ONE if h > ZERO else ZERO
+
+    @cuda.jit(device=True)
+    def relu6(z):
+        return ZERO if z < ZERO else (SIX if z > SIX else z)
+
+    @cuda.jit(device=True)
+    def relu6_deriv(h):
+        return ONE if (h > ZERO and h < SIX) else ZERO
+
+    @cuda.jit(device=True)
+    def softplus(z):
+        return (z if z > ZERO else ZERO) + math.log1p(math.exp(-abs(z)))
+
+    @cuda.jit(device=True)
+    def softplus_deriv(h):
+        """sigma(z) = 1 - e^{-h}."""
+        return -math.expm1(-h)
+
+    @cuda.jit(device=True)
+    def sigmoid_deriv(h):
+        return h * (ONE - h)
+
+    @cuda.jit(device=True)
+    def gelu(z):
+        return HALF * z * (ONE + math.tanh(GC * (z + GA * (z * z) * z)))
+
+    @cuda.jit(device=True)
+    def sech2(u):
+        """1 - tanh(u)^2 as 1/cosh(u)^2 (no cancellation; 0 far out)."""
+        if abs(u) > BIG:
+            return ZERO
+        c = math.cosh(u)
+        return ONE / (c * c)
+
+    @cuda.jit(device=True)
+    def gelu_deriv(z):
+        """From z: (1 + tanh u)/2 + z sech^2(u) u'/2, both factors without cancellation."""
+        z2 = z * z
+        u = GC * (z + GA * z2 * z)
+        if u >= ZERO:
+            onept = ONE + math.tanh(u)
+        else:
+            e = math.exp(TWO * u)
+            onept = TWO * e / (ONE + e)
+        return HALF * onept + HALF * z * sech2(u) * (GC * (ONE + THREE * GA * z2))
+
+    @cuda.jit(device=True)
+    def silu(z):
+        return z * sigmoid(z)
+
+    @cuda.jit(device=True)
+    def silu_deriv(z):
+        sg = sigmoid(z)
+        return sg + z * (sg * (ONE - sg))
+
+    @cuda.jit(device=True)
+    def silut(z):
+        """silu below T = 3, tanh(a (z - T)) + c from T on."""
+        if z >= ST:
+            return math.tanh(SA * (z - ST)) + SC
+        return silu(z)
+
+    @cuda.jit(device=True)
+    def silut_deriv(z):
+        if z >= ST:
+            return SA * sech2(SA * (z - ST))
+        return silu_deriv(z)
+
+    @cuda.jit(device=True)
+    def act_value(z, act):
+        """phi(z) for a code >= 2 (z otherwise)."""
+        if act == ACT_RELU:
+            return relu(z)
+        if act == ACT_RELU6:
+            return relu6(z)
+        if act == ACT_SOFTPLUS:
+            return softplus(z)
+        if act == ACT_SIGMOID:
+            return sigmoid(z)
+        if act == ACT_GELU:
+            return gelu(z)
+        if act == ACT_SILU:
+            return silu(z)
+        if act == ACT_SILUT:
+            return silut(z)
+        return z
+
+    @cuda.jit(device=True)
+    def act_deriv(v, act):
+        """phi' from the kept value v (h for codes 2-5, z for codes >= KEEP_Z; 1 otherwise)."""
+        if act == ACT_RELU:
+            return relu_deriv(v)
+        if act == ACT_RELU6:
+            return relu6_deriv(v)
+        if act == ACT_SOFTPLUS:
+            return softplus_deriv(v)
+        if act == ACT_SIGMOID:
+            return sigmoid_deriv(v)
+        if act == ACT_GELU:
+            return gelu_deriv(v)
+        if act == ACT_SILU:
+            return silu_deriv(v)
+        if act == ACT_SILUT:
+            return silut_deriv(v)
+        return ONE
+
+    return act_value, act_deriv
+
+
+@lru_cache(maxsize=None)
+def activation_kernel(dtname: str):
+    """``act_k(z, act, out)``: out[0, k] <- the kept value, out[1, k] <- phi'(z[k]), by the
+    device functions (the harness of their test; one thread per value)."""
+    act_value, act_deriv = _activation_device_functions(dtname)
+
+    @cuda.jit
+    def act_k(z, act, out):
+        k = cuda.grid(1)
+        if k >= z.shape[0]:
+            return
+        h = act_value(z[k], act)
+        v = z[k] if act >= KEEP_Z else h
+        out[0, k] = h
+        out[1, k] = act_deriv(v, act)
+
+    return act_k
+
+
 # ===================================================================== kernels
 @lru_cache(maxsize=None)
 def _layer_device_functions(dtname: str):
     """Device functions of one dense layer (deepmd-kit's rule, :mod:`symref.reference.nn`)."""
     ZERO = np.dtype(dtname).type(0.0)
     ONE = np.dtype(dtname).type(1.0)
+    act_value, act_deriv = _activation_device_functions(dtname)
 
     @cuda.jit(device=True)
     def layer_meta(meta, ly):
@@ -160,7 +333,8 @@ def _layer_device_functions(dtname: str):
 
     @cuda.jit(device=True)
     def dense_forward(params, meta, ly, x, xoff, ys, hs):
-        """Layer ly on x[xoff : xoff+nin]: h -> hs[out:], y = h*idt + sc(x) -> ys[out:]."""
+        """Layer ly on x[xoff : xoff+nin]: y = h*idt + sc(x) -> ys[out:], h = phi(z) -> hs[out:]
+        (z itself for gelu, silu and silut, whose derivatives are a function of z, not of h)."""
         w_off, b_off, i_off, nin, nout, sc, act, o = layer_meta(meta, ly)
         for m in range(nout):
             z = ZERO
@@ -168,8 +342,15 @@ def _layer_device_functions(dtname: str):
                 z += x[xoff + k] * params[w_off + k * nout + m]
             if b_off >= 0:
                 z += params[b_off + m]
-            h = math.tanh(z) if act == 1 else z
-            hs[o + m] = h
+            if act == ACT_TANH:
+                h = math.tanh(z)
+                hs[o + m] = h
+            elif act > ACT_TANH:
+                h = act_value(z, act)
+                hs[o + m] = z if act >= KEEP_Z else h  # what act_deriv takes
+            else:
+                h = z
+                hs[o + m] = h
             y = h * params[i_off + m] if i_off >= 0 else h
             if sc == 1:
                 y += x[xoff + m]
@@ -179,7 +360,7 @@ def _layer_device_functions(dtname: str):
 
     @cuda.jit(device=True)
     def dense_backward(params, meta, ly, hs, dy, dyoff, dx, dxoff):
-        """dx[dxoff : dxoff+nin] <- ∂/∂x of <dy[dyoff : dyoff+nout], y> (needs h only)."""
+        """dx[dxoff : dxoff+nin] <- ∂/∂x of <dy[dyoff : dyoff+nout], y> (needs hs only)."""
         w_off, _, i_off, nin, nout, sc, act, o = layer_meta(meta, ly)
         for k in range(nin):
             dx[dxoff + k] = ZERO
@@ -187,9 +368,11 @@ def _layer_device_functions(dtname: str):
             dz = dy[dyoff + m]
             if i_off >= 0:
                 dz = dz * params[i_off + m]
-            if act == 1:
+            if act == ACT_TANH:
                 h = hs[o + m]
                 dz = dz * (ONE - h * h)
+            elif act > ACT_TANH:
+                dz = dz * act_deriv(hs[o + m], act)
             for k in range(nin):
                 dx[dxoff + k] += dz * params[w_off + k * nout + m]
         if sc == 1:
