@@ -95,11 +95,10 @@ def cmd_check(args) -> int:
         label = "built-in random se_e2_a model (3 types, rcut 4 Å, type_one_side false)"
     print(f"symref check: {label}")
     print(f"  rcut {model.rcut} Å, sel {model.sel}, precision float64, backend {args.backend}")
-    tables = getattr(model.descriptor, "tables", None)
-    if tables is not None:
-        from symref.reference.tabulation import table_error
+    from symref.io.compress import table_errors
 
-        errs = list(table_error(model.descriptor, tables).values())
+    errs = table_errors(model.descriptor)  # every tabulated net (se_e2_a, se_e2_r, se_e3)
+    if errs:
         print(f"  compressed: {len(errs)} tabulated embedding nets; max |G_table - G_net| "
               f"{max(e.value_first for e in errs):.2e} (first stride), "
               f"{max(e.value_second for e in errs):.2e} (second stride); "
@@ -292,7 +291,7 @@ def _cmd_compress(args) -> int:
 
     res = compress_file(args.model, args.output, min_nbor_dist=args.min_nbor_dist,
                         systems=args.system or (), stride=args.step, extrapolate=args.extrapolate)
-    n = sum(1 for d in res["tables"].data if np.size(d))
+    n = sum(1 for _, _, t in res["parts"] for d in t.data if np.size(d))
     print(f"min_nbor_dist {res['min_nbor_dist']:.6f} Å (from the {res['source']}); "
           f"{n} embedding nets tabulated; written {args.output}")
     return 0

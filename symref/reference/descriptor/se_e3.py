@@ -86,6 +86,14 @@ class SeE3(EmbeddingSettings):
         if len(self.embeddings) != self.ntypes ** 2:
             raise ValueError(f"se_e3 has {len(self.embeddings)} embedding nets, expected "
                              f"ntypes² = {self.ntypes ** 2}")
+        if self.tables is not None:
+            if len(self.tables.data) != self.ntypes ** 2:
+                raise ValueError(f"compressed se_e3: {len(self.tables.data)} tables, expected "
+                                 f"one per net (ntypes² = {self.ntypes ** 2})")
+            for _, _, idx, _ in _pairs(self):
+                if not np.size(self.tables.data[idx]):
+                    raise ValueError(f"compressed se_e3: compress_data[{idx}] (neighbour types "
+                                     f"{idx % self.ntypes}, {idx // self.ntypes}) is empty")
 
     def embedding_index(self, p: int, q: int) -> int:
         return p + q * self.ntypes
@@ -146,9 +154,7 @@ def _embed(th, desc: SeE3, idx: int):
     table, which extrapolates linearly there)."""
     if desc.tables is None:
         return mlp_forward(th, desc.embeddings[idx])
-    data, info = desc.tables.data[idx], desc.tables.info[idx]
-    if not np.size(data):
-        raise ValueError(f"compressed se_e3: the table of embedding net {idx} is empty")
+    data, info = desc.tables.data[idx], desc.tables.info[idx]  # filled (SeE3 checks)
     big = float(np.max(np.abs(th), initial=0.0))
     if big >= float(info[2]):
         warnings.warn(f"compressed se_e3 embedding net {idx}: |theta| = {big:.6g} beyond the "
