@@ -97,11 +97,13 @@ def cmd_check(args) -> int:
     print(f"  rcut {model.rcut} Å, sel {model.sel}, precision float64, backend {args.backend}")
     from symref.io.compress import table_errors
 
-    errs = table_errors(model.descriptor)  # every tabulated net (se_e2_a, se_e2_r, se_e3)
-    if errs:
-        print(f"  compressed: {len(errs)} tabulated embedding nets; max |G_table - G_net| "
-              f"{max(e.value_first for e in errs):.2e} (first stride), "
-              f"{max(e.value_second for e in errs):.2e} (second stride); "
+    for where, name, errs in table_errors(model.descriptor):  # each compressed (member) part
+        seg = ("fine segment", "coarse segments") if name == "se_e3" else ("first stride",
+                                                                           "second stride")
+        label = "compressed" if where == "descriptor" else f"compressed {where} ({name})"
+        print(f"  {label}: {len(errs)} tabulated embedding nets; max |G_table - G_net| "
+              f"{max(e.value_first for e in errs):.2e} ({seg[0]}), "
+              f"{max(e.value_second for e in errs):.2e} ({seg[1]}); "
               f"max |dG/ds table - net| {max(e.slope_first for e in errs):.2e}, "
               f"{max(e.slope_second for e in errs):.2e}")
     if args.backend == "numba":

@@ -319,11 +319,12 @@ def test_se_e3_table_error_and_check(tmp_path, capsys):
     save_model(model, src)
     assert main(["compress", str(src), "-o", str(out), "--min-nbor-dist", "0.8"]) == 0
     assert "3 embedding nets tabulated" in capsys.readouterr().out
-    errs = table_errors(load_model(out).descriptor)
-    assert len(errs) == 3
+    (where, name, errs), = table_errors(load_model(out).descriptor)
+    assert (where, name, len(errs)) == ("descriptor", "se_e3", 3)
     main(["check", str(out), "--backend", "numpy", "--sample", "2"])
     text = capsys.readouterr().out
     assert "compressed: 3 tabulated embedding nets; max |G_table - G_net|" in text
+    assert "(fine segment)" in text and "(coarse segments)" in text
     first = float(text.split("G_net| ")[1].split(" ")[0])
     assert first == pytest.approx(max(e.value_first for e in errs), rel=1e-2)
     # the misfitted intervals: the first of the fine segment, the first above it
@@ -404,3 +405,29 @@ def test_zz_report_measured_differences():
     """Print the largest differences measured against deepmd-kit (pytest -s shows them)."""
     for (case, what), rel in sorted(MEASURED.items()):
         print(f"compressed vs deepmd-kit {case:24s} {what:12s} rel {rel:.2e}")
+
+
+def test_hybrid_check_and_show_name_each_compressed_member(tmp_path, capsys):
+    """``symref check`` on a compressed hybrid states the table error of each member on its
+    own line (se_e3's per segment), and ``symref show`` names the descriptor and says it is
+    compressed."""
+    from symref.model.build import demo_model
+
+    model = demo_model({"type_map": ["O", "H"], "descriptor": {"type": "hybrid", "list": [
+        {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 0.5, "sel": [12, 12], "neuron": [4, 8],
+         "axis_neuron": 3},
+        {"type": "se_e3", "rcut": 3.0, "rcut_smth": 0.5, "sel": [6, 6], "neuron": [4, 8]}]},
+        "fitting_net": {"neuron": [8, 8]}}, seed=1)
+    src, out = tmp_path / "m.yaml", tmp_path / "c.yaml"
+    save_model(model, src)
+    assert main(["compress", str(src), "-o", str(out), "--min-nbor-dist", "0.8"]) == 0
+    assert "5 embedding nets tabulated" in capsys.readouterr().out
+    main(["check", str(out), "--backend", "numpy", "--sample", "2"])
+    text = capsys.readouterr().out
+    assert "compressed descriptor.list[0] (se_e2_a): 2 tabulated embedding nets" in text
+    assert "compressed descriptor.list[1] (se_e3): 3 tabulated embedding nets" in text
+    assert "== built-in molecule" in text and "16/16 passed" in text
+    assert main(["show", str(out), "summary"]) == 0
+    assert "descriptor hybrid, rcut 4.0 Å, sel [12, 12]" in capsys.readouterr().out
+    assert main(["show", str(src), "summary"]) == 0
+    assert "not compressed" in capsys.readouterr().out

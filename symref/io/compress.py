@@ -30,6 +30,7 @@ import numpy as np
 from symref.io.data import load_system
 from symref.io.model_file import read_model_file, save_model
 from symref.io.model_dict import model_from_dict
+from symref.reference.descriptor.dispatch import descriptor_ops
 from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.descriptor.se_e2_r import SeE2R
@@ -135,14 +136,16 @@ def descriptor_tables(desc) -> list:
 
 
 def table_errors(desc) -> list:
-    """:class:`~symref.reference.tabulation.TableError` of every tabulated net of ``desc``
-    (every compressed member of a hybrid): se_t's three-segment tables through
-    :func:`~symref.reference.tabulation_se_t.table_error_se_t`, the others through
-    :func:`~symref.reference.tabulation.table_error`."""
+    """``[(where, descriptor type, [TableError per tabulated net])]`` for every compressed part
+    of ``desc`` (:func:`descriptor_tables`; :class:`~symref.reference.tabulation.TableError`):
+    se_e3's three-segment tables through
+    :func:`~symref.reference.tabulation_se_t.table_error_se_t` (``*_first``: the fine
+    segment, ``*_second``: the two coarse ones), the others through
+    :func:`~symref.reference.tabulation.table_error` (the two strides)."""
     out = []
-    for _, d, tables in descriptor_tables(desc):
+    for where, d, tables in descriptor_tables(desc):
         fn = table_error_se_t if isinstance(d, SeE3) else table_error
-        out += list(fn(d, tables).values())
+        out.append((where, descriptor_ops(d).name, list(fn(d, tables).values())))
     return out
 
 
