@@ -148,6 +148,16 @@ def _theta(X, rows, sp, sq):
     return np.einsum("iad,ibd->iab", X[rows, sp], X[rows, sq])  # B x n_p x n_q
 
 
+def warn_beyond_se_t_table(big: float, info, idx: int, *, stacklevel: int = 2) -> None:
+    """RuntimeWarning naming net ``idx`` when ``big`` = max |θ| reaches the end of its
+    table ``info`` (``stacklevel`` as :func:`warnings.warn`'s, from this function)."""
+    if big >= float(info[2]):
+        warnings.warn(f"compressed se_e3 embedding net {idx}: |theta| = {big:.6g} beyond the "
+                      f"table's end {float(info[2]):.6g} (a neighbour closer than the minimum "
+                      "neighbour distance the table covers); G is extrapolated linearly there",
+                      RuntimeWarning, stacklevel=stacklevel)
+
+
 def _embed(th, desc: SeE3, idx: int):
     """``(G, cache)`` of net ``idx`` at θ (... x 1): the net, or its table when the
     descriptor is compressed (a RuntimeWarning naming the net when a θ lies beyond the
@@ -155,12 +165,7 @@ def _embed(th, desc: SeE3, idx: int):
     if desc.tables is None:
         return mlp_forward(th, desc.embeddings[idx])
     data, info = desc.tables.data[idx], desc.tables.info[idx]  # filled (SeE3 checks)
-    big = float(np.max(np.abs(th), initial=0.0))
-    if big >= float(info[2]):
-        warnings.warn(f"compressed se_e3 embedding net {idx}: |theta| = {big:.6g} beyond the "
-                      f"table's end {float(info[2]):.6g} (a neighbour closer than the minimum "
-                      "neighbour distance the table covers); G is extrapolated linearly there",
-                      RuntimeWarning, stacklevel=4)
+    warn_beyond_se_t_table(float(np.max(np.abs(th), initial=0.0)), info, idx, stacklevel=5)
     G, slope = tabulated_se_t_forward(th, data, info)
     return G, _TableCache(slope)
 
