@@ -96,6 +96,17 @@ def _locate(x, info, nspl):
     return k, t, e
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _column(row, m, t, e):
+    """``(G, G')`` of output m from one interval's coefficients ``row`` (6M, deepmd-kit's
+    layout: ``row[6m + j]`` = :math:`c_j`): :math:`p(t) + p'(t)e` and :math:`p'(t)`."""
+    q0, q1, q2, q3, q4, q5 = row[6 * m], row[6 * m + 1], row[6 * m + 2], row[6 * m + 3], \
+        row[6 * m + 4], row[6 * m + 5]
+    val = q0 + (q1 + (q2 + (q3 + (q4 + q5 * t) * t) * t) * t) * t
+    grad = q1 + (2 * q2 + (3 * q3 + (4 * q4 + 5 * q5 * t) * t) * t) * t
+    return val + grad * e, grad
+
+
 @kernel
 def se_e3_tabulated_forward(X, ranges, c, DATA, INFO, NSPL, D, THMAX):
     """``D[i] = sum c theta G(theta)`` (nloc x M, zeroed here) from ``X`` (nloc x nnei x 3,
@@ -119,11 +130,8 @@ def se_e3_tabulated_forward(X, ranges, c, DATA, INFO, NSPL, D, THMAX):
                     kk, t, e = _locate(th, INFO[k], NSPL[k])
                     f = c[g] * th
                     for m in range(M):
-                        q = DATA[k, kk, 6 * m:6 * m + 6]
-                        val = q[0] + (q[1] + (q[2] + (q[3] + (q[4] + q[5] * t) * t) * t) * t) * t
-                        grad = q[1] + (2 * q[2] + (3 * q[3] + (4 * q[4] + 5 * q[5] * t) * t)
-                                       * t) * t
-                        D[i, m] += f * (val + grad * e)
+                        G, _ = _column(DATA[k, kk], m, t, e)
+                        D[i, m] += f * G
             THMAX[i, g] = big
 
 
@@ -149,11 +157,8 @@ def se_e3_tabulated_backward(X, ranges, c, DATA, INFO, NSPL, dD, dX):
                     kk, t, e = _locate(th, INFO[k], NSPL[k])
                     s = 0.0
                     for m in range(M):
-                        q = DATA[k, kk, 6 * m:6 * m + 6]
-                        val = q[0] + (q[1] + (q[2] + (q[3] + (q[4] + q[5] * t) * t) * t) * t) * t
-                        grad = q[1] + (2 * q[2] + (3 * q[3] + (4 * q[4] + 5 * q[5] * t) * t)
-                                       * t) * t
-                        s += dD[i, m] * (val + grad * e + th * grad)
+                        G, slope = _column(DATA[k, kk], m, t, e)
+                        s += dD[i, m] * (G + th * slope)
                     dth = c[g] * s
                     for d in range(3):
                         dX[i, a, d] += dth * X[i, b, d]
