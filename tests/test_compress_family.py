@@ -201,6 +201,7 @@ def _rel(a, b):
 
 
 @pytest.mark.deepmd
+@pytest.mark.data
 @pytest.mark.parametrize("kind", ["se_e2_r", "se_e3", "hybrid"])
 @pytest.mark.parametrize("suffix", [".dp", ".yaml"])
 def test_read_deepmd_compressed_file(tmp_path, request, monkeypatch, kind, suffix):
@@ -241,6 +242,7 @@ def test_read_deepmd_compressed_file(tmp_path, request, monkeypatch, kind, suffi
 
 
 @pytest.mark.deepmd
+@pytest.mark.data
 @pytest.mark.parametrize("kind", ["se_e2_r", "se_e3", "hybrid"])
 def test_symref_compressed_file_loads_in_deepmd(tmp_path, request, monkeypatch, kind):
     """``symref compress`` writes files deepmd-kit reads (NumPy backend ``deserialize``,

@@ -91,7 +91,7 @@ def _dp_net(m, index):
 
 @pytest.mark.deepmd
 @pytest.mark.parametrize("kind", ["se_e2_r", "se_e3", "hybrid"])
-@pytest.mark.parametrize("system", ["water", "molecule"])
+@pytest.mark.parametrize("system", [pytest.param("water", marks=pytest.mark.data), "molecule"])
 def test_descriptor_stages_equal_deepmd_numpy(tmp_path, request, dp, kind, system):
     """nlist (the hybrid's and every member's own), rij, env_mat and descriptor equal
     deepmd-kit's NumPy backend on its own neighbour list (1e-12 relative); se_e2_r's G and
@@ -149,6 +149,7 @@ def test_descriptor_stages_equal_deepmd_numpy(tmp_path, request, dp, kind, syste
 
 
 @pytest.mark.deepmd
+@pytest.mark.data
 @pytest.mark.parametrize("kind", ["se_e2_r", "se_e3", "hybrid"])
 def test_outputs_equal_deepmd_pytorch(tmp_path, request, dp, pt, kind):
     """atom_energy, energy, force, virial and atom_virial of the dump equal deepmd-kit's

@@ -97,14 +97,21 @@ def _locate(x, info, nspl):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
+def _value(row, m, t):
+    """:math:`p(t)` of output m from one interval's coefficients ``row`` (6M, deepmd-kit's
+    layout: ``row[6m + j]`` = :math:`c_j`), Horner's scheme."""
+    j = 6 * m
+    return row[j] + (row[j + 1] + (row[j + 2] + (row[j + 3] + (row[j + 4] + row[j + 5] * t)
+                                                 * t) * t) * t) * t
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _column(row, m, t, e):
-    """``(G, G')`` of output m from one interval's coefficients ``row`` (6M, deepmd-kit's
-    layout: ``row[6m + j]`` = :math:`c_j`): :math:`p(t) + p'(t)e` and :math:`p'(t)`."""
-    q0, q1, q2, q3, q4, q5 = row[6 * m], row[6 * m + 1], row[6 * m + 2], row[6 * m + 3], \
-        row[6 * m + 4], row[6 * m + 5]
-    val = q0 + (q1 + (q2 + (q3 + (q4 + q5 * t) * t) * t) * t) * t
-    grad = q1 + (2 * q2 + (3 * q3 + (4 * q4 + 5 * q5 * t) * t) * t) * t
-    return val + grad * e, grad
+    """``(G, G')`` of output m: :math:`p(t) + p'(t)e` and :math:`p'(t)` (:func:`_value`)."""
+    j = 6 * m
+    grad = row[j + 1] + (2 * row[j + 2] + (3 * row[j + 3] + (4 * row[j + 4] + 5 * row[j + 5] * t)
+                                           * t) * t) * t
+    return _value(row, m, t) + grad * e, grad
 
 
 @kernel
@@ -129,9 +136,14 @@ def se_e3_tabulated_forward(X, ranges, c, DATA, INFO, NSPL, D, THMAX):
                     big = max(big, abs(th))
                     kk, t, e = _locate(th, INFO[k], NSPL[k])
                     f = c[g] * th
-                    for m in range(M):
-                        G, _ = _column(DATA[k, kk], m, t, e)
-                        D[i, m] += f * G
+                    row = DATA[k, kk]
+                    if e == 0.0:  # inside the table: p(t) alone
+                        for m in range(M):
+                            D[i, m] += f * _value(row, m, t)
+                    else:
+                        for m in range(M):
+                            G, _ = _column(row, m, t, e)
+                            D[i, m] += f * G
             THMAX[i, g] = big
 
 
