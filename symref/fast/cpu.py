@@ -187,9 +187,6 @@ def _descriptor_reason(d) -> str | None:
     """Why the numba kernels cannot evaluate the descriptor ``d`` (se_e2_a, se_e2_r or se_e3)
     exactly, or None."""
     tabulated = getattr(d, "tables", None) is not None  # tables replace the nets
-    if isinstance(d, SeE2R) and tabulated:
-        return ("compressed (tabulated) SeE2R runs on the reference (symref has numba table "
-                "kernels for se_e2_a and se_e3 only)")
     # se_e2_a's kernels take every activation code; symref.fast.se_e3's tanh and linear
     allowed = sorted(ACT_CODES) if isinstance(d, SeE2A) else ["linear", "none", "tanh"]
     for net in ([] if tabulated else d.embeddings):
