@@ -152,7 +152,9 @@ def table_errors(desc) -> list:
 def compress_file(model_path, out_path, *, min_nbor_dist: float | None = None, systems=(),
                   stride: float = DEFAULT_STRIDE, extrapolate: float = DEFAULT_EXTRAPOLATE) -> dict:
     """Read ``model_path``, tabulate, write ``out_path``; returns ``{"min_nbor_dist", "source",
-    "tables"}`` (where r_min came from: ``"option"``, ``"systems"`` or ``"model file"``)."""
+    "tables", "parts"}``: where r_min came from (``"option"``, ``"systems"`` or ``"model
+    file"``), the descriptor's tables (None for a hybrid) and :func:`descriptor_tables` of
+    the written model (every compressed member of a hybrid)."""
     if min_nbor_dist is not None and systems:
         raise ValueError("give either min_nbor_dist or systems, not both")
     wrapper = read_model_file(model_path)
