@@ -95,14 +95,15 @@ def cmd_check(args) -> int:
         label = "built-in random se_e2_a model (3 types, rcut 4 Å, type_one_side false)"
     print(f"symref check: {label}")
     print(f"  rcut {model.rcut} Å, sel {model.sel}, precision float64, backend {args.backend}")
-    tables = getattr(model.descriptor, "tables", None)
-    if tables is not None:
-        from symref.reference.tabulation import table_error
+    from symref.io.compress import table_errors
 
-        errs = list(table_error(model.descriptor, tables).values())
-        print(f"  compressed: {len(errs)} tabulated embedding nets; max |G_table - G_net| "
-              f"{max(e.value_first for e in errs):.2e} (first stride), "
-              f"{max(e.value_second for e in errs):.2e} (second stride); "
+    for where, name, errs in table_errors(model.descriptor):  # each compressed (member) part
+        seg = ("fine segment", "coarse segments") if name == "se_e3" else ("first stride",
+                                                                           "second stride")
+        label = "compressed" if where == "descriptor" else f"compressed {where} ({name})"
+        print(f"  {label}: {len(errs)} tabulated embedding nets; max |G_table - G_net| "
+              f"{max(e.value_first for e in errs):.2e} ({seg[0]}), "
+              f"{max(e.value_second for e in errs):.2e} ({seg[1]}); "
               f"max |dG/ds table - net| {max(e.slope_first for e in errs):.2e}, "
               f"{max(e.slope_second for e in errs):.2e}")
         kinked = sorted({ly.activation for net in model.descriptor.embeddings for ly in net}
@@ -297,7 +298,7 @@ def _cmd_compress(args) -> int:
 
     res = compress_file(args.model, args.output, min_nbor_dist=args.min_nbor_dist,
                         systems=args.system or (), stride=args.step, extrapolate=args.extrapolate)
-    n = sum(1 for d in res["tables"].data if np.size(d))
+    n = sum(1 for _, _, t in res["parts"] for d in t.data if np.size(d))
     print(f"min_nbor_dist {res['min_nbor_dist']:.6f} Å (from the {res['source']}); "
           f"{n} embedding nets tabulated; written {args.output}")
     return 0

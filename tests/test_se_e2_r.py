@@ -314,7 +314,7 @@ def test_tensor_fitting_on_se_e2_r_is_refused():
 
 def test_bad_model_dict(model):
     """Model dicts: se_r with type_one_side false, a davg of the se_e2_a shape, a
-    compressed se_r, each named."""
+    compressed se_r without its tables, each named."""
     from symref.io.model_dict import model_to_dict
 
     d = model_to_dict(model)
@@ -327,8 +327,8 @@ def test_bad_model_dict(model):
     with pytest.raises(ValueError, match=r"model.descriptor: variable 'davg' has shape"):
         model_from_dict(bad)
     bad = copy.deepcopy(d)
-    bad["descriptor"]["compress"] = {"@variables": {}}
-    with pytest.raises(ValueError, match="compressed .*se_r descriptor"):
+    bad["descriptor"]["compress"] = {"@variables": {}}  # compressed, its tables missing
+    with pytest.raises(ValueError, match=r"model.descriptor.compress: missing key 'compress_data'"):
         model_from_dict(bad)
 
 
@@ -473,8 +473,9 @@ def test_deepmd_statistics(dp, backend, request):
 # ------------------------------------------------------------------ other entry points
 def test_ase_calculator_lammps_and_golden(model):
     """The ASE calculator takes an se_e2_r DeepPot (energy, forces and stress as
-    model.evaluate's); LAMMPS ghost mode (numba only) and golden vectors (se_e2_a's
-    stages) refuse it, naming the descriptor, before touching LAMMPS or writing files."""
+    model.evaluate's); LAMMPS ghost mode (numba only) refuses it, naming the descriptor,
+    before touching LAMMPS; golden vectors give se_e2_r's own stages
+    (tests/test_golden_family.py)."""
     pytest.importorskip("ase", reason="ase is not installed")
     from ase import Atoms
 
@@ -490,8 +491,8 @@ def test_ase_calculator_lammps_and_golden(model):
     np.testing.assert_allclose(atoms.get_forces(), ref["forces"][0], rtol=0, atol=1e-13)
     with pytest.raises(ValueError, match="no SeE2R descriptor; use mode='periodic'"):
         attach(None, model, mode="ghost")
-    with pytest.raises(ValueError, match="defined for se_e2_a descriptors; .* SeE2R"):
-        stages(model, coord[0], atype, box[0])
+    names = [name for name, _, _ in stages(model, coord[0], atype, box[0])]
+    assert "s" in names and "T" not in names
 
 
 def test_zz_report_deviations():

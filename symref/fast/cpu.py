@@ -186,7 +186,7 @@ def unsupported_reason(model) -> str | None:
 def _descriptor_reason(d) -> str | None:
     """Why the numba kernels cannot evaluate the descriptor ``d`` (se_e2_a, se_e2_r or se_e3)
     exactly, or None."""
-    tabulated = isinstance(d, SeE2A) and getattr(d, "tables", None) is not None
+    tabulated = getattr(d, "tables", None) is not None  # tables replace the nets
     # se_e2_a's kernels take every activation code; symref.fast.se_e3's tanh and linear
     allowed = sorted(ACT_CODES) if isinstance(d, SeE2A) else ["linear", "none", "tanh"]
     for net in ([] if tabulated else d.embeddings):

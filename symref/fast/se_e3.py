@@ -32,6 +32,9 @@ def scalar_descriptor_forward(desc, R, keep):
     rows ``R`` (nloc x nnei x 4) with the exclusion mask ``keep`` (nloc x nnei), by the
     kernels of :mod:`symref.fast.kernels.se_e3`; ``ctx`` for
     :func:`scalar_descriptor_backward`."""
+    if getattr(desc, "tables", None) is not None:  # compressed: the tables' kernels
+        from symref.fast.se_e3_tabulated import tabulated_descriptor_forward
+        return tabulated_descriptor_forward(desc, R, keep)
     nets = ks.pack_nets(desc.embeddings)
     if isinstance(desc, SeE2R):  # radial column only
         x, cols = np.ascontiguousarray(R[..., 0] * keep), 0  # nloc x nnei

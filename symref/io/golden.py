@@ -5,23 +5,37 @@ numbers leave the truth.  :func:`dump` writes one folder per (model, frame):
 
 ``manifest.json``
     ``{"format": "symref-golden", "format_version": 1, "symref_version", "model_file",
-    "system", "frame", "model": {"kind", "type_map", "rcut", "rcut_smth", "sel", "nnei",
-    "M1", "M2"}, "units", "stages": [...]}``; ``stages`` lists every stage in data-flow
-    order as ``{"name", "file", "shape", "dtype", "description"}`` (description: the
-    formula and the names of the axes).
+    "system", "frame", "model": {"kind", "type_map", "descriptor", "rcut", "rcut_smth",
+    "sel", "nnei", "M1", "M2"}, "units", "stages": [...]}`` (``M2`` for se_e2_a only; a
+    hybrid's ``model`` has ``rcut``, ``sel``, ``nnei`` of its neighbour list and
+    ``members``, each with its stage ``prefix`` and the keys above); ``stages`` lists
+    every stage in data-flow order as ``{"name", "file", "shape", "dtype",
+    "description"}`` (description: the formula and the names of the axes).
 ``<name>.npy``
-    one array per stage (float64, or int64 for ``atype`` and ``nlist``).
+    one array per stage (float64, or int64 for ``atype`` and the ``nlist`` stages).
 
 Stages (n atoms, nnei = Σ sel slots, M1 embedding width, M2 axis width; every one
 read from the reference code path, :meth:`symref.model.deeppot.DeepPot.trace_frame`
 and :meth:`symref.model.tensor.DeepTensor.tensor_forward`): ``coord``, ``atype``,
-``box`` (absent for a molecule), ``nlist``, ``rij``, ``env_mat``,
-``embedding_layer_k`` (hidden layers), ``G``, ``T``, ``descriptor``,
-``fitting_layer_k`` (hidden layers), ``fitting_out``, then for an energy model
-``atom_energy``, ``energy``, ``dE_dD``, ``dE_denv_mat``, ``dE_drij``, ``force``,
-``virial``, ``atom_virial``; for a dipole / polarizability model ``rot_mat``,
-``atom_dipole``/``atom_polarizability``, ``dipole``/``polarizability``.  The dump
-itself satisfies ``energy = Σ atom_energy`` and ``virial = Σ atom_virial``.
+``box`` (absent for a molecule), ``nlist``, ``rij``, then the descriptor's stages:
+
+* se_e2_a: ``env_mat``, ``embedding_layer_k`` (hidden layers), ``G``, ``T``, ``descriptor``;
+* se_e2_r: ``env_mat`` (n, nnei, 1: the radial column), ``s`` (the embedding input),
+  ``embedding_layer_k``, ``G``, ``descriptor`` (1/5 of the mean of G over nnei slots);
+* se_e3: ``env_mat``, then for every neighbour-type pair p <= q ``theta_p_q``
+  (n, sel_p, sel_q), ``G_p_q`` (n, sel_p, sel_q, M1) and ``descriptor_p_q`` (its block
+  of D), then ``descriptor`` (their sum); no hidden layers (nnei² x width each);
+* hybrid: for member k, ``mk_nlist``/``mk_rij`` (its own neighbour list: its sel and
+  rcut) and its stages above under the prefix ``mk_``, then ``descriptor`` (the
+  members' side by side);
+
+then ``fitting_layer_k`` (hidden layers), ``fitting_out``, and for an energy model
+``atom_energy``, ``energy``, ``dE_dD``, ``dE_denv_mat`` (a hybrid: ``mk_dE_denv_mat``
+per member), ``dE_drij``, ``force``, ``virial``, ``atom_virial``; for a dipole /
+polarizability model ``rot_mat``, ``atom_dipole``/``atom_polarizability``,
+``dipole``/``polarizability``.  Compressed models give ``G`` (``G_p_q``) from their
+tables and no hidden embedding layers.  The dump itself satisfies
+``energy = Σ atom_energy`` and ``virial = Σ atom_virial``.
 
 :func:`compare` reads two such folders (the second may be a porter's, with or without a
 manifest; stages found as ``<name>.npy``) and reports stage by stage the largest
@@ -51,7 +65,11 @@ from symref._version import __version__
 from symref.model.base import normalize_inputs
 from symref.model.deeppot import DeepPot
 from symref.model.tensor import DeepTensor
-from symref.reference.descriptor.se_e2_a import se_e2_a_slot_outputs
+from symref.reference.descriptor.dispatch import descriptor_ops
+from symref.reference.descriptor.hybrid import Hybrid, member_slots
+from symref.reference.descriptor.se_e2_a import SeE2A, se_e2_a_slot_outputs
+from symref.reference.descriptor.se_e2_r import SeE2R, se_e2_r_slot_outputs
+from symref.reference.descriptor.se_e3 import SeE3, se_e3_pair_outputs
 from symref.reference.fitting import fitting_hidden_outputs, tensor_head_weights
 
 FORMAT = "symref-golden"
@@ -83,6 +101,37 @@ _DESC = {
          "axes (centre i, M1, 4)",
     "descriptor": "D_i = T_i T_i[:M2]^T (M1 x M2) flattened row-major, index a*M2 + b "
                   "(deepmd-kit's descriptor); axes (centre i, M1*M2)",
+    # se_e2_r
+    "env_mat:se_e2_r": "R_is = (w(r)/r - davg[t_i, s]) / dstd[t_i, s], r = |r_ji|, w the smooth "
+                       "switch from rcut_smth to rcut (deepmd-kit's radial-only environment "
+                       "matrix); an empty slot has R = -davg/dstd; " + _SLOT + ", 1)",
+    "s:se_e2_r": "s_is = R_is k_is, the embedding input (k_is = 0 for the descriptor's "
+                 "exclude_types); " + _SLOT + ")",
+    "embedding_layer:se_e2_r": "output of hidden layer {k} of the embedding net N_(t_j) at "
+                               "s_is; " + _SLOT + ", width)",
+    "G:se_e2_r": "G_is = N_(t_j)(s_is) (a compressed model: its table); " + _SLOT + ", M)",
+    "descriptor:se_e2_r": "D_i = (1/5) (1/nnei) sum_s G_is, nnei = sum(sel) (padded slots "
+                          "counted; 1/5 is deepmd-kit's res_rescale); axes (centre i, M)",
+    # se_e3
+    "theta:se_e3": "theta_iab = X_ia . X_ib, X_is = k_is R_is[1:4] (the direction columns of "
+                   "env_mat), a over the sel[{p}] slots of neighbour type {p}, b over the "
+                   "sel[{q}] slots of type {q}; axes (centre i, slot a, slot b)",
+    "G:se_e3": "G_iab = N_({p},{q})(theta_iab), net index {p} + {q} ntypes (a compressed "
+               "model: its table over theta); axes (centre i, slot a, slot b, M)",
+    "block:se_e3": "D^({p}{q})_i = sum_ab theta_iab G_iab / (sel[{p}] sel[{q}]); "
+                   "axes (centre i, M)",
+    "descriptor:se_e3": "D_i = sum over neighbour-type pairs p <= q of descriptor_p_q; "
+                        "axes (centre i, M)",
+    # hybrid
+    "nlist:member": "the member's own neighbour list: the first sel_m[t] slots of each type "
+                    "block of the hybrid's nlist, -1 where |r_ji| >= rcut_m (deepmd-kit's "
+                    "build_multiple_neighbor_list); " + _SLOT + " of the member)",
+    "rij:member": "r_ji on the member's slots, 0 where its nlist is -1; " + _SLOT
+                  + " of the member, xyz)",
+    "descriptor:hybrid": "D_i = [D^(0)_i, D^(1)_i, ...], the members' descriptors (m<k>_"
+                         "descriptor) side by side; axes (centre i, sum of their widths)",
+    "dE_denv_mat:member": "dE/dR_is of the member's env_mat; " + _SLOT
+                          + " of the member, env_mat columns)",
     "fitting_layer": "output of hidden layer {k} of the fitting net of type t_i on D_i "
                      "(0 rows for the fitting's exclude_types); axes (atom i, width)",
     # energy head
@@ -91,7 +140,7 @@ _DESC = {
     "atom_energy": "E_i = fitting_out_i + out_bias[t_i] (0 for atom_exclude_types), eV; "
                    "axes (atom i)",
     "energy": "E = sum_i E_i, eV; scalar",
-    "dE_dD": "dE/dD_i; axes (centre i, M1*M2)",
+    "dE_dD": "dE/dD_i; axes (centre i, descriptor width)",
     "dE_denv_mat": "dE/dR_is (through G and T); " + _SLOT + ", 4)",
     "dE_drij": "g_is = dE/dr_ji, eV/Å, 0 in empty slots; " + _SLOT + ", xyz)",
     "force": "F_k = -dE/dx_k = sum_s g_ks - sum_{(i,s): j(i,s) = k} g_is, eV/Å; "
@@ -123,9 +172,9 @@ def _one_frame(model, coord, atype, box):
     if not isinstance(model, (DeepPot, DeepTensor)):
         raise TypeError(f"golden vectors need a DeepPot or DeepTensor model, got "
                         f"{type(model).__name__}")
-    if type(model.descriptor).__name__ != "SeE2A":  # the stages are se_e2_a's (G, T, D)
-        raise ValueError(f"golden vectors are defined for se_e2_a descriptors; this model's "
-                         f"descriptor is {type(model.descriptor).__name__}")
+    if not isinstance(model.descriptor, (SeE2A, SeE2R, SeE3, Hybrid)):
+        raise ValueError(f"golden vectors are defined for se_e2_a, se_e2_r, se_e3 and hybrid "
+                         f"descriptors; this model's is {type(model.descriptor).__name__}")
     coord, atype, box = normalize_inputs(coord, atype, box, model.ntypes)
     if coord.shape[0] != 1:
         raise ValueError(f"golden vectors are one frame: coord has {coord.shape[0]} frames "
@@ -133,21 +182,73 @@ def _one_frame(model, coord, atype, box):
     return coord[0], atype[0], None if box is None else box[0]
 
 
+def _embedding_stages(desc, R, d_cache, D, pre: str = "") -> list:
+    """``env_mat`` through ``descriptor`` of one (non-hybrid) descriptor, names prefixed by
+    ``pre``: ``(name, array, description)`` triples."""
+    if isinstance(desc, SeE2A):
+        *hidden, G = se_e2_a_slot_outputs(d_cache)  # nloc x nnei x width_k each
+        out = [(pre + "env_mat", R, _DESC["env_mat"])]
+        out += [(f"{pre}embedding_layer_{k}", y, _DESC["embedding_layer"].format(k=k))
+                for k, y in enumerate(hidden)]
+        return out + [(pre + "G", G, _DESC["G"]), (pre + "T", d_cache[2], _DESC["T"]),
+                      (pre + "descriptor", D, _DESC["descriptor"])]
+    if isinstance(desc, SeE2R):
+        keep = d_cache[1]  # nloc x nnei
+        *hidden, G = se_e2_r_slot_outputs(R, keep, desc)  # nloc x nnei x width_k each
+        out = [(pre + "env_mat", R[..., :1], _DESC["env_mat:se_e2_r"]),
+               (pre + "s", R[..., 0] * keep, _DESC["s:se_e2_r"])]
+        out += [(f"{pre}embedding_layer_{k}", y, _DESC["embedding_layer:se_e2_r"].format(k=k))
+                for k, y in enumerate(hidden)]
+        return out + [(pre + "G", G, _DESC["G:se_e2_r"]),
+                      (pre + "descriptor", D, _DESC["descriptor:se_e2_r"])]
+    out = [(pre + "env_mat", R, _DESC["env_mat"])]  # se_e3
+    for p, q, th, G, block in se_e3_pair_outputs(R, d_cache[2], desc):
+        out += [(f"{pre}theta_{p}_{q}", th, _DESC["theta:se_e3"].format(p=p, q=q)),
+                (f"{pre}G_{p}_{q}", G, _DESC["G:se_e3"].format(p=p, q=q)),
+                (f"{pre}descriptor_{p}_{q}", block, _DESC["block:se_e3"].format(p=p, q=q))]
+    return out + [(pre + "descriptor", D, _DESC["descriptor:se_e3"])]
+
+
+def _hybrid_stages(h, tr, atype) -> list:
+    """Every member's stages under its prefix ``m<k>_`` (its own nlist and rij, then
+    :func:`_embedding_stages`), then the hybrid's descriptor."""
+    _, widths, caches, _ = tr["d_cache"]
+    Ds = np.split(tr["descriptor"], np.cumsum(widths)[:-1], axis=1)
+    out = []
+    for k, (m, idx) in enumerate(zip(h.members, member_slots(h))):
+        pre = f"m{k}_"
+        rij = tr["rij"][:, idx]  # nloc x nnei_m x 3
+        inside = tr["mask"][:, idx] & (np.linalg.norm(rij, axis=-1) < m.rcut)  # nloc x nnei_m
+        out += [(pre + "nlist", np.where(inside, tr["nlist"][:, idx], -1), _DESC["nlist:member"]),
+                (pre + "rij", np.where(inside[..., None], rij, 0.0), _DESC["rij:member"])]
+        out += _embedding_stages(m, tr["env_mat"][k], caches[k], Ds[k], pre)
+    return out + [("descriptor", tr["descriptor"], _DESC["descriptor:hybrid"])]
+
+
 def _descriptor_stages(model, tr, coord, atype, box) -> list:
     """Inputs through the hidden fitting layers: ``(name, array, description)`` triples."""
     out = [("coord", coord, _DESC["coord"]), ("atype", atype, _DESC["atype"])]
     if box is not None:
         out.append(("box", box, _DESC["box"]))
-    out += [(k, tr[k], _DESC[k]) for k in ("nlist", "rij", "env_mat")]
-    *hidden, G = se_e2_a_slot_outputs(tr["d_cache"])  # nloc x nnei x width_k each
-    out += [(f"embedding_layer_{k}", y, _DESC["embedding_layer"].format(k=k))
-            for k, y in enumerate(hidden)]
-    out += [("G", G, _DESC["G"]), ("T", tr["T"], _DESC["T"]),
-            ("descriptor", tr["descriptor"], _DESC["descriptor"])]
+    out += [(k, tr[k], _DESC[k]) for k in ("nlist", "rij")]
+    desc = model.descriptor
+    if isinstance(desc, Hybrid):
+        out += _hybrid_stages(desc, tr, atype)
+    else:
+        out += _embedding_stages(desc, tr["env_mat"], tr["d_cache"], tr["descriptor"])
     fit_hidden = fitting_hidden_outputs(tr["f_cache"], model.fitting, len(atype))  # nloc x w_k
     out += [(f"fitting_layer_{k}", y, _DESC["fitting_layer"].format(k=k))
             for k, y in enumerate(fit_hidden)]
     return out
+
+
+def _env_gradient_stages(desc, dR) -> list:
+    """``dE_denv_mat`` (per member for a hybrid, se_e2_r's radial column only)."""
+    if isinstance(desc, Hybrid):
+        return [(f"m{k}_dE_denv_mat", _env_gradient_stages(m, d)[0][1],
+                 _DESC["dE_denv_mat:member"]) for k, (m, d) in enumerate(zip(desc.members, dR))]
+    return [("dE_denv_mat", dR[..., :1] if isinstance(desc, SeE2R) else dR,
+             _DESC["dE_denv_mat"])]
 
 
 def stages(model, coord, atype, box=None, *, truncate: bool = False) -> list:
@@ -163,8 +264,9 @@ def stages(model, coord, atype, box=None, *, truncate: bool = False) -> list:
         tr = model.trace_frame(coord, atype, box, dtype=np.float64, truncate=truncate)
         out = _descriptor_stages(model, tr, coord, atype, box)
         out.append(("fitting_out", tr["fitting_out"], _DESC["fitting_out:energy"]))
-        names = ("atom_energy", "energy", "dE_dD", "dE_denv_mat", "dE_drij")
-        out += [(k, tr[k], _DESC[k]) for k in names]
+        out += [(k, tr[k], _DESC[k]) for k in ("atom_energy", "energy", "dE_dD")]
+        out += _env_gradient_stages(model.descriptor, tr["dE_denv_mat"])
+        out.append(("dE_drij", tr["dE_drij"], _DESC["dE_drij"]))
         out += [("force", tr["forces"], _DESC["force"]),
                 ("virial", tr["virial"], _DESC["virial"]),
                 ("atom_virial", tr["atom_virial"], _DESC["atom_virial"])]
@@ -222,9 +324,7 @@ def dump(model, coord, atype, box, outdir, *, model_file=None, system=None, fram
         "system": None if system is None else str(system),
         "frame": None if frame is None else int(frame),
         "model": {"kind": "energy" if isinstance(model, DeepPot) else model.kind,
-                  "type_map": list(model.type_map), "rcut": float(desc.rcut),
-                  "rcut_smth": float(desc.rcut_smth), "sel": [int(s) for s in desc.sel],
-                  "nnei": desc.nnei, "M1": int(desc.neuron[-1]), "M2": int(desc.axis_neuron)},
+                  "type_map": list(model.type_map), **_descriptor_info(desc)},
         "units": {"length": "Å", "energy": "eV"},
         "stages": [],
     }
@@ -261,6 +361,24 @@ def dump(model, coord, atype, box, outdir, *, model_file=None, system=None, fram
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return outdir
+
+
+def _descriptor_info(desc, prefix: str | None = None) -> dict:
+    """The manifest's description of the descriptor: ``descriptor`` (its deepmd-kit type),
+    ``rcut``, ``rcut_smth``, ``sel``, ``nnei``, ``M1`` (width of G) and ``M2`` (se_e2_a's
+    axis width); a hybrid: ``rcut``, ``sel``, ``nnei`` of its neighbour list and
+    ``members`` (each with its stage ``prefix``)."""
+    if isinstance(desc, Hybrid):
+        return {"descriptor": "hybrid", "rcut": float(desc.rcut),
+                "sel": [int(s) for s in desc.sel], "nnei": desc.nnei,
+                "members": [_descriptor_info(m, f"m{k}_") for k, m in enumerate(desc.members)]}
+    out = {} if prefix is None else {"prefix": prefix}
+    out.update(descriptor=descriptor_ops(desc).name, rcut=float(desc.rcut),
+               rcut_smth=float(desc.rcut_smth), sel=[int(s) for s in desc.sel], nnei=desc.nnei,
+               M1=int(desc.neuron[-1]))
+    if isinstance(desc, SeE2A):
+        out["M2"] = int(desc.axis_neuron)
+    return out
 
 
 def _umask() -> int:

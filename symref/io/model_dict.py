@@ -368,7 +368,7 @@ def _descriptor_to_dict(desc, type_map: list[str]) -> dict:
         del out["axis_neuron"], out["type_one_side"], out["spin"]
     elif isinstance(desc, SeE2R):
         del out["axis_neuron"]
-    elif desc.tables is not None:  # deepmd-kit's @version 3 "compress" section
+    if desc.tables is not None:  # deepmd-kit's @version 3 "compress" section
         out["compress"] = {"@variables": {"compress_data": list(desc.tables.data),
                                           "compress_info": list(desc.tables.info)}}
     return out
@@ -505,8 +505,6 @@ def _check_descriptor_features(dd: Any, w: str) -> None:
     if dtype_ not in DESCRIPTOR_TYPES:
         raise _unsupported(w, f"{what}descriptor type {dtype_!r} (symref implements "
                               f"{', '.join(sorted(DESCRIPTOR_TYPES))})")
-    if what and DESCRIPTOR_TYPES[dtype_] != "se_e2_a":
-        raise _unsupported(w, f"{what}{dtype_} descriptor")
     _check_version(dd, "Descriptor", w)
     if dd.get("spin") is not None:
         raise _unsupported(w, "spin")
@@ -567,17 +565,17 @@ def _descriptor_from_dict(dd: Any, type_map: list[str], w: str = "model.descript
     if not 0.0 <= rcut_smth < rcut:
         raise ValueError(f"{w}: need 0 <= rcut_smth < rcut, got rcut_smth={rcut_smth}, "
                          f"rcut={rcut}")
+    tables = _tables_from_dict(dd.get("compress"), f"{w}.compress", len(embeddings), neuron[-1])
     if radial:
-        kind = dict(type_one_side=type_one_side)
+        kind = dict(type_one_side=type_one_side, tables=tables)
     elif three_body:
-        kind = {}
+        kind = dict(tables=tables)
     else:
         axis_neuron = int(_require(dd, "axis_neuron", w))
         if not 0 < axis_neuron <= neuron[-1]:
             raise ValueError(f"{w}: axis_neuron {axis_neuron} must be in 1..neuron[-1]="
                              f"{neuron[-1]}")
-        kind = dict(axis_neuron=axis_neuron, type_one_side=type_one_side, tables=_tables_from_dict(
-            dd.get("compress"), f"{w}.compress", len(embeddings), neuron[-1]))
+        kind = dict(axis_neuron=axis_neuron, type_one_side=type_one_side, tables=tables)
     return (SeE2R if radial else SeE3 if three_body else SeE2A)(
         rcut=rcut,
         rcut_smth=rcut_smth,

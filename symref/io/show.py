@@ -33,12 +33,16 @@ def show_lines(model, attributes=ATTRIBUTES) -> list[str]:
             out.append(f"Parameters in {k}: {v:,}")
         out.append(f"Parameters in total: {sum(sizes.values()):,}")
     if "summary" in attributes:
+        from symref.io.compress import descriptor_tables
+        from symref.reference.descriptor.dispatch import descriptor_ops
+
         d = model.descriptor
         kind = getattr(model, "var_name", "energy")
-        out.append(f"symref: {kind} model, descriptor se_e2_a, rcut {d.rcut} Å "
-                   f"(rcut_smth {d.rcut_smth}), sel {list(d.sel)}, precision "
+        smth = f" (rcut_smth {d.rcut_smth})" if hasattr(d, "rcut_smth") else ""
+        out.append(f"symref: {kind} model, descriptor {descriptor_ops(d).name}, rcut {d.rcut} Å"
+                   f"{smth}, sel {list(d.sel)}, precision "
                    f"{d.precision} / {model.fitting.precision}, "
-                   f"{'compressed (tabulated)' if d.tables is not None else 'not compressed'}")
+                   f"{'compressed (tabulated)' if descriptor_tables(d) else 'not compressed'}")
     return out
 
 

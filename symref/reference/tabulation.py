@@ -289,16 +289,11 @@ def quintic_coefficients(vv, dd, d2, tt) -> np.ndarray:
     return out
 
 
-def build_tables(desc, min_nbor_dist: float, extrapolate: float = DEFAULT_EXTRAPOLATE,
-                 stride0: float = DEFAULT_STRIDE, stride1: float | None = None,
-                 check_frequency: int = -1) -> EmbeddingTables:
-    """deepmd-kit's tables for the se_e2_a descriptor ``desc`` (its ``enable_compression``).
-
-    ``stride1`` defaults to ``10 * stride0`` (``dp compress``).  Warns when an
-    embedding layer has a ``resnet_dt`` timestep different from 1 (deepmd-kit's
-    tables ignore it, so the compressed model then differs from the net).
-    """
-    stride1 = 10 * stride0 if stride1 is None else stride1
+def check_tabulable(desc, stride0: float, stride1: float, extrapolate: float) -> None:
+    """``ValueError`` for strides or activations the tables cannot take; a warning when an
+    embedding layer has a ``resnet_dt`` timestep different from 1 (deepmd-kit's tables
+    ignore it, so the compressed model then differs from the net).  Used by every
+    descriptor's table builder."""
     if not (stride0 > 0 and stride1 > 0 and extrapolate >= 1):
         raise ValueError(f"need stride0, stride1 > 0 and extrapolate >= 1, got {stride0}, "
                          f"{stride1}, {extrapolate}")
@@ -313,8 +308,23 @@ def build_tables(desc, min_nbor_dist: float, extrapolate: float = DEFAULT_EXTRAP
         if any(ly.idt is not None and not np.all(ly.idt == 1) for ly in net):
             warnings.warn(f"embedding net {k} has resnet_dt timesteps != 1, which deepmd-kit's "
                           "tabulation ignores: the compressed model will differ from the "
-                          "uncompressed one", RuntimeWarning, stacklevel=2)
+                          "uncompressed one", RuntimeWarning, stacklevel=3)
             break
+
+
+def build_tables(desc, min_nbor_dist: float, extrapolate: float = DEFAULT_EXTRAPOLATE,
+                 stride0: float = DEFAULT_STRIDE, stride1: float | None = None,
+                 check_frequency: int = -1) -> EmbeddingTables:
+    """deepmd-kit's tables for the se_e2_a or se_e2_r descriptor ``desc`` (its
+    ``enable_compression``; deepmd-kit's descriptor types "A" and "R" share the range rule,
+    the knots and the layout, se_e2_r's one-column statistics included).
+
+    ``stride1`` defaults to ``10 * stride0`` (``dp compress``).  Warns when an
+    embedding layer has a ``resnet_dt`` timestep different from 1 (deepmd-kit's
+    tables ignore it, so the compressed model then differs from the net).
+    """
+    stride1 = 10 * stride0 if stride1 is None else stride1
+    check_tabulable(desc, stride0, stride1, extrapolate)
     lower, upper = env_mat_range(desc, min_nbor_dist)
     nemb = len(desc.embeddings)
     dtype = np.asarray(desc.davg).dtype

@@ -30,6 +30,13 @@ Backward, with :math:`\bar D` (M) given:
 Tangent (forward mode, for the force/virial loss): :math:`\dot D = \frac{c}{n_{nei}}
 \sum_j \dot G_j` with :math:`\dot G_j = \mathcal N'(s_j)\, k_j \dot R_{j0}`.
 
+Compressed models (``desc.tables`` set, deepmd-kit's ``dp compress``): each net
+:math:`\mathcal N_t` is replaced by its table (:func:`~symref.reference.tabulation.build_tables`
+builds it, with se_e2_a's range rule, knots and evaluation,
+:func:`~symref.reference.tabulation.tabulated_forward`) and :math:`\mathcal N'` by the
+table's slope; a type whose table is empty contributes nothing (deepmd-kit skips it).
+Tables are not trained (the tangent pass refuses them).
+
 Invariance: :math:`s_j` depends on :math:`|\mathbf r_{ji}|` only (rotations and
 reflections leave it unchanged); permuting the neighbours of one type permutes the
 terms of the sum.
@@ -40,9 +47,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from symref.reference.descriptor.se_e2_a import _TableCache, warn_beyond_table
 from symref.reference.descriptor.slots import EmbeddingSettings
 from symref.reference.nn import (mlp_backward, mlp_backward_dual, mlp_forward,
-                                 mlp_forward_dual)
+                                 mlp_forward_dual, mlp_hidden_outputs)
+from symref.reference.tabulation import EmbeddingTables, tabulated_backward, tabulated_forward
 
 #: deepmd-kit's ``res_rescale`` of se_r: the descriptor is the mean of G times 1/5
 RES_RESCALE = 0.2
@@ -57,10 +66,13 @@ class SeE2R(EmbeddingSettings):
     t is normalised as ``(w/r - davg[t, j, 0]) / dstd[t, j, 0]``.  ``exclude_types``:
     (ti, tj) pairs whose rows are zeroed (both orders).  ``type_one_side`` must be True
     (deepmd-kit 3.x raises ``NotImplementedError`` otherwise; so does symref, with a
-    ``ValueError``).  Other fields: :class:`~.slots.EmbeddingSettings`.
+    ``ValueError``).  ``tables``: deepmd-kit's compressed nets (one table per neighbour
+    type, :class:`~symref.reference.tabulation.EmbeddingTables`), or None.  Other fields:
+    :class:`~.slots.EmbeddingSettings`.
     """
 
     type_one_side: bool = True
+    tables: EmbeddingTables | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -81,6 +93,27 @@ def _groups(desc: SeE2R):
     return [(slice(off[t], off[t + 1]), t) for t in range(desc.ntypes) if off[t] < off[t + 1]]
 
 
+def _embed(s, desc: SeE2R, idx: int):
+    """``(G, cache)`` of net ``idx`` at ``s`` (... x 1): the net, or its table when the
+    descriptor is compressed; ``(None, None)`` for an empty table."""
+    if desc.tables is None:
+        return mlp_forward(s, desc.embeddings[idx])
+    data, info = desc.tables.data[idx], desc.tables.info[idx]
+    if not np.size(data):
+        return None, None
+    warn_beyond_table(s[..., 0], info, idx, stacklevel=5)
+    G, slope = tabulated_forward(s, data, info)
+    return G, _TableCache(slope)
+
+
+def embed_backward(dG, cache):
+    """Backward of an embedding net or of its table (se_e2_r's and se_e3's): ``dG``
+    (... x M) -> ``(ds (... x 1), layer grads, None for a table)``."""
+    if isinstance(cache, _TableCache):
+        return tabulated_backward(dG, cache.dG_ds)
+    return mlp_backward(dG, cache)
+
+
 def se_e2_r_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc: SeE2R):
     """``R`` (nloc x nnei x 4, column 0 read) -> ``D`` (nloc x M); returns ``(D, cache)``."""
     nloc, nnei, _ = R.shape
@@ -89,7 +122,9 @@ def se_e2_r_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc
     D = np.zeros((nloc, desc.dim_out), dtype=R.dtype)  # nloc x M
     caches = []
     for sl, idx in _groups(desc):
-        G, c = mlp_forward(s[:, sl], desc.embeddings[idx])  # nloc x sel_t x M
+        G, c = _embed(s[:, sl], desc, idx)  # nloc x sel_t x M
+        if G is None:
+            continue
         D += G.sum(axis=1)
         caches.append((sl, c, idx))
     return D * scale, (R.shape, keep, caches, scale)
@@ -99,25 +134,49 @@ def se_e2_r_backward(dD: np.ndarray, cache, *, param_grads: bool = False):
     """Backward of :func:`se_e2_r_forward`: ``dD`` (nloc x M) -> ``(dR, grads)``.
 
     ``dR``: nloc x nnei x 4 (columns 1..3 zero).  ``grads``: with ``param_grads`` a
-    dict ``{net index: layer grads}``, else ``None``."""
+    dict ``{net index: layer grads}`` (none for tables), else ``None``."""
     shape, keep, caches, scale = cache
     dR = np.zeros(shape, dtype=dD.dtype)  # nloc x nnei x 4
     grads = {}
     for sl, c, idx in caches:
         nsel = sl.stop - sl.start
         dG = np.broadcast_to((dD * scale)[:, None, :], (shape[0], nsel, dD.shape[1]))
-        ds, g = mlp_backward(dG, c)  # nloc x sel_t x 1
+        ds, g = embed_backward(dG, c)  # nloc x sel_t x 1
         dR[:, sl, 0] = ds[..., 0]
-        grads[idx] = g
+        if g is not None:
+            grads[idx] = g
     dR[..., 0] *= keep
     return dR, (grads if param_grads else None)
+
+
+def se_e2_r_slot_outputs(R: np.ndarray, keep: np.ndarray, desc: SeE2R) -> list[np.ndarray]:
+    """Every embedding layer's output at every (centre, slot), the golden stages of
+    :mod:`symref.io.golden`: one nloc x nnei x width_k array per layer, the last one
+    ``G`` (nloc x nnei x M), ``G[i, j] = N_{t_j}(s_ij)``, ``s_ij = R[i, j, 0] k_ij`` (a
+    compressed descriptor: ``[G]`` from its tables; slots of an empty table stay 0)."""
+    s = R[..., :1] * keep[..., None]  # nloc x nnei x 1
+    nloc, nnei = keep.shape
+    width = desc.neuron if desc.tables is None else desc.neuron[-1:]
+    out = [np.zeros((nloc, nnei, w), dtype=R.dtype) for w in width]
+    for sl, idx in _groups(desc):
+        G, c = _embed(s[:, sl], desc, idx)
+        if G is None:
+            continue
+        hidden = [] if isinstance(c, _TableCache) else mlp_hidden_outputs(c)
+        for full, y in zip(out, hidden + [G]):
+            full[:, sl] = y
+    return out
 
 
 def se_e2_r_forward_dual(R, Rd, atype_loc, keep, desc: SeE2R):
     r"""``D`` and its tangent ``Dd`` for rows ``R`` moving along ``Rd`` (both nloc x nnei x 4).
 
     :math:`\dot D = \frac{c}{n_{nei}} \sum_j \dot G_j`, :math:`\dot G_j` the tangent of the
-    net at :math:`s_j` along :math:`\dot s_j = k_j \dot R_{j0}`.  Returns ``(D, Dd, cache)``."""
+    net at :math:`s_j` along :math:`\dot s_j = k_j \dot R_{j0}`.  Returns ``(D, Dd, cache)``.
+    A compressed descriptor is refused (tables are not trained)."""
+    if desc.tables is not None:
+        raise ValueError("a compressed (tabulated) se_e2_r descriptor cannot be trained; train "
+                         "the uncompressed model and compress it afterwards")
     nloc, nnei, _ = R.shape
     scale = RES_RESCALE / nnei
     k = keep[..., None]

@@ -37,20 +37,30 @@ embedding of each block instead of keeping it.  A ``sel`` for which one centre
 alone needs more memory than the machine has is refused before anything is
 allocated (:func:`check_memory`).
 
+Compressed models (``desc.tables`` set, deepmd-kit's ``dp compress``): each net
+:math:`\mathcal N_{pq}` is replaced by its table over θ
+(:mod:`symref.reference.tabulation_se_t`: its own range rule, strides and
+three-segment evaluation) and :math:`\mathcal N'` by the table's slope; tables are
+not trained (the tangent pass refuses them).
+
 Invariance: :math:`\theta_{ab}` is a dot product of rotated vectors (rotations and
 reflections cancel); permuting the neighbours of one type permutes a and b.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from symref.reference.descriptor.se_e2_a import _add_layer_grads
+from symref.reference.descriptor.se_e2_a import _add_layer_grads, _TableCache
+from symref.reference.descriptor.se_e2_r import embed_backward
 from symref.reference.descriptor.slots import EmbeddingSettings
-from symref.reference.nn import (mlp_backward, mlp_backward_dual, mlp_forward,
+from symref.reference.nn import (mlp_backward_dual, mlp_forward,
                                  mlp_forward_dual)
+from symref.reference.tabulation import EmbeddingTables
+from symref.reference.tabulation_se_t import tabulated_se_t_forward
 
 #: memory one block of centres may use for its three-body arrays (bytes)
 BLOCK_BYTES = 256 * 2 ** 20
@@ -63,15 +73,27 @@ class SeE3(EmbeddingSettings):
     ``embeddings``: ntypes² nets (1 -> neuron[0] -> ... -> neuron[-1]), index
     ``p + q * ntypes`` for neighbour-type groups p <= q.  ``davg``/``dstd``:
     ntypes x nnei x 4 as for se_e2_a.  ``exclude_types``: (ti, tj) pairs of centre and
-    neighbour type whose rows are zeroed (both orders).  Other fields:
+    neighbour type whose rows are zeroed (both orders).  ``tables``: deepmd-kit's
+    compressed nets (:class:`~symref.reference.tabulation.EmbeddingTables`, one per
+    group pair p <= q at its net index, empty otherwise), or None.  Other fields:
     :class:`~.slots.EmbeddingSettings`.
     """
+
+    tables: EmbeddingTables | None = None
 
     def __post_init__(self):
         super().__post_init__()
         if len(self.embeddings) != self.ntypes ** 2:
             raise ValueError(f"se_e3 has {len(self.embeddings)} embedding nets, expected "
                              f"ntypes² = {self.ntypes ** 2}")
+        if self.tables is not None:
+            if len(self.tables.data) != self.ntypes ** 2:
+                raise ValueError(f"compressed se_e3: {len(self.tables.data)} tables, expected "
+                                 f"one per net (ntypes² = {self.ntypes ** 2})")
+            for _, _, idx, _ in _pairs(self):
+                if not np.size(self.tables.data[idx]):
+                    raise ValueError(f"compressed se_e3: compress_data[{idx}] (neighbour types "
+                                     f"{idx % self.ntypes}, {idx // self.ntypes}) is empty")
 
     def embedding_index(self, p: int, q: int) -> int:
         return p + q * self.ntypes
@@ -126,6 +148,28 @@ def _theta(X, rows, sp, sq):
     return np.einsum("iad,ibd->iab", X[rows, sp], X[rows, sq])  # B x n_p x n_q
 
 
+def warn_beyond_se_t_table(big: float, info, idx: int, *, stacklevel: int = 2) -> None:
+    """RuntimeWarning naming net ``idx`` when ``big`` = max |θ| reaches the end of its
+    table ``info`` (``stacklevel`` as :func:`warnings.warn`'s, from this function)."""
+    if big >= float(info[2]):
+        warnings.warn(f"compressed se_e3 embedding net {idx}: |theta| = {big:.6g} beyond the "
+                      f"table's end {float(info[2]):.6g} (a neighbour closer than the minimum "
+                      "neighbour distance the table covers); G is extrapolated linearly there",
+                      RuntimeWarning, stacklevel=stacklevel)
+
+
+def _embed(th, desc: SeE3, idx: int):
+    """``(G, cache)`` of net ``idx`` at θ (... x 1): the net, or its table when the
+    descriptor is compressed (a RuntimeWarning naming the net when a θ lies beyond the
+    table, which extrapolates linearly there)."""
+    if desc.tables is None:
+        return mlp_forward(th, desc.embeddings[idx])
+    data, info = desc.tables.data[idx], desc.tables.info[idx]  # filled (SeE3 checks)
+    warn_beyond_se_t_table(float(np.max(np.abs(th), initial=0.0)), info, idx, stacklevel=5)
+    G, slope = tabulated_se_t_forward(th, data, info)
+    return G, _TableCache(slope)
+
+
 def se_e3_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc: SeE3):
     """``R`` (nloc x nnei x 4, columns 1..3 read) -> ``D`` (nloc x M); ``(D, cache)``.
     The cache keeps the inputs only (the backward recomputes each block)."""
@@ -135,7 +179,7 @@ def se_e3_forward(R: np.ndarray, atype_loc: np.ndarray, keep: np.ndarray, desc: 
     for rows in centre_blocks(desc, nloc):
         for sp, sq, idx, c in _pairs(desc):
             th = _theta(X, rows, sp, sq)  # B x n_p x n_q
-            G, _ = mlp_forward(th[..., None], desc.embeddings[idx])  # B x n_p x n_q x M
+            G, _ = _embed(th[..., None], desc, idx)  # B x n_p x n_q x M
             D[rows] += c * np.einsum("iab,iabm->im", th, G)
     return D, (R.shape, X, keep, desc)
 
@@ -155,12 +199,12 @@ def se_e3_backward(dD: np.ndarray, cache, *, param_grads: bool = False):
         dDb = dD[rows]  # B x M
         for sp, sq, idx, c in _pairs(desc):
             th = _theta(X, rows, sp, sq)  # B x n_p x n_q
-            G, gc = mlp_forward(th[..., None], desc.embeddings[idx])  # B x n_p x n_q x M
-            dth, g = mlp_backward(c * th[..., None] * dDb[:, None, None, :], gc)
+            G, gc = _embed(th[..., None], desc, idx)  # B x n_p x n_q x M
+            dth, g = embed_backward(c * th[..., None] * dDb[:, None, None, :], gc)
             dth = dth[..., 0] + c * np.einsum("iabm,im->iab", G, dDb)  # B x n_p x n_q
             dX[rows, sp] += np.einsum("iab,ibd->iad", dth, X[rows, sq])
             dX[rows, sq] += np.einsum("iab,iad->ibd", dth, X[rows, sp])
-            if param_grads:
+            if param_grads and g is not None:
                 _accumulate(grads, idx, g)
     dR = np.zeros(shape, dtype=dD.dtype)  # nloc x nnei x 4
     dR[..., 1:] = dX * keep[..., None]
@@ -168,7 +212,11 @@ def se_e3_backward(dD: np.ndarray, cache, *, param_grads: bool = False):
 
 
 def se_e3_forward_dual(R, Rd, atype_loc, keep, desc: SeE3):
-    """``D``, its tangent ``Dd`` along ``Rd`` (both nloc x M) and a cache of the inputs."""
+    """``D``, its tangent ``Dd`` along ``Rd`` (both nloc x M) and a cache of the inputs.
+    A compressed descriptor is refused (tables are not trained)."""
+    if desc.tables is not None:
+        raise ValueError("a compressed (tabulated) se_e3 descriptor cannot be trained; train "
+                         "the uncompressed model and compress it afterwards")
     nloc = R.shape[0]
     X, Xd = R[..., 1:] * keep[..., None], Rd[..., 1:] * keep[..., None]  # nloc x nnei x 3
     D = np.zeros((nloc, desc.dim_out), dtype=R.dtype)  # nloc x M
@@ -203,3 +251,19 @@ def se_e3_backward_dual(Dbar, Ddbar, cache):
             _, g = mlp_backward_dual(c * (th * b + thd * bd), c * th * bd, gc)
             _accumulate(grads, idx, g)
     return None, [grads.get(i) for i in range(len(desc.embeddings))]
+
+
+def se_e3_pair_outputs(R: np.ndarray, keep: np.ndarray, desc: SeE3) -> list[tuple]:
+    """The golden stages of :mod:`symref.io.golden`, per neighbour-type pair p <= q:
+    ``(p, q, θ (nloc x sel_p x sel_q), G (nloc x sel_p x sel_q x M), block (nloc x M))``
+    with ``block = c_pq Σ_ab θ_ab G_ab`` (D is the sum of the blocks).  All centres at
+    once: for dumps of small frames (nloc x sel_p x sel_q x M values per pair)."""
+    X = R[..., 1:] * keep[..., None]  # nloc x nnei x 3
+    rows = slice(0, R.shape[0])
+    out = []
+    for sp, sq, idx, c in _pairs(desc):
+        th = _theta(X, rows, sp, sq)  # nloc x n_p x n_q
+        G, _ = _embed(th[..., None], desc, idx)  # nloc x n_p x n_q x M
+        p, q = idx % desc.ntypes, idx // desc.ntypes
+        out.append((p, q, th, G, c * np.einsum("iab,iabm->im", th, G)))
+    return out
