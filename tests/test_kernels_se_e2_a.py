@@ -231,11 +231,12 @@ def _table(rng, s, M1, stride0=0.1, stride1=0.5):
 
 
 @pytest.mark.parametrize("protection", [0.0, 0.3])
-@pytest.mark.parametrize("M1", [1, 7, 8, 100, 0])
-def test_env_table_T_forward_backward(protection, M1):
-    """M1 = 0: an empty table (the group adds nothing to T, its pairs get no gradient)."""
-    rng = np.random.default_rng(M1 + int(10 * protection))
-    ptr, rij, types, davg, dstd = _segment(rng, na=11)
+@pytest.mark.parametrize("M1,na", [(1, 11), (7, 11), (8, 11), (100, 11), (0, 11), (100, 75)])
+def test_env_table_T_forward_backward(protection, M1, na):
+    """M1 = 0: an empty table (the group adds nothing to T, its pairs get no gradient).
+    na = 75 > kt.CHUNKS: chunks of several centres reuse their scratch rows."""
+    rng = np.random.default_rng(M1 + int(10 * protection) + na)
+    ptr, rij, types, davg, dstd = _segment(rng, na=na)
     davg[:, 0] = 0.25  # s = R[:, 0] spreads over about [-2.5, 12]
     dstd[...] = rng.uniform(0.08, 0.12, size=dstd.shape)
     na, P = len(ptr) - 1, len(rij)
