@@ -406,7 +406,8 @@ def _make_blocks(S, groups, nt, mode, block_pairs):
 def _table_blocks(S, groups, nt, mode, block_pairs):
     """:func:`_make_blocks` for a compressed model: the centres of each type cut into
     equal blocks, as few as allowed — one per thread in ``"blocks"`` mode (one in
-    ``"kernels"`` mode), more only where a block would exceed ``block_pairs`` pairs.
+    ``"kernels"`` mode), more only where a block would exceed ``block_pairs`` pairs, and
+    then a multiple of the threads.
 
     A compressed block keeps no per-pair activations (only R, P x 4), so the cache bound
     of :data:`BLOCK_PAIRS` does not apply; what the block size sets is the height of the
@@ -422,7 +423,8 @@ def _table_blocks(S, groups, nt, mode, block_pairs):
             a0, a1 = int(tstart[ti]), int(tstart[ti + 1])
             if a1 == a0:
                 continue
-            nblk = min(a1 - a0, max(nthreads, math.ceil((a1 - a0) * ppa / block_pairs)))
+            # a multiple of the threads: every thread gets as many of the type's blocks
+            nblk = min(a1 - a0, nthreads * math.ceil((a1 - a0) * ppa / (nthreads * block_pairs)))
             edges = a0 + ((a1 - a0) * np.arange(nblk + 1)) // nblk  # nblk+1, equal sizes
             blocks += [(ti, int(b0), int(b1)) for b0, b1 in zip(edges[:-1], edges[1:])]
     return blocks
