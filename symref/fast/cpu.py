@@ -621,7 +621,8 @@ def embed_forward(K, ws, blk, desc, S, smax, key=""):
     segs = []
     for tj in range(nt):
         p0, p1 = int(cptr[tj, b0]), int(cptr[tj, b1])
-        if S.npad[b0:b1, tj].any():
+        padded = S.npad[b0:b1, tj].any()
+        if padded and (desc.tables is None or p1 == p0):
             T += S.npad[b0:b1, tj][:, None, None] * S.cpad[ti, tj]  # padded slots
         if p1 == p0:
             continue
@@ -631,8 +632,10 @@ def embed_forward(K, ws, blk, desc, S, smax, key=""):
         R = ws.get(f"{key}R{tj}", (P, 4), dt)
         if desc.tables is not None:  # compressed: rows, table look-up and T in one kernel
             coef, info = emb[desc.embedding_index(ti, tj)]
+            pad = ((np.ascontiguousarray(S.npad[b0:b1, tj]), S.cpad[ti, tj]) if padded
+                   else ())  # padded slots: added in the kernel
             K.env_table_T_forward(rij_s, ptr, types_b, S.davg_g[tj], S.dstd_g[tj], desc.rcut,
-                                  desc.rcut_smth, desc.env_protection, coef, info, R, T)
+                                  desc.rcut_smth, desc.env_protection, coef, info, R, T, *pad)
             smax.append((desc.embedding_index(ti, tj), float(R[:, 0].max())))
             segs.append((tj, p0, p1, ptr, rij_s, R, (coef, info), None, None))
             continue

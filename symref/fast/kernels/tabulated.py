@@ -132,11 +132,14 @@ def table_g(ck, c, t, e):
 
 @kernel(noalias=True)
 def env_table_T_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
-                        coef, info, R, T):
+                        coef, info, R, T, npad=None, cpad=None):
     """Environment rows and the tabulated embedding fused with T.
 
     ``R`` (P x 4) <- normalised rows; ``T`` (na x 4 x M1, transposed as in
     :func:`symref.fast.kernels.se_e2_a.embed_T_forward`) += Σ_p R_p ⊗ G(s_p).
+    With ``npad`` (na: each centre's padded slots of this neighbour type) and ``cpad``
+    (4 x M1: one padded slot's R ⊗ G), first ``T[a] += npad[a] * cpad`` (what
+    :mod:`symref.fast.cpu` added with a NumPy temporary before; the same sums).
     ``rij``: P x 3 (Å); ``ptr``: na+1; ``types``: na centre types; ``davg``,
     ``dstd``: nt x 4; ``coef``: n_spline x 6 x M1 (:func:`table_coefficients`;
     n_spline = 0: no table); ``info``: 6.  ``R`` and ``T`` overlap no other argument
@@ -152,7 +155,7 @@ def env_table_T_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection
     na = ptr.shape[0] - 1
     M1 = T.shape[2]
     nspline = coef.shape[0]
-    if nspline == 0:
+    if nspline == 0:  # no table: nothing enters T (cpad is zero)
         for a in numba.prange(na):
             for p in range(ptr[a], ptr[a + 1]):
                 env_row(rij, p, types[a], davg, dstd, rcut_smth, rcut, protection, R)
@@ -163,6 +166,10 @@ def env_table_T_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection
         X = np.empty((maxp, 3))  # the atom's rij rows: local, so the row loop vectorises
         Rl = np.empty((maxp, 4))  # ... and its R rows
         for a in range(ch * na // nchunk, (ch + 1) * na // nchunk):
+            if npad is not None and npad[a] != 0.0:
+                for q in range(4):
+                    for c in range(M1):
+                        T[a, q, c] = T[a, q, c] + npad[a] * cpad[q, c]
             _env_rows_local(rij, ptr[a], ptr[a + 1], types[a], davg, dstd, rcut_smth, rcut,
                             protection, X, Rl, R)
             _table_T_atom(a, ptr[a], ptr[a + 1], R, coef, T, lower, upper, table_max, stride0,
@@ -259,11 +266,13 @@ def _table_T_atom(a, p0, p1, R, coef, T, lower, upper, table_max, stride0, strid
 
 
 def env_table_T_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
-                            coef, info, R, T):
+                            coef, info, R, T, npad=None, cpad=None):
     """NumPy twin of :func:`env_table_T_forward` (:func:`symref.reference.tabulation.tabulated_forward`)."""
     env_rows_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection, R)
     if coef.shape[0] == 0:
         return
+    if npad is not None:
+        T += npad[:, None, None] * cpad  # na x 4 x M1
     G, _ = tabulated_forward(R[:, :1], table_data(coef), info)  # P x M1
     np.add.at(T, pair_atoms(ptr), R[:, :, None] * G[:, None, :])
 
