@@ -409,7 +409,7 @@ def test_gpu_path_refuses_activations_other_than_tanh():
 @pytest.mark.parametrize("mode,nthreads", [("blocks", 1), ("blocks", 2), ("blocks", 3),
                                            ("kernels", 2)])
 def test_compressed_blocks_equal_per_type_and_per_thread(monkeypatch, mode, nthreads):
-    """A compressed model's blocks (:func:`symref.fast.cpu._table_blocks`) cover every centre
+    """A compressed model's blocks (:func:`symref.fast.cpu_tables.table_blocks`) cover every centre
     once, in order, one type each; within a type they differ by at most one centre, exceed
     block_pairs pairs by less than one centre's, and in "blocks" mode their number
     per type is a multiple of the threads (each thread gets as many), in "kernels" mode as

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -66,11 +65,15 @@ import numba
 import numpy as np
 
 from symref.fast import blas as _blas
+from symref.fast.cpu_tables import TABLE_BLOCK_PAIRS
+from symref.fast.cpu_tables import table_blocks as _table_blocks
+from symref.fast.cpu_tables import tables as _tables
+from symref.fast.cpu_tables import warn_beyond_tables as _warn_beyond_tables
 from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels import tabulated as kt
 from symref.fast.kernels.activations import ACT_CODES, act_code
-from symref.reference.descriptor.se_e2_a import SeE2A, warn_beyond_table
+from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_r import SeE2R
 from symref.reference.descriptor.se_e3 import SeE3
@@ -79,7 +82,6 @@ from symref.reference.nn import mlp_forward
 
 BLOCK_PAIRS = 8192  # upper bound on pairs per block (cache-sized working set)
 PARALLEL_BOOKKEEPING_ATOMS = 1024  # below this, pair bookkeeping runs on one thread
-TABLE_BLOCK_PAIRS = 32768  # compressed models: upper bound on pairs per block (_table_blocks)
 MIN_BLOCK_PAIRS = 4096  # lower bound: keeps the matrix products efficient (the fitting
 # nets' weights, 3 MB for a 1600 x 240 layer, are streamed once per block)
 
@@ -387,7 +389,7 @@ def _frame_setup(model, pl, atype, nc, nv, groups, dtype=np.float64) -> SimpleNa
 def _make_blocks(S, groups, nt, mode, block_pairs):
     """Blocks ``(ti, b0, b1)`` of centres of one type (internal order) of about
     ``block_pairs`` pairs; in ``"blocks"`` mode enough of them to keep every thread busy.
-    Compressed models (``S.tabs``): :func:`_table_blocks`."""
+    Compressed models (``S.tabs``): :func:`symref.fast.cpu_tables.table_blocks`."""
     if S.tabs is not None:
         return _table_blocks(S, groups, nt, mode, block_pairs)
     ppa = max(1.0, S.P / S.n)  # pairs per atom
@@ -400,33 +402,6 @@ def _make_blocks(S, groups, nt, mode, block_pairs):
         tstart = g0 + np.searchsorted(S.types_int[g0:g1], np.arange(nt + 1))  # centres by type
         blocks += [(ti, b0, min(b0 + nb_max, int(tstart[ti + 1]))) for ti in range(nt)
                    for b0 in range(int(tstart[ti]), int(tstart[ti + 1]), nb_max)]
-    return blocks
-
-
-def _table_blocks(S, groups, nt, mode, block_pairs):
-    """:func:`_make_blocks` for a compressed model: the centres of each type cut into
-    equal blocks, as few as allowed — one per thread in ``"blocks"`` mode (one in
-    ``"kernels"`` mode), more only where a block would exceed ``block_pairs`` pairs, and
-    then a multiple of the threads.
-
-    A compressed block keeps no per-pair activations (only R, P x 4), so the cache bound
-    of :data:`BLOCK_PAIRS` does not apply; what the block size sets is the height of the
-    fitting nets' matrix products, which OpenBLAS runs at 29 GFLOP/s for 16 rows against
-    46 for 48 and 57 for 192 (1600 x 240, one thread).  Equal blocks per type keep the
-    threads equally loaded (each type's blocks are submitted one after another)."""
-    ppa = max(1.0, S.P / S.n)  # pairs per atom
-    nthreads = numba.get_num_threads() if mode == "blocks" else 1
-    blocks = []
-    for g0, g1 in groups:
-        tstart = g0 + np.searchsorted(S.types_int[g0:g1], np.arange(nt + 1))  # centres by type
-        for ti in range(nt):
-            a0, a1 = int(tstart[ti]), int(tstart[ti + 1])
-            if a1 == a0:
-                continue
-            # a multiple of the threads: every thread gets as many of the type's blocks
-            nblk = min(a1 - a0, nthreads * math.ceil((a1 - a0) * ppa / (nthreads * block_pairs)))
-            edges = a0 + ((a1 - a0) * np.arange(nblk + 1)) // nblk  # nblk+1, equal sizes
-            blocks += [(ti, int(b0), int(b1)) for b0, b1 in zip(edges[:-1], edges[1:])]
     return blocks
 
 
@@ -468,7 +443,8 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     ``pair_list``: a :class:`symref.fast.kernels.neighbors.PairList` of the frame
     already built with the model's rcut and sel (saves the search).  ``block_pairs``:
     the most pairs per block of atoms (default :data:`BLOCK_PAIRS`, compressed models
-    :data:`TABLE_BLOCK_PAIRS`: :func:`_table_blocks`).
+    :data:`~symref.fast.cpu_tables.TABLE_BLOCK_PAIRS`:
+    :func:`~symref.fast.cpu_tables.table_blocks`).
     """
     mode = mode or default_mode()
     if mode not in ("blocks", "kernels"):
@@ -701,55 +677,6 @@ def embed_backward(K, ws, blk, desc, S, segs, dT, g_all, keep=False, key=""):
         K.env_embed_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
                              desc.env_protection, W1, idt, sc, act, hs[0], dx, dyres, dR,
                              g_all[p0:p1])
-
-
-_TABLES: dict = {}  # ids of a descriptor's table arrays -> (the arrays, _tables' result)
-_TABLES_KEPT = 8  # the most recent descriptors' converted tables kept
-_TABLES_LOCK = threading.Lock()
-
-
-def _tables(desc):
-    """``None`` (no compression) or ``[(coef, info)]`` per embedding index: the tables in
-    the layout of :mod:`symref.fast.kernels.tabulated` (n_spline x 6 x M1; n_spline = 0:
-    no table).
-
-    Converted once per set of table arrays (the transposed copy of a 380-interval,
-    M1 = 100 table costs ~30 µs, 0.13 ms a call for deepmd-kit's water model): the
-    cache holds the arrays themselves, so their ids stay theirs; tables are treated as
-    immutable (a table changed in place is not noticed)."""
-    if desc.tables is None:
-        return None
-    arrays = tuple(desc.tables.data) + tuple(desc.tables.info)
-    key = tuple(id(a) for a in arrays)
-    hit = _TABLES.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], arrays)):
-        return hit[1]
-    tabs = [(kt.table_coefficients(d), np.ascontiguousarray(i, dtype=np.float64).reshape(-1))
-            for d, i in zip(desc.tables.data, desc.tables.info)]
-    with _TABLES_LOCK:
-        while len(_TABLES) >= _TABLES_KEPT:
-            _TABLES.pop(next(iter(_TABLES)))
-        _TABLES[key] = (arrays, tabs)
-    return tabs
-
-
-def _warn_beyond_tables(desc, tabs, smax, davg_g, dstd_g, types_c, npad_c):
-    """The reference's warning (:func:`symref.reference.descriptor.se_e2_a.warn_beyond_table`)
-    for every table some s reaches past: the blocks' largest s of real pairs (``smax``)
-    and the padded rows' s of the centres ``types_c`` with padded slots (``npad_c``,
-    ncentre x nt)."""
-    best = {}
-    for idx, s in smax:
-        best[idx] = max(best.get(idx, -np.inf), s)
-    for ti in np.unique(types_c):
-        for tj in range(desc.ntypes):
-            if (npad_c[types_c == ti, tj] > 0).any():
-                idx = desc.embedding_index(int(ti), tj)
-                s = float(-davg_g[tj, ti, 0] / dstd_g[tj, ti, 0])
-                best[idx] = max(best.get(idx, -np.inf), s)
-    for idx in sorted(best):
-        if tabs[idx][0].size:
-            warn_beyond_table(np.array([best[idx]]), tabs[idx][1], idx, stacklevel=5)
 
 
 def _identity_layer(n, dtype=np.float64):

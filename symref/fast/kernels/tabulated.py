@@ -98,12 +98,18 @@ def table_value(ck, c, t):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
+def table_slope(ck, c, t):
+    """:math:`p'(t)` of column ``c`` of interval ``ck``, Horner's scheme."""
+    c1, c2, c3, c4, c5 = ck[1, c], ck[2, c], ck[3, c], ck[4, c], ck[5, c]
+    return c1 + (2 * c2 + (3 * c3 + (4 * c4 + 5 * c5 * t) * t) * t) * t
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def table_column(ck, c, t, e):
     """Value :math:`p(t) + p'(t)e` and slope :math:`p'(t)` of column ``c`` of interval
-    ``ck`` (:func:`table_value`)."""
-    c1, c2, c3, c4, c5 = ck[1, c], ck[2, c], ck[3, c], ck[4, c], ck[5, c]
+    ``ck`` (:func:`table_value`, :func:`table_slope`)."""
     val = table_value(ck, c, t)
-    grad = c1 + (2 * c2 + (3 * c3 + (4 * c4 + 5 * c5 * t) * t) * t) * t
+    grad = table_slope(ck, c, t)
     return val + grad * e, grad
 
 
@@ -302,10 +308,9 @@ LANES = 16
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _table_backward_column(ck, c, t, e, r0, r1, r2, r3, dTt, acc, lane):
+def _backward_terms(gc, slope, c, r0, r1, r2, r3, dTt, acc, lane):
     r"""Column c's terms of the backward sums, added to lane ``lane`` of ``acc`` (5 x LANES):
     :math:`G_c \bar T_{cq}` (q = 0..3) and :math:`(\bar T_c \cdot R)\, G'_c`."""
-    gc, slope = table_column(ck, c, t, e)
     d0, d1, d2, d3 = dTt[0, c], dTt[1, c], dTt[2, c], dTt[3, c]
     acc[0, lane] += gc * d0
     acc[1, lane] += gc * d1
@@ -315,18 +320,18 @@ def _table_backward_column(ck, c, t, e, r0, r1, r2, r3, dTt, acc, lane):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
+def _table_backward_column(ck, c, t, e, r0, r1, r2, r3, dTt, acc, lane):
+    """:func:`_backward_terms` of column c of a pair at (t, e) (:func:`table_column`)."""
+    gc, slope = table_column(ck, c, t, e)
+    _backward_terms(gc, slope, c, r0, r1, r2, r3, dTt, acc, lane)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _table_backward_column_inside(ck, c, t, r0, r1, r2, r3, dTt, acc, lane):
-    """:func:`_table_backward_column` for a pair inside the table (e = 0: the value is
-    :func:`table_value`, no p'(t)·e term), the same operations otherwise."""
-    c1, c2, c3, c4, c5 = ck[1, c], ck[2, c], ck[3, c], ck[4, c], ck[5, c]
-    gc = table_value(ck, c, t)
-    slope = c1 + (2 * c2 + (3 * c3 + (4 * c4 + 5 * c5 * t) * t) * t) * t
-    d0, d1, d2, d3 = dTt[0, c], dTt[1, c], dTt[2, c], dTt[3, c]
-    acc[0, lane] += gc * d0
-    acc[1, lane] += gc * d1
-    acc[2, lane] += gc * d2
-    acc[3, lane] += gc * d3
-    acc[4, lane] += (d0 * r0 + d1 * r1 + d2 * r2 + d3 * r3) * slope
+    """:func:`_table_backward_column` for a pair inside the table (e = 0: G is
+    :func:`table_value`, no p'(t)·e term to add)."""
+    _backward_terms(table_value(ck, c, t), table_slope(ck, c, t), c, r0, r1, r2, r3, dTt,
+                    acc, lane)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
