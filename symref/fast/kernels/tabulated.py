@@ -183,7 +183,9 @@ def env_table_T_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection
 
 
 #: chunks of centres per table kernel call (scratch allocated once per chunk; a constant:
-#: ``numba.get_num_threads()`` inside a kernel stops numba from caching it)
+#: ``numba.get_num_threads()`` inside a kernel stops numba from caching it).  The parallel
+#: build (``"kernels"`` mode of :mod:`symref.fast.cpu`) therefore uses at most 32 threads
+#: in :func:`env_table_T_forward`; the default ``"blocks"`` mode runs the serial build.
 CHUNKS = 32
 
 
