@@ -29,7 +29,11 @@ symref's), uncompressed and, where deepmd-kit can evaluate it, compressed.
 Printed: the medians, the **ratios** (uncompressed/compressed time, i.e. the
 speed-up of compression), and the forces' max relative difference compressed vs
 uncompressed (``max|F_c - F| / max|F|``, the table's error).  ``--profile``
-also times the kernels of one compressed call on one thread (where the time goes).
+also times the kernels of one compressed call on one thread (where the time goes), and
+both calls' totals on one thread, in the CPU time of the calling thread
+(``time.thread_time``: on one thread every kernel, BLAS call and the neighbour search
+run in it), which other processes' load barely changes (wall-clock times on the shared
+2-core machine doubled or tripled under a load average of 10).
 """
 from __future__ import annotations
 
@@ -104,8 +108,10 @@ def deepmd_functions(model, rmin, coord, atype, box, workdir) -> tuple[dict, dic
     return fns, why
 
 
-def profile(cmodel, coord, atype, box) -> dict:
-    """Milliseconds per compressed evaluation on one thread, by kernel (serial builds)."""
+def profile(model, cmodel, coord, atype, box) -> dict:
+    """Milliseconds of the calling thread's CPU time per compressed evaluation on one
+    thread, by kernel (serial builds), with the uncompressed evaluation's total
+    (``"uncompressed total"``) and the ratio of the two (``"ratio, one thread"``)."""
     import collections
 
     import numba
@@ -115,11 +121,13 @@ def profile(cmodel, coord, atype, box) -> dict:
 
     acc = collections.defaultdict(float)
 
+    clock = time.thread_time
+
     def wrap(f, name):
         def g(*a, **k):
-            t = time.perf_counter()
+            t = clock()
             r = f(*a, **k)
-            acc[name] += time.perf_counter() - t
+            acc[name] += clock() - t
             return r
         return g
 
@@ -132,12 +140,21 @@ def profile(cmodel, coord, atype, box) -> dict:
         cpu._pair_list = wrap(saved[1], "neighbour list")
         np.matmul = wrap(saved[2], "fitting-net matmul")  # the only matmuls left
         cpu.evaluate_frame(cmodel, coord, atype, box)
+        cpu.evaluate_frame(model, coord, atype, box)
         acc.clear()
         reps = 5
-        t = time.perf_counter()
-        for _ in range(reps):
+        tc, tu = [], []
+        for _ in range(reps):  # interleaved; the kernels' sums are over the compressed calls
+            t = clock()
             cpu.evaluate_frame(cmodel, coord, atype, box)
-        total = (time.perf_counter() - t) / reps
+            tc.append(clock() - t)
+            saved_acc = dict(acc)
+            t = clock()
+            cpu.evaluate_frame(model, coord, atype, box)
+            tu.append(clock() - t)
+            acc.clear()
+            acc.update(saved_acc)
+        total = sum(tc) / reps
     finally:
         np.matmul = saved[2]
         cpu._pair_list = saved[1]
@@ -147,6 +164,8 @@ def profile(cmodel, coord, atype, box) -> dict:
     out = {k: 1e3 * v / reps for k, v in sorted(acc.items(), key=lambda kv: -kv[1])}
     out["rest (bookkeeping, gather, Python)"] = 1e3 * total - sum(out.values())
     out["total"] = 1e3 * total
+    out["uncompressed total"] = 1e3 * sum(tu) / reps
+    out["ratio, one thread"] = sum(tu) / sum(tc)
     return out
 
 
@@ -214,8 +233,8 @@ def main(argv=None) -> int:
             print(f"  speed-up of compression, deepmd-kit pt: {edict['ratio_deepmd_pt']:.2f}x")
         print(f"  forces, compressed vs uncompressed: max relative difference {fdiff:.2e}")
         if args.profile:
-            edict["profile_ms_1_thread"] = prof = profile(cmodel, coord, atype, box)
-            print("  one compressed call on 1 thread, ms: "
+            edict["profile_ms_1_thread"] = prof = profile(model, cmodel, coord, atype, box)
+            print("  one compressed call on 1 thread, ms of CPU time: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in prof.items()))
         report["sizes"][n] = edict
     if args.json:

@@ -411,3 +411,34 @@ def test_gpu_path_takes_every_activation_and_names_one_without_a_code():
             "activation 'swish' is not implemented in the GPU path")
         with pytest.raises(ValueError, match="activation 'swish' is not implemented in the GPU"):
             NetPack.pack(model.fitting.nets, np.float64, input_in_buffer=False)
+
+
+@pytest.mark.parametrize("mode,nthreads", [("blocks", 1), ("blocks", 2), ("blocks", 3),
+                                           ("kernels", 2)])
+def test_compressed_blocks_equal_per_type_and_per_thread(monkeypatch, mode, nthreads):
+    """A compressed model's blocks (:func:`symref.fast.cpu_tables.table_blocks`) cover every centre
+    once, in order, one type each; within a type they differ by at most one centre, exceed
+    block_pairs pairs by less than one centre's, and in "blocks" mode their number
+    per type is a multiple of the threads (each thread gets as many), in "kernels" mode as
+    few as block_pairs allows."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(fastpath.numba, "get_num_threads", lambda: nthreads)
+    types = np.repeat([0, 1, 2, 0, 1], [64, 128, 3, 5, 700])  # two groups: 0:195, 195:900
+    groups = [(0, 195), (195, 900)]
+    S = SimpleNamespace(n=900, P=900 * 90, types_int=types, tabs=[])
+    for block_pairs in (32768, 1000, 50):
+        blocks = fastpath._make_blocks(S, groups, 3, mode, block_pairs)
+        assert [b[1] for b in blocks] == [0] + [b[2] for b in blocks[:-1]]
+        assert blocks[-1][2] == 900
+        per = {}
+        for ti, b0, b1 in blocks:
+            assert b1 > b0 and (types[b0:b1] == ti).all()
+            assert b1 - b0 <= -(-block_pairs // 90)  # about block_pairs: < one centre more
+            per.setdefault((ti, b0 >= 195), []).append(b1 - b0)
+        k = nthreads if mode == "blocks" else 1
+        for (ti, _), sizes in per.items():
+            assert max(sizes) - min(sizes) <= 1
+            natoms = sum(sizes)
+            fewest = k * -(-natoms * 90 // (k * block_pairs))
+            assert len(sizes) == min(natoms, fewest)

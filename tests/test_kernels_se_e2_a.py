@@ -231,11 +231,12 @@ def _table(rng, s, M1, stride0=0.1, stride1=0.5):
 
 
 @pytest.mark.parametrize("protection", [0.0, 0.3])
-@pytest.mark.parametrize("M1", [1, 7, 8, 100, 0])
-def test_env_table_T_forward_backward(protection, M1):
-    """M1 = 0: an empty table (the group adds nothing to T, its pairs get no gradient)."""
-    rng = np.random.default_rng(M1 + int(10 * protection))
-    ptr, rij, types, davg, dstd = _segment(rng, na=11)
+@pytest.mark.parametrize("M1,na", [(1, 11), (7, 11), (8, 11), (100, 11), (0, 11), (100, 75)])
+def test_env_table_T_forward_backward(protection, M1, na):
+    """M1 = 0: an empty table (the group adds nothing to T, its pairs get no gradient).
+    na = 75 > kt.CHUNKS: chunks of several centres reuse their scratch rows."""
+    rng = np.random.default_rng(M1 + int(10 * protection) + na)
+    ptr, rij, types, davg, dstd = _segment(rng, na=na)
     davg[:, 0] = 0.25  # s = R[:, 0] spreads over about [-2.5, 12]
     dstd[...] = rng.uniform(0.08, 0.12, size=dstd.shape)
     na, P = len(ptr) - 1, len(rij)
@@ -253,6 +254,12 @@ def test_env_table_T_forward_backward(protection, M1):
     kt.env_table_T_forward_ref(*args, R_ref, T_ref)
     if not M1:
         np.testing.assert_array_equal(T_ref, T0)
+    # the padded slots' term T[a] += npad[a] * cpad (npad 0 for some centres)
+    npad = rng.integers(0, 3, size=na).astype(float)
+    cpad = rng.normal(size=(4, m)) if M1 else np.zeros((4, m))
+    Tp_ref = T0.copy()
+    kt.env_table_T_forward_ref(*args, np.empty((P, 4)), Tp_ref, npad, cpad)
+    np.testing.assert_array_equal(Tp_ref - T_ref != 0, (npad[:, None, None] * cpad != 0))
     dT = rng.normal(size=(na, m, 4))
     bargs = (rij, ptr, types, dstd, RCUT, RS, protection, data, info, R_ref, dT)
     g_ref = np.empty((P, 3))
@@ -262,6 +269,9 @@ def test_env_table_T_forward_backward(protection, M1):
         fwd(*args, R, T)
         _close(R, R_ref)
         _close(T, T_ref)
+        Tp = T0.copy()
+        fwd(*args, np.empty((P, 4)), Tp, npad, cpad)
+        _close(Tp, Tp_ref)
         g = np.full((P, 3), np.nan)
         bwd(*bargs, g)
         _close(g, g_ref)

@@ -1,6 +1,7 @@
 """Validated fast twins of the reference: numba CPU-parallel and numba-cuda.
 
 ``cpu``       evaluation of an energy model on compact pair lists (``backend="numba"``)
+``cpu_tables`` compressed (tabulated) se_e2_a models' tables, blocks and warning for ``cpu``
 ``cpu_loss``  the training-loss gradient on the same kernels
 ``cpu_tensor`` dipole/polarizability models (``DeepTensor``, ``backend="numba"``) and
               their tensor-loss gradient, on the same kernels

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -66,11 +65,15 @@ import numba
 import numpy as np
 
 from symref.fast import blas as _blas
+from symref.fast.cpu_tables import TABLE_BLOCK_PAIRS
+from symref.fast.cpu_tables import table_blocks as _table_blocks
+from symref.fast.cpu_tables import tables as _tables
+from symref.fast.cpu_tables import warn_beyond_tables as _warn_beyond_tables
 from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels import tabulated as kt
 from symref.fast.kernels.activations import ACT_CODES, act_code
-from symref.reference.descriptor.se_e2_a import SeE2A, warn_beyond_table
+from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.descriptor.hybrid import Hybrid
 from symref.reference.descriptor.se_e2_r import SeE2R
 from symref.reference.descriptor.se_e3 import SeE3
@@ -385,7 +388,10 @@ def _frame_setup(model, pl, atype, nc, nv, groups, dtype=np.float64) -> SimpleNa
 
 def _make_blocks(S, groups, nt, mode, block_pairs):
     """Blocks ``(ti, b0, b1)`` of centres of one type (internal order) of about
-    ``block_pairs`` pairs; in ``"blocks"`` mode enough of them to keep every thread busy."""
+    ``block_pairs`` pairs; in ``"blocks"`` mode enough of them to keep every thread busy.
+    Compressed models (``S.tabs``): :func:`symref.fast.cpu_tables.table_blocks`."""
+    if S.tabs is not None:
+        return _table_blocks(S, groups, nt, mode, block_pairs)
     ppa = max(1.0, S.P / S.n)  # pairs per atom
     target = block_pairs
     if mode == "blocks":
@@ -413,7 +419,7 @@ def run_blocks(fn, items, mode):
 
 
 def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
-                   block_pairs: int = BLOCK_PAIRS, mode: str | None = None,
+                   block_pairs: int | None = None, mode: str | None = None,
                    ncentre: int | None = None, nvirial: int | None = None,
                    fold: np.ndarray | None = None, pair_list=None, dtype=np.float64) -> dict:
     """Energy, forces, virial, atom_energy and atom_virial of one frame.
@@ -435,7 +441,10 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     then act on ``fold[j]`` instead of j, so the forces on the atoms the images
     stand for include them (:func:`symref.fast.kernels.se_e2_a.fold_neighbours`).
     ``pair_list``: a :class:`symref.fast.kernels.neighbors.PairList` of the frame
-    already built with the model's rcut and sel (saves the search).
+    already built with the model's rcut and sel (saves the search).  ``block_pairs``:
+    the most pairs per block of atoms (default :data:`BLOCK_PAIRS`, compressed models
+    :data:`~symref.fast.cpu_tables.TABLE_BLOCK_PAIRS`:
+    :func:`~symref.fast.cpu_tables.table_blocks`).
     """
     mode = mode or default_mode()
     if mode not in ("blocks", "kernels"):
@@ -468,6 +477,8 @@ def evaluate_frame(model, coord, atype, box, *, truncate=False, frame=None,
     perm, inv_perm, cptr, j_int, rij = S.perm, S.inv_perm, S.cptr, S.j_int, S.rij
     g_all = np.zeros((S.P, 3), dtype=S.dt)  # dE/dr_ji of every pair
     atom_e = np.zeros(n)  # float64 whatever the dtype: the energy is summed in float64
+    if block_pairs is None:
+        block_pairs = BLOCK_PAIRS if S.tabs is None else TABLE_BLOCK_PAIRS
     blocks = _make_blocks(S, groups, nt, mode, block_pairs)
     smax = []  # (embedding index, largest s of a block's pairs) of compressed models
     args = (model, S, g_all, atom_e, smax)
@@ -586,7 +597,8 @@ def embed_forward(K, ws, blk, desc, S, smax, key=""):
     segs = []
     for tj in range(nt):
         p0, p1 = int(cptr[tj, b0]), int(cptr[tj, b1])
-        if S.npad[b0:b1, tj].any():
+        padded = S.npad[b0:b1, tj].any()
+        if padded and (desc.tables is None or p1 == p0):
             T += S.npad[b0:b1, tj][:, None, None] * S.cpad[ti, tj]  # padded slots
         if p1 == p0:
             continue
@@ -596,8 +608,10 @@ def embed_forward(K, ws, blk, desc, S, smax, key=""):
         R = ws.get(f"{key}R{tj}", (P, 4), dt)
         if desc.tables is not None:  # compressed: rows, table look-up and T in one kernel
             coef, info = emb[desc.embedding_index(ti, tj)]
+            pad = ((np.ascontiguousarray(S.npad[b0:b1, tj]), S.cpad[ti, tj]) if padded
+                   else ())  # padded slots: added in the kernel
             K.env_table_T_forward(rij_s, ptr, types_b, S.davg_g[tj], S.dstd_g[tj], desc.rcut,
-                                  desc.rcut_smth, desc.env_protection, coef, info, R, T)
+                                  desc.rcut_smth, desc.env_protection, coef, info, R, T, *pad)
             smax.append((desc.embedding_index(ti, tj), float(R[:, 0].max())))
             segs.append((tj, p0, p1, ptr, rij_s, R, (coef, info), None, None))
             continue
@@ -663,55 +677,6 @@ def embed_backward(K, ws, blk, desc, S, segs, dT, g_all, keep=False, key=""):
         K.env_embed_backward(rij_s, ptr, types_b, dstd_g[tj], desc.rcut, desc.rcut_smth,
                              desc.env_protection, W1, idt, sc, act, hs[0], dx, dyres, dR,
                              g_all[p0:p1])
-
-
-_TABLES: dict = {}  # ids of a descriptor's table arrays -> (the arrays, _tables' result)
-_TABLES_KEPT = 8  # the most recent descriptors' converted tables kept
-_TABLES_LOCK = threading.Lock()
-
-
-def _tables(desc):
-    """``None`` (no compression) or ``[(coef, info)]`` per embedding index: the tables in
-    the layout of :mod:`symref.fast.kernels.tabulated` (n_spline x 6 x M1; n_spline = 0:
-    no table).
-
-    Converted once per set of table arrays (the transposed copy of a 380-interval,
-    M1 = 100 table costs ~30 µs, 0.13 ms a call for deepmd-kit's water model): the
-    cache holds the arrays themselves, so their ids stay theirs; tables are treated as
-    immutable (a table changed in place is not noticed)."""
-    if desc.tables is None:
-        return None
-    arrays = tuple(desc.tables.data) + tuple(desc.tables.info)
-    key = tuple(id(a) for a in arrays)
-    hit = _TABLES.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], arrays)):
-        return hit[1]
-    tabs = [(kt.table_coefficients(d), np.ascontiguousarray(i, dtype=np.float64).reshape(-1))
-            for d, i in zip(desc.tables.data, desc.tables.info)]
-    with _TABLES_LOCK:
-        while len(_TABLES) >= _TABLES_KEPT:
-            _TABLES.pop(next(iter(_TABLES)))
-        _TABLES[key] = (arrays, tabs)
-    return tabs
-
-
-def _warn_beyond_tables(desc, tabs, smax, davg_g, dstd_g, types_c, npad_c):
-    """The reference's warning (:func:`symref.reference.descriptor.se_e2_a.warn_beyond_table`)
-    for every table some s reaches past: the blocks' largest s of real pairs (``smax``)
-    and the padded rows' s of the centres ``types_c`` with padded slots (``npad_c``,
-    ncentre x nt)."""
-    best = {}
-    for idx, s in smax:
-        best[idx] = max(best.get(idx, -np.inf), s)
-    for ti in np.unique(types_c):
-        for tj in range(desc.ntypes):
-            if (npad_c[types_c == ti, tj] > 0).any():
-                idx = desc.embedding_index(int(ti), tj)
-                s = float(-davg_g[tj, ti, 0] / dstd_g[tj, ti, 0])
-                best[idx] = max(best.get(idx, -np.inf), s)
-    for idx in sorted(best):
-        if tabs[idx][0].size:
-            warn_beyond_table(np.array([best[idx]]), tabs[idx][1], idx, stacklevel=5)
 
 
 def _identity_layer(n, dtype=np.float64):

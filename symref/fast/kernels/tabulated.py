@@ -98,12 +98,18 @@ def table_value(ck, c, t):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
+def table_slope(ck, c, t):
+    """:math:`p'(t)` of column ``c`` of interval ``ck``, Horner's scheme."""
+    c1, c2, c3, c4, c5 = ck[1, c], ck[2, c], ck[3, c], ck[4, c], ck[5, c]
+    return c1 + (2 * c2 + (3 * c3 + (4 * c4 + 5 * c5 * t) * t) * t) * t
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def table_column(ck, c, t, e):
     """Value :math:`p(t) + p'(t)e` and slope :math:`p'(t)` of column ``c`` of interval
-    ``ck`` (:func:`table_value`)."""
-    c1, c2, c3, c4, c5 = ck[1, c], ck[2, c], ck[3, c], ck[4, c], ck[5, c]
+    ``ck`` (:func:`table_value`, :func:`table_slope`)."""
     val = table_value(ck, c, t)
-    grad = c1 + (2 * c2 + (3 * c3 + (4 * c4 + 5 * c5 * t) * t) * t) * t
+    grad = table_slope(ck, c, t)
     return val + grad * e, grad
 
 
@@ -132,11 +138,14 @@ def table_g(ck, c, t, e):
 
 @kernel(noalias=True)
 def env_table_T_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
-                        coef, info, R, T):
+                        coef, info, R, T, npad=None, cpad=None):
     """Environment rows and the tabulated embedding fused with T.
 
     ``R`` (P x 4) <- normalised rows; ``T`` (na x 4 x M1, transposed as in
     :func:`symref.fast.kernels.se_e2_a.embed_T_forward`) += Σ_p R_p ⊗ G(s_p).
+    With ``npad`` (na: each centre's padded slots of this neighbour type) and ``cpad``
+    (4 x M1: one padded slot's R ⊗ G), first ``T[a] += npad[a] * cpad`` (what
+    :mod:`symref.fast.cpu` added with a NumPy temporary before; the same sums).
     ``rij``: P x 3 (Å); ``ptr``: na+1; ``types``: na centre types; ``davg``,
     ``dstd``: nt x 4; ``coef``: n_spline x 6 x M1 (:func:`table_coefficients`;
     n_spline = 0: no table); ``info``: 6.  ``R`` and ``T`` overlap no other argument
@@ -145,76 +154,133 @@ def env_table_T_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection
     Pairs go four at a time through one loop over the columns (T loaded and stored
     once per four pairs, not once per pair); each T element still receives its
     pairs' terms one after another in pair order, so the sums are those of a loop
-    pair by pair, bit for bit.
+    pair by pair, bit for bit.  A centre's environment rows are computed on local copies
+    first (:func:`_env_rows_local`: vectorised over its pairs, ~12% of the kernel's time
+    at deepmd-kit's water model size), then its table loop (:func:`_table_T_atom`).
     """
     na = ptr.shape[0] - 1
     M1 = T.shape[2]
     nspline = coef.shape[0]
-    if nspline == 0:
+    if nspline == 0:  # no table: nothing enters T (cpad is zero)
         for a in numba.prange(na):
             for p in range(ptr[a], ptr[a + 1]):
                 env_row(rij, p, types[a], davg, dstd, rcut_smth, rcut, protection, R)
         return
     lower, upper, table_max, stride0, stride1 = info[0], info[1], info[2], info[3], info[4]
-    for a in numba.prange(na):
-        t_a = types[a]
-        p0, p1 = ptr[a], ptr[a + 1]
-        for p in range(p0, p1):
-            env_row(rij, p, t_a, davg, dstd, rcut_smth, rcut, protection, R)
-        T0, T1, T2, T3 = T[a, 0], T[a, 1], T[a, 2], T[a, 3]  # M1 each
-        p = p0
-        while p + 4 <= p1:  # four pairs: A, B, C, D
-            kA, tA, eA = table_locate(R[p, 0], lower, upper, table_max, stride0, stride1, nspline)
-            kB, tB, eB = table_locate(R[p + 1, 0], lower, upper, table_max, stride0, stride1,
-                                      nspline)
-            kC, tC, eC = table_locate(R[p + 2, 0], lower, upper, table_max, stride0, stride1,
-                                      nspline)
-            kD, tD, eD = table_locate(R[p + 3, 0], lower, upper, table_max, stride0, stride1,
-                                      nspline)
-            cA, cB, cC, cD = coef[kA], coef[kB], coef[kC], coef[kD]  # 6 x M1 each
-            A0, A1, A2, A3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
-            B0, B1, B2, B3 = R[p + 1, 0], R[p + 1, 1], R[p + 1, 2], R[p + 1, 3]
-            C0, C1, C2, C3 = R[p + 2, 0], R[p + 2, 1], R[p + 2, 2], R[p + 2, 3]
-            D0, D1, D2, D3 = R[p + 3, 0], R[p + 3, 1], R[p + 3, 2], R[p + 3, 3]
-            if eA == 0.0 and eB == 0.0 and eC == 0.0 and eD == 0.0:  # all inside the table
-                for c in range(M1):
-                    gA = table_value(cA, c, tA)
-                    gB = table_value(cB, c, tB)
-                    gC = table_value(cC, c, tC)
-                    gD = table_value(cD, c, tD)
-                    T0[c] = T0[c] + gA * A0 + gB * B0 + gC * C0 + gD * D0
-                    T1[c] = T1[c] + gA * A1 + gB * B1 + gC * C1 + gD * D1
-                    T2[c] = T2[c] + gA * A2 + gB * B2 + gC * C2 + gD * D2
-                    T3[c] = T3[c] + gA * A3 + gB * B3 + gC * C3 + gD * D3
-            else:
-                for c in range(M1):
-                    gA = table_g(cA, c, tA, eA)
-                    gB = table_g(cB, c, tB, eB)
-                    gC = table_g(cC, c, tC, eC)
-                    gD = table_g(cD, c, tD, eD)
-                    T0[c] = T0[c] + gA * A0 + gB * B0 + gC * C0 + gD * D0
-                    T1[c] = T1[c] + gA * A1 + gB * B1 + gC * C1 + gD * D1
-                    T2[c] = T2[c] + gA * A2 + gB * B2 + gC * C2 + gD * D2
-                    T3[c] = T3[c] + gA * A3 + gB * B3 + gC * C3 + gD * D3
-            p += 4
-        for p in range(p, p1):  # the last 0-3 pairs one by one
-            k, t, e = table_locate(R[p, 0], lower, upper, table_max, stride0, stride1, nspline)
-            ck = coef[k]  # 6 x M1
-            r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
+    nchunk, maxp = _chunks(ptr)
+    for ch in numba.prange(nchunk):
+        X = np.empty((maxp, 3))  # the atom's rij rows: local, so the row loop vectorises
+        Rl = np.empty((maxp, 4))  # ... and its R rows
+        for a in range(ch * na // nchunk, (ch + 1) * na // nchunk):
+            if npad is not None and npad[a] != 0.0:
+                for q in range(4):
+                    for c in range(M1):
+                        T[a, q, c] = T[a, q, c] + npad[a] * cpad[q, c]
+            _env_rows_local(rij, ptr[a], ptr[a + 1], types[a], davg, dstd, rcut_smth, rcut,
+                            protection, X, Rl, R)
+            _table_T_atom(a, ptr[a], ptr[a + 1], R, coef, T, lower, upper, table_max, stride0,
+                          stride1, nspline, M1)
+
+
+#: chunks of centres per table kernel call (scratch allocated once per chunk; a constant:
+#: ``numba.get_num_threads()`` inside a kernel stops numba from caching it).  The parallel
+#: build (``"kernels"`` mode of :mod:`symref.fast.cpu`) therefore uses at most 32 threads
+#: in :func:`env_table_T_forward`; the default ``"blocks"`` mode runs the serial build.
+CHUNKS = 32
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _chunks(ptr):
+    """``(nchunk, maxp)``: the chunks of centres the table kernels' ``prange`` runs over
+    (each allocates its scratch once; at most :data:`CHUNKS`) and the most pairs of one
+    centre."""
+    na = ptr.shape[0] - 1
+    maxp = 1
+    for a in range(na):
+        maxp = max(maxp, ptr[a + 1] - ptr[a])
+    return max(1, min(na, CHUNKS)), maxp
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _env_rows_local(rij, p0, p1, t, davg, dstd, rcut_smth, rcut, protection, X, Rl, R):
+    """``R[p0:p1]`` <- :func:`~symref.fast.kernels.se_e2_a.env_row` of the pairs p0..p1-1
+    (centre type t), computed on the local copies ``X`` and ``Rl`` (maxp x 3, maxp x 4):
+    LLVM vectorises :func:`env_row` over the pairs of local arrays, not over ``rij`` and
+    ``R`` (strides it does not know); the same operations, the same values."""
+    n = p1 - p0
+    for j in range(n):
+        X[j, 0] = rij[p0 + j, 0]
+        X[j, 1] = rij[p0 + j, 1]
+        X[j, 2] = rij[p0 + j, 2]
+    for j in range(n):
+        env_row(X, j, t, davg, dstd, rcut_smth, rcut, protection, Rl)
+    for j in range(n):
+        R[p0 + j, 0] = Rl[j, 0]
+        R[p0 + j, 1] = Rl[j, 1]
+        R[p0 + j, 2] = Rl[j, 2]
+        R[p0 + j, 3] = Rl[j, 3]
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _table_T_atom(a, p0, p1, R, coef, T, lower, upper, table_max, stride0, stride1, nspline, M1):
+    """``T[a]`` += Σ_p R_p ⊗ G(s_p) over the pairs p0..p1-1 of centre a (the table loop of
+    :func:`env_table_T_forward`)."""
+    T0, T1, T2, T3 = T[a, 0], T[a, 1], T[a, 2], T[a, 3]  # M1 each
+    p = p0
+    while p + 4 <= p1:  # four pairs: A, B, C, D
+        kA, tA, eA = table_locate(R[p, 0], lower, upper, table_max, stride0, stride1, nspline)
+        kB, tB, eB = table_locate(R[p + 1, 0], lower, upper, table_max, stride0, stride1,
+                                  nspline)
+        kC, tC, eC = table_locate(R[p + 2, 0], lower, upper, table_max, stride0, stride1,
+                                  nspline)
+        kD, tD, eD = table_locate(R[p + 3, 0], lower, upper, table_max, stride0, stride1,
+                                  nspline)
+        cA, cB, cC, cD = coef[kA], coef[kB], coef[kC], coef[kD]  # 6 x M1 each
+        A0, A1, A2, A3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
+        B0, B1, B2, B3 = R[p + 1, 0], R[p + 1, 1], R[p + 1, 2], R[p + 1, 3]
+        C0, C1, C2, C3 = R[p + 2, 0], R[p + 2, 1], R[p + 2, 2], R[p + 2, 3]
+        D0, D1, D2, D3 = R[p + 3, 0], R[p + 3, 1], R[p + 3, 2], R[p + 3, 3]
+        if eA == 0.0 and eB == 0.0 and eC == 0.0 and eD == 0.0:  # all inside the table
             for c in range(M1):
-                g = table_g(ck, c, t, e)
-                T0[c] += g * r0
-                T1[c] += g * r1
-                T2[c] += g * r2
-                T3[c] += g * r3
+                gA = table_value(cA, c, tA)
+                gB = table_value(cB, c, tB)
+                gC = table_value(cC, c, tC)
+                gD = table_value(cD, c, tD)
+                T0[c] = T0[c] + gA * A0 + gB * B0 + gC * C0 + gD * D0
+                T1[c] = T1[c] + gA * A1 + gB * B1 + gC * C1 + gD * D1
+                T2[c] = T2[c] + gA * A2 + gB * B2 + gC * C2 + gD * D2
+                T3[c] = T3[c] + gA * A3 + gB * B3 + gC * C3 + gD * D3
+        else:
+            for c in range(M1):
+                gA = table_g(cA, c, tA, eA)
+                gB = table_g(cB, c, tB, eB)
+                gC = table_g(cC, c, tC, eC)
+                gD = table_g(cD, c, tD, eD)
+                T0[c] = T0[c] + gA * A0 + gB * B0 + gC * C0 + gD * D0
+                T1[c] = T1[c] + gA * A1 + gB * B1 + gC * C1 + gD * D1
+                T2[c] = T2[c] + gA * A2 + gB * B2 + gC * C2 + gD * D2
+                T3[c] = T3[c] + gA * A3 + gB * B3 + gC * C3 + gD * D3
+        p += 4
+    for p in range(p, p1):  # the last 0-3 pairs one by one
+        k, t, e = table_locate(R[p, 0], lower, upper, table_max, stride0, stride1, nspline)
+        ck = coef[k]  # 6 x M1
+        r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
+        for c in range(M1):
+            g = table_g(ck, c, t, e)
+            T0[c] += g * r0
+            T1[c] += g * r1
+            T2[c] += g * r2
+            T3[c] += g * r3
 
 
 def env_table_T_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
-                            coef, info, R, T):
+                            coef, info, R, T, npad=None, cpad=None):
     """NumPy twin of :func:`env_table_T_forward` (:func:`symref.reference.tabulation.tabulated_forward`)."""
     env_rows_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection, R)
     if coef.shape[0] == 0:
         return
+    if npad is not None:
+        T += npad[:, None, None] * cpad  # na x 4 x M1
     G, _ = tabulated_forward(R[:, :1], table_data(coef), info)  # P x M1
     np.add.at(T, pair_atoms(ptr), R[:, :, None] * G[:, None, :])
 
@@ -239,20 +305,50 @@ def table_rows_ref(coef, info, s, G):
 
 #: partial sums per reduction in the backward pass (column c goes to lane c % LANES):
 #: independent lanes let the loop over columns vectorise without reordering any sum
+#: (:func:`_lane_sum` adds exactly 16; 8 lanes measured 3x slower)
 LANES = 16
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _table_backward_column(ck, c, t, e, r0, r1, r2, r3, dTt, acc, lane):
+def _backward_terms(gc, slope, c, r0, r1, r2, r3, dTt, acc, lane):
     r"""Column c's terms of the backward sums, added to lane ``lane`` of ``acc`` (5 x LANES):
     :math:`G_c \bar T_{cq}` (q = 0..3) and :math:`(\bar T_c \cdot R)\, G'_c`."""
-    gc, slope = table_column(ck, c, t, e)
     d0, d1, d2, d3 = dTt[0, c], dTt[1, c], dTt[2, c], dTt[3, c]
     acc[0, lane] += gc * d0
     acc[1, lane] += gc * d1
     acc[2, lane] += gc * d2
     acc[3, lane] += gc * d3
     acc[4, lane] += (d0 * r0 + d1 * r1 + d2 * r2 + d3 * r3) * slope
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _table_backward_column(ck, c, t, e, r0, r1, r2, r3, dTt, acc, lane):
+    """:func:`_backward_terms` of column c of a pair at (t, e) (:func:`table_column`)."""
+    gc, slope = table_column(ck, c, t, e)
+    _backward_terms(gc, slope, c, r0, r1, r2, r3, dTt, acc, lane)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _table_backward_column_inside(ck, c, t, r0, r1, r2, r3, dTt, acc, lane):
+    """:func:`_table_backward_column` for a pair inside the table (e = 0: G is
+    :func:`table_value`, no p'(t)·e term to add)."""
+    _backward_terms(table_value(ck, c, t), table_slope(ck, c, t), c, r0, r1, r2, r3, dTt,
+                    acc, lane)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _lane_sum(acc, j):
+    """Sum of the :data:`LANES` (16) partial sums of row ``j`` of ``acc``, pairwise (a tree of
+    depth 4: four dependent additions instead of sixteen)."""
+    a0 = acc[j, 0] + acc[j, 8]
+    a1 = acc[j, 1] + acc[j, 9]
+    a2 = acc[j, 2] + acc[j, 10]
+    a3 = acc[j, 3] + acc[j, 11]
+    a4 = acc[j, 4] + acc[j, 12]
+    a5 = acc[j, 5] + acc[j, 13]
+    a6 = acc[j, 6] + acc[j, 14]
+    a7 = acc[j, 7] + acc[j, 15]
+    return ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))
 
 
 @kernel
@@ -262,8 +358,10 @@ def env_table_T_backward(rij, ptr, types, dstd, rcut, rcut_smth, protection, coe
     ``g`` (P x 3) <- dL/drij.  ``R``: the rows the forward pass wrote.
 
     The five sums over columns (:math:`\bar T^\top G` and :math:`\sum_c \bar G_c G'_c`)
-    are kept in :data:`LANES` partial sums each, added in lane order at the end: a
-    fixed order, so the result does not depend on the build or the threads.
+    are kept in :data:`LANES` partial sums each, added pairwise at the end
+    (:func:`_lane_sum`): a fixed order, so the result does not depend on the build or
+    the threads.  Pairs inside the table (e = 0, nearly all) take a column loop without
+    the extrapolation term (:func:`_table_backward_column_inside`).
     """
     na = ptr.shape[0] - 1
     M1 = dT.shape[1]
@@ -284,22 +382,21 @@ def env_table_T_backward(rij, ptr, types, dstd, rcut, rcut_smth, protection, coe
             ck = coef[k]  # 6 x M1
             r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
             acc[:] = 0.0
-            for cb in range(0, nfull, LANES):
-                for l in range(LANES):  # unrolled and vectorised: no sum crosses lanes
-                    _table_backward_column(ck, cb + l, t, e, r0, r1, r2, r3, dTt, acc, l)
+            if e == 0.0:
+                for cb in range(0, nfull, LANES):
+                    for l in range(LANES):  # unrolled and vectorised: no sum crosses lanes
+                        _table_backward_column_inside(ck, cb + l, t, r0, r1, r2, r3, dTt, acc, l)
+            else:
+                for cb in range(0, nfull, LANES):
+                    for l in range(LANES):
+                        _table_backward_column(ck, cb + l, t, e, r0, r1, r2, r3, dTt, acc, l)
             for c in range(nfull, M1):
                 _table_backward_column(ck, c, t, e, r0, r1, r2, r3, dTt, acc, c - nfull)
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            ds = 0.0
-            for l in range(LANES):
-                s0 += acc[0, l]
-                s1 += acc[1, l]
-                s2 += acc[2, l]
-                s3 += acc[3, l]
-                ds += acc[4, l]
+            s0 = _lane_sum(acc, 0)
+            s1 = _lane_sum(acc, 1)
+            s2 = _lane_sum(acc, 2)
+            s3 = _lane_sum(acc, 3)
+            ds = _lane_sum(acc, 4)
             env_row_backward(rij, p, types[a], dstd, rcut_smth, rcut, protection,
                              s0 + ds, s1, s2, s3, g)
 
