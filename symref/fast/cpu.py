@@ -208,14 +208,16 @@ def _descriptor_reason(d) -> str | None:
     return None
 
 
-def pair_rules(model) -> np.ndarray:
+def pair_rules(model, desc=None) -> np.ndarray:
     """``rule[ti, tj]`` (ntypes x ntypes ints) for a pair of centre type ti and neighbour type tj:
     1 a real neighbour, 0 removed and counted as padding (model ``pair_exclude_types``),
-    2 removed but counted as a real neighbour whose row is zero (descriptor ``exclude_types``).
+    2 removed but counted as a real neighbour whose row is zero (descriptor ``exclude_types``;
+    ``desc``: a hybrid's member instead of ``model.descriptor``).
     """
-    nt = model.descriptor.ntypes
+    desc = model.descriptor if desc is None else desc
+    nt = desc.ntypes
     rule = np.ones((nt, nt), dtype=np.int64)
-    rule[type_pair_table(nt, model.descriptor.exclude_types)] = 2
+    rule[type_pair_table(nt, desc.exclude_types)] = 2
     rule[type_pair_table(nt, model.pair_exclude_types)] = 0
     return rule
 
