@@ -187,8 +187,8 @@ def _descriptor_reason(d) -> str | None:
     """Why the numba kernels cannot evaluate the descriptor ``d`` (se_e2_a, se_e2_r or se_e3)
     exactly, or None."""
     tabulated = isinstance(d, SeE2A) and getattr(d, "tables", None) is not None
-    # se_e2_a's kernels take every activation code; symref.fast.se_e3's tanh and linear
-    allowed = sorted(ACT_CODES) if isinstance(d, SeE2A) else ["linear", "none", "tanh"]
+    # the kernels of se_e2_a and of symref.fast.se_e3 (se_e2_r, se_e3) take every activation code
+    allowed = sorted(ACT_CODES)
     for net in ([] if tabulated else d.embeddings):
         for ly in net:
             if ly.activation not in allowed:
