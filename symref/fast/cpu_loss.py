@@ -51,7 +51,7 @@ def unsupported_reason(model) -> str | None:
     no parameters: the reference then names the problem)."""
     if getattr(model.descriptor, "tables", None) is not None:
         return "a compressed (tabulated) descriptor cannot be trained"
-    if type(model.descriptor).__name__ != "SeE2A":  # se_e3: fast evaluation, reference loss
+    if type(model.descriptor).__name__ != "SeE2A":  # se_e2_r, se_e3, hybrid: fast.family_loss
         return f"descriptor {type(model.descriptor).__name__} has no fast loss gradient"
     return _cpu.unsupported_reason(model)
 

@@ -92,12 +92,7 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
         raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
     frame_grad = _frame  # the gradient of one frame from its residuals
     if backend == "numba":
-        from symref.fast import cpu_loss
-
-        if cpu_loss.unsupported_reason(model) is None:
-            frame_grad = cpu_loss.frame_grad
-        else:
-            backend = "numpy"
+        frame_grad, backend = _fast_frame_grad(model)
     coord, atype, box = normalize_inputs(coord, atype, box, model.ntypes)
     nf, natoms, _ = coord.shape
     energy = np.asarray(energy, dtype=np.float64).reshape(nf)
@@ -122,6 +117,21 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
                 for k, v in gf.items():
                     grads[k] += v / nf
     return total, grads
+
+
+def _fast_frame_grad(model):
+    """``(frame_grad, backend)`` of ``backend="numba"``: :func:`symref.fast.cpu_loss.frame_grad`
+    (se_e2_a) or :func:`symref.fast.family_loss.frame_grad` (se_e2_r, se_e3, hybrid) and
+    "numba"; where neither covers the model, the reference :func:`_frame` and "numpy",
+    with a ``RuntimeWarning`` naming the reason."""
+    from symref.fast import cpu_loss, fallback_warning, family_loss
+
+    fast = family_loss if type(model.descriptor).__name__ != "SeE2A" else cpu_loss
+    reason = fast.unsupported_reason(model)
+    if reason is None:
+        return fast.frame_grad, "numba"
+    fallback_warning("numba", f"loss gradient: {reason}", stacklevel=3)
+    return _frame, "numpy"
 
 
 def _residuals(model, coord, atype, box, e_ref, f_ref, w_ref, pref, backend):
