@@ -17,7 +17,7 @@ handed over as (xx, yy, zz, xy, xz, yz).
 
 How a rank gets exact forces (``mode``)
 ---------------------------------------
-An atomic energy :math:`E_i` of se_e2_a depends only on the atoms within
+An atomic energy :math:`E_i` (se_e2_a, se_e2_r, se_e3; a hybrid: its largest rcut) depends only on the atoms within
 ``rcut`` of atom i, so the force on an owned atom j,
 :math:`F_j = -\sum_i \partial E_i/\partial x_j`, needs the energies of every
 atom within ``rcut`` of j, and those need their own neighbours: everything
@@ -28,14 +28,15 @@ set to 2·rcut + skin, so LAMMPS hands each rank its atoms plus ghost images
 out to that distance.  The rank evaluates the cluster (no periodicity: the
 ghosts *are* the images) with the centres = its own atoms plus the ghosts
 within ``rcut`` of one of them (the "first shell", found from the pair list),
-through :func:`symref.fast.cpu.evaluate_frame` with ``ncentre``.  The forces
+through :func:`symref.fast.cpu.evaluate_cluster` with ``ncentre``.  The forces
 on its own atoms are exact and no forces travel back (no reverse
 communication); the price is that the first-shell energies are computed by
 two ranks.  Ghosts that are periodic images of the rank's *own* atoms (same
 atom id) are not evaluated again: the pairs of own centres with such an image
 are folded onto the atom it stands for (``fold``, exactly what the periodic
 evaluation does), so on one rank nothing is recomputed and on several only
-the shell owned by other ranks is.  The rank reports the energy and the virial of its own atoms'
+the shell owned by other ranks is (folding is implemented for se_e2_a; se_e2_r, se_e3
+and hybrid models take the plain scheme: every first-shell ghost is a centre).  The rank reports the energy and the virial of its own atoms'
 energies only (``nvirial``: a pair's dE/dr belongs to its centre's energy);
 an ``MPI_Allreduce`` (mpi4py) adds them up, because fix external's energy
 and virial are global values that LAMMPS does not sum over ranks.
@@ -298,10 +299,12 @@ class SymrefFix:
             atype = self._types(nall)
             tags = np.asarray(lmp.numpy.extract_atom("id", nelem=nall), dtype=np.int64)
             t1 = time.perf_counter()
-            X, atype, fold, nshell, pl = _cluster(self.model, X, atype, tags, nlocal,
-                                                  self.fold)
-            out = fastpath.evaluate_frame(self.model, X, atype, None, ncentre=nlocal + nshell,
-                                          nvirial=nlocal, fold=fold, pair_list=pl)
+            # fold (images of own atoms folded onto them) exists for se_e2_a; se_e2_r, se_e3
+            # and hybrid models evaluate every first-shell ghost (the plain scheme)
+            fold = self.fold and type(self.model.descriptor).__name__ == "SeE2A"
+            X, atype, fold, nshell, pl = _cluster(self.model, X, atype, tags, nlocal, fold)
+            out = fastpath.evaluate_cluster(self.model, X, atype, ncentre=nlocal + nshell,
+                                            nvirial=nlocal, fold=fold, pair_list=pl)
             st.model_seconds += time.perf_counter() - t1
             energy = out["atom_energy"][:nlocal].sum()
             forces = out["forces"][:nlocal]  # the cluster keeps own atoms first
@@ -404,10 +407,14 @@ def attach(lmp, model, *, fix_id: str = "symref", group: str = "all", type_map=N
     if not hasattr(model, "descriptor") or getattr(model, "var_name", None):
         raise TypeError("symref.lammps drives energy models (DeepPot); got "
                         f"{type(model).__name__}")
-    if mode != "periodic" and type(model.descriptor).__name__ != "SeE2A":
-        raise ValueError(f"mode {mode!r} runs the numba fast path, which has no "
-                         f"{type(model.descriptor).__name__} descriptor; use mode='periodic' "
-                         "(one rank, periodic box: model.evaluate, the reference)")
+    if mode != "periodic":  # ghost mode runs the numba path directly (evaluate_cluster)
+        from symref.fast import cpu as fastpath
+
+        reason = fastpath.unsupported_reason(model)
+        if reason is not None and "activation" not in reason:  # activations: named below
+            raise ValueError(f"mode {mode!r} runs the numba fast path, which cannot evaluate "
+                             f"this model ({reason}); use mode='periodic' (one rank, periodic "
+                             "box: model.evaluate, with the reference where needed)")
     units = lmp.extract_global("units")
     if units != "metal":
         raise ValueError(f"LAMMPS must use 'units metal' (Å, eV, ps) for symref models; "
@@ -427,7 +434,7 @@ def attach(lmp, model, *, fix_id: str = "symref", group: str = "all", type_map=N
         from symref.fast.kernels.activations import act_code
 
         for net in list(model.descriptor.embeddings) + list(model.fitting.nets):
-            for ly in net:
+            for ly in net or []:
                 act_code(ly.activation, f"symref.lammps mode={mode!r} (numba kernels; "
                                         "mode='periodic' runs any model through evaluate)")
     fix = SymrefFix(lmp, model, fix_id, type_map, mode, backend, fold=fold)

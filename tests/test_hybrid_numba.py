@@ -126,7 +126,7 @@ def test_non_tanh_activations(act):
     code; no fallback warning) and give the reference's numbers."""
     coord, atype, box = crystal_frames(1)
     model = _model([dict(A, activation_function=act), E3])
-    for net in model.fitting.nets:  # the fitting runs on the reference for a hybrid
+    for net in model.fitting.nets:  # the fitting runs on numba (symref.fast.cpu)
         for ly in net[:-1]:
             ly.activation = act
     _equal(model, coord, atype, box)

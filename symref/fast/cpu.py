@@ -143,18 +143,44 @@ def frame_evaluator(model, dtype=np.float64):
             fallback_warning("numba", f"{type(model.descriptor).__name__} runs float64 only "
                              "on numba", stacklevel=4)
             return None  # the reference runs (symref.model.backends.frame_function)
-        if isinstance(model.descriptor, Hybrid):
-            from symref.fast.hybrid import evaluate_frame as evaluate
-            kw = {"se_e2_a_forward": se_e2_a_member_forward,
-                  "se_e2_a_backward": se_e2_a_member_backward}
-        else:
-            from symref.fast.se_e3 import evaluate_frame as evaluate
-            kw = {}
+        evaluate, kw = _family_evaluator(model)
 
     def frame_fn(coord, atype, box, *, truncate=False, frame=None, **_):
         return evaluate(model, coord, atype, box, truncate=truncate, frame=frame, **kw)
 
     return frame_fn
+
+
+def _family_evaluator(model):
+    """``(evaluate_frame, kwargs)`` of an se_e2_r, se_e3 or hybrid model: the frame function
+    of :mod:`symref.fast.se_e3` or :mod:`symref.fast.hybrid` and the numba pieces handed to it
+    (fitting in blocks; a hybrid's se_e2_a members)."""
+    if isinstance(model.descriptor, Hybrid):
+        from symref.fast.hybrid import evaluate_frame
+
+        return evaluate_frame, {"se_e2_a_forward": se_e2_a_member_forward,
+                                "se_e2_a_backward": se_e2_a_member_backward,
+                                "fitting": energy_fitting_blocks}
+    from symref.fast.se_e3 import evaluate_frame
+
+    return evaluate_frame, {"fitting": energy_fitting_blocks}
+
+
+def evaluate_cluster(model, coord, atype, *, ncentre, nvirial, fold=None, pair_list=None):
+    """One cluster of :mod:`symref.lammps`'s ghost mode (no box: the ghosts are the
+    images): :func:`evaluate_frame` with ``ncentre``, ``nvirial``, ``fold`` and
+    ``pair_list`` for se_e2_a; for se_e2_r, se_e3 and hybrid models the same without
+    ``fold`` (which must be None) through :mod:`symref.fast.se_e3` / :mod:`symref.fast.hybrid`.
+    Float64."""
+    if isinstance(model.descriptor, SeE2A):
+        return evaluate_frame(model, coord, atype, None, ncentre=ncentre, nvirial=nvirial,
+                              fold=fold, pair_list=pair_list)
+    if fold is not None:
+        raise ValueError(f"fold is implemented for se_e2_a models only, not "
+                         f"{type(model.descriptor).__name__}")
+    evaluate, kw = _family_evaluator(model)
+    return evaluate(model, coord, atype, None, ncentre=ncentre, nvirial=nvirial,
+                    pair_list=pair_list, **kw)
 
 
 def unsupported_reason(model) -> str | None:
@@ -167,16 +193,16 @@ def unsupported_reason(model) -> str | None:
             reason = _descriptor_reason(m)
             if reason is not None:
                 return f"descriptor.list[{k}]: {reason}"
-        return None  # the fitting runs on the reference
-    reason = _descriptor_reason(d)
-    if reason is not None or not isinstance(d, SeE2A):
-        return reason
+    else:
+        reason = _descriptor_reason(d)
+        if reason is not None:
+            return reason
     # a compressed descriptor's tables replace its embedding nets
     compressed = getattr(d, "tables", None) is not None
     if compressed and np.asarray(d.davg).dtype != np.float64:
         return "compressed (tabulated) models run in float64 only on the numba path"
-    for net in model.fitting.nets:  # the numba fitting kernels (a hybrid's: the reference's)
-        for ly in net:
+    for net in model.fitting.nets:  # the numba fitting kernels (every descriptor)
+        for ly in net or []:
             if ly.activation not in ACT_CODES:
                 return (f"activation {ly.activation!r} is not implemented in the numba fast "
                         f"path (it has {sorted(ACT_CODES)})")
@@ -537,38 +563,82 @@ def _block_in(K, ws, blk, model, S, g_all, atom_e, smax):
         e_fit = np.zeros(nb, dtype=S.dt)
         alive_grad = False
     else:
-        x = D
-        facts, fhs = [x], []
-        for k, (Wt, b, idt, sc, act) in enumerate(S.fnets[ti]):
-            z = ws.get(f"fz{k}", (nb, Wt.shape[1]), S.dt)
-            np.matmul(x, Wt, out=z)
-            y = ws.get(f"fy{k}", (nb, Wt.shape[1]), S.dt)
-            K.dense_act_forward(z, b, idt, x, sc, act, y)
-            fhs.append(z)
-            facts.append(y)
-            x = y
-        e_fit = x[:, 0] + fit.bias_atom_e[ti]
+        y, fhs = fitting_forward(K, ws, S.fnets[ti], D)
+        e_fit = y[:, 0] + fit.bias_atom_e[ti]
         alive_grad = alive
     atom_e[b0:b1] = e_fit + model.out_bias[ti] if alive else 0.0
     if not alive_grad:
         return
 
     # ---- backward: dE_i/dE_i = 1
-    dy = np.ones((nb, 1), dtype=S.dt)
-    none = dyres = np.empty((0, 0), dtype=S.dt)
-    layers = S.fnets[ti]
-    for k in range(len(layers) - 1, -1, -1):
-        Wt, b, idt, sc, act = layers[k]
-        h = fhs[k]
-        dxres = ws.get(f"fdxr{k}", (nb, Wt.shape[0]), S.dt) if sc else none
-        K.dense_act_backward(dy, dyres, h, idt, sc, act, h, dxres)
-        dx = ws.get(f"fdx{k}", (nb, Wt.shape[0]), S.dt)
-        np.matmul(h, Wt.T, out=dx)
-        dy, dyres = dx, (dxres if sc else none)
-    dD = dy if dyres.shape[0] == 0 else dy + dyres  # nb x M1*M2
+    dD = fitting_backward(K, ws, S.fnets[ti], fhs, np.ones((nb, 1), dtype=S.dt))  # nb x M1*M2
     dT = np.empty((nb, M1, 4), dtype=S.dt)
     K.descriptor_backward(dD, T, M2, 1.0 / nnei, dT)
     embed_backward(K, ws, blk, desc, S, segs, dT, g_all)
+
+
+def fitting_forward(K, ws, layers, x):
+    """One fitting net (``layers``: :func:`_layer_arrays` of each layer) on the rows ``x``
+    (nb x nin): ``(y, fhs)``, ``y`` nb x nout and ``fhs`` what :func:`fitting_backward`
+    needs (each layer's kept activation, in ``ws``).  Each layer is one BLAS product and
+    one :func:`~symref.fast.kernels.dense.dense_act_forward` (kernel set ``K``)."""
+    nb, dt = x.shape[0], x.dtype
+    fhs = []
+    for k, (Wt, b, idt, sc, act) in enumerate(layers):
+        z = ws.get(f"fz{k}", (nb, Wt.shape[1]), dt)
+        np.matmul(x, Wt, out=z)
+        y = ws.get(f"fy{k}", (nb, Wt.shape[1]), dt)
+        K.dense_act_forward(z, b, idt, x, sc, act, y)
+        fhs.append(z)
+        x = y
+    return x, fhs
+
+
+def fitting_backward(K, ws, layers, fhs, dy):
+    """Backward of :func:`fitting_forward`: ``dx`` (nb x nin) for ``dy`` = dL/dy (nb x nout)."""
+    nb, dt = dy.shape[0], dy.dtype
+    none = dyres = np.empty((0, 0), dtype=dt)
+    for k in range(len(layers) - 1, -1, -1):
+        Wt, b, idt, sc, act = layers[k]
+        h = fhs[k]
+        dxres = ws.get(f"fdxr{k}", (nb, Wt.shape[0]), dt) if sc else none
+        K.dense_act_backward(dy, dyres, h, idt, sc, act, h, dxres)
+        dx = ws.get(f"fdx{k}", (nb, Wt.shape[0]), dt)
+        np.matmul(h, Wt.T, out=dx)
+        dy, dyres = dx, (dxres if sc else none)
+    return dy if dyres.shape[0] == 0 else dy + dyres
+
+
+def energy_fitting_blocks(model, D, atype, weight=None, block_atoms: int = 256):
+    """``(e_fit, dD)``: the fitting nets' atomic energies (bias_atom_e included; 0 for an
+    excluded type) and dD = d(sum_i weight_i e_i)/dD (nloc x dim; ``weight`` default: the
+    alive atoms) of a
+    float64 descriptor ``D``, in blocks of at most ``block_atoms`` atoms of one type on the
+    thread pool (:func:`run_blocks`, "blocks" mode): the numba twin of the reference's
+    ``energy_fitting_forward`` + ``energy_fitting_backward(weight)``
+    (:func:`symref.fast.se_e3.fitting_reference`), for the se_e2_r, se_e3 and hybrid paths
+    (:mod:`symref.fast.se_e3`, :mod:`symref.fast.hybrid`)."""
+    fit = model.fitting
+    weight = model.alive(atype).astype(np.float64) if weight is None else weight
+    e_fit, dD = np.zeros(len(atype)), np.zeros(D.shape)
+    blocks = []
+    for t in range(fit.ntypes):
+        rows = np.nonzero(atype == t)[0]
+        if t not in fit.exclude_types:
+            blocks += [(t, rows[s:s + block_atoms]) for s in range(0, len(rows), block_atoms)]
+    layers = [[_layer_arrays(ly) for ly in net or []] for net in fit.nets]
+
+    def one(K, blk):
+        t, rows = blk
+        with borrowed_arena() as ws:
+            y, fhs = fitting_forward(K, ws, layers[t], np.ascontiguousarray(D[rows]))
+            e = y[:, 0] + fit.bias_atom_e[t]
+            dy = np.ascontiguousarray(weight[rows], dtype=np.float64)[:, None]  # nb x 1
+            return e, fitting_backward(K, ws, layers[t], fhs, dy).copy()
+
+    for (t, rows), (e, d) in zip(blocks, run_blocks(one, blocks, default_mode())):
+        e_fit[rows], dD[rows] = e, d
+    return e_fit, dD
 
 
 def embed_forward(K, ws, blk, desc, S, smax, key=""):
@@ -758,9 +828,10 @@ def se_e2_a_member_forward(model, member, pl, atype, mode=None,
     return out, ctx
 
 
-def se_e2_a_member_backward(dD, ctx):
+def se_e2_a_member_backward(dD, ctx, nvirial=None):
     """``(forces, atom_virial)`` of ``<dD, D>`` (``dD`` n x M1*M2, original order):
-    -d/dx per atom and the atomic virials, original order."""
+    -d/dx per atom and the atomic virials, original order; with ``nvirial`` also the
+    virial of the pairs of centres ``0..nvirial-1`` (:func:`~symref.fast.kernels.se_e2_a.centre_virial`)."""
     m, S = ctx.member, ctx.S
     dD_i = np.ascontiguousarray(dD[S.perm])  # n x M1*M2, internal order
     g_all = np.zeros((S.P, 3))  # P x 3
@@ -775,4 +846,8 @@ def se_e2_a_member_backward(dD, ctx):
     run_blocks(bwd, list(enumerate(ctx.blocks)), ctx.mode)
     _FREE_ARENAS.extend(ctx.arenas)  # the activations are no longer needed
     ctx.arenas = None
-    return gather_forces_virial(S, g_all)
+    if nvirial is None:
+        return gather_forces_virial(S, g_all)
+    Wc = np.empty((3, 3))
+    ks.centre_virial(g_all, S.rij, S.cptr, (S.perm < int(nvirial)).astype(np.float64), Wc)
+    return (*gather_forces_virial(S, g_all), Wc)

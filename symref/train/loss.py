@@ -44,7 +44,8 @@ This is the NumPy reference; parameters are the embedding and fitting layers
 Organisation: :func:`energy_loss_and_grad` computes each frame's loss and
 residuals once (:func:`_residuals`, one evaluation on the chosen backend) and
 hands ΔE, ΔF, ΔW to a frame-gradient function -- the reference :func:`_frame`
-or its fast twin :func:`symref.fast.cpu_loss.frame_grad` -- which returns the
+or its fast twins :func:`symref.fast.cpu_loss.frame_grad` (se_e2_a) and
+:func:`symref.fast.family_loss.frame_grad` (se_e2_r, se_e3, hybrid) -- which return the
 per-net layer gradients; :func:`symref.model.params.grad_arrays` names them.
 So the fast path needs neither this module nor the parameter layout.
 """
@@ -85,8 +86,9 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
     ``coord`` (nf, natoms, 3), ``atype`` (natoms,), ``box`` (nf, 3, 3) or None,
     ``energy`` (nf,), ``forces`` (nf, natoms, 3), ``virial`` (nf, 3, 3) or None
     (then ``pref.pref_v`` must be 0).  Units: eV, Å.  ``backend="numba"`` uses
-    the fast path (:func:`symref.fast.cpu_loss.frame_grad`: compact pairs,
-    blocks on threads); ``"numpy"`` is the reference.
+    the fast path (:func:`symref.fast.cpu_loss.frame_grad` or
+    :func:`symref.fast.family_loss.frame_grad`: compact pairs, blocks on threads; a model
+    neither covers runs the reference with a ``RuntimeWarning``); ``"numpy"`` is the reference.
     """
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
