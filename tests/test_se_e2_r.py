@@ -473,14 +473,13 @@ def test_deepmd_statistics(dp, backend, request):
 # ------------------------------------------------------------------ other entry points
 def test_ase_calculator_lammps_and_golden(model):
     """The ASE calculator takes an se_e2_r DeepPot (energy, forces and stress as
-    model.evaluate's); LAMMPS ghost mode (numba only) and golden vectors (se_e2_a's
-    stages) refuse it, naming the descriptor, before touching LAMMPS or writing files."""
+    model.evaluate's); golden vectors (se_e2_a's stages) refuse it, naming the descriptor,
+    before writing files (LAMMPS ghost mode takes it: tests/test_lammps_family.py)."""
     pytest.importorskip("ase", reason="ase is not installed")
     from ase import Atoms
 
     from symref.ase import SymrefCalculator
     from symref.io.golden import stages
-    from symref.lammps import attach
 
     coord, atype, box = crystal_frames(1)
     atoms = Atoms(numbers=[1 + t for t in atype], positions=coord[0], cell=box[0], pbc=True)
@@ -488,8 +487,6 @@ def test_ase_calculator_lammps_and_golden(model):
     ref = model.evaluate(coord, atype, box, backend="numpy")
     assert abs(atoms.get_potential_energy() - ref["energy"][0]) <= 1e-12 * abs(ref["energy"][0])
     np.testing.assert_allclose(atoms.get_forces(), ref["forces"][0], rtol=0, atol=1e-13)
-    with pytest.raises(ValueError, match="no SeE2R descriptor; use mode='periodic'"):
-        attach(None, model, mode="ghost")
     with pytest.raises(ValueError, match="defined for se_e2_a descriptors; .* SeE2R"):
         stages(model, coord[0], atype, box[0])
 

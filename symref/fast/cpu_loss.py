@@ -52,7 +52,8 @@ def unsupported_reason(model) -> str | None:
     if getattr(model.descriptor, "tables", None) is not None:
         return "a compressed (tabulated) descriptor cannot be trained"
     if type(model.descriptor).__name__ != "SeE2A":  # se_e2_r, se_e3, hybrid: fast.family_loss
-        return f"descriptor {type(model.descriptor).__name__} has no fast loss gradient"
+        return (f"descriptor {type(model.descriptor).__name__} is not se_e2_a (its fast loss "
+                "gradient is symref.fast.family_loss)")
     return _cpu.unsupported_reason(model)
 
 
