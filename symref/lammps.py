@@ -17,8 +17,8 @@ handed over as (xx, yy, zz, xy, xz, yz).
 
 How a rank gets exact forces (``mode``)
 ---------------------------------------
-An atomic energy :math:`E_i` (se_e2_a, se_e2_r, se_e3; a hybrid: its largest rcut) depends only on the atoms within
-``rcut`` of atom i, so the force on an owned atom j,
+An atomic energy :math:`E_i` (se_e2_a, se_e2_r, se_e3; a hybrid: its largest rcut)
+depends only on the atoms within ``rcut`` of atom i, so the force on an owned atom j,
 :math:`F_j = -\sum_i \partial E_i/\partial x_j`, needs the energies of every
 atom within ``rcut`` of j, and those need their own neighbours: everything
 within 2·rcut of the rank's atoms.
@@ -28,7 +28,7 @@ set to 2·rcut + skin, so LAMMPS hands each rank its atoms plus ghost images
 out to that distance.  The rank evaluates the cluster (no periodicity: the
 ghosts *are* the images) with the centres = its own atoms plus the ghosts
 within ``rcut`` of one of them (the "first shell", found from the pair list),
-through :func:`symref.fast.cpu.evaluate_cluster` with ``ncentre``.  The forces
+through :func:`evaluate_cluster` with ``ncentre``.  The forces
 on its own atoms are exact and no forces travel back (no reverse
 communication); the price is that the first-shell energies are computed by
 two ranks.  Ghosts that are periodic images of the rank's *own* atoms (same
@@ -36,9 +36,9 @@ atom id) are not evaluated again: the pairs of own centres with such an image
 are folded onto the atom it stands for (``fold``, exactly what the periodic
 evaluation does), so on one rank nothing is recomputed and on several only
 the shell owned by other ranks is (folding is implemented for se_e2_a; se_e2_r, se_e3
-and hybrid models take the plain scheme: every first-shell ghost is a centre).  The rank reports the energy and the virial of its own atoms'
-energies only (``nvirial``: a pair's dE/dr belongs to its centre's energy);
-an ``MPI_Allreduce`` (mpi4py) adds them up, because fix external's energy
+and hybrid models take the plain scheme: every first-shell ghost is a centre).  The rank
+reports the energy and the virial of its own atoms' energies only (``nvirial``: a
+pair's dE/dr belongs to its centre's energy); an ``MPI_Allreduce`` (mpi4py) adds them up, because fix external's energy
 and virial are global values that LAMMPS does not sum over ranks.
 
 ``"periodic"`` (one rank, periodic in x, y and z): the rank owns every atom,
@@ -269,8 +269,6 @@ class SymrefFix:
         return "periodic" if nprocs == 1 and all(periodic) else "ghost"
 
     def _callback(self, nlocal, x, f):
-        from symref.fast import cpu as fastpath
-
         t0 = time.perf_counter()
         st = self.stats
         mode = self._mode()
@@ -303,7 +301,7 @@ class SymrefFix:
             # and hybrid models evaluate every first-shell ghost (the plain scheme)
             fold = self.fold and type(self.model.descriptor).__name__ == "SeE2A"
             X, atype, fold, nshell, pl = _cluster(self.model, X, atype, tags, nlocal, fold)
-            out = fastpath.evaluate_cluster(self.model, X, atype, ncentre=nlocal + nshell,
+            out = evaluate_cluster(self.model, X, atype, ncentre=nlocal + nshell,
                                             nvirial=nlocal, fold=fold, pair_list=pl)
             st.model_seconds += time.perf_counter() - t1
             energy = out["atom_energy"][:nlocal].sum()
@@ -338,6 +336,25 @@ class SymrefFix:
         out = np.empty_like(ev)
         self._comm.Allreduce(ev, out, op=MPI.SUM)
         return out
+
+
+def evaluate_cluster(model, coord, atype, *, ncentre, nvirial, fold=None, pair_list=None):
+    """One cluster of :mod:`symref.lammps`'s ghost mode (no box: the ghosts are the
+    images): :func:`symref.fast.cpu.evaluate_frame` with ``ncentre``, ``nvirial``, ``fold`` and
+    ``pair_list`` for se_e2_a; for se_e2_r, se_e3 and hybrid models the same without
+    ``fold`` (which must be None) through :mod:`symref.fast.se_e3` / :mod:`symref.fast.hybrid`.
+    Float64."""
+    from symref.fast import cpu
+
+    if type(model.descriptor).__name__ == "SeE2A":
+        return cpu.evaluate_frame(model, coord, atype, None, ncentre=ncentre, nvirial=nvirial,
+                                  fold=fold, pair_list=pair_list)
+    if fold is not None:
+        raise ValueError(f"fold is implemented for se_e2_a models only, not "
+                         f"{type(model.descriptor).__name__}")
+    evaluate, kw = cpu.family_evaluator(model)
+    return evaluate(model, coord, atype, None, ncentre=ncentre, nvirial=nvirial,
+                    pair_list=pair_list, **kw)
 
 
 def _cluster(model, X, atype, tags, nlocal, fold=True):

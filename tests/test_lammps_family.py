@@ -5,7 +5,7 @@ What is proven: LAMMPS's ``run 0`` in ghost mode (the rank's atoms plus ghost im
 plain scheme, no folding) reports the energy, forces and virial of ``model.evaluate`` on
 the periodic frame to <= 1e-10 relative, on one rank and on two (``mpiexec -n 2``), for a
 DFT water frame (192 atoms, 12.4 Å cell) and models with non-trivial statistics and
-exclusions; ``symref.fast.cpu.evaluate_cluster`` refuses ``fold`` for them.  Uses the
+exclusions; ``symref.lammps.evaluate_cluster`` refuses ``fold`` for them.  Uses the
 worker and helpers of tests/test_lammps.py (LAMMPS in subprocesses).
 """
 from __future__ import annotations
@@ -69,7 +69,7 @@ def test_ghost_mode_matches_evaluate(tmp_path, model_files, shared_data, name, n
 
 def test_cluster_refuses_fold():
     """evaluate_cluster: ``fold`` exists for se_e2_a only; the others say so."""
-    from symref.fast.cpu import evaluate_cluster
+    from symref.lammps import evaluate_cluster
 
     coord = np.array([[0.0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
     with pytest.raises(ValueError, match="fold is implemented for se_e2_a models only, not SeE3"):

@@ -66,6 +66,7 @@ import numba
 import numpy as np
 
 from symref.fast import blas as _blas
+from symref.fast.fitting import fitting_backward, fitting_forward
 from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels import tabulated as kt
@@ -143,7 +144,7 @@ def frame_evaluator(model, dtype=np.float64):
             fallback_warning("numba", f"{type(model.descriptor).__name__} runs float64 only "
                              "on numba", stacklevel=4)
             return None  # the reference runs (symref.model.backends.frame_function)
-        evaluate, kw = _family_evaluator(model)
+        evaluate, kw = family_evaluator(model)
 
     def frame_fn(coord, atype, box, *, truncate=False, frame=None, **_):
         return evaluate(model, coord, atype, box, truncate=truncate, frame=frame, **kw)
@@ -151,36 +152,17 @@ def frame_evaluator(model, dtype=np.float64):
     return frame_fn
 
 
-def _family_evaluator(model):
+def family_evaluator(model):
     """``(evaluate_frame, kwargs)`` of an se_e2_r, se_e3 or hybrid model: the frame function
     of :mod:`symref.fast.se_e3` or :mod:`symref.fast.hybrid` and the numba pieces handed to it
     (fitting in blocks; a hybrid's se_e2_a members)."""
+    kw = {"fitting": energy_fitting_blocks}
     if isinstance(model.descriptor, Hybrid):
         from symref.fast.hybrid import evaluate_frame
-
         return evaluate_frame, {"se_e2_a_forward": se_e2_a_member_forward,
-                                "se_e2_a_backward": se_e2_a_member_backward,
-                                "fitting": energy_fitting_blocks}
+                                "se_e2_a_backward": se_e2_a_member_backward, **kw}
     from symref.fast.se_e3 import evaluate_frame
-
-    return evaluate_frame, {"fitting": energy_fitting_blocks}
-
-
-def evaluate_cluster(model, coord, atype, *, ncentre, nvirial, fold=None, pair_list=None):
-    """One cluster of :mod:`symref.lammps`'s ghost mode (no box: the ghosts are the
-    images): :func:`evaluate_frame` with ``ncentre``, ``nvirial``, ``fold`` and
-    ``pair_list`` for se_e2_a; for se_e2_r, se_e3 and hybrid models the same without
-    ``fold`` (which must be None) through :mod:`symref.fast.se_e3` / :mod:`symref.fast.hybrid`.
-    Float64."""
-    if isinstance(model.descriptor, SeE2A):
-        return evaluate_frame(model, coord, atype, None, ncentre=ncentre, nvirial=nvirial,
-                              fold=fold, pair_list=pair_list)
-    if fold is not None:
-        raise ValueError(f"fold is implemented for se_e2_a models only, not "
-                         f"{type(model.descriptor).__name__}")
-    evaluate, kw = _family_evaluator(model)
-    return evaluate(model, coord, atype, None, ncentre=ncentre, nvirial=nvirial,
-                    pair_list=pair_list, **kw)
+    return evaluate_frame, kw
 
 
 def unsupported_reason(model) -> str | None:
@@ -238,8 +220,7 @@ def pair_rules(model, desc=None) -> np.ndarray:
     """``rule[ti, tj]`` (ntypes x ntypes ints) for a pair of centre type ti and neighbour type tj:
     1 a real neighbour, 0 removed and counted as padding (model ``pair_exclude_types``),
     2 removed but counted as a real neighbour whose row is zero (descriptor ``exclude_types``;
-    ``desc``: a hybrid's member instead of ``model.descriptor``).
-    """
+    ``desc``: a hybrid's member instead of ``model.descriptor``)."""
     desc = model.descriptor if desc is None else desc
     nt = desc.ntypes
     rule = np.ones((nt, nt), dtype=np.int64)
@@ -577,47 +558,12 @@ def _block_in(K, ws, blk, model, S, g_all, atom_e, smax):
     embed_backward(K, ws, blk, desc, S, segs, dT, g_all)
 
 
-def fitting_forward(K, ws, layers, x):
-    """One fitting net (``layers``: :func:`_layer_arrays` of each layer) on the rows ``x``
-    (nb x nin): ``(y, fhs)``, ``y`` nb x nout and ``fhs`` what :func:`fitting_backward`
-    needs (each layer's kept activation, in ``ws``).  Each layer is one BLAS product and
-    one :func:`~symref.fast.kernels.dense.dense_act_forward` (kernel set ``K``)."""
-    nb, dt = x.shape[0], x.dtype
-    fhs = []
-    for k, (Wt, b, idt, sc, act) in enumerate(layers):
-        z = ws.get(f"fz{k}", (nb, Wt.shape[1]), dt)
-        np.matmul(x, Wt, out=z)
-        y = ws.get(f"fy{k}", (nb, Wt.shape[1]), dt)
-        K.dense_act_forward(z, b, idt, x, sc, act, y)
-        fhs.append(z)
-        x = y
-    return x, fhs
-
-
-def fitting_backward(K, ws, layers, fhs, dy):
-    """Backward of :func:`fitting_forward`: ``dx`` (nb x nin) for ``dy`` = dL/dy (nb x nout)."""
-    nb, dt = dy.shape[0], dy.dtype
-    none = dyres = np.empty((0, 0), dtype=dt)
-    for k in range(len(layers) - 1, -1, -1):
-        Wt, b, idt, sc, act = layers[k]
-        h = fhs[k]
-        dxres = ws.get(f"fdxr{k}", (nb, Wt.shape[0]), dt) if sc else none
-        K.dense_act_backward(dy, dyres, h, idt, sc, act, h, dxres)
-        dx = ws.get(f"fdx{k}", (nb, Wt.shape[0]), dt)
-        np.matmul(h, Wt.T, out=dx)
-        dy, dyres = dx, (dxres if sc else none)
-    return dy if dyres.shape[0] == 0 else dy + dyres
-
-
 def energy_fitting_blocks(model, D, atype, weight=None, block_atoms: int = 256):
     """``(e_fit, dD)``: the fitting nets' atomic energies (bias_atom_e included; 0 for an
     excluded type) and dD = d(sum_i weight_i e_i)/dD (nloc x dim; ``weight`` default: the
-    alive atoms) of a
-    float64 descriptor ``D``, in blocks of at most ``block_atoms`` atoms of one type on the
-    thread pool (:func:`run_blocks`, "blocks" mode): the numba twin of the reference's
-    ``energy_fitting_forward`` + ``energy_fitting_backward(weight)``
-    (:func:`symref.fast.se_e3.fitting_reference`), for the se_e2_r, se_e3 and hybrid paths
-    (:mod:`symref.fast.se_e3`, :mod:`symref.fast.hybrid`)."""
+    alive atoms) of a float64 ``D``, in blocks of at most ``block_atoms`` atoms of one type
+    (:func:`run_blocks`): numba twin of :func:`symref.fast.se_e3.fitting_reference`, for
+    the se_e2_r, se_e3 and hybrid paths."""
     fit = model.fitting
     weight = model.alive(atype).astype(np.float64) if weight is None else weight
     e_fit, dD = np.zeros(len(atype)), np.zeros(D.shape)
@@ -831,7 +777,8 @@ def se_e2_a_member_forward(model, member, pl, atype, mode=None,
 def se_e2_a_member_backward(dD, ctx, nvirial=None):
     """``(forces, atom_virial)`` of ``<dD, D>`` (``dD`` n x M1*M2, original order):
     -d/dx per atom and the atomic virials, original order; with ``nvirial`` also the
-    virial of the pairs of centres ``0..nvirial-1`` (:func:`~symref.fast.kernels.se_e2_a.centre_virial`)."""
+    virial of the pairs of centres ``0..nvirial-1``
+    (:func:`~symref.fast.kernels.se_e2_a.centre_virial`)."""
     m, S = ctx.member, ctx.S
     dD_i = np.ascontiguousarray(dD[S.perm])  # n x M1*M2, internal order
     g_all = np.zeros((S.P, 3))  # P x 3

@@ -46,7 +46,7 @@ import numpy as np
 
 from symref.fast import blas as _blas
 from symref.fast.cpu import FreshArrays, _descriptor_reason, borrowed_arena, pair_rules
-from symref.fast.cpu_loss import (_stack, _sum_grads, fitting_dual, mlp_backward_dual_stacked,
+from symref.fast.cpu_loss import (_sum_grads, fitting_dual, mlp_backward_dual_stacked,
                                   mlp_forward_dual_stacked, pair_tangent, runner,
                                   se_e2_a_dual_backward, se_e2_a_dual_forward)
 from symref.fast.hybrid import member_pair_list

@@ -20,7 +20,8 @@ descriptors are concatenated before the fitting, as in
    computed only when the hybrid has such a member.
 4. The fitting and its backward run on :math:`D = [D^{(1)},\dots,D^{(n)}]` (``fitting``:
    :func:`symref.fast.cpu.energy_fitting_blocks` on numba from
-   :func:`~symref.fast.cpu.frame_evaluator`, the reference's by default), seeded with the alive atoms;
+   :func:`~symref.fast.cpu.frame_evaluator`, the reference's by default), seeded with the
+   alive atoms;
    :math:`\bar D` is split by columns.  Each se_e2_a member's :math:`\bar D^{(m)}` goes back
    through its blocks to :math:`\partial E/\partial\mathbf r_{ji}` of its pairs and is
    gathered into forces and atomic virials
