@@ -245,8 +245,9 @@ def test_train_command(tmp_path, monkeypatch, capsys):
 def train_with(tmp_path, monkeypatch, capsys, descriptor):
     """`symref train` for 3 Adam steps on labels of another model, with this
     ``descriptor`` section; returns the trained model read back from out.yaml.  The error
-    tables' backend="numba" evaluations must run on the numba path (a fallback warning
-    is an error: se_e2_r, se_e3 and hybrid all have one)."""
+    tables' backend="numba" evaluations and the loss gradient must run on the numba path
+    (a fallback warning is an error: se_e2_r, se_e3 and hybrid all have one;
+    symref.fast.family_loss for the gradient)."""
     import warnings
 
     from test_cli import _write_npy_system
