@@ -24,7 +24,7 @@ the load average is recorded).
 
 Usage::
 
-    NUMBA_NUM_THREADS=2 python benchmarks/descriptor_family_water.py --iterations 100 \\
+    NUMBA_NUM_THREADS=2 python benchmarks/descriptor_family_water.py --iterations 40 \\
         --json benchmarks/figures/descriptor_family_water.json
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ def write_json(path: Path, obj) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--iterations", type=int, default=100, help="L-BFGS iterations per model")
+    ap.add_argument("--iterations", type=int, default=40, help="L-BFGS iterations per model")
     ap.add_argument("--runs", nargs="+", default=list(DESCRIPTORS), choices=list(DESCRIPTORS))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="write the results here too")
