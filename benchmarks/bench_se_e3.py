@@ -7,6 +7,7 @@ Run from the repository root::
     python benchmarks/bench_se_e3.py                      # se_e3, 192 and 1 536 atoms, 5 repeats
     python benchmarks/bench_se_e3.py --descriptor se_e2_r --sizes 192 --repeats 5
     python benchmarks/bench_se_e3.py --descriptor hybrid
+    python benchmarks/bench_se_e3.py --descriptor se_e2_r --reference-fitting
 
 Models (``--descriptor``), all with fitting 240-240-240 (resnet_dt) and
 ``demo_model(config, seed=1)``:
@@ -25,7 +26,10 @@ deepmd-kit gets the same weights through a ``.dp`` file
 
 Timed in this process after a warm-up call of each, the two calls *interleaved*
 (symref, deepmd-kit, symref, ...) so that the load of a shared machine hits both alike;
-medians of ``--repeats`` calls of each, and the median of the per-round ratios:
+medians of ``--repeats`` calls of each, and the median of the per-round ratios (with ``--reference-fitting`` a third call per round: the
+same numba path with the fitting nets on the reference,
+:func:`symref.fast.se_e3.fitting_reference`, instead of
+:func:`symref.fast.cpu.energy_fitting_blocks`, and its per-round ratio to the numba path):
 ``model.evaluate(coord, atype, box, backend="numba")`` (energy, forces, virial, atomic
 energies and virials; O(N) neighbour list) and deepmd-kit's PyTorch model (eager, CPU)
 through ``forward_lower`` on the extended system built from symref's neighbour list
@@ -84,6 +88,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[192, 1536])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "water" / "data_0"))
+    ap.add_argument("--reference-fitting", action="store_true",
+                    help="also time the numba path with the reference's fitting nets")
     args = ap.parse_args(argv)
     from symref.deepmd_kit import forward_lower_eval, forward_lower_inputs, pt_model
     from symref.io.data import load_system
@@ -97,19 +103,29 @@ def main(argv=None) -> int:
         dp = pt_model(model, tmp, device="cpu")
     print(f"descriptor {args.descriptor}")
     print(f"{'atoms':>6} {'symref numba (s)':>17} {'deepmd-kit pt (s)':>18} {'pt/numba':>9} "
-          f"{'per-round':>10} {'max rel dF':>11}")
+          f"{'per-round':>10} {'max rel dF':>11}"
+          + (f" {'ref fitting (s)':>16} {'ref-fit/numba':>14}" if args.reference_fitting else ""))
     for n in args.sizes:
         k = round((n / len(base[1])) ** (1 / 3))
         coord, atype, box = (base if k == 1 else replicate(*base, (k, k, k)))
         coord, atype, box = np.asarray(coord), np.asarray(atype), np.asarray(box).reshape(3, 3)
         run = forward_lower_eval(dp, forward_lower_inputs(model, coord, atype, box), "cpu")
-        (ts, tp), (ours, (e, f, v)) = interleaved(
-            [lambda: model.evaluate(coord, atype, box, backend="numba"), run], args.repeats)
+        fns = [lambda: model.evaluate(coord, atype, box, backend="numba"), run]
+        if args.reference_fitting:  # the same path, fitting nets on the reference
+            from symref.fast.cpu import family_evaluator
+            from symref.fast.se_e3 import fitting_reference
+
+            ev, kw = family_evaluator(model)
+            kw = {**kw, "fitting": fitting_reference}
+            fns.append(lambda: ev(model, coord, atype, box, **kw))
+        (ts, tp, *tr), (ours, (e, f, v), *_) = interleaved(fns, args.repeats)
         t_sym, t_pt = statistics.median(ts), statistics.median(tp)
         per_round = statistics.median(b / a for a, b in zip(ts, tp))
         dF = float(np.abs(ours["forces"][0] - f).max() / np.abs(f).max())
+        extra = (f" {statistics.median(tr[0]):>16.3f} "
+                 f"{statistics.median(b / a for a, b in zip(ts, tr[0])):>14.2f}" if tr else "")
         print(f"{len(atype):>6} {t_sym:>17.3f} {t_pt:>18.3f} {t_pt / t_sym:>9.2f} "
-              f"{per_round:>10.2f} {dF:>11.1e}", flush=True)
+              f"{per_round:>10.2f} {dF:>11.1e}" + extra, flush=True)
     return 0
 
 

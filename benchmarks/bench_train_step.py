@@ -2,6 +2,12 @@
 training step (CPU), same model, same batch of water frames, same run.
 
     python benchmarks/bench_train_step.py [--batch 1] [--repeats 5] [--threads 2]
+    python benchmarks/bench_train_step.py --descriptor se_e3 --reference   # issue 20
+
+``--descriptor``: ``se_e2_a`` (default: deepmd-kit's water se_e2_a example, fitting
+240-240-240), or ``se_e2_r``, ``se_e3``, ``hybrid``: the models of
+``benchmarks/bench_se_e3.py`` (its ``config``), whose fast loss gradient is
+:mod:`symref.fast.family_loss`.
 
 symref: ``symref.train.loss.energy_loss_and_grad`` with backend "numba" (compact pairs) and
 "numpy" (the reference, first repeat only with --reference).  deepmd-kit: forward,
@@ -26,6 +32,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reference", action="store_true", help="also time the NumPy reference")
+    ap.add_argument("--descriptor", choices=["se_e2_a", "se_e2_r", "se_e3", "hybrid"],
+                    default="se_e2_a")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "water" / "data_0"))
     args = ap.parse_args()
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -41,6 +49,11 @@ def main():
                           "neuron": [25, 50, 100], "axis_neuron": 16, "resnet_dt": False,
                           "type_one_side": True},
            "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True}}
+    if args.descriptor != "se_e2_a":  # the models of bench_se_e3.py
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from bench_se_e3 import config
+
+        cfg = config(args.descriptor)
     model = demo_model(cfg, seed=1)
     s = load_system(args.data)
     b = args.batch
@@ -96,10 +109,12 @@ def main():
         res["deepmd-kit pt step"] = timed(dp_step)
     except Exception as exc:  # noqa: BLE001 - report and go on
         print(f"deepmd-kit not measured: {exc}", file=sys.stderr)
-    print(f"water {s.natoms} atoms, batch {b} frame(s), {args.threads} threads, "
-          f"median of {args.repeats}")
+    print(f"{args.descriptor}, water {s.natoms} atoms, batch {b} frame(s), {args.threads} "
+          f"threads, median of {args.repeats}")
     for k, v in res.items():
         print(f"  {k:22s} {v * 1e3:9.1f} ms  ({v / b * 1e3:.1f} ms/frame)")
+    if "symref numpy" in res:
+        print(f"  numpy / numba: {res['symref numpy'] / res['symref numba']:.2f}x")
     if "deepmd-kit pt step" in res:
         print(f"  deepmd / symref numba: {res['deepmd-kit pt step'] / res['symref numba']:.2f}x")
 

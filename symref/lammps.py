@@ -17,8 +17,8 @@ handed over as (xx, yy, zz, xy, xz, yz).
 
 How a rank gets exact forces (``mode``)
 ---------------------------------------
-An atomic energy :math:`E_i` of se_e2_a depends only on the atoms within
-``rcut`` of atom i, so the force on an owned atom j,
+An atomic energy :math:`E_i` (se_e2_a, se_e2_r, se_e3; a hybrid: its largest rcut)
+depends only on the atoms within ``rcut`` of atom i, so the force on an owned atom j,
 :math:`F_j = -\sum_i \partial E_i/\partial x_j`, needs the energies of every
 atom within ``rcut`` of j, and those need their own neighbours: everything
 within 2·rcut of the rank's atoms.
@@ -28,16 +28,17 @@ set to 2·rcut + skin, so LAMMPS hands each rank its atoms plus ghost images
 out to that distance.  The rank evaluates the cluster (no periodicity: the
 ghosts *are* the images) with the centres = its own atoms plus the ghosts
 within ``rcut`` of one of them (the "first shell", found from the pair list),
-through :func:`symref.fast.cpu.evaluate_frame` with ``ncentre``.  The forces
+through :func:`evaluate_cluster` with ``ncentre``.  The forces
 on its own atoms are exact and no forces travel back (no reverse
 communication); the price is that the first-shell energies are computed by
 two ranks.  Ghosts that are periodic images of the rank's *own* atoms (same
 atom id) are not evaluated again: the pairs of own centres with such an image
 are folded onto the atom it stands for (``fold``, exactly what the periodic
 evaluation does), so on one rank nothing is recomputed and on several only
-the shell owned by other ranks is.  The rank reports the energy and the virial of its own atoms'
-energies only (``nvirial``: a pair's dE/dr belongs to its centre's energy);
-an ``MPI_Allreduce`` (mpi4py) adds them up, because fix external's energy
+the shell owned by other ranks is (folding is implemented for se_e2_a; se_e2_r, se_e3
+and hybrid models take the plain scheme: every first-shell ghost is a centre).  The rank
+reports the energy and the virial of its own atoms' energies only (``nvirial``: a
+pair's dE/dr belongs to its centre's energy); an ``MPI_Allreduce`` (mpi4py) adds them up, because fix external's energy
 and virial are global values that LAMMPS does not sum over ranks.
 
 ``"periodic"`` (one rank, periodic in x, y and z): the rank owns every atom,
@@ -268,8 +269,6 @@ class SymrefFix:
         return "periodic" if nprocs == 1 and all(periodic) else "ghost"
 
     def _callback(self, nlocal, x, f):
-        from symref.fast import cpu as fastpath
-
         t0 = time.perf_counter()
         st = self.stats
         mode = self._mode()
@@ -298,10 +297,12 @@ class SymrefFix:
             atype = self._types(nall)
             tags = np.asarray(lmp.numpy.extract_atom("id", nelem=nall), dtype=np.int64)
             t1 = time.perf_counter()
-            X, atype, fold, nshell, pl = _cluster(self.model, X, atype, tags, nlocal,
-                                                  self.fold)
-            out = fastpath.evaluate_frame(self.model, X, atype, None, ncentre=nlocal + nshell,
-                                          nvirial=nlocal, fold=fold, pair_list=pl)
+            # fold (images of own atoms folded onto them) exists for se_e2_a; se_e2_r, se_e3
+            # and hybrid models evaluate every first-shell ghost (the plain scheme)
+            fold = self.fold and type(self.model.descriptor).__name__ == "SeE2A"
+            X, atype, fold, nshell, pl = _cluster(self.model, X, atype, tags, nlocal, fold)
+            out = evaluate_cluster(self.model, X, atype, ncentre=nlocal + nshell,
+                                            nvirial=nlocal, fold=fold, pair_list=pl)
             st.model_seconds += time.perf_counter() - t1
             energy = out["atom_energy"][:nlocal].sum()
             forces = out["forces"][:nlocal]  # the cluster keeps own atoms first
@@ -335,6 +336,25 @@ class SymrefFix:
         out = np.empty_like(ev)
         self._comm.Allreduce(ev, out, op=MPI.SUM)
         return out
+
+
+def evaluate_cluster(model, coord, atype, *, ncentre, nvirial, fold=None, pair_list=None):
+    """One cluster of :mod:`symref.lammps`'s ghost mode (no box: the ghosts are the
+    images): :func:`symref.fast.cpu.evaluate_frame` with ``ncentre``, ``nvirial``, ``fold`` and
+    ``pair_list`` for se_e2_a; for se_e2_r, se_e3 and hybrid models the same without
+    ``fold`` (which must be None) through :mod:`symref.fast.se_e3` / :mod:`symref.fast.hybrid`.
+    Float64."""
+    from symref.fast import cpu
+
+    if type(model.descriptor).__name__ == "SeE2A":
+        return cpu.evaluate_frame(model, coord, atype, None, ncentre=ncentre, nvirial=nvirial,
+                                  fold=fold, pair_list=pair_list)
+    if fold is not None:
+        raise ValueError(f"fold is implemented for se_e2_a models only, not "
+                         f"{type(model.descriptor).__name__}")
+    evaluate, kw = cpu.family_evaluator(model)
+    return evaluate(model, coord, atype, None, ncentre=ncentre, nvirial=nvirial,
+                    pair_list=pair_list, **kw)
 
 
 def _cluster(model, X, atype, tags, nlocal, fold=True):
@@ -404,10 +424,14 @@ def attach(lmp, model, *, fix_id: str = "symref", group: str = "all", type_map=N
     if not hasattr(model, "descriptor") or getattr(model, "var_name", None):
         raise TypeError("symref.lammps drives energy models (DeepPot); got "
                         f"{type(model).__name__}")
-    if mode != "periodic" and type(model.descriptor).__name__ != "SeE2A":
-        raise ValueError(f"mode {mode!r} runs the numba fast path, which has no "
-                         f"{type(model.descriptor).__name__} descriptor; use mode='periodic' "
-                         "(one rank, periodic box: model.evaluate, the reference)")
+    if mode != "periodic":  # ghost mode runs the numba path directly (evaluate_cluster)
+        from symref.fast import cpu as fastpath
+
+        reason = fastpath.unsupported_reason(model)
+        if reason is not None and "activation" not in reason:  # activations: named below
+            raise ValueError(f"mode {mode!r} runs the numba fast path, which cannot evaluate "
+                             f"this model ({reason}); use mode='periodic' (one rank, periodic "
+                             "box: model.evaluate, with the reference where needed)")
     units = lmp.extract_global("units")
     if units != "metal":
         raise ValueError(f"LAMMPS must use 'units metal' (Å, eV, ps) for symref models; "
@@ -427,7 +451,7 @@ def attach(lmp, model, *, fix_id: str = "symref", group: str = "all", type_map=N
         from symref.fast.kernels.activations import act_code
 
         for net in list(model.descriptor.embeddings) + list(model.fitting.nets):
-            for ly in net:
+            for ly in net or []:
                 act_code(ly.activation, f"symref.lammps mode={mode!r} (numba kernels; "
                                         "mode='periodic' runs any model through evaluate)")
     fix = SymrefFix(lmp, model, fix_id, type_map, mode, backend, fold=fold)

@@ -320,14 +320,16 @@ def test_compressed_beyond_table_warns_like_the_reference():
 
 
 def test_training_a_compressed_model_still_refused():
-    """The fast loss path does not take compressed models: the reference names the problem."""
+    """The fast loss path does not take compressed models: it warns that the reference runs,
+    and the reference names the problem."""
     from symref.fast import cpu_loss
     from symref.train.loss import energy_loss_and_grad
 
     s = make_molecule(natoms=6, ntypes=3, seed=10)
     model = compressed(config(), 11, s.coord)
     assert "compressed" in cpu_loss.unsupported_reason(model)
-    with pytest.raises(ValueError, match="compressed"):
+    with pytest.raises(ValueError, match="compressed"), \
+            pytest.warns(RuntimeWarning, match="loss gradient: a compressed"):
         energy_loss_and_grad(model, s.coord, s.atype, None, np.zeros(1),
                              np.zeros_like(s.coord), backend="numba")
 

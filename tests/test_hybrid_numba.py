@@ -121,17 +121,14 @@ def test_fallbacks_name_the_member():
 
 @pytest.mark.parametrize("act", ["relu", "softplus", "gelu"])
 def test_non_tanh_activations(act):
-    """deepmd-kit's other activations: an se_e2_a member's embedding nets and a non-tanh
-    fitting net run on numba (its kernels take every activation code) and give the
-    reference's numbers; an se_e3 member with such nets makes the backend fall back,
-    naming the member and the activation."""
+    """deepmd-kit's other activations: the embedding nets of every member (se_e2_a, se_e2_r,
+    se_e3) and a non-tanh fitting net run on numba (the kernels take every activation
+    code; no fallback warning) and give the reference's numbers."""
     coord, atype, box = crystal_frames(1)
     model = _model([dict(A, activation_function=act), E3])
-    for net in model.fitting.nets:  # the fitting runs on the reference for a hybrid
+    for net in model.fitting.nets:  # the fitting runs on numba (symref.fast.cpu)
         for ly in net[:-1]:
             ly.activation = act
     _equal(model, coord, atype, box)
-    bad = _model([A, dict(E3, activation_function=act)])
-    with pytest.warns(RuntimeWarning, match=rf"descriptor.list\[1\]: activation '{act}' is "
-                                            "not implemented in the numba fast path of SeE3"):
-        bad.evaluate(coord, atype, box, backend="numba")
+    _equal(_model([A, dict(E3, activation_function=act), dict(R, activation_function=act)]),
+           coord, atype, box)

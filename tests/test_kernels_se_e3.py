@@ -19,22 +19,28 @@ from symref.reference.descriptor.se_e3 import se_e3_backward, se_e3_forward
 TOL = 1e-12
 
 
-def _desc(sel, neuron):
+def _desc(sel, neuron, act="tanh"):
     cfg = {"type_map": ["A", "B", "C"][:len(sel)],
            "descriptor": {"type": "se_e3", "rcut": 4.0, "rcut_smth": 0.5, "sel": sel,
-                          "neuron": neuron, "resnet_dt": True},
+                          "neuron": neuron, "resnet_dt": True, "activation_function": act},
            "fitting_net": {"neuron": [4]}}
     return demo_model(cfg, seed=2).descriptor
 
 
-@pytest.mark.parametrize("sel,neuron", [([5, 7], [4, 8, 16]), ([3, 0, 6], [2, 4, 4]),
-                                        ([6], [8])])
+ACT_CASES = [([5, 7], [4, 8, 16], "tanh"), ([3, 0, 6], [2, 4, 4], "tanh"), ([6], [8], "tanh"),
+             ([5, 7], [4, 8, 16], "softplus"), ([3, 0, 6], [2, 4, 4], "gelu"),
+             ([5, 7], [2, 4, 8], "relu"), ([5, 7], [4, 8], "relu6"), ([6], [4, 8], "sigmoid"),
+             ([5, 7], [4, 8, 16], "silu"), ([5, 7], [4, 8], "linear")]
+
+
+@pytest.mark.parametrize("sel,neuron,act", ACT_CASES)
 @pytest.mark.parametrize("build", ["parallel", "serial"])
-def test_kernels_equal_twins_and_reference(sel, neuron, build):
+def test_kernels_equal_twins_and_reference(sel, neuron, act, build):
     """Forward and backward kernels vs twins vs the reference descriptor (exclusion mask
     through X: its zero rows are skipped by the kernels, which leaves D and the kept rows'
-    gradients unchanged)."""
-    d = _desc(sel, neuron)
+    gradients unchanged), for every activation code of the kernels."""
+    d = _desc(sel, neuron, act)
+    assert {ly.activation for net in d.embeddings for ly in net} == {act}
     rng = np.random.default_rng(1)
     nloc = 5
     R = rng.normal(size=(nloc, d.nnei, 4))  # nloc x nnei x 4
@@ -71,17 +77,19 @@ def test_numba_backend_equals_reference():
     numba_equals_numpy(demo_model(cfg, seed=3))
 
 
-@pytest.mark.parametrize("sel", [[5, 7], [3, 0, 6]])
+@pytest.mark.parametrize("sel,act", [([5, 7], "tanh"), ([3, 0, 6], "tanh"), ([5, 7], "softplus"),
+                                     ([3, 0, 6], "gelu"), ([5, 7], "relu6"), ([5, 7], "silu")])
 @pytest.mark.parametrize("build", ["parallel", "serial"])
-def test_se_e2_r_kernels_equal_twins_and_reference(sel, build):
+def test_se_e2_r_kernels_equal_twins_and_reference(sel, act, build):
     """se_e2_r's forward and backward kernels vs twins vs the reference descriptor (every
-    slot, padded and excluded ones included: their G enters the mean)."""
+    slot, padded and excluded ones included: their G enters the mean), for tanh and other
+    activation codes."""
     from symref.reference.descriptor.se_e2_r import (RES_RESCALE, se_e2_r_backward,
                                                      se_e2_r_forward)
 
     cfg = {"type_map": ["A", "B", "C"][:len(sel)],
            "descriptor": {"type": "se_e2_r", "rcut": 4.0, "rcut_smth": 0.5, "sel": sel,
-                          "neuron": [4, 8, 16], "resnet_dt": True},
+                          "neuron": [4, 8, 16], "resnet_dt": True, "activation_function": act},
            "fitting_net": {"neuron": [4]}}
     d = demo_model(cfg, seed=2).descriptor
     rng = np.random.default_rng(1)

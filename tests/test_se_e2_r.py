@@ -245,8 +245,9 @@ def test_train_command(tmp_path, monkeypatch, capsys):
 def train_with(tmp_path, monkeypatch, capsys, descriptor):
     """`symref train` for 3 Adam steps on labels of another model, with this
     ``descriptor`` section; returns the trained model read back from out.yaml.  The error
-    tables' backend="numba" evaluations must run on the numba path (a fallback warning
-    is an error: se_e2_r, se_e3 and hybrid all have one)."""
+    tables' backend="numba" evaluations and the loss gradient must run on the numba path
+    (a fallback warning is an error: se_e2_r, se_e3 and hybrid all have one;
+    symref.fast.family_loss for the gradient)."""
     import warnings
 
     from test_cli import _write_npy_system
@@ -473,15 +474,13 @@ def test_deepmd_statistics(dp, backend, request):
 # ------------------------------------------------------------------ other entry points
 def test_ase_calculator_lammps_and_golden(model):
     """The ASE calculator takes an se_e2_r DeepPot (energy, forces and stress as
-    model.evaluate's); LAMMPS ghost mode (numba only) refuses it, naming the descriptor,
-    before touching LAMMPS; golden vectors give se_e2_r's own stages
-    (tests/test_golden_family.py)."""
+    model.evaluate's); golden vectors give se_e2_r's own stages
+    (tests/test_golden_family.py); LAMMPS ghost mode takes it (tests/test_lammps_family.py)."""
     pytest.importorskip("ase", reason="ase is not installed")
     from ase import Atoms
 
     from symref.ase import SymrefCalculator
     from symref.io.golden import stages
-    from symref.lammps import attach
 
     coord, atype, box = crystal_frames(1)
     atoms = Atoms(numbers=[1 + t for t in atype], positions=coord[0], cell=box[0], pbc=True)
@@ -489,8 +488,6 @@ def test_ase_calculator_lammps_and_golden(model):
     ref = model.evaluate(coord, atype, box, backend="numpy")
     assert abs(atoms.get_potential_energy() - ref["energy"][0]) <= 1e-12 * abs(ref["energy"][0])
     np.testing.assert_allclose(atoms.get_forces(), ref["forces"][0], rtol=0, atol=1e-13)
-    with pytest.raises(ValueError, match="no SeE2R descriptor; use mode='periodic'"):
-        attach(None, model, mode="ghost")
     names = [name for name, _, _ in stages(model, coord[0], atype, box[0])]
     assert "s" in names and "T" not in names
 

@@ -3,6 +3,8 @@
 ``cpu``       evaluation of an energy model on compact pair lists (``backend="numba"``)
 ``cpu_tables`` compressed (tabulated) se_e2_a models' tables, blocks and warning for ``cpu``
 ``cpu_loss``  the training-loss gradient on the same kernels
+``family_loss`` the training-loss gradient of se_e2_r, se_e3 and hybrid energy models
+``fitting``   a fitting net on a block of atoms (BLAS + fused kernels), forward and backward
 ``cpu_tensor`` dipole/polarizability models (``DeepTensor``, ``backend="numba"``) and
               their tensor-loss gradient, on the same kernels
 ``cuda``      evaluation on an NVIDIA GPU (``backend="cuda"``)

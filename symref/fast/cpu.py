@@ -69,6 +69,7 @@ from symref.fast.cpu_tables import TABLE_BLOCK_PAIRS
 from symref.fast.cpu_tables import table_blocks as _table_blocks
 from symref.fast.cpu_tables import tables as _tables
 from symref.fast.cpu_tables import warn_beyond_tables as _warn_beyond_tables
+from symref.fast.fitting import fitting_backward, fitting_forward
 from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels import tabulated as kt
@@ -146,18 +147,25 @@ def frame_evaluator(model, dtype=np.float64):
             fallback_warning("numba", f"{type(model.descriptor).__name__} runs float64 only "
                              "on numba", stacklevel=4)
             return None  # the reference runs (symref.model.backends.frame_function)
-        if isinstance(model.descriptor, Hybrid):
-            from symref.fast.hybrid import evaluate_frame as evaluate
-            kw = {"se_e2_a_forward": se_e2_a_member_forward,
-                  "se_e2_a_backward": se_e2_a_member_backward}
-        else:
-            from symref.fast.se_e3 import evaluate_frame as evaluate
-            kw = {}
+        evaluate, kw = family_evaluator(model)
 
     def frame_fn(coord, atype, box, *, truncate=False, frame=None, **_):
         return evaluate(model, coord, atype, box, truncate=truncate, frame=frame, **kw)
 
     return frame_fn
+
+
+def family_evaluator(model):
+    """``(evaluate_frame, kwargs)`` of an se_e2_r, se_e3 or hybrid model: the frame function
+    of :mod:`symref.fast.se_e3` or :mod:`symref.fast.hybrid` and the numba pieces handed to it
+    (fitting in blocks; a hybrid's se_e2_a members)."""
+    kw = {"fitting": energy_fitting_blocks}
+    if isinstance(model.descriptor, Hybrid):
+        from symref.fast.hybrid import evaluate_frame
+        return evaluate_frame, {"se_e2_a_forward": se_e2_a_member_forward,
+                                "se_e2_a_backward": se_e2_a_member_backward, **kw}
+    from symref.fast.se_e3 import evaluate_frame
+    return evaluate_frame, kw
 
 
 def unsupported_reason(model) -> str | None:
@@ -170,16 +178,16 @@ def unsupported_reason(model) -> str | None:
             reason = _descriptor_reason(m)
             if reason is not None:
                 return f"descriptor.list[{k}]: {reason}"
-        return None  # the fitting runs on the reference
-    reason = _descriptor_reason(d)
-    if reason is not None or not isinstance(d, SeE2A):
-        return reason
+    else:
+        reason = _descriptor_reason(d)
+        if reason is not None:
+            return reason
     # a compressed descriptor's tables replace its embedding nets
     compressed = getattr(d, "tables", None) is not None
     if compressed and np.asarray(d.davg).dtype != np.float64:
         return "compressed (tabulated) models run in float64 only on the numba path"
-    for net in model.fitting.nets:  # the numba fitting kernels (a hybrid's: the reference's)
-        for ly in net:
+    for net in model.fitting.nets:  # the numba fitting kernels (every descriptor)
+        for ly in net or []:
             if ly.activation not in ACT_CODES:
                 return (f"activation {ly.activation!r} is not implemented in the numba fast "
                         f"path (it has {sorted(ACT_CODES)})")
@@ -190,8 +198,8 @@ def _descriptor_reason(d) -> str | None:
     """Why the numba kernels cannot evaluate the descriptor ``d`` (se_e2_a, se_e2_r or se_e3)
     exactly, or None."""
     tabulated = getattr(d, "tables", None) is not None  # tables replace the nets
-    # se_e2_a's kernels take every activation code; symref.fast.se_e3's tanh and linear
-    allowed = sorted(ACT_CODES) if isinstance(d, SeE2A) else ["linear", "none", "tanh"]
+    # the kernels of se_e2_a and of symref.fast.se_e3 (se_e2_r, se_e3) take every activation code
+    allowed = sorted(ACT_CODES)
     for net in ([] if tabulated else d.embeddings):
         for ly in net:
             if ly.activation not in allowed:
@@ -211,14 +219,15 @@ def _descriptor_reason(d) -> str | None:
     return None
 
 
-def pair_rules(model) -> np.ndarray:
+def pair_rules(model, desc=None) -> np.ndarray:
     """``rule[ti, tj]`` (ntypes x ntypes ints) for a pair of centre type ti and neighbour type tj:
     1 a real neighbour, 0 removed and counted as padding (model ``pair_exclude_types``),
-    2 removed but counted as a real neighbour whose row is zero (descriptor ``exclude_types``).
-    """
-    nt = model.descriptor.ntypes
+    2 removed but counted as a real neighbour whose row is zero (descriptor ``exclude_types``;
+    ``desc``: a hybrid's member instead of ``model.descriptor``)."""
+    desc = model.descriptor if desc is None else desc
+    nt = desc.ntypes
     rule = np.ones((nt, nt), dtype=np.int64)
-    rule[type_pair_table(nt, model.descriptor.exclude_types)] = 2
+    rule[type_pair_table(nt, desc.exclude_types)] = 2
     rule[type_pair_table(nt, model.pair_exclude_types)] = 0
     return rule
 
@@ -546,38 +555,47 @@ def _block_in(K, ws, blk, model, S, g_all, atom_e, smax):
         e_fit = np.zeros(nb, dtype=S.dt)
         alive_grad = False
     else:
-        x = D
-        facts, fhs = [x], []
-        for k, (Wt, b, idt, sc, act) in enumerate(S.fnets[ti]):
-            z = ws.get(f"fz{k}", (nb, Wt.shape[1]), S.dt)
-            np.matmul(x, Wt, out=z)
-            y = ws.get(f"fy{k}", (nb, Wt.shape[1]), S.dt)
-            K.dense_act_forward(z, b, idt, x, sc, act, y)
-            fhs.append(z)
-            facts.append(y)
-            x = y
-        e_fit = x[:, 0] + fit.bias_atom_e[ti]
+        y, fhs = fitting_forward(K, ws, S.fnets[ti], D)
+        e_fit = y[:, 0] + fit.bias_atom_e[ti]
         alive_grad = alive
     atom_e[b0:b1] = e_fit + model.out_bias[ti] if alive else 0.0
     if not alive_grad:
         return
 
     # ---- backward: dE_i/dE_i = 1
-    dy = np.ones((nb, 1), dtype=S.dt)
-    none = dyres = np.empty((0, 0), dtype=S.dt)
-    layers = S.fnets[ti]
-    for k in range(len(layers) - 1, -1, -1):
-        Wt, b, idt, sc, act = layers[k]
-        h = fhs[k]
-        dxres = ws.get(f"fdxr{k}", (nb, Wt.shape[0]), S.dt) if sc else none
-        K.dense_act_backward(dy, dyres, h, idt, sc, act, h, dxres)
-        dx = ws.get(f"fdx{k}", (nb, Wt.shape[0]), S.dt)
-        np.matmul(h, Wt.T, out=dx)
-        dy, dyres = dx, (dxres if sc else none)
-    dD = dy if dyres.shape[0] == 0 else dy + dyres  # nb x M1*M2
+    dD = fitting_backward(K, ws, S.fnets[ti], fhs, np.ones((nb, 1), dtype=S.dt))  # nb x M1*M2
     dT = np.empty((nb, M1, 4), dtype=S.dt)
     K.descriptor_backward(dD, T, M2, 1.0 / nnei, dT)
     embed_backward(K, ws, blk, desc, S, segs, dT, g_all)
+
+
+def energy_fitting_blocks(model, D, atype, weight=None, block_atoms: int = 256):
+    """``(e_fit, dD)``: the fitting nets' atomic energies (bias_atom_e included; 0 for an
+    excluded type) and dD = d(sum_i weight_i e_i)/dD (nloc x dim; ``weight`` default: the
+    alive atoms) of a float64 ``D``, in blocks of at most ``block_atoms`` atoms of one type
+    (:func:`run_blocks`): numba twin of :func:`symref.fast.se_e3.fitting_reference`, for
+    the se_e2_r, se_e3 and hybrid paths."""
+    fit = model.fitting
+    weight = model.alive(atype).astype(np.float64) if weight is None else weight
+    e_fit, dD = np.zeros(len(atype)), np.zeros(D.shape)
+    blocks = []
+    for t in range(fit.ntypes):
+        rows = np.nonzero(atype == t)[0]
+        if t not in fit.exclude_types:
+            blocks += [(t, rows[s:s + block_atoms]) for s in range(0, len(rows), block_atoms)]
+    layers = [[_layer_arrays(ly) for ly in net or []] for net in fit.nets]
+
+    def one(K, blk):
+        t, rows = blk
+        with borrowed_arena() as ws:
+            y, fhs = fitting_forward(K, ws, layers[t], np.ascontiguousarray(D[rows]))
+            e = y[:, 0] + fit.bias_atom_e[t]
+            dy = np.ascontiguousarray(weight[rows], dtype=np.float64)[:, None]  # nb x 1
+            return e, fitting_backward(K, ws, layers[t], fhs, dy).copy()
+
+    for (t, rows), (e, d) in zip(blocks, run_blocks(one, blocks, default_mode())):
+        e_fit[rows], dD[rows] = e, d
+    return e_fit, dD
 
 
 def embed_forward(K, ws, blk, desc, S, smax, key=""):
@@ -721,9 +739,11 @@ def se_e2_a_member_forward(model, member, pl, atype, mode=None,
     return out, ctx
 
 
-def se_e2_a_member_backward(dD, ctx):
+def se_e2_a_member_backward(dD, ctx, nvirial=None):
     """``(forces, atom_virial)`` of ``<dD, D>`` (``dD`` n x M1*M2, original order):
-    -d/dx per atom and the atomic virials, original order."""
+    -d/dx per atom and the atomic virials, original order; with ``nvirial`` also the
+    virial of the pairs of centres ``0..nvirial-1``
+    (:func:`~symref.fast.kernels.se_e2_a.centre_virial`)."""
     m, S = ctx.member, ctx.S
     dD_i = np.ascontiguousarray(dD[S.perm])  # n x M1*M2, internal order
     g_all = np.zeros((S.P, 3))  # P x 3
@@ -738,4 +758,8 @@ def se_e2_a_member_backward(dD, ctx):
     run_blocks(bwd, list(enumerate(ctx.blocks)), ctx.mode)
     _FREE_ARENAS.extend(ctx.arenas)  # the activations are no longer needed
     ctx.arenas = None
-    return gather_forces_virial(S, g_all)
+    if nvirial is None:
+        return gather_forces_virial(S, g_all)
+    Wc = np.empty((3, 3))
+    ks.centre_virial(g_all, S.rij, S.cptr, (S.perm < int(nvirial)).astype(np.float64), Wc)
+    return (*gather_forces_virial(S, g_all), Wc)

@@ -51,8 +51,9 @@ def unsupported_reason(model) -> str | None:
     no parameters: the reference then names the problem)."""
     if getattr(model.descriptor, "tables", None) is not None:
         return "a compressed (tabulated) descriptor cannot be trained"
-    if type(model.descriptor).__name__ != "SeE2A":  # se_e3: fast evaluation, reference loss
-        return f"descriptor {type(model.descriptor).__name__} has no fast loss gradient"
+    if type(model.descriptor).__name__ != "SeE2A":  # se_e2_r, se_e3, hybrid: fast.family_loss
+        return (f"descriptor {type(model.descriptor).__name__} is not se_e2_a (its fast loss "
+                "gradient is symref.fast.family_loss)")
     return _cpu.unsupported_reason(model)
 
 
@@ -136,19 +137,56 @@ def frame_grad(model, coord, atype, box, dE, dF, dW, pref):
     gradients (None for nets no pair used), ``{type: [...]}`` for the fitting nets, and
     the gradient of ``bias_atom_e``.  The caller (``train.loss.energy_loss_and_grad``)
     computes the residuals once and names the gradients (``model.params.grad_arrays``);
-    nothing here knows the parameter layout.
+    nothing here knows the parameter layout.  Three steps, each reused by
+    :mod:`symref.fast.family_loss` (se_e2_r, se_e3, hybrid): :func:`se_e2_a_dual_forward`,
+    :func:`fitting_dual`, :func:`se_e2_a_dual_backward`.
     """
-    from symref.reference.env import env_mat_forward, env_mat_tangent
     from symref.fast.kernels.neighbors import build_pair_list
 
     desc = model.descriptor
-    N = coord.shape[0]
+    pl = build_pair_list(coord, atype, box, desc.rcut, desc.sel)
+    with borrowed_arena() as ws, _blas.blas_threads(1):
+        run = runner()
+        D, Dd, ctx = se_e2_a_dual_forward(desc, pair_rules(model), pl, atype, dF, dW, pref,
+                                          ws, run)
+        Dbar, Ddbar, fit_grads, dbias = fitting_dual(model, ws, D, Dd, atype, dE, pref, run)
+        return se_e2_a_dual_backward(Dbar, Ddbar, ctx), fit_grads, dbias
+
+
+def runner():
+    """``map`` over blocks: a pool of ``numba.get_num_threads()`` threads (call it with
+    single-threaded BLAS), or the built-in ``map`` on one thread."""
+    nthreads = numba.get_num_threads()
+    return thread_pool(nthreads).map if nthreads > 1 else map
+
+
+def pair_tangent(c, j, rij, dF, dW, pref, natoms):
+    r"""The pair tangent :math:`\dot{\mathbf r}_p = c_f(\Delta F_j - \Delta F_i) + c_v\,\Delta W
+    \mathbf r_p` (P x 3) of pairs (centre ``c``, neighbour ``j``, vector ``rij``) of a
+    frame of ``natoms`` atoms (``train.loss``'s docstring)."""
+    rdot = 2.0 * pref.pref_f / (3 * natoms) * (dF[j] - dF[c])  # P x 3
+    if dW is not None:
+        rdot += 2.0 * pref.pref_v / (9 * natoms) * rij @ dW.T
+    return rdot
+
+
+def se_e2_a_dual_forward(desc, rule, pl, atype, dF, dW, pref, ws=FreshArrays, run=map,
+                         key=()):
+    """``(D, Dd, ctx)``: the se_e2_a descriptor ``desc`` (nloc x M1 M2) of a frame and its
+    tangent along the pair tangent of the residuals (:func:`pair_tangent`), from the
+    frame's compact pairs ``pl`` (built with ``desc``'s rcut and sel, or a hybrid
+    member's pairs, :func:`symref.fast.hybrid.member_pair_list`).  ``rule``:
+    :func:`symref.fast.cpu.pair_rules` for ``desc``.  ``ws``/``run``/``key``: scratch
+    arena, block map (:func:`runner`) and key prefix; ``ctx`` for
+    :func:`se_e2_a_dual_backward`."""
+    from symref.reference.env import env_mat_forward, env_mat_tangent
+
+    N = len(atype)
     nt, off = desc.ntypes, desc.sel_offsets
     # ---- real pairs, ordered by (embedding group, centre)
-    pl = build_pair_list(coord, atype, box, desc.rcut, desc.sel)
     c = np.repeat(np.arange(N), np.diff(pl.ptr))  # P: centre of each pair
     tj = atype[pl.j]
-    rule = pair_rules(model)[atype[c], tj]  # P: see symref.fast.cpu.pair_rules
+    rule = rule[atype[c], tj]  # P: see symref.fast.cpu.pair_rules
     real = rule != 0
     nreal = np.zeros((N, nt), dtype=np.int64)
     np.add.at(nreal, (c[real], tj[real]), 1)
@@ -163,10 +201,7 @@ def frame_grad(model, coord, atype, box, dE, dF, dW, pref):
     davg, dstd = desc.davg[atype[c], slot0], desc.dstd[atype[c], slot0]  # P x 4
     R, env_cache = env_mat_forward(rij[None], np.ones((1, P), dtype=bool), davg[None],
                                    dstd[None], desc.rcut, desc.rcut_smth, desc.env_protection)
-    c_f = 2.0 * pref.pref_f / (3 * N)
-    rdot = c_f * (dF[j] - dF[c])  # P x 3
-    if dW is not None:
-        rdot += 2.0 * pref.pref_v / (9 * N) * rij @ dW.T
+    rdot = pair_tangent(c, j, rij, dF, dW, pref, N)  # P x 3
     Rd = np.ascontiguousarray(env_mat_tangent(rdot[None], env_cache)[0])  # P x 4
     R = np.ascontiguousarray(R[0])  # P x 4
     # ---- blocks: (net index, neighbour type, start, end); one T accumulator per neighbour type
@@ -176,17 +211,13 @@ def frame_grad(model, coord, atype, box, dE, dF, dW, pref):
         g_ti, g_tj = (0, g) if desc.type_one_side else divmod(g, nt)
         for s, e in _cut(c, int(gstart[g]), int(gstart[g + 1]), BLOCK_PAIRS):
             blocks.append((desc.embedding_index(g_ti, g_tj), g_tj, s, e))
-
-    with borrowed_arena() as ws:
-        return _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref)
+    return _se_e2_a_forward(desc, ws, run, key, atype, c, R, Rd, npad, blocks)
 
 
-def _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref):
-    """The reverse pass of :func:`frame_grad` from the pair rows ``R`` and their
-    tangents ``Rd``: ``(emb_grads, fit_grads, dbias)``."""
-    from symref.reference.nn import mlp_backward_dual, mlp_forward_dual
+def _se_e2_a_forward(desc, ws, run, key, atype, c, R, Rd, npad, blocks):
+    """:func:`se_e2_a_dual_forward` from the pair rows ``R`` and their tangents ``Rd``."""
+    from symref.reference.nn import mlp_forward_dual
 
-    desc, fit = model.descriptor, model.fitting
     N = len(atype)
     nt, M1, M2, nnei = desc.ntypes, desc.neuron[-1], desc.axis_neuron, desc.nnei
     off = desc.sel_offsets
@@ -195,80 +226,97 @@ def _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref):
 
     def embed_forward(ib):
         b, (idx, g_tj, s, e) = ib
-        X = _stack(R[s:e, :1], Rd[s:e, :1], ws.get(("e", b, "X"), (2, e - s, 1)))  # 2 x Pb x 1
-        G, cache = mlp_forward_dual_stacked(X, desc.embeddings[idx], ws, ("e", b))  # 2 x Pb x M1
-        kdual.pair_outer_dual(c[s:e], R[s:e], Rd[s:e], G, Tg[g_tj], Tdg[g_tj])
+        X = _stack(R[s:e, :1], Rd[s:e, :1], ws.get(key + ("e", b, "X"), (2, e - s, 1)))
+        G, cache = mlp_forward_dual_stacked(X, desc.embeddings[idx], ws, key + ("e", b))
+        kdual.pair_outer_dual(c[s:e], R[s:e], Rd[s:e], G, Tg[g_tj], Tdg[g_tj])  # 2 x Pb x M1
         return cache
 
-    nthreads = numba.get_num_threads()
-    with _blas.blas_threads(1):
-        run = thread_pool(nthreads).map if nthreads > 1 else map
-        caches = list(run(embed_forward, enumerate(blocks)))
-        T, Td = Tg.sum(axis=0), Tdg.sum(axis=0)  # N x 4 x M1
-        # padded slots: n_pad copies of the constant row of each (centre type, neighbour type)
-        pads = []
-        for t in range(nt):
-            rows = np.nonzero(atype == t)[0]
-            for g_tj in range(nt):
-                if off[g_tj] == off[g_tj + 1] or len(rows) == 0:
-                    continue
-                rp = -desc.davg[t, off[g_tj]] / desc.dstd[t, off[g_tj]]  # 4
-                if np.any(rp != 0):
-                    idx = desc.embedding_index(t, g_tj)
-                    Gp, _, pc = mlp_forward_dual(rp[None, :1], np.zeros((1, 1)),
-                                                 desc.embeddings[idx])
-                    T[rows] += npad[rows, g_tj][:, None, None] * np.outer(rp, Gp[0])
-                    pads.append((rows, rp, pc, idx, g_tj))
-        T = np.ascontiguousarray(T.transpose(0, 2, 1)) / nnei  # N x M1 x 4
-        Td = np.ascontiguousarray(Td.transpose(0, 2, 1)) / nnei
-        T2t = T[:, :M2].transpose(0, 2, 1)  # N x 4 x M2
-        D = np.matmul(T, T2t)  # N x M1 x M2
-        Dd = np.matmul(Td, T2t) + np.matmul(T, Td[:, :M2].transpose(0, 2, 1))
-        D, Dd = D.reshape(N, M1 * M2), Dd.reshape(N, M1 * M2)
-        # ---- fitting nets, dual, in blocks of atoms of one type
-        alive = (~np.isin(atype, model.atom_exclude_types)).astype(np.float64)  # N
-        a = 2.0 * pref.pref_e * dE / N
-        fblocks = []
-        for t in range(fit.ntypes):
-            rows = np.nonzero(atype == t)[0]
-            if t in fit.exclude_types:
+    caches = list(run(embed_forward, enumerate(blocks)))
+    T, Td = Tg.sum(axis=0), Tdg.sum(axis=0)  # N x 4 x M1
+    # padded slots: n_pad copies of the constant row of each (centre type, neighbour type)
+    pads = []
+    for t in range(nt):
+        rows = np.nonzero(atype == t)[0]
+        for g_tj in range(nt):
+            if off[g_tj] == off[g_tj + 1] or len(rows) == 0:
                 continue
-            fblocks += [(t, rows[s:s + BLOCK_ATOMS]) for s in range(0, len(rows), BLOCK_ATOMS)]
+            rp = -desc.davg[t, off[g_tj]] / desc.dstd[t, off[g_tj]]  # 4
+            if np.any(rp != 0):
+                idx = desc.embedding_index(t, g_tj)
+                Gp, _, pc = mlp_forward_dual(rp[None, :1], np.zeros((1, 1)),
+                                             desc.embeddings[idx])
+                T[rows] += npad[rows, g_tj][:, None, None] * np.outer(rp, Gp[0])
+                pads.append((rows, rp, pc, idx, g_tj))
+    T = np.ascontiguousarray(T.transpose(0, 2, 1)) / nnei  # N x M1 x 4
+    Td = np.ascontiguousarray(Td.transpose(0, 2, 1)) / nnei
+    T2t = T[:, :M2].transpose(0, 2, 1)  # N x 4 x M2
+    D = np.matmul(T, T2t)  # N x M1 x M2
+    Dd = np.matmul(Td, T2t) + np.matmul(T, Td[:, :M2].transpose(0, 2, 1))
+    ctx = (desc, ws, run, key, c, R, Rd, npad, blocks, caches, pads, T, Td)
+    return D.reshape(N, M1 * M2), Dd.reshape(N, M1 * M2), ctx
 
-        def fitting_dual(ib):
-            b, (t, rows) = ib
-            X = _stack(D[rows], Dd[rows], ws.get(("f", b, "X"), (2, len(rows), M1 * M2)))
-            _, cache = mlp_forward_dual_stacked(X, fit.nets[t], ws, ("f", b))
-            ybar = _stack(a * alive[rows, None], -alive[rows, None])  # 2 x nb x 1
-            return mlp_backward_dual_stacked(ybar, cache, ws=ws, key=("f", b))
 
-        Dbar, Ddbar = np.zeros((N, M1 * M2)), np.zeros((N, M1 * M2))
-        fit_grads, dbias = {}, np.zeros(fit.ntypes)
-        for (t, rows), (xbar, g) in zip(fblocks, run(fitting_dual, enumerate(fblocks))):
-            Dbar[rows], Ddbar[rows] = xbar[0], xbar[1]
-            fit_grads[t] = _sum_grads(fit_grads.get(t), g)
-            dbias[t] += a * alive[rows].sum()
-        # ---- back through D = T T<^T to T̄, Ṫ̄ (N x M1 x 4)
-        Dbar, Ddbar = Dbar.reshape(N, M1, M2), Ddbar.reshape(N, M1, M2)
-        Tbar = np.matmul(Dbar, T[:, :M2]) + np.matmul(Ddbar, Td[:, :M2])
-        Tdbar = np.matmul(Ddbar, T[:, :M2])
-        Tbar[:, :M2] += np.matmul(Dbar.transpose(0, 2, 1), T) + \
-            np.matmul(Ddbar.transpose(0, 2, 1), Td)
-        Tdbar[:, :M2] += np.matmul(Ddbar.transpose(0, 2, 1), T)
-        Tbar /= nnei
-        Tdbar /= nnei
+def fitting_dual(model, ws, D, Dd, atype, dE, pref, run=map):
+    """The fitting nets of ``model`` on the descriptor ``D`` and its tangent ``Dd`` (N x
+    dim), in blocks of :data:`BLOCK_ATOMS` atoms of one type, and back:
+    ``(Dbar, Ddbar, fit_grads, dbias)`` for the seed :math:`\\bar E_i = a`,
+    :math:`\\bar{\\dot E}_i = -1` of every alive atom (``train.loss``'s docstring;
+    ``a = 2 p_e ΔE / N``)."""
+    fit = model.fitting
+    N, dim = D.shape
+    alive = (~np.isin(atype, model.atom_exclude_types)).astype(np.float64)  # N
+    a = 2.0 * pref.pref_e * dE / N
+    fblocks = []
+    for t in range(fit.ntypes):
+        rows = np.nonzero(atype == t)[0]
+        if t in fit.exclude_types:
+            continue
+        fblocks += [(t, rows[s:s + BLOCK_ATOMS]) for s in range(0, len(rows), BLOCK_ATOMS)]
 
-        def embed_backward(item):
-            b, ((idx, g_tj, s, e), cache) = item
-            Gbar = ws.get(("e", b, "Gbar"), (2, e - s, M1))  # [Ḡ; Ġ̄]
-            kdual.pair_contract_dual(c[s:e], Tbar, Tdbar, R[s:e], Rd[s:e], Gbar)
-            return mlp_backward_dual_stacked(Gbar, cache, False, ws, ("e", b))[1]
+    def one_block(ib):
+        b, (t, rows) = ib
+        X = _stack(D[rows], Dd[rows], ws.get(("f", b, "X"), (2, len(rows), dim)))
+        _, cache = mlp_forward_dual_stacked(X, fit.nets[t], ws, ("f", b))
+        ybar = _stack(a * alive[rows, None], -alive[rows, None])  # 2 x nb x 1
+        return mlp_backward_dual_stacked(ybar, cache, ws=ws, key=("f", b))
 
-        emb_grads = [None] * len(desc.embeddings)
-        for (idx, *_), g in zip(blocks, run(embed_backward, enumerate(zip(blocks, caches)))):
-            emb_grads[idx] = _sum_grads(emb_grads[idx], g)
-        for rows, rp, pc, idx, g_tj in pads:
-            gbar = np.einsum("i,imc,c->m", npad[rows, g_tj].astype(np.float64), Tbar[rows], rp)
-            emb_grads[idx] = _sum_grads(emb_grads[idx],
-                                        mlp_backward_dual(gbar[None], np.zeros((1, M1)), pc)[1])
-    return emb_grads, fit_grads, dbias
+    Dbar, Ddbar = np.zeros((N, dim)), np.zeros((N, dim))
+    fit_grads, dbias = {}, np.zeros(fit.ntypes)
+    for (t, rows), (xbar, g) in zip(fblocks, run(one_block, enumerate(fblocks))):
+        Dbar[rows], Ddbar[rows] = xbar[0], xbar[1]
+        fit_grads[t] = _sum_grads(fit_grads.get(t), g)
+        dbias[t] += a * alive[rows].sum()
+    return Dbar, Ddbar, fit_grads, dbias
+
+
+def se_e2_a_dual_backward(Dbar, Ddbar, ctx):
+    """Per-net layer gradients of ``<Dbar, D> + <Ddbar, Dd>`` (both N x M1 M2) for the
+    ``ctx`` of :func:`se_e2_a_dual_forward` (None for nets no pair used)."""
+    from symref.reference.nn import mlp_backward_dual
+
+    desc, ws, run, key, c, R, Rd, npad, blocks, caches, pads, T, Td = ctx
+    N, M1, M2, nnei = len(npad), desc.neuron[-1], desc.axis_neuron, desc.nnei
+    # ---- back through D = T T<^T to T̄, Ṫ̄ (N x M1 x 4)
+    Dbar, Ddbar = Dbar.reshape(N, M1, M2), Ddbar.reshape(N, M1, M2)
+    Tbar = np.matmul(Dbar, T[:, :M2]) + np.matmul(Ddbar, Td[:, :M2])
+    Tdbar = np.matmul(Ddbar, T[:, :M2])
+    Tbar[:, :M2] += np.matmul(Dbar.transpose(0, 2, 1), T) + \
+        np.matmul(Ddbar.transpose(0, 2, 1), Td)
+    Tdbar[:, :M2] += np.matmul(Ddbar.transpose(0, 2, 1), T)
+    Tbar /= nnei
+    Tdbar /= nnei
+
+    def embed_backward(item):
+        b, ((idx, g_tj, s, e), cache) = item
+        Gbar = ws.get(key + ("e", b, "Gbar"), (2, e - s, M1))  # [Ḡ; Ġ̄]
+        kdual.pair_contract_dual(c[s:e], Tbar, Tdbar, R[s:e], Rd[s:e], Gbar)
+        return mlp_backward_dual_stacked(Gbar, cache, False, ws, key + ("e", b))[1]
+
+    emb_grads = [None] * len(desc.embeddings)
+    for (idx, *_), g in zip(blocks, run(embed_backward, enumerate(zip(blocks, caches)))):
+        emb_grads[idx] = _sum_grads(emb_grads[idx], g)
+    for rows, rp, pc, idx, g_tj in pads:
+        gbar = np.einsum("i,imc,c->m", npad[rows, g_tj].astype(np.float64), Tbar[rows], rp)
+        emb_grads[idx] = _sum_grads(emb_grads[idx],
+                                    mlp_backward_dual(gbar[None], np.zeros((1, M1)), pc)[1])
+    return emb_grads

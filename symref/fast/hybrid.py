@@ -18,8 +18,10 @@ descriptors are concatenated before the fitting, as in
    kernels of :mod:`symref.fast.kernels.se_e3`
    (:func:`symref.fast.se_e3.scalar_descriptor_forward`).  The environment rows are
    computed only when the hybrid has such a member.
-4. The fitting and its backward run on :math:`D = [D^{(1)},\dots,D^{(n)}]` (the reference's
-   :func:`~symref.reference.fitting.energy_fitting_forward`), seeded with the alive atoms;
+4. The fitting and its backward run on :math:`D = [D^{(1)},\dots,D^{(n)}]` (``fitting``:
+   :func:`symref.fast.cpu.energy_fitting_blocks` on numba from
+   :func:`~symref.fast.cpu.frame_evaluator`, the reference's by default), seeded with the
+   alive atoms;
    :math:`\bar D` is split by columns.  Each se_e2_a member's :math:`\bar D^{(m)}` goes back
    through its blocks to :math:`\partial E/\partial\mathbf r_{ji}` of its pairs and is
    gathered into forces and atomic virials
@@ -34,12 +36,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from symref.fast.kernels.neighbors import PairList, build_pair_list, padded_neighbor_list
-from symref.fast.se_e3 import scalar_descriptor_backward, scalar_descriptor_forward
+from symref.fast.kernels.neighbors import PairList, padded_neighbor_list
+from symref.fast.se_e3 import (centre_weight, cluster_pair_list, fitting_reference,
+                              rows_virial, scalar_descriptor_backward,
+                              scalar_descriptor_forward)
 from symref.reference.descriptor.hybrid import member_slots
 from symref.reference.descriptor.se_e2_a import SeE2A, keep_mask
 from symref.reference.env import env_mat_backward
-from symref.reference.fitting import energy_fitting_backward, energy_fitting_forward
 from symref.reference.neighbors import pair_forces_virial
 
 
@@ -59,7 +62,8 @@ def member_pair_list(pl: PairList, sel, member_sel) -> PairList:
 
 
 def evaluate_frame(model, coord, atype, box, *, se_e2_a_forward, se_e2_a_backward,
-                   truncate=False, frame=None):
+                   truncate=False, frame=None, fitting=fitting_reference, ncentre=None,
+                   nvirial=None, pair_list=None):
     """Energy, forces, virial, atomic energies and virials of one frame (keys as
     :meth:`symref.model.deeppot.DeepPot.evaluate`'s, without the frame axis).
 
@@ -67,10 +71,15 @@ def evaluate_frame(model, coord, atype, box, *, se_e2_a_forward, se_e2_a_backwar
     ``se_e2_a_backward(dD, ctx) -> (forces, atom_virial)``: the se_e2_a members' fast path
     (:func:`symref.fast.cpu.se_e2_a_member_forward` / ``_backward``, handed over by
     :func:`symref.fast.cpu.frame_evaluator`: this module does not import the blocks'
-    module, which dispatches to it)."""
+    module, which dispatches to it); ``fitting(model, D, atype, weight) -> (e_fit, dD)``
+    likewise (:func:`symref.fast.se_e3.fitting_reference` by default).  Clusters
+    (``ncentre``, ``nvirial``, ``pair_list``): as :func:`symref.fast.se_e3.evaluate_frame`;
+    with ``nvirial``, ``se_e2_a_backward(dD, ctx, nvirial)`` also returns the virial of
+    the energies of atoms ``0..nvirial-1``."""
     h = model.descriptor
     n = coord.shape[0]
-    pl = build_pair_list(coord, atype, box, h.rcut, h.sel, truncate=truncate, frame=frame)
+    pl = cluster_pair_list(model, coord, atype, box, ncentre, nvirial, pair_list, truncate,
+                           frame)
     slots = member_slots(h)
     scalar = [k for k, m in enumerate(h.members) if not isinstance(m, SeE2A)]
     if scalar:  # padded rows of every member (the hybrid's environment), from the same list
@@ -86,11 +95,10 @@ def evaluate_frame(model, coord, atype, box, *, se_e2_a_forward, se_e2_a_backwar
             D, ctx = se_e2_a_forward(model, m, member_pair_list(pl, h.sel, m.sel), atype)
         Ds.append(D)
         ctxs.append(ctx)
-    e_fit, f_cache = energy_fitting_forward(np.concatenate(Ds, axis=1), atype,
-                                            model.fitting)  # nloc
-    alive = model.alive(atype)
-    atom_e = np.where(alive, e_fit + model.out_bias[atype], 0.0)
-    dD, _ = energy_fitting_backward(alive.astype(np.float64), f_cache)  # nloc x dim_out
+    weight = centre_weight(model, atype, ncentre)  # n
+    e_fit, dD = fitting(model, np.concatenate(Ds, axis=1), atype, weight)  # nloc, nloc x dim
+    atom_e = np.where(weight > 0, e_fit + model.out_bias[atype], 0.0)
+    centre_virial = np.zeros((3, 3))
     dDs = np.split(dD, np.cumsum([D.shape[1] for D in Ds])[:-1], axis=1)
     forces, atom_virial = np.zeros((n, 3)), np.zeros((n, 3, 3))
     g = np.zeros((n, h.nnei, 3)) if scalar else None  # nloc x nnei x 3, the hybrid's slots
@@ -98,13 +106,23 @@ def evaluate_frame(model, coord, atype, box, *, se_e2_a_forward, se_e2_a_backwar
         if k in scalar:
             dR = scalar_descriptor_backward(dDm, ctx)  # nloc x nnei_m x 4
             g[:, slots[k]] += env_mat_backward(dR, env_caches[k])[0]
-        else:
+        elif nvirial is None:
             F, W = se_e2_a_backward(dDm, ctx)
             forces += F
             atom_virial += W
+        else:
+            F, W, Wc = se_e2_a_backward(dDm, ctx, int(nvirial))
+            forces += F
+            atom_virial += W
+            centre_virial += Wc
     if scalar:
         F, W = pair_forces_virial(g, nlist, mask, rij, n)
         forces += F
         atom_virial += W
-    return {"energy": atom_e.sum(), "forces": forces, "virial": atom_virial.sum(axis=0),
-            "atom_energy": atom_e, "atom_virial": atom_virial}
+        if nvirial is not None:
+            centre_virial += rows_virial(g, rij, int(nvirial))
+    out = {"energy": atom_e.sum(), "forces": forces, "virial": atom_virial.sum(axis=0),
+           "atom_energy": atom_e, "atom_virial": atom_virial}
+    if nvirial is not None:
+        out["centre_virial"] = centre_virial
+    return out

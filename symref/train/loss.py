@@ -44,7 +44,8 @@ This is the NumPy reference; parameters are the embedding and fitting layers
 Organisation: :func:`energy_loss_and_grad` computes each frame's loss and
 residuals once (:func:`_residuals`, one evaluation on the chosen backend) and
 hands ΔE, ΔF, ΔW to a frame-gradient function -- the reference :func:`_frame`
-or its fast twin :func:`symref.fast.cpu_loss.frame_grad` -- which returns the
+or its fast twins :func:`symref.fast.cpu_loss.frame_grad` (se_e2_a) and
+:func:`symref.fast.family_loss.frame_grad` (se_e2_r, se_e3, hybrid) -- which return the
 per-net layer gradients; :func:`symref.model.params.grad_arrays` names them.
 So the fast path needs neither this module nor the parameter layout.
 """
@@ -85,19 +86,15 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
     ``coord`` (nf, natoms, 3), ``atype`` (natoms,), ``box`` (nf, 3, 3) or None,
     ``energy`` (nf,), ``forces`` (nf, natoms, 3), ``virial`` (nf, 3, 3) or None
     (then ``pref.pref_v`` must be 0).  Units: eV, Å.  ``backend="numba"`` uses
-    the fast path (:func:`symref.fast.cpu_loss.frame_grad`: compact pairs,
-    blocks on threads); ``"numpy"`` is the reference.
+    the fast path (:func:`symref.fast.cpu_loss.frame_grad` or
+    :func:`symref.fast.family_loss.frame_grad`: compact pairs, blocks on threads; a model
+    neither covers runs the reference with a ``RuntimeWarning``); ``"numpy"`` is the reference.
     """
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
     frame_grad = _frame  # the gradient of one frame from its residuals
     if backend == "numba":
-        from symref.fast import cpu_loss
-
-        if cpu_loss.unsupported_reason(model) is None:
-            frame_grad = cpu_loss.frame_grad
-        else:
-            backend = "numpy"
+        frame_grad, backend = _fast_frame_grad(model)
     coord, atype, box = normalize_inputs(coord, atype, box, model.ntypes)
     nf, natoms, _ = coord.shape
     energy = np.asarray(energy, dtype=np.float64).reshape(nf)
@@ -122,6 +119,21 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
                 for k, v in gf.items():
                     grads[k] += v / nf
     return total, grads
+
+
+def _fast_frame_grad(model):
+    """``(frame_grad, backend)`` of ``backend="numba"``: :func:`symref.fast.cpu_loss.frame_grad`
+    (se_e2_a) or :func:`symref.fast.family_loss.frame_grad` (se_e2_r, se_e3, hybrid) and
+    "numba"; where neither covers the model, the reference :func:`_frame` and "numpy",
+    with a ``RuntimeWarning`` naming the reason."""
+    from symref.fast import cpu_loss, fallback_warning, family_loss
+
+    fast = family_loss if type(model.descriptor).__name__ != "SeE2A" else cpu_loss
+    reason = fast.unsupported_reason(model)
+    if reason is None:
+        return fast.frame_grad, "numba"
+    fallback_warning("numba", f"loss gradient: {reason}", stacklevel=3)
+    return _frame, "numpy"
 
 
 def _residuals(model, coord, atype, box, e_ref, f_ref, w_ref, pref, backend):

@@ -17,7 +17,9 @@ Packed nets (:func:`pack_nets`): every layer of every net padded to the widest l
 ``W`` (L x nnets x w x w), ``B``, ``IDT`` (L x nnets x w; an absent bias is 0 and an
 absent ``idt`` is 1, which leave the numbers unchanged), ``nin``/``nout``/``shortcut``
 (L ints, the same for every net: deepmd-kit's nets of one descriptor share widths) and
-``tanh`` (L: 1 for tanh, 0 for a linear layer).
+``act`` (L activation codes of :data:`~symref.fast.kernels.activations.ACT_CODES`: tanh by
+the vectorisable :func:`~symref.fast.kernels.activations.tanh_scalar`, the others by
+``act_value``/``act_deriv``, scalar libm calls).
 Group pairs (:func:`pair_table`): rows ``(a0, a1, b0, b1, net, c)`` as two arrays.
 
 se_e2_r (:func:`se_e2_r_forward` / :func:`se_e2_r_backward`, the same nets on scalars):
@@ -34,12 +36,13 @@ import numba
 import numpy as np
 
 from symref.fast.kernels._jit import kernel
-from symref.fast.kernels.activations import tanh_scalar
+from symref.fast.kernels.activations import (_CODE_NAMES, ACT_TANH, KEEP_Z, act_code, act_deriv,
+                                             act_value, tanh_scalar)
 from symref.reference.nn import Layer, mlp_forward
 
 
 def pack_nets(nets):
-    """``(W, B, IDT, nin, nout, shortcut, tanh)`` of a list of nets with equal widths
+    """``(W, B, IDT, nin, nout, shortcut, act)`` of a list of nets with equal widths
     (module docstring); unused (None) entries are packed as zeros."""
     ref = next(n for n in nets if n is not None)
     L, width = len(ref), max(max(ly.nin, ly.nout) for ly in ref)
@@ -55,7 +58,7 @@ def pack_nets(nets):
                 IDT[li, k, :ly.nout] = ly.idt
     meta = [np.array(v, dtype=np.int64) for v in (
         [ly.nin for ly in ref], [ly.nout for ly in ref], [ly.shortcut for ly in ref],
-        [1 if ly.activation == "tanh" else 0 for ly in ref])]
+        [act_code(ly.activation) for ly in ref])]
     return (W, B, IDT, *meta)
 
 
@@ -72,10 +75,10 @@ def pair_table(sel):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H):
+def _net_rows(n, k, W, B, IDT, nin, nout, sc, act, Y, H):
     """The net k on the n scalars ``Y[0, 0, :n]``: ``Y[l, :, :n]`` the input of layer l
-    (``Y[L]`` the output), ``H[l, :, :n]`` its activation derivative factor (1 - tanh²
-    or 1).  The inner loops run over the n scalars (contiguous), so LLVM vectorises them
+    (``Y[L]`` the output), ``H[l, :, :n]`` its activation derivative phi'(z) (1 - tanh²,
+    1 for a linear layer).  The inner loops run over the n scalars (contiguous), so LLVM vectorises them
     (``tanh_scalar`` is inlined arithmetic); each scalar sees the same operations in the
     same order as a scalar evaluation."""
     for li in range(nin.shape[0]):
@@ -91,10 +94,16 @@ def _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H):
                     z[j] += x[j] * w
             io = IDT[li, k, o]
             h_out = H[li, o]
-            if tanh[li]:
+            a = act[li]
+            if a == ACT_TANH:
                 for j in range(n):
                     h = tanh_scalar(z[j])  # within 3 ulp of np.tanh
                     h_out[j] = 1.0 - h * h
+                    z[j] = h * io
+            elif a > ACT_TANH:  # relu, softplus, gelu, ...: act_deriv takes h (z from KEEP_Z on)
+                for j in range(n):
+                    h = act_value(z[j], a)
+                    h_out[j] = act_deriv(z[j] if a >= KEEP_Z else h, a)
                     z[j] = h * io
             else:
                 for j in range(n):
@@ -161,7 +170,7 @@ def _live_slots(X, i):
 
 
 @kernel
-def se_e3_forward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, D):
+def se_e3_forward(X, ranges, c, W, B, IDT, nin, nout, sc, act, D):
     """``D[i] = sum c theta N(theta)`` (nloc x M, zeroed here) from ``X`` (nloc x nnei x 3,
     the masked spatial columns)."""
     L = nin.shape[0]
@@ -186,14 +195,14 @@ def se_e3_forward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, D):
                             Y[0, 0], f)
                 for j in range(n):
                     f[j] *= Y[0, 0, j]  # c theta
-                _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
+                _net_rows(n, k, W, B, IDT, nin, nout, sc, act, Y, H)
                 for j in range(n):
                     for m in range(M):
                         D[i, m] += f[j] * Y[L, m, j]
 
 
 @kernel
-def se_e3_backward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
+def se_e3_backward(X, ranges, c, W, B, IDT, nin, nout, sc, act, dD, dX):
     """``dX`` (nloc x nnei x 3, zeroed here) = dL/dX for ``dD`` = dL/dD (nloc x M); the net
     is recomputed for every scalar and back-propagated on it.  Rows of ``X`` that are
     exactly zero get ``dX = 0`` (their gradient is discarded by every caller: padded
@@ -224,7 +233,7 @@ def se_e3_backward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
                             th, cg)
                 for j in range(n):
                     Y[0, 0, j] = th[j]
-                _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
+                _net_rows(n, k, W, B, IDT, nin, nout, sc, act, Y, H)
                 for j in range(n):
                     direct[j] = 0.0
                 for m in range(M):
@@ -240,23 +249,23 @@ def se_e3_backward(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
                         dX[i, b, d] += dth * X[i, a, d]
 
 
-def _unpack(W, B, IDT, nin, nout, sc, tanh, k):
+def _unpack(W, B, IDT, nin, nout, sc, act, k):
     return [Layer(W[li, k, :nin[li], :nout[li]].copy(), B[li, k, :nout[li]].copy(),
-                  IDT[li, k, :nout[li]].copy(), "tanh" if tanh[li] else "linear",
+                  IDT[li, k, :nout[li]].copy(), _CODE_NAMES[int(act[li])],
                   bool(sc[li]))
             for li in range(len(nin))]
 
 
-def se_e3_forward_ref(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, D):
+def se_e3_forward_ref(X, ranges, c, W, B, IDT, nin, nout, sc, act, D):
     """NumPy twin of :func:`se_e3_forward` (the reference's per-group sums)."""
     D[...] = 0.0
     for (a0, a1, b0, b1, k), cg in zip(ranges, c):
         th = np.einsum("iad,ibd->iab", X[:, a0:a1], X[:, b0:b1])  # nloc x n_p x n_q
-        G, _ = mlp_forward(th[..., None], _unpack(W, B, IDT, nin, nout, sc, tanh, k))
+        G, _ = mlp_forward(th[..., None], _unpack(W, B, IDT, nin, nout, sc, act, k))
         D += cg * np.einsum("iab,iabm->im", th, G)
 
 
-def se_e3_backward_ref(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
+def se_e3_backward_ref(X, ranges, c, W, B, IDT, nin, nout, sc, act, dD, dX):
     """NumPy twin of :func:`se_e3_backward` (the reference's backward formula)."""
     from symref.reference.nn import mlp_backward
 
@@ -264,7 +273,7 @@ def se_e3_backward_ref(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
     for (a0, a1, b0, b1, k), cg in zip(ranges, c):
         Xp, Xq = X[:, a0:a1], X[:, b0:b1]
         th = np.einsum("iad,ibd->iab", Xp, Xq)  # nloc x n_p x n_q
-        G, gc = mlp_forward(th[..., None], _unpack(W, B, IDT, nin, nout, sc, tanh, k))
+        G, gc = mlp_forward(th[..., None], _unpack(W, B, IDT, nin, nout, sc, act, k))
         dth, _ = mlp_backward(cg * th[..., None] * dD[:, None, None, :], gc)
         dth = dth[..., 0] + cg * np.einsum("iabm,im->iab", G, dD)
         dX[:, a0:a1] += np.einsum("iab,ibd->iad", dth, Xq)
@@ -274,7 +283,7 @@ def se_e3_backward_ref(X, ranges, c, W, B, IDT, nin, nout, sc, tanh, dD, dX):
 
 # ----------------------------------------------------------------------- se_e2_r
 @kernel
-def se_e2_r_forward(s, groups, scale, W, B, IDT, nin, nout, sc, tanh, D):
+def se_e2_r_forward(s, groups, scale, W, B, IDT, nin, nout, sc, act, D):
     """se_e2_r: ``D[i] = scale * sum_j N_{t_j}(s[i, j])`` (nloc x M, zeroed here) from the
     masked radial rows ``s`` (nloc x nnei, padded slots included); ``groups``: rows
     ``(j0, j1, net)`` of neighbour-type slot ranges (:mod:`symref.reference.descriptor.se_e2_r`,
@@ -293,7 +302,7 @@ def se_e2_r_forward(s, groups, scale, W, B, IDT, nin, nout, sc, tanh, D):
             n = j1 - j0
             for j in range(n):
                 Y[0, 0, j] = s[i, j0 + j]
-            _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
+            _net_rows(n, k, W, B, IDT, nin, nout, sc, act, Y, H)
             for j in range(n):
                 for m in range(M):
                     D[i, m] += Y[L, m, j]
@@ -302,7 +311,7 @@ def se_e2_r_forward(s, groups, scale, W, B, IDT, nin, nout, sc, tanh, D):
 
 
 @kernel
-def se_e2_r_backward(s, groups, scale, W, B, IDT, nin, nout, sc, tanh, dD, ds):
+def se_e2_r_backward(s, groups, scale, W, B, IDT, nin, nout, sc, act, dD, ds):
     """``ds`` (nloc x nnei, every slot written) = dL/ds for ``dD`` = dL/dD (nloc x M) of
     :func:`se_e2_r_forward`; the nets are recomputed."""
     L = nin.shape[0]
@@ -318,7 +327,7 @@ def se_e2_r_backward(s, groups, scale, W, B, IDT, nin, nout, sc, tanh, dD, ds):
             n = j1 - j0
             for j in range(n):
                 Y[0, 0, j] = s[i, j0 + j]
-            _net_rows(n, k, W, B, IDT, nin, nout, sc, tanh, Y, H)
+            _net_rows(n, k, W, B, IDT, nin, nout, sc, act, Y, H)
             for m in range(dD.shape[1]):
                 for j in range(n):
                     dy[m, j] = scale * dD[i, m]
@@ -334,20 +343,20 @@ def group_table(sel):
                     dtype=np.int64).reshape(-1, 3)
 
 
-def se_e2_r_forward_ref(s, groups, scale, W, B, IDT, nin, nout, sc, tanh, D):
+def se_e2_r_forward_ref(s, groups, scale, W, B, IDT, nin, nout, sc, act, D):
     """NumPy twin of :func:`se_e2_r_forward` (the reference nets on each group)."""
     D[...] = 0.0
     for j0, j1, k in groups:
-        G, _ = mlp_forward(s[:, j0:j1, None], _unpack(W, B, IDT, nin, nout, sc, tanh, k))
+        G, _ = mlp_forward(s[:, j0:j1, None], _unpack(W, B, IDT, nin, nout, sc, act, k))
         D += G.sum(axis=1)
     D *= scale
 
 
-def se_e2_r_backward_ref(s, groups, scale, W, B, IDT, nin, nout, sc, tanh, dD, ds):
+def se_e2_r_backward_ref(s, groups, scale, W, B, IDT, nin, nout, sc, act, dD, ds):
     """NumPy twin of :func:`se_e2_r_backward`."""
     from symref.reference.nn import mlp_backward
 
     for j0, j1, k in groups:
-        _, c = mlp_forward(s[:, j0:j1, None], _unpack(W, B, IDT, nin, nout, sc, tanh, k))
+        _, c = mlp_forward(s[:, j0:j1, None], _unpack(W, B, IDT, nin, nout, sc, act, k))
         dG = np.broadcast_to(scale * dD[:, None, :], (s.shape[0], j1 - j0, dD.shape[1]))
         ds[:, j0:j1] = mlp_backward(dG, c)[0][..., 0]
