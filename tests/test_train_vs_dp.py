@@ -36,6 +36,12 @@ ENERGY_INPUT = {
              "limit_pref_f": 1, "start_pref_v": 0.5, "limit_pref_v": 2},
     "training": _TRAINING}
 
+#: the energy loss's other terms: atomic energy (atom_ener.npy), prefactor force
+#: (atom_pref.npy), relative force errors; e/f/v as above
+ENERGY_TERMS_INPUT = {
+    **ENERGY_INPUT,
+    "loss": {**ENERGY_INPUT["loss"], "start_pref_ae": 2.0, "limit_pref_ae": 0.5,
+             "start_pref_pf": 50.0, "limit_pref_pf": 1.0, "relative_f": 0.5}}
 
 
 def _tensor_input(fitting: dict, pref: float, pref_atomic: float) -> dict:
@@ -64,6 +70,10 @@ TENSOR_CASES = {
 def _water_system(shared_data, path, kind, labels=()):
     """The first 3 frames of water/data_0 (64 H2O).  ``"ener"``: energy, force and a
     symmetric synthetic virial (the data has none), so that all three loss terms train;
+    with ``labels`` ("atom_ener", "atom_pref"): synthetic atomic energies (E/N plus
+    noise) and force weights (uniform in [0.5, 2]; written 3 per atom, the layout
+    deepmd-kit 3.2's PyTorch loader trains with: it reads atom_pref.npy frame by frame
+    without the 3-fold repeat its loss needs, so a file of natoms values per frame fails);
     ``"dipole"`` / ``"polarizability"``: symref.synthetic's water tensors, the
     ``labels`` ("global", "atomic": a row per atom, zeros on H)."""
     from symref.io.data import System, load_systems, save_system
@@ -72,9 +82,15 @@ def _water_system(shared_data, path, kind, labels=()):
     coord, box = src.coord[:NFRAMES], src.box[:NFRAMES]
     if kind == "ener":
         vir = np.random.default_rng(0).normal(scale=2.0, size=(NFRAMES, 3, 3))
+        rng = np.random.default_rng(1)
+        shape = (NFRAMES, src.natoms)
+        extra = {"atom_ener": src.energy[:NFRAMES, None] / src.natoms
+                 + rng.normal(scale=0.05, size=shape),
+                 "atom_pref": np.repeat(rng.uniform(0.5, 2.0, size=shape)[..., None], 3, -1)}
         save_system(System(type_map=["O", "H"], atype=src.atype, coord=coord, box=box,
                            energy=src.energy[:NFRAMES], force=src.force[:NFRAMES],
-                           virial=vir + vir.transpose(0, 2, 1), name=str(path)), path)
+                           virial=vir + vir.transpose(0, 2, 1), name=str(path),
+                           tensors={k: extra[k] for k in labels}), path)
         return
     from symref.synthetic import water_tensor_labels
 
@@ -164,6 +180,12 @@ SCHEDULES = {
     "cosine+warmup": {"type": "cosine", "start_lr": 1e-3, "stop_lr": 1e-5,
                       "warmup_steps": 3, "warmup_start_factor": 0.1},
 }
+#: energy cases: (input, per-atom label files written)
+ENERGY_CASES = {
+    "exp": (ENERGY_INPUT, ()),
+    "cosine+warmup": ({**ENERGY_INPUT, "learning_rate": SCHEDULES["cosine+warmup"]}, ()),
+    "ae+pf+relative_f": (ENERGY_TERMS_INPUT, ("atom_ener", "atom_pref")),
+}
 
 
 #: measured: with cosine + warm-up the lcurve is identical but the final forces differ by
@@ -175,24 +197,26 @@ _MISSED = pytest.mark.xfail(strict=True, raises=AssertionError,
                            reason="forces 2.5e-8 from dp (> 1e-8): gradients via eps")
 
 
-@pytest.mark.parametrize("schedule", [pytest.param(k, marks=_MISSED) if k == "cosine+warmup"
-                                      else k for k in SCHEDULES])
-def test_energy_model_trains_as_dp_step_for_step(schedule, tmp_path, shared_data, dp, pt,
+@pytest.mark.parametrize("case", [pytest.param(k, marks=_MISSED) if k == "cosine+warmup"
+                                  else k for k in ENERGY_CASES])
+def test_energy_model_trains_as_dp_step_for_step(case, tmp_path, shared_data, dp, pt,
                                                  monkeypatch, capsys):
     """Energy (e/f/v): dp --pt train --init-frz-model init.pth and symref train
     --init-frz-model init.dp: lcurve.out identical as text (all 12 rows, every column),
     final energies, forces and virials on the 3 frames within 1e-8 of deepmd-kit's
     (max |difference| / max |value|), and each moved by more than 1e-5 from the start;
-    with the exp schedule and with cosine after a warm-up (prefactors follow lr)."""
-    template = {**ENERGY_INPUT, "learning_rate": SCHEDULES[schedule]}
+    with the exp schedule, with cosine after a warm-up (prefactors follow lr), and with
+    the atomic-energy and prefactor-force terms and relative force errors (columns
+    rmse_ae, rmse_pf; atom energies compared too)."""
+    template, labels = ENERGY_CASES[case]
     start, final, ckpt, s = _train_both(tmp_path, shared_data, dp, monkeypatch, capsys,
-                                        template, "ener")
+                                        template, "ener", labels)
     from deepmd.infer import DeepPot
 
-    e, f, v = DeepPot(ckpt).eval(s.coord.reshape(NFRAMES, -1), s.box.reshape(NFRAMES, 9),
-                                 s.atype)[:3]
+    e, f, v, ae = DeepPot(ckpt).eval(s.coord.reshape(NFRAMES, -1), s.box.reshape(NFRAMES, 9),
+                                     s.atype, atomic=True)[:4]
     ours, before = (m.evaluate(s.coord, s.atype, s.box) for m in (final, start))
-    for key, ref in (("energy", e), ("forces", f), ("virial", v)):
+    for key, ref in (("energy", e), ("forces", f), ("virial", v), ("atom_energy", ae)):
         _compare(key, ours[key], ref, before[key])
 
 

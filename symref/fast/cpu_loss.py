@@ -131,8 +131,8 @@ def frame_grad(model, coord, atype, box, dE, dF, dW, pref):
     """Gradient of one frame's loss from its residuals: ``(emb_grads, fit_grads, dbias)``.
 
     Fast twin of the reference ``train.loss._frame``, with the same arguments
-    (``dE`` float, ``dF`` N x 3, ``dW`` 3 x 3 or None, ``pref`` the prefactors p_e, p_f,
-    p_v) and the same result: per embedding net a list of per-layer ``{"w", "b", "idt"}``
+    (``dE`` float or N per-atom seeds, ``dF`` N x 3, ``dW`` 3 x 3 or None, ``pref`` the
+    prefactors p_e, p_f, p_v) and the same result: per embedding net a list of per-layer ``{"w", "b", "idt"}``
     gradients (None for nets no pair used), ``{type: [...]}`` for the fitting nets, and
     the gradient of ``bias_atom_e``.  The caller (``train.loss.energy_loss_and_grad``)
     computes the residuals once and names the gradients (``model.params.grad_arrays``);
@@ -227,7 +227,8 @@ def _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref):
         D, Dd = D.reshape(N, M1 * M2), Dd.reshape(N, M1 * M2)
         # ---- fitting nets, dual, in blocks of atoms of one type
         alive = (~np.isin(atype, model.atom_exclude_types)).astype(np.float64)  # N
-        a = 2.0 * pref.pref_e * dE / N
+        a = 2.0 * pref.pref_e * np.asarray(dE) / N  # scalar, or N (atomic-energy term)
+        a_rows = (lambda rows: a) if a.ndim == 0 else (lambda rows: a[rows, None])
         fblocks = []
         for t in range(fit.ntypes):
             rows = np.nonzero(atype == t)[0]
@@ -239,7 +240,7 @@ def _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref):
             b, (t, rows) = ib
             X = _stack(D[rows], Dd[rows], ws.get(("f", b, "X"), (2, len(rows), M1 * M2)))
             _, cache = mlp_forward_dual_stacked(X, fit.nets[t], ws, ("f", b))
-            ybar = _stack(a * alive[rows, None], -alive[rows, None])  # 2 x nb x 1
+            ybar = _stack(a_rows(rows) * alive[rows, None], -alive[rows, None])  # 2 x nb x 1
             return mlp_backward_dual_stacked(ybar, cache, ws=ws, key=("f", b))
 
         Dbar, Ddbar = np.zeros((N, M1 * M2)), np.zeros((N, M1 * M2))
@@ -247,7 +248,7 @@ def _gradient(model, ws, atype, c, R, Rd, npad, blocks, dE, pref):
         for (t, rows), (xbar, g) in zip(fblocks, run(fitting_dual, enumerate(fblocks))):
             Dbar[rows], Ddbar[rows] = xbar[0], xbar[1]
             fit_grads[t] = _sum_grads(fit_grads.get(t), g)
-            dbias[t] += a * alive[rows].sum()
+            dbias[t] += a * alive[rows].sum() if a.ndim == 0 else (a[rows] * alive[rows]).sum()
         # ---- back through D = T T<^T to T̄, Ṫ̄ (N x M1 x 4)
         Dbar, Ddbar = Dbar.reshape(N, M1, M2), Ddbar.reshape(N, M1, M2)
         Tbar = np.matmul(Dbar, T[:, :M2]) + np.matmul(Ddbar, Td[:, :M2])

@@ -132,7 +132,7 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None,
     from symref.io.inputfile import batch_size, read_input
     from symref.io.model_file import save_model
     from symref.io.neighbor_stat import resolve_sel
-    from symref.train.loss import LossPrefactors, TensorPrefactors
+    from symref.train.loss import TensorPrefactors
     from symref.model.build import build_model
     from symref.model.tensor import DeepTensor
     from symref.train.optim import CosineLR, ExpDecayLR
@@ -215,8 +215,7 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None,
     if isinstance(model, DeepTensor):  # deepmd-kit's tensor loss: constant weights
         start = limit = TensorPrefactors(float(loss["pref"]), float(loss["pref_atomic"]))
     else:
-        start = LossPrefactors(loss["start_pref_e"], loss["start_pref_f"], loss["start_pref_v"])
-        limit = LossPrefactors(loss["limit_pref_e"], loss["limit_pref_f"], loss["limit_pref_v"])
+        start, limit = energy_prefactors(loss)
     numb_steps = tr["numb_steps"]
     opt = cfg.get("optimizer", {"type": "Adam"})
     out = Path(output)
@@ -265,6 +264,19 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None,
         except ImportError as e:
             print(f"warning: {dp} not written: {e}", file=sys.stderr)
     return 0
+
+
+def energy_prefactors(loss: dict):
+    """``(start, limit)`` :class:`~symref.train.loss.LossPrefactors` of an ``ener`` loss
+    section.  As deepmd-kit's ``EnergyStdLoss`` (``has_e`` ... ``has_pf``), a term whose
+    start *or* limit prefactor is 0 is not in the loss at all (both set to 0 here);
+    ``relative_f`` and ``use_default_pf`` are carried as given."""
+    from symref.train.loss import PREF_TERMS, LossPrefactors
+
+    opts = {"relative_f": loss.get("relative_f"), "use_default_pf": loss["use_default_pf"]}
+    on = {k: loss[f"start_{k}"] != 0 and loss[f"limit_{k}"] != 0 for k in PREF_TERMS}
+    return tuple(LossPrefactors(**{k: float(loss[f"{w}_{k}"]) if on[k] else 0.0
+                                   for k in PREF_TERMS}, **opts) for w in ("start", "limit"))
 
 
 def model_signature(model) -> dict:
