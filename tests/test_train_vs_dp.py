@@ -249,3 +249,37 @@ def test_tensor_model_with_excluded_atoms_trains_as_dp_step_for_step(
     key = f"atom_{kind}"
     _compare(key, ours[key][:, sel].reshape(atom.shape), atom,
              before[key][:, sel].reshape(atom.shape))
+
+
+def test_statistics_are_dps_when_the_sample_covers_every_frame(tmp_path, shared_data, dp, pt,
+                                                               monkeypatch, capsys):
+    """Statistics frames (issue 25, item 5): with data_stat_nbatch x batch_size >= the
+    system's frames, deepmd-kit's shuffled sample is every frame, so ``symref train``'s
+    davg, dstd, energy bias (out_bias) and out_std must be those ``dp --pt train`` computes
+    from the same input (compared after 1 step: none of them is trained), to 1e-10
+    relative, with model.data_stat_frames "first" (the default) and "random"."""
+    import symref
+
+    from test_stats import compare_models
+
+    _water_system(shared_data, tmp_path / "sys", "ener")
+    cfg = json.loads(json.dumps(ENERGY_INPUT))
+    cfg["training"].update(numb_steps=1, training_data={"systems": [str(tmp_path / "sys")],
+                                                        "batch_size": 1})
+    cfg["model"]["data_stat_nbatch"] = NFRAMES  # 3 batches of 1 frame: every frame
+    runs = {"dp": cfg, "first": cfg,
+            "random": {**cfg, "model": {**cfg["model"], "data_stat_frames": "random"}}}
+    for name, c in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "input.json").write_text(json.dumps(c))
+    dp.run_dp(["--pt", "train", "input.json", "--skip-neighbor-stat"], cwd=tmp_path / "dp")
+    dp.run_dp(["--pt", "freeze", "-o", "frozen.pth"], cwd=tmp_path / "dp")
+    dp.run_dp(["convert-backend", "frozen.pth", "frozen.dp"], cwd=tmp_path / "dp")
+    from symref.io.model_file import read_model_file
+
+    ref = read_model_file(tmp_path / "dp" / "frozen.dp")["model"]
+    for name in ("first", "random"):
+        monkeypatch.chdir(tmp_path / name)
+        assert cli.main(["train", "input.json", "-o", "final.yaml"]) == 0
+        capsys.readouterr()
+        compare_models(symref.load_model(tmp_path / name / "final.yaml"), ref, name)

@@ -10,8 +10,9 @@ arguments.  Steps, as deepmd-kit's ``dp train``:
    neighbour counts (:func:`symref.io.neighbor_stat.resolve_sel`); build the model
    with ``training.seed``; with ``restart``, ``init_model`` or ``init_frz_model``,
    refuse a checkpoint or model whose network differs (:func:`check_same_model`);
-3. statistics (``davg``/``dstd``, the energy bias; tensor shift) from deepmd-kit's
-   sample of frames, unless restarting or starting from ``init_model`` /
+3. statistics (``davg``/``dstd``, the energy bias; tensor shift) from as many frames
+   as deepmd-kit samples (``model.data_stat_frames``: the first ones, the default, or a
+   random subset seeded by ``training.seed``; :mod:`symref.train.stats`), unless restarting or starting from ``init_model`` /
    ``init_frz_model`` (deepmd-kit's ``has_initial_state``: the file's statistics and
    output bias are kept as they are, no ``change-bias``);
 4. fit: ``optimizer.type`` ``"lbfgs"`` (:func:`symref.train.fit.fit_lbfgs`, the limit
@@ -200,8 +201,10 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None,
     from symref.train.stats import compute_statistics, stat_frames
 
     if start is None:  # deepmd-kit's sample of frames and its statistics
+        random = mc.get("data_stat_frames", "first") == "random"
         frames = stat_frames(train, data_stat_nbatch=mc["data_stat_nbatch"],
-                             batch_size=tr["training_data"]["batch_size"])
+                             batch_size=tr["training_data"]["batch_size"],
+                             seed=seed if random else None)
         if isinstance(model, DeepTensor):
             from symref.train.stats import apply_statistics, env_stat, tensor_shift
 
