@@ -2,7 +2,7 @@
 3 seeds each, the same input.json, data and number of steps.
 
     python benchmarks/dipole_accuracy_vs_dp.py [--steps 400] [--frames 40] [--test-frames 20]
-                                               [--seeds 1 2 3] [--threads 2] [--out dir]
+                                               [--seeds 1 2 3] [--threads 1] [--out dir]
 
 Model and loss: deepmd-kit's water-dipole example (``examples/water_tensor/dipole``, the
 input of ``bench_train_dipole.py``: se_e2_a sel [46, 92], rcut 4.0 / 3.8, embedding
@@ -77,7 +77,8 @@ def main():
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--test-frames", type=int, default=20)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads of each run (torch's stall when the machine is loaded)")
     ap.add_argument("--out", default="dipole-accuracy")
     ap.add_argument("--json", default=None)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "water"))
@@ -90,6 +91,7 @@ def main():
                 "MKL_NUM_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS"):
         env[var] = str(args.threads)
     env["DP_INTER_OP_PARALLELISM_THREADS"] = "1"
+    env["NUM_WORKERS"] = "0"  # deepmd-kit: no data-loader worker processes
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     out = Path(args.out).resolve()
     train = make_data(out / "train", data / "data_0", args.frames)

@@ -114,3 +114,50 @@ def test_missing_labels(problem):
     assert set(errs) == {"rmse", "rmse_e", "rmse_f", "rmse_ae", "rmse_pf"}
     assert errs["rmse"] ** 2 == pytest.approx(_loss(model, inputs, labels, extra, PREF),
                                               rel=1e-12)
+
+
+@pytest.mark.deepmd
+@pytest.mark.parametrize("relative_f", [None, 0.5])
+def test_loss_value_and_displayed_errors_are_deepmd_kits(problem, pt, relative_f):
+    """deepmd-kit's EnergyStdLoss (PyTorch) on symref's predictions and the same labels,
+    at a learning rate mid-schedule: its loss equals symref's (scheduled prefactors rounded
+    to float32 by dp_weights, as deepmd-kit's float32 find_* flags round them) to 1e-13
+    relative, and its rmse, rmse_e, rmse_f, rmse_ae, rmse_pf equal energy_errors'; with
+    float64 prefactors the loss would differ by ~1e-8 (checked: the rounding matters)."""
+    import torch
+    from deepmd.pt.loss.ener import EnergyStdLoss
+
+    from symref.io.data import System
+    from symref.train.loss import dp_weights, scheduled_prefactors
+
+    model, (coord, atype, _), labels, extra = problem
+    kw = dict(start_pref_e=0.02, limit_pref_e=1.0, start_pref_f=1000.0, limit_pref_f=1.0,
+              start_pref_ae=2.0, limit_pref_ae=0.5, start_pref_pf=50.0, limit_pref_pf=1.0)
+    start = LossPrefactors(*(kw[f"start_pref_{q}"] for q in "ef"), 0.0,
+                           kw["start_pref_ae"], kw["start_pref_pf"], relative_f)
+    limit = LossPrefactors(*(kw[f"limit_pref_{q}"] for q in "ef"), 0.0,
+                           kw["limit_pref_ae"], kw["limit_pref_pf"], relative_f)
+    lr, lr0 = 1.4677992676220697e-4, 1e-3
+    loss_dp = EnergyStdLoss(starter_learning_rate=lr0, relative_f=relative_f, **kw)
+    nf, n = coord.shape[:2]
+    ev = model.evaluate(coord, atype, backend="numpy")
+    t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+    pred = {"energy": t(ev["energy"]).reshape(nf, 1), "force": t(ev["forces"]),
+            "atom_energy": t(ev["atom_energy"]).reshape(nf, n, 1)}
+    label = {"energy": t(labels[0]).reshape(nf, 1), "force": t(labels[1]),
+             "atom_ener": t(extra["atom_ener"]),
+             "atom_pref": t(np.repeat(extra["atom_pref"], 3, axis=1)),
+             **{f"find_{k}": np.float32(1.0) for k in ("energy", "force", "atom_ener",
+                                                       "atom_pref")}}
+    _, l_dp, more = loss_dp({"atype": torch.as_tensor(np.tile(atype, (nf, 1)))},
+                            lambda **_: dict(pred), label, n, lr)
+    pref = dp_weights(scheduled_prefactors(start, limit, lr, lr0))
+    ours = _loss(model, (coord, atype, None), labels, extra, pref)
+    assert abs(ours - l_dp.item()) <= 1e-13 * l_dp.item()
+    f64 = _loss(model, (coord, atype, None), labels, extra,
+                scheduled_prefactors(start, limit, lr, lr0))
+    assert abs(f64 - l_dp.item()) > 1e-10 * l_dp.item()
+    s = System(["C", "H", "O"], atype, coord, None, labels[0], labels[1], tensors=extra)
+    errs = energy_errors(model, s, pref, backend="numpy")
+    for k in ("rmse", "rmse_e", "rmse_f", "rmse_ae", "rmse_pf"):
+        assert errs[k] == pytest.approx(float(more[k]), rel=1e-12), k

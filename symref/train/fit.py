@@ -15,8 +15,9 @@ import numpy as np
 
 from symref.model.params import flat_parameters, flat_vector, parameters, set_flat_parameters
 from symref.train.lcurve import Lcurve, display_row, lcurve_keys
-from symref.train.loss import (LossPrefactors, TensorPrefactors, energy_errors, energy_labels,
-                               energy_loss_and_grad, scheduled_prefactors, tensor_loss_and_grad)
+from symref.train.loss import (LossPrefactors, TensorPrefactors, dp_weights, energy_errors,
+                               energy_labels, energy_loss_and_grad, scheduled_prefactors,
+                               tensor_loss_and_grad)
 
 
 def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
@@ -497,10 +498,10 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
                                 replace=False)
             batch = select_frames(train[k], np.sort(frames))
             lr_t = lr.value(step)
-            if isinstance(pref_start, TensorPrefactors):  # deepmd-kit: constant weights
-                pref = pref_start
-            else:
-                pref = scheduled_prefactors(pref_start, pref_limit, lr_t, lr.start_lr)
+            # deepmd-kit: constant tensor weights; scheduled energy prefactors; both
+            # rounded to float32 by its find_* flags (dp_weights)
+            pref = dp_weights(pref_start if isinstance(pref_start, TensorPrefactors) else
+                              scheduled_prefactors(pref_start, pref_limit, lr_t, lr.start_lr))
             done = step + 1
             # deepmd-kit displays the errors of the step's own forward pass (the model
             # before this update) at step 1 and every disp_freq steps

@@ -107,6 +107,21 @@ def scheduled_prefactors(start: LossPrefactors, limit: LossPrefactors, lr: float
                              for k in PREF_TERMS})
 
 
+def dp_weights(pref):
+    """``pref`` (:class:`LossPrefactors` or :class:`TensorPrefactors`) with every weight
+    rounded to float32, as ``dp --pt train``'s losses see them: deepmd-kit multiplies
+    each prefactor by its label's ``find_*`` flag, a ``numpy.float32``, and under
+    numpy 2's promotion rules (NEP 50) a Python float times a float32 scalar is a
+    float32 (``0.14677992676 * np.float32(1)`` is 0.14677992463), so its loss is the
+    one with these weights (tests/test_loss_terms.py: equal to 1e-13; with float64
+    weights 9e-9 apart)."""
+    from dataclasses import fields, replace
+
+    names = PREF_TERMS if isinstance(pref, LossPrefactors) else \
+        [f.name for f in fields(pref)]
+    return replace(pref, **{k: float(np.float32(getattr(pref, k))) for k in names})
+
+
 def energy_labels(system, pref: LossPrefactors):
     """``(atom_ener or None, atom_pref or None, pref)`` of ``system`` for the loss: as
     deepmd-kit's ``find_atom_ener``/``find_atom_pref``, a system without the label file
