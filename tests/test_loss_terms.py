@@ -119,11 +119,12 @@ def test_missing_labels(problem):
 @pytest.mark.deepmd
 @pytest.mark.parametrize("relative_f", [None, 0.5])
 def test_loss_value_and_displayed_errors_are_deepmd_kits(problem, pt, relative_f):
-    """deepmd-kit's EnergyStdLoss (PyTorch) on symref's predictions and the same labels,
-    at a learning rate mid-schedule: its loss equals symref's (scheduled prefactors rounded
-    to float32 by dp_weights, as deepmd-kit's float32 find_* flags round them) to 1e-13
-    relative, and its rmse, rmse_e, rmse_f, rmse_ae, rmse_pf equal energy_errors'; with
-    float64 prefactors the loss would differ by ~1e-8 (checked: the rounding matters)."""
+    """deepmd-kit's EnergyStdLoss (PyTorch) on symref's predictions (with the integer atom
+    mask its model returns: type 2 excluded) and the same labels, at a learning rate mid-schedule: its loss
+    equals symref's (scheduled prefactors rounded to float32 by dp_weights, as deepmd-kit's
+    float32 find_* flags round them; 1/N in float32, dp_inv_natoms) to 1e-13 relative, and
+    its rmse, rmse_e, rmse_f, rmse_ae, rmse_pf equal energy_errors'; with float64
+    prefactors the loss would differ by ~1e-8 (checked: the rounding matters)."""
     import torch
     from deepmd.pt.loss.ener import EnergyStdLoss
 
@@ -143,7 +144,9 @@ def test_loss_value_and_displayed_errors_are_deepmd_kits(problem, pt, relative_f
     ev = model.evaluate(coord, atype, backend="numpy")
     t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
     pred = {"energy": t(ev["energy"]).reshape(nf, 1), "force": t(ev["forces"]),
-            "atom_energy": t(ev["atom_energy"]).reshape(nf, n, 1)}
+            "atom_energy": t(ev["atom_energy"]).reshape(nf, n, 1),
+            # the integer atom mask deepmd-kit's model returns (0 on atom_exclude_types)
+            "mask": torch.as_tensor(np.tile(~np.isin(atype, [2]), (nf, 1)).astype(np.int32))}
     label = {"energy": t(labels[0]).reshape(nf, 1), "force": t(labels[1]),
              "atom_ener": t(extra["atom_ener"]),
              "atom_pref": t(np.repeat(extra["atom_pref"], 3, axis=1)),
@@ -161,3 +164,49 @@ def test_loss_value_and_displayed_errors_are_deepmd_kits(problem, pt, relative_f
     errs = energy_errors(model, s, pref, backend="numpy")
     for k in ("rmse", "rmse_e", "rmse_f", "rmse_ae", "rmse_pf"):
         assert errs[k] == pytest.approx(float(more[k]), rel=1e-12), k
+
+
+@pytest.mark.deepmd
+def test_gradient_is_deepmd_kits_autograd(problem, pt):
+    """The loss gradient of every trained array equals deepmd-kit's: its PyTorch model
+    (deserialized from symref's) and EnergyStdLoss with e, f, ae, pf and relative_f,
+    backpropagated by torch, to 1e-12 of each array's largest entry.  (Before symref
+    rounded 1/N to float32 as deepmd-kit does, the energy term's gradient differed by
+    2^-25 relative on water, 3e-8.)"""
+    import torch
+    from deepmd.pt.loss.ener import EnergyStdLoss
+    from deepmd.pt.model.model import BaseModel
+
+    from symref.io.model_file import model_from_dict, model_to_dict
+    from symref.model.params import parameters
+    from symref.train.loss import dp_weights, scheduled_prefactors
+
+    model, (coord, atype, _), labels, extra = problem
+    kw = dict(start_pref_e=0.02, limit_pref_e=1.0, start_pref_f=1000.0, limit_pref_f=1.0,
+              start_pref_ae=2.0, limit_pref_ae=0.5, start_pref_pf=50.0, limit_pref_pf=1.0)
+    start = LossPrefactors(0.02, 1000.0, 0.0, 2.0, 50.0, 0.5)
+    limit = LossPrefactors(1.0, 1.0, 0.0, 0.5, 1.0, 0.5)
+    lr, lr0 = 3e-4, 1e-3
+    dpm = BaseModel.deserialize(model_to_dict(model))
+    dpm.train()
+    nf, n = coord.shape[:2]
+    t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+    inp = {"coord": t(coord.reshape(nf, -1)), "atype": torch.as_tensor(np.tile(atype, (nf, 1)))}
+    label = {"energy": t(labels[0]).reshape(nf, 1), "force": t(labels[1]),
+             "atom_ener": t(extra["atom_ener"]),
+             "atom_pref": t(np.repeat(extra["atom_pref"], 3, axis=1)),
+             **{f"find_{k}": np.float32(1.0) for k in ("energy", "force", "atom_ener",
+                                                       "atom_pref")}}
+    _, loss, _ = EnergyStdLoss(starter_learning_rate=lr0, relative_f=0.5, **kw)(
+        inp, dpm, label, n, lr)
+    loss.backward()
+    with torch.no_grad():  # the gradients, named as symref names parameters
+        for p in dpm.parameters():
+            p.copy_(p.grad if p.grad is not None else torch.zeros_like(p))
+    theirs = dict(parameters(model_from_dict(dpm.serialize())))
+    pref = dp_weights(scheduled_prefactors(start, limit, lr, lr0))
+    ours, grads = energy_loss_and_grad(model, coord, atype, None, *labels, pref=pref, **extra)
+    assert abs(ours - loss.item()) <= 1e-13 * loss.item()
+    for name, _ in parameters(model):
+        g = grads[name]
+        assert np.abs(theirs[name] - g).max() <= 1e-12 * max(np.abs(g).max(), 1e-300), name

@@ -253,19 +253,25 @@ def test_tensor_model_with_excluded_atoms_trains_as_dp_step_for_step(
              before[key][:, sel].reshape(atom.shape))
 
 
-def test_statistics_are_dps_when_the_sample_covers_every_frame(tmp_path, shared_data, dp, pt,
-                                                               monkeypatch, capsys):
+@pytest.mark.parametrize("case", ["energy", "polarizability (full, shift_diag)"])
+def test_statistics_are_dps_when_the_sample_covers_every_frame(case, tmp_path, shared_data, dp,
+                                                               pt, monkeypatch, capsys):
     """Statistics frames (issue 25, item 5): with data_stat_nbatch x batch_size >= the
     system's frames, deepmd-kit's shuffled sample is every frame, so ``symref train``'s
-    davg, dstd, energy bias (out_bias) and out_std must be those ``dp --pt train`` computes
-    from the same input (compared after 1 step: none of them is trained), to 1e-10
-    relative, with model.data_stat_frames "first" (the default) and "random"."""
+    statistics must be those ``dp --pt train`` computes from the same input (compared after
+    1 step: none of them is trained), to 1e-10 relative, with model.data_stat_frames
+    "first" (the default) and "random": davg, dstd, the energy bias (out_bias), out_std;
+    for a polarizability with shift_diag the diagonal shift deepmd-kit applies (out_bias)."""
     import symref
 
-    from test_stats import compare_models
+    from test_stats import compare_models, rel_err
 
-    _water_system(shared_data, tmp_path / "sys", "ener")
-    cfg = json.loads(json.dumps(ENERGY_INPUT))
+    if case == "energy":
+        template, kind, labels = ENERGY_INPUT, "ener", ()
+    else:
+        (template, labels), kind = TENSOR_CASES[case], "polarizability"
+    _water_system(shared_data, tmp_path / "sys", kind, labels)
+    cfg = json.loads(json.dumps(template))
     cfg["training"].update(numb_steps=1, training_data={"systems": [str(tmp_path / "sys")],
                                                         "batch_size": 1})
     cfg["model"]["data_stat_nbatch"] = NFRAMES  # 3 batches of 1 frame: every frame
@@ -284,4 +290,15 @@ def test_statistics_are_dps_when_the_sample_covers_every_frame(tmp_path, shared_
         monkeypatch.chdir(tmp_path / name)
         assert cli.main(["train", "input.json", "-o", "final.yaml"]) == 0
         capsys.readouterr()
-        compare_models(symref.load_model(tmp_path / name / "final.yaml"), ref, name)
+        ours = symref.load_model(tmp_path / name / "final.yaml")
+        if kind == "ener":
+            compare_models(ours, ref, name)
+            continue
+        theirs = symref.io.model_file.model_from_dict(ref)
+        assert np.abs(theirs.out_bias).max() > 0  # the shift is there
+        for key, a, b in (("davg", ours.descriptor.davg, theirs.descriptor.davg),
+                          ("dstd", ours.descriptor.dstd, theirs.descriptor.dstd),
+                          ("out_bias", ours.out_bias, theirs.out_bias)):
+            e = rel_err(a, b)
+            print(f"{name}: {key} relative deviation {e:.1e}")
+            assert e <= 1e-10, (name, key, e)

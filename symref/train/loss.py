@@ -10,6 +10,8 @@ false, ``loss_func`` "mse"), averaged over frames:
         + \frac{p_{ae}}{N}\sum_k (e_k - e_k^*)^2
         + \frac{p_{pf}}{3N}\sum_k q_k \frac{|\mathbf F_k - \mathbf F_k^*|^2}{s_k^2},
 
+over the N atoms whose type is not in ``atom_exclude_types`` (deepmd-kit's atom mask:
+excluded atoms' forces and energies are not in the loss; N counts only the others),
 with the atomic energies :math:`e_k` (labels ``atom_ener.npy``), the force weights
 :math:`q_k` (``atom_pref.npy``; per atom, or per force component: then
 :math:`q_k|\cdot|^2` is :math:`\sum_a q_{ka}(\cdot)_a^2`) and :math:`s_k = |\mathbf F_k^*| + \rho` when
@@ -17,7 +19,10 @@ with the atomic energies :math:`e_k` (labels ``atom_ener.npy``), the force weigh
 both force terms (``deepmd/pt/loss/ener.py``).  deepmd-kit's displayed errors
 (``lcurve.out``) are the roots of the batch means of these squares:
 ``rmse_e`` = rms ΔE / N, ``rmse_f`` (of ΔF/s), ``rmse_v`` = rms ΔW / N, ``rmse_ae``,
-``rmse_pf`` = sqrt(mean q ΔF²/s²), ``rmse`` = √L (:func:`energy_errors`).
+``rmse_pf`` = sqrt(mean q ΔF²/s²), ``rmse`` = √L (:func:`energy_errors`).  Two float32
+roundings of ``dp --pt train`` are reproduced, so that the loss is its loss to
+round-off: the 1/N of the energy and virial terms (:func:`dp_inv_natoms`) and the
+prefactors (:func:`dp_weights`, applied by the Adam loop).
 
 Gradient (forward-over-reverse).  With :math:`\mathbf g_p = \partial E/\partial \mathbf r_p`
 for pair p = (centre i, neighbour j), :math:`\mathbf F_k = -\sum_p \mathbf g_p(\delta_{kj} - \delta_{ki})`
@@ -197,7 +202,7 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
     total, grads = 0.0, None
     for f in range(nf):
         box_f = None if box is None else box[f]
-        lf, t, dE, dF, dW = _residuals(
+        lf, t, dE, dF, dW, gpref = _residuals(
             model, coord[f], atype[f], box_f, energy[f], forces[f],
             None if virial is None else virial[f], pref, backend,
             *(atomic[k][f] if k in atomic else None for k in ("atom_ener", "atom_pref")))
@@ -206,7 +211,7 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
             terms.append(t)
         if grad:
             gf = grad_arrays(model, *frame_grad(model, coord[f], atype[f], box_f, dE, dF, dW,
-                                                _grad_pref(pref)))
+                                                gpref))
             if grads is None:
                 grads = {k: v / nf for k, v in gf.items()}
             else:
@@ -217,36 +222,43 @@ def energy_loss_and_grad(model, coord, atype, box, energy, forces, virial=None,
 
 def _residuals(model, coord, atype, box, e_ref, f_ref, w_ref, pref, backend, ae_ref=None,
                q=None):
-    """One frame from one evaluation on ``backend``: ``(loss, terms, dE, dF, dW)``.
+    """One frame from one evaluation on ``backend``: ``(loss, terms, dE, dF, dW, gpref)``.
 
     ``terms``: the frame's mean squares ``{"e": ΔE², "f": mean (ΔF/s)², "v": mean ΔW²,
-    "ae": mean Δe², "pf": mean q (ΔF/s)²}`` (those with labels), ``loss`` the module
-    docstring's.  ``dE``, ``dF`` (N x 3), ``dW`` (3 x 3, None without ``w_ref``) are the
-    residuals the frame gradient is seeded with (:func:`_seeds`: weighted, and ``dE``
-    per atom, when the ae/pf/relative_f terms are on)."""
+    "ae": mean Δe², "pf": mean q (ΔF/s)²}`` (those with labels; the atomic means over
+    the N_s atoms not in ``model.atom_exclude_types``, deepmd-kit's atom mask), ``loss``
+    the module docstring's with N_s for N.  ``dE``, ``dF`` (N x 3), ``dW`` (3 x 3, None
+    without ``w_ref``) and the prefactors ``gpref`` seed the frame gradient (which divides
+    by N): the residuals themselves for the plain loss on all atoms, else the seeds of
+    :func:`_seeds`."""
     N = coord.shape[0]
     ev = model.evaluate(coord[None], atype, None if box is None else box[None], backend=backend)
     dE = float(ev["energy"][0] - e_ref)
     dF = ev["forces"][0] - f_ref  # N x 3
     dW = ev["virial"][0] - w_ref if w_ref is not None else None  # 3 x 3
+    mask = (~np.isin(atype, list(model.atom_exclude_types))).astype(np.float64)  # N
+    Ns = max(int(mask.sum()), 1)
     inv_s = None if pref.relative_f is None else \
         1.0 / (np.linalg.norm(f_ref, axis=1) + pref.relative_f)  # N: 1/s_k
     dFs = dF if inv_s is None else dF * inv_s[:, None]  # N x 3
-    terms = {"e": dE * dE, "f": float(np.mean(dFs * dFs))}
+    dFs2 = dFs * dFs if Ns == N else dFs * dFs * mask[:, None]  # N x 3
+    terms = {"e": dE * dE, "f": float(np.sum(dFs2)) / (3 * Ns)}
     if w_ref is not None:
         terms["v"] = float(np.mean(dW * dW))
     de = None
     if pref.pref_ae:
         de = ev["atom_energy"][0] - ae_ref  # N
-        terms["ae"] = float(np.mean(de * de))
+        terms["ae"] = float(np.sum(de * de * mask)) / Ns
     if pref.pref_pf:
         q = np.broadcast_to(q.reshape(N, -1), (N, 3))  # N x 3: per atom or per component
-        terms["pf"] = float(np.mean(dFs * dFs * q))
-    loss = _frame_loss(terms, pref, N)
-    if not _extended(pref):  # the plain e/f/v loss: the residuals themselves
-        return loss, terms, dE, dF, dW
-    return (loss, terms, *_seeds(pref, dE, dF, dW, de,
-                                 np.ones(N) if inv_s is None else inv_s, q))
+        terms["pf"] = float(np.sum(dFs2 * q)) / (3 * Ns)
+    loss = _frame_loss(terms, pref, Ns)
+    r = N * dp_inv_natoms(Ns)  # the frame gradient's 1/N times r: deepmd-kit's 1/N_s
+    if not _extended(pref) and Ns == N:  # the plain e/f/v loss: the residuals themselves
+        return loss, terms, dE, dF, dW, LossPrefactors(pref.pref_e * r, pref.pref_f,
+                                                       pref.pref_v * r)
+    return (loss, terms, *_seeds(pref, dE, dF, dW, de, np.ones(N) if inv_s is None else inv_s,
+                                 q, r, mask * (N / Ns)), LossPrefactors(1.0, 1.0, pref.pref_v * r))
 
 
 def _extended(pref) -> bool:
@@ -254,28 +266,34 @@ def _extended(pref) -> bool:
     return bool(pref.pref_ae or pref.pref_pf or pref.relative_f is not None)
 
 
+def dp_inv_natoms(N: int) -> float:
+    """1/N as deepmd-kit's ``ener`` loss computes it: ``1.0 / sum(mask)`` of the model's
+    integer atom mask, a float32 division (torch's default dtype), so 1/N rounded to
+    float32 (for N = 192: 2^-25 = 3.0e-8 relative) weighs the energy and virial terms
+    and the displayed rmse_e, rmse_v (as its square, also in float32)."""
+    return float(np.float32(1.0) / np.float32(N))
+
+
 def _frame_loss(terms: dict, pref, N: int) -> float:
-    """One frame's loss from its mean squares (:func:`_residuals`)."""
-    return (pref.pref_e * terms["e"] / N + pref.pref_f * terms["f"]
-            + pref.pref_v * terms.get("v", 0.0) / N + pref.pref_ae * terms.get("ae", 0.0)
+    """One frame's loss from its mean squares (:func:`_residuals`); 1/N as deepmd-kit
+    rounds it (:func:`dp_inv_natoms`)."""
+    inv = dp_inv_natoms(N)
+    return (pref.pref_e * terms["e"] * inv + pref.pref_f * terms["f"]
+            + pref.pref_v * terms.get("v", 0.0) * inv + pref.pref_ae * terms.get("ae", 0.0)
             + pref.pref_pf * terms.get("pf", 0.0))
 
 
-def _seeds(pref, dE, dF, dW, de, inv_s, q):
-    """``(dE, dF, dW)`` that seed the frame gradient with ``pref_e = pref_f = 1``
-    (:func:`_grad_pref`): ``p_e ΔE + p_ae Δe_k`` per atom (a float without the ae term)
-    and ``(p_f + p_pf q_k) ΔF_k / s_k²`` (module docstring)."""
-    dE_seed = pref.pref_e * dE if de is None else pref.pref_e * dE + pref.pref_ae * de  # N
-    w = (pref.pref_f * inv_s * inv_s)[:, None]  # N x 1
+def _seeds(pref, dE, dF, dW, de, inv_s, q, r, w):
+    """``(dE, dF, dW)`` that seed the frame gradient with ``pref_e = pref_f = 1``:
+    ``r p_e ΔE + w_k p_ae Δe_k`` per atom (a float without the ae term) and
+    ``w_k (p_f + p_pf q_k) ΔF_k / s_k²``, with r = N × deepmd-kit's float32 1/N_s and
+    ``w`` (N) = N/N_s on the selected atoms, 0 on the excluded ones (module docstring)."""
+    dE_seed = r * pref.pref_e * dE if de is None else r * pref.pref_e * dE + pref.pref_ae * w * de
+    ws = w * inv_s * inv_s  # N
+    wf = (pref.pref_f * ws)[:, None]  # N x 1
     if pref.pref_pf:
-        w = w + pref.pref_pf * q * (inv_s * inv_s)[:, None]  # N x 3
-    return dE_seed, dF * w, dW
-
-
-def _grad_pref(pref):
-    """The prefactors the frame gradient sees: ``pref`` itself for the plain loss; with
-    the ae/pf/relative_f terms, ``pref_e = pref_f = 1`` (the seeds carry them)."""
-    return LossPrefactors(1.0, 1.0, pref.pref_v) if _extended(pref) else pref
+        wf = wf + pref.pref_pf * q * ws[:, None]  # N x 3
+    return dE_seed, dF * wf, dW
 
 
 def energy_errors(model, system, pref: LossPrefactors, backend: str = "numba") -> dict:
@@ -289,11 +307,12 @@ def energy_errors(model, system, pref: LossPrefactors, backend: str = "numba") -
                                    system.virial if pref.pref_v else None,
                                    pref, grad=False, backend=backend, atom_ener=ae,
                                    atom_pref=q, terms=terms)
-    N = system.natoms
+    ns = int(selected_atoms(model, system.atype)[0])
+    inv2 = float(np.float32(dp_inv_natoms(ns)) ** 2)  # deepmd-kit: inv**2, in float32
     out = {"rmse": float(np.sqrt(loss))}
-    for k, scale in (("e", 1.0 / N), ("f", 1.0), ("v", 1.0 / N), ("ae", 1.0), ("pf", 1.0)):
+    for k, w in (("e", inv2), ("f", 1.0), ("v", inv2), ("ae", 1.0), ("pf", 1.0)):
         if k in terms[0]:
-            out[f"rmse_{k}"] = float(np.sqrt(np.mean([t[k] for t in terms]))) * scale
+            out[f"rmse_{k}"] = float(np.sqrt(np.mean([t[k] * w for t in terms])))
     return out
 
 
