@@ -120,11 +120,12 @@ def test_missing_labels(problem):
 @pytest.mark.parametrize("relative_f", [None, 0.5])
 def test_loss_value_and_displayed_errors_are_deepmd_kits(problem, pt, relative_f):
     """deepmd-kit's EnergyStdLoss (PyTorch) on symref's predictions (with the integer atom
-    mask its model returns: type 2 excluded) and the same labels, at a learning rate mid-schedule: its loss
-    equals symref's (scheduled prefactors rounded to float32 by dp_weights, as deepmd-kit's
-    float32 find_* flags round them; 1/N in float32, dp_inv_natoms) to 1e-13 relative, and
-    its rmse, rmse_e, rmse_f, rmse_ae, rmse_pf equal energy_errors'; with float64
-    prefactors the loss would differ by ~1e-8 (checked: the rounding matters)."""
+    mask its model returns: type 2 excluded) and the same labels, at a learning rate
+    mid-schedule: its loss equals symref's (scheduled prefactors rounded to float32 by
+    dp_weights, as deepmd-kit's float32 find_* flags round them; 1/N in float32,
+    dp_inv_natoms) to 1e-13 relative, and its rmse, rmse_e, rmse_f, rmse_ae, rmse_pf
+    equal energy_errors'; with float64 prefactors the loss would differ by ~1e-8
+    (checked: the rounding matters)."""
     import torch
     from deepmd.pt.loss.ener import EnergyStdLoss
 

@@ -132,11 +132,11 @@ def frame_grad(model, coord, atype, box, dE, dF, dW, pref):
 
     Fast twin of the reference ``train.loss._frame``, with the same arguments
     (``dE`` float or N per-atom seeds, ``dF`` N x 3, ``dW`` 3 x 3 or None, ``pref`` the
-    prefactors p_e, p_f, p_v) and the same result: per embedding net a list of per-layer ``{"w", "b", "idt"}``
-    gradients (None for nets no pair used), ``{type: [...]}`` for the fitting nets, and
-    the gradient of ``bias_atom_e``.  The caller (``train.loss.energy_loss_and_grad``)
-    computes the residuals once and names the gradients (``model.params.grad_arrays``);
-    nothing here knows the parameter layout.
+    prefactors p_e, p_f, p_v) and the same result: per embedding net a list of per-layer
+    ``{"w", "b", "idt"}`` gradients (None for nets no pair used), ``{type: [...]}`` for
+    the fitting nets, and the gradient of ``bias_atom_e``.  The caller
+    (``train.loss.energy_loss_and_grad``) computes the residuals once and names the
+    gradients (``model.params.grad_arrays``); nothing here knows the parameter layout.
     """
     from symref.reference.env import env_mat_forward, env_mat_tangent
     from symref.fast.kernels.neighbors import build_pair_list

@@ -5,7 +5,8 @@ false, ``loss_func`` "mse"), averaged over frames:
 
 .. math::
 
-    L = \frac{p_e}{N}(E - E^*)^2 + \frac{p_f}{3N}\sum_k \frac{|\mathbf F_k - \mathbf F_k^*|^2}{s_k^2}
+    L = \frac{p_e}{N}(E - E^*)^2
+        + \frac{p_f}{3N}\sum_k \frac{|\mathbf F_k - \mathbf F_k^*|^2}{s_k^2}
         + \frac{p_v}{9N}\sum_{ab} (W_{ab} - W^*_{ab})^2
         + \frac{p_{ae}}{N}\sum_k (e_k - e_k^*)^2
         + \frac{p_{pf}}{3N}\sum_k q_k \frac{|\mathbf F_k - \mathbf F_k^*|^2}{s_k^2},
@@ -14,7 +15,8 @@ over the N atoms whose type is not in ``atom_exclude_types`` (deepmd-kit's atom 
 excluded atoms' forces and energies are not in the loss; N counts only the others),
 with the atomic energies :math:`e_k` (labels ``atom_ener.npy``), the force weights
 :math:`q_k` (``atom_pref.npy``; per atom, or per force component: then
-:math:`q_k|\cdot|^2` is :math:`\sum_a q_{ka}(\cdot)_a^2`) and :math:`s_k = |\mathbf F_k^*| + \rho` when
+:math:`q_k|\cdot|^2` is :math:`\sum_a q_{ka}(\cdot)_a^2`) and
+:math:`s_k = |\mathbf F_k^*| + \rho` when
 ``relative_f`` ρ is set (else 1): deepmd-kit divides the force difference by it before
 both force terms (``deepmd/pt/loss/ener.py``).  deepmd-kit's displayed errors
 (``lcurve.out``) are the roots of the batch means of these squares:
@@ -47,8 +49,10 @@ hence :math:`\partial L/\partial\theta = \partial(aE - \dot E)/\partial\theta` w
 :math:`a = 2p_e(E - E^*)/N`.  The atomic-energy, prefactor-force and relative terms
 change only the seeds: per atom :math:`a_k = 2[p_e(E - E^*) + p_{ae}(e_k - e_k^*)]/N`,
 and :math:`\Delta\mathbf F_k` replaced by :math:`(p_f + p_{pf} q_k)\Delta\mathbf F_k/s_k^2`
-(:func:`_seeds`: the same frame-gradient functions, called with ``pref_e = pref_f = 1``).  :math:`\dot E` comes from a tangent carried
-through the forward pass (``*_forward_dual``: environment rows, embedding
+(:func:`_seeds`: the same frame-gradient functions, called with ``pref_e = pref_f = 1``;
+N the count of atoms not excluded, 1/N rounded to float32 as deepmd-kit rounds it,
+:func:`dp_inv_natoms`).  :math:`\dot E` comes from a tangent carried through the
+forward pass (``*_forward_dual``: environment rows, embedding
 nets, the descriptor (se_e2_a: T, D; se_e2_r: the mean of G), fitting nets;
 the rows and their tangent do not depend on θ), and
 its θ-gradient from the reverse pass over that dual computation

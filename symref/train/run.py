@@ -12,7 +12,8 @@ arguments.  Steps, as deepmd-kit's ``dp train``:
    refuse a checkpoint or model whose network differs (:func:`check_same_model`);
 3. statistics (``davg``/``dstd``, the energy bias; tensor shift) from as many frames
    as deepmd-kit samples (``model.data_stat_frames``: the first ones, the default, or a
-   random subset seeded by ``training.seed``; :mod:`symref.train.stats`), unless restarting or starting from ``init_model`` /
+   random subset seeded by ``training.seed``; :mod:`symref.train.stats`), unless
+   restarting or starting from ``init_model`` /
    ``init_frz_model`` (deepmd-kit's ``has_initial_state``: the file's statistics and
    output bias are kept as they are, no ``change-bias``);
 4. fit: ``optimizer.type`` ``"lbfgs"`` (:func:`symref.train.fit.fit_lbfgs`, the limit
