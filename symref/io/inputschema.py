@@ -23,8 +23,7 @@ comments (deepmd-kit trims them).
 
 symref's own additions, outside deepmd-kit's schema: ``optimizer.type``
 ``"lbfgs"`` (with ``maxiter``, ``maxcor`` and ``standardize``), ``optimizer.time_limit``
-(seconds, any type), and ``model.data_stat_frames`` (``"first"``, the default, or
-``"random"``: the frames of the statistics, :mod:`symref.train.stats`).
+(seconds, any type).
 """
 from __future__ import annotations
 
@@ -230,8 +229,6 @@ MODEL = {
     "fitting_net": Key(("dict",), REQUIRED),
     "type": Key(("str",), "standard", check=_one_of("standard", implemented=("standard",))),
     "data_stat_nbatch": Key(("int",), 10, check=_int_ge1),
-    # symref's own: which frames the statistics use (symref.train.stats.stat_frames)
-    "data_stat_frames": Key(("str",), ABSENT, check=_one_of("first", "random")),
     "data_stat_protect": Key(("float",), 0.01, "default"),
     "data_bias_nsample": Key(("int",), 10, "default"),
     "use_srtab": Key(("str",), ABSENT, "default"),

@@ -11,7 +11,7 @@ arguments.  Steps, as deepmd-kit's ``dp train``:
    with ``training.seed``; with ``restart``, ``init_model`` or ``init_frz_model``,
    refuse a checkpoint or model whose network differs (:func:`check_same_model`);
 3. statistics (``davg``/``dstd``, the energy bias; tensor shift) from as many frames
-   as deepmd-kit samples (``model.data_stat_frames``: the first ones, the default, or a
+   as deepmd-kit samples (``--stat-frames``: the first ones, the default, or a
    random subset seeded by ``training.seed``; :mod:`symref.train.stats`), unless
    restarting or starting from ``init_model`` /
    ``init_frz_model`` (deepmd-kit's ``has_initial_state``: the file's statistics and
@@ -36,7 +36,7 @@ from pathlib import Path
 
 def train_from_input(input_file, output="model.yaml", *, restart=None,
                      valid_fraction: float = 0.0, mpi: bool = False, init_model=None,
-                     init_frz_model=None) -> int:
+                     init_frz_model=None, stat_frames: str = "first") -> int:
     """Run ``symref train``: fit the model of ``input_file`` (deepmd-kit ``input.json``)
     and write it to ``output`` (``.yaml``, ``.json``, or ``.dp``).
 
@@ -50,6 +50,8 @@ def train_from_input(input_file, output="model.yaml", *, restart=None,
     not touch the output bias); step 0, a fresh optimiser and schedule.  A model whose
     type_map, descriptor or fitting differs from the input's is refused, every
     difference named (:func:`check_same_model`).
+    ``stat_frames``: ``"first"`` or ``"random"``, the frames of the statistics
+    (:func:`symref.train.stats.stat_frames`; ``symref train --stat-frames``).
     ``valid_fraction``: hold out this
     fraction of every training system's frames for validation (seeded by
     ``training.seed``; instead of ``validation_data``).  ``mpi``: use MPI even if the
@@ -64,11 +66,11 @@ def train_from_input(input_file, output="model.yaml", *, restart=None,
     if comm.size == 1:
         with run_lock(input_file):
             return _train(comm, input_file, output, restart, valid_fraction, init_model,
-                          init_frz_model)
+                          init_frz_model, stat_frames)
     try:
         with run_lock(input_file, comm.is_root):
             return _train(comm, input_file, output, restart, valid_fraction, init_model,
-                          init_frz_model)
+                          init_frz_model, stat_frames)
     except Exception as exc:  # noqa: BLE001 - one rank failing alone would leave the others waiting
         print(f"symref: error (MPI rank {comm.rank} of {comm.size}): "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
@@ -129,7 +131,7 @@ def _alive(pid: int) -> bool:
 
 
 def _train(comm, input_file, output, restart, valid_fraction, init_model=None,
-           init_frz_model=None) -> int:
+           init_frz_model=None, stat_rule="first") -> int:
     from symref.io.data import load_systems
     from symref.io.inputfile import batch_size, read_input
     from symref.io.model_file import save_model
@@ -202,7 +204,9 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None,
     from symref.train.stats import compute_statistics, stat_frames
 
     if start is None:  # deepmd-kit's sample of frames and its statistics
-        random = mc.get("data_stat_frames", "first") == "random"
+        if stat_rule not in ("first", "random"):
+            raise ValueError(f"stat_frames must be 'first' or 'random', got {stat_rule!r}")
+        random = stat_rule == "random"
         frames = stat_frames(train, data_stat_nbatch=mc["data_stat_nbatch"],
                              batch_size=tr["training_data"]["batch_size"],
                              seed=seed if random else None)

@@ -111,7 +111,7 @@ frames is random: torch's global generator, seeded from ``training.seed``
 (``deepmd.pt.utils.dataloader.setup_seed``), draws the permutation; with
 ``shuffle=False`` they are the first ones.  :func:`stat_frames` selects the same
 number of frames: the first ones, or a seeded random subset.  ``symref train`` takes
-the first ones unless the input says ``model.data_stat_frames: "random"`` (then a
+the first ones unless told ``symref train --stat-frames random`` (then a
 subset drawn with ``numpy.random.default_rng(training.seed)``: deepmd-kit's rule, not
 its frames).  Why not random by default: torch's permutation cannot be reproduced
 without torch, so no choice reproduces deepmd-kit's subset, and the first frames keep
