@@ -165,7 +165,8 @@ def cmd_train(args) -> int:
 
     return train_from_input(args.input, args.output, restart=args.restart,
                             init_model=args.init_model, init_frz_model=args.init_frz_model,
-                            valid_fraction=args.valid_fraction, mpi=getattr(args, "mpi", False))
+                            valid_fraction=args.valid_fraction, mpi=getattr(args, "mpi", False),
+                            stat_frames=getattr(args, "stat_frames", "first"))
 
 
 def cmd_test(args) -> int:
@@ -343,6 +344,11 @@ def main(argv=None) -> int:
     t.add_argument("--valid-fraction", type=float, default=0.0,
                    help="hold out this fraction of every training system's frames for "
                         "validation (seeded by training.seed; instead of validation_data)")
+    t.add_argument("--stat-frames", choices=("first", "random"), default="first",
+                   help="frames of the statistics (davg/dstd, energy bias): as many as "
+                        "deepmd-kit samples per system, the first ones (default) or a random "
+                        "subset seeded by training.seed (deepmd-kit's rule; its torch-drawn "
+                        "frames cannot be reproduced)")
     t.add_argument("-o", "--output", default="model.yaml",
                    help="final model file (.yaml, .json, or .dp for deepmd-kit; default model.yaml)")
     t.add_argument("--mpi", action="store_true",

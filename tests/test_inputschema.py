@@ -225,7 +225,7 @@ def test_a_typo_in_any_section_is_refused_by_name(section, typo, meant):
     ("model.descriptor", "activation_function", "swish", "must be one of"),
     ("model.fitting_net", "numb_fparam", 1, "only the default, 0"),
     ("model.descriptor", "trainable", False, "not implemented"),
-    ("loss", "start_pref_ae", 1.0, "not implemented"),
+    ("loss", "start_pref_gf", 1.0, "not implemented"),
     ("learning_rate", "type", "wsd", "not implemented"),
     ("training", "numb_epoch", 3, "not implemented"),
     ("model", "type_embedding", {}, "not implemented"),

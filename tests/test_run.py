@@ -292,3 +292,37 @@ def test_set_davg_zero_keeps_the_mean_at_zero(tmp_path, monkeypatch):
         d = load_model(tmp_path / f"m{flag}.yaml").descriptor
         assert d.set_davg_zero is flag
         assert (not np.any(d.davg)) is flag and np.any(d.dstd != 1.0)
+
+
+def test_stat_frames_option_picks_the_statistics_frames(tmp_path, monkeypatch, capsys):
+    """symref train --stat-frames: with data_stat_nbatch 2 x batch 1 on 6 frames the
+    statistics come from 2 frames: "first" gives the davg of frames 0 and 1, "random" a
+    subset seeded by training.seed (another davg; the same twice), and a bad value is
+    refused by the parser (exit status 2)."""
+    from symref.io.data import load_system, select_frames
+    from symref.io.model_file import load_model
+    from symref.model.build import build_model
+    from symref.io.inputfile import read_input
+    from symref.train.stats import compute_statistics
+
+    _system(tmp_path / "sys", nframes=6)
+    monkeypatch.chdir(tmp_path)
+    cfg = _small()
+    cfg["model"]["data_stat_nbatch"] = 2
+    cfg["training"].update(numb_steps=1, seed=3)
+    cfg["training"]["training_data"]["batch_size"] = 1
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    davg = {}
+    for name, opt in (("first", "first"), ("random", "random"), ("random2", "random")):
+        assert cli.main(["train", "input.json", "-o", f"{name}.yaml", "--stat-frames", opt]) == 0
+        davg[name] = load_model(tmp_path / f"{name}.yaml").descriptor.davg
+    capsys.readouterr()
+    ref = build_model(read_input(tmp_path / "input.json")[0]["model"], seed=3)
+    s = load_system(tmp_path / "sys")
+    s.type_map = ["A", "B"]
+    compute_statistics(ref, [select_frames(s, [0, 1])])
+    np.testing.assert_array_equal(davg["first"], ref.descriptor.davg)
+    assert not np.array_equal(davg["random"], davg["first"])
+    np.testing.assert_array_equal(davg["random"], davg["random2"])
+    with pytest.raises(SystemExit):
+        cli.main(["train", "input.json", "--stat-frames", "shuffled"])

@@ -132,10 +132,10 @@ def frame_grad(model, coord, atype, box, dE, dF, dW, pref):
     """Gradient of one frame's loss from its residuals: ``(emb_grads, fit_grads, dbias)``.
 
     Fast twin of the reference ``train.loss._frame``, with the same arguments
-    (``dE`` float, ``dF`` N x 3, ``dW`` 3 x 3 or None, ``pref`` the prefactors p_e, p_f,
-    p_v) and the same result: per embedding net a list of per-layer ``{"w", "b", "idt"}``
-    gradients (None for nets no pair used), ``{type: [...]}`` for the fitting nets, and
-    the gradient of ``bias_atom_e``.  The caller (``train.loss.energy_loss_and_grad``)
+    (``dE`` float or N per-atom seeds, ``dF`` N x 3, ``dW`` 3 x 3 or None, ``pref`` the
+    prefactors p_e, p_f, p_v) and the same result: per embedding net a list of per-layer
+    ``{"w", "b", "idt"}`` gradients (None for nets no pair used), ``{type: [...]}`` for the
+    fitting nets, and the gradient of ``bias_atom_e``.  The caller (``train.loss.energy_loss_and_grad``)
     computes the residuals once and names the gradients (``model.params.grad_arrays``);
     nothing here knows the parameter layout.  Three steps, each reused by
     :mod:`symref.fast.family_loss` (se_e2_r, se_e3, hybrid): :func:`se_e2_a_dual_forward`,
@@ -261,11 +261,12 @@ def fitting_dual(model, ws, D, Dd, atype, dE, pref, run=map):
     dim), in blocks of :data:`BLOCK_ATOMS` atoms of one type, and back:
     ``(Dbar, Ddbar, fit_grads, dbias)`` for the seed :math:`\\bar E_i = a`,
     :math:`\\bar{\\dot E}_i = -1` of every alive atom (``train.loss``'s docstring;
-    ``a = 2 p_e ΔE / N``)."""
+    ``a = 2 p_e ΔE / N``, or per atom when ``dE`` holds N per-atom seeds)."""
     fit = model.fitting
     N, dim = D.shape
     alive = (~np.isin(atype, model.atom_exclude_types)).astype(np.float64)  # N
-    a = 2.0 * pref.pref_e * dE / N
+    a = 2.0 * pref.pref_e * np.asarray(dE) / N  # scalar, or N (atomic-energy term)
+    a_rows = (lambda rows: a) if a.ndim == 0 else (lambda rows: a[rows, None])
     fblocks = []
     for t in range(fit.ntypes):
         rows = np.nonzero(atype == t)[0]
@@ -277,7 +278,7 @@ def fitting_dual(model, ws, D, Dd, atype, dE, pref, run=map):
         b, (t, rows) = ib
         X = _stack(D[rows], Dd[rows], ws.get(("f", b, "X"), (2, len(rows), dim)))
         _, cache = mlp_forward_dual_stacked(X, fit.nets[t], ws, ("f", b))
-        ybar = _stack(a * alive[rows, None], -alive[rows, None])  # 2 x nb x 1
+        ybar = _stack(a_rows(rows) * alive[rows, None], -alive[rows, None])  # 2 x nb x 1
         return mlp_backward_dual_stacked(ybar, cache, ws=ws, key=("f", b))
 
     Dbar, Ddbar = np.zeros((N, dim)), np.zeros((N, dim))
@@ -285,7 +286,7 @@ def fitting_dual(model, ws, D, Dd, atype, dE, pref, run=map):
     for (t, rows), (xbar, g) in zip(fblocks, run(one_block, enumerate(fblocks))):
         Dbar[rows], Ddbar[rows] = xbar[0], xbar[1]
         fit_grads[t] = _sum_grads(fit_grads.get(t), g)
-        dbias[t] += a * alive[rows].sum()
+        dbias[t] += a * alive[rows].sum() if a.ndim == 0 else (a[rows] * alive[rows]).sum()
     return Dbar, Ddbar, fit_grads, dbias
 
 

@@ -31,7 +31,9 @@ class System:
     #: atomic_dipole.npy -> "atom_dipole" (nframes x k x 3), polarizability.npy ->
     #: "polarizability" (nframes x 3 x 3), atomic_polarizability.npy ->
     #: "atom_polarizability" (nframes x k x 3 x 3); k = natoms, or the number of atoms
-    #: of the selected types (deepmd-kit's sel_type layout, see :func:`atomic_labels`)
+    #: of the selected types (deepmd-kit's sel_type layout, see :func:`atomic_labels`);
+    #: and the energy loss's per-atom labels (:data:`ATOM_FILES`): atom_ener.npy ->
+    #: "atom_ener", atom_pref.npy -> "atom_pref" (nframes x natoms)
     tensors: dict = field(default_factory=dict)
 
     @property
@@ -125,6 +127,10 @@ def load_system(path) -> System:
             found = [s / n for n in names if (s / n).is_file()]
             tparts.setdefault(key, []).append(_load_tensor(found[0], nf, width, natoms)
                                               if found else None)
+        for key, fname in ATOM_FILES.items():
+            p = s / fname
+            tparts.setdefault(key, []).append(_load_atom_label(p, nf, natoms)
+                                              if p.is_file() else None)
 
     def cat(key):
         vals = parts[key]
@@ -149,6 +155,24 @@ TENSOR_FILES = (("dipole", 3, ("dipole.npy",)),
                 ("polarizability", 9, ("polarizability.npy",)),
                 ("atom_polarizability", 9, ("atomic_polarizability.npy",
                                             "atom_polarizability.npy")))
+
+#: per-atom labels of deepmd-kit's energy loss (key -> file; nframes x natoms): the atomic
+#: energy of the ``ae`` term and the force weight of the ``pf`` term
+ATOM_FILES = {"atom_ener": "atom_ener.npy", "atom_pref": "atom_pref.npy"}
+
+
+def _load_atom_label(path: Path, nf: int, natoms: int) -> np.ndarray:
+    """``atom_ener.npy`` (nf, natoms) or ``atom_pref.npy``: (nf, natoms), or (nf, natoms x 3),
+    one weight per force component, read as (nf, natoms, 3) -- deepmd-kit 3.2's PyTorch
+    data loader reads atom_pref per frame without its 3-fold repeat, so there only that
+    layout trains."""
+    a = _load_npy(path, nf, None)
+    if a.shape[1] == natoms:
+        return a
+    if path.name == "atom_pref.npy" and a.shape[1] == 3 * natoms:
+        return a.reshape(nf, natoms, 3)
+    wide = " or natoms x 3" if path.name == "atom_pref.npy" else ""
+    raise ValueError(f"{path}: shape {a.shape}, expected ({nf}, {natoms}{wide})")
 
 
 def _load_tensor(path: Path, nf: int, width: int, natoms: int) -> np.ndarray:
@@ -342,7 +366,7 @@ def save_system(system: System, path, set_size: int | None = None) -> None:
                  "force.npy": system.force, "virial.npy": system.virial}
         names = {"dipole": "dipole.npy", "atom_dipole": "atomic_dipole.npy",
                  "polarizability": "polarizability.npy",
-                 "atom_polarizability": "atomic_polarizability.npy"}
+                 "atom_polarizability": "atomic_polarizability.npy", **ATOM_FILES}
         files.update({names[k]: v for k, v in system.tensors.items()})
         for k, s0 in enumerate(range(0, nf, n)):
             d = tmp / f"set.{k:03d}"

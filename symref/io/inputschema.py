@@ -22,7 +22,7 @@ out of range is an error naming the key path.  Keys starting with ``_`` are
 comments (deepmd-kit trims them).
 
 symref's own additions, outside deepmd-kit's schema: ``optimizer.type``
-``"lbfgs"`` (with ``maxiter``, ``maxcor`` and ``standardize``), and ``optimizer.time_limit``
+``"lbfgs"`` (with ``maxiter``, ``maxcor`` and ``standardize``), ``optimizer.time_limit``
 (seconds, any type).
 """
 from __future__ import annotations
@@ -288,10 +288,11 @@ LOSS_ENER = {
     **{f"{w}_pref_{q}": _pref(d) for q, (ds, dl) in
        {"e": (0.02, 1.0), "f": (1000, 1.0), "v": (0.0, 0.0)}.items()
        for w, d in (("start", ds), ("limit", dl))},
-    **{f"{w}_pref_{q}": _pref(0.0, "default") for q in ("h", "ae", "pf", "gf")
+    **{f"{w}_pref_{q}": _pref(0.0) for q in ("ae", "pf") for w in ("start", "limit")},
+    **{f"{w}_pref_{q}": _pref(0.0, "default") for q in ("h", "gf")
        for w in ("start", "limit")},
-    "use_default_pf": Key(("bool",), False, "default"),
-    "relative_f": Key(("float", "none"), ABSENT, "default"),
+    "use_default_pf": Key(("bool",), False),
+    "relative_f": Key(("float", "none"), ABSENT),
     "enable_atom_ener_coeff": Key(("bool",), False, "default"),
     "numb_generalized_coord": Key(("int",), 0, "default"),
     "use_huber": Key(("bool",), False, "default"),

@@ -15,7 +15,8 @@ import numpy as np
 
 from symref.model.params import flat_parameters, flat_vector, parameters, set_flat_parameters
 from symref.train.lcurve import Lcurve, display_row, lcurve_keys
-from symref.train.loss import (LossPrefactors, TensorPrefactors, energy_loss_and_grad,
+from symref.train.loss import (LossPrefactors, TensorPrefactors, dp_weights, energy_errors,
+                               energy_labels, energy_loss_and_grad, scheduled_prefactors,
                                tensor_loss_and_grad)
 
 
@@ -43,11 +44,13 @@ def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
     for s in systems:  # label problems are raised on every rank, before any evaluation
         if tensor:
             labels.append(tensor_labels(model, s))
-        elif s.energy is None or s.force is None:
+            continue
+        if s.energy is None or s.force is None:
             raise ValueError(f"{s.name or 'system'}: energy and force labels are needed")
-        elif pref.pref_v and s.virial is None:
+        if pref.pref_v and s.virial is None:
             raise ValueError(f"{s.name or 'system'}: pref_v is nonzero but there are no "
                              "virial labels")
+        labels.append(energy_labels(s, pref))  # atom_ener, atom_pref, the system's pref
     index = [(k, f) for k, s in enumerate(systems) for f in range(s.nframes)]
 
     def frame(i):
@@ -61,9 +64,12 @@ def batch_loss_and_grad(model, systems, pref: LossPrefactors = LossPrefactors(),
                                            None if atom is None else atom[sl], pref,
                                            backend=backend)
         else:
+            ae, q, p = labels[k]
             loss, g = energy_loss_and_grad(model, s.coord[sl], s.atype, box, s.energy[sl],
                                            s.force[sl], s.virial[sl] if pref.pref_v else None,
-                                           pref, backend=backend)
+                                           p, backend=backend,
+                                           atom_ener=None if ae is None else ae[sl],
+                                           atom_pref=None if q is None else q[sl])
         out = np.empty(width)
         out[0] = loss
         out[1:] = flat_vector(g[name] for name, _ in params)  # layout of flat_parameters
@@ -376,24 +382,21 @@ def pooled_errors(model, systems, pref=None) -> dict:
 # --------------------------------------------------------------------- Adam
 def errors(model, system, pref: LossPrefactors | None = None) -> dict:
     """deepmd-kit's displayed errors on the frames of ``system``: ``rmse_e`` (eV/atom),
-    ``rmse_f`` (eV/Å), ``rmse_v`` (eV/atom, when virial labels exist) and, with
-    ``pref``, ``rmse`` = sqrt(loss)."""
+    ``rmse_f`` (eV/Å), ``rmse_v`` (eV/atom, when virial labels exist); with ``pref``,
+    those of its loss (:func:`symref.train.loss.energy_errors`: ``rmse`` = sqrt(loss),
+    ``rmse_ae``, ``rmse_pf``, relative forces)."""
     from symref.train.report import errors_table
 
     from symref.model.tensor import DeepTensor
 
     if isinstance(model, DeepTensor):
         return tensor_errors(model, system)
+    if pref is not None:
+        return energy_errors(model, system, pref)
     table = errors_table(model, [system])
-    n = system.natoms
     out = {"rmse_e": table["energy/atom"][1], "rmse_f": table["force"][1]}
     if system.virial is not None:
         out["rmse_v"] = table["virial/atom"][1]
-    if pref is not None:
-        loss = pref.pref_e * out["rmse_e"] ** 2 * n + pref.pref_f * out["rmse_f"] ** 2
-        if system.virial is not None:
-            loss += pref.pref_v * out["rmse_v"] ** 2 * n
-        out["rmse"] = float(np.sqrt(loss))
     return out
 
 
@@ -461,7 +464,7 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
     import signal
 
     from symref.io.data import select_frames
-    from symref.train.optim import Adam, prefactor
+    from symref.train.optim import Adam
     from symref.train.parallel import SERIAL
 
     comm = SERIAL if comm is None else comm
@@ -495,12 +498,10 @@ def fit_adam(model, train, valid=None, *, numb_steps: int, lr, pref_start: LossP
                                 replace=False)
             batch = select_frames(train[k], np.sort(frames))
             lr_t = lr.value(step)
-            if isinstance(pref_start, TensorPrefactors):  # deepmd-kit: constant weights
-                pref = pref_start
-            else:
-                pref = LossPrefactors(*(prefactor(a, b, lr_t, lr.start_lr) for a, b in zip(
-                    (pref_start.pref_e, pref_start.pref_f, pref_start.pref_v),
-                    (pref_limit.pref_e, pref_limit.pref_f, pref_limit.pref_v))))
+            # deepmd-kit: constant tensor weights; scheduled energy prefactors; both
+            # rounded to float32 by its find_* flags (dp_weights)
+            pref = dp_weights(pref_start if isinstance(pref_start, TensorPrefactors) else
+                              scheduled_prefactors(pref_start, pref_limit, lr_t, lr.start_lr))
             done = step + 1
             # deepmd-kit displays the errors of the step's own forward pass (the model
             # before this update) at step 1 and every disp_freq steps

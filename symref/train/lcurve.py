@@ -4,8 +4,8 @@ The columns follow from the loss, as in deepmd-kit 3.x (``deepmd/pt/loss``), nev
 from the labels a batch happens to carry:
 
 * energy loss: ``rmse`` (√loss) always; ``rmse_e`` (eV/atom), ``rmse_f`` (eV/Å),
-  ``rmse_v`` (eV/atom) when the start *and* limit prefactors of that term are
-  nonzero (deepmd-kit's ``has_e``/``has_f``/``has_v``);
+  ``rmse_v`` (eV/atom), ``rmse_ae`` (eV), ``rmse_pf`` (eV/Å) when the start *and*
+  limit prefactors of that term are nonzero (deepmd-kit's ``has_e`` ... ``has_pf``);
 * tensor loss: ``rmse_global_<name>`` (per atom) when ``pref`` > 0,
   ``rmse_local_<name>`` when ``pref_atomic`` > 0, with deepmd-kit's tensor names:
   ``dipole``, and ``polar`` for a polarizability (:data:`TENSOR_NAME`).
@@ -43,8 +43,8 @@ def lcurve_keys(pref_start, pref_limit, var_name: str | None = None) -> list[str
             keys.append(f"rmse_local_{name}")
         return sorted(keys)
     keys = ["rmse"]
-    for q in "efv":
-        if getattr(pref_start, f"pref_{q}") != 0 and getattr(pref_limit, f"pref_{q}") != 0:
+    for q in ("e", "f", "v", "ae", "pf"):
+        if getattr(pref_start, f"pref_{q}", 0) != 0 and getattr(pref_limit, f"pref_{q}", 0) != 0:
             keys.append(f"rmse_{q}")
     return sorted(keys)
 

@@ -10,8 +10,10 @@ arguments.  Steps, as deepmd-kit's ``dp train``:
    neighbour counts (:func:`symref.io.neighbor_stat.resolve_sel`); build the model
    with ``training.seed``; with ``restart``, ``init_model`` or ``init_frz_model``,
    refuse a checkpoint or model whose network differs (:func:`check_same_model`);
-3. statistics (``davg``/``dstd``, the energy bias; tensor shift) from deepmd-kit's
-   sample of frames, unless restarting or starting from ``init_model`` /
+3. statistics (``davg``/``dstd``, the energy bias; tensor shift) from as many frames
+   as deepmd-kit samples (``--stat-frames``: the first ones, the default, or a
+   random subset seeded by ``training.seed``; :mod:`symref.train.stats`), unless
+   restarting or starting from ``init_model`` /
    ``init_frz_model`` (deepmd-kit's ``has_initial_state``: the file's statistics and
    output bias are kept as they are, no ``change-bias``);
 4. fit: ``optimizer.type`` ``"lbfgs"`` (:func:`symref.train.fit.fit_lbfgs`, the limit
@@ -34,7 +36,7 @@ from pathlib import Path
 
 def train_from_input(input_file, output="model.yaml", *, restart=None,
                      valid_fraction: float = 0.0, mpi: bool = False, init_model=None,
-                     init_frz_model=None) -> int:
+                     init_frz_model=None, stat_frames: str = "first") -> int:
     """Run ``symref train``: fit the model of ``input_file`` (deepmd-kit ``input.json``)
     and write it to ``output`` (``.yaml``, ``.json``, or ``.dp``).
 
@@ -48,6 +50,8 @@ def train_from_input(input_file, output="model.yaml", *, restart=None,
     not touch the output bias); step 0, a fresh optimiser and schedule.  A model whose
     type_map, descriptor or fitting differs from the input's is refused, every
     difference named (:func:`check_same_model`).
+    ``stat_frames``: ``"first"`` or ``"random"``, the frames of the statistics
+    (:func:`symref.train.stats.stat_frames`; ``symref train --stat-frames``).
     ``valid_fraction``: hold out this
     fraction of every training system's frames for validation (seeded by
     ``training.seed``; instead of ``validation_data``).  ``mpi``: use MPI even if the
@@ -62,11 +66,11 @@ def train_from_input(input_file, output="model.yaml", *, restart=None,
     if comm.size == 1:
         with run_lock(input_file):
             return _train(comm, input_file, output, restart, valid_fraction, init_model,
-                          init_frz_model)
+                          init_frz_model, stat_frames)
     try:
         with run_lock(input_file, comm.is_root):
             return _train(comm, input_file, output, restart, valid_fraction, init_model,
-                          init_frz_model)
+                          init_frz_model, stat_frames)
     except Exception as exc:  # noqa: BLE001 - one rank failing alone would leave the others waiting
         print(f"symref: error (MPI rank {comm.rank} of {comm.size}): "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
@@ -127,12 +131,12 @@ def _alive(pid: int) -> bool:
 
 
 def _train(comm, input_file, output, restart, valid_fraction, init_model=None,
-           init_frz_model=None) -> int:
+           init_frz_model=None, stat_rule="first") -> int:
     from symref.io.data import load_systems
     from symref.io.inputfile import batch_size, read_input
     from symref.io.model_file import save_model
     from symref.io.neighbor_stat import resolve_sel
-    from symref.train.loss import LossPrefactors, TensorPrefactors
+    from symref.train.loss import TensorPrefactors
     from symref.model.build import build_model
     from symref.model.tensor import DeepTensor
     from symref.train.optim import CosineLR, ExpDecayLR
@@ -200,8 +204,12 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None,
     from symref.train.stats import compute_statistics, stat_frames
 
     if start is None:  # deepmd-kit's sample of frames and its statistics
+        if stat_rule not in ("first", "random"):
+            raise ValueError(f"stat_frames must be 'first' or 'random', got {stat_rule!r}")
+        random = stat_rule == "random"
         frames = stat_frames(train, data_stat_nbatch=mc["data_stat_nbatch"],
-                             batch_size=tr["training_data"]["batch_size"])
+                             batch_size=tr["training_data"]["batch_size"],
+                             seed=seed if random else None)
         if isinstance(model, DeepTensor):
             from symref.train.stats import apply_statistics, env_stat, tensor_shift
 
@@ -215,8 +223,7 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None,
     if isinstance(model, DeepTensor):  # deepmd-kit's tensor loss: constant weights
         start = limit = TensorPrefactors(float(loss["pref"]), float(loss["pref_atomic"]))
     else:
-        start = LossPrefactors(loss["start_pref_e"], loss["start_pref_f"], loss["start_pref_v"])
-        limit = LossPrefactors(loss["limit_pref_e"], loss["limit_pref_f"], loss["limit_pref_v"])
+        start, limit = energy_prefactors(loss)
     numb_steps = tr["numb_steps"]
     opt = cfg.get("optimizer", {"type": "Adam"})
     out = Path(output)
@@ -265,6 +272,19 @@ def _train(comm, input_file, output, restart, valid_fraction, init_model=None,
         except ImportError as e:
             print(f"warning: {dp} not written: {e}", file=sys.stderr)
     return 0
+
+
+def energy_prefactors(loss: dict):
+    """``(start, limit)`` :class:`~symref.train.loss.LossPrefactors` of an ``ener`` loss
+    section.  As deepmd-kit's ``EnergyStdLoss`` (``has_e`` ... ``has_pf``), a term whose
+    start *or* limit prefactor is 0 is not in the loss at all (both set to 0 here);
+    ``relative_f`` and ``use_default_pf`` are carried as given."""
+    from symref.train.loss import PREF_TERMS, LossPrefactors
+
+    opts = {"relative_f": loss.get("relative_f"), "use_default_pf": loss["use_default_pf"]}
+    on = {k: loss[f"start_{k}"] != 0 and loss[f"limit_{k}"] != 0 for k in PREF_TERMS}
+    return tuple(LossPrefactors(**{k: float(loss[f"{w}_{k}"]) if on[k] else 0.0
+                                   for k in PREF_TERMS}, **opts) for w in ("start", "limit"))
 
 
 def model_signature(model) -> dict:

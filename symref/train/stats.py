@@ -106,10 +106,22 @@ The trainer takes ``min(data_stat_nbatch, nbatches)`` batches (default
 ``model.data_stat_nbatch = 10``) from each training system's data loader,
 i.e. ``min(nframes, data_stat_nbatch * batch_size)`` distinct frames, where
 ``batch_size = "auto"`` (the default) means ``ceil(32 / natoms)`` frames.  The
-loaders shuffle, so *which* frames is random (torch's global generator);
-with ``shuffle=False`` they are the first ones.  :func:`stat_frames` selects
-the same number of frames (the first ones, or a seeded random subset);
-:func:`env_stat` and :func:`energy_bias` use every frame they are given.
+loaders shuffle (``dp --pt train`` builds them with ``shuffle=True``), so *which*
+frames is random: torch's global generator, seeded from ``training.seed``
+(``deepmd.pt.utils.dataloader.setup_seed``), draws the permutation; with
+``shuffle=False`` they are the first ones.  :func:`stat_frames` selects the same
+number of frames: the first ones, or a seeded random subset.  ``symref train`` takes
+the first ones unless told ``symref train --stat-frames random`` (then a
+subset drawn with ``numpy.random.default_rng(training.seed)``: deepmd-kit's rule, not
+its frames).  Why not random by default: torch's permutation cannot be reproduced
+without torch, so no choice reproduces deepmd-kit's subset, and the first frames keep
+the statistics a function of the data alone (a different ``training.seed`` then
+changes the order of the training batches only, as the issue-25 seed rule wants).
+When the sample covers every frame of a system (``nframes <= data_stat_nbatch x
+batch_size``), both rules take the same frames as deepmd-kit and the statistics are
+its own (``tests/test_train_vs_dp.py``: davg, dstd and the energy bias of a
+``dp --pt train`` run).  :func:`env_stat` and :func:`energy_bias` use every frame they
+are given.
 
 Systems (all functions): a :class:`symref.io.data.System`, a path of a deepmd-kit
 npy system, or a list of them.  When a ``type_map`` is known (the model's) and
