@@ -113,3 +113,26 @@ def test_uncovered_model_falls_back_with_a_warning():
     with pytest.warns(RuntimeWarning, match=r"descriptor\.list\[0\]"):
         fast = energy_loss_and_grad(model, coord, atype, box, *labels, PREF, backend="numba")
     _assert_same(ref, fast, 0.0)
+
+
+@pytest.mark.parametrize("name", list(DESCRIPTORS))
+def test_fast_loss_with_atomic_energy_prefactor_force_and_relative_f(name):
+    """The ae, pf and relative_f terms of the energy loss (per-atom energy seeds through
+    symref.fast.cpu_loss.fitting_dual, weighted force residuals) and an excluded atom type
+    give the reference's loss and every gradient array to 1e-12 relative on the numba path
+    of se_e2_r, se_e3 and hybrid (the se_e2_a case is in tests/test_loss_terms.py)."""
+    model = _model(name, atom_exclude_types=[1])
+    coord, atype, box, labels = _problem(model, periodic=False)
+    ev = model.evaluate(coord, atype, box, backend="numpy")
+    rng = np.random.default_rng(6)
+    extra = {"atom_ener": ev["atom_energy"] + 0.1 * rng.normal(size=ev["atom_energy"].shape),
+             "atom_pref": rng.uniform(0.5, 2.0, size=ev["atom_energy"].shape)}
+    pref = LossPrefactors(pref_e=0.7, pref_f=3.0, pref_v=0.5, pref_ae=2.0, pref_pf=5.0,
+                          relative_f=0.5)
+    ref = energy_loss_and_grad(model, coord, atype, box, *labels, pref, backend="numpy",
+                               **extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to the reference
+        fast = energy_loss_and_grad(model, coord, atype, box, *labels, pref, backend="numba",
+                                    **extra)
+    _assert_same(ref, fast)
