@@ -73,7 +73,7 @@ def test_water_tutorial_falls_back_without_shared_data(tmp_path):
     if not script.is_file():
         pytest.skip("tutorial 4 not present")
     env = checkout_env(SYMREF_QUICK="1", SYMREF_FIGDIR=str(tmp_path / "figures"),
-               SYMREF_SHARED_DATA=str(tmp_path / "no-shared-data"), MPLBACKEND="Agg")
+               SYMREF_SHARED_DATA=str(tmp_path / "no-shared-data"), MPLBACKEND="Agg")  # the old name
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     out = proc.stdout + "\n" + proc.stderr
@@ -81,6 +81,58 @@ def test_water_tutorial_falls_back_without_shared_data(tmp_path):
     assert "Falling back" in out
     assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
         "04_learning_curves.png", "04_parity.png"]
+
+
+@pytest.mark.slow
+def test_md_tutorial_names_the_data_source_without_data(tmp_path):
+    """Tutorial 5 with ``SYMREF_DATA`` pointing nowhere still runs (random model) and says
+    where the water data come from (deepmd-kit's public example) and the layout expected."""
+    script = ROOT / "tutorials" / "05_md_ase.py"
+    env = checkout_env(SYMREF_QUICK="1", SYMREF_FIGDIR=str(tmp_path / "figures"),
+                       SYMREF_DATA=str(tmp_path / "no-data"), MPLBACKEND="Agg")
+    env.pop("SYMREF_SHARED_DATA", None)
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    out = proc.stdout + "\n" + proc.stderr
+    if proc.returncode == 0 and SKIP_MARK in out:
+        pytest.skip(f"05_md_ase.py skipped itself: {_tail(out, 3)}")
+    assert proc.returncode == 0, _tail(out)
+    assert "Falling back" in out
+    assert str(tmp_path / "no-data" / "water") in out
+    assert "examples/water/data" in out and "type_map.raw" in out
+
+
+def _import_common():
+    """tutorials/_common.py imported in this process (it only sets up plumbing)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_tutorial_common", ROOT / "tutorials" / "_common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_data_dir_follows_symref_data_and_the_old_alias(tmp_path):
+    """``SYMREF_DATA`` chooses the data folder; the older ``SYMREF_SHARED_DATA`` still works
+    alone and loses to ``SYMREF_DATA``; with neither (or empty values) it is ../shared/data."""
+    common = _import_common()
+    new, old = tmp_path / "new", tmp_path / "old"
+    assert common.data_dir({"SYMREF_DATA": str(new)}) == new
+    assert common.data_dir({"SYMREF_SHARED_DATA": str(old)}) == old
+    assert common.data_dir({"SYMREF_DATA": str(new), "SYMREF_SHARED_DATA": str(old)}) == new
+    assert common.data_dir({"SYMREF_DATA": " ", "SYMREF_SHARED_DATA": str(old)}) == old
+    assert common.data_dir({}) == ROOT.parent / "shared" / "data"
+
+
+def test_missing_data_message_names_the_source_and_the_layout(tmp_path):
+    """The message printed when the data are absent names the missing folder, deepmd-kit's
+    public water example, the SYMREF_DATA variable and every file of the expected layout."""
+    common = _import_common()
+    msg = common.missing_data_message(tmp_path / "water")
+    for needle in (str(tmp_path / "water"), "deepmd-kit", "examples/water/data", "SYMREF_DATA",
+                   "data_0", "type.raw", "type_map.raw", "set.*/coord.npy", "set.*/box.npy",
+                   "set.*/energy.npy", "set.*/force.npy"):
+        assert needle in msg, needle
 
 
 def test_tutorials_are_found():
