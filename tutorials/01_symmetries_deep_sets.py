@@ -548,3 +548,34 @@ savefig(fig, "01_invariance_table.png")
 # a Deep-Sets sum of radial embeddings *times the coordinates*, $L = G^\top X / n$
 # (permutation invariant, rotates like X), then its Gram matrix $D = L L^\top$
 # (rotation invariant) — all symmetries at once, angles kept.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each answer is checked by a function of `tutorials/exercise_checks.py`: it returns quietly
+# when the answer is right and raises an `AssertionError` saying what is wrong otherwise.
+# Worked solutions: `tutorials/solutions/01_exercises.py`.
+#
+# 1. **A Deep Sets decomposition by hand.** Find $\phi: \mathbb R \to \mathbb R^2$ and
+#    $\rho$ with $\rho\big(\sum_i \phi(z_i)\big) = \sum_{i<j} z_i z_j$ for sets of *any* size.
+#    Check: `check_sum_decomposition(phi, rho, e2)` with `e2(z)` your target on a
+#    `trials x n` array.
+# 2. **The latent width at work.** For sets of three numbers, write $z_1 z_2 z_3$ as
+#    $\rho\big(\sum_i \phi(z_i)\big)$ with $\phi(z) \in \mathbb R^3$ (hint: Newton's identities
+#    for power sums). Check: `check_sum_decomposition(phi, rho, lambda z: z.prod(axis=1), set_sizes=(3,))`.
+# 3. **The talk's $D' = X^\top X$.** Write `spectrum(X)`: the eigenvalues (ascending) of the
+#    gyration tensor $\frac1n\sum_i (\mathbf x_i - \bar{\mathbf x})(\mathbf x_i - \bar{\mathbf x})^\top$.
+#    Check: `check_gyration_spectrum(spectrum)` — it also tests all four symmetries and
+#    that the spectrum tells the hexagon from the octahedron, which the radial Deep Sets
+#    of Section 4 cannot.
+
+# %%
+from exercise_checks import check_gyration_spectrum, check_sum_decomposition  # noqa: E402,F401
+
+# the seed's phi, rho give sum_{i<=j} z_i z_j, not sum_{i<j}: the check says so
+try:
+    check_sum_decomposition(phi_seed, rho_seed, lambda z: 0.5 * (z.sum(axis=1) ** 2 - (z ** 2).sum(axis=1)))
+    raise RuntimeError("the check accepted a wrong answer")
+except AssertionError as wrong:
+    print(f"a wrong answer is rejected: {str(wrong)[:90]}...")
+# your answers here, e.g. check_sum_decomposition(my_phi, my_rho, e2)

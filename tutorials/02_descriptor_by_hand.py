@@ -374,3 +374,37 @@ savefig(fig, "02_ablation.png")
 #   20-line version reproduces symref's descriptor to round-off.
 #
 # Next: Tutorial 3 differentiates all this by hand to get forces.
+
+# %% [markdown]
+# ## Exercises
+#
+# Answers are checked by `tutorials/exercise_checks.py` (an `AssertionError` says what is
+# wrong); solutions in `tutorials/solutions/02_exercises.py`.
+#
+# 1. **D from G and R.** Write `descriptor_matrix(G, R, M2)` returning $D = L L_<^\top$ with
+#    $L = G^\top R / n$ for an $n \times M$ embedding $G$ and $n \times 4$ rows $R$ (deepmd-kit's
+#    layout: column 0 invariant, columns 1–3 rotating). Check: `check_descriptor_matrix(descriptor_matrix)`.
+# 2. **Hexagon or octahedron?** (a) Evaluate `descriptor_by_hand` on Tutorial 1's hexagon and
+#    octahedron (six points 1.1 Å from the centre, `x0 = 0`). Are the two D different? Explain
+#    with what $L$ becomes when every row of $G$ is the same. (b) Build an invariant of the
+#    cloud that *does* tell them apart — the talk's "high-order information": second moments
+#    $\sum_i g_k(r_i)\,\mathbf x_i\mathbf x_i^\top$ instead of first ones. Check:
+#    `check_tells_hexagon_from_octahedron(my_descriptor)` (invariance under rotations,
+#    reflections and permutations, and a difference between the two shapes).
+
+# %%
+from exercise_checks import check_descriptor_matrix, check_tells_hexagon_from_octahedron  # noqa: E402,F401
+
+# Tutorial 1's two clouds: the first-moment D of this tutorial cannot tell them apart (2a) ...
+ang6 = np.arange(6) * np.pi / 3
+hexagon = 1.1 * np.stack([np.cos(ang6), np.sin(ang6), np.zeros(6)], axis=1)
+octahedron = 1.1 * np.vstack([np.eye(3), -np.eye(3)])
+D_hex, D_oct = descriptor_by_hand(hexagon, np.zeros(3)), descriptor_by_hand(octahedron, np.zeros(3))
+print(f"max |D| hexagon {np.abs(D_hex).max():.1e}, octahedron {np.abs(D_oct).max():.1e}")
+assert np.abs(D_hex).max() < 1e-12 and np.abs(D_oct).max() < 1e-12
+# ... so it fails the check of exercise 2b, which your answer must pass
+try:
+    check_tells_hexagon_from_octahedron(lambda pts: descriptor_by_hand(pts, np.zeros(3)))
+    raise RuntimeError("the check accepted a descriptor that cannot tell the two apart")
+except AssertionError as wrong:
+    print(f"first moments are not enough: {str(wrong)[:90]}")

@@ -311,3 +311,29 @@ print(f"total time {time.perf_counter() - t_start:.0f} s")
 #   $sI$, $s$ = 1.48 Å³ (ratio 0.52; asserted below 0.75 in full mode) — the polarizability
 #   network removes only half of what a constant leaves, and needs more data and training.
 #   Longer training on the real water frames: `benchmarks/train_tensor.py`.
+
+# %% [markdown]
+# ## Exercises
+#
+# Answers are checked by `tutorials/exercise_checks.py` (an `AssertionError` says what is
+# wrong); solutions in `tutorials/solutions/06_exercises.py`.
+#
+# 1. **A dipole head.** Write `dipole(T, c)`: $\boldsymbol\mu = \mathcal R^\top c$ for one atom,
+#    $T$ being $M \times 4$ with $\mathcal R = T_{:, 1:4}$ and $c \in \mathbb R^M$. Check:
+#    `check_dipole_head(dipole)` (the value, and that it turns under rotations *and* reflections).
+# 2. **A polarizability head.** Write `polar(T, A)`: $\alpha = \mathcal R^\top A \mathcal R$ for
+#    a symmetric invariant $A$ ($M \times M$). Check: `check_polar_head(polar)`.
+# 3. **The baseline.** Why is $\mathbf 0$ the only constant dipole a rotation-equivariant
+#    model may predict, and $sI$ the only constant polarizability? (Hint: a vector with
+#    $Q\mathbf v = \mathbf v$ for every rotation $Q$; a matrix commuting with every $Q$.)
+#    The least-squares $s$ is asserted in Section 4.
+
+# %%
+from exercise_checks import check_dipole_head, check_polar_head  # noqa: E402,F401
+
+# the "naive" head of Section 2 does not turn: as a dipole head it is rejected
+try:
+    check_dipole_head(lambda T, c: T[:, 0] @ np.ones((len(c), 3)) * c[:3])
+    raise RuntimeError("the check accepted a head that does not turn")
+except AssertionError as wrong:
+    print(f"a head that does not turn is rejected: {str(wrong)[:90]}...")
