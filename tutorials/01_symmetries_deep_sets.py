@@ -31,15 +31,21 @@
 #   the talk's "$D' = X^\top X$", the 3 × 3 gyration tensor, is a different matrix);
 # * why neither idea alone is enough — which is what Tutorial 2's $D = L L^\top$ fixes.
 #
-# **Run time** (2-core development machine, shared, measured): quick mode (`SYMREF_QUICK=1`) ≈ 15 s, full mode ≈ 40 s.
+# **Run time** (2-core development machine, shared, measured): quick mode (`SYMREF_QUICK=1`) ≈ 3 s, full mode ≈ 5 s.
 # Run it with `python tutorials/01_symmetries_deep_sets.py`, or open it as a notebook
 # with jupytext. Units: Å for positions, eV for energies (symref's conventions, see
 # `../shared/docs/DESIGN.md`).
 
 # %%
 import itertools
+import os
 import sys
 from pathlib import Path
+
+# small matrices, thousands of times: one BLAS thread (measured: 71 s vs 5 s for full mode on the
+# busy 2-core machine), unless the reader says otherwise (this must precede importing NumPy)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import matplotlib.pyplot as plt
 import numpy as np
