@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from checkout import checkout_env
 
@@ -73,7 +74,7 @@ def test_water_tutorial_falls_back_without_shared_data(tmp_path):
     if not script.is_file():
         pytest.skip("tutorial 4 not present")
     env = checkout_env(SYMREF_QUICK="1", SYMREF_FIGDIR=str(tmp_path / "figures"),
-               SYMREF_SHARED_DATA=str(tmp_path / "no-shared-data"), MPLBACKEND="Agg")
+               SYMREF_SHARED_DATA=str(tmp_path / "no-shared-data"), MPLBACKEND="Agg")  # the old name
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     out = proc.stdout + "\n" + proc.stderr
@@ -81,6 +82,150 @@ def test_water_tutorial_falls_back_without_shared_data(tmp_path):
     assert "Falling back" in out
     assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
         "04_learning_curves.png", "04_parity.png"]
+
+
+@pytest.mark.slow
+def test_md_tutorial_names_the_data_source_without_data(tmp_path):
+    """Tutorial 5 with ``SYMREF_DATA`` pointing nowhere still runs (random model) and says
+    where the water data come from (deepmd-kit's public example) and the layout expected."""
+    script = ROOT / "tutorials" / "05_md_ase.py"
+    env = checkout_env(SYMREF_QUICK="1", SYMREF_FIGDIR=str(tmp_path / "figures"),
+                       SYMREF_DATA=str(tmp_path / "no-data"), MPLBACKEND="Agg")
+    env.pop("SYMREF_SHARED_DATA", None)
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    out = proc.stdout + "\n" + proc.stderr
+    if proc.returncode == 0 and SKIP_MARK in out:
+        pytest.skip(f"05_md_ase.py skipped itself: {_tail(out, 3)}")
+    assert proc.returncode == 0, _tail(out)
+    assert "Falling back" in out
+    assert str(tmp_path / "no-data" / "water") in out
+    assert "examples/water/data" in out and "type_map.raw" in out
+
+
+def _import_common():
+    """tutorials/_common.py imported in this process (it only sets up plumbing)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_tutorial_common", ROOT / "tutorials" / "_common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_data_dir_follows_symref_data_and_the_old_alias(tmp_path):
+    """``SYMREF_DATA`` chooses the data folder; the older ``SYMREF_SHARED_DATA`` still works
+    alone and loses to ``SYMREF_DATA``; with neither (or empty values) it is ../shared/data."""
+    common = _import_common()
+    new, old = tmp_path / "new", tmp_path / "old"
+    assert common.data_dir({"SYMREF_DATA": str(new)}) == new
+    assert common.data_dir({"SYMREF_SHARED_DATA": str(old)}) == old
+    assert common.data_dir({"SYMREF_DATA": str(new), "SYMREF_SHARED_DATA": str(old)}) == new
+    assert common.data_dir({"SYMREF_DATA": " ", "SYMREF_SHARED_DATA": str(old)}) == old
+    assert common.data_dir({}) == ROOT.parent / "shared" / "data"
+
+
+def test_missing_data_message_names_the_source_and_the_layout(tmp_path):
+    """The message printed when the data are absent names the missing folder, deepmd-kit's
+    public water example, the SYMREF_DATA variable and every file of the expected layout."""
+    common = _import_common()
+    msg = common.missing_data_message(tmp_path / "water")
+    for needle in (str(tmp_path / "water"), "deepmd-kit", "examples/water/data", "SYMREF_DATA",
+                   "data_0", "type.raw", "type_map.raw", "set.*/coord.npy", "set.*/box.npy",
+                   "set.*/energy.npy", "set.*/force.npy"):
+        assert needle in msg, needle
+
+
+SOLUTIONS = sorted((ROOT / "tutorials" / "solutions").glob("[0-9][0-9]_exercises.py"))
+
+
+@pytest.mark.parametrize("script", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_exercise_solutions_pass_their_checks(script, tmp_path):
+    """Each tutorials/solutions/NN_exercises.py runs as a script (quick mode, from a temporary
+    folder) and every check it calls accepts the worked solution."""
+    env = checkout_env(SYMREF_QUICK="1", SYMREF_FIGDIR=str(tmp_path), MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, _tail(proc.stdout + "\n" + proc.stderr)
+    assert "all checks passed" in proc.stdout
+
+
+def test_every_tutorial_with_exercises_has_solutions():
+    """The tutorials whose text has an Exercises section name their checks, and a solutions
+    file exists for each of them."""
+    with_exercises = [p for p in TUTORIALS if "## Exercises" in p.read_text(encoding="utf-8")]
+    assert {p.name[:2] for p in with_exercises} >= {"01", "02", "03", "06"}
+    for p in with_exercises:
+        assert (ROOT / "tutorials" / "solutions" / f"{p.name[:2]}_exercises.py").is_file(), p.name
+        assert "exercise_checks import check_" in p.read_text(encoding="utf-8"), p.name
+
+
+def _exercise_checks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_exercise_checks", ROOT / "tutorials" / "exercise_checks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _switch(r, rs, rc):
+    u = np.clip((r - rs) / (rc - rs), 0.0, 1.0)
+    return u ** 3 * (-6 * u ** 2 + 15 * u - 10) + 1
+
+
+def _wrong_answers():
+    """(check name, args of a plausible wrong answer): each must be rejected."""
+    def e2(z):
+        return 0.5 * (z.sum(axis=1) ** 2 - (z ** 2).sum(axis=1))
+
+    def dmat_no_n(G, R, M2):  # forgets the 1/n of L
+        L = G.T @ R
+        return L @ L[:M2].T
+
+    def gram_spectrum(X):  # the Gram matrix's top eigenvalues, without the 1/n
+        Xc = X - X.mean(axis=0)
+        return np.linalg.eigvalsh(Xc @ Xc.T)[-3:]
+
+    def radial_only(points):  # tutorial 1's radial Deep Sets: cannot tell the two apart
+        r = np.linalg.norm(points, axis=1)
+        return np.array([np.sum(np.exp(-r)), np.sum(r ** 2)])
+
+    def first_moment_d(points):  # tutorial 2's D = L L^T: zero for both symmetric shapes
+        r = np.linalg.norm(points, axis=1, keepdims=True)
+        L = np.hstack([np.exp(-r), r]).T @ points / len(points)  # 2 x 3
+        return L @ L.T
+
+    def no_switch_derivative(ds, rvec, rs, rc):
+        r = np.linalg.norm(rvec, axis=1)
+        return -(ds * _switch(r, rs, rc) / r ** 3)[:, None] * rvec
+
+    return [
+        ("check_sum_decomposition", (lambda z: np.stack([z, z ** 2], -1),
+                                     lambda S: S[..., 0] ** 2 / 2 + S[..., 1] / 2, e2)),  # the seed's i <= j
+        ("check_sum_decomposition", (lambda z: np.stack([z, z ** 2], -1),
+                                     lambda S: S[..., 0] ** 3 / 6, lambda z: np.prod(z, axis=1), (3,))),
+        ("check_gyration_spectrum", (gram_spectrum,)),
+        ("check_descriptor_matrix", (dmat_no_n,)),
+        ("check_descriptor_matrix", (lambda G, R, M2: (G.T @ R[:, :M2 + 1] / len(R))[:, :M2],)),
+        ("check_tells_hexagon_from_octahedron", (radial_only,)),
+        ("check_tells_hexagon_from_octahedron", (first_moment_d,)),
+        ("check_tells_hexagon_from_octahedron", (lambda pts: pts.sum(axis=0),)),  # not invariant
+        ("check_radial_row_backward", (no_switch_derivative,)),
+        ("check_observed_order", (lambda h, e: np.log(e[-1] / e[0]) / np.log(h[0] / h[-1]),)),  # sign slip
+        ("check_dipole_head", (lambda T, c: T[:, :3].T @ c,)),  # the invariant column mixed in
+        ("check_dipole_head", (lambda T, c: np.abs(T[:, 1:].T @ c),)),  # no reflection sign
+        ("check_polar_head", (lambda T, A: T[:, 1:].T @ A @ T[:, 1:] + np.eye(3) * T[0, 1],)),
+        ("check_polar_head", (lambda T, A: T[:, 1:].T @ np.triu(A) @ T[:, 1:],)),  # not symmetric
+    ]
+
+
+@pytest.mark.parametrize("name,args", _wrong_answers(), ids=[w[0] for w in _wrong_answers()])
+def test_exercise_checks_reject_wrong_answers(name, args):
+    """Each exercise check can fail: a plausible wrong answer raises AssertionError."""
+    check = getattr(_exercise_checks(), name)
+    with pytest.raises(AssertionError):
+        check(*args)
 
 
 def test_tutorials_are_found():

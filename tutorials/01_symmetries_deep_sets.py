@@ -24,18 +24,28 @@
 #   $z_1^2 + z_2^2 + z_1 z_2$ example exactly, then a tiny Deep Sets network trained
 #   by hand (forward and backward in NumPy) that is permutation invariant *by construction*,
 #   next to a plain MLP that only learns the symmetry approximately;
-# * Gram matrices $X X^\top$: invariant under rotations, but not under permutations;
+# * the Deep Sets theorem with its condition on the latent width, and a measurement of what
+#   a too-narrow latent space (width 1 vs 2 vs 8) costs — the talk's open question of
+#   universal approximation, made concrete;
+# * Gram matrices $X X^\top$: invariant under rotations, but not under permutations (and why
+#   the talk's "$D' = X^\top X$", the 3 × 3 gyration tensor, is a different matrix);
 # * why neither idea alone is enough — which is what Tutorial 2's $D = L L^\top$ fixes.
 #
-# **Run time** (2-core development machine): quick mode (`SYMREF_QUICK=1`) ≈ 5 s, full mode ≈ 15 s.
+# **Run time** (2-core development machine, shared, measured): quick mode (`SYMREF_QUICK=1`) ≈ 3 s, full mode ≈ 5 s.
 # Run it with `python tutorials/01_symmetries_deep_sets.py`, or open it as a notebook
 # with jupytext. Units: Å for positions, eV for energies (symref's conventions, see
 # `../shared/docs/DESIGN.md`).
 
 # %%
 import itertools
+import os
 import sys
 from pathlib import Path
+
+# small matrices, thousands of times: one BLAS thread (measured: 71 s vs 5 s for full mode on the
+# busy 2-core machine), unless the reader says otherwise (this must precede importing NumPy)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -126,9 +136,24 @@ assert min(err_mlp_raw.values()) > 1e-3
 # %% [markdown]
 # ## 2. Permutations: Deep Sets
 #
-# Zaheer et al.'s Deep Sets theorem: a (continuous) function of a *set* $\{z_i\}_{i=1}^n$ can be
-# written $\rho\big(\sum_i \phi(z_i)\big)$. The sum forgets the order, so the result is
-# permutation invariant whatever $\phi$ and $\rho$ are. The seed talk's example:
+# The sum forgets the order, so $\rho\big(\sum_i \phi(z_i)\big)$ is permutation invariant
+# whatever $\phi$ and $\rho$ are. The converse — *every* invariant function has this form —
+# is the Deep Sets theorem, and it comes with a condition on the width $N$ of the latent
+# space (the length of $\phi(z)$), which the talk's slide leaves out:
+#
+# > **Deep Sets theorem** (Zaheer et al. 2017; the continuous case made precise by Wagstaff
+# > et al. 2019, *On the limitations of representing functions on sets*). Let
+# > $f(z_1, \dots, z_n)$, $z_i \in \mathbb R$, be continuous and permutation invariant.
+# > Then $f = \rho\big(\sum_{i=1}^n \phi(z_i)\big)$ with continuous
+# > $\phi: \mathbb R \to \mathbb R^N$, $\rho: \mathbb R^N \to \mathbb R$ as soon as
+# > $N \ge n$ (take $\phi(z) = (z, z^2, \dots, z^n)$: the power sums determine the set).
+# > With $N < n$ there are continuous invariant functions that no continuous $\phi, \rho$
+# > represent. (Zaheer et al.'s original proof, for sets from a *countable* universe, uses a
+# > discontinuous $\phi$ and $N = 1$; it says nothing about networks, which are continuous.)
+#
+# So the latent width must grow with the set size; Section 2b measures what happens when it
+# does not. The seed talk's example needs only $N = 2$, because it is a function of the first
+# two power sums:
 #
 # $$z_1^2 + z_2^2 + z_1 z_2 = \tfrac12 (z_1 + z_2)^2 + \tfrac12 (z_1^2 + z_2^2),
 # \qquad \phi(z) = \begin{pmatrix} z \\ z^2 \end{pmatrix},\quad
@@ -177,15 +202,19 @@ z_train = rng.uniform(-1, 1, size=(ntrain, nset))
 z_test = rng.uniform(-1, 1, size=(ntest, nset))
 y_train, y_test = target(z_train), target(z_test)
 
-r = np.random.default_rng(2)
-phi = init_mlp(r, 1, [16], resnet_dt=False, out_dim=8, bias_std=0.5)  # 1 -> 16 -> 8
-rho = init_mlp(r, 8, [16], resnet_dt=False, out_dim=1, bias_std=0.5)  # 8 -> 16 -> 1
 
 
-def deep_sets_forward(z):
+def make_deep_sets(latent, seed):
+    """Random phi: 1 -> 16 -> latent and rho: latent -> 16 -> 1 (latent = N, the latent width)."""
+    r = np.random.default_rng(seed)
+    return (init_mlp(r, 1, [16], resnet_dt=False, out_dim=latent, bias_std=0.5),
+            init_mlp(r, latent, [16], resnet_dt=False, out_dim=1, bias_std=0.5))
+
+
+def deep_sets_forward(z, phi, rho):
     """y (B,) for sets z (B x n): rho(sum_i phi(z_i)); returns y and the caches."""
-    P, phi_cache = mlp_forward(z[..., None], phi)  # B x n x 8
-    S = P.sum(axis=1)  # B x 8: the Deep Sets sum (by hand)
+    P, phi_cache = mlp_forward(z[..., None], phi)  # B x n x N
+    S = P.sum(axis=1)  # B x N: the Deep Sets sum (by hand)
     y, rho_cache = mlp_forward(S, rho)  # B x 1
     return y[:, 0], (phi_cache, rho_cache, z.shape[1])
 
@@ -193,41 +222,49 @@ def deep_sets_forward(z):
 def deep_sets_backward(dy, cache):
     """Parameter gradients of <dy, y> as (phi grads, rho grads)."""
     phi_cache, rho_cache, nz = cache
-    dS, g_rho = mlp_backward(dy[:, None], rho_cache)  # B x 8
-    dP = np.repeat(dS[:, None, :], nz, axis=1)  # the sum's backward: copy to every point
+    dS, g_rho = mlp_backward(dy[:, None], rho_cache)  # B x N
+    dP = np.repeat(dS[:, None, :], nz, axis=1)  # B x n x N: the sum's backward, copied to every point
     _, g_phi = mlp_backward(dP, phi_cache)
     return g_phi, g_rho
 
 
-n_phi = mlp_vector(phi).size
-
-
-def loss_deep_sets(theta, z, y):
+def loss_deep_sets(theta, z, y, phi, rho):
+    """Mean squared error of rho(sum phi) on (z, y) and its gradient in theta = (phi, rho)."""
+    n_phi = mlp_vector(phi).size
     set_mlp_vector(phi, theta[:n_phi])
     set_mlp_vector(rho, theta[n_phi:])
-    pred, cache = deep_sets_forward(z)
+    pred, cache = deep_sets_forward(z, phi, rho)
     res = pred - y
     g_phi, g_rho = deep_sets_backward(2 * res / len(y), cache)
     return np.mean(res ** 2), np.concatenate([mlp_grad_vector(phi, g_phi), mlp_grad_vector(rho, g_rho)])
 
 
+def fit_deep_sets(phi, rho, z, y, maxiter):
+    """L-BFGS on the squared error; leaves the trained parameters in phi, rho."""
+    theta0 = np.concatenate([mlp_vector(phi), mlp_vector(rho)])
+    res = minimize(loss_deep_sets, theta0, args=(z, y, phi, rho), jac=True, method="L-BFGS-B",
+                   options={"maxiter": maxiter})
+    loss_deep_sets(res.x, z, y, phi, rho)
+
+
+phi, rho = make_deep_sets(latent=8, seed=2)  # 1 -> 16 -> 8 and 8 -> 16 -> 1
+
 # the hand-written gradient is checked against finite differences before training
 from symref.checks import check_gradient_fd
 
 theta0 = np.concatenate([mlp_vector(phi), mlp_vector(rho)])
-gcheck = check_gradient_fd(lambda t: loss_deep_sets(t, z_train, y_train), theta0, ncomponents=30, rng=0)
+gcheck = check_gradient_fd(lambda t: loss_deep_sets(t, z_train, y_train, phi, rho), theta0,
+                           ncomponents=30, rng=0)
 print(f"Deep Sets gradient vs finite differences: rel. error {gcheck.max_rel_err:.1e}, "
       f"observed order {gcheck.order}")
 assert gcheck.passed
 
 maxiter = pick(150, 600)
-res_ds = minimize(loss_deep_sets, theta0, args=(z_train, y_train), jac=True, method="L-BFGS-B",
-                  options={"maxiter": maxiter})
-loss_deep_sets(res_ds.x, z_train, y_train)  # leave the trained parameters in phi, rho
+fit_deep_sets(phi, rho, z_train, y_train, maxiter)
 
 
 def f_deep_sets(z):
-    return deep_sets_forward(np.atleast_2d(z))[0]
+    return deep_sets_forward(np.atleast_2d(z), phi, rho)[0]
 
 
 # the plain MLP on the ordered inputs, same data, same optimiser
@@ -266,6 +303,13 @@ for name, f in (("Deep Sets", f_deep_sets), ("plain MLP", f_mlp3)):
     print(f"{name:10s}: max |f(shuffled z) - f(z)| = {perm_change[name].max():.1e}")
 assert perm_change["Deep Sets"].max() < 1e-12  # exact, by construction
 assert perm_change["plain MLP"].max() > 1e-4  # only learned, approximately
+winner = min(rmse, key=rmse.get)
+print(f"lower test RMSE in this run: {winner} "
+      f"(plain MLP / Deep Sets = {rmse['plain MLP'] / rmse['Deep Sets']:.2f}); "
+      f"the plain MLP's largest shuffle change is {perm_change['plain MLP'].max() / rmse['plain MLP']:.1f}x "
+      f"its own test RMSE")
+# the symmetry the MLP only learned is violated by about its own error, never exactly zero:
+assert perm_change["plain MLP"].max() > 0.5 * rmse["plain MLP"]
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -293,7 +337,50 @@ savefig(fig, "01_deep_sets.png")
 # %% [markdown]
 # The trained Deep Sets network changes by exactly zero (or one rounding) when the inputs
 # are shuffled; the plain MLP, trained on the same data, is only approximately symmetric
-# and its violation is as large as its error.
+# and its violation is as large as its error (both printed above).
+#
+# **Which one fits better?** Not necessarily Deep Sets. The comparison is fair — same data,
+# same optimiser and number of L-BFGS iterations, about the same number of parameters (329
+# vs 353) — and in the full run the plain MLP's test RMSE is *lower* (7.2e-3 vs 8.1e-3; quick
+# mode, with fewer data and iterations, has Deep Sets ahead: the printed line above says which).
+# With only $n = 3$ numbers, 300 sets cover $[-1, 1]^3$ densely, and the target is a smooth
+# quadratic that an MLP interpolates easily; the Deep Sets net must squeeze it through a
+# sum and a second network, a harder optimisation problem. Built-in symmetry guarantees the
+# *invariance* (right panel: exact for Deep Sets, an error of the size of the fit for the MLP)
+# and pays off in accuracy when the data do not already show the symmetry — Tutorial 8 measures
+# that on vector clouds. It is not a promise of a lower error on every problem.
+#
+# ### 2b. Universal approximation: the latent width matters
+#
+# The theorem above needs the latent width $N \ge n$ in general; our target is a function of
+# two power sums, so $N = 2$ suffices for it and $N = 1$ should not. Whether a *trained*
+# network actually reaches a good approximation — with practical width, data and optimiser —
+# is the open question the talk ends on; here is what we can measure: the same Deep Sets net,
+# data and L-BFGS budget with latent width 1, 2 and 8 (the best of two random starts each).
+
+# %%
+latent_widths = (1, 2, 8)
+rmse_latent = {}
+for N in latent_widths:
+    errs = []
+    for seed in (2, 12):
+        phi_n, rho_n = make_deep_sets(latent=N, seed=seed)
+        fit_deep_sets(phi_n, rho_n, z_train, y_train, maxiter)
+        errs.append(float(np.sqrt(np.mean((deep_sets_forward(z_test, phi_n, rho_n)[0] - y_test) ** 2))))
+    rmse_latent[N] = min(errs)
+    print(f"latent width N = {N}: test RMSE {rmse_latent[N]:.2e} (best of seeds; both: "
+          f"{', '.join(f'{e:.1e}' for e in errs)})")
+# a single summed number cannot carry the two power sums the target needs:
+assert rmse_latent[1] > 3 * rmse_latent[8], rmse_latent
+assert rmse_latent[1] > 3 * rmse_latent[2], rmse_latent
+
+# %% [markdown]
+# With $N = 1$ the test error stays close to the spread of the target (full run: 0.60, against
+# 5.9e-3 for $N = 2$ and 7.8e-3 for $N = 8$; the target's standard deviation is 0.73): one
+# summed number cannot carry both
+# $\sum_i z_i$ and $\sum_i z_i^2$, however wide $\rho$ is. This is a measurement on one target
+# and one set size, not a theorem — but it is the theorem's width condition at work, and the
+# reason Deep Potential's embedding has $M$ = 25–100 channels, not one.
 #
 # ## 3. Rotations: Gram matrices
 #
@@ -306,6 +393,21 @@ savefig(fig, "01_deep_sets.png")
 # The spectrum of the Gram matrix would be invariant to everything — but it has at most
 # 3 non-zero eigenvalues (those of the 3 × 3 gyration tensor $X'^\top X'$) whatever n is:
 # almost all information is gone.
+#
+# > **Notation box — which matrix is "D′"?** The talk writes $D'_{ij} = \mathbf x'_i \cdot
+# > \mathbf x'_j$ "or $D' = X^\top X$" with $X = [\mathbf x'_1, \dots, \mathbf x'_n]^\top$
+# > (points as rows). These are two different matrices:
+# >
+# > * $X X^\top$ ($n \times n$, entries $\mathbf x'_i \cdot \mathbf x'_j$): the **Gram matrix**.
+# >   Rotation invariant, *not* permutation invariant ($P X X^\top P^\top$). This is the one
+# >   the talk means when it says "it lacks permutational invariance", and the one Tutorials 1
+# >   and 2 use.
+# > * $X^\top X = \sum_i \mathbf x'_i \mathbf x_i'^\top$ ($3 \times 3$): the **gyration tensor**
+# >   (times n). It *is* permutation invariant (a sum over points — a Deep Sets sum), but not
+# >   rotation invariant: it rotates as $Q X^\top X Q^\top$; only its 3 eigenvalues are invariant.
+# >
+# > Tutorial 2's $G$ is likewise $n \times M$ (one row per neighbour) and $L = G^\top X / n$ is
+# > $M \times 4$, so $D = L L^\top$ is $M \times M$. The cell below checks both claims.
 
 # %%
 def centred(X):
@@ -337,6 +439,16 @@ err_spectrum = invariance_errors(f_gram_spectrum, X, rng)
 print("MLP(vec Gram):", {k: f"{v:.1e}" for k, v in err_mlp_gram.items()})
 assert max(err_mlp_gram[k] for k in ("translation", "rotation", "reflection")) < 1e-12
 assert err_mlp_gram["permutation"] > 1e-3
+
+# the notation box: X'ᵀX' (3 x 3) is permutation invariant and rotates; X'X'ᵀ (n x n) the reverse
+Q = random_orthogonal(rng, +1)
+gyr = centred(X).T @ centred(X)  # 3 x 3
+assert np.allclose(centred(P @ X).T @ centred(P @ X), gyr, rtol=0, atol=1e-13)  # permutation: unchanged
+assert np.allclose(centred(X @ Q.T).T @ centred(X @ Q.T), Q @ gyr @ Q.T, rtol=0, atol=1e-13)  # rotates
+assert np.abs(centred(X @ Q.T).T @ centred(X @ Q.T) - gyr).max() > 1e-3  # ... so it is not invariant
+assert np.allclose(np.linalg.eigvalsh(gyr), np.linalg.eigvalsh(gram(X))[-3:], rtol=1e-12)
+print("X'ᵀX' (3x3) is permutation invariant and rotation covariant; its eigenvalues are the "
+      "non-zero ones of X'X'ᵀ (n x n)")
 
 # %% [markdown]
 # ## 4. Deep Sets on points: permutations yes, rotations only by giving up angles
@@ -442,3 +554,34 @@ savefig(fig, "01_invariance_table.png")
 # a Deep-Sets sum of radial embeddings *times the coordinates*, $L = G^\top X / n$
 # (permutation invariant, rotates like X), then its Gram matrix $D = L L^\top$
 # (rotation invariant) — all symmetries at once, angles kept.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each answer is checked by a function of `tutorials/exercise_checks.py`: it returns quietly
+# when the answer is right and raises an `AssertionError` saying what is wrong otherwise.
+# Worked solutions: `tutorials/solutions/01_exercises.py`.
+#
+# 1. **A Deep Sets decomposition by hand.** Find $\phi: \mathbb R \to \mathbb R^2$ and
+#    $\rho$ with $\rho\big(\sum_i \phi(z_i)\big) = \sum_{i<j} z_i z_j$ for sets of *any* size.
+#    Check: `check_sum_decomposition(phi, rho, e2)` with `e2(z)` your target on a
+#    `trials x n` array.
+# 2. **The latent width at work.** For sets of three numbers, write $z_1 z_2 z_3$ as
+#    $\rho\big(\sum_i \phi(z_i)\big)$ with $\phi(z) \in \mathbb R^3$ (hint: Newton's identities
+#    for power sums). Check: `check_sum_decomposition(phi, rho, lambda z: z.prod(axis=1), set_sizes=(3,))`.
+# 3. **The talk's $D' = X^\top X$.** Write `spectrum(X)`: the eigenvalues (ascending) of the
+#    gyration tensor $\frac1n\sum_i (\mathbf x_i - \bar{\mathbf x})(\mathbf x_i - \bar{\mathbf x})^\top$.
+#    Check: `check_gyration_spectrum(spectrum)` — it also tests all four symmetries and
+#    that the spectrum tells the hexagon from the octahedron, which the radial Deep Sets
+#    of Section 4 cannot.
+
+# %%
+from exercise_checks import check_gyration_spectrum, check_sum_decomposition  # noqa: E402,F401
+
+# the seed's phi, rho give sum_{i<=j} z_i z_j, not sum_{i<j}: the check says so
+try:
+    check_sum_decomposition(phi_seed, rho_seed, lambda z: 0.5 * (z.sum(axis=1) ** 2 - (z ** 2).sum(axis=1)))
+    raise RuntimeError("the check accepted a wrong answer")
+except AssertionError as wrong:
+    print(f"a wrong answer is rejected: {str(wrong)[:90]}...")
+# your answers here, e.g. check_sum_decomposition(my_phi, my_rho, e2)

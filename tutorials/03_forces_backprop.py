@@ -27,7 +27,8 @@
 #   until round-off ($\propto \varepsilon/h$) takes over;
 # * the toolkit that does this for any code: `symref.checks`.
 #
-# **Run time**: quick mode ≈ 10 s, full mode ≈ 20 s (the first run of symref's numba
+# **Run time** (measured): quick mode ≈ 3 s, full mode ≈ 4 s, up to ~30 s on the 2-core machine under
+# heavy load (the first run of symref's numba
 # kernels adds ~20 s of compilation once; they are cached afterwards).
 # Units: Å, eV, eV/Å.
 
@@ -273,3 +274,29 @@ savefig(fig, "03_fd_h2_law.png")
 #   plateau at the size of the mistake.
 # * Training needs the gradient of a *force* loss with respect to the weights — a second
 #   derivative. symref does it forward-over-reverse (`symref/train/loss.py`); Tutorial 4 uses it.
+
+# %% [markdown]
+# ## Exercises
+#
+# Answers are checked by `tutorials/exercise_checks.py` (an `AssertionError` says what is
+# wrong); solutions in `tutorials/solutions/03_exercises.py`.
+#
+# 1. **The backward pass of se_e2_r's rows.** The radial descriptor `se_e2_r` keeps only
+#    column 0 of the rows, $s_j = w(r_j)/r_j$. Write `row_backward(ds, rvec, rs, rc)`
+#    returning $\partial E/\partial\mathbf r_j$ ($n_{nei} \times 3$) from $\partial E/\partial s_j$,
+#    with `switch` above. Check: `check_radial_row_backward(row_backward)` (against finite
+#    differences, with neighbours inside, across and beyond the switching region).
+# 2. **Measuring an order.** Write `order(steps, errors)`: the slope $p$ of
+#    $\text{error} \approx C h^p$ in log-log, as used for the $h^2$ law above. Check:
+#    `check_observed_order(order)`.
+
+# %%
+from exercise_checks import check_observed_order, check_radial_row_backward  # noqa: E402,F401
+
+# a common slip — forgetting dw/dr, i.e. treating the switch as a constant — is caught:
+try:
+    check_radial_row_backward(lambda ds, rvec, rs_, rc_: (
+        -(ds * switch(np.linalg.norm(rvec, axis=1))[0] / np.linalg.norm(rvec, axis=1) ** 3)[:, None] * rvec))
+    raise RuntimeError("the check accepted a wrong answer")
+except AssertionError as wrong:
+    print(f"a wrong answer is rejected: {str(wrong)[:90]}...")

@@ -53,7 +53,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 sys.path.insert(0, str(HERE))
-from _common import SHARED_DATA, mode_banner, pick, savefig  # noqa: E402
+from _common import SHARED_DATA, missing_data_message, mode_banner, pick, savefig  # noqa: E402
 
 try:
     import ase  # noqa: F401
@@ -132,7 +132,7 @@ if REAL_DATA:
                   pbc=True)
     start_note = "frame 0 of ../shared/data/water/data_0"
 else:
-    print(f"NOTE: {water} not found (a bare clone has no ../shared/data). Falling back to a "
+    print(missing_data_message(water) + " Falling back to a "
           "smooth RANDOM model on randomly placed water molecules: the lessons on integrators "
           "and energy conservation hold, the structure (section 4) is not water's.")
     model = demo_model(cfg, seed=1)

@@ -28,7 +28,7 @@
 #   `"polar"`), checked with `symref.checks.check_tensor_symmetry`, and a brief fit to the
 #   polarisable point-charge water labels of `symref.synthetic.water_tensor_labels`.
 #
-# **Run time**: quick mode ≈ 15 s, full mode ≈ 2 min. Units: Å; dipoles in e·Å,
+# **Run time** (2-core development machine, shared, measured): quick mode ≈ 3–20 s (by the machine's load), full mode ≈ 35 s. Units: Å; dipoles in e·Å,
 # polarizabilities in Å³ (the labels' units).
 
 # %%
@@ -173,7 +173,31 @@ for kind, m in models.items():
 # L-BFGS on deepmd-kit's `tensor` loss with atomic labels only (`pref = 0`, `pref_atomic = 1`):
 # $\mathcal L = \frac{1}{n_f N c}\sum (y_{fik} - y^*_{fik})^2$. Same `fit_lbfgs` as for energies.
 
+#
+# **Baseline.** A model is only worth its error against the best *constant* prediction that
+# respects the same symmetry, fitted on the training labels: for a vector the only
+# rotation-equivariant constant is $\mathbf 0$; for a tensor it is an isotropic shift
+# $s I$ ($Q\,sI\,Q^\top = sI$), with the least-squares $s$ = the mean of
+# $\mathrm{tr}\,\alpha / 3$ over the training atoms. The same constant is then scored on the
+# test atoms, exactly like the network.
+
 # %%
+def constant_baseline(kind, train_labels):
+    """The best equivariant constant fitted to ``train_labels`` (nframes x nO x 3 [x 3]):
+    0 for a vector, s I (s = mean trace / 3, least squares) for a rank-2 tensor."""
+    if kind == "dipole":
+        return np.zeros(3)
+    s = float(np.mean(np.trace(train_labels, axis1=-2, axis2=-1))) / 3
+    return s * np.eye(3)  # 3 x 3
+
+
+# the isotropic shift s is the least-squares one: moving it either way raises the training error
+lab_train = train.tensors["atom_polarizability"]  # nframes x nO x 3 x 3 (labels on O only)
+s_best = constant_baseline("polar", lab_train)[0, 0]
+sq_err = {ds: float(np.mean(((s_best + ds) * np.eye(3) - lab_train) ** 2)) for ds in (-1e-3, 0.0, 1e-3)}
+assert sq_err[0.0] < min(sq_err[-1e-3], sq_err[1e-3]), sq_err
+print(f"isotropic constant baseline for the polarizability: s = {s_best:.4f} Å³")
+
 maxiter = pick(4, 150)
 pref = TensorPrefactors(pref=0.0, pref_atomic=1.0)
 errors, pairs, timings = {}, {}, {}
@@ -190,22 +214,20 @@ for kind, m in models.items():
     lab = test.tensors[key]
     pairs[kind] = (lab, pred)
     rmse = float(np.sqrt(np.mean((pred - lab) ** 2)))
-    if kind == "dipole":
-        spread = float(np.std(lab))
-    else:  # the spread of the part the network has to learn (the shift is known)
-        spread = float(np.std(lab - np.trace(lab, axis1=-2, axis2=-1)[..., None, None] / 3 * np.eye(3)))
-    errors[kind] = (rmse, spread)
+    const = constant_baseline(kind, train.tensors[key])
+    baseline = float(np.sqrt(np.mean((const - lab) ** 2)))  # the same constant for every O
+    errors[kind] = (rmse, baseline)
     print(f"{kind}: {flat_parameters(m).size} parameters, {maxiter} L-BFGS iterations in "
-          f"{timings[kind]:.0f} s; test RMSE {rmse:.4f} vs label spread {spread:.4f} "
-          f"({'e·Å' if kind == 'dipole' else 'Å³'})")
+          f"{timings[kind]:.0f} s; test RMSE {rmse:.4f} vs constant baseline {baseline:.4f} "
+          f"({'e·Å' if kind == 'dipole' else 'Å³'}; ratio {rmse / baseline:.2f})")
     # training does not change the symmetry: it is in the architecture
     res = checks.check_tensor_symmetry(lambda c, b, m=m: m.evaluate(c, test.atype, b)[m.var_name][0],
                                        test.coord[0], test.box[0], atype=test.atype,
                                        output="vector" if kind == "dipole" else "tensor", rng=2)
     assert checks.all_passed(res)
-if not QUICK:
+if not QUICK:  # 4 iterations (quick mode) are a smoke test; the full fit must beat the baselines
     assert errors["dipole"][0] < 0.5 * errors["dipole"][1]
-    assert errors["polar"][0] < errors["polar"][1]
+    assert errors["polar"][0] < 0.75 * errors["polar"][1]
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.3))
@@ -221,8 +243,8 @@ for ax, kind, unit, name in ((axes[0], "dipole", "e·Å", "atomic dipole"),
     lo, hi = min(comps.min(), predc.min()), max(comps.max(), predc.max())
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.7)
     rm, sp = errors[kind]
-    what = "label spread" if kind == "dipole" else "spread of the labels' anisotropic part"
-    ax.set_title(f"{name}: test RMSE {rm:.3f} {unit}\n({what} {sp:.3f} {unit})", fontsize=10)
+    what = "predicting 0" if kind == "dipole" else "predicting the isotropic constant sI"
+    ax.set_title(f"{name}: test RMSE {rm:.3f} {unit}\n({what}: {sp:.3f} {unit})", fontsize=10)
     ax.set_xlabel(f"label component ({unit})")
     ax.set_ylabel(f"predicted component ({unit})")
     ax.legend(fontsize=8, title="component", title_fontsize=8)
@@ -282,8 +304,36 @@ print(f"total time {time.perf_counter() - t_start:.0f} s")
 #   VCNN's vector and tensor heads (`symref.VectorCloudNet(output="vector"|"tensor")`).
 # * The symmetry holds to round-off for random weights and after training: it is a property of
 #   the architecture, not something learned.
-# * Measured in full mode (12 training boxes, 150 L-BFGS iterations, ~1 minute per model):
-#   test RMSE of the atomic dipoles 0.037 e·Å against a label spread of 0.30 e·Å; of the atomic
-#   polarizabilities 0.042 Å³ against 0.083 Å³ for the part the network must learn (the
-#   anisotropic one; the isotropic shift comes from `tensor_shift`) — that one needs more data
-#   and training. Longer training on the real water frames: `benchmarks/train_tensor.py`.
+# * Measured in full mode (12 training boxes, 150 L-BFGS iterations, ~20 s per model), against
+#   the best equivariant constant fitted on the training labels: the atomic dipoles' test RMSE
+#   is 0.040 e·Å against 0.297 e·Å for predicting $\mathbf 0$ (ratio 0.13); the atomic
+#   polarizabilities' 0.044 Å³ against 0.084 Å³ for predicting the isotropic constant
+#   $sI$, $s$ = 1.48 Å³ (ratio 0.52; asserted below 0.75 in full mode) — the polarizability
+#   network removes only half of what a constant leaves, and needs more data and training.
+#   Longer training on the real water frames: `benchmarks/train_tensor.py`.
+
+# %% [markdown]
+# ## Exercises
+#
+# Answers are checked by `tutorials/exercise_checks.py` (an `AssertionError` says what is
+# wrong); solutions in `tutorials/solutions/06_exercises.py`.
+#
+# 1. **A dipole head.** Write `dipole(T, c)`: $\boldsymbol\mu = \mathcal R^\top c$ for one atom,
+#    $T$ being $M \times 4$ with $\mathcal R = T_{:, 1:4}$ and $c \in \mathbb R^M$. Check:
+#    `check_dipole_head(dipole)` (the value, and that it turns under rotations *and* reflections).
+# 2. **A polarizability head.** Write `polar(T, A)`: $\alpha = \mathcal R^\top A \mathcal R$ for
+#    a symmetric invariant $A$ ($M \times M$). Check: `check_polar_head(polar)`.
+# 3. **The baseline.** Why is $\mathbf 0$ the only constant dipole a rotation-equivariant
+#    model may predict, and $sI$ the only constant polarizability? (Hint: a vector with
+#    $Q\mathbf v = \mathbf v$ for every rotation $Q$; a matrix commuting with every $Q$.)
+#    The least-squares $s$ is asserted in Section 4.
+
+# %%
+from exercise_checks import check_dipole_head, check_polar_head  # noqa: E402,F401
+
+# the "naive" head of Section 2 does not turn: as a dipole head it is rejected
+try:
+    check_dipole_head(lambda T, c: T[:, 0] @ np.ones((len(c), 3)) * c[:3])
+    raise RuntimeError("the check accepted a head that does not turn")
+except AssertionError as wrong:
+    print(f"a head that does not turn is rejected: {str(wrong)[:90]}...")

@@ -10,8 +10,12 @@ Environment variables
     figures in ``tutorials/figures/`` are never overwritten by a quick run.
 ``SYMREF_FIGDIR=DIR``
     write the figures to DIR (created if needed), in either mode.
-``SYMREF_SHARED_DATA=DIR``
-    where the real data live (default ``../shared/data`` next to the repository).
+``SYMREF_DATA=DIR``
+    where the real data live (default ``../shared/data`` next to the repository); the
+    older name ``SYMREF_SHARED_DATA`` still works (``SYMREF_DATA`` wins when both are set).
+    A tutorial that needs the data and does not find them prints
+    :func:`missing_data_message`: where to get them (deepmd-kit's public water example)
+    and the layout expected.
 
 Full mode (no ``SYMREF_QUICK``) writes to ``tutorials/figures/``: the figures
 shown in the README gallery.
@@ -30,9 +34,35 @@ if "ipykernel" not in sys.modules:  # scripts and CI: no display; notebooks keep
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-#: the real DFT data next to the repository (absent in a bare clone: tutorials say so);
-#: ``SYMREF_SHARED_DATA`` points elsewhere (tests use it to exercise the fallbacks)
-SHARED_DATA = Path(os.environ.get("SYMREF_SHARED_DATA") or REPO.parent / "shared" / "data")
+
+
+def data_dir(environ=None) -> Path:
+    """Folder of the real data: ``$SYMREF_DATA``, else the older ``$SYMREF_SHARED_DATA``,
+    else ``../shared/data`` next to the repository (absent in a bare clone)."""
+    env = os.environ if environ is None else environ
+    for key in ("SYMREF_DATA", "SYMREF_SHARED_DATA"):
+        if env.get(key, "").strip():
+            return Path(env[key].strip()).expanduser()
+    return REPO.parent / "shared" / "data"
+
+
+#: the real DFT data (``data_dir()`` at import; tests point it elsewhere to exercise the fallbacks)
+SHARED_DATA = data_dir()
+#: the layout a deepmd-kit "system" folder must have (one per ``data_k``)
+SYSTEM_LAYOUT = ("type.raw", "type_map.raw", "set.*/coord.npy", "set.*/box.npy",
+                 "set.*/energy.npy", "set.*/force.npy")
+
+
+def missing_data_message(folder: Path, what: str = "water") -> str:
+    """What to print when ``folder`` (a dataset under :data:`SHARED_DATA`) is absent:
+    where the data come from and the layout a tutorial expects."""
+    layout = ", ".join(SYSTEM_LAYOUT)
+    return (f"NOTE: the {what} data were not found at {folder}. They are deepmd-kit's public "
+            f"example data (the water example: examples/water/data in the deepmd-kit repository, "
+            f"https://github.com/deepmodeling/deepmd-kit). To use them, set SYMREF_DATA=DIR "
+            f"(default ../shared/data next to this repository) so that DIR/{folder.name}/data_0, "
+            f"data_1, ... are deepmd-kit system folders, each holding {layout} "
+            f"(positions in Å, energies in eV, forces in eV/Å).")
 QUICK = os.environ.get("SYMREF_QUICK", "").strip().lower() not in ("", "0", "false", "no")
 
 
