@@ -251,6 +251,11 @@ def embed_T_backward(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
 
     ``dR`` (P x 4) <- Gᵀ dT_a; ``dz`` (P x M1, may be ``h``) <- (dT_a R) * idt * act'(h);
     ``dxres`` (P x nin) <- shortcut part of dG (untouched when shortcut = 0).
+
+    Per atom: G of its pairs by :func:`~symref.fast.kernels.dense.out_rows`, ``dR`` as one
+    small BLAS product G dT_a (the M1-term sums; as scalar loops they were sequential
+    reductions, no faster in float32 than in float64), dG from a transposed copy of dT_a,
+    then ``dz``/``dxres`` by :func:`~symref.fast.kernels.dense.grad_rows`.
     """
     na = ptr.shape[0] - 1
     M1 = h.shape[1]
