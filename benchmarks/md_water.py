@@ -32,7 +32,8 @@ and its fluctuation (standard deviation about the line, meV/atom)
 (:func:`symref.md.energy_drift`), the float64 drift over the float32 run's
 window too, the largest |sum_i F_i| component over all steps (and relative to
 the largest force), for NVT the mean/std temperature of the second half and
-the potential energy range.  Progress lines go to stderr; the summary and the
+the potential energy range.  Ctrl-C (SIGINT) ends the current run early: it is reported
+over the steps done and the next run starts.  Progress lines go to stderr; the summary and the
 time series (every 10th step) to ``--json``; figures to ``--figures``.
 """
 from __future__ import annotations
@@ -111,11 +112,18 @@ def run(atoms, dyn, nsteps: int, label: str, rdf_from: int | None = None,
                 f"ETA {el / k * (nsteps - k):.0f} s")
 
     dyn.attach(observe, interval=1)
-    dyn.run(nsteps)
+    interrupted = False
+    try:
+        dyn.run(nsteps)
+    except KeyboardInterrupt:  # Ctrl-C / SIGINT: keep the steps done (the last record's)
+        interrupted = True
+        nsteps = rec["step"][-1] if rec["step"] else 0
+        log(f"{label}: interrupted; reporting the first {nsteps} steps")
     wall = time.perf_counter() - state["t0"]
     out = {k: np.asarray(v) for k, v in rec.items()}
-    out.update(fsum_max=state["fsum"], fmax=state["fmax"], wall_s=wall, nsteps=nsteps,
-               o_pos=state["o_pos"], cells=state["cells"])
+    out.update(fsum_max=state["fsum"], fmax=state["fmax"], wall_s=wall,
+               nsteps=max(nsteps, 1), interrupted=interrupted, o_pos=state["o_pos"],
+               cells=state["cells"])
     return out
 
 
@@ -134,7 +142,7 @@ def nve(atoms0, calc, dt_fs: float, ps: float, label: str, dtmd=None) -> dict:
     etot = res["epot"] + res["ekin"]
     res["t_ps"], res["etot"] = t_ps, etot
     res["stats"] = energy_drift(t_ps, etot, len(atoms))
-    res["ms_per_step"] = 1000 * res["wall_s"] / nsteps
+    res["ms_per_step"] = 1000 * res["wall_s"] / res["nsteps"]  # steps done
     s = res["stats"]
     log(f"{label}: drift {s['drift']:+.3e} meV/atom/ps, fluctuation {s['fluct']:.3e} meV/atom, "
         f"max |sum F| {res['fsum_max']:.2e} eV/Å, {res['ms_per_step']:.1f} ms/step")

@@ -36,8 +36,9 @@ import numpy as np
 
 from symref.fast.kernels._jit import kernel
 from symref.fast.kernels.activations import (KEEP_Z, act_deriv, act_deriv_ref, act_kept_ref,
-                                             act_value, act_value_ref)
-from symref.fast.kernels.dense import act_rows, dense_act_backward_ref, dense_act_forward_ref, out_row
+                                             act_value_ref)
+from symref.fast.kernels.dense import (act_rows, dense_act_backward_ref, dense_act_forward_ref,
+                                       grad_rows, out_rows)
 
 
 
@@ -143,8 +144,7 @@ def env_embed_forward(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
                 h[p, k] = s * w[0, k]
         p0, p1 = ptr[a], ptr[a + 1]
         act_rows(h[p0:p1], b, act)
-        for p in range(p0, p1):
-            out_row(h[p], R[p, :1], idt, shortcut, y[p], act)
+        out_rows(h[p0:p1], R[p0:p1, :1], idt, shortcut, y[p0:p1], act)
 
 
 def env_embed_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
@@ -211,13 +211,15 @@ def embed_T_forward(z, b, idt, x, shortcut, act, R, ptr, T):
     M1 = z.shape[1]
     for a in numba.prange(na):
         Ta = T[a]  # 4 x M1
-        G = np.empty(M1, dtype=z.dtype)  # the working dtype (float32 stays float32)
-        act_rows(z[ptr[a]:ptr[a + 1]], b, act)
-        for p in range(ptr[a], ptr[a + 1]):
-            out_row(z[p], x[p], idt, shortcut, G, act)
+        p0, p1 = ptr[a], ptr[a + 1]
+        G = np.empty((p1 - p0, M1), dtype=z.dtype)  # the working dtype (float32 stays float32)
+        act_rows(z[p0:p1], b, act)
+        out_rows(z[p0:p1], x[p0:p1], idt, shortcut, G, act)
+        for p in range(p0, p1):
+            Gp = G[p - p0]  # M1
             r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
             for k in range(M1):
-                g = G[k]
+                g = Gp[k]
                 Ta[0, k] += g * r0
                 Ta[1, k] += g * r1
                 Ta[2, k] += g * r2
@@ -249,63 +251,33 @@ def embed_T_backward(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):
 
     ``dR`` (P x 4) <- Gᵀ dT_a; ``dz`` (P x M1, may be ``h``) <- (dT_a R) * idt * act'(h);
     ``dxres`` (P x nin) <- shortcut part of dG (untouched when shortcut = 0).
+
+    Per atom: G of its pairs by :func:`~symref.fast.kernels.dense.out_rows`, ``dR`` as one
+    small BLAS product G dT_a (the M1-term sums; as scalar loops they were sequential
+    reductions, no faster in float32 than in float64), dG from a transposed copy of dT_a,
+    then ``dz``/``dxres`` by :func:`~symref.fast.kernels.dense.grad_rows`.
     """
     na = ptr.shape[0] - 1
     M1 = h.shape[1]
-    nin = x.shape[1]
-    one = np.ones(1, dtype=h.dtype)[0]  # 1 and 0 in the working dtype (float32 stays float32)
-    zero = np.zeros(1, dtype=h.dtype)[0]
+    none = np.empty((0, 0), dtype=h.dtype)
     for a in numba.prange(na):
+        p0, p1 = ptr[a], ptr[a + 1]
+        if p1 == p0:
+            continue
         dTa = dT[a]  # M1 x 4
-        G = np.empty(M1, dtype=h.dtype)
-        dG = np.empty(M1, dtype=h.dtype)
-        for p in range(ptr[a], ptr[a + 1]):
-            hp = h[p]
-            xp = x[p]
-            if act >= KEEP_Z:  # h holds z: G from phi(z)
-                for k in range(M1):
-                    G[k] = act_value(hp[k], act) * idt[k]
-            else:
-                for k in range(M1):
-                    G[k] = hp[k] * idt[k]
-            if shortcut == 1:
-                for k in range(M1):
-                    G[k] += xp[k]
-            elif shortcut == 2:
-                for k in range(nin):
-                    G[k] += xp[k]
-                    G[nin + k] += xp[k]
+        dTt = np.ascontiguousarray(dTa.T)  # 4 x M1: contiguous rows for the dG loop
+        G = np.empty((p1 - p0, M1), dtype=h.dtype)  # G of the atom's pairs
+        dG = np.empty((p1 - p0, M1), dtype=h.dtype)
+        out_rows(h[p0:p1], x[p0:p1], idt, shortcut, G, act)
+        np.dot(G, dTa, dR[p0:p1])  # the M1 sums as one small BLAS product, working dtype
+        for p in range(p0, p1):
+            dGp = dG[p - p0]  # M1
             r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
-            s0 = zero  # sums over M1 terms, in the working dtype
-            s1 = zero
-            s2 = zero
-            s3 = zero
             for k in range(M1):
-                dG[k] = dTa[k, 0] * r0 + dTa[k, 1] * r1 + dTa[k, 2] * r2 + dTa[k, 3] * r3
-                s0 += G[k] * dTa[k, 0]
-                s1 += G[k] * dTa[k, 1]
-                s2 += G[k] * dTa[k, 2]
-                s3 += G[k] * dTa[k, 3]
-            dR[p, 0] = s0
-            dR[p, 1] = s1
-            dR[p, 2] = s2
-            dR[p, 3] = s3
-            if shortcut == 1:
-                for k in range(M1):
-                    dxres[p, k] = dG[k]
-            elif shortcut == 2:
-                for k in range(nin):
-                    dxres[p, k] = dG[k] + dG[nin + k]
-            dzp = dz[p]
-            if act == 1:
-                for k in range(M1):
-                    dzp[k] = dG[k] * idt[k] * (one - hp[k] * hp[k])
-            elif act > 1:
-                for k in range(M1):
-                    dzp[k] = dG[k] * idt[k] * act_deriv(hp[k], act)
-            else:
-                for k in range(M1):
-                    dzp[k] = dG[k] * idt[k]
+                dGp[k] = dTt[0, k] * r0 + dTt[1, k] * r1 + dTt[2, k] * r2 + dTt[3, k] * r3
+        # dz (may be h: read before written) and the shortcut part, as a layer's backward
+        grad_rows(dG, none, h[p0:p1], idt, shortcut, act, dz[p0:p1],
+                  dxres[p0:p1] if shortcut != 0 else dxres)
 
 
 def embed_T_backward_ref(h, x, idt, shortcut, act, R, ptr, dT, dz, dxres, dR):

@@ -24,7 +24,8 @@ import numba
 import numpy as np
 
 from symref.fast.kernels._jit import kernel, serial_kernel
-from symref.fast.kernels.activations import act_deriv, act_deriv_ref, act_kept, act_kept_ref
+from symref.fast.kernels.activations import act_deriv_ref, act_kept, act_kept_ref
+from symref.fast.kernels.dense import grad_rows
 from symref.reference.core import gram_backward as ref_gram_backward
 from symref.reference.core import gram_forward
 
@@ -97,7 +98,7 @@ def cloud_sum_backward_ref(dL, X, ptr, scale, dG):
 
 @serial_kernel
 def dense_backward_sums(dy, dyres, h, idt, shortcut, act, dz, dxres, gb, gidt):
-    """One pass of a dense layer's backward (:func:`symref.reference.nn.layer_backward`)
+    """A dense layer's backward (:func:`symref.reference.nn.layer_backward`)
     for an upstream gradient given in two parts, ``ȳ = dy + dyres`` (P x nout; ``dyres``
     of shape (0, 0) means none: it is the shortcut gradient of the layer above, added
     here instead of in a separate pass):
@@ -105,44 +106,32 @@ def dense_backward_sums(dy, dyres, h, idt, shortcut, act, dz, dxres, gb, gidt):
     ``dz`` (P x nout) <- ȳ ⊙ idt ⊙ φ'(z) with φ' = 1 - h² (``act = 1``), 1 (``act = 0``)
     or :func:`symref.fast.kernels.activations.act_deriv` of h (``act >= 2``);
     ``dxres`` (P x nin) <- sc'(ȳ) (untouched when ``shortcut == 0``);
-    ``gb`` (nout) += Σ_rows dz;  ``gidt`` (nout) += Σ_rows ȳ ⊙ h.
+    ``gb`` (nout) += Σ_rows dz;  ``gidt`` (nout) += Σ_rows ȳ ⊙ h.  ``dz`` and ``dxres`` are
+    :func:`symref.fast.kernels.dense.grad_rows` (the layer backward of the se_e2_a path), the
+    sums two more passes over the rows.
 
     Serial (it reduces over rows): run one block of rows per thread, as
     :mod:`symref.fast.vcnn` does."""
+    grad_rows(dy, dyres, h, idt, shortcut, act, dz, dxres)  # dz, dxres
     nrow, nout = dy.shape
-    nin = dxres.shape[1]
-    has_res = dyres.shape[0] > 0
-    d = np.empty(nout)  # ȳ of one row
     for r in range(nrow):
-        dyr, hr, dzr = dy[r], h[r], dz[r]
-        if not has_res:
-            d[:] = dyr
-        else:  # ȳ = dy + dyres
+        for k in range(nout):
+            gb[k] += dz[r, k]
+    has_res = dyres.shape[0] > 0
+    # gidt: branches outside the row loops (inside them LLVM did not vectorise the rows)
+    if act > 1:  # h holds z for act >= KEEP_Z (act_kept gives phi(z) then)
+        for r in range(nrow):
             for k in range(nout):
-                d[k] = dyr[k] + dyres[r, k]
-        if act == 1:
+                d = dy[r, k] + dyres[r, k] if has_res else dy[r, k]
+                gidt[k] += d * act_kept(h[r, k], act)
+    elif has_res:
+        for r in range(nrow):
             for k in range(nout):
-                gidt[k] += d[k] * hr[k]
-                dzr[k] = d[k] * idt[k] * (1.0 - hr[k] * hr[k])
-                gb[k] += dzr[k]
-        elif act > 1:  # hr holds z for act >= KEEP_Z (act_kept gives phi(z) then)
+                gidt[k] += (dy[r, k] + dyres[r, k]) * h[r, k]
+    else:
+        for r in range(nrow):
             for k in range(nout):
-                gidt[k] += d[k] * act_kept(hr[k], act)
-                dzr[k] = d[k] * idt[k] * act_deriv(hr[k], act)
-                gb[k] += dzr[k]
-        else:
-            for k in range(nout):
-                gidt[k] += d[k] * hr[k]
-                dzr[k] = d[k] * idt[k]
-                gb[k] += dzr[k]
-        if shortcut == 1:
-            dxr = dxres[r]
-            for k in range(nout):
-                dxr[k] = d[k]
-        elif shortcut == 2:
-            dxr = dxres[r]
-            for k in range(nin):
-                dxr[k] = d[k] + d[nin + k]
+                gidt[k] += dy[r, k] * h[r, k]
 
 
 def dense_backward_sums_ref(dy, dyres, h, idt, shortcut, act, dz, dxres, gb, gidt):
