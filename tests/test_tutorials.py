@@ -164,7 +164,7 @@ def test_tutorials_08_and_09_have_exercises():
     """Tutorials 8 and 9 end with exercises whose checks exist in exercise_checks.py, and each
     has a solutions file (run by test_exercise_solutions_pass_their_checks)."""
     checks = _exercise_checks()
-    for stem, names in (("08", ("check_flux_deep_sets", "check_invariant_features")),
+    for stem, names in (("08", ("check_flux_deep_sets", "check_invariant_features", "check_kernel_ridge")),
                         ("09", ("check_radial_blind_pair", "check_se_e3_pair_count"))):
         text = next(p for p in TUTORIALS if p.name.startswith(stem)).read_text(encoding="utf-8")
         assert "## Exercises" in text, stem
@@ -261,6 +261,11 @@ def _wrong_answers():
         ("check_radial_blind_pair", (_triatomic(104.5), _triatomic(104.5) @ _rot_z(0.7).T,
                                      np.array([0, 1, 1]))),  # the same shape, rotated
         ("check_radial_blind_pair", (_triatomic(104.5), _triatomic(120.0, 1.0), np.array([0, 1, 1]))),  # a distance changed
+        ("check_kernel_ridge", (lambda A, y, B, s, lam: np.exp(-((B[:, None] - A[None]) ** 2).sum(-1) / s ** 2)
+                                @ np.linalg.solve(np.exp(-((A[:, None] - A[None]) ** 2).sum(-1) / s ** 2)
+                                                  + lam * np.eye(len(A)), y),)),  # 1/sigma^2, not 1/(2 sigma^2)
+        ("check_kernel_ridge", (lambda A, y, B, s, lam: np.exp(-((B[:, None] - A[None]) ** 2).sum(-1) / (2 * s * s))
+                                @ (y / (1 + lam)),)),  # no solve: alpha = y / (1 + lam)
         ("check_se_e3_pair_count", (lambda sel: sum(sel) ** 2,)),  # counts q < p twice
         ("check_se_e3_pair_count", (lambda sel: sum(s * s for s in sel),)),  # forgets p < q
     ]

@@ -247,6 +247,25 @@ def check_invariant_features(features, seed=0):
                            "they cannot see x_j.u_j, on which the label depends")
 
 
+def check_kernel_ridge(kernel_ridge, seed=0):
+    """``kernel_ridge(F_train, y_train, F_test, sigma, lam)`` returns the kernel ridge
+    predictions at ``F_test`` (rows are feature vectors): ``K(F_test, F_train) alpha`` with
+    ``(K(F_train, F_train) + lam I) alpha = y_train`` and the Gaussian kernel
+    ``K(a, b) = exp(-|a - b|^2 / (2 sigma^2))``; checked (1e-8) on random data of two sizes and
+    widths, and at ``lam`` -> 0 it must reproduce the training labels (interpolation)."""
+    rng = np.random.default_rng(seed)
+    for m, dim, sigma, lam in ((30, 4, 0.8, 1e-3), (60, 9, 2.5, 1e-1)):
+        A, B, y = rng.normal(size=(m, dim)), rng.normal(size=(17, dim)), rng.normal(size=m)
+        alpha = np.linalg.solve(np.exp(-((A[:, None] - A[None]) ** 2).sum(-1) / (2 * sigma ** 2))
+                                + lam * np.eye(m), y)
+        want = np.exp(-((B[:, None] - A[None]) ** 2).sum(-1) / (2 * sigma ** 2)) @ alpha
+        _close(kernel_ridge(A, y, B, sigma, lam), want,
+               f"predictions for {m} training rows of {dim} features, sigma {sigma}, lam {lam}",
+               rtol=1e-8, atol=1e-10)
+        _close(kernel_ridge(A, y, A, sigma, 1e-12), y, "predictions at the training rows with lam = 1e-12",
+               rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------- tutorial 9: the family
 
 def _centre_energy(descriptor, coords, atype):
