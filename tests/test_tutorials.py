@@ -266,6 +266,10 @@ def _wrong_answers():
                                                   + lam * np.eye(len(A)), y),)),  # 1/sigma^2, not 1/(2 sigma^2)
         ("check_kernel_ridge", (lambda A, y, B, s, lam: np.exp(-((B[:, None] - A[None]) ** 2).sum(-1) / (2 * s * s))
                                 @ (y / (1 + lam)),)),  # no solve: alpha = y / (1 + lam)
+        ("check_product_decomposition", (lambda a, b: (a @ b, np.cross(a, b),
+                                                       (np.outer(a, b) + np.outer(b, a)) / 2),)),  # not traceless
+        ("check_product_decomposition", (lambda a, b: (a @ b, a - b, (np.outer(a, b) + np.outer(b, a)) / 2
+                                                       - a @ b / 3 * np.eye(3)),)),  # a - b: not the antisymmetric part
         ("check_se_e3_pair_count", (lambda sel: sum(sel) ** 2,)),  # counts q < p twice
         ("check_se_e3_pair_count", (lambda sel: sum(s * s for s in sel),)),  # forgets p < q
     ]

@@ -197,6 +197,32 @@ def check_polar_head(polar, M=6, seed=0):
     _close(polar(T2, A), Q @ alpha @ Q.T, "alpha after a rotation", rtol=1e-9)
 
 
+def check_product_decomposition(decompose, seed=0):
+    """``decompose(a, b)`` (two 3-vectors) returns ``(s, v, T)``: the parts of the outer
+    product ``a b^T`` that transform as a scalar (l = 0), a vector (l = 1) and a symmetric
+    traceless tensor (l = 2) — the smallest Clebsch–Gordan decomposition, 1 x 1 = 0 + 1 + 2:
+    ``s = a.b``, ``v = a x b``, ``T = (a b^T + b a^T)/2 - (a.b/3) I``. Checked: they rebuild
+    ``a b^T = (s/3) I - (1/2) [v]_x + T`` (``[v]_x w = v x w``), T is symmetric and traceless,
+    and under an orthogonal Q: s is unchanged, v -> det(Q) Q v (a pseudovector), T -> Q T Q^T."""
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        a, b = rng.normal(size=3), rng.normal(size=3)
+        s, v, T = (np.asarray(p, dtype=float) for p in decompose(a, b))
+        assert s.shape == () and v.shape == (3,) and T.shape == (3, 3), (
+            f"shapes {s.shape}, {v.shape}, {T.shape}; expected (), (3,), (3, 3)")
+        cross = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])  # [v]_x
+        _close(s / 3 * np.eye(3) - cross / 2 + T, np.outer(a, b), "(s/3) I - [v]_x / 2 + T vs a b^T")
+        _close(T, T.T, "T's symmetry")
+        _close(np.trace(T), 0.0, "T's trace")
+        for det in (+1, -1):
+            Q = _orthogonal(rng, det=det)
+            s2, v2, T2 = (np.asarray(p, dtype=float) for p in decompose(Q @ a, Q @ b))
+            kind = "rotation" if det > 0 else "reflection"
+            _close(s2, s, f"s after a {kind}", rtol=1e-9)
+            _close(v2, det * Q @ v, f"v after a {kind} (det(Q) Q v)", rtol=1e-9)
+            _close(T2, Q @ T @ Q.T, f"T after a {kind}", rtol=1e-9)
+
+
 # ---------------------------------------------------------------- tutorial 8: invariant inputs
 
 def _disk_clouds(rng, m, n, dim=2):
