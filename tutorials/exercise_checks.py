@@ -334,8 +334,16 @@ def check_radial_blind_pair(coords_a, coords_b, atype):
 def check_se_e3_pair_count(count):
     """``count(sel)`` is the number of θ_ab values (inputs of se_e3's embedding nets) per centre
     for neighbour limits ``sel`` (a list, one per type): every ordered slot pair (a, b) of
-    every type-group pair p <= q, padded slots included (``symref.reference.descriptor.se_e3``)."""
+    every type-group pair p <= q, padded slots included — counted from the slot blocks that
+    symref's reference se_e3 (``symref.reference.descriptor.se_e3``) actually evaluates."""
+    from symref.model.build import demo_model
+    from symref.reference.descriptor.se_e3 import _pairs
+
     for sel in ([4, 8], [46, 92], [10], [3, 5, 7], [1, 1]):
-        want = sum(sel[p] * sel[q] for p in range(len(sel)) for q in range(p, len(sel)))
+        desc = demo_model({"type_map": [f"X{t}" for t in range(len(sel))],
+                           "descriptor": {"type": "se_e3", "rcut": 4.0, "rcut_smth": 0.5,
+                                          "sel": list(sel), "neuron": [2]},
+                           "fitting_net": {"neuron": [4]}}, seed=0).descriptor
+        want = sum((sp.stop - sp.start) * (sq.stop - sq.start) for sp, sq, _, _ in _pairs(desc))
         got = count(list(sel))
         assert got == want, f"count({sel}) = {got}, expected {want}"
