@@ -160,6 +160,19 @@ def test_every_tutorial_with_exercises_has_solutions():
         assert "exercise_checks import check_" in p.read_text(encoding="utf-8"), p.name
 
 
+def test_tutorials_08_and_09_have_exercises():
+    """Tutorials 8 and 9 end with exercises whose checks exist in exercise_checks.py, and each
+    has a solutions file (run by test_exercise_solutions_pass_their_checks)."""
+    checks = _exercise_checks()
+    for stem, names in (("08", ("check_flux_deep_sets", "check_invariant_features", "check_kernel_ridge")),
+                        ("09", ("check_radial_blind_pair", "check_se_e3_pair_count"))):
+        text = next(p for p in TUTORIALS if p.name.startswith(stem)).read_text(encoding="utf-8")
+        assert "## Exercises" in text, stem
+        assert (ROOT / "tutorials" / "solutions" / f"{stem}_exercises.py").is_file(), stem
+        for name in names:
+            assert name in text and callable(getattr(checks, name)), (stem, name)
+
+
 def _exercise_checks():
     import importlib.util
 
@@ -172,6 +185,27 @@ def _exercise_checks():
 def _switch(r, rs, rc):
     u = np.clip((r - rs) / (rc - rs), 0.0, 1.0)
     return u ** 3 * (-6 * u ** 2 + 15 * u - 10) + 1
+
+
+def flux_phi(q):
+    w = np.exp(-q[..., 0] ** 2 / 0.7 ** 2)
+    return np.stack([w * q[..., 2], w], axis=-1)
+
+
+def flux_phi_exp_r(q):
+    w = np.exp(-q[..., 0] / 0.7)
+    return np.stack([w * q[..., 2], w], axis=-1)
+
+
+def _triatomic(angle_deg, r2=0.96):
+    """O at the origin, H at 0.96 Å and ``r2`` Å with the H-O-H angle ``angle_deg``."""
+    h = np.radians(angle_deg) / 2
+    return np.array([[0, 0, 0], [0.96 * np.sin(h), 0.96 * np.cos(h), 0],
+                     [-r2 * np.sin(h), r2 * np.cos(h), 0]])
+
+
+def _rot_z(t):
+    return np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
 
 
 def _wrong_answers():
@@ -217,6 +251,27 @@ def _wrong_answers():
         ("check_dipole_head", (lambda T, c: np.abs(T[:, 1:].T @ c),)),  # no reflection sign
         ("check_polar_head", (lambda T, A: T[:, 1:].T @ A @ T[:, 1:] + np.eye(3) * T[0, 1],)),
         ("check_polar_head", (lambda T, A: T[:, 1:].T @ np.triu(A) @ T[:, 1:],)),  # not symmetric
+        ("check_flux_deep_sets", (flux_phi, lambda S: S[..., 0] / 16)),  # the mean of w x.u, not the ratio
+        ("check_flux_deep_sets", (flux_phi_exp_r, lambda S: S[..., 0] / S[..., 1])),  # w = exp(-|x|/l)
+        ("check_invariant_features", (lambda x, u: np.concatenate([x, u], axis=1).ravel(),)),  # raw coords
+        ("check_invariant_features", (lambda x, u: np.sort(np.concatenate(
+            [np.linalg.norm(x, axis=1), np.linalg.norm(u, axis=1)])),)),  # blind to x.u
+        ("check_invariant_features", (lambda x, u: np.stack([np.linalg.norm(x, axis=1),
+                                                             np.sum(x * u, axis=1)], 1).ravel(),)),  # unsorted
+        ("check_radial_blind_pair", (_triatomic(104.5), _triatomic(104.5) @ _rot_z(0.7).T,
+                                     np.array([0, 1, 1]))),  # the same shape, rotated
+        ("check_radial_blind_pair", (_triatomic(104.5), _triatomic(120.0, 1.0), np.array([0, 1, 1]))),  # a distance changed
+        ("check_kernel_ridge", (lambda A, y, B, s, lam: np.exp(-((B[:, None] - A[None]) ** 2).sum(-1) / s ** 2)
+                                @ np.linalg.solve(np.exp(-((A[:, None] - A[None]) ** 2).sum(-1) / s ** 2)
+                                                  + lam * np.eye(len(A)), y),)),  # 1/sigma^2, not 1/(2 sigma^2)
+        ("check_kernel_ridge", (lambda A, y, B, s, lam: np.exp(-((B[:, None] - A[None]) ** 2).sum(-1) / (2 * s * s))
+                                @ (y / (1 + lam)),)),  # no solve: alpha = y / (1 + lam)
+        ("check_product_decomposition", (lambda a, b: (a @ b, np.cross(a, b),
+                                                       (np.outer(a, b) + np.outer(b, a)) / 2),)),  # not traceless
+        ("check_product_decomposition", (lambda a, b: (a @ b, a - b, (np.outer(a, b) + np.outer(b, a)) / 2
+                                                       - a @ b / 3 * np.eye(3)),)),  # a - b: not the antisymmetric part
+        ("check_se_e3_pair_count", (lambda sel: sum(sel) ** 2,)),  # counts q < p twice
+        ("check_se_e3_pair_count", (lambda sel: sum(s * s for s in sel),)),  # forgets p < q
     ]
 
 

@@ -327,9 +327,18 @@ print(f"total time {time.perf_counter() - t_start:.0f} s")
 #    model may predict, and $sI$ the only constant polarizability? (Hint: a vector with
 #    $Q\mathbf v = \mathbf v$ for every rotation $Q$; a matrix commuting with every $Q$.)
 #    The least-squares $s$ is asserted in Section 4.
+# 4. **Products of vectors, sorted by how they turn** (the talk's "group representation"
+#    networks: steerable and Clebsch–Gordan nets build their features this way). Write
+#    `decompose(a, b)` returning $s = \mathbf a\cdot\mathbf b$ (a scalar), $\mathbf v =
+#    \mathbf a\times\mathbf b$ (a vector) and $T = \tfrac12(\mathbf a\mathbf b^\top +
+#    \mathbf b\mathbf a^\top) - \tfrac{s}{3}I$ (symmetric traceless): the smallest
+#    Clebsch–Gordan decomposition, $1\otimes 1 = 0\oplus 1\oplus 2$ (3 × 3 = 1 + 3 + 5 numbers).
+#    Check: `check_product_decomposition(decompose)` (they rebuild $\mathbf a\mathbf b^\top$, and
+#    $s \to s$, $\mathbf v \to \det(Q)\,Q\mathbf v$, $T \to QTQ^\top$). Clebsch–Gordan nets
+#    do this for every order $l$; symref's heads (exercises 1–2) stay with $l \le 2$ through $\mathcal R$.
 
 # %%
-from exercise_checks import check_dipole_head, check_polar_head  # noqa: E402,F401
+from exercise_checks import check_dipole_head, check_polar_head, check_product_decomposition  # noqa: E402,F401
 
 # the "naive" head of Section 2 does not turn: as a dipole head it is rejected
 try:

@@ -148,5 +148,33 @@ savefig(fig, "09_descriptor_family.png")
 # One seed and 40 iterations, none of the models converged: this compares the descriptors
 # early in training at equal optimiser work, not at convergence.
 
+# %% [markdown]
+# ## Exercises
+#
+# Answers are checked by `tutorials/exercise_checks.py` (an `AssertionError` says what is
+# wrong); solutions in `tutorials/solutions/09_exercises.py`.
+#
+# 1. **A pair radial-only cannot tell apart.** Section 1 turned one angle. Build two molecules
+#    `a`, `b` (`natoms x 3`, atom 0 the centre O, the others H within 3 Å) with the same
+#    distances from the centre but a different shape, e.g. three H planar vs along three
+#    axes. Check: `check_radial_blind_pair(a, b, atype)` (se_e2_r's centre energy equal to
+#    round-off, se_e2_a's different).
+# 2. **Why se_e3 costs more.** Write `count(sel)`: the number of $\theta_{ab}$ fed to se_e3's
+#    embedding nets per centre (every ordered slot pair of every type-group pair $p \le q$,
+#    padded slots included; `symref/reference/descriptor/se_e3.py`). Check:
+#    `check_se_e3_pair_count(count)`; compare `count([46, 92])` with se_e2_a's 138 rows.
+
+# %%
+from exercise_checks import check_radial_blind_pair, check_se_e3_pair_count  # noqa: E402,F401
+
+# section 1's molecule at two angles passes exercise 1 (same distances, different shape)
+check_radial_blind_pair(coord[0], coord[-1], atype)
+try:  # the same shape, turned: every descriptor agrees, so the check refuses it
+    turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    check_radial_blind_pair(coord[0], coord[0] @ turn.T, atype)
+    raise RuntimeError("the check accepted two copies of one shape")
+except AssertionError as wrong:
+    print(f"one shape turned is rejected: {str(wrong)[:90]}...")
+
 # %%
 print(f"Tutorial 9 done in {time.perf_counter() - t_start:.0f} s")

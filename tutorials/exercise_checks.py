@@ -195,3 +195,155 @@ def check_polar_head(polar, M=6, seed=0):
     Q = _orthogonal(rng, det=+1)
     T2 = np.column_stack([T[:, :1], T[:, 1:] @ Q.T])
     _close(polar(T2, A), Q @ alpha @ Q.T, "alpha after a rotation", rtol=1e-9)
+
+
+def check_product_decomposition(decompose, seed=0):
+    """``decompose(a, b)`` (two 3-vectors) returns ``(s, v, T)``: the parts of the outer
+    product ``a b^T`` that transform as a scalar (l = 0), a vector (l = 1) and a symmetric
+    traceless tensor (l = 2) — the smallest Clebsch–Gordan decomposition, 1 x 1 = 0 + 1 + 2:
+    ``s = a.b``, ``v = a x b``, ``T = (a b^T + b a^T)/2 - (a.b/3) I``. Checked: they rebuild
+    ``a b^T = (s/3) I - (1/2) [v]_x + T`` (``[v]_x w = v x w``), T is symmetric and traceless,
+    and under an orthogonal Q: s is unchanged, v -> det(Q) Q v (a pseudovector), T -> Q T Q^T."""
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        a, b = rng.normal(size=3), rng.normal(size=3)
+        s, v, T = (np.asarray(p, dtype=float) for p in decompose(a, b))
+        assert s.shape == () and v.shape == (3,) and T.shape == (3, 3), (
+            f"shapes {s.shape}, {v.shape}, {T.shape}; expected (), (3,), (3, 3)")
+        cross = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])  # [v]_x
+        _close(s / 3 * np.eye(3) - cross / 2 + T, np.outer(a, b), "(s/3) I - [v]_x / 2 + T vs a b^T")
+        _close(T, T.T, "T's symmetry")
+        _close(np.trace(T), 0.0, "T's trace")
+        for det in (+1, -1):
+            Q = _orthogonal(rng, det=det)
+            s2, v2, T2 = (np.asarray(p, dtype=float) for p in decompose(Q @ a, Q @ b))
+            kind = "rotation" if det > 0 else "reflection"
+            _close(s2, s, f"s after a {kind}", rtol=1e-9)
+            _close(v2, det * Q @ v, f"v after a {kind} (det(Q) Q v)", rtol=1e-9)
+            _close(T2, Q @ T @ Q.T, f"T after a {kind}", rtol=1e-9)
+
+
+# ---------------------------------------------------------------- tutorial 8: invariant inputs
+
+def _disk_clouds(rng, m, n, dim=2):
+    """``m`` random clouds of ``n`` points in the unit disk with random vectors u (m x n x dim)."""
+    x = rng.uniform(-1, 1, size=(m, n, dim)) * np.sqrt(rng.uniform(0, 1, size=(m, n, 1)))
+    return x, rng.normal(size=(m, n, dim))
+
+
+def check_flux_deep_sets(phi, rho, ell=0.7, seed=0):
+    """Tutorial 8's label ``y = sum_j w_j x_j.u_j / sum_j w_j`` (``w_j = exp(-|x_j|^2/ell^2)``)
+    written as a Deep Sets function of the per-point invariants only: ``rho(sum_j phi(q_j))``
+    with ``q_j = (|x_j|, |u_j|, x_j.u_j)``.
+
+    ``phi(q)``: ``(m, n, 3) -> (m, n, N)``; ``rho(S)``: ``(m, N) -> (m,)``; exact (1e-10) on
+    random clouds of 5, 16 and 40 points (one phi and rho for every size)."""
+    rng = np.random.default_rng(seed)
+    for n in (5, 16, 40):
+        x, u = _disk_clouds(rng, 100, n)
+        xu = np.sum(x * u, axis=-1)  # m x n
+        w = np.exp(-np.sum(x * x, axis=-1) / ell ** 2)  # m x n
+        q = np.stack([np.linalg.norm(x, axis=-1), np.linalg.norm(u, axis=-1), xu], axis=-1)
+        P = np.asarray(phi(q), dtype=float)
+        assert P.ndim == 3 and P.shape[:2] == q.shape[:2], (
+            f"phi(q) for q of shape {q.shape} has shape {P.shape}; expected (100, {n}, N)")
+        _close(rho(P.sum(axis=1)), np.sum(w * xu, axis=1) / np.sum(w, axis=1),
+               f"rho(sum phi) vs the label for clouds of {n} points", rtol=1e-10, atol=1e-12)
+
+
+def check_invariant_features(features, seed=0):
+    """``features(x, u)`` (one cloud: x, u both n x 2) returns a 1-D array that is unchanged
+    by rotations and reflections of the frame (x and u together) and by permutations of the
+    points, and that still sees the angle between each x_j and u_j: turning every u_j by 90°
+    about its point (which changes every x_j.u_j, not |x_j| or |u_j|) changes the features."""
+    rng = np.random.default_rng(seed)
+    x, u = _disk_clouds(rng, 1, 16)
+    x, u = x[0], u[0]
+    f = np.asarray(features(x, u), dtype=float)
+    assert f.ndim == 1, f"features(x, u) should be 1-D, got shape {f.shape}"
+    for name, det in (("rotation", +1), ("reflection", -1)):
+        Q = _orthogonal(rng, dim=2, det=det)
+        _close(features(x @ Q.T, u @ Q.T), f, f"the features after a {name} of the frame",
+               rtol=1e-9, atol=1e-12)
+    p = rng.permutation(len(x))
+    _close(features(x[p], u[p]), f, "the features after permuting the points", rtol=1e-9, atol=1e-12)
+    turned = u @ np.array([[0.0, -1.0], [1.0, 0.0]]).T
+    change = np.abs(np.asarray(features(x, turned), dtype=float) - f).max()
+    assert change > 1e-3, (f"turning every u_j by 90° changed the features by only {change:.3g}: "
+                           "they cannot see x_j.u_j, on which the label depends")
+
+
+def check_kernel_ridge(kernel_ridge, seed=0):
+    """``kernel_ridge(F_train, y_train, F_test, sigma, lam)`` returns the kernel ridge
+    predictions at ``F_test`` (rows are feature vectors): ``K(F_test, F_train) alpha`` with
+    ``(K(F_train, F_train) + lam I) alpha = y_train`` and the Gaussian kernel
+    ``K(a, b) = exp(-|a - b|^2 / (2 sigma^2))``; checked (1e-8) on random data of two sizes and
+    widths, and at ``lam`` -> 0 it must reproduce the training labels (interpolation)."""
+    rng = np.random.default_rng(seed)
+    for m, dim, sigma, lam in ((30, 4, 0.8, 1e-3), (60, 9, 2.5, 1e-1)):
+        A, B, y = rng.normal(size=(m, dim)), rng.normal(size=(17, dim)), rng.normal(size=m)
+        alpha = np.linalg.solve(np.exp(-((A[:, None] - A[None]) ** 2).sum(-1) / (2 * sigma ** 2))
+                                + lam * np.eye(m), y)
+        want = np.exp(-((B[:, None] - A[None]) ** 2).sum(-1) / (2 * sigma ** 2)) @ alpha
+        _close(kernel_ridge(A, y, B, sigma, lam), want,
+               f"predictions for {m} training rows of {dim} features, sigma {sigma}, lam {lam}",
+               rtol=1e-8, atol=1e-10)
+        _close(kernel_ridge(A, y, A, sigma, 1e-12), y, "predictions at the training rows with lam = 1e-12",
+               rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- tutorial 9: the family
+
+def _centre_energy(descriptor, coords, atype):
+    """The centre atom's (atom 0's) energy under a fixed random model with ``descriptor``."""
+    from symref.model.build import demo_model
+
+    model = demo_model({"type_map": ["O", "H"], "descriptor": descriptor,
+                        "fitting_net": {"neuron": [16, 16]}}, seed=2)
+    return float(model.evaluate(coords[None], atype, None)["atom_energy"][0, 0])
+
+
+def check_radial_blind_pair(coords_a, coords_b, atype):
+    """Two molecules (``natoms x 3`` each, Å, the same ``atype``, atom 0 the centre, every
+    neighbour within 3 Å of it) that se_e2_r's centre cannot tell apart but se_e2_a's can: the
+    centre's distances to each neighbour are the same in both (1e-9 Å), the two are not
+    the same shape (some pair distance differs by > 0.05 Å), se_e2_r gives the centre the same
+    energy (1e-12 relative) and se_e2_a gives different energies (> 1e-6 eV)."""
+    a, b = np.asarray(coords_a, dtype=float), np.asarray(coords_b, dtype=float)
+    atype = np.asarray(atype)
+    assert a.shape == b.shape and a.ndim == 2 and a.shape[1] == 3 and a.shape[0] == len(atype) >= 3, (
+        f"coords of shapes {a.shape} and {b.shape} for {len(atype)} types; expected two natoms x 3 "
+        "arrays with natoms >= 3 (a centre and at least two neighbours)")
+    ra, rb = np.linalg.norm(a[1:] - a[0], axis=1), np.linalg.norm(b[1:] - b[0], axis=1)
+    assert ra.max() < 3.0 and rb.max() < 3.0, "keep every neighbour within 3 Å of the centre"
+    _close(ra, rb, "the centre's distances to its neighbours", rtol=0, atol=1e-9)
+    pa = np.linalg.norm(a[:, None] - a[None], axis=-1)
+    pb = np.linalg.norm(b[:, None] - b[None], axis=-1)
+    assert np.abs(pa - pb).max() > 0.05, ("the two molecules have the same pair distances: they "
+                                          "are the same shape, so every descriptor agrees")
+    common = {"rcut": 4.0, "rcut_smth": 0.5, "sel": [4, 8]}
+    radial = {"type": "se_e2_r", "neuron": [4, 8], **common}
+    angular = {"type": "se_e2_a", "neuron": [4, 8], "axis_neuron": 4, **common}
+    er = _centre_energy(radial, a, atype), _centre_energy(radial, b, atype)
+    assert abs(er[0] - er[1]) <= 1e-12 * max(1.0, abs(er[0])), (
+        f"se_e2_r's centre energies differ ({er[0]:.12g} vs {er[1]:.12g} eV)")
+    ea = _centre_energy(angular, a, atype), _centre_energy(angular, b, atype)
+    assert abs(ea[0] - ea[1]) > 1e-6, f"se_e2_a's centre energies agree ({ea[0]:.12g} eV)"
+
+
+def check_se_e3_pair_count(count):
+    """``count(sel)`` is the number of θ_ab values (inputs of se_e3's embedding nets) per centre
+    for neighbour limits ``sel`` (a list, one per type): every ordered slot pair (a, b) of
+    every type-group pair p <= q, padded slots included — counted from the slot blocks that
+    symref's reference se_e3 (``symref.reference.descriptor.se_e3``) actually evaluates."""
+    from symref.model.build import demo_model
+    from symref.reference.descriptor.se_e3 import _pairs
+
+    for sel in ([4, 8], [46, 92], [10], [3, 5, 7], [1, 1]):
+        desc = demo_model({"type_map": [f"X{t}" for t in range(len(sel))],
+                           "descriptor": {"type": "se_e3", "rcut": 4.0, "rcut_smth": 0.5,
+                                          "sel": list(sel), "neuron": [2]},
+                           "fitting_net": {"neuron": [4]}}, seed=0).descriptor
+        want = sum((sp.stop - sp.start) * (sq.stop - sq.start) for sp, sq, _, _ in _pairs(desc))
+        got = count(list(sel))
+        assert got == want, f"count({sel}) = {got}, expected {want}"

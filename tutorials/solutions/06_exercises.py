@@ -3,7 +3,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from exercise_checks import check_dipole_head, check_polar_head  # noqa: E402
+import numpy as np  # noqa: E402
+from exercise_checks import check_dipole_head, check_polar_head, check_product_decomposition  # noqa: E402
 
 
 # Exercise 6.1: mu = R^T c with R = T[:, 1:] (M x 3): a combination of rotating vectors
@@ -19,4 +20,13 @@ def polar_head(T, A):
 
 check_dipole_head(dipole_head)
 check_polar_head(polar_head)
+
+
+# Exercise 6.4: the scalar, vector and traceless-symmetric parts of a b^T (1 x 1 = 0 + 1 + 2)
+def decompose(a, b):
+    s = a @ b
+    return s, np.cross(a, b), (np.outer(a, b) + np.outer(b, a)) / 2 - s / 3 * np.eye(3)
+
+
+check_product_decomposition(decompose)
 print("tutorial 6 exercises: all checks passed")
