@@ -39,7 +39,7 @@
 # **Run time** (measured on the loaded 2-core development machine): quick mode 5 s, up to
 # 50 s when numba compiles its kernels for the first time under a heavy load (3
 # training frames, a few iterations: a smoke test, the numbers mean nothing); full mode
-# 3–3.5 min (177 s and 214 s in two runs). Units: Å, eV, eV/Å.
+# 2.7–3.6 min (161, 177 and 214 s in three runs). Units: Å, eV, eV/Å.
 
 # %%
 import copy
@@ -592,8 +592,8 @@ print(f"total time {time.perf_counter() - t_start:.0f} s")
 #
 # | model | parameters | iterations (wall time) | train E / F | test E (meV/atom) | test F (eV/Å) |
 # |---|---|---|---|---|---|
-# | Deep Potential (se_e2_a, 8-16 / 32-32) | 6 722 | 300 (135 s) | 1.46 / 0.177 | 2.82 | 0.181 |
-# | Behler–Parrinello (34 features, 32-32) | 4 418 | 300 (29 s + 5 s features) | 0.33 / 0.090 | 1.08 | 0.109 |
+# | Deep Potential (se_e2_a, 8-16 / 32-32) | 6 722 | 300 (131 s) | 1.46 / 0.177 | 2.82 | 0.181 |
+# | Behler–Parrinello (34 features, 32-32) | 4 418 | 300 (22 s + 4 s features) | 0.33 / 0.090 | 1.08 | 0.109 |
 #
 # Baselines: predicting the training frames' mean energy per atom gives 2.79 meV/atom on the
 # test frames (their spread: 2.64 meV/atom); predicting zero force gives 0.817 eV/Å.
@@ -606,20 +606,22 @@ print(f"total time {time.perf_counter() - t_start:.0f} s")
 #   predicting the mean* (2.79; ratio 1.01), while its training error is half of that (1.46;
 #   test/train 1.9): with 12 frames there are only 12 energy labels against 12 × 192 × 3 force
 #   components, all frames have the same composition and their energies spread by only a few
-#   meV/atom, so what the model learned about the energy of these 12 frames does not carry
-#   over. The BP model's does (1.08 meV/atom, 0.39 of the baseline).
+#   meV/atom, so a fit to these 12 energies need not carry over to other frames — and here
+#   its test RMSE is that of the mean (the parity plot shows the scatter). The BP model's
+#   does carry over (1.08 meV/atom, 0.39 of the baseline).
 # * **The same budget: BP wins, and the DP does not beat it here.** At the same frames and
-#   the same 300 iterations, BP's test force error is 0.60 of the DP's (1.66× lower), and a
-#   DP iteration costs several BP iterations of wall time (4.6 in the run recorded here, 8.3
-#   in another at a heavier load) — at equal wall time the gap would be wider. Why: fitting an MLP on fixed, standardised features is a well-conditioned
-#   regression; a Deep Potential learns its features too (embedding → $T$ → the quadratic
-#   $D = T T_<^\top$), a harder problem for L-BFGS, and each of its iterations pays for the
-#   embedding nets and their second derivatives. The standardised coordinates of Section 2
-#   help but do not close the gap within this tutorial's budget. The learned features' extra
-#   freedom needs more optimisation and more data than this tutorial spends to pay off; to
-#   see where the DP goes with a longer run, raise `maxiter_dp` (the wall time grows in
-#   proportion) or run `benchmarks/lbfgs_water.py`. Tutorial 8 measures the other side of the
-#   coin: against a model *without* the symmetries, built-in invariance wins at every data size.
+#   the same 300 iterations, BP's test force error is 0.60 of the DP's (1.66× lower). A DP
+#   iteration also costs several BP iterations of wall time (6.0 in the run recorded here;
+#   4.6 and 8.3 in two others at other loads), so at equal wall time BP would run several
+#   times more iterations, and its curves are still falling at 300. Why: fitting an MLP on
+#   fixed, standardised features is a well-conditioned regression; a Deep Potential learns its
+#   features too (embedding → $T$ → the quadratic $D = T T_<^\top$), a harder problem for
+#   L-BFGS, and each of its iterations pays for the embedding nets and their second
+#   derivatives. Even in the standardised coordinates of Section 2, the DP stays behind within
+#   this budget. Whether its learned features pay off with more iterations or more data is
+#   not measured here: raise `maxiter_dp` (the wall time grows in proportion) or `ntrain` to
+#   see, or run `benchmarks/lbfgs_water.py`. Tutorial 8 compares models with and without the
+#   built-in symmetries as the data grow.
 
 # %% [markdown]
 # ## Exercises
