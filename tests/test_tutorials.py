@@ -69,7 +69,8 @@ def test_tutorial_runs_in_quick_mode(script, tmp_path):
 
 @pytest.mark.slow
 def test_water_tutorial_falls_back_without_shared_data(tmp_path):
-    """A bare clone has no ../shared/data: tutorial 4 says so and still runs, on generated data."""
+    """A bare clone has no ../shared/data: tutorial 4 says so (the missing folder, deepmd-kit's
+    public example as the source, the layout expected) and still runs, on generated data."""
     script = ROOT / "tutorials" / "04_fit_water.py"
     if not script.is_file():
         pytest.skip("tutorial 4 not present")
@@ -80,6 +81,8 @@ def test_water_tutorial_falls_back_without_shared_data(tmp_path):
     out = proc.stdout + "\n" + proc.stderr
     assert proc.returncode == 0, _tail(out)
     assert "Falling back" in out
+    assert str(tmp_path / "no-shared-data" / "water") in out
+    assert "examples/water/data" in out and "type_map.raw" in out
     assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
         "04_learning_curves.png", "04_parity.png"]
 
@@ -234,6 +237,11 @@ def _wrong_answers():
         r = np.linalg.norm(rvec, axis=1)
         return -(ds * _switch(r, rs, rc) / r ** 3)[:, None] * rvec
 
+    def sf_no_cutoff_derivative(r, eta, rs, rc):  # d/dr of the Gaussian only
+        fc = np.where(r < rc, 0.5 * (np.cos(np.pi * r / rc) + 1), 0.0)
+        gauss = np.exp(-eta * (r - rs) ** 2)
+        return gauss * fc, -2 * eta * (r - rs) * gauss * fc
+
     return [
         ("check_sum_decomposition", (lambda z: np.stack([z, z ** 2], -1),
                                      lambda S: S[..., 0] ** 2 / 2 + S[..., 1] / 2, e2)),  # the seed's i <= j
@@ -272,6 +280,12 @@ def _wrong_answers():
                                                        - a @ b / 3 * np.eye(3)),)),  # a - b: not the antisymmetric part
         ("check_se_e3_pair_count", (lambda sel: sum(sel) ** 2,)),  # counts q < p twice
         ("check_se_e3_pair_count", (lambda sel: sum(s * s for s in sel),)),  # forgets p < q
+        ("check_energy_bias", (lambda c, e: np.full(c.shape[1], np.mean(e / c.sum(axis=1))),)),  # one E/atom
+        ("check_energy_bias", (lambda c, e: np.mean(e[:, None] / c, axis=0) / c.shape[1],)),  # per-frame ratios
+        ("check_mean_baseline", (lambda tr_e, tr_n, te_e, te_n: np.std(te_e / te_n),)),  # the test mean
+        ("check_mean_baseline", (lambda tr_e, tr_n, te_e, te_n:  # total energies over the mean size
+                                 np.sqrt(np.mean((te_e - np.mean(tr_e / tr_n) * te_n) ** 2)) / np.mean(te_n),)),
+        ("check_radial_symmetry_function", (sf_no_cutoff_derivative,)),
     ]
 
 

@@ -347,3 +347,58 @@ def check_se_e3_pair_count(count):
         want = sum((sp.stop - sp.start) * (sq.stop - sq.start) for sp, sq, _, _ in _pairs(desc))
         got = count(list(sel))
         assert got == want, f"count({sel}) = {got}, expected {want}"
+# ---------------------------------------------------------------- tutorial 4: fitting water
+
+def check_energy_bias(energy_bias, seed=0):
+    """``energy_bias(counts, energies)``: counts is nframes x ntypes (atoms of each element
+    per frame), energies is (nframes,); the answer is the per-element energy (ntypes,)
+    minimising ``sum_f (energies_f - counts_f . b)^2``. Checked on frames of varied
+    composition (a unique answer, compared with the least-squares solution) and on frames
+    of one composition, as tutorial 4's water (only ``counts . b`` is determined: the
+    fitted energies must be the least-squares ones, i.e. the mean)."""
+    rng = np.random.default_rng(seed)
+    b_true = np.array([-93.5, -187.2, -16.1])
+    counts = rng.integers(1, 40, size=(30, 3)).astype(float)
+    energies = counts @ b_true + rng.normal(scale=0.5, size=30)
+    want = np.linalg.lstsq(counts, energies, rcond=None)[0]
+    _close(energy_bias(counts, energies), want, "the bias of frames with varied composition",
+           rtol=1e-8, atol=1e-8)
+    same = np.tile([64.0, 128.0], (12, 1))
+    e_same = same @ np.array([-187.0, -93.6]) + rng.normal(scale=0.3, size=12)
+    got = np.asarray(energy_bias(same, e_same), dtype=float)
+    assert got.shape == (2,), f"bias of shape {got.shape} for 2 elements"
+    _close(same @ got, np.full(12, e_same.mean()), "the fitted energies when every frame has "
+           "the same composition (only 64 b_O + 128 b_H is determined)", rtol=1e-10, atol=1e-8)
+
+
+def check_mean_baseline(baseline_rmse, seed=0):
+    """``baseline_rmse(train_e, train_n, test_e, test_n)``: the RMSE per atom on the test
+    frames (eV/atom) of the model that predicts, for every frame, the *training* frames'
+    mean energy per atom (energies ``*_e`` in eV, atom counts ``*_n``). Checked on frames
+    of different sizes and a test set whose mean differs from the training one."""
+    rng = np.random.default_rng(seed)
+    train_n, test_n = rng.integers(50, 200, 20), rng.integers(50, 200, 9)
+    train_e = train_n * (-5.0 + 0.01 * rng.normal(size=20))
+    test_e = test_n * (-4.97 + 0.01 * rng.normal(size=9))
+    mu = np.mean(train_e / train_n)
+    want = np.sqrt(np.mean((test_e / test_n - mu) ** 2))
+    got = float(baseline_rmse(train_e, train_n, test_e, test_n))
+    _close(got, want, "the test RMSE of predicting the training mean energy per atom")
+
+
+def check_radial_symmetry_function(radial_sf, seed=0):
+    """``radial_sf(r, eta, rs, rc)``: tutorial 4's radial Behler–Parrinello function of one
+    shell, ``G(r) = exp(-eta (r - rs)^2) f_c(r)`` with ``f_c(r) = (cos(pi r/rc) + 1)/2`` for
+    r < rc and 0 beyond, returned with its derivative: ``(G, dG/dr)``, both shaped like r.
+    Checked against the closed form and central finite differences, inside and beyond rc."""
+    rng = np.random.default_rng(seed)
+    eta, rs, rc = 2.0, 2.7, 6.0
+    r = np.concatenate([rng.uniform(0.5, rc - 0.05, 40), rng.uniform(rc + 0.05, rc + 2, 5)])
+    fc = np.where(r < rc, 0.5 * (np.cos(np.pi * r / rc) + 1), 0.0)
+    G, dG = (np.asarray(a, dtype=float) for a in radial_sf(r, eta, rs, rc))
+    _close(G, np.exp(-eta * (r - rs) ** 2) * fc, "G(r)")
+    h = 1e-6
+    Gp, _ = radial_sf(r + h, eta, rs, rc)
+    Gm, _ = radial_sf(r - h, eta, rs, rc)
+    _close(dG, (np.asarray(Gp) - np.asarray(Gm)) / (2 * h), "dG/dr against finite differences",
+           rtol=1e-6, atol=1e-8)
