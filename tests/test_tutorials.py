@@ -154,7 +154,7 @@ def test_every_tutorial_with_exercises_has_solutions():
     """The tutorials whose text has an Exercises section name their checks, and a solutions
     file exists for each of them."""
     with_exercises = [p for p in TUTORIALS if "## Exercises" in p.read_text(encoding="utf-8")]
-    assert {p.name[:2] for p in with_exercises} >= {"01", "02", "03", "06"}
+    assert {p.name[:2] for p in with_exercises} >= {"01", "02", "03", "06", "07"}
     for p in with_exercises:
         assert (ROOT / "tutorials" / "solutions" / f"{p.name[:2]}_exercises.py").is_file(), p.name
         assert "exercise_checks import check_" in p.read_text(encoding="utf-8"), p.name
@@ -172,6 +172,11 @@ def _exercise_checks():
 def _switch(r, rs, rc):
     u = np.clip((r - rs) / (rc - rs), 0.0, 1.0)
     return u ** 3 * (-6 * u ** 2 + 15 * u - 10) + 1
+
+
+def _symplectic_euler(x, v, force, mass, dt):
+    v = v + dt * force(x) / mass
+    return x + dt * v, v
 
 
 def _wrong_answers():
@@ -217,6 +222,17 @@ def _wrong_answers():
         ("check_dipole_head", (lambda T, c: np.abs(T[:, 1:].T @ c),)),  # no reflection sign
         ("check_polar_head", (lambda T, A: T[:, 1:].T @ A @ T[:, 1:] + np.eye(3) * T[0, 1],)),
         ("check_polar_head", (lambda T, A: T[:, 1:].T @ np.triu(A) @ T[:, 1:],)),  # not symmetric
+        ("check_velocity_verlet", (lambda x, v, f, m, dt: (x + dt * v, v + dt * f(x) / m),)),  # Euler
+        ("check_velocity_verlet", (_symplectic_euler,)),  # bounded energy, but not reversible
+        ("check_heavy_hydrogen", (lambda dt, T, dt_ref: 1.008 * (dt / dt_ref) ** 2,)),  # m_H, not mu
+        ("check_heavy_hydrogen", (lambda dt, T, dt_ref: 100.0,)),  # heavier than it needs to be
+        ("check_cloud_invariants", (lambda x, u: np.column_stack(  # the cross product: flips sign
+            [np.linalg.norm(x, axis=1), np.linalg.norm(u, axis=1), x[:, 0] * u[:, 1] - x[:, 1] * u[:, 0]]),)),
+        ("check_cloud_invariants", (lambda x, u: np.column_stack(  # lengths only: blind to the angle
+            [np.linalg.norm(x, axis=1), np.linalg.norm(u, axis=1)]),)),
+        ("check_cloud_invariants", (lambda x, u: np.hstack([x, u]),)),  # not invariant
+        ("check_monte_carlo_estimate", (lambda v, vol: (np.mean(v), np.std(v) / np.sqrt(len(v))),)),
+        ("check_monte_carlo_estimate", (lambda v, vol: (vol * np.mean(v), vol * np.std(v) / len(v)),)),
     ]
 
 

@@ -563,3 +563,36 @@ print(f"total time {time.perf_counter() - t_start:.0f} s")
 #   minutes gives $g_{OO}$ with its first peak 2.82 at 2.73 Å against 2.88 at 2.73 Å for the
 #   400 DFT frames (RMS difference 0.065 over 0–6 Å) — over a short run from a DFT frame; the
 #   10-ps runs of `benchmarks/md_water.py` with a properly trained model are the real test.
+
+# %% [markdown]
+# ## Exercises
+#
+# Answers are checked by `tutorials/exercise_checks.py` (an `AssertionError` says what is
+# wrong); solutions in `tutorials/solutions/05_exercises.py`. Masses in amu, times in fs.
+#
+# 1. **Velocity Verlet.** Write `step(x, v, force, mass, dt)` returning the new `(x, v)` (the
+#    three lines of Section 3). Check: `check_velocity_verlet(step)` — second order,
+#    time-reversible, and no energy drift at $\omega\Delta t = 1.5$ on a harmonic oscillator.
+#    Explicit Euler fails it: see the cell below.
+# 2. **A heavier hydrogen.** The stretch's $\omega = \sqrt{k/\mu}$ with the reduced mass
+#    $\mu = m_O m_H / (m_O + m_H)$ and the bond's own $k$. Write
+#    `mass_for_step(dt_fs, period_fs, dt_ref_fs)`: the hydrogen mass that gives the 2 fs step
+#    the $\omega\Delta t$ that ordinary hydrogen has at `dt_ref_fs` (1.5 fs: the longest step that
+#    ran in Section 3). Check: `check_heavy_hydrogen(mass_for_step)` (the oscillator's energy
+#    fluctuation at 2 fs equals the reference's within 1 %, and the mass is no heavier than
+#    needed). Is the answer close to deuterium's 2.014? What mass would make 2 fs as safe as
+#    0.5 fs, and why is that not an option?
+# 3. **Try it on water** (no check: a run of minutes). On a copy of `start`, `set_masses` with
+#    your hydrogen mass, draw the 300 K velocities again (as Section 3 does: ASE keeps momenta)
+#    and run `run_md` with `VelocityVerlet` at 2 fs: does the run that blew up now hold, with a
+#    fluctuation close to the 1.5 fs run's? (The check of exercise 2 is for one harmonic bond; the liquid's
+#    bends and librations, which also involve the hydrogens, slow down with them.)
+
+# %%
+from exercise_checks import check_heavy_hydrogen, check_velocity_verlet  # noqa: E402,F401
+
+try:  # explicit Euler: first order, and its energy grows
+    check_velocity_verlet(lambda x, v, force, mass, dt: (x + dt * v, v + dt * force(x) / mass))
+    raise RuntimeError("the check accepted explicit Euler")
+except AssertionError as wrong:
+    print(f"explicit Euler is rejected: {str(wrong)[:90]}...")
