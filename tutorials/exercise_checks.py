@@ -244,8 +244,8 @@ def check_heavy_hydrogen(mass_for_step, m_O=15.999, m_H=1.008):
     """``mass_for_step(dt_fs, period_fs, dt_ref_fs)`` returns the hydrogen mass (amu) that
     gives an O–H stretch of period ``period_fs`` (measured with m_H) the same omega dt at
     the step ``dt_fs`` as the ordinary hydrogen has at ``dt_ref_fs``: the oscillator's
-    energy fluctuation under velocity Verlet at dt_fs is then that of the reference run,
-    within 1 %, and the mass is no heavier than it needs to be (within 1 %). The stretch
+    energy fluctuation under velocity Verlet at dt_fs must equal that of the reference run
+    within 1 % — neither larger (too light) nor smaller (heavier than needed). The stretch
     is the O–H pair's relative coordinate, reduced mass m_O m / (m_O + m)."""
     def verlet(x, v, force, mass, dt):
         v = v + 0.5 * dt * force(x) / mass
