@@ -39,7 +39,7 @@
 # holds, nothing about water's structure does.
 #
 # **Run time**: quick mode (`SYMREF_QUICK=1`) 9–20 s (60 training steps, runs of 0.1 ps:
-# a smoke test, the numbers mean little); full mode 2.3–3.5 min on the 2-core development
+# a smoke test, the numbers mean little); full mode 1.7–3.5 min on the 2-core development
 # machine, depending on its load (2 ps NVE at 0.5 fs, 1 ps at 1, 1.5 and 2 fs, 1 ps of
 # deuterium at 2 fs, 1.5 ps Langevin; the first run of
 # symref's numba kernels adds ~20 s of compilation once). Units: Å, eV, fs (ps for drifts), K.
