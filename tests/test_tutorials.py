@@ -157,7 +157,7 @@ def test_every_tutorial_with_exercises_has_solutions():
     """The tutorials whose text has an Exercises section name their checks, and a solutions
     file exists for each of them."""
     with_exercises = [p for p in TUTORIALS if "## Exercises" in p.read_text(encoding="utf-8")]
-    assert {p.name[:2] for p in with_exercises} >= {"01", "02", "03", "06"}
+    assert {p.name[:2] for p in with_exercises} >= {"01", "02", "03", "04", "05", "06", "07", "08", "09"}
     for p in with_exercises:
         assert (ROOT / "tutorials" / "solutions" / f"{p.name[:2]}_exercises.py").is_file(), p.name
         assert "exercise_checks import check_" in p.read_text(encoding="utf-8"), p.name
@@ -209,6 +209,11 @@ def _triatomic(angle_deg, r2=0.96):
 
 def _rot_z(t):
     return np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
+
+
+def _symplectic_euler(x, v, force, mass, dt):
+    v = v + dt * force(x) / mass
+    return x + dt * v, v
 
 
 def _wrong_answers():
@@ -286,6 +291,17 @@ def _wrong_answers():
         ("check_mean_baseline", (lambda tr_e, tr_n, te_e, te_n:  # total energies over the mean size
                                  np.sqrt(np.mean((te_e - np.mean(tr_e / tr_n) * te_n) ** 2)) / np.mean(te_n),)),
         ("check_radial_symmetry_function", (sf_no_cutoff_derivative,)),
+        ("check_velocity_verlet", (lambda x, v, f, m, dt: (x + dt * v, v + dt * f(x) / m),)),  # Euler
+        ("check_velocity_verlet", (_symplectic_euler,)),  # bounded energy, but not reversible
+        ("check_heavy_hydrogen", (lambda dt, T, dt_ref: 1.008 * (dt / dt_ref) ** 2,)),  # m_H, not mu
+        ("check_heavy_hydrogen", (lambda dt, T, dt_ref: 100.0,)),  # heavier than it needs to be
+        ("check_cloud_invariants", (lambda x, u: np.column_stack(  # the cross product: flips sign
+            [np.linalg.norm(x, axis=1), np.linalg.norm(u, axis=1), x[:, 0] * u[:, 1] - x[:, 1] * u[:, 0]]),)),
+        ("check_cloud_invariants", (lambda x, u: np.column_stack(  # lengths only: blind to the angle
+            [np.linalg.norm(x, axis=1), np.linalg.norm(u, axis=1)]),)),
+        ("check_cloud_invariants", (lambda x, u: np.hstack([x, u]),)),  # not invariant
+        ("check_monte_carlo_estimate", (lambda v, vol: (np.mean(v), np.std(v) / np.sqrt(len(v))),)),
+        ("check_monte_carlo_estimate", (lambda v, vol: (vol * np.mean(v), vol * np.std(v) / len(v)),)),
     ]
 
 

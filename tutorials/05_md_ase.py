@@ -41,10 +41,10 @@
 # box of randomly placed water molecules: everything about integrators and conservation still
 # holds, nothing about water's structure does.
 #
-# **Run time**: quick mode (`SYMREF_QUICK=1`) ≈ 30 s (60 training steps, runs of 0.1 ps, boxes
-# of 192 and 1536 atoms: a smoke test, the numbers mean little); full mode ≈ 4 min on the 2-core
-# development machine (2 ps NVE at 0.5 fs, 1 ps at 1, 1.5 and 2 fs, 1.5 ps Langevin, boxes up to
-# 12 288 atoms; measured 19–31 s and 240 s on 4 Dec 2026 at a load of 2–5; the first run of
+# **Run time**: quick mode (`SYMREF_QUICK=1`) ≈ 10–35 s (60 training steps, runs of 0.1 ps,
+# boxes of 192 and 1536 atoms: a smoke test, the numbers mean little); full mode ≈ 4–5 min on
+# the 2-core development machine, depending on its load (2 ps NVE at 0.5 fs, 1 ps at 1, 1.5 and
+# 2 fs, 1 ps of deuterium at 2 fs, 1.5 ps Langevin, boxes up to 12 288 atoms; the first run of
 # symref's numba kernels adds ~20 s of compilation once). Units: Å, eV, fs (ps for drifts), K.
 
 # %%
@@ -286,8 +286,8 @@ def run_md(dyn, atoms, nsteps, dt_fs, guard_mev=20.0, keep_h_velocities=False, o
     return out
 
 
-def nve(dt_fs, ps, **kw):
-    atoms = start.copy()
+def nve(dt_fs, ps, initial=None, **kw):
+    atoms = (start if initial is None else initial).copy()  # copy() keeps masses and momenta
     atoms.calc = SymrefCalculator(model)
     nsteps = int(round(ps * 1000 / dt_fs))
     res = run_md(VelocityVerlet(atoms, timestep=dt_fs * units.fs), atoms, nsteps, dt_fs, **kw)
@@ -673,3 +673,59 @@ print(f"total time {time.perf_counter() - t_start:.0f} s")
 # * Cost is linear in $N$: 0.038–0.049 ms/atom from 192 to 12 288 atoms (one thread), while an
 #   all-pairs function's cost per atom grew 138× over the same range; the neighbours within
 #   $r_c$ (88.9 per atom on average) do not depend on $N$.
+
+# %% [markdown]
+# ## Exercises
+#
+# Answers are checked by `tutorials/exercise_checks.py` (an `AssertionError` says what is
+# wrong); solutions in `tutorials/solutions/05_exercises.py`. Masses in amu, times in fs.
+#
+# 1. **Velocity Verlet.** Write `step(x, v, force, mass, dt)` returning the new `(x, v)` (the
+#    three lines of Section 3). Check: `check_velocity_verlet(step)` — second order,
+#    time-reversible, and no energy drift at $\omega\Delta t = 1.5$ on a harmonic oscillator.
+#    Explicit Euler fails it: see the cell below.
+# 2. **A heavier hydrogen.** The stretch's $\omega = \sqrt{k/\mu}$ with the reduced mass
+#    $\mu = m_O m_H / (m_O + m_H)$ and the bond's own $k$. Write
+#    `mass_for_step(dt_fs, period_fs, dt_ref_fs)`: the hydrogen mass that gives the 2 fs step
+#    the $\omega\Delta t$ that ordinary hydrogen has at `dt_ref_fs` (1.5 fs: the longest step that
+#    ran in Section 3). Check: `check_heavy_hydrogen(mass_for_step)` (the oscillator's energy
+#    fluctuation at 2 fs equals the reference's within 1 %, and the mass is no heavier than
+#    needed). Is the answer close to deuterium's 2.014? What mass would make 2 fs as safe as
+#    0.5 fs, and why is that not an option?
+# 3. **Try it on water** (no check: a run of a minute). The last cell runs the water model at
+#    2 fs with deuterium (2.014 amu). Rerun it with your answer to exercise 2 (1.88 amu): does
+#    the run still hold, and is the fluctuation closer to the 1.5 fs hydrogen run's? (Exercise
+#    2's check is for one harmonic bond; the liquid's bends and librations also move the
+#    hydrogens.)
+
+# %%
+from exercise_checks import check_heavy_hydrogen, check_velocity_verlet  # noqa: E402,F401
+
+try:  # explicit Euler: first order, and its energy grows
+    check_velocity_verlet(lambda x, v, force, mass, dt: (x + dt * v, v + dt * force(x) / mass))
+    raise RuntimeError("the check accepted explicit Euler")
+except AssertionError as wrong:
+    print(f"explicit Euler is rejected: {str(wrong)[:90]}...")
+
+# %% [markdown]
+# **Exercise 2 on water.** Deuterium (2.014 amu, a little heavier than the 1.88 amu that
+# exercise 2 asks for) on the same start — velocities drawn again at 300 K, since ASE keeps
+# the momenta when masses change — and the 2 fs step that blew up above, over the same window.
+# In the full run (1 ps) it holds: a drift of −0.06 meV/atom/ps (below the usual
+# 0.1 meV/atom/ps target; asserted) and a fluctuation of 0.23 meV/atom against hydrogen's
+# 0.28 at 1.5 fs (asserted: below it), as exercise 2's slightly lighter answer predicts for
+# the stretch alone: equal at 1.88 amu.
+
+# %%
+heavy = start.copy()
+masses = heavy.get_masses()
+masses[H_idx] = 2.014
+heavy.set_masses(masses)
+thermalize(heavy, temperature_K=300.0, rng=np.random.default_rng(0))
+vd.Stationary(heavy)
+dD = nve(2.0, cmp_ps, initial=heavy)
+assert dD["unstable"] is None, dD["unstable"]
+stD = energy_drift(dD["t"], dD["etot"], natoms)
+print(f"deuterium, dt 2 fs, {cmp_ps} ps: drift {stD['drift']:+.4f} meV/atom/ps, fluctuation "
+      f"{stD['fluct']:.4f} meV/atom (hydrogen at 1.5 fs: {stats[1.5]['fluct']:.4f})")
+assert abs(stD["drift"]) < 0.1 and stD["fluct"] < stats[1.5]["fluct"]

@@ -26,9 +26,13 @@
 # * how a closure can see a *cloud* of points (positions and velocities, which rotate with
 #   the frame) instead of one point, and why it does not care about the grid or the frame;
 # * local (n = 1) vs nonlocal (n = 25, 150) closures on a geometry never seen in training,
-#   and the same net applied to clouds of another size.
+#   and the same net applied to clouds of another size;
+# * the lecture's $I = \int c$ predicted from clouds, and why $(1/n)\sum$ over a cloud's
+#   points is a Monte Carlo estimate of an integral over its region (error $\propto 1/\sqrt n$,
+#   measured) — which is what lets a net trained on 150 points read 25.
 #
-# **Run time**: quick mode ≈ 10 s, full mode ≈ 2 min (2 cores).
+# **Run time**: quick mode (`SYMREF_QUICK=1`) 9–18 s, full mode 1.7–2.4 min (measured on the
+# 2-core development machine at loads of 4–9, numba kernels already compiled).
 # Everything is dimensionless: lengths in hill heights, unit diffusivity. The full study
 # (3 seeds, interpolation and extrapolation, error maps) is `symref transport`.
 
@@ -313,6 +317,157 @@ print(f"net trained on n = 150, applied to clouds of n = 25: error "
       f"{tr.rel_l2(nets[150].predict(c25), y25):.3f} (its own n = 150 error {errors[150]:.3f})")
 
 # %% [markdown]
+# ## 6. The lecture's quantity $I = \int_\Omega c$, and the Monte Carlo reading of $(1/n)\sum$
+#
+# The seed's transport slides ask for one number,
+# $I := \int_\Omega c(\mathbf x)\,d\mathbf x \approx I(\mathbf x_1, \dots, \mathbf x_n,
+# \mathbf u_1, \dots, \mathbf u_n)$, the total amount of the species in the domain. With
+# points $\mathbf x_1, \dots, \mathbf x_N$ drawn *uniformly* in the fluid $\Omega$ (as
+# `point_set` draws them),
+#
+# $$I \approx \hat I_N = |\Omega|\,\frac1N\sum_{i=1}^N c(\mathbf x_i),\qquad
+#   \mathrm{E}\,\hat I_N = I,\qquad
+#   \mathrm{std}\,\hat I_N = |\Omega|\,\frac{\sigma_c}{\sqrt N},$$
+#
+# a Monte Carlo estimate ($\sigma_c$: the standard deviation of $c$ over $\Omega$). Its error
+# shrinks like $1/\sqrt N$, whatever the dimension. First we measure that law against the
+# finite-volume value $I = \sum_{\text{cells}} V\,c$ of the unseen geometry.
+
+# %%
+def loglog_slope(n, err):
+    """The exponent p of err ≈ C n^p: least-squares slope in log-log."""
+    return float(np.polyfit(np.log(n), np.log(err), 1)[0])
+
+
+tgrid = test_sol.flow.grid
+area = tgrid.geom.area()
+vol = tgrid.volumes()  # ny x nx
+I_fv = float(np.sum(vol * test_sol.c))
+sigma_c = float(np.sqrt(np.sum(vol * (test_sol.c - I_fv / area) ** 2) / area))
+sizes = np.array([10, 40, 160, 640, 2560])
+draws = pick(60, 200)
+rms = []
+for N_mc in sizes:
+    est = []
+    for d in range(draws):
+        pts = tr.sample_points(tgrid.geom, int(N_mc), seed=1000 + d)  # N x 2
+        est.append(area * tr.interpolate(tgrid, test_sol.c, pts[:, 0], pts[:, 1]).mean())
+    rms.append(np.sqrt(np.mean((np.array(est) - I_fv) ** 2)) / I_fv)
+rms = np.array(rms)
+theory = sigma_c * area / I_fv / np.sqrt(sizes)
+slope = loglog_slope(sizes, rms)
+print(f"I = {I_fv:.4f} on alpha = {test_alpha} (area {area:.3f}, sigma_c/mean c = "
+      f"{sigma_c * area / I_fv:.2f})")
+for N_mc, r, t in zip(sizes, rms, theory):
+    print(f"  N = {N_mc:4d} uniform points: RMS relative error of |Omega| mean(c) {r:.4f} "
+          f"(sigma_c/sqrt(N): {t:.4f}), over {draws} draws")
+print(f"fitted slope of log error vs log N: {slope:.3f} (Monte Carlo: -1/2)")
+assert abs(slope + 0.5) < 0.08
+assert np.all(np.abs(rms / theory - 1) < 0.3)
+
+# %% [markdown]
+# **Predicting $I$ from clouds.** A closure predicts $c$ at each query point from its cloud;
+# the query points of Section 4 are uniform in $\Omega$, so $|\Omega|$ times the mean prediction
+# estimates $I$. Two errors add up: the closure's (prediction vs the true $c$ at the same
+# points) and Monte Carlo's (the true $c$ at those points vs $I$), the latter
+# $\approx \sigma_c/\sqrt{n_q}$ for $n_q$ query points. For $I$ the closure's part turns out to be
+# the smaller one, for every $n$ (asserted: below one Monte Carlo standard deviation) — a
+# local closure's errors partly cancel in a sum — so predicting $I$ well takes more query
+# points; the nonlocal closures' gain is in $c$ itself (Section 4).
+
+# %%
+I_q = area * float(np.mean(test_ps.c[test_q]))
+mc_sd = sigma_c * area / np.sqrt(len(test_q)) / I_fv
+print(f"{len(test_q)} query points, true c: I estimate {I_q:.4f}, error {(I_q - I_fv) / I_fv:+.3f} "
+      f"(Monte Carlo standard deviation {mc_sd:.3f})")
+assert abs(I_q - I_fv) / I_fv < 3 * mc_sd
+I_pred = {}
+for n in (1, 25, 150):
+    c, _ = clouds(feats(test_ps), test_q, n, test_mem)
+    I_pred[n] = area * float(np.mean(nets[n].predict(c)))
+    print(f"n = {n:3d} closure: I = {I_pred[n]:.4f}, error vs the same points' true c "
+          f"{(I_pred[n] - I_q) / I_q:+.3f}, vs I {(I_pred[n] - I_fv) / I_fv:+.3f}")
+    assert abs(I_pred[n] - I_q) / I_q < mc_sd
+
+# %% [markdown]
+# **A cloud's $(1/n)\sum$ is the same kind of estimate.** The VCNN's $L = G^\top X / n$ is
+# $\frac1n \sum_i G(\text{invariants}_i)\,X_i$: with the cloud's points spread over its ellipse
+# $E$, it estimates $\frac{1}{|E|}\int_E G\,X\,d\mathbf x$ — an integral over the cloud's
+# region, which is why one net can read clouds of any size. Measured on one input the net
+# averages, the production feature $\log(1 + s/0.01)$ over the ellipse of one query point:
+# $n$ points drawn uniformly in $E$ (with replacement from the $\approx 10^4$ points of a dense
+# set inside it) give an error $\propto 1/\sqrt n$ against the mean over all of them. The
+# study's stencil clouds are not random: a fixed quadrature of the same integral
+# (`stencil_offsets`), whose error at the same $n$ we print next to it: from $n = 20$ on it is
+# less than half the random cloud's (asserted), though it has no $1/\sqrt n$ law of its own (at
+# $n = 5$ it misses the feature's tail altogether). That is why a net trained on stencil clouds
+# of one size reads the other size well (below).
+
+# %%
+dense = feats(tr.point_set(test_sol, pick(60000, 200000), seed=7))
+qd = int(np.argmin(np.linalg.norm(dense.positions - [2.5, 1.5], axis=1)))
+idx, _ = tr.cloud_members(dense, [qd], ell)[0]
+f_all = dense.production[idx]  # the feature at every point of the ellipse
+mean_E = float(f_all.mean())
+rng = np.random.default_rng(3)
+csizes = np.array([5, 20, 80, 320])
+cloud_rms, stencil_err = [], []
+for n in csizes:
+    means = dense.production[rng.choice(idx, size=(pick(400, 2000), n))].mean(axis=1)
+    cloud_rms.append(np.sqrt(np.mean((means - mean_E) ** 2)))
+    st, _ = clouds(dense, [qd], int(n) + 1)  # the query point + n stencil points
+    stencil_err.append(abs(st[0]["scalars"][1:, 0].mean() - mean_E))
+cloud_rms, stencil_err = np.array(cloud_rms), np.array(stencil_err)
+cslope = loglog_slope(csizes, cloud_rms)
+print(f"{len(idx)} dense points in the ellipse of ({dense.positions[qd, 0]:.2f}, "
+      f"{dense.positions[qd, 1]:.2f}); feature mean {mean_E:.4f}, spread {f_all.std():.4f}")
+for n, r, s in zip(csizes, cloud_rms, stencil_err):
+    print(f"  n = {n:3d}: random cloud RMS error {r:.4f} (spread/sqrt(n) {f_all.std() / np.sqrt(n):.4f})"
+          f", stencil error {s:.4f}")
+print(f"fitted slope for the random clouds: {cslope:.3f}")
+print(f"the reference's own Monte Carlo error: spread/sqrt({len(idx)}) = "
+      f"{f_all.std() / np.sqrt(len(idx)):.4f}")
+assert abs(cslope + 0.5) < 0.08
+assert np.all(stencil_err[1:] < cloud_rms[1:] / 2)
+
+# %% [markdown]
+# **The transfer between sizes.** Each net was trained on clouds of one size; evaluate it on
+# the other. Both clouds estimate the same region's integral, so a net read at the other size
+# keeps its meaning: every one of the four errors below is below the local closure's, and
+# the change from a net's own size is printed.
+
+# %%
+transfer = {}
+for n_train in (25, 150):
+    for n_eval in (25, 150):
+        c, y = clouds(feats(test_ps), test_q, n_eval, test_mem)
+        transfer[n_train, n_eval] = tr.rel_l2(nets[n_train].predict(c), y)
+        print(f"trained on n = {n_train:3d}, evaluated on n = {n_eval:3d}: error "
+              f"{transfer[n_train, n_eval]:.3f}")
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+for k, n_train in enumerate((25, 150)):
+    axes[0].bar(np.arange(2) + 0.38 * k, [transfer[n_train, 25], transfer[n_train, 150]],
+                0.36, label=f"trained on n = {n_train}")
+axes[0].axhline(errors[1], color="tab:red", ls="--", label=f"local n = 1 ({errors[1]:.2f})")
+axes[0].set_xticks(np.arange(2) + 0.19, ["evaluated on n = 25", "evaluated on n = 150"])
+axes[0].set_ylabel(f"relative L2 error of c, alpha = {test_alpha}")
+axes[0].set_title("one net, clouds of another size")
+axes[0].legend(fontsize=8)
+axes[1].loglog(csizes, cloud_rms, "o-", label="random cloud, RMS over draws")
+axes[1].loglog(csizes, f_all.std() / np.sqrt(csizes), "k:", label="spread / sqrt(n)")
+axes[1].loglog(csizes, stencil_err, "s--", label="stencil cloud")
+axes[1].set_xlabel("points in the cloud n")
+axes[1].set_ylabel("error of the cloud's mean")
+axes[1].set_title("(1/n) sum over a cloud: Monte Carlo")
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+savefig(fig, "07_transfer.png")
+print(f"change from the own size: n = 25 net {transfer[25, 150] - transfer[25, 25]:+.3f}, "
+      f"n = 150 net {transfer[150, 25] - transfer[150, 150]:+.3f}")
+for key, e in transfer.items():
+    assert e < errors[1], f"trained on {key[0]}, evaluated on {key[1]}: {e:.3f} >= local {errors[1]:.3f}"
+
+# %% [markdown]
 # ## What to take away
 #
 # * A closure for a transport problem is nonlocal because information *travels* — here
@@ -321,5 +476,43 @@ print(f"net trained on n = 150, applied to clouds of n = 25: error "
 # * Training data is only as good as its solver: manufactured solutions (order 2),
 #   divergence and mass balance at round-off, and a bubble converged on three grids.
 # * The VCNN needs no grid: any points, any number of them, any frame.
+# * $I = \int c$ from clouds (full mode): with 300 uniform query points the Monte Carlo
+#   error of the average (standard deviation 7.4 %) outweighs every closure's (1.2 % local,
+#   0.5–0.6 % nonlocal); the Monte Carlo law itself measured at slopes −0.508 (the domain) and
+#   −0.500 (one cloud's ellipse) against the −1/2 of $\sigma/\sqrt n$.
+# * One net, another cloud size (full mode): trained on 25 and read on 150, 0.067 → 0.097;
+#   trained on 150 and read on 25, 0.064 → 0.115 — a cost, but far from the local closure's
+#   0.465: the stencil's mean over 20 points is already 4× closer to the ellipse's mean than a
+#   random cloud's.
 # * The study with three seeds, interpolation and extrapolation in the geometry, and error
 #   maps: `symref transport --out study` (README, "The transport equation").
+
+# %% [markdown]
+# ## Exercises
+#
+# Answers are checked by `tutorials/exercise_checks.py` (an `AssertionError` says what is
+# wrong); solutions in `tutorials/solutions/07_exercises.py`.
+#
+# 1. **An invariant feature.** Write `invariants(x, u)`: for each point of a 2-D cloud
+#    (x: n × 2 relative positions, u: n × 2 velocities) the features a frame-independent
+#    closure may use, n × k. Check: `check_cloud_invariants(invariants)` (unchanged by rotations
+#    *and* reflections, permuted with the points, and not blind to |x|, |u| or the angle
+#    between them). Why is the 2-D cross product $x_1u_2 - x_2u_1$ not allowed?
+# 2. **The Monte Carlo estimate.** Write `estimate(values, volume)` returning
+#    $(\hat I, \text{standard error})$ from values at uniform points of a region (Section 6).
+#    Check: `check_monte_carlo_estimate(estimate)`. Then apply it to `test_ps.c[test_q]` and
+#    `area`: is the finite-volume `I_fv` within two standard errors?
+# 3. **Transfer.** Train a net on n = 25 *random* clouds (`selection="random"`) and evaluate
+#    it on n = 150 random clouds. Is the change from its own size larger or smaller than the
+#    stencil nets' in Section 6? Relate your answer to the random and stencil errors of the
+#    cloud mean at n = 20 printed there.
+
+# %%
+from exercise_checks import check_cloud_invariants, check_monte_carlo_estimate  # noqa: E402,F401
+
+# the raw coordinates are not invariant: rejected
+try:
+    check_cloud_invariants(lambda x, u: np.hstack([x, u]))
+    raise RuntimeError("the check accepted features that turn with the frame")
+except AssertionError as wrong:
+    print(f"features that turn with the frame are rejected: {str(wrong)[:90]}...")

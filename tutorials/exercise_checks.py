@@ -402,3 +402,118 @@ def check_radial_symmetry_function(radial_sf, seed=0):
     Gm, _ = radial_sf(r - h, eta, rs, rc)
     _close(dG, (np.asarray(Gp) - np.asarray(Gm)) / (2 * h), "dG/dr against finite differences",
            rtol=1e-6, atol=1e-8)
+# ---------------------------------------------------------------- tutorial 5: MD time steps
+
+def _oscillator_energy_fluctuation(step, mass, dt, omega, nsteps):
+    """Run ``step(x, v, force, mass, dt)`` on a harmonic oscillator (spring k = mass omega^2,
+    x(0) = 1, v(0) = 0) and return the energies (nsteps + 1,)."""
+    k = mass * omega ** 2
+    x, v = np.array([1.0]), np.array([0.0])
+    energies = [0.5 * k]
+    for _ in range(nsteps):
+        x, v = step(x, v, lambda y: -k * y, mass, dt)
+        energies.append(float(0.5 * mass * v @ v + 0.5 * k * x @ x))
+    return np.array(energies)
+
+
+def check_velocity_verlet(step, seed=0):
+    """``step(x, v, force, mass, dt)`` advances positions and velocities by one velocity
+    Verlet step (``force(x)`` returns the forces at x). Checked by behaviour on a harmonic
+    oscillator: second order (the error after a fixed time falls 4x when dt halves),
+    time-reversible (a step with -dt undoes a step), and the energy does not drift over
+    20000 steps at omega dt = 1.5 (it oscillates; it blows up beyond omega dt = 2)."""
+    rng = np.random.default_rng(seed)
+    errs = []
+    for n in (50, 100, 200):  # one period, 2 pi / omega with omega = 1
+        x, v = np.array([1.0]), np.array([0.0])
+        for _ in range(n):
+            x, v = step(x, v, lambda y: -y, 1.0, 2 * np.pi / n)
+        errs.append(abs(float(x[0]) - 1.0) + abs(float(v[0])))
+    order = np.log2(errs[0] / errs[1]), np.log2(errs[1] / errs[2])
+    assert min(order) > 1.9, f"observed orders {np.round(order, 2)} after one period: expected 2"
+    x0, v0 = rng.normal(size=3), rng.normal(size=3)
+
+    def force(y):
+        return -y - 0.3 * y ** 3
+
+    x1, v1 = step(x0, v0, force, 1.7, 0.3)
+    xb, vb = step(x1, v1, force, 1.7, -0.3)
+    _close(np.concatenate([xb, vb]), np.concatenate([x0, v0]), "a step with -dt after a step with dt")
+    e = _oscillator_energy_fluctuation(step, 1.0, 1.5, 1.0, 20000)
+    first, last = np.ptp(e[:2000]), np.ptp(e[-2000:])
+    assert np.all(np.isfinite(e)) and last < 1.5 * first, (
+        f"at omega dt = 1.5 the energy's range grew from {first:.3g} to {last:.3g}: a drift")
+
+
+def check_heavy_hydrogen(mass_for_step, m_O=15.999, m_H=1.008):
+    """``mass_for_step(dt_fs, period_fs, dt_ref_fs)`` returns the hydrogen mass (amu) that
+    gives an O–H stretch of period ``period_fs`` (measured with m_H) the same omega dt at
+    the step ``dt_fs`` as the ordinary hydrogen has at ``dt_ref_fs``: the oscillator's
+    energy fluctuation under velocity Verlet at dt_fs must equal that of the reference run
+    within 1 % — neither larger (too light) nor smaller (heavier than needed). The stretch
+    is the O–H pair's relative coordinate, reduced mass m_O m / (m_O + m)."""
+    def verlet(x, v, force, mass, dt):
+        v = v + 0.5 * dt * force(x) / mass
+        x = x + dt * v
+        return x, v + 0.5 * dt * force(x) / mass
+
+    for period, dt, dt_ref in ((9.0, 2.0, 1.5), (9.0, 2.0, 0.5), (10.5, 1.0, 0.5)):
+        m = float(mass_for_step(dt, period, dt_ref))
+        mu_H, omega_H = m_O * m_H / (m_O + m_H), 2 * np.pi / period
+        k = mu_H * omega_H ** 2  # the bond's spring constant, amu / fs^2
+        assert m > 0, f"a hydrogen mass of {m:.4g} amu"
+        mu = m_O * m / (m_O + m)
+        omega = np.sqrt(k / mu)
+        spread = np.ptp(_oscillator_energy_fluctuation(verlet, mu, dt, omega, 4000))
+        spread_ref = np.ptp(_oscillator_energy_fluctuation(verlet, mu_H, dt_ref, omega_H, 4000))
+        ratio = spread / spread_ref  # relative to the same energy 0.5 k at the start
+        assert abs(ratio - 1) < 0.01, (
+            f"period {period} fs, step {dt} fs with m_H = {m:.4g} amu: the energy fluctuates "
+            f"{ratio:.3f} times as much as at {dt_ref} fs with m_H = {m_H}")
+
+
+# ---------------------------------------------------------------- tutorial 7: vector clouds
+
+def check_cloud_invariants(invariants, seed=0):
+    """``invariants(x, u)`` (x: n x 2 relative positions, u: n x 2 velocities of a 2-D
+    cloud) returns per-point features (n x k): unchanged by rotations *and* reflections of
+    the frame (x -> x Q^T, u -> u Q^T), permuted with the points, and telling apart two
+    points that differ only in |x|, only in |u|, or only in the angle between x and u."""
+    rng = np.random.default_rng(seed)
+    x, u = rng.normal(size=(7, 2)), rng.normal(size=(7, 2))
+    f = np.asarray(invariants(x, u), dtype=float)
+    assert f.ndim == 2 and f.shape[0] == 7, f"features of a 7-point cloud have shape {f.shape}"
+    for det in (+1, -1):
+        Q = _orthogonal(rng, dim=2, det=det)
+        _close(invariants(x @ Q.T, u @ Q.T), f,
+               f"features after a {'rotation' if det > 0 else 'reflection'} of the frame",
+               rtol=1e-9, atol=1e-12)
+    p = rng.permutation(7)
+    _close(invariants(x[p], u[p]), f[p], "features after permuting the points", rtol=1e-9)
+    base = np.array([[1.0, 0.0]]), np.array([[0.6, 0.8]])  # |x| = |u| = 1
+    for what, (x2, u2) in (("only |x|", (np.array([[1.5, 0.0]]), base[1])),
+                           ("only |u|", (base[0], np.array([[0.9, 1.2]]))),
+                           ("only the angle between x and u", (base[0], np.array([[0.6, -0.8]]) @
+                                                                np.array([[0.0, -1.0], [1.0, 0.0]])))):
+        d = np.abs(np.asarray(invariants(x2, u2), dtype=float) - np.asarray(invariants(*base))).max()
+        assert d > 1e-6, f"two points that differ in {what} get the same features"
+
+
+def check_monte_carlo_estimate(estimate, seed=0):
+    """``estimate(values, volume)`` returns ``(I, stderr)``: the Monte Carlo estimate
+    ``volume * mean(values)`` of an integral from values at uniform points of a region of
+    that volume, and its standard error ``volume * std(values, ddof=1) / sqrt(N)``. Checked
+    on random values, and on f(x) = x^2 over [0, 2] (I = 8/3): over 400 repetitions the
+    errors' RMS agrees with the stated standard error within 15 %."""
+    rng = np.random.default_rng(seed)
+    v = rng.exponential(size=50)
+    I, se = (float(a) for a in estimate(v, 3.0))
+    _close(I, 3.0 * v.mean(), "the estimate for 50 values and volume 3")
+    _close(se, 3.0 * v.std(ddof=1) / np.sqrt(50), "its standard error")
+    for N in (20, 500):
+        out = [estimate(rng.uniform(0, 2, N) ** 2, 2.0) for _ in range(400)]
+        err = np.array([o[0] for o in out]) - 8.0 / 3.0
+        se = float(np.mean([o[1] for o in out]))
+        ratio = np.sqrt(np.mean(err ** 2)) / se
+        assert abs(ratio - 1) < 0.15, (f"N = {N}: the estimates' RMS error is {ratio:.2f} times "
+                                       f"the stated standard error")
