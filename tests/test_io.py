@@ -267,8 +267,6 @@ UNSUPPORTED = {
                          .__setitem__("activation_function", "swish"), "swish"),
     "exp switch": (lambda d: d["descriptor"]["env_mat"].__setitem__("use_exp_switch", True),
                    "use_exp_switch"),
-    "compressed se_r": (lambda d: d["descriptor"].update(type="se_r", compress={"@variables": {}}),
-                        "compressed .*se_r"),
     "atom_ener": (lambda d: d["fitting"].__setitem__("atom_ener", [1.0, None]), "atom_ener"),
     "mixed_types": (lambda d: d["fitting"].__setitem__("mixed_types", True), "mixed_types"),
     "precision": (lambda d: d["descriptor"].__setitem__("precision", "bfloat16"), "bfloat16"),
