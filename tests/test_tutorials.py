@@ -355,3 +355,35 @@ def test_readme_figures_exist():
             if not (base / ref).is_file():
                 missing.append(f"{readme.name}: {ref}")
     assert not missing, missing
+
+
+def test_architecture_diagram_script_writes_the_png(tmp_path):
+    """tutorials/make_diagram.py runs as a script (from another folder) and writes a non-empty
+    PNG where it is told to; the README shows the committed copy, which exists."""
+    out = tmp_path / "arch.png"
+    proc = subprocess.run([sys.executable, str(ROOT / "tutorials" / "make_diagram.py"), str(out)],
+                          cwd=tmp_path, env=checkout_env(MPLBACKEND="Agg"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, _tail(proc.stdout + "\n" + proc.stderr)
+    assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20000
+    assert not list(tmp_path.glob("*.tmp.png")), "the temporary file of the atomic write was left behind"
+    readme = (ROOT / "tutorials" / "README.md").read_text(encoding="utf-8")
+    assert "figures/00_architecture.png" in readme
+    assert (ROOT / "tutorials" / "figures" / "00_architecture.png").is_file()
+
+
+def test_run_mode_quick_medium_full_and_pick():
+    """The run mode: SYMREF_QUICK=1 wins, then --medium or SYMREF_MEDIUM=1, else full; and
+    pick(quick, full) / pick(quick, medium, full) return the value of the current mode
+    (two values: medium mode takes the full one)."""
+    common = _import_common()
+    assert common.run_mode([], {}) == "full"
+    assert common.run_mode(["--medium"], {}) == "medium"
+    assert common.run_mode([], {"SYMREF_MEDIUM": "1"}) == "medium"
+    assert common.run_mode([], {"SYMREF_MEDIUM": "0"}) == "full"
+    assert common.run_mode(["--medium"], {"SYMREF_QUICK": "1"}) == "quick"
+    for mode, two, three in (("quick", "q", "q"), ("medium", "f", "m"), ("full", "f", "f")):
+        common.QUICK, common.MEDIUM = mode == "quick", mode == "medium"
+        assert common.pick("q", "f") == two and common.pick("q", "m", "f") == three, mode
+    with pytest.raises(TypeError, match="2 or 3 values"):
+        common.pick("q")
