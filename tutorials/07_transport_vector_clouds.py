@@ -222,11 +222,11 @@ savefig(fig, "07_cloud.png")
 # Train on a few members of the family, test on one that was never seen.
 
 # %%
-train_alphas = pick((0.9, 1.2), (0.7, 0.9, 1.1, 1.3, 1.5))
+train_alphas = pick((0.9, 1.2), (0.7, 1.1, 1.5), (0.7, 0.9, 1.1, 1.3, 1.5))
 test_alpha = pick(1.05, 1.2)
-nq = pick(120, 300)
+nq = pick(120, 200, 300)
 opts = dict(embedding=pick((8, 16, 16), (16, 32, 32)), fitting=pick((32, 32), (64, 64)),
-            maxiter=pick(40, 200), verbose=False, seed=0)
+            maxiter=pick(40, 120, 200), verbose=False, seed=0)
 
 
 def feats(p):  # production enters as log(1 + s/0.01): it spans orders of magnitude
@@ -345,7 +345,7 @@ vol = tgrid.volumes()  # ny x nx
 I_fv = float(np.sum(vol * test_sol.c))
 sigma_c = float(np.sqrt(np.sum(vol * (test_sol.c - I_fv / area) ** 2) / area))
 sizes = np.array([10, 40, 160, 640, 2560])
-draws = pick(60, 200)
+draws = pick(60, 120, 200)
 rms = []
 for N_mc in sizes:
     est = []
