@@ -45,7 +45,9 @@
 # boxes of 192 and 1536 atoms: a smoke test, the numbers mean little); full mode ≈ 4–5 min on
 # the 2-core development machine, depending on its load (2 ps NVE at 0.5 fs, 1 ps at 1, 1.5 and
 # 2 fs, 1 ps of deuterium at 2 fs, 1.5 ps Langevin, boxes up to 12 288 atoms; the first run of
-# symref's numba kernels adds ~20 s of compilation once). Units: Å, eV, fs (ps for drifts), K.
+# symref's numba kernels adds ~20 s of compilation once). Medium mode (`--medium`: the same
+# 2000 training steps, 0.4 ps NVE at 0.5 fs, 1 ps at 1, 1.5 and 2 fs and of deuterium, 0.4 ps
+# Langevin, boxes up to 5184 atoms) 60 s (measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`). Units: Å, eV, fs (ps for drifts), K.
 
 # %%
 import sys

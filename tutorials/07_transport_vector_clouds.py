@@ -32,7 +32,10 @@
 #   measured) — which is what lets a net trained on 150 points read 25.
 #
 # **Run time**: quick mode (`SYMREF_QUICK=1`) 9–18 s, full mode 1.7–2.4 min (measured on the
-# 2-core development machine at loads of 4–9, numba kernels already compiled).
+# 2-core development machine at loads of 4–9, numba kernels already compiled); medium mode (`--medium`: 3 training
+# geometries instead of 5, 200 query points, 120 L-BFGS iterations, 120 Monte Carlo draws) 26 s
+# (measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`); its closures are less accurate
+# (n = 1, 25, 150: 0.393, 0.116, 0.204) but the nonlocal ones still beat the local one (asserted).
 # Everything is dimensionless: lengths in hill heights, unit diffusivity. The full study
 # (3 seeds, interpolation and extrapolation, error maps) is `symref transport`.
 
