@@ -45,7 +45,8 @@
 # boxes of 192 and 1536 atoms: a smoke test, the numbers mean little); full mode ≈ 4–5 min on
 # the 2-core development machine, depending on its load (2 ps NVE at 0.5 fs, 1 ps at 1, 1.5 and
 # 2 fs, 1 ps of deuterium at 2 fs, 1.5 ps Langevin, boxes up to 12 288 atoms; the first run of
-# symref's numba kernels adds ~20 s of compilation once). Medium mode (`--medium`: the same
+# symref's numba kernels adds ~20 s of compilation once; 1.8 min measured 4 Dec 2026 at a load
+# of about 3). Medium mode (`--medium`: the same
 # 2000 training steps, 0.4 ps NVE at 0.5 fs, 1 ps at 1, 1.5 and 2 fs and of deuterium, 0.4 ps
 # Langevin, boxes up to 5184 atoms) 60 s (measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`). Units: Å, eV, fs (ps for drifts), K.
 
@@ -642,12 +643,14 @@ savefig(fig, "05_cost_per_atom.png")
 print(f"total time {time.perf_counter() - t_start:.0f} s")
 
 # %% [markdown]
-# Measured in full mode (one thread, 4 Dec 2026): symref's cost per atom is 0.049, 0.038, 0.040
-# and 0.039 ms at N = 192, 1536, 5184 and 12 288 atoms — flat within a factor 1.28 over a
-# 64-fold range of N (the smallest box is the slowest per atom: fixed overheads per call). The
-# all-pairs neighbour count costs 0.0036 ms/atom at 192 atoms, 14× less than the model, but
-# 0.50 ms/atom at 12 288, 13× more: it grew 138× per atom, faster even than $N$ (cache misses
-# on the $N^2$ arrays). Every atom has 88.9 neighbours within 6 Å on average (at most 101) at
+# Measured in full mode (one thread, 4 Dec 2026, the run whose figure the README shows; an
+# earlier run at a heavier load gave 0.038–0.049 ms/atom and 138×): symref's cost per atom is
+# 0.0189, 0.0158, 0.0172 and 0.0173 ms at N = 192, 1536, 5184 and 12 288 atoms — flat within a
+# factor 1.20 over a 64-fold range of N (the smallest box is the slowest per atom: fixed
+# overheads per call). The all-pairs neighbour count costs 0.0035 ms/atom at 192 atoms, 5× less
+# than the model, but 0.256 ms/atom at 12 288, 15× more: it grew 72× per atom, a little faster
+# than $N$ (cache misses on the $N^2$ arrays). Every atom has 88.9 neighbours within 6 Å on
+# average (at most 101) at
 # every size — the "$n$" of the talk, bounded because the density is. A model whose cost per
 # atom is flat is what lets Deep Potential run 100 million atoms (the talk's reference, Jia et
 # al. 2020); a model that looks at all pairs could not.
