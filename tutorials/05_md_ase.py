@@ -87,7 +87,7 @@ from symref.synthetic import water_box  # noqa: E402
 from symref.train.fit import fit_adam
 
 mode_banner("Tutorial 5")
-FULL = pick(False, True, True)  # the asserts that need full-length runs
+FULL = pick(False, True, True)  # the asserts that need long runs (they hold in medium mode too)
 t_start = time.perf_counter()
 
 # %% [markdown]
