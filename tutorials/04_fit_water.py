@@ -39,7 +39,7 @@
 # **Run time** (measured on the loaded 2-core development machine): quick mode 5 s, up to
 # 50 s when numba compiles its kernels for the first time under a heavy load (3
 # training frames, a few iterations: a smoke test, the numbers mean nothing); full mode
-# 2.7–3.6 min (161, 177 and 214 s in three runs); medium mode (`--medium`: 12 training and 12 test
+# 2.7–3.6 min (161, 177 and 214 s in three runs; 96 s on 4 Dec 2026 at a load of about 3); medium mode (`--medium`: 12 training and 12 test
 # frames, 150 iterations) 60 s (measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`). Units: Å, eV, eV/Å.
 
 # %%
