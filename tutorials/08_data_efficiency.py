@@ -33,7 +33,7 @@
 # set, model by model and training size by training size.
 #
 # **Run time** (2-core development machine, shared, measured): quick mode ≈ 10 s (two
-# training sizes, two seeds: a smoke test of the pipeline); full mode ≈ 3.5 min (five sizes,
+# training sizes, two seeds: a smoke test of the pipeline); full mode ≈ 3.5 min, 79 s on 4 Dec 2026 at a load of about 3 (five sizes,
 # three seeds, three weight decays per MLP); medium mode (`--medium`: four sizes up to 128, two
 # seeds, 200 iterations) 30 s (measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`), with the full-mode asserts. Positions in units of the
 # cloud radius, velocities in the same units per unit time (the synthetic task is dimensionless).
