@@ -31,7 +31,8 @@
 #   the talk's "$D' = X^\top X$", the 3 × 3 gyration tensor, is a different matrix);
 # * why neither idea alone is enough — which is what Tutorial 2's $D = L L^\top$ fixes.
 #
-# **Run time** (2-core development machine, shared, measured): quick mode (`SYMREF_QUICK=1`) ≈ 3 s, full mode ≈ 5 s.
+# **Run time** (2-core development machine, shared, measured): quick mode (`SYMREF_QUICK=1`) ≈ 3 s, full mode ≈ 5 s; medium mode (`--medium`) is full mode: 4 s
+# (measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`).
 # Run it with `python tutorials/01_symmetries_deep_sets.py`, or open it as a notebook
 # with jupytext. Units: Å for positions, eV for energies (symref's conventions, see
 # `../shared/docs/DESIGN.md`).

@@ -29,7 +29,8 @@
 #   compared with symref's descriptor for every atom of a cluster;
 # * what breaks when each ingredient is dropped.
 #
-# **Run time** (measured): ≈ 3 s in quick mode (`SYMREF_QUICK=1`) and in full mode alike, up to 15 s
+# **Run time** (measured): ≈ 3 s in quick mode (`SYMREF_QUICK=1`) and in full mode alike (medium mode `--medium` is full
+# mode: 1 s, measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`), up to 15 s
 # on the 2-core machine under heavy load (this tutorial
 # trains nothing but a 5-step fit that sets `VectorCloudNet`'s statistics).
 # Units: Å; the descriptor is dimensionless in the seed's version and in Å⁻² in se_e2_a's.

@@ -27,7 +27,8 @@
 #   until round-off ($\propto \varepsilon/h$) takes over;
 # * the toolkit that does this for any code: `symref.checks`.
 #
-# **Run time** (measured): quick mode ≈ 3 s, full mode ≈ 4 s, up to ~30 s on the 2-core machine under
+# **Run time** (measured): quick mode ≈ 3 s, full mode ≈ 4 s (medium mode `--medium` is full mode:
+# 2 s, measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`), up to ~30 s on the 2-core machine under
 # heavy load (the first run of symref's numba
 # kernels adds ~20 s of compilation once; they are cached afterwards).
 # Units: Å, eV, eV/Å.

@@ -39,7 +39,8 @@
 # **Run time** (measured on the loaded 2-core development machine): quick mode 5 s, up to
 # 50 s when numba compiles its kernels for the first time under a heavy load (3
 # training frames, a few iterations: a smoke test, the numbers mean nothing); full mode
-# 2.7–3.6 min (161, 177 and 214 s in three runs). Units: Å, eV, eV/Å.
+# 2.7–3.6 min (161, 177 and 214 s in three runs; 96 s on 4 Dec 2026 at a load of about 3); medium mode (`--medium`: 12 training and 12 test
+# frames, 150 iterations) 60 s (measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`). Units: Å, eV, eV/Å.
 
 # %%
 import copy
@@ -54,7 +55,7 @@ from scipy.optimize import minimize
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 sys.path.insert(0, str(HERE))
-from _common import QUICK, data_dir, missing_data_message, mode_banner, pick, savefig  # noqa: E402
+from _common import MEDIUM, QUICK, data_dir, missing_data_message, mode_banner, pick, savefig  # noqa: E402
 
 import symref  # noqa: E402
 from symref import checks
@@ -81,7 +82,7 @@ t_start = time.perf_counter()
 
 # %%
 type_map = ["O", "H"]
-ntrain, ntest = pick(3, 12), pick(3, 24)
+ntrain, ntest = pick(3, 12), pick(3, 12, 24)
 water = data_dir() / "water"
 REAL_DATA = all((water / f"data_{k}" / "type.raw").is_file() for k in range(4))
 if REAL_DATA:
@@ -194,8 +195,8 @@ def dp_errors(systems):
 
 # %%
 pref = LossPrefactors(pref_e=1.0, pref_f=1.0)
-maxiter_dp = pick(6, 300)
-every = pick(3, 10)
+maxiter_dp = pick(6, 150, 300)
+every = pick(3, 15, 10)
 # iteration 0 is the start L-BFGS sees: the initial weights read in the standardised
 # coordinates (fit_lbfgs folds them itself; a copy shows the same start here)
 start = copy.deepcopy(dp)
@@ -458,7 +459,7 @@ def bp_calc(coord, box=None):
 
 fcheck = checks.check_forces_fd(bp_calc, sub_coord, steps=(1e-3, 5e-4))
 theta0 = np.concatenate([mlp_vector(net) for net in bp_nets])
-gcheck = checks.check_gradient_fd(lambda th: bp_loss(th, bp_train[:1]), theta0, ncomponents=pick(12, 40),
+gcheck = checks.check_gradient_fd(lambda th: bp_loss(th, bp_train[:1]), theta0, ncomponents=pick(12, 12, 40),
                                   rng=0)
 bp_set(theta0)
 print(f"BP forces vs finite differences: rel. error {fcheck.max_rel_err:.1e}, order {fcheck.order}")
@@ -523,12 +524,15 @@ for name, (_, (_, fte)) in final.items():
     assert QUICK or fte < 0.5 * f_std, (name, fte, f_std)
 assert res.fun < curve_loss0 and res_bp.fun < bp_loss(theta0, bp_train)[0]
 bp_set(res_bp.x)
-# the claims of "What the numbers say" (full mode; quick mode's few iterations mean nothing)
+# the claims of "What the numbers say" (full and medium mode; quick mode's few iterations mean nothing)
 if not QUICK:
     assert res.nit == res_bp.nit == maxiter_dp, (res.nit, res_bp.nit)  # the same budget, really
     assert bp_te[1] < dp_te[1], "BP should have the lower test force error at equal iterations"
     assert bp_te[0] < 0.5 * e_base, "BP's test energy should beat predicting the mean by 2x"
-    assert dp_te[0] > 0.9 * e_base, "the DP's test energy error should be no better than the mean's"
+    if MEDIUM:  # 150 iterations: the medium bound stated under "What the numbers say"
+        assert bp_te[0] < dp_te[0] < e_base, "medium mode: DP energies between BP's and the mean's"
+    else:
+        assert dp_te[0] > 0.9 * e_base, "the DP's test energy error should be no better than the mean's"
     assert dp_te[0] > 1.5 * dp_tr[0], "the DP's energies should be over-fitted (test >> train)"
     assert abs(dp_te[1] / dp_tr[1] - 1) < 0.1, "the DP's force errors: test ≈ train"
     assert curve_dp[-1][2] < 0.95 * back[2], "the DP's training force error should still be falling"
@@ -622,6 +626,17 @@ print(f"total time {time.perf_counter() - t_start:.0f} s")
 #   not measured here: raise `maxiter_dp` (the wall time grows in proportion) or `ntrain` to
 #   see, or run `benchmarks/lbfgs_water.py`. Tutorial 8 compares models with and without the
 #   built-in symmetries as the data grow.
+#
+# **Medium mode** (`--medium`: the same 12 training frames, 12 test frames, 150 L-BFGS
+# iterations each; measured 4 Dec 2026): DP test errors 2.24 meV/atom and 0.267 eV/Å, BP 1.63
+# and 0.155, against 3.57 meV/atom for the mean on these 12 test frames. Everything above
+# holds and is asserted in medium mode too — BP's forces better (DP/BP 1.73), BP's energies
+# better than half the mean's (0.46), the DP's energies over-fitted (test/train 1.8), its
+# forces test ≈ train (1.03) and its training error still falling (27 % in the last 60
+# iterations), a DP iteration costing several BP iterations (7.2) — except one: after 150
+# iterations the DP's test energy error is 0.63 of the mean's, not yet "no better than the
+# mean". In medium mode the assert is the weaker bound this shows: the DP's test energies lie
+# between BP's and the mean's.
 
 # %% [markdown]
 # ## Exercises

@@ -45,7 +45,10 @@
 # boxes of 192 and 1536 atoms: a smoke test, the numbers mean little); full mode ≈ 4–5 min on
 # the 2-core development machine, depending on its load (2 ps NVE at 0.5 fs, 1 ps at 1, 1.5 and
 # 2 fs, 1 ps of deuterium at 2 fs, 1.5 ps Langevin, boxes up to 12 288 atoms; the first run of
-# symref's numba kernels adds ~20 s of compilation once). Units: Å, eV, fs (ps for drifts), K.
+# symref's numba kernels adds ~20 s of compilation once; 1.8 min measured 4 Dec 2026 at a load
+# of about 3). Medium mode (`--medium`: the same
+# 2000 training steps, 0.4 ps NVE at 0.5 fs, 1 ps at 1, 1.5 and 2 fs and of deuterium, 0.4 ps
+# Langevin, boxes up to 5184 atoms) 60 s (measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`). Units: Å, eV, fs (ps for drifts), K.
 
 # %%
 import sys
@@ -57,7 +60,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 sys.path.insert(0, str(HERE))
-from _common import SHARED_DATA, missing_data_message, mode_banner, pick, savefig  # noqa: E402
+from _common import MODE, SHARED_DATA, missing_data_message, mode_banner, pick, savefig  # noqa: E402
 
 try:
     import ase  # noqa: F401
@@ -84,7 +87,7 @@ from symref.synthetic import water_box  # noqa: E402
 from symref.train.fit import fit_adam
 
 mode_banner("Tutorial 5")
-FULL = pick(False, True)  # the asserts that need full-length runs
+FULL = pick(False, True, True)  # the asserts that need long runs (they hold in medium mode too)
 t_start = time.perf_counter()
 
 # %% [markdown]
@@ -109,11 +112,11 @@ cfg = {"type_map": type_map,
        "fitting_net": {"neuron": [32, 32], "resnet_dt": True}}
 water = SHARED_DATA / "water"
 REAL_DATA = all((water / f"data_{k}" / "type.raw").is_file() for k in range(4))
-train_steps = pick(60, 2000)
+train_steps = pick(60, 2000, 2000)
 if REAL_DATA:
     train = load_systems([water / f"data_{k}" for k in range(3)], type_map)
     test = load_systems([water / "data_3"], type_map)[0]
-    test = select_frames(test, np.arange(0, test.nframes, pick(40, 5)))
+    test = select_frames(test, np.arange(0, test.nframes, pick(40, 10, 5)))
     model = symref.build_model(cfg, seed=1)
     compute_statistics(model, train)  # davg/dstd of the environment rows, energy bias
     t0 = time.perf_counter()
@@ -121,7 +124,7 @@ if REAL_DATA:
                      lr=ExpDecayLR(start_lr=1e-2, num_steps=train_steps, stop_lr=1e-4),
                      pref_start=LossPrefactors(pref_e=0.02, pref_f=1000.0),
                      pref_limit=LossPrefactors(pref_e=1.0, pref_f=1.0),
-                     seed=0, disp_freq=pick(30, 500),
+                     seed=0, disp_freq=pick(30, 500, 500),
                      progress=lambda line: print("  " + line[:48] + " ... " + line[-32:]))
     t_train = time.perf_counter() - t0
     err = errors_table(model, [test])
@@ -297,7 +300,7 @@ def nve(dt_fs, ps, initial=None, **kw):
     return res
 
 
-nve_ps = pick(0.1, 2.0)
+nve_ps = pick(0.1, 0.4, 2.0)
 ref = nve(0.5, nve_ps, keep_h_velocities=True)
 st = energy_drift(ref["t"], ref["etot"], natoms)
 fnet_max = ref["fnet"].max()
@@ -394,7 +397,7 @@ savefig(fig, "05_nve_energy.png")
 
 # %%
 dts = (0.5, 1.0, 1.5, 2.0)
-cmp_ps = pick(0.1, 1.0)
+cmp_ps = pick(0.1, 1.0, 1.0)  # the deuterium claim at the end needs 1 ps
 runs = {0.5: ref}
 for dt in dts[1:]:
     runs[dt] = nve(dt, cmp_ps)
@@ -477,7 +480,7 @@ savefig(fig, "05_timestep.png")
 # not water.
 
 # %%
-nvt_ps, eq_ps = pick(0.15, 1.5), pick(0.05, 0.5)
+nvt_ps, eq_ps = pick(0.15, 0.4, 1.5), pick(0.05, 0.1, 0.5)
 atoms = start.copy()
 atoms.set_constraint(FixCom())
 atoms.calc = SymrefCalculator(model)
@@ -511,7 +514,7 @@ print(f"g_OO of the MD: first peak {g_md.max():.2f} at {r[np.argmax(g_md)]:.2f} 
 assert 0.6 < g_md[far].mean() < 1.4
 if REAL_DATA:
     dft = load_systems([water / f"data_{k}" for k in range(4)], type_map)
-    dft = [select_frames(s, np.arange(0, s.nframes, pick(20, 1))) for s in dft]
+    dft = [select_frames(s, np.arange(0, s.nframes, pick(20, 4, 1))) for s in dft]
     r_d, g_dft = frames_rdf(dft, "O", "O", rmax)
     ndft = sum(s.nframes for s in dft)
     peak_md, peak_dft = r[np.argmax(g_md)], r_d[np.argmax(g_dft)]
@@ -597,7 +600,7 @@ def median_time(fn, repeats):
 
 
 assert np.allclose(start.cell.array, np.diag(np.diag(start.cell.array)))  # orthorhombic
-sizes_k, repeats = pick((1, 2), (1, 2, 3, 4)), pick(3, 5)
+sizes_k, repeats = pick((1, 2), (1, 2, 3), (1, 2, 3, 4)), pick(3, 3, 5)
 rcut = cfg["descriptor"]["rcut"]
 cost = {"N": [], "symref": [], "all pairs": [], "nnei": []}
 for k in sizes_k:
@@ -640,12 +643,14 @@ savefig(fig, "05_cost_per_atom.png")
 print(f"total time {time.perf_counter() - t_start:.0f} s")
 
 # %% [markdown]
-# Measured in full mode (one thread, 4 Dec 2026): symref's cost per atom is 0.049, 0.038, 0.040
-# and 0.039 ms at N = 192, 1536, 5184 and 12 288 atoms — flat within a factor 1.28 over a
-# 64-fold range of N (the smallest box is the slowest per atom: fixed overheads per call). The
-# all-pairs neighbour count costs 0.0036 ms/atom at 192 atoms, 14× less than the model, but
-# 0.50 ms/atom at 12 288, 13× more: it grew 138× per atom, faster even than $N$ (cache misses
-# on the $N^2$ arrays). Every atom has 88.9 neighbours within 6 Å on average (at most 101) at
+# Measured in full mode (one thread, 4 Dec 2026, the run whose figure the README shows; an
+# earlier run at a heavier load gave 0.038–0.049 ms/atom and 138×): symref's cost per atom is
+# 0.0189, 0.0158, 0.0172 and 0.0173 ms at N = 192, 1536, 5184 and 12 288 atoms — flat within a
+# factor 1.20 over a 64-fold range of N (the smallest box is the slowest per atom: fixed
+# overheads per call). The all-pairs neighbour count costs 0.0035 ms/atom at 192 atoms, 5× less
+# than the model, but 0.256 ms/atom at 12 288, 15× more: it grew 72× per atom, a little faster
+# than $N$ (cache misses on the $N^2$ arrays). Every atom has 88.9 neighbours within 6 Å on
+# average (at most 101) at
 # every size — the "$n$" of the talk, bounded because the density is. A model whose cost per
 # atom is flat is what lets Deep Potential run 100 million atoms (the talk's reference, Jia et
 # al. 2020); a model that looks at all pairs could not.
@@ -653,26 +658,53 @@ print(f"total time {time.perf_counter() - t_start:.0f} s")
 # %% [markdown]
 # ## Summary
 #
-# Measured in full mode (DFT data present, the model trained above: test force RMSE 0.18 eV/Å):
-#
-# * `SymrefCalculator` makes any symref `DeepPot` an ASE calculator: energy, atomic energies,
-#   forces, stress $= -W/V$ in Voigt order, one model evaluation per new configuration, and
-#   ASE's own finite differences agree to 1.2e-7 (forces) and 9.8e-8 (stress) relative.
-# * Velocity Verlet conserves a shadow energy: over 2 ps at 0.5 fs, in float64, the total
-#   energy fluctuates by 0.028 meV/atom and drifts by −0.005 meV/atom/ps (20× below the usual
-#   0.1 meV/atom/ps target); the net force stays below 4e-14 eV/Å — rounding — at every step.
-# * The fluctuation grows as $\Delta t^2$ (0.026, 0.106, 0.261 meV/atom at 0.5, 1, 1.5 fs;
-#   observed order 1.96). At 2 fs the run blows up within 0.12 ps although
-#   $\omega\Delta t$ = 1.28 < 2 for this model's O–H stretch (3400 cm⁻¹, period 9.8 fs): the time
-#   step is a property of the fastest vibration, not of the code, and the linear limit is not
-#   a safe one.
-# * Langevin NVT at 300 K (293 ± 17 K after equilibration) with a model trained for 1.5
-#   minutes gives $g_{OO}$ with its first peak 2.82 at 2.73 Å against 2.88 at 2.73 Å for the
-#   400 DFT frames (RMS difference 0.065 over 0–6 Å) — over a short run from a DFT frame; the
-#   10-ps runs of `benchmarks/md_water.py` with a properly trained model are the real test.
-# * Cost is linear in $N$: 0.038–0.049 ms/atom from 192 to 12 288 atoms (one thread), while an
-#   all-pairs function's cost per atom grew 138× over the same range; the neighbours within
-#   $r_c$ (88.9 per atom on average) do not depend on $N$.
+# The summary below is printed by the run from the numbers it has just computed (this mode's
+# sizes; the full-mode run of 4 Dec 2026 gave, with the DFT data: test force RMSE 0.18 eV/Å,
+# fluctuations 0.0245, 0.1052, 0.2780 meV/atom at 0.5, 1, 1.5 fs, the 2 fs run blowing up at
+# 0.264 ps, an O–H period of 9.5 fs, and $g_{OO}$'s first peak 2.84).
+
+# %%
+def summary_lines():
+    """The Summary's bullet points, each built from a number this run computed."""
+    fl = ", ".join(f"{stats[x]['fluct']:.4f}" for x in sorted(stats))
+    dts_ok = ", ".join(f"{x:g}" for x in sorted(stats))
+    r2 = runs[2.0]
+    at_2fs = (f"At 2 fs the run blows up at {r2['t'][-1]:.3f} ps" if r2["unstable"] else
+              f"At 2 fs the run held for its {cmp_ps} ps (a longer window is needed to see it fail)")
+    nu_line = (f"{at_2fs} although ω·Δt = {2 * np.pi * 2.0 / period_fs:.2f} < 2 for "
+               f"this model's O–H stretch ({nu_oh:.0f} cm⁻¹, period {period_fs:.1f} fs): the time "
+               "step is a property of the fastest vibration, not of the code, and the linear limit "
+               "is not a safe one.")
+    trained = (f"{model_label} (test force RMSE {err['force'][1]:.2f} eV/Å)" if REAL_DATA
+               else model_label)
+    lines = [
+        f"Measured in {MODE} mode with {trained}:",
+        "* `SymrefCalculator` makes any symref `DeepPot` an ASE calculator: energy, atomic "
+        "energies, forces, stress = -W/V in Voigt order; ASE's own finite differences agree to "
+        f"{err_f:.1e} (forces) and {err_s:.1e} (stress) relative.",
+        f"* Velocity Verlet conserves a shadow energy: over {st['duration_ps']:.2f} ps at 0.5 fs, in "
+        f"float64, the total energy fluctuates by {st['fluct']:.4f} meV/atom and drifts by "
+        f"{st['drift']:+.4f} meV/atom/ps (target: |drift| < 0.1); the net force stays below "
+        f"{fnet_max:.0e} eV/Å — rounding — at every step.",
+        f"* The fluctuation grows as Δt² ({fl} meV/atom at {dts_ok} fs over {cmp_ps} ps; observed "
+        f"order {order:.2f} over the first {short_ps} ps). " + nu_line,
+        f"* Langevin NVT at 300 K ({T_nvt[after].mean():.0f} ± {T_nvt[after].std():.0f} K after "
+        f"equilibration, {nvt_ps} ps) gives g_OO with its first peak {g_md.max():.2f} at "
+        f"{r[np.argmax(g_md)]:.2f} Å"
+        + (f" against {g_dft.max():.2f} at {r_d[np.argmax(g_dft)]:.2f} Å for the {ndft} DFT "
+           f"frames (RMS difference {rms:.3f} over 0–6 Å)" if g_dft is not None else
+           " (no DFT frames to compare with)")
+        + " — a short run from a DFT frame; the 10-ps runs of `benchmarks/md_water.py` with a "
+        "properly trained model are the real test.",
+        f"* Cost is linear in N: {ms_model.min():.3f}–{ms_model.max():.3f} ms/atom from {N[0]} to "
+        f"{N[-1]} atoms, while an all-pairs function's cost per atom grew {growth:.0f}× over the "
+        f"same range; the neighbours within r_c ({cost['nnei'][0].mean():.1f} per atom on "
+        "average) do not depend on N.",
+    ]
+    return lines
+
+
+print("\n".join(summary_lines()))
 
 # %% [markdown]
 # ## Exercises

@@ -28,7 +28,8 @@
 #   `"polar"`), checked with `symref.checks.check_tensor_symmetry`, and a brief fit to the
 #   polarisable point-charge water labels of `symref.synthetic.water_tensor_labels`.
 #
-# **Run time** (2-core development machine, shared, measured): quick mode ≈ 3–20 s (by the machine's load), full mode ≈ 35 s. Units: Å; dipoles in e·Å,
+# **Run time** (2-core development machine, shared, measured): quick mode ≈ 3–20 s (by the machine's load), full mode ≈ 35 s; medium mode (`--medium`) is full mode: 9 s
+# (measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`). Units: Å; dipoles in e·Å,
 # polarizabilities in Å³ (the labels' units).
 
 # %%

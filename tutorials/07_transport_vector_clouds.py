@@ -32,7 +32,10 @@
 #   measured) — which is what lets a net trained on 150 points read 25.
 #
 # **Run time**: quick mode (`SYMREF_QUICK=1`) 9–18 s, full mode 1.7–2.4 min (measured on the
-# 2-core development machine at loads of 4–9, numba kernels already compiled).
+# 2-core development machine at loads of 4–9, numba kernels already compiled); medium mode (`--medium`: 3 training
+# geometries instead of 5, 200 query points, 120 L-BFGS iterations, 120 Monte Carlo draws) 26 s
+# (measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`); its closures are less accurate
+# (n = 1, 25, 150: 0.393, 0.116, 0.204) but the nonlocal ones still beat the local one (asserted).
 # Everything is dimensionless: lengths in hill heights, unit diffusivity. The full study
 # (3 seeds, interpolation and extrapolation, error maps) is `symref transport`.
 
@@ -222,11 +225,11 @@ savefig(fig, "07_cloud.png")
 # Train on a few members of the family, test on one that was never seen.
 
 # %%
-train_alphas = pick((0.9, 1.2), (0.7, 0.9, 1.1, 1.3, 1.5))
+train_alphas = pick((0.9, 1.2), (0.7, 1.1, 1.5), (0.7, 0.9, 1.1, 1.3, 1.5))
 test_alpha = pick(1.05, 1.2)
-nq = pick(120, 300)
+nq = pick(120, 200, 300)
 opts = dict(embedding=pick((8, 16, 16), (16, 32, 32)), fitting=pick((32, 32), (64, 64)),
-            maxiter=pick(40, 200), verbose=False, seed=0)
+            maxiter=pick(40, 120, 200), verbose=False, seed=0)
 
 
 def feats(p):  # production enters as log(1 + s/0.01): it spans orders of magnitude
@@ -345,7 +348,7 @@ vol = tgrid.volumes()  # ny x nx
 I_fv = float(np.sum(vol * test_sol.c))
 sigma_c = float(np.sqrt(np.sum(vol * (test_sol.c - I_fv / area) ** 2) / area))
 sizes = np.array([10, 40, 160, 640, 2560])
-draws = pick(60, 200)
+draws = pick(60, 120, 200)
 rms = []
 for N_mc in sizes:
     est = []

@@ -33,7 +33,7 @@
 # from the file it wrote).
 #
 # **Run time**: about 5 s in quick mode (`SYMREF_QUICK=1`: a coarser angle sweep) and in full
-# mode, plus numba's first compilation; the training it reports ran in the benchmark, not here.
+# mode, plus numba's first compilation (medium mode `--medium` is full mode: 1 s, measured 4 Dec 2026 at a load of about 3, `OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1`); the training it reports ran in the benchmark, not here.
 
 # %%
 import json

@@ -8,6 +8,10 @@ Environment variables
     quick mode: small data, few iterations (what CI runs); figures then go to
     a temporary folder unless ``SYMREF_FIGDIR`` is set, so the committed
     figures in ``tutorials/figures/`` are never overwritten by a quick run.
+``--medium`` (command line) or ``SYMREF_MEDIUM=1``
+    medium mode: sizes chosen so that each tutorial runs in about a minute or less and its
+    numbers still support the text (the asserts of full mode hold, or the text states the
+    medium bound); figures go to a temporary folder as in quick mode.
 ``SYMREF_FIGDIR=DIR``
     write the figures to DIR (created if needed), in either mode.
 ``SYMREF_DATA=DIR``
@@ -63,18 +67,41 @@ def missing_data_message(folder: Path, what: str = "water") -> str:
             f"(default ../shared/data next to this repository) so that DIR/{folder.name}/data_0, "
             f"data_1, ... are deepmd-kit system folders, each holding {layout} "
             f"(positions in Å, energies in eV, forces in eV/Å).")
-QUICK = os.environ.get("SYMREF_QUICK", "").strip().lower() not in ("", "0", "false", "no")
+def _flag(name: str, environ=None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def pick(quick, full):
-    """``quick`` in quick mode, ``full`` otherwise."""
-    return quick if QUICK else full
+def run_mode(argv=None, environ=None) -> str:
+    """``"quick"``, ``"medium"`` or ``"full"``: ``SYMREF_QUICK=1`` wins, then ``--medium`` on
+    the command line or ``SYMREF_MEDIUM=1``, else full."""
+    argv = sys.argv[1:] if argv is None else argv
+    if _flag("SYMREF_QUICK", environ):
+        return "quick"
+    if "--medium" in argv or _flag("SYMREF_MEDIUM", environ):
+        return "medium"
+    return "full"
+
+
+MODE = run_mode()
+QUICK = MODE == "quick"
+MEDIUM = MODE == "medium"
+
+
+def pick(quick, *rest):
+    """``pick(quick, full)``: ``quick`` in quick mode, ``full`` otherwise (medium mode too);
+    ``pick(quick, medium, full)``: one value per mode."""
+    if len(rest) not in (1, 2):
+        raise TypeError(f"pick takes 2 or 3 values (quick, [medium,] full), got {1 + len(rest)}")
+    if QUICK:
+        return quick
+    return rest[0] if MEDIUM else rest[-1]
 
 
 def _figure_dir() -> Path:
     if os.environ.get("SYMREF_FIGDIR"):
         d = Path(os.environ["SYMREF_FIGDIR"])
-    elif QUICK:
+    elif QUICK or MEDIUM:
         d = Path(tempfile.mkdtemp(prefix="symref_tutorial_figures_"))
     else:
         d = HERE / "figures"
@@ -97,4 +124,4 @@ def savefig(fig, name: str) -> Path:
 
 
 def mode_banner(title: str) -> None:
-    print(f"{title}: {'QUICK' if QUICK else 'FULL'} mode; figures go to {FIGDIR}")
+    print(f"{title}: {MODE.upper()} mode; figures go to {FIGDIR}")
