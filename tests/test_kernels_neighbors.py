@@ -107,56 +107,6 @@ def test_multithreaded_path(water_frame, monkeypatch):
     assert_same(sysm.coord[0], sysm.atype, sysm.box[0], 7.0, [40, 40], truncate=True)
 
 
-@pytest.mark.parametrize("nthreads", [2, 3])
-def test_small_frames_on_the_thread_pool(water_frame, monkeypatch, nthreads):
-    """Small frames' search and write passes in ranges on the thread pool (serial nogil
-    builds, 2 and 3 ranges, whatever numba's thread count) give the reference's list, bit
-    for bit, and each range is really run (a range left out leaves its rows unwritten)."""
-    import symref.fast.kernels.neighbors as kn
-    monkeypatch.setattr(kn, "_small_frame_threads", lambda: nthreads)
-    calls = []
-    search = kn._search_chunks
-
-    def spy(c0, c1, *args):
-        calls.append((c0, c1))
-        return search(c0, c1, *args)
-
-    monkeypatch.setattr(kn, "_search_chunks", spy)
-    coord, atype, box, _ = water_frame
-    assert_same(coord[0], atype, box[0].reshape(3, 3), 6.0, [46, 92])
-    nchunk = max(c1 for _, c1 in calls)  # two builds (padded and CSR), the same ranges
-    assert sorted(calls) == sorted(2 * [(nchunk * k // nthreads, nchunk * (k + 1) // nthreads)
-                                        for k in range(nthreads)])
-    sysm = make_crystal(seed=8, natoms=12, side=5.0, skew=0.8)
-    assert_same(sysm.coord[0], sysm.atype, sysm.box[0], 7.0, [40, 40], truncate=True)
-    assert_same_error(coord[0], atype, box[0].reshape(3, 3), 6, [20, 92], frame=7)
-
-
-def test_run_ranges_covers_every_item_once_and_raises():
-    """``run_ranges`` splits 0..n-1 into contiguous ranges that cover it exactly once (also
-    from inside a pool worker, where it runs one range inline) and re-raises a range's error."""
-    from symref.fast.kernels._pool import run_ranges, thread_pool
-
-    for n, k in [(10, 3), (2, 4), (1, 1), (0, 2)]:
-        seen = np.zeros(n, dtype=int)
-
-        def mark(i0, i1, out):
-            out[i0:i1] += 1
-
-        run_ranges(mark, n, k, seen)
-        assert (seen == 1).all()
-    seen = np.zeros(7, dtype=int)
-    thread_pool(2).submit(run_ranges, mark, 7, 2, seen).result(timeout=30)
-    assert (seen == 1).all()
-
-    def fail(i0, i1):
-        if i0 > 0:
-            raise ValueError(f"range {i0}")
-
-    with pytest.raises(ValueError, match="range"):
-        run_ranges(fail, 4, 2)
-
-
 # ------------------------------------------------------------------ molecules
 
 

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import SimpleNamespace
 
@@ -72,7 +73,6 @@ from symref.fast.fitting import fitting_backward, fitting_forward
 from symref.fast.kernels import dense as kd
 from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels import tabulated as kt
-from symref.fast.kernels._pool import thread_pool  # the one pool (also imported from here)
 from symref.fast.kernels.activations import ACT_CODES, act_code
 from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.descriptor.hybrid import Hybrid
@@ -102,6 +102,19 @@ def _kernel_set(serial: bool) -> SimpleNamespace:
 
 _PARALLEL = _kernel_set(False)
 _SERIAL = _kernel_set(True)
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+# A forked child (multiprocessing's "fork" start method) inherits the pools but not their
+# worker threads: work submitted there would wait forever.  The child starts without pools.
+os.register_at_fork(after_in_child=_POOLS.clear)
+
+
+def thread_pool(nthreads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``nthreads`` worker threads (made on first use, then reused;
+    a forked child makes its own)."""
+    pool = _POOLS.get(nthreads)
+    if pool is None:
+        pool = _POOLS[nthreads] = ThreadPoolExecutor(nthreads, thread_name_prefix="symref")
+    return pool
 
 
 def default_mode() -> str:

@@ -1,7 +1,6 @@
 """Fast kernels; each has a NumPy twin it is tested against.
 
 ``_jit``          the one place kernels are compiled (a parallel and a serial build of each)
-``_pool``         the process's worker threads for the serial (GIL-free) builds
 ``activations``   tanh for numba kernels; relu, relu6, softplus, sigmoid, gelu, silu by code
 ``dense``         bias + activation + residual of a dense layer, forward and backward
 ``dual``          the same in dual (tangent-carrying) mode, for the loss gradient

@@ -24,8 +24,7 @@ Algorithm (one frame):
    bin (the last axis fastest), together with everything a pair's output
    needs (image shift, ``coord_j``, ``wrap_j``).  Everything within
    :math:`r_c` of a point of a bin lies in the 3 x 3 x 3 bins around it.
-4. **Search pass** (``prange`` over chunks of bins, or for frames below
-   ``_PARALLEL_MIN_ATOMS`` atoms ranges of chunks on the thread pool, each chunk with its own
+4. **Search pass** (``prange`` over chunks of bins, each chunk with its own
    scratch).  The centres are the ghosts with n = 0; for each bin holding
    centres, the ghosts of its 27 neighbouring bins (9 contiguous runs) are
    gathered once into contiguous arrays; per centre, squared distances are
@@ -39,8 +38,7 @@ Algorithm (one frame):
 5. **Errors** are raised in Python from those counts and flags, for the first
    offending centre as the reference would (coincidence before ``sel``); the
    message text comes from the reference's own helpers.
-6. **Write pass** (``prange`` over centres, or ranges of centres on the thread
-   pool for small frames): CSR offsets are the cumsum of
+6. **Write pass** (``prange`` over centres): CSR offsets are the cumsum of
    the kept counts, and each centre's pairs are written in slot order.  No
    kernel writes out of bounds: every scratch and output array is sized
    from counts taken before it is written.
@@ -58,24 +56,21 @@ ghost region and the bins) carries safety margins and needs no exactness.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 from numba import prange
 
-from symref.fast.kernels._pool import run_ranges
 from symref.reference.neighbors import (NeighborList, cell_heights, centre_images, check_distinct,
                          lattice_combination, sel_error, wrap_frame)
 
 _COINCIDENT = 1e-6  # Å, the reference's "same position" threshold
 _MARGIN_REL = 1e-8  # safety margins of the ghost region and bin widths (geometry only)
 _MARGIN_ABS = 1e-9
-# Below this many atoms the two passes do not use numba's (OpenMP) threads: a frame takes
-# ~1 ms, less than waking them can cost (up to a scheduler tick per parallel region on a busy
-# machine), and they spin afterwards, taking the cores from the blocks that follow.  Their
-# serial (nogil) builds run instead over ranges on symref's thread pool (whose workers
-# sleep when idle), one range per numba thread.
+# Below this many atoms the kernels run on one thread: a frame takes ~1 ms, less than waking
+# the thread pool can cost (up to a scheduler tick per parallel region on a busy machine).
 _PARALLEL_MIN_ATOMS = 2048
 
 
@@ -417,21 +412,7 @@ def _sort_candidates(m, idx, tmp, bucket, bfill, key, kscale, cj, cdx, cdy, cdz)
 @numba.njit(parallel=True, cache=True)
 def _search_pass(x0, nb, bstart, sx, sy, sz, sj, st, shome, rcut, r2max, sel, offsets, truncate,
                  cap, nchunk, ncentre, cnt, kept, coinc, gslot):
-    """:func:`_search_chunks` of every chunk of bins, ``prange`` over the chunks."""
-    for c in prange(nchunk):
-        _search_chunks(c, c + 1, x0, nb, bstart, sx, sy, sz, sj, st, shome, rcut, r2max, sel,
-                       offsets, truncate, cap, nchunk, ncentre, cnt, kept, coinc, gslot)
-
-
-@numba.njit(cache=True, nogil=True)
-def _search_chunks(c0, c1, x0, nb, bstart, sx, sy, sz, sj, st, shome, rcut, r2max, sel, offsets,
-                   truncate, cap, nchunk, ncentre, cnt, kept, coinc, gslot):
-    """Find, sort and truncate the neighbours of the centres in chunks ``c0..c1-1`` of the
-    ``nchunk`` chunks of bins; record them as ghost indices.
-
-    Chunk c holds bins ``c nbins // nchunk`` to ``(c+1) nbins // nchunk - 1``; a centre is
-    in exactly one bin, so concurrent calls on disjoint chunk ranges write disjoint rows
-    (nogil: :func:`build_pair_list` runs small frames' ranges on the thread pool).
+    """Find, sort and truncate the neighbours of every centre; record them as ghost indices.
 
     Centres are the ghosts with n = 0 of atoms below ``ncentre``, taken bin by bin: the 3 x 3 x 3
     neighbourhood of a bin is gathered once into contiguous scratch for all its
@@ -445,7 +426,7 @@ def _search_chunks(c0, c1, x0, nb, bstart, sx, sy, sz, sj, st, shome, rcut, r2ma
     ntypes = sel.shape[0]
     nnei = offsets[ntypes]
     kscale = 1.0 / (rcut * 1e10) if rcut > 0 else 0.0
-    for c in range(c0, c1):
+    for c in prange(nchunk):
         px = np.empty(cap)
         py = np.empty(cap)
         pz = np.empty(cap)
@@ -527,27 +508,17 @@ def _search_chunks(c0, c1, x0, nb, bstart, sx, sy, sz, sj, st, shome, rcut, r2ma
 @numba.njit(parallel=True, cache=True)
 def _write_pass(coord, wrap, lattice, sj, sdat, offsets, kept, gslot, ptr,
                 out_j, out_slot, out_rij, out_shift):
-    """:func:`_write_rows` of every centre, ``prange`` over chunks of 64 centres."""
-    natoms = coord.shape[0]
-    for c in prange((natoms + 63) // 64):
-        _write_rows(64 * c, min(64 * c + 64, natoms), coord, wrap, lattice, sj, sdat, offsets,
-                    kept, gslot, ptr, out_j, out_slot, out_rij, out_shift)
-
-
-@numba.njit(cache=True, nogil=True)
-def _write_rows(i0, i1, coord, wrap, lattice, sj, sdat, offsets, kept, gslot, ptr,
-                out_j, out_slot, out_rij, out_shift):
-    """Expand the kept ghosts of centres ``i0..i1-1`` into the CSR arrays (``ptr`` from
-    ``kept``; each centre writes only its own pairs ``ptr[i]:ptr[i+1]``).
+    """Expand the kept ghosts into the CSR arrays, centre by centre (``ptr`` from ``kept``).
 
     ``S = n h - (wrap_j - wrap_i) h`` and ``rij = (coord_j - coord_i) + S``,
     operation for operation as in the reference.
     """
+    natoms = coord.shape[0]
     ntypes = kept.shape[1]
     h00, h01, h02 = lattice[0, 0], lattice[0, 1], lattice[0, 2]
     h10, h11, h12 = lattice[1, 0], lattice[1, 1], lattice[1, 2]
     h20, h21, h22 = lattice[2, 0], lattice[2, 1], lattice[2, 2]
-    for i in range(i0, i1):
+    for i in prange(natoms):
         wi0 = wrap[i, 0]
         wi1 = wrap[i, 1]
         wi2 = wrap[i, 2]
@@ -578,10 +549,18 @@ def _write_rows(i0, i1, coord, wrap, lattice, sj, sdat, offsets, kept, gslot, pt
 # --------------------------------------------------------------------------- Python drivers
 
 
-def _small_frame_threads() -> int:
-    """Threads of a frame below :data:`_PARALLEL_MIN_ATOMS` atoms: numba's thread count,
-    used as ranges on the thread pool (:func:`~symref.fast.kernels._pool.run_ranges`)."""
-    return numba.get_num_threads()
+@contextmanager
+def _threads_for(natoms):
+    """Numba's thread count for a frame of ``natoms``: 1 for small frames, else unchanged."""
+    n = numba.get_num_threads()
+    if natoms >= _PARALLEL_MIN_ATOMS or n == 1:
+        yield n
+        return
+    numba.set_num_threads(1)  # thread-local setting, restored below
+    try:
+        yield 1
+    finally:
+        numba.set_num_threads(n)
 
 
 def _grid(lo, hi, delta, nghost):
@@ -658,17 +637,10 @@ def build_pair_list(coord, atype, box, rcut, sel, *, truncate=False, frame=None,
         raise ValueError(f"{where}{sx.shape[0]} periodic images: too many for the neighbour search")
     # ghosts kept per centre; a centre has at most `cap` candidates
     gslot = np.empty((natoms, min(int(offsets[-1]), cap)), dtype=np.int32)
-    # Small frames: the serial kernels over ranges on the thread pool (numba's OpenMP workers
-    # would spin after the region and slow the blocks that follow); large ones: prange.
-    small = natoms < _PARALLEL_MIN_ATOMS
-    nthreads = _small_frame_threads() if small else numba.get_num_threads()
-    nchunk = max(1, min(nbins, 16 * nthreads))  # chunks of bins, each with its own scratch
-    search = (x0, nb, bstart, sx, sy, sz, sj, st, shome, rc, r2max, sel, offsets,
-              bool(truncate), cap, nchunk, ncentre, cnt, kept, coinc, gslot)
-    if small:
-        run_ranges(_search_chunks, nchunk, nthreads, *search)
-    else:
-        _search_pass(*search)
+    with _threads_for(natoms) as nthreads:
+        nchunk = max(1, min(nbins, 16 * nthreads))  # chunks of bins, each with its own scratch
+        _search_pass(x0, nb, bstart, sx, sy, sz, sj, st, shome, rc, r2max, sel, offsets,
+                     bool(truncate), cap, nchunk, ncentre, cnt, kept, coinc, gslot)
 
     # the reference's errors, for the first offending centre: coincidence, then sel by type
     over = (cnt > sel[None, :]) if not truncate else np.zeros_like(cnt, dtype=bool)
@@ -692,12 +664,9 @@ def build_pair_list(coord, atype, box, rcut, sel, *, truncate=False, frame=None,
     out_shift = buf[24 * npair:48 * npair].view(np.float64).reshape(npair, 3)
     out_j = buf[48 * npair:56 * npair].view(np.int64)
     out_slot = buf[56 * npair:].view(np.int64)
-    write = (coord, wrap, lattice, sj, sdat, offsets, kept, gslot, ptr,
-             out_j, out_slot, out_rij, out_shift)
-    if small:
-        run_ranges(_write_rows, natoms, nthreads, *write)
-    else:
-        _write_pass(*write)
+    with _threads_for(natoms):
+        _write_pass(coord, wrap, lattice, sj, sdat, offsets, kept, gslot, ptr,
+                    out_j, out_slot, out_rij, out_shift)
     return PairList(ptr, out_j, out_slot, out_rij, out_shift, kept)
 
 
