@@ -79,6 +79,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from symref.reference.descriptor.dispatch import descriptor_ops
+from symref.reference.descriptor.se_e2_a import SeE2A
 from symref.reference.fitting import energy_fitting_backward_dual, energy_fitting_forward_dual
 from symref.model.base import normalize_inputs
 from symref.model.params import grad_arrays
@@ -229,7 +230,7 @@ def _fast_frame_grad(model):
     with a ``RuntimeWarning`` naming the reason."""
     from symref.fast import cpu_loss, fallback_warning, family_loss
 
-    fast = family_loss if type(model.descriptor).__name__ != "SeE2A" else cpu_loss
+    fast = cpu_loss if isinstance(model.descriptor, SeE2A) else family_loss
     reason = fast.unsupported_reason(model)
     if reason is None:
         return fast.frame_grad, "numba"
