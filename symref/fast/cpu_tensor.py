@@ -48,6 +48,7 @@ import numpy as np
 
 from symref.fast import cpu as _cpu
 from symref.fast.cpu import _FREE_ARENAS, _make_blocks, _frame_setup, run_blocks
+from symref.fast.cpu_tables import warn_beyond_tables
 from symref.fast.kernels import se_e2_a as ks
 from symref.fast.kernels.vcnn import dense_backward_sums
 from symref.reference.descriptor.se_e2_a import _add_layer_grads
@@ -115,8 +116,7 @@ def tensor_forward(model, coord, atype, box, *, shift, alive, truncate=False, fr
 
     segs = run_blocks(fwd, list(enumerate(blocks)), mode)
     if S.tabs is not None:
-        _cpu._warn_beyond_tables(desc, S.tabs, smax, S.davg_g, S.dstd_g, S.types_int,
-                                 S.npad)
+        warn_beyond_tables(desc, S.tabs, smax, S.davg_g, S.dstd_g, S.types_int, S.npad)
     gr = np.ascontiguousarray(T[:, 1:].transpose(0, 2, 1))  # n x M1 x 3
     y, f_cache = tensor_fitting_forward(D, gr, S.types_int, fit)  # n x shape
     perm = S.perm
