@@ -58,7 +58,7 @@ from __future__ import annotations
 import numpy as np
 
 from symref.reference.tabulation import (DEFAULT_EXTRAPOLATE, DEFAULT_STRIDE,
-                                         EmbeddingTables, TableError, check_tabulable,
+                                         EmbeddingTables, TableError, check_tabulable, knots,
                                          net_derivatives, quintic_coefficients, spline5_switch)
 
 #: deepmd-kit's se_t multiplies both strides of ``dp compress`` by this factor
@@ -76,12 +76,10 @@ def env_mat_range_se_t(desc, min_nbor_dist: float) -> tuple[np.ndarray, np.ndarr
 
 
 def knots_se_t(lower: float, upper: float, extrapolate: float, stride0: float, stride1: float):
-    """Knots ``xx`` of one centre type's range (module docstring)."""
-    dt = np.float64
-    xx = np.arange(extrapolate * lower, lower, stride1, dtype=dt)
-    xx = np.append(xx, np.arange(lower, upper, stride0, dtype=dt))
-    xx = np.append(xx, np.arange(upper, extrapolate * upper, stride1, dtype=dt))
-    return np.append(xx, np.array([extrapolate * upper], dtype=dt))  # nknots
+    """Knots ``xx`` of one centre type's range (module docstring): the coarse run below
+    ``lower``, then se_e2_a's knots (:func:`symref.reference.tabulation.knots`)."""
+    below = np.arange(extrapolate * lower, lower, stride1, dtype=np.float64)
+    return np.append(below, knots(lower, upper, extrapolate, stride0, stride1)[0])  # nknots
 
 
 def build_se_t_tables(desc, min_nbor_dist: float, extrapolate: float = DEFAULT_EXTRAPOLATE,
