@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -195,6 +196,11 @@ def main(argv=None) -> int:
               "repeats": args.repeats, "sizes": {}}
     print(f"system: {source}, replicated; r_min = {rmin:.4f} Å; numba threads "
           f"{report['threads']}; medians of {args.repeats}")
+    from symref.fast.blas import openblas_cores
+
+    report["openblas"] = openblas_cores()
+    print(f"OpenBLAS kernels: {', '.join(sorted(set(report['openblas'].values()))) or 'unknown'}"
+          f" (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
     for n in args.sizes:
         k = max(1, n // len(t0))
         coord, atype, box = replicate(c0, t0, b0, replication_shape(k))

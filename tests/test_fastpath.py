@@ -444,3 +444,19 @@ def test_compressed_blocks_equal_per_type_and_per_thread(monkeypatch, mode, nthr
             natoms = sum(sizes)
             fewest = k * -(-natoms * 90 // (k * block_pairs))
             assert len(sizes) == min(natoms, fewest)
+
+
+def test_openblas_cores_names_the_kernels_of_numpys_blas():
+    """symref.fast.blas.openblas_cores asks each loaded OpenBLAS which kernel set it runs;
+    with OPENBLAS_CORETYPE set (this workplace may set it) that is the core it forced."""
+    import os
+
+    from symref.fast.blas import openblas_cores
+
+    cores = openblas_cores()
+    if not cores:
+        pytest.skip("NumPy does not run on a loaded OpenBLAS here")
+    assert all(isinstance(v, str) and v for v in cores.values())
+    forced = os.environ.get("OPENBLAS_CORETYPE", "")
+    if forced.lower() in ("haswell", "skylakex"):  # names OpenBLAS reports as given
+        assert any(v.lower() == forced.lower() for v in cores.values()), (forced, cores)

@@ -83,6 +83,8 @@ def _fma(typingctx, a, b, c):
     return sig, codegen
 
 
+fma = _fma  # the kernels' fused multiply-add (float64), by its public name
+
 # Taylor coefficients 1/k! of expm1(r) = r + r^2 (C2 + C3 r + ... + C14 r^12)
 _C = [1.0 / math.factorial(k) for k in range(15)]
 C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12, C13, C14 = _C[2:]

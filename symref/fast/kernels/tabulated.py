@@ -50,6 +50,7 @@ import numba
 import numpy as np
 
 from symref.fast.kernels._jit import kernel
+from symref.fast.kernels.activations import fma
 from symref.fast.kernels.se_e2_a import (env_row, env_row_backward, env_rows_backward_ref,
                                          env_rows_ref, pair_atoms)
 from symref.reference.tabulation import tabulated_backward, tabulated_forward
@@ -94,14 +95,14 @@ def table_value(ck, c, t):
     """:math:`p(t)` of column ``c`` of interval ``ck`` (6 x M1: ``ck[m, c]`` = :math:`c_m`
     of column c), Horner's scheme."""
     c0, c1, c2, c3, c4, c5 = ck[0, c], ck[1, c], ck[2, c], ck[3, c], ck[4, c], ck[5, c]
-    return c0 + (c1 + (c2 + (c3 + (c4 + c5 * t) * t) * t) * t) * t
+    return fma(fma(fma(fma(fma(c5, t, c4), t, c3), t, c2), t, c1), t, c0)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def table_slope(ck, c, t):
     """:math:`p'(t)` of column ``c`` of interval ``ck``, Horner's scheme."""
     c1, c2, c3, c4, c5 = ck[1, c], ck[2, c], ck[3, c], ck[4, c], ck[5, c]
-    return c1 + (2 * c2 + (3 * c3 + (4 * c4 + 5 * c5 * t) * t) * t) * t
+    return fma(fma(fma(fma(5 * c5, t, 4 * c4), t, 3 * c3), t, 2 * c2), t, c1)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -110,7 +111,7 @@ def table_column(ck, c, t, e):
     ``ck`` (:func:`table_value`, :func:`table_slope`)."""
     val = table_value(ck, c, t)
     grad = table_slope(ck, c, t)
-    return val + grad * e, grad
+    return fma(grad, e, val), grad
 
 
 def table_coefficients(data):
@@ -246,20 +247,20 @@ def _table_T_atom(a, p0, p1, R, coef, T, lower, upper, table_max, stride0, strid
                 gB = table_value(cB, c, tB)
                 gC = table_value(cC, c, tC)
                 gD = table_value(cD, c, tD)
-                T0[c] = T0[c] + gA * A0 + gB * B0 + gC * C0 + gD * D0
-                T1[c] = T1[c] + gA * A1 + gB * B1 + gC * C1 + gD * D1
-                T2[c] = T2[c] + gA * A2 + gB * B2 + gC * C2 + gD * D2
-                T3[c] = T3[c] + gA * A3 + gB * B3 + gC * C3 + gD * D3
+                T0[c] = fma(gD, D0, fma(gC, C0, fma(gB, B0, fma(gA, A0, T0[c]))))
+                T1[c] = fma(gD, D1, fma(gC, C1, fma(gB, B1, fma(gA, A1, T1[c]))))
+                T2[c] = fma(gD, D2, fma(gC, C2, fma(gB, B2, fma(gA, A2, T2[c]))))
+                T3[c] = fma(gD, D3, fma(gC, C3, fma(gB, B3, fma(gA, A3, T3[c]))))
         else:
             for c in range(M1):
                 gA = table_g(cA, c, tA, eA)
                 gB = table_g(cB, c, tB, eB)
                 gC = table_g(cC, c, tC, eC)
                 gD = table_g(cD, c, tD, eD)
-                T0[c] = T0[c] + gA * A0 + gB * B0 + gC * C0 + gD * D0
-                T1[c] = T1[c] + gA * A1 + gB * B1 + gC * C1 + gD * D1
-                T2[c] = T2[c] + gA * A2 + gB * B2 + gC * C2 + gD * D2
-                T3[c] = T3[c] + gA * A3 + gB * B3 + gC * C3 + gD * D3
+                T0[c] = fma(gD, D0, fma(gC, C0, fma(gB, B0, fma(gA, A0, T0[c]))))
+                T1[c] = fma(gD, D1, fma(gC, C1, fma(gB, B1, fma(gA, A1, T1[c]))))
+                T2[c] = fma(gD, D2, fma(gC, C2, fma(gB, B2, fma(gA, A2, T2[c]))))
+                T3[c] = fma(gD, D3, fma(gC, C3, fma(gB, B3, fma(gA, A3, T3[c]))))
         p += 4
     for p in range(p, p1):  # the last 0-3 pairs one by one
         k, t, e = table_locate(R[p, 0], lower, upper, table_max, stride0, stride1, nspline)
@@ -267,10 +268,10 @@ def _table_T_atom(a, p0, p1, R, coef, T, lower, upper, table_max, stride0, strid
         r0, r1, r2, r3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
         for c in range(M1):
             g = table_g(ck, c, t, e)
-            T0[c] += g * r0
-            T1[c] += g * r1
-            T2[c] += g * r2
-            T3[c] += g * r3
+            T0[c] = fma(g, r0, T0[c])
+            T1[c] = fma(g, r1, T1[c])
+            T2[c] = fma(g, r2, T2[c])
+            T3[c] = fma(g, r3, T3[c])
 
 
 def env_table_T_forward_ref(rij, ptr, types, davg, dstd, rcut, rcut_smth, protection,
@@ -314,11 +315,11 @@ def _backward_terms(gc, slope, c, r0, r1, r2, r3, dTt, acc, lane):
     r"""Column c's terms of the backward sums, added to lane ``lane`` of ``acc`` (5 x LANES):
     :math:`G_c \bar T_{cq}` (q = 0..3) and :math:`(\bar T_c \cdot R)\, G'_c`."""
     d0, d1, d2, d3 = dTt[0, c], dTt[1, c], dTt[2, c], dTt[3, c]
-    acc[0, lane] += gc * d0
-    acc[1, lane] += gc * d1
-    acc[2, lane] += gc * d2
-    acc[3, lane] += gc * d3
-    acc[4, lane] += (d0 * r0 + d1 * r1 + d2 * r2 + d3 * r3) * slope
+    acc[0, lane] = fma(gc, d0, acc[0, lane])
+    acc[1, lane] = fma(gc, d1, acc[1, lane])
+    acc[2, lane] = fma(gc, d2, acc[2, lane])
+    acc[3, lane] = fma(gc, d3, acc[3, lane])
+    acc[4, lane] = fma(fma(d3, r3, fma(d2, r2, fma(d1, r1, d0 * r0))), slope, acc[4, lane])
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
