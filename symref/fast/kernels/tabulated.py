@@ -34,7 +34,11 @@ e = s - lower; in ``[lower, upper)`` stride0 intervals; in ``[upper,
 table_max)`` stride1 intervals after the ``floor((upper-lower)/stride0)`` first
 ones; from ``table_max`` on the last interval at its end and e = s - table_max;
 the interval index clipped to ``[0, n_spline-1]``.  Horner's scheme in the same
-order as there.
+order as there, each step a fused multiply-add (:func:`~symref.fast.kernels.activations.fma`,
+one rounding), as are the T sums and the backward's sums: fastmath stays off (LLVM then
+never contracts ``a * b + c`` itself), so the kernels ran on separate multiplies and adds;
+the explicit FMAs cut the 1 536-atom table backward from 15.8 to 13.5 ms (one thread).
+The values differ from the reference's in the last bits only (the twins' tests).
 
 :func:`table_rows` evaluates G at single values (the padded slots' rows).
 
