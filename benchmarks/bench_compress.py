@@ -7,6 +7,7 @@ Run from the repository root::
     python benchmarks/bench_compress.py                  # 192 and 1 536 atoms, 7 repeats
     python benchmarks/bench_compress.py --sizes 192 --repeats 5 --no-deepmd
     python benchmarks/bench_compress.py --json compress.json
+    python benchmarks/bench_compress.py --deepmd-tf /path/to/venv_tf/bin/python
 
 Model: deepmd-kit's water example size (se_e2_a, rcut 6 Å, sel [46, 92], embedding
 25-50-100, axis 16, fitting 240-240-240), ``demo_model(EXAMPLE_CONFIG,
@@ -26,6 +27,13 @@ PyTorch model (eager, CPU) through ``forward_lower`` on the extended system buil
 from symref's neighbour list (:func:`symref.deepmd_kit.forward_lower_inputs`, as
 ``bench_cuda.py`` does; the neighbour search is not in deepmd-kit's time, it is in
 symref's), uncompressed and, where deepmd-kit can evaluate it, compressed.
+With ``--deepmd-tf PYTHON`` also deepmd-kit's fastest CPU mode, its TensorFlow backend
+with its C++ ops, uncompressed and compressed by ``dp --tf compress`` for the same
+smallest neighbour distance (so its tables are symref's): ``PYTHON`` is an interpreter
+with ``tensorflow-cpu`` and ``deepmd-kit`` (``pip install "tensorflow-cpu==2.21.*"
+"deepmd-kit==3.2.0"`` in a venv of its own), which runs ``deepmd_tf_worker.py`` in a
+subprocess after symref's timings (``DeepPot.eval``, its own neighbour search
+included); its energies and forces are compared with symref's.
 Printed: the medians, the **ratios** (uncompressed/compressed time, i.e. the
 speed-up of compression), and the forces' max relative difference compressed vs
 uncompressed (``max|F_c - F| / max|F|``, the table's error).  ``--profile``
@@ -109,6 +117,90 @@ def deepmd_functions(model, rmin, coord, atype, box, workdir) -> tuple[dict, dic
     return fns, why
 
 
+def deepmd_tf(python: str, model, frame0, systems: dict, repeats: int, threads: int) -> dict:
+    """Run ``deepmd_tf_worker.py`` under ``python`` (module docstring) on ``model`` and the
+    ``systems`` ({natoms: (coord, atype, box)}); its report with ``"out"``, the outputs."""
+    import subprocess
+
+    import numpy as np
+
+    from symref.synthetic import EXAMPLE_CONFIG
+
+    work = Path(tempfile.mkdtemp(prefix="symref-tf-"))
+    import symref
+
+    symref.save_model(model, work / "model.dp")
+    c0, t0, b0 = frame0  # the one-frame system dp compress takes r_min from
+    sset = work / "frame0" / "set.000"
+    sset.mkdir(parents=True)
+    (work / "frame0" / "type.raw").write_text("\n".join(str(int(t)) for t in t0) + "\n")
+    (work / "frame0" / "type_map.raw").write_text("\n".join(EXAMPLE_CONFIG["type_map"]) + "\n")
+    np.save(sset / "coord.npy", np.asarray(c0).reshape(1, -1))
+    np.save(sset / "box.npy", np.asarray(b0).reshape(1, 9))
+    np.save(sset / "energy.npy", np.zeros(1))
+    np.save(sset / "force.npy", np.zeros((1, 3 * len(t0))))
+    cfg = {"model": EXAMPLE_CONFIG,
+           "learning_rate": {"type": "exp", "decay_steps": 5000, "start_lr": 1e-3,
+                             "stop_lr": 3.51e-8},
+           "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1,
+                    "start_pref_f": 1000, "limit_pref_f": 1},
+           "training": {"training_data": {"systems": [str(work / "frame0")], "batch_size": 1},
+                        "numb_steps": 1, "seed": 1}}
+    (work / "input.json").write_text(json.dumps(cfg))
+    np.savez(work / "frames.npz", **{f"{k}_{n}": v for n, sysn in systems.items()
+                                    for k, v in zip(("coord", "atype", "box"), sysn)})
+    env = dict(os.environ, DP_INTRA_OP_PARALLELISM_THREADS=str(threads),
+               DP_INTER_OP_PARALLELISM_THREADS="1", OMP_NUM_THREADS=str(threads),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    log(f"deepmd-kit TensorFlow backend: {python} (workdir {work})")
+    with open(work / "worker.log", "w") as fh:
+        rc = subprocess.run([python, str(ROOT / "benchmarks" / "deepmd_tf_worker.py"), str(work),
+                             "--repeats", str(repeats)], env=env, stdout=fh,
+                            stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        tail = (work / "worker.log").read_text().splitlines()[-5:]
+        raise SystemExit(f"deepmd_tf_worker.py failed (exit {rc}); see {work}/worker.log:\n"
+                         + "\n".join(tail))
+    rep = json.loads((work / "tf.json").read_text())
+    rep["median_ms"] = {int(k): v for k, v in rep["median_ms"].items()}
+    rep["out"] = dict(np.load(work / "tf_out.npz"))
+    return rep
+
+
+def tf_rows(tf: dict, n: int, med: dict, a: dict, b: dict, atype) -> dict:
+    """Print (and return) deepmd-kit TensorFlow's rows for ``n`` atoms: its medians, the
+    speed-ups against symref's numba calls (``med``, seconds) and the differences of its
+    outputs from symref's (``a`` uncompressed, ``b`` compressed)."""
+    import numpy as np
+
+    ms, out, row = tf["median_ms"][n], tf["out"], {}
+    for name, ours, sym in (("deepmd tf", "numba", a), ("deepmd tf compressed",
+                                                         "numba compressed", b)):
+        key = name.replace(" ", "_")
+        f_tf = out[f"{key}_forces_{n}"]
+        fdiff = float(np.abs(sym["forces"][0] - f_tf).max() / np.abs(f_tf).max())
+        vdiff = float(np.abs(sym["virial"][0].reshape(3, 3) - out[f"{key}_virial_{n}"]).max()
+                      / np.abs(out[f"{key}_virial_{n}"]).max())
+        # atomic energies less a constant per type (dp --tf compress re-derives bias_atom_e)
+        ae_tf, ae = out[f"{key}_atom_energy_{n}"], sym["atom_energy"][0]
+        d = ae_tf - ae
+        shift = {int(t): float(d[atype == t].mean()) for t in np.unique(atype)}
+        resid = d - np.array([shift[int(t)] for t in atype])
+        ediff = float(np.abs(resid).max() / np.abs(ae).max())
+        row[name] = {"median_ms": ms[name], "speedup_of_symref": ms[name] / (1e3 * med[ours]),
+                     "atom_energy_max_rel_diff_after_type_shift": ediff,
+                     "type_shift_eV": shift, "forces_max_rel_diff": fdiff,
+                     "virial_max_rel_diff": vdiff}
+        print(f"  {name:<22} {ms[name]:10.2f} ms   symref {ours}: "
+              f"{ms[name] / (1e3 * med[ours]):.2f}x faster; forces max rel diff {fdiff:.1e}, "
+              f"virial {vdiff:.1e}, atomic energies {ediff:.1e} after a per-type shift "
+              f"({', '.join(f'{v:+.4g}' for v in shift.values())} eV)")
+    row["ratio_deepmd_tf"] = ms["deepmd tf"] / ms["deepmd tf compressed"]
+    print(f"  speed-up of compression, deepmd-kit tf (TensorFlow {tf['tensorflow']}): "
+          f"{row['ratio_deepmd_tf']:.2f}x")
+    return row
+
+
 def profile(model, cmodel, coord, atype, box) -> dict:
     """Milliseconds of the calling thread's CPU time per compressed evaluation on one
     thread, by kernel (serial builds), with the uncompressed evaluation's total
@@ -179,6 +271,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-deepmd", action="store_true", help="skip deepmd-kit's PyTorch backend")
     p.add_argument("--profile", action="store_true", help="kernel times of one compressed call")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--deepmd-tf", metavar="PYTHON",
+                   help="a Python with tensorflow-cpu and deepmd-kit: time deepmd-kit's "
+                        "TensorFlow backend too (deepmd_tf_worker.py)")
     args = p.parse_args(argv)
 
     import numba
@@ -201,10 +296,16 @@ def main(argv=None) -> int:
     report["openblas"] = openblas_cores()
     print(f"OpenBLAS kernels: {', '.join(sorted(set(report['openblas'].values()))) or 'unknown'}"
           f" (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
+    systems = {}
     for n in args.sizes:
         k = max(1, n // len(t0))
         coord, atype, box = replicate(c0, t0, b0, replication_shape(k))
-        n = len(atype)
+        systems[len(atype)] = (coord, atype, box)
+    tf = deepmd_tf(args.deepmd_tf, model, (c0, t0, b0), systems, args.repeats,
+                   report["threads"]) if args.deepmd_tf else None
+    if tf is not None:
+        report["deepmd_tf"] = {k: v for k, v in tf.items() if k != "out"}
+    for n, (coord, atype, box) in systems.items():
         fns = {"numba": lambda: model.evaluate(coord[None], atype, box[None]),
                "numba compressed": lambda: cmodel.evaluate(coord[None], atype, box[None])}
         dfns, why = {}, {}
@@ -238,6 +339,8 @@ def main(argv=None) -> int:
             edict["ratio_deepmd_pt"] = med["deepmd pt"] / med["deepmd pt compressed"]
             print(f"  speed-up of compression, deepmd-kit pt: {edict['ratio_deepmd_pt']:.2f}x")
         print(f"  forces, compressed vs uncompressed: max relative difference {fdiff:.2e}")
+        if tf is not None:
+            edict.update(tf_rows(tf, n, med, a, b, atype))
         if args.profile:
             edict["profile_ms_1_thread"] = prof = profile(model, cmodel, coord, atype, box)
             print("  one compressed call on 1 thread, ms of CPU time: "
