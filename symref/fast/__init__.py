@@ -12,7 +12,8 @@
 ``hybrid``    hybrid energy models: each member's fast path on its own slots
 ``vcnn``      the VectorCloudNet's embedding, cloud sums and Gram matrix on stacked
               ragged clouds (``VectorCloudNet(backend="numba")``)
-``blas``      a context manager limiting the BLAS threads behind NumPy
+``blas``      a context manager limiting the BLAS threads behind NumPy; which kernels
+              each loaded OpenBLAS runs (``openblas_cores``, for the benchmarks)
 ``kernels/``  the kernels themselves, each a twin of a NumPy function with the same
               signature and a test comparing them (``atol + |ref|·eps(dtype)``)
 
