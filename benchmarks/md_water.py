@@ -33,7 +33,12 @@ and its fluctuation (standard deviation about the line, meV/atom)
 window too, the largest |sum_i F_i| component over all steps (and relative to
 the largest force), for NVT the mean/std temperature of the second half and
 the potential energy range.  Ctrl-C (SIGINT) ends the current run early: it is reported
-over the steps done and the next run starts.  Progress lines go to stderr; the summary and the
+over the steps done and the next run starts.  A run whose temperature passes
+``--max-temperature`` (default 3 x ``--temperature``), or whose atoms come closer than
+the model's neighbour limit allows (``sel`` overflows), has left the region the model
+was trained on: it stops there, says when, and is reported over the steps done and
+over its *physical window*, which ends :data:`PHYSICAL_MARGIN_PS` before the stop (an
+O-O pair collapsing into an unlearned distance heats the system within ~0.1 ps).  Progress lines go to stderr; the summary and the
 time series (every 10th step) to ``--json``; figures to ``--figures``.
 """
 from __future__ import annotations
@@ -47,6 +52,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "water"
+
+
+#: the physical window of a run stopped for leaving the trained region ends this long before
+#: the stop (ps)
+PHYSICAL_MARGIN_PS = 0.5
+
+
+class LeftTrainedRegion(RuntimeError):
+    """A run's temperature passed ``--max-temperature``."""
 
 
 def log(msg: str) -> None:
@@ -76,10 +90,12 @@ def initial_atoms(data_dir: Path):
 
 
 def run(atoms, dyn, nsteps: int, label: str, rdf_from: int | None = None,
-        rdf_every: int = 20, o_index=None) -> dict:
+        rdf_every: int = 20, o_index=None, max_T: float | None = None) -> dict:
     """Run ``dyn`` for ``nsteps`` steps, checking every step: net force, largest force,
-    finite energies. Energies are recorded every 10th step (every step of short runs).
-    Returns the recorded series and checks."""
+    finite energies, and the temperature against ``max_T`` (K; None: no limit).
+    Energies are recorded every 10th step (every step of short runs).
+    Returns the recorded series and checks; ``stopped`` says why a run ended early
+    (None: it did not)."""
     import numpy as np
 
     record_every = max(1, min(10, nsteps // 20))
@@ -97,6 +113,9 @@ def run(atoms, dyn, nsteps: int, label: str, rdf_from: int | None = None,
         epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
         if not (np.isfinite(epot) and np.isfinite(f).all()):
             raise RuntimeError(f"{label}: non-finite energy or forces at step {k}")
+        T = 2 * ekin / (3 * n * 8.617333262e-5)
+        if max_T is not None and T > max_T:
+            raise LeftTrainedRegion(f"T {T:.0f} K > {max_T:.0f} K at step {k}")
         if k % record_every == 0 or k == nsteps:
             rec["step"].append(k)
             rec["epot"].append(float(epot))
@@ -112,22 +131,27 @@ def run(atoms, dyn, nsteps: int, label: str, rdf_from: int | None = None,
                 f"ETA {el / k * (nsteps - k):.0f} s")
 
     dyn.attach(observe, interval=1)
-    interrupted = False
+    interrupted, stopped = False, None
     try:
         dyn.run(nsteps)
     except KeyboardInterrupt:  # Ctrl-C / SIGINT: keep the steps done (the last record's)
-        interrupted = True
+        interrupted, stopped = True, "interrupted (SIGINT)"
+    except (LeftTrainedRegion, ValueError) as e:  # ValueError: sel overflow (atoms too close)
+        stopped = f"left the trained region: {e}"
+    if stopped:
         nsteps = rec["step"][-1] if rec["step"] else 0
-        log(f"{label}: interrupted; reporting the first {nsteps} steps")
+        log(f"{label}: {stopped}; reporting the first {nsteps} steps")
     wall = time.perf_counter() - state["t0"]
     out = {k: np.asarray(v) for k, v in rec.items()}
     out.update(fsum_max=state["fsum"], fmax=state["fmax"], wall_s=wall,
-               nsteps=max(nsteps, 1), interrupted=interrupted, o_pos=state["o_pos"],
+               nsteps=max(nsteps, 1), interrupted=interrupted, stopped=stopped,
+               o_pos=state["o_pos"],
                cells=state["cells"])
     return out
 
 
-def nve(atoms0, calc, dt_fs: float, ps: float, label: str, dtmd=None) -> dict:
+def nve(atoms0, calc, dt_fs: float, ps: float, label: str, dtmd=None,
+        max_T: float | None = None) -> dict:
     from ase import units
     from ase.md.verlet import VelocityVerlet
 
@@ -137,11 +161,19 @@ def nve(atoms0, calc, dt_fs: float, ps: float, label: str, dtmd=None) -> dict:
     atoms.calc = calc
     nsteps = int(round(ps * 1000 / dt_fs))
     log(f"{label}: NVE, {nsteps} steps of {dt_fs} fs ({ps} ps), {len(atoms)} atoms")
-    res = run(atoms, VelocityVerlet(atoms, timestep=dt_fs * units.fs), nsteps, label)
+    res = run(atoms, VelocityVerlet(atoms, timestep=dt_fs * units.fs), nsteps, label,
+              max_T=max_T)
     t_ps = res["step"] * dt_fs / 1000
     etot = res["epot"] + res["ekin"]
     res["t_ps"], res["etot"] = t_ps, etot
     res["stats"] = energy_drift(t_ps, etot, len(atoms))
+    if res["stopped"] and res["stopped"].startswith("left") and len(t_ps):
+        w = t_ps <= t_ps[-1] - PHYSICAL_MARGIN_PS  # the physical window
+        if w.sum() >= 3:
+            res["stats_physical"] = energy_drift(t_ps[w], etot[w], len(atoms))
+            sp = res["stats_physical"]
+            log(f"{label}: physical window 0-{t_ps[w][-1]:.2f} ps: drift "
+                f"{sp['drift']:+.3e} meV/atom/ps, fluctuation {sp['fluct']:.3e} meV/atom")
     res["ms_per_step"] = 1000 * res["wall_s"] / res["nsteps"]  # steps done
     s = res["stats"]
     log(f"{label}: drift {s['drift']:+.3e} meV/atom/ps, fluctuation {s['fluct']:.3e} meV/atom, "
@@ -225,6 +257,9 @@ def main(argv=None) -> int:
     ap.add_argument("--nvt-ps", type=float, default=10.0, help="Langevin length (0: skip)")
     ap.add_argument("--temperature", type=float, default=300.0)
     ap.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
+    ap.add_argument("--max-temperature", type=float, default=None,
+                    help="an NVE run hotter than this (K) has left the trained region and "
+                         "stops (default 3 x --temperature; 0: no limit)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="NUMBA_NUM_THREADS (default: all)")
     ap.add_argument("--json", default="md_water.json", help="results file ('' for none)")
@@ -258,12 +293,16 @@ def main(argv=None) -> int:
     vd.Stationary(atoms0)
     natoms = len(atoms0)
     results = {}
+    max_T = (3 * args.temperature if args.max_temperature is None else args.max_temperature) \
+        or None
     if args.nve_ps > 0:
         calc = SymrefCalculator(model)
-        results["NVE float64"] = nve(atoms0, calc, args.dt_fs, args.nve_ps, "NVE float64")
+        results["NVE float64"] = nve(atoms0, calc, args.dt_fs, args.nve_ps, "NVE float64",
+                                     max_T=max_T)
     if args.f32_ps > 0:
         calc = SymrefCalculator(model, precision="float32")
-        results["NVE float32"] = nve(atoms0, calc, args.dt_fs, args.f32_ps, "NVE float32")
+        results["NVE float32"] = nve(atoms0, calc, args.dt_fs, args.f32_ps, "NVE float32",
+                                     max_T=max_T)
         if "NVE float64" in results:  # float64 over the same window, for comparison
             r = results["NVE float64"]
             w = r["t_ps"] <= args.f32_ps + 1e-9
@@ -298,7 +337,11 @@ def main(argv=None) -> int:
     for k, r in results.items():
         print(f"{k}: {r['nsteps']} steps ({r['nsteps'] * args.dt_fs / 1000:g} ps), "
               f"{1000 * r['wall_s'] / r['nsteps']:.1f} ms/step")
-        for name, s in (("", r["stats"]), (" (float32 window)", r.get("stats_f32_window"))):
+        if r.get("stopped"):
+            print(f"   stopped early: {r['stopped']}")
+        for name, s in (("", r["stats"]), (" (float32 window)", r.get("stats_f32_window")),
+                        (f" (physical window, to {PHYSICAL_MARGIN_PS} ps before the stop)",
+                         r.get("stats_physical"))):
             if s:
                 print(f"   stats{name}: " + ", ".join(f"{a} {b:.4g}" for a, b in s.items()))
         print(f"   max |sum_i F_i| component {r['fsum_max']:.3e} eV/Å "
