@@ -39,7 +39,8 @@ the model's neighbour limit allows (``sel`` overflows), has left the region the 
 was trained on: it stops there, says when, and is reported over the steps done and
 over its *physical window*, which ends :data:`PHYSICAL_MARGIN_PS` before the stop (an
 O-O pair collapsing into an unlearned distance heats the system within ~0.1 ps).  Progress lines go to stderr; the summary and the
-time series (every 10th step) to ``--json``; figures to ``--figures``.
+time series (every 10th step) to ``--json``; figures to ``--figures``.  ``--plot-from
+A.json B.json ...`` redraws the NVE figure from runs made in separate processes.
 """
 from __future__ import annotations
 
@@ -209,6 +210,7 @@ def nvt(atoms0, calc, dt_fs, ps, temperature, friction_fs, seed, o_index) -> dic
 def plots(results, rdf_md, rdf_dft, figdir: Path, model_label: str) -> list[str]:
     """The NVE energy traces and the g_OO(r) comparison as PNGs (written atomically)."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -233,8 +235,12 @@ def plots(results, rdf_md, rdf_dft, figdir: Path, model_label: str) -> list[str]
     if nves:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         for k, r in nves:
-            ax.plot(r["t_ps"], (r["etot"] - r["etot"][0]) * 1000 / r["natoms"], lw=0.8,
-                    label=f"{k}: drift {r['stats']['drift']:+.2e} meV/atom/ps")
+            st = r.get("stats_physical") or r["stats"]
+            note = f", left the trained region at {r['t_ps'][-1]:.1f} ps" \
+                if str(r.get("stopped") or "").startswith("left") else ""
+            ax.plot(np.asarray(r["t_ps"]),
+                    (np.asarray(r["etot"]) - r["etot"][0]) * 1000 / r["natoms"], lw=0.8,
+                    label=f"{k}: drift {st['drift']:+.2e} meV/atom/ps{note}")
         finish(fig, ax, "t (ps)", "E_tot − E_tot(0) (meV/atom)",
                f"NVE, dt 0.5 fs, {model_label}", "water_nve_energy.png")
     if rdf_md is not None:
@@ -264,7 +270,21 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="NUMBA_NUM_THREADS (default: all)")
     ap.add_argument("--json", default="md_water.json", help="results file ('' for none)")
     ap.add_argument("--figures", default=str(ROOT / "benchmarks" / "figures"))
+    ap.add_argument("--plot-from", nargs="+", metavar="JSON",
+                    help="only redraw the NVE figure from earlier runs' --json files (runs "
+                         "made in separate processes, e.g. float64 and float32 side by side)")
     args = ap.parse_args(argv)
+    if args.plot_from:
+        results, label = {}, None
+        for f in args.plot_from:
+            d = json.loads(Path(f).read_text())
+            label = label or d["model"]
+            seed = d["args"].get("seed", 0)
+            for k, r in d["results"].items():
+                if k.startswith("NVE"):
+                    results[f"{k}, seed {seed}"] = r
+        print("figures: " + ", ".join(plots(results, None, None, Path(args.figures), label)))
+        return 0
     if args.threads:
         os.environ["NUMBA_NUM_THREADS"] = str(args.threads)
     import numpy as np
