@@ -35,14 +35,21 @@ def _threadpool_limits():
     return _THREADPOOLCTL[0]
 
 
-def _openblas_paths() -> list:
-    """Files of the OpenBLAS libraries mapped into this process (Linux; else [])."""
+def _loaded_openblas() -> list:
+    """``[(file, ctypes.CDLL)]`` of the OpenBLAS libraries mapped into this process (Linux;
+    else [])."""
     try:
         with open("/proc/self/maps") as fh:
             paths = {ln.split()[-1] for ln in fh if "openblas" in ln.lower() and "/" in ln}
     except OSError:
         return []
-    return sorted(p for p in paths if os.path.isfile(p))
+    out = []
+    for path in sorted(p for p in paths if os.path.isfile(p)):
+        try:
+            out.append((path, ctypes.CDLL(path)))
+        except OSError:
+            continue
+    return out
 
 
 def _openblas_libs():
@@ -50,11 +57,7 @@ def _openblas_libs():
     if _LIBS is not None:
         return _LIBS
     _LIBS = []
-    for path in _openblas_paths():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
+    for _, lib in _loaded_openblas():
         for pat in _SUFFIXES:
             try:
                 set_, get = getattr(lib, pat.format("set")), getattr(lib, pat.format("get"))
@@ -75,11 +78,7 @@ def openblas_cores() -> dict:
     (``"SkylakeX"``, ``"Haswell"``...: what ``OPENBLAS_CORETYPE`` or the CPU chose), for
     benchmarks to print next to their timings; empty where none can be asked."""
     out = {}
-    for path in _openblas_paths():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
+    for path, lib in _loaded_openblas():
         for name in _CORENAMES:
             fn = getattr(lib, name, None)
             if fn is not None:

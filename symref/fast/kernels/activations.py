@@ -71,7 +71,7 @@ def _pow2_of_rounded(typingctx, kd):
 
 
 @intrinsic
-def _fma(typingctx, a, b, c):
+def fma(typingctx, a, b, c):
     """a*b + c with one rounding (llvm.fma: a single instruction on FMA hardware)."""
     sig = types.float64(types.float64, types.float64, types.float64)
 
@@ -82,8 +82,6 @@ def _fma(typingctx, a, b, c):
 
     return sig, codegen
 
-
-fma = _fma  # the kernels' fused multiply-add (float64), by its public name
 
 # Taylor coefficients 1/k! of expm1(r) = r + r^2 (C2 + C3 r + ... + C14 r^12)
 _C = [1.0 / math.factorial(k) for k in range(15)]
@@ -98,26 +96,26 @@ def tanh_scalar(x):
     t = 2.0 * ax  # in [-40, 0]
     kd = t * _INV_LN2 + _ROUND_MAGIC
     nf = kd - _ROUND_MAGIC  # n = nearest integer to t / ln2, exact
-    r = _fma(-nf, _LN2_LO, _fma(-nf, _LN2_HI, t))  # |r| <= ln2/2
+    r = fma(-nf, _LN2_LO, fma(-nf, _LN2_HI, t))  # |r| <= ln2/2
     # expm1(r) = r + r^2 q(r), q of degree 12 by Estrin's scheme (short dependency chains)
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
-    q01 = _fma(C3, r, C2)
-    q23 = _fma(C5, r, C4)
-    q45 = _fma(C7, r, C6)
-    q67 = _fma(C9, r, C8)
-    q89 = _fma(C11, r, C10)
-    qab = _fma(C13, r, C12)
-    q03 = _fma(q23, r2, q01)
-    q47 = _fma(q67, r2, q45)
-    q8b = _fma(qab, r2, q89)
-    q8c = _fma(C14, r4, q8b)
-    q07 = _fma(q47, r4, q03)
-    q = _fma(q8c, r8, q07)
-    em_r = _fma(q, r2, r)  # expm1(r)
+    q01 = fma(C3, r, C2)
+    q23 = fma(C5, r, C4)
+    q45 = fma(C7, r, C6)
+    q67 = fma(C9, r, C8)
+    q89 = fma(C11, r, C10)
+    qab = fma(C13, r, C12)
+    q03 = fma(q23, r2, q01)
+    q47 = fma(q67, r2, q45)
+    q8b = fma(qab, r2, q89)
+    q8c = fma(C14, r4, q8b)
+    q07 = fma(q47, r4, q03)
+    q = fma(q8c, r8, q07)
+    em_r = fma(q, r2, r)  # expm1(r)
     s = _pow2_of_rounded(kd)  # 2^n, n in [-58, 0]
-    m = _fma(s, em_r, s - 1.0)  # expm1(t) in (-1, 0]
+    m = fma(s, em_r, s - 1.0)  # expm1(t) in (-1, 0]
     return math.copysign(-m / (2.0 + m), x)
 
 
