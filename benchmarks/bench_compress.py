@@ -124,21 +124,16 @@ def deepmd_tf(python: str, model, frame0, systems: dict, repeats: int, threads: 
 
     import numpy as np
 
+    import symref
+    from symref.io.data import System, save_system
     from symref.synthetic import EXAMPLE_CONFIG
 
     work = Path(tempfile.mkdtemp(prefix="symref-tf-"))
-    import symref
-
     symref.save_model(model, work / "model.dp")
-    c0, t0, b0 = frame0  # the one-frame system dp compress takes r_min from
-    sset = work / "frame0" / "set.000"
-    sset.mkdir(parents=True)
-    (work / "frame0" / "type.raw").write_text("\n".join(str(int(t)) for t in t0) + "\n")
-    (work / "frame0" / "type_map.raw").write_text("\n".join(EXAMPLE_CONFIG["type_map"]) + "\n")
-    np.save(sset / "coord.npy", np.asarray(c0).reshape(1, -1))
-    np.save(sset / "box.npy", np.asarray(b0).reshape(1, 9))
-    np.save(sset / "energy.npy", np.zeros(1))
-    np.save(sset / "force.npy", np.zeros((1, 3 * len(t0))))
+    c0, t0, b0 = frame0  # the one-frame system dp compress takes r_min from (zero labels)
+    save_system(System(EXAMPLE_CONFIG["type_map"], np.asarray(t0), np.asarray(c0)[None],
+                       np.asarray(b0).reshape(1, 3, 3), energy=np.zeros(1),
+                       force=np.zeros((1, len(t0), 3))), work / "frame0")
     cfg = {"model": EXAMPLE_CONFIG,
            "learning_rate": {"type": "exp", "decay_steps": 5000, "start_lr": 1e-3,
                              "stop_lr": 3.51e-8},
