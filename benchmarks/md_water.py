@@ -38,9 +38,10 @@ over the steps done and the next run starts.  A run whose temperature passes
 the model's neighbour limit allows (``sel`` overflows), has left the region the model
 was trained on: it stops there, says when, and is reported over the steps done and
 over its *physical window*, which ends :data:`PHYSICAL_MARGIN_PS` before the stop (an
-O-O pair collapsing into an unlearned distance heats the system within ~0.1 ps).  Progress lines go to stderr; the summary and the
-time series (every 10th step) to ``--json``; figures to ``--figures``.  ``--plot-from
-A.json B.json ...`` redraws the NVE figure from runs made in separate processes.
+O-O pair collapsing into an unlearned distance heats the system within ~0.1 ps).
+Progress lines go to stderr; the summary and the time series (every 10th step) to
+``--json``; figures to ``--figures``.  ``--plot-from A.json B.json ...`` redraws the NVE
+figure from runs made in separate processes.
 """
 from __future__ import annotations
 
@@ -96,7 +97,7 @@ def run(atoms, dyn, nsteps: int, label: str, rdf_from: int | None = None,
     finite energies, and the temperature against ``max_T`` (K; None: no limit).
     Energies are recorded every 10th step (every step of short runs).
     Returns the recorded series and checks; ``stopped`` says why a run ended early
-    (None: it did not)."""
+    (None: it did not), ``left_region`` whether that was leaving the trained region."""
     import numpy as np
 
     record_every = max(1, min(10, nsteps // 20))
@@ -126,19 +127,18 @@ def run(atoms, dyn, nsteps: int, label: str, rdf_from: int | None = None,
             state["cells"].append(np.array(atoms.cell))
         if k and k % every == 0:
             el = time.perf_counter() - state["t0"]
-            T = 2 * ekin / (3 * n * 8.617333262e-5)
             log(f"{label}: step {k}/{nsteps}  Epot {epot:.4f} eV  Etot {epot + ekin:.5f} eV  "
                 f"T {T:.1f} K  |sum F| {state['fsum']:.2e}  {el:.0f} s, "
                 f"ETA {el / k * (nsteps - k):.0f} s")
 
     dyn.attach(observe, interval=1)
-    interrupted, stopped = False, None
+    interrupted, left_region, stopped = False, False, None
     try:
         dyn.run(nsteps)
     except KeyboardInterrupt:  # Ctrl-C / SIGINT: keep the steps done (the last record's)
         interrupted, stopped = True, "interrupted (SIGINT)"
     except (LeftTrainedRegion, ValueError) as e:  # ValueError: sel overflow (atoms too close)
-        stopped = f"left the trained region: {e}"
+        left_region, stopped = True, f"left the trained region: {e}"
     if stopped:
         nsteps = rec["step"][-1] if rec["step"] else 0
         log(f"{label}: {stopped}; reporting the first {nsteps} steps")
@@ -146,7 +146,7 @@ def run(atoms, dyn, nsteps: int, label: str, rdf_from: int | None = None,
     out = {k: np.asarray(v) for k, v in rec.items()}
     out.update(fsum_max=state["fsum"], fmax=state["fmax"], wall_s=wall,
                nsteps=max(nsteps, 1), interrupted=interrupted, stopped=stopped,
-               o_pos=state["o_pos"],
+               left_region=left_region, o_pos=state["o_pos"],
                cells=state["cells"])
     return out
 
@@ -168,7 +168,7 @@ def nve(atoms0, calc, dt_fs: float, ps: float, label: str, dtmd=None,
     etot = res["epot"] + res["ekin"]
     res["t_ps"], res["etot"] = t_ps, etot
     res["stats"] = energy_drift(t_ps, etot, len(atoms))
-    if res["stopped"] and res["stopped"].startswith("left") and len(t_ps):
+    if res["left_region"] and len(t_ps):
         w = t_ps <= t_ps[-1] - PHYSICAL_MARGIN_PS  # the physical window
         if w.sum() >= 3:
             res["stats_physical"] = energy_drift(t_ps[w], etot[w], len(atoms))
@@ -237,7 +237,7 @@ def plots(results, rdf_md, rdf_dft, figdir: Path, model_label: str) -> list[str]
         for k, r in nves:
             st = r.get("stats_physical") or r["stats"]
             note = f", left the trained region at {r['t_ps'][-1]:.1f} ps" \
-                if str(r.get("stopped") or "").startswith("left") else ""
+                if r.get("left_region") else ""
             ax.plot(np.asarray(r["t_ps"]),
                     (np.asarray(r["etot"]) - r["etot"][0]) * 1000 / r["natoms"], lw=0.8,
                     label=f"{k}: drift {st['drift']:+.2e} meV/atom/ps{note}")
